@@ -1,0 +1,7 @@
+"""Allow ``python -m headrace``."""
+
+import sys
+
+from headrace.cli import main
+
+sys.exit(main())

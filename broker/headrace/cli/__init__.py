@@ -1,0 +1,54 @@
+"""The single ``headrace`` command line entry point.
+
+Each subcommand lives in its own module exposing ``NAME``, ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``; this module only wires them
+into one ``argparse`` tree, so adding a command never touches another one's code.
+Subcommand modules import heavy dependencies inside ``run`` to keep ``--help`` fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+#: Subcommand modules, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "headrace.cli.broker",
+)
+
+
+class Command(Protocol):
+    NAME: str
+    HELP: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="headrace",
+        description="Headrace: an event-streaming platform that speaks the Kafka protocol.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        command = cast(Command, importlib.import_module(module_name))
+        sub = subparsers.add_parser(command.NAME, help=command.HELP, description=command.HELP)
+        command.add_arguments(sub)
+        sub.set_defaults(_command=command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = cast(Command, args._command)
+    return command.run(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
