@@ -1,0 +1,128 @@
+"""The handler contract and registry shared by every Kafka API implementation.
+
+A handler is an async callable ``(request, ctx) -> response | None`` where ``request`` is the kio
+request dataclass of the negotiated version and the response is the kio response dataclass of the
+same version (or a :class:`~headrace.protocol.codec.PreEncodedResponse` for hand-framed answers,
+or None for "send nothing", as for acks=0 Produce). Other packages (the group coordinator) plug in
+by returning :class:`ApiHandler` records; ApiVersions advertises exactly the registered ranges.
+The :class:`RequestObserver` hook is the single place metrics learn about requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from headrace.server.broker import Broker
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What a handler knows about the request besides its body."""
+
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    client_host: str
+    broker: Broker
+
+
+#: ``async def handle(request, ctx) -> response | None``
+Handler = Callable[[Any, RequestContext], Awaitable[Any | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiHandler:
+    """One API's supported version range and its handler."""
+
+    api_key: int
+    min_version: int
+    max_version: int
+    handle: Handler
+
+
+class RequestObserver(Protocol):
+    """Hook for metrics/tracing; every method must be cheap and must not raise."""
+
+    def on_request(
+        self,
+        api_key: int,
+        api_version: int,
+        seconds: float,
+        error_code: int,
+        request_bytes: int,
+        response_bytes: int,
+    ) -> None: ...
+
+    def on_connection_opened(self) -> None: ...
+
+    def on_connection_closed(self) -> None: ...
+
+    def on_produced(self, topic: str, partition: int, records: int, size: int) -> None: ...
+
+    def on_fetched(self, topic: str, partition: int, size: int) -> None: ...
+
+    def on_fetch_waiting(self, delta: int) -> None:
+        """``delta`` is +1 when a fetch starts long-polling and -1 when it is answered."""
+
+
+class NullObserver:
+    """The default observer: records nothing."""
+
+    def on_request(
+        self,
+        api_key: int,
+        api_version: int,
+        seconds: float,
+        error_code: int,
+        request_bytes: int,
+        response_bytes: int,
+    ) -> None:
+        pass
+
+    def on_connection_opened(self) -> None:
+        pass
+
+    def on_connection_closed(self) -> None:
+        pass
+
+    def on_produced(self, topic: str, partition: int, records: int, size: int) -> None:
+        pass
+
+    def on_fetched(self, topic: str, partition: int, size: int) -> None:
+        pass
+
+    def on_fetch_waiting(self, delta: int) -> None:
+        pass
+
+
+class ApiRegistry:
+    """API key → handler; the source of truth for what ApiVersions advertises."""
+
+    def __init__(self, handlers: Iterable[ApiHandler] = ()) -> None:
+        self._handlers: dict[int, ApiHandler] = {}
+        self.register_all(handlers)
+
+    def register(self, handler: ApiHandler) -> None:
+        """Add (or replace) the handler for ``handler.api_key``."""
+        if handler.min_version > handler.max_version:
+            raise ValueError(f"empty version range for API {handler.api_key}")
+        self._handlers[handler.api_key] = handler
+
+    def register_all(self, handlers: Iterable[ApiHandler]) -> None:
+        for handler in handlers:
+            self.register(handler)
+
+    def lookup(self, api_key: int, api_version: int) -> ApiHandler | None:
+        """The handler if it supports this exact version, else None."""
+        handler = self._handlers.get(api_key)
+        if handler is None or not handler.min_version <= api_version <= handler.max_version:
+            return None
+        return handler
+
+    def supported(self) -> list[tuple[int, int, int]]:
+        """(api key, min version, max version), sorted by key."""
+        return sorted((h.api_key, h.min_version, h.max_version) for h in self._handlers.values())
