@@ -1,0 +1,411 @@
+"""Prometheus metrics for one broker, cheap enough for the Kafka hot path.
+
+Every broker owns its own :class:`prometheus_client.CollectorRegistry` (plus process metrics), so
+several brokers in one test process never collide. Request, byte and connection counters are
+updated through label children resolved once per (api, error, topic) and cached, so an update on
+the hot path is a dict lookup and a lock-protected add. Storage, group and partition gauges are
+not updated at all on the hot path: :class:`ScrapeCollector` reads them from a
+:class:`BrokerStatsSource` when Prometheus scrapes. docs/metrics.md documents every name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from kio.schema.errors import ErrorCode
+from kio.schema.index import api_key_map
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+#: Default bound on per-partition series (per gauge name); see docs/metrics.md.
+DEFAULT_MAX_PARTITION_SERIES = 2000
+
+#: Kafka request latencies span ~50 µs (metadata) to the long-poll wait of a fetch (seconds).
+REQUEST_DURATION_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+)
+
+
+def api_name(api_key: int) -> str:
+    """Kafka's CamelCase name of an API key (``0`` → ``Produce``), ``Unknown<N>`` otherwise."""
+    module = api_key_map.get(api_key)
+    if module is None:
+        return f"Unknown{api_key}"
+    return "".join(part.capitalize() for part in module.split("_"))
+
+
+def error_name(error_code: int) -> str:
+    """Kafka's upper-case error name (``3`` → ``UNKNOWN_TOPIC_OR_PARTITION``)."""
+    try:
+        return ErrorCode(error_code).name.upper()
+    except ValueError:
+        return f"ERROR_{error_code}"
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionStats:
+    """What the broker knows about one hosted partition replica at scrape time."""
+
+    topic: str
+    partition: int
+    size_bytes: int
+    segments: int
+    log_start_offset: int
+    log_end_offset: int
+    high_watermark: int
+    is_leader: bool = True
+    under_replicated: bool = False
+    offline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """One consumer group: member count and lag per committed partition."""
+
+    group: str
+    members: int
+    #: (topic, partition) → lag in records (log end offset - committed offset, never negative).
+    lag: dict[tuple[str, int], int]
+
+
+class BrokerStatsSource(Protocol):
+    """Read-only view the scrape collector asks for storage, group and log-dir figures."""
+
+    def partition_stats(self) -> Iterable[PartitionStats]: ...
+
+    def group_stats(self) -> Iterable[GroupStats]: ...
+
+    def log_dirs(self) -> Iterable[str]: ...
+
+
+class ScrapeCollector(Collector):
+    """Yields storage, partition, group and disk gauges computed from the source on each scrape."""
+
+    def __init__(
+        self,
+        source: Callable[[], BrokerStatsSource | None],
+        max_partition_series: int,
+    ) -> None:
+        self._source = source
+        self._max_partition_series = max_partition_series
+
+    def describe(self) -> list[Metric]:
+        # An empty description keeps the registry from calling collect() at registration time.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        source = self._source()
+        if source is None:
+            return
+        yield from self._partition_metrics(source)
+        yield from self._group_metrics(source)
+        yield from self._disk_metrics(source)
+
+    def _partition_metrics(self, source: BrokerStatsSource) -> Iterator[Metric]:
+        labels = ["topic", "partition"]
+        size = GaugeMetricFamily("headrace_log_size_bytes", "Bytes on disk of the partition log.",
+                                 labels=labels)
+        segments = GaugeMetricFamily("headrace_log_segments", "Segments in the partition log.",
+                                     labels=labels)
+        start = GaugeMetricFamily("headrace_log_start_offset", "First offset still in the log.",
+                                  labels=labels)
+        end = GaugeMetricFamily("headrace_log_end_offset", "Offset the next record will get.",
+                                labels=labels)
+        hwm = GaugeMetricFamily("headrace_high_watermark",
+                                "Offset up to which records are committed (visible to consumers).",
+                                labels=labels)
+        hosted = led = under = offline = dropped = 0
+        stats = sorted(source.partition_stats(), key=lambda s: (s.topic, s.partition))
+        for stat in stats:
+            hosted += 1
+            led += stat.is_leader
+            under += stat.under_replicated
+            offline += stat.offline
+            if hosted > self._max_partition_series:
+                dropped += 1
+                continue
+            values = [stat.topic, str(stat.partition)]
+            size.add_metric(values, stat.size_bytes)
+            segments.add_metric(values, stat.segments)
+            start.add_metric(values, stat.log_start_offset)
+            end.add_metric(values, stat.log_end_offset)
+            hwm.add_metric(values, stat.high_watermark)
+        yield from (size, segments, start, end, hwm)
+        yield GaugeMetricFamily("headrace_partitions", "Partition replicas hosted by this broker.",
+                                value=hosted)
+        yield GaugeMetricFamily("headrace_leader_partitions", "Partitions this broker leads.",
+                                value=led)
+        yield GaugeMetricFamily("headrace_under_replicated_partitions",
+                                "Led partitions whose in-sync replica set is smaller than the "
+                                "replica set.", value=under)
+        yield GaugeMetricFamily("headrace_offline_partitions",
+                                "Partitions without a live leader.", value=offline)
+        yield GaugeMetricFamily("headrace_metrics_partition_series_dropped",
+                                "Partitions left out of the per-partition gauges by the series "
+                                "bound (--metrics-max-partition-series).", value=dropped)
+
+    def _group_metrics(self, source: BrokerStatsSource) -> Iterator[Metric]:
+        lag = GaugeMetricFamily("headrace_consumer_group_lag",
+                                "Records between the committed offset and the log end offset.",
+                                labels=["group", "topic", "partition"])
+        members = GaugeMetricFamily("headrace_consumer_group_members",
+                                    "Members currently in the consumer group.", labels=["group"])
+        series = 0
+        for group in source.group_stats():
+            members.add_metric([group.group], group.members)
+            for (topic, partition), records in sorted(group.lag.items()):
+                series += 1
+                if series <= self._max_partition_series:
+                    lag.add_metric([group.group, topic, str(partition)], records)
+        yield lag
+        yield members
+
+    def _disk_metrics(self, source: BrokerStatsSource) -> Iterator[Metric]:
+        free = GaugeMetricFamily("headrace_log_dir_free_bytes",
+                                 "Free bytes on the file system of the log directory.",
+                                 labels=["dir"])
+        total = GaugeMetricFamily("headrace_log_dir_total_bytes",
+                                  "Size of the file system of the log directory.", labels=["dir"])
+        for directory in source.log_dirs():
+            try:
+                usage = shutil.disk_usage(directory)
+            except OSError:
+                continue
+            free.add_metric([directory], usage.free)
+            total.add_metric([directory], usage.total)
+        yield free
+        yield total
+
+
+class _TopicCounters:
+    """Label children of one topic, resolved once."""
+
+    __slots__ = ("bytes_in", "bytes_out", "records_in", "records_out")
+
+    def __init__(self, metrics: BrokerMetrics, topic: str) -> None:
+        self.bytes_in = metrics.topic_bytes_in.labels(topic)
+        self.bytes_out = metrics.topic_bytes_out.labels(topic)
+        self.records_in = metrics.topic_records_in.labels(topic)
+        self.records_out = metrics.topic_records_out.labels(topic)
+
+
+class _ApiCounters:
+    __slots__ = ("duration", "requests")
+
+    def __init__(self, metrics: BrokerMetrics, api: str) -> None:
+        self.requests = metrics.requests.labels(api)
+        self.duration = metrics.request_duration.labels(api)
+
+
+class BrokerMetrics:
+    """All metrics of one broker, and the request observer the Kafka dispatch loop calls.
+
+    The ``on_*`` methods are the hook the server's dispatch loop calls; they are safe to call from
+    the event loop thread at request rate. ``stats_source`` is consulted only at scrape time.
+    """
+
+    def __init__(
+        self,
+        broker_id: int,
+        version: str,
+        *,
+        max_partition_series: int = DEFAULT_MAX_PARTITION_SERIES,
+        process_metrics: bool = True,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.stats_source: BrokerStatsSource | None = None
+        registry = self.registry
+        if process_metrics:
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+        info = Gauge("headrace_broker_info", "Constant 1, labelled with the broker id and version.",
+                     ["broker_id", "version"], registry=registry)
+        info.labels(str(broker_id), version).set(1)
+        self.requests = Counter("headrace_requests", "Kafka requests handled, by API name.",
+                                ["api"], registry=registry)
+        self.request_duration = Histogram(
+            "headrace_request_duration_seconds",
+            "Time from reading a Kafka request to writing its response.",
+            ["api"], buckets=REQUEST_DURATION_BUCKETS, registry=registry,
+        )
+        self.request_errors = Counter(
+            "headrace_request_errors",
+            "Kafka requests answered with an error, by Kafka error name.",
+            ["api", "error"], registry=registry,
+        )
+        self.topic_bytes_in = Counter("headrace_topic_bytes_in", "Record batch bytes appended.",
+                                      ["topic"], registry=registry)
+        self.topic_bytes_out = Counter("headrace_topic_bytes_out",
+                                       "Record batch bytes sent to consumers and followers.",
+                                       ["topic"], registry=registry)
+        self.topic_records_in = Counter("headrace_topic_records_in", "Records appended.",
+                                        ["topic"], registry=registry)
+        self.topic_records_out = Counter("headrace_topic_records_out",
+                                         "Records sent over HTTP reads (Kafka fetches count "
+                                         "bytes only: the broker never decodes them).",
+                                         ["topic"], registry=registry)
+        self.connections_active = Gauge("headrace_connections_active",
+                                        "Open Kafka client connections.", registry=registry)
+        self.connections = Counter("headrace_connections", "Kafka client connections accepted.",
+                                   registry=registry)
+        self.fetch_waiting = Gauge("headrace_fetch_waiting",
+                                   "Fetch requests parked waiting for data (long poll).",
+                                   registry=registry)
+        self.group_rebalances = Counter("headrace_consumer_group_rebalances",
+                                        "Rebalances started, by consumer group.", ["group"],
+                                        registry=registry)
+        self.isr_shrinks = Counter("headrace_isr_shrinks", "In-sync replica set shrinks.",
+                                   registry=registry)
+        self.isr_expands = Counter("headrace_isr_expands", "In-sync replica set expansions.",
+                                   registry=registry)
+        self.http_requests = Counter("headrace_http_requests", "HTTP requests served.",
+                                     ["method", "route", "status"], registry=registry)
+        self.http_request_duration = Histogram(
+            "headrace_http_request_duration_seconds", "Time to serve an HTTP request.",
+            ["method", "route"], registry=registry,
+        )
+        registry.register(ScrapeCollector(lambda: self.stats_source, max_partition_series))
+        self._apis: dict[int, _ApiCounters] = {}
+        self._errors: dict[tuple[int, int], Counter] = {}
+        self._topics: dict[str, _TopicCounters] = {}
+
+    # -- the hot-path observer -------------------------------------------------------------------
+
+    def on_request(
+        self,
+        api_key: int,
+        api_version: int,
+        seconds: float,
+        error_code: int,
+        request_bytes: int = 0,
+        response_bytes: int = 0,
+    ) -> None:
+        """One Kafka request answered; ``error_code`` is the top-level or first non-zero error."""
+        counters = self._apis.get(api_key)
+        if counters is None:
+            counters = self._apis[api_key] = _ApiCounters(self, api_name(api_key))
+        counters.requests.inc()
+        counters.duration.observe(seconds)
+        if error_code:
+            key = (api_key, error_code)
+            child = self._errors.get(key)
+            if child is None:
+                child = self._errors[key] = self.request_errors.labels(
+                    api_name(api_key), error_name(error_code))
+            child.inc()
+
+    def _topic(self, topic: str) -> _TopicCounters:
+        counters = self._topics.get(topic)
+        if counters is None:
+            counters = self._topics[topic] = _TopicCounters(self, topic)
+        return counters
+
+    def on_produced(self, topic: str, partition: int, records: int, size: int) -> None:
+        """Batches of ``size`` bytes appended to ``topic`` (by Kafka or HTTP produce)."""
+        counters = self._topic(topic)
+        counters.bytes_in.inc(size)
+        counters.records_in.inc(records)
+
+    def on_fetched(self, topic: str, partition: int, size: int, records: int = 0) -> None:
+        """Batch bytes sent out of ``topic``; ``records`` only when the reader decoded them."""
+        counters = self._topic(topic)
+        counters.bytes_out.inc(size)
+        if records:
+            counters.records_out.inc(records)
+
+    def on_connection_opened(self) -> None:
+        self.connections.inc()
+        self.connections_active.inc()
+
+    def on_connection_closed(self) -> None:
+        self.connections_active.dec()
+
+    def on_fetch_waiting(self, delta: int) -> None:
+        """A long-poll fetch parked (``+1``) or woke/expired (``-1``)."""
+        self.fetch_waiting.inc(delta)
+
+    def on_group_rebalance(self, group: str) -> None:
+        self.group_rebalances.labels(group).inc()
+
+    def on_isr_shrink(self) -> None:
+        self.isr_shrinks.inc()
+
+    def on_isr_expand(self) -> None:
+        self.isr_expands.inc()
+
+    def forget_topic(self, topic: str) -> None:
+        """Drop a deleted topic's counter series so the exposition doesn't grow forever."""
+        if self._topics.pop(topic, None) is not None:
+            for metric in (self.topic_bytes_in, self.topic_bytes_out, self.topic_records_in,
+                           self.topic_records_out):
+                with contextlib.suppress(KeyError):
+                    metric.remove(topic)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class NullMetrics(BrokerMetrics):
+    """Observer whose hot-path hooks record nothing; the bench's "metrics off" baseline."""
+
+    def on_request(
+        self,
+        api_key: int,
+        api_version: int,
+        seconds: float,
+        error_code: int,
+        request_bytes: int = 0,
+        response_bytes: int = 0,
+    ) -> None:
+        return None
+
+    def on_produced(self, topic: str, partition: int, records: int, size: int) -> None:
+        return None
+
+    def on_fetched(self, topic: str, partition: int, size: int, records: int = 0) -> None:
+        return None
+
+    def on_connection_opened(self) -> None:
+        return None
+
+    def on_connection_closed(self) -> None:
+        return None
+
+    def on_fetch_waiting(self, delta: int) -> None:
+        return None
+
+
+def counter_value(registry: CollectorRegistry, name: str, labels: dict[str, str] | None = None
+                  ) -> float:
+    """A sample's current value (0 when absent); convenient for tests and the bench."""
+    value = registry.get_sample_value(name, labels or {})
+    return 0.0 if value is None else value
+
+
+__all__ = [
+    "DEFAULT_MAX_PARTITION_SERIES",
+    "BrokerMetrics",
+    "BrokerStatsSource",
+    "GroupStats",
+    "NullMetrics",
+    "PartitionStats",
+    "ScrapeCollector",
+    "api_name",
+    "counter_value",
+    "error_name",
+]
