@@ -1,0 +1,59 @@
+"""The durable partition log engine: Kafka RecordBatch v2 segments on local disk.
+
+Import everything from here; submodules are an implementation detail. See docs/storage.md.
+Not thread-safe: call from one thread (the broker's event loop).
+"""
+
+from headrace.storage.config import LogConfig, TimestampType
+from headrace.storage.errors import (
+    BatchTooLargeError,
+    CorruptBatchError,
+    DuplicateSequenceError,
+    InvalidBatchError,
+    InvalidConfigError,
+    InvalidPartitionsError,
+    InvalidProducerEpochError,
+    InvalidTopicError,
+    OffsetOutOfRangeError,
+    OutOfOrderSequenceError,
+    StorageError,
+    TopicExistsError,
+    UnknownPartitionError,
+)
+from headrace.storage.interface import LogManagerAPI, PartitionLogAPI
+from headrace.storage.results import (
+    AppendResult,
+    FileRegion,
+    LogRead,
+    RecoveryEvent,
+    RecoveryReport,
+    RetentionReport,
+    TopicMetadata,
+)
+
+__all__ = [
+    "AppendResult",
+    "BatchTooLargeError",
+    "CorruptBatchError",
+    "DuplicateSequenceError",
+    "FileRegion",
+    "InvalidBatchError",
+    "InvalidConfigError",
+    "InvalidPartitionsError",
+    "InvalidProducerEpochError",
+    "InvalidTopicError",
+    "LogConfig",
+    "LogManagerAPI",
+    "LogRead",
+    "OffsetOutOfRangeError",
+    "OutOfOrderSequenceError",
+    "PartitionLogAPI",
+    "RecoveryEvent",
+    "RecoveryReport",
+    "RetentionReport",
+    "StorageError",
+    "TimestampType",
+    "TopicExistsError",
+    "TopicMetadata",
+    "UnknownPartitionError",
+]

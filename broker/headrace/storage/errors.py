@@ -1,0 +1,88 @@
+"""Typed storage errors, so the protocol layer can map each failure to one Kafka error code.
+
+Every error carries ``kafka_error_code`` (the Kafka protocol error number the server should
+answer with); the base class maps to KAFKA_STORAGE_ERROR.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class of everything the storage engine raises on purpose."""
+
+    kafka_error_code: int = 56  # KAFKA_STORAGE_ERROR
+
+
+class InvalidConfigError(StorageError, ValueError):
+    """A topic or log config value is unknown or out of range; the message names the key."""
+
+    kafka_error_code = 40  # INVALID_CONFIG
+
+
+class InvalidBatchError(StorageError):
+    """A batch is structurally invalid (wrong magic, bad length, record count mismatch...)."""
+
+    kafka_error_code = 87  # INVALID_RECORD
+
+
+class CorruptBatchError(InvalidBatchError):
+    """A batch's CRC32C does not match its bytes."""
+
+    kafka_error_code = 2  # CORRUPT_MESSAGE
+
+
+class BatchTooLargeError(StorageError):
+    """A batch exceeds ``max.message.bytes`` (or cannot fit in any segment)."""
+
+    kafka_error_code = 10  # MESSAGE_TOO_LARGE
+
+
+class OffsetOutOfRangeError(StorageError):
+    """A read or delete asked for an offset outside ``[log_start_offset, log_end_offset]``."""
+
+    kafka_error_code = 1  # OFFSET_OUT_OF_RANGE
+
+
+class UnknownPartitionError(StorageError, KeyError):
+    """The topic or partition does not exist on this broker."""
+
+    kafka_error_code = 3  # UNKNOWN_TOPIC_OR_PARTITION
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class TopicExistsError(StorageError):
+    """``create_topic`` for a name that already exists."""
+
+    kafka_error_code = 36  # TOPIC_ALREADY_EXISTS
+
+
+class InvalidTopicError(StorageError):
+    """A topic name Kafka would not accept (empty, too long, illegal characters)."""
+
+    kafka_error_code = 17  # INVALID_TOPIC_EXCEPTION
+
+
+class InvalidPartitionsError(StorageError):
+    """A partition count that is not positive, or ``add_partitions`` that would shrink."""
+
+    kafka_error_code = 37  # INVALID_PARTITIONS
+
+
+class DuplicateSequenceError(StorageError):
+    """A duplicate idempotent batch that cannot be answered with its original offsets."""
+
+    kafka_error_code = 46  # DUPLICATE_SEQUENCE_NUMBER
+
+
+class OutOfOrderSequenceError(StorageError):
+    """An idempotent producer skipped sequence numbers (or a new epoch did not start at 0)."""
+
+    kafka_error_code = 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
+
+
+class InvalidProducerEpochError(StorageError):
+    """An idempotent producer wrote with an epoch older than the one already seen."""
+
+    kafka_error_code = 47  # INVALID_PRODUCER_EPOCH

@@ -1,0 +1,108 @@
+"""The narrow interface other broker parts code against (server, groups, replication, web).
+
+``PartitionLog`` and ``LogManager`` in this package implement these protocols. Threading: the
+engine is NOT thread-safe; the broker calls it from its one event-loop thread. Appends fsync
+only as the topic's flush policy demands; ``flush()`` may be run in an executor, but then no
+other call on the same partition may run concurrently.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Protocol
+
+from headrace.storage.config import LogConfig
+from headrace.storage.results import (
+    AppendResult,
+    LogRead,
+    RecoveryReport,
+    RetentionReport,
+    TopicMetadata,
+)
+
+
+class PartitionLogAPI(Protocol):
+    """One topic-partition: an append-only log of Kafka RecordBatch v2 batches."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def config(self) -> LogConfig: ...
+    @property
+    def log_start_offset(self) -> int: ...
+    @property
+    def log_end_offset(self) -> int: ...  # the next offset to be assigned
+    @property
+    def size_bytes(self) -> int: ...
+    @property
+    def segment_count(self) -> int: ...
+    @property
+    def latest_leader_epoch(self) -> int: ...  # -1 when no epoch was ever recorded
+
+    def update_config(self, config: LogConfig) -> None: ...
+
+    def append(self, batches: bytes | memoryview, *, leader_epoch: int) -> AppendResult:
+        """Leader path: validate, assign offsets (rewrites baseOffset and partitionLeaderEpoch
+        in place), check idempotent-producer sequences, write. All-or-nothing."""
+        ...
+
+    def append_replica(self, batches: bytes | memoryview) -> AppendResult:
+        """Follower path: batches carry leader-assigned offsets and epochs; the first batch
+        must start at ``log_end_offset`` and the rest be contiguous."""
+        ...
+
+    def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None) -> LogRead:
+        """Whole batches from the one containing ``offset``; at least one batch even if it is
+        larger than ``max_bytes``; only batches with ``base_offset < max_offset``.
+        Raises OffsetOutOfRangeError outside ``[log_start_offset, log_end_offset]``."""
+        ...
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(base offset, max timestamp) of the first batch whose max timestamp >= the target;
+        None when there is none (Kafka ListOffsets)."""
+        ...
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """OffsetForLeaderEpoch: (largest known epoch <= epoch, its end offset);
+        (-1, -1) when undefined."""
+        ...
+
+    def delete_records_before(self, offset: int) -> int: ...  # returns the new log start
+    def truncate_to(self, offset: int) -> None: ...
+    def truncate_fully_and_start_at(self, offset: int) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class LogManagerAPI(Protocol):
+    """Owns one data directory: topics, their partitions, retention and recovery.
+
+    Constructed as ``LogManager(data_dir, *, default_config=LogConfig(),
+    max_open_files=1024, clock_ms=None)``; recovery runs in the constructor and its result is
+    ``recovery_report``. ``close()`` flushes and writes the clean-shutdown marker.
+    """
+
+    @property
+    def default_config(self) -> LogConfig: ...
+    @property
+    def recovery_report(self) -> RecoveryReport: ...
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        configs: Mapping[str, str] | None = None,
+        topic_id: uuid.UUID | None = None,
+    ) -> TopicMetadata: ...
+    def delete_topic(self, name: str) -> None: ...
+    def add_partitions(self, name: str, total_partitions: int) -> TopicMetadata: ...
+    def topics(self) -> Mapping[str, TopicMetadata]: ...
+    def get_partition(self, topic: str, partition: int) -> PartitionLogAPI: ...
+    def topic_config(self, name: str) -> LogConfig: ...
+    def alter_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicMetadata: ...
+    def enforce_retention(self, now_ms: int | None = None) -> RetentionReport: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
