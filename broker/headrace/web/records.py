@@ -1,0 +1,261 @@
+"""Records over HTTP: parse REST produce requests, build RecordBatch v2, render consumed records.
+
+Pure functions (no aiohttp, no broker) so every validation rule is testable on its own. Batches
+are built and parsed with aiokafka's ``record`` module (maintained, handles every compression
+codec) rather than by hand. The JSON shapes follow Confluent REST Proxy v3 (produce) and v2
+(consumer records) so existing HTTP clients and tutorials carry over.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aiokafka.partitioner import murmur2
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+
+#: Confluent's data types for keys and values in a produce request.
+DATA_TYPES = ("JSON", "STRING", "BINARY")
+#: Renderings of consumed keys/values (v2 consumer ``format``, stream ``format`` parameter).
+RecordFormat = Literal["binary", "json", "string"]
+RECORD_FORMATS: tuple[RecordFormat, ...] = ("binary", "json", "string")
+
+
+class InvalidRecordError(ValueError):
+    """A produce request that can't become a record; the message names the offending field."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceRecord:
+    """One record of a REST produce request, validated and encoded to bytes."""
+
+    partition: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+    timestamp_ms: int | None
+    key_type: str | None
+    value_type: str | None
+
+
+def _encode_data(field: str, spec: Any) -> tuple[bytes | None, str | None]:
+    if spec is None:
+        return None, None
+    if not isinstance(spec, dict):
+        raise InvalidRecordError(f"{field} must be an object with type and data")
+    unknown = set(spec) - {"type", "data", "subject", "schema_version"}
+    if unknown:
+        raise InvalidRecordError(f"{field} has unknown fields: {', '.join(sorted(unknown))}")
+    data_type = spec.get("type", "JSON")
+    if not isinstance(data_type, str) or data_type.upper() not in DATA_TYPES:
+        raise InvalidRecordError(f"{field}.type must be one of {', '.join(DATA_TYPES)}")
+    data_type = data_type.upper()
+    if "data" not in spec:
+        raise InvalidRecordError(f"{field}.data is missing")
+    data = spec["data"]
+    if data_type == "JSON":
+        if data is None:
+            return None, data_type
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(), data_type
+    if data is None:
+        return None, data_type
+    if not isinstance(data, str):
+        raise InvalidRecordError(f"{field}.data must be a string for type {data_type}")
+    if data_type == "STRING":
+        return data.encode(), data_type
+    return decode_base64(f"{field}.data", data), data_type
+
+
+def decode_base64(field: str, text: str) -> bytes:
+    """Strict base64 (padding and alphabet checked); InvalidRecordError names ``field``."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRecordError(f"{field} is not valid base64: {exc}") from None
+
+
+def parse_timestamp(field: str, value: Any) -> int | None:
+    """Milliseconds since the epoch from an ISO 8601 string or an integer of milliseconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidRecordError(f"{field} must be an ISO 8601 date-time or milliseconds")
+    if isinstance(value, int):
+        if value < 0:
+            raise InvalidRecordError(f"{field} must not be negative")
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidRecordError(f"{field} is not an ISO 8601 date-time: {value!r}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        millis = int(parsed.timestamp() * 1000)
+        if millis < 0:
+            raise InvalidRecordError(f"{field} must not be before 1970")
+        return millis
+    raise InvalidRecordError(f"{field} must be an ISO 8601 date-time or milliseconds")
+
+
+def format_timestamp(millis: int) -> str:
+    """ISO 8601 in UTC with milliseconds, as Confluent's responses show timestamps."""
+    moment = datetime.fromtimestamp(millis / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_produce_request(body: Any) -> ProduceRecord:
+    """Validate one Confluent v3 produce request object."""
+    if not isinstance(body, dict):
+        raise InvalidRecordError("a produce request must be a JSON object")
+    unknown = set(body) - {"partition_id", "key", "value", "headers", "timestamp"}
+    if unknown:
+        raise InvalidRecordError(f"unknown fields: {', '.join(sorted(unknown))}")
+    partition = body.get("partition_id")
+    if partition is not None and (
+        not isinstance(partition, int) or isinstance(partition, bool) or partition < 0
+    ):
+        raise InvalidRecordError("partition_id must be a non-negative integer")
+    key, key_type = _encode_data("key", body.get("key"))
+    value, value_type = _encode_data("value", body.get("value"))
+    headers_in = body.get("headers") or []
+    if not isinstance(headers_in, list):
+        raise InvalidRecordError("headers must be a list of {\"name\", \"value\"} objects")
+    headers: list[tuple[str, bytes | None]] = []
+    for index, header in enumerate(headers_in):
+        if not isinstance(header, dict) or not isinstance(header.get("name"), str):
+            raise InvalidRecordError(f"headers[{index}] must be an object with a string name")
+        raw = header.get("value")
+        if raw is not None and not isinstance(raw, str):
+            raise InvalidRecordError(f"headers[{index}].value must be base64 text or null")
+        headers.append((header["name"],
+                        None if raw is None else decode_base64(f"headers[{index}].value", raw)))
+    return ProduceRecord(
+        partition=partition,
+        key=key,
+        value=value,
+        headers=tuple(headers),
+        timestamp_ms=parse_timestamp("timestamp", body.get("timestamp")),
+        key_type=key_type,
+        value_type=value_type,
+    )
+
+
+def choose_partition(key: bytes | None, partitions: int, counter: int) -> int:
+    """Kafka's default partitioner: murmur2 of the key, round-robin for null keys."""
+    if key is None:
+        return counter % partitions
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def build_batch(
+    records: Sequence[tuple[int, bytes | None, bytes | None, Sequence[tuple[str, bytes | None]]]],
+) -> bytes:
+    """An uncompressed RecordBatch v2 of ``(timestamp_ms, key, value, headers)`` tuples.
+
+    Offsets are relative (0..n-1): the log assigns the real base offset on append.
+    """
+    builder = DefaultRecordBatchBuilder(
+        magic=2, compression_type=0, is_transactional=0, producer_id=-1, producer_epoch=-1,
+        base_sequence=-1, batch_size=1 << 31,
+    )
+    for offset, (timestamp, key, value, headers) in enumerate(records):
+        builder.append(offset, timestamp=timestamp, key=key, value=value, headers=list(headers))
+    return bytes(builder.build())
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedRecord:
+    """A record read back from a partition log."""
+
+    offset: int
+    timestamp_ms: int
+    timestamp_type: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+
+
+def decode_batches(data: bytes, start_offset: int = 0) -> Iterator[ConsumedRecord]:
+    """Records at or after ``start_offset`` in concatenated batches; control batches skipped.
+
+    A read returns whole batches, so the first batch can start before ``start_offset`` and the
+    last one can be cut short by the byte limit (MemoryRecords stops at a partial batch).
+    """
+    records = MemoryRecords(data)
+    while True:
+        batch = records.next_batch()
+        if batch is None:
+            return
+        if batch.is_control_batch:
+            continue
+        timestamp_type = batch.timestamp_type
+        for record in batch:
+            if record.offset < start_offset:
+                continue
+            yield ConsumedRecord(
+                offset=record.offset,
+                timestamp_ms=record.timestamp,
+                timestamp_type=timestamp_type,
+                key=record.key,
+                value=record.value,
+                headers=tuple((name, value) for name, value in record.headers),
+            )
+
+
+def render_data(data: bytes | None, record_format: RecordFormat) -> Any:
+    """A key or value as JSON: base64 text, parsed JSON (text if it isn't JSON) or UTF-8 text."""
+    if data is None:
+        return None
+    if record_format == "binary":
+        return base64.b64encode(data).decode()
+    text = data.decode("utf-8", errors="replace")
+    if record_format == "json":
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def render_record(topic: str, partition: int, record: ConsumedRecord,
+                  record_format: RecordFormat) -> dict[str, Any]:
+    """The JSON object of a consumed record (v2 consumer records and the live stream)."""
+    return {
+        "topic": topic,
+        "partition": partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp_ms,
+        "key": render_data(record.key, record_format),
+        "value": render_data(record.value, record_format),
+        "headers": [
+            {"name": name, "value": None if value is None else base64.b64encode(value).decode()}
+            for name, value in record.headers
+        ],
+    }
+
+
+__all__ = [
+    "DATA_TYPES",
+    "RECORD_FORMATS",
+    "ConsumedRecord",
+    "InvalidRecordError",
+    "ProduceRecord",
+    "RecordFormat",
+    "build_batch",
+    "choose_partition",
+    "decode_base64",
+    "decode_batches",
+    "format_timestamp",
+    "parse_produce_request",
+    "parse_timestamp",
+    "render_data",
+    "render_record",
+]

@@ -1,0 +1,104 @@
+"""REST produce parsing, batch building and record rendering, without a server."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from kafka.partitioner.default import murmur2 as kafka_murmur2
+
+from headrace.web.records import (
+    InvalidRecordError,
+    build_batch,
+    choose_partition,
+    decode_batches,
+    format_timestamp,
+    parse_produce_request,
+    parse_timestamp,
+    render_record,
+)
+
+
+def test_all_three_data_types_and_headers() -> None:
+    record = parse_produce_request({
+        "partition_id": 2,
+        "key": {"type": "STRING", "data": "user-1"},
+        "value": {"type": "JSON", "data": {"n": 1, "s": "é"}},
+        "headers": [{"name": "h", "value": base64.b64encode(b"\x00\x01").decode()},
+                    {"name": "empty", "value": None}],
+        "timestamp": "2024-02-05T19:14:42.123Z",
+    })
+    assert record.partition == 2
+    assert record.key == b"user-1"
+    assert json.loads(record.value or b"") == {"n": 1, "s": "é"}
+    assert record.headers == (("h", b"\x00\x01"), ("empty", None))
+    assert record.timestamp_ms == 1707160482123
+    binary = parse_produce_request({"value": {"type": "BINARY", "data": "AAEC"}})
+    assert binary.value == b"\x00\x01\x02" and binary.key is None and binary.partition is None
+
+
+@pytest.mark.parametrize(("body", "names"), [
+    ([], "JSON object"),
+    ({"value": {"type": "BINARY", "data": "not base64!"}}, "value.data"),
+    ({"value": {"type": "XML", "data": "x"}}, "value.type"),
+    ({"value": {"type": "STRING", "data": 5}}, "value.data"),
+    ({"value": {"type": "STRING"}}, "value.data"),
+    ({"key": "plain"}, "key"),
+    ({"partition_id": -1}, "partition_id"),
+    ({"partition_id": "0"}, "partition_id"),
+    ({"partition_id": True}, "partition_id"),
+    ({"headers": [{"name": "h", "value": "%%%"}]}, "headers[0].value"),
+    ({"headers": {"name": "h"}}, "headers"),
+    ({"timestamp": "yesterday"}, "timestamp"),
+    ({"timestamp": -5}, "timestamp"),
+    ({"colour": 1}, "colour"),
+])
+def test_bad_requests_name_the_problem(body: Any, names: str) -> None:
+    with pytest.raises(InvalidRecordError, match=names.replace("[", r"\[").replace("]", r"\]")):
+        parse_produce_request(body)
+
+
+def test_timestamps_round_trip() -> None:
+    assert parse_timestamp("t", 1000) == 1000
+    assert parse_timestamp("t", format_timestamp(1707160482123)) == 1707160482123
+    assert format_timestamp(0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_partitioner_matches_kafka_murmur2_and_round_robins_null_keys() -> None:
+    # Same partition as kafka-python's independent port of the Java client's murmur2.
+    for key in (b"a", b"user-1", b"\x00\xff" * 9):
+        assert choose_partition(key, 10, 0) == (kafka_murmur2(key) & 0x7FFFFFFF) % 10
+    assert {choose_partition(None, 3, n) for n in range(3)} == {0, 1, 2}
+    assert choose_partition(b"same", 7, 0) == choose_partition(b"same", 7, 5)
+
+
+headers_strategy = st.lists(st.tuples(st.text(max_size=5), st.none() | st.binary(max_size=8)),
+                            max_size=3)
+record_strategy = st.tuples(st.integers(0, 2**40), st.none() | st.binary(max_size=30),
+                            st.none() | st.binary(max_size=30), headers_strategy)
+
+
+@given(st.lists(record_strategy, min_size=1, max_size=20), st.integers(0, 1000))
+def test_batches_round_trip(records: list[Any], base: int) -> None:
+    batch = bytearray(build_batch(records))
+    batch[0:8] = base.to_bytes(8, "big")  # the log rewrites the base offset in place
+    decoded = list(decode_batches(bytes(batch)))
+    assert [r.offset for r in decoded] == list(range(base, base + len(records)))
+    assert [(r.timestamp_ms, r.key, r.value, list(r.headers)) for r in decoded] == [
+        (t, k, v, list(h)) for t, k, v, h in records]
+    assert [r.offset for r in decode_batches(bytes(batch), start_offset=base + 1)] == list(
+        range(base + 1, base + len(records)))
+
+
+def test_render_formats() -> None:
+    (record,) = decode_batches(build_batch([(5, b"k", b'{"a":1}', [("h", b"x")])]))
+    assert render_record("t", 0, record, "json")["value"] == {"a": 1}
+    assert render_record("t", 0, record, "string")["value"] == '{"a":1}'
+    rendered = render_record("t", 0, record, "binary")
+    assert base64.b64decode(rendered["value"]) == b'{"a":1}'
+    assert rendered["headers"] == [{"name": "h", "value": "eA=="}]
+    assert rendered["timestamp"] == 5 and rendered["offset"] == 0
