@@ -1,0 +1,323 @@
+"""What the coordinator writes to ``__consumer_offsets``, and how it reads it back. Pure code.
+
+The key/value layout follows Kafka's own internal schemas so the log reads like Kafka's:
+
+* offset commit: key ``(version=1, group, topic, partition)``, value ``OffsetCommitValue`` v3
+  ``(offset, leader epoch, metadata, commit timestamp)``;
+* group metadata: key ``(version=2, group)``, value ``GroupMetadataValue`` v3 ``(protocol type,
+  generation, protocol, leader, state timestamp, members[...])``;
+* a record with a null value is a tombstone: the offset or group is gone.
+
+Records travel in RecordBatch v2 batches built and parsed with kio's record codec, so the
+storage engine validates them like any producer's batch and replicas copy them verbatim.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from kio.records.readers import read_batch
+from kio.records.schema import NewRecordBatch, Record
+from kio.records.writers import write_new_batch
+from kio.static.primitive import TZAwareMicros, i8, i16, i32, i64
+
+OFFSET_KEY_VERSION = 1
+GROUP_KEY_VERSION = 2
+OFFSET_VALUE_VERSION = 3
+GROUP_VALUE_VERSION = 3
+
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
+
+
+class RecordFormatError(ValueError):
+    """A key or value in ``__consumer_offsets`` does not follow the known schemas."""
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetKey:
+    group_id: str
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupKey:
+    group_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetValue:
+    offset: int
+    leader_epoch: int
+    metadata: str
+    commit_timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMember:
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    rebalance_timeout_ms: int
+    session_timeout_ms: int
+    subscription: bytes
+    assignment: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GroupValue:
+    protocol_type: str
+    generation_id: int
+    protocol_name: str | None
+    leader_id: str | None
+    state_timestamp_ms: int
+    members: tuple[StoredMember, ...]
+
+
+Key = OffsetKey | GroupKey
+Value = OffsetValue | GroupValue
+
+
+# ------------------------------------------------------------------------- primitive codec
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+
+    def i16(self, value: int) -> _Writer:
+        self.buffer.write(_I16.pack(value))
+        return self
+
+    def i32(self, value: int) -> _Writer:
+        self.buffer.write(_I32.pack(value))
+        return self
+
+    def i64(self, value: int) -> _Writer:
+        self.buffer.write(_I64.pack(value))
+        return self
+
+    def string(self, value: str | None) -> _Writer:
+        if value is None:
+            return self.i16(-1)
+        data = value.encode()
+        if len(data) > 0x7FFF:
+            raise RecordFormatError("string longer than 32767 bytes")
+        self.i16(len(data))
+        self.buffer.write(data)
+        return self
+
+    def bytes_(self, value: bytes) -> _Writer:
+        self.i32(len(value))
+        self.buffer.write(value)
+        return self
+
+    def value(self) -> bytes:
+        return self.buffer.getvalue()
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.offset = 0
+
+    def _take(self, size: int) -> bytes:
+        end = self.offset + size
+        if size < 0 or end > len(self.data):
+            raise RecordFormatError("record field runs past its end")
+        chunk = self.data[self.offset : end]
+        self.offset = end
+        return chunk
+
+    def i16(self) -> int:
+        value: int = _I16.unpack(self._take(2))[0]
+        return value
+
+    def i32(self) -> int:
+        value: int = _I32.unpack(self._take(4))[0]
+        return value
+
+    def i64(self) -> int:
+        value: int = _I64.unpack(self._take(8))[0]
+        return value
+
+    def nullable_string(self) -> str | None:
+        size = self.i16()
+        if size == -1:
+            return None
+        return self._take(size).decode()
+
+    def string(self) -> str:
+        value = self.nullable_string()
+        if value is None:
+            raise RecordFormatError("unexpected null string")
+        return value
+
+    def bytes_(self) -> bytes:
+        size = self.i32()
+        return b"" if size == -1 else self._take(size)
+
+
+# ---------------------------------------------------------------------------- key / value
+
+
+def encode_key(key: Key) -> bytes:
+    if isinstance(key, OffsetKey):
+        return (
+            _Writer().i16(OFFSET_KEY_VERSION).string(key.group_id).string(key.topic)
+            .i32(key.partition).value()
+        )
+    return _Writer().i16(GROUP_KEY_VERSION).string(key.group_id).value()
+
+
+def decode_key(data: bytes) -> Key:
+    reader = _Reader(data)
+    version = reader.i16()
+    if version in (0, 1):
+        return OffsetKey(reader.string(), reader.string(), reader.i32())
+    if version == GROUP_KEY_VERSION:
+        return GroupKey(reader.string())
+    raise RecordFormatError(f"unknown key version {version}")
+
+
+def encode_value(value: Value) -> bytes:
+    if isinstance(value, OffsetValue):
+        return (
+            _Writer().i16(OFFSET_VALUE_VERSION).i64(value.offset).i32(value.leader_epoch)
+            .string(value.metadata).i64(value.commit_timestamp_ms).value()
+        )
+    writer = (
+        _Writer().i16(GROUP_VALUE_VERSION).string(value.protocol_type).i32(value.generation_id)
+        .string(value.protocol_name).string(value.leader_id).i64(value.state_timestamp_ms)
+        .i32(len(value.members))
+    )
+    for member in value.members:
+        (
+            writer.string(member.member_id).string(member.group_instance_id)
+            .string(member.client_id).string(member.client_host)
+            .i32(member.rebalance_timeout_ms).i32(member.session_timeout_ms)
+            .bytes_(member.subscription).bytes_(member.assignment)
+        )
+    return writer.value()
+
+
+def decode_offset_value(data: bytes) -> OffsetValue:
+    reader = _Reader(data)
+    version = reader.i16()
+    if version != OFFSET_VALUE_VERSION:
+        raise RecordFormatError(f"unknown offset value version {version}")
+    return OffsetValue(reader.i64(), reader.i32(), reader.string(), reader.i64())
+
+
+def decode_group_value(data: bytes) -> GroupValue:
+    reader = _Reader(data)
+    version = reader.i16()
+    if version != GROUP_VALUE_VERSION:
+        raise RecordFormatError(f"unknown group value version {version}")
+    protocol_type = reader.string()
+    generation_id = reader.i32()
+    protocol_name = reader.nullable_string()
+    leader_id = reader.nullable_string()
+    state_timestamp_ms = reader.i64()
+    members = tuple(
+        StoredMember(
+            member_id=reader.string(),
+            group_instance_id=reader.nullable_string(),
+            client_id=reader.string(),
+            client_host=reader.string(),
+            rebalance_timeout_ms=reader.i32(),
+            session_timeout_ms=reader.i32(),
+            subscription=reader.bytes_(),
+            assignment=reader.bytes_(),
+        )
+        for _ in range(reader.i32())
+    )
+    return GroupValue(
+        protocol_type, generation_id, protocol_name, leader_id, state_timestamp_ms, members
+    )
+
+
+# --------------------------------------------------------------------------------- batches
+
+
+def build_batch(entries: list[tuple[Key, Value | None]], timestamp_ms: int) -> bytes:
+    """One RecordBatch v2 (base offset 0; the log assigns real offsets) holding all entries."""
+    if not entries:
+        raise ValueError("a batch needs at least one record")
+    timestamp = TZAwareMicros.parse(
+        datetime.datetime.fromtimestamp(timestamp_ms / 1000, datetime.UTC)
+    )
+    records = tuple(
+        Record(
+            attributes=i8(0),
+            timestamp=timestamp,
+            offset=i64(index),
+            key=encode_key(key),
+            value=None if value is None else encode_value(value),
+            headers=(),
+        )
+        for index, (key, value) in enumerate(entries)
+    )
+    batch = NewRecordBatch(
+        producer_id=i64(-1),
+        producer_epoch=i16(-1),
+        partition_leader_epoch=i32(-1),
+        base_sequence=i32(-1),
+        records=records,
+        attributes=i16(0),
+    )
+    buffer = io.BytesIO()
+    write_new_batch(buffer, batch)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEntry:
+    """One decoded record; ``value`` None is a tombstone."""
+
+    offset: int
+    key: Key
+    value: Value | None
+
+
+def parse_batches(data: bytes) -> Iterator[LoggedEntry]:
+    """Decode a run of whole batches (as a log read returns them), in log order."""
+    position = 0
+    while position + 12 <= len(data):
+        (batch_length,) = _I32.unpack_from(data, position + 8)
+        if position + 12 + batch_length > len(data):
+            break  # a partial trailing batch: the next read starts there
+        batch, size = read_batch(data, position)
+        position += size
+        if batch.attributes & 0x20:  # control batches carry no coordinator state
+            continue
+        for record in batch.records:
+            if record.key is None:
+                continue
+            key = decode_key(record.key)
+            value: Value | None
+            if record.value is None:
+                value = None
+            elif isinstance(key, OffsetKey):
+                value = decode_offset_value(record.value)
+            else:
+                value = decode_group_value(record.value)
+            yield LoggedEntry(int(record.offset), key, value)
+
+
+def batch_end(data: bytes) -> int:
+    """Bytes of ``data`` covered by whole batches (where a follow-up read must resume)."""
+    position = 0
+    while position + 12 <= len(data):
+        (batch_length,) = _I32.unpack_from(data, position + 8)
+        if position + 12 + batch_length > len(data):
+            break
+        position += 12 + batch_length
+    return position
