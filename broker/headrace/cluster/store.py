@@ -1,0 +1,440 @@
+"""etcd-backed cluster metadata: broker sessions, controller election, compare-and-swap writes.
+
+This is the only module that talks to etcd (through the asyncio v3 client ``aetcd``). It keeps a
+:class:`~headrace.cluster.cache.MetadataCache` current with one prefix watch (re-reading
+everything after any watch failure, so an etcd restart only delays updates), holds the broker's
+lease (liveness = lease), and offers the fenced writes the controller and partition leaders need.
+Every write is a transaction with explicit compares, so concurrent writers never overwrite each
+other's decisions silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import aetcd
+import aetcd.exceptions
+
+from headrace.cluster.cache import KeyEvent, MetadataCache
+from headrace.cluster.model import (
+    BrokerRegistration,
+    ClusterSnapshot,
+    ControllerRecord,
+    KeySpace,
+    PartitionState,
+    SeenBroker,
+    TopicRecord,
+)
+
+log = logging.getLogger(__name__)
+
+#: etcd refuses transactions with more operations than ``--max-txn-ops`` (default 128).
+MAX_TXN_OPS = 100
+
+Listener = Callable[[ClusterSnapshot], None]
+
+
+class BrokerIdConflictError(RuntimeError):
+    """Another live broker (a different data directory) holds this broker id."""
+
+
+class SessionLostError(RuntimeError):
+    """The broker's lease expired: it must re-register before acting on the cluster."""
+
+
+class EtcdMetadataStore:
+    """One broker's (or tool's) connection to the cluster metadata in etcd."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[tuple[str, int]],
+        *,
+        keys: KeySpace | None = None,
+        lease_ttl: int = 6,
+        request_timeout: float = 5.0,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is needed")
+        self.endpoints = list(endpoints)
+        self.keys = keys or KeySpace()
+        self.lease_ttl = lease_ttl
+        self.request_timeout = request_timeout
+        self.cache = MetadataCache(self.keys)
+        self._client: aetcd.Client | None = None
+        self._endpoint_index = 0
+        self._watch_task: asyncio.Task[None] | None = None
+        self._keepalive_task: asyncio.Task[None] | None = None
+        self._listeners: list[Listener] = []
+        self._changed = asyncio.Event()
+        self._synced = asyncio.Event()
+        self.lease_id: int | None = None
+        self.registration: BrokerRegistration | None = None
+        self.last_lease_refresh = 0.0
+        self._on_session_lost: list[Callable[[], Awaitable[None]]] = []
+        self._closed = False
+
+    # -- connection ---------------------------------------------------------------------------
+
+    @property
+    def client(self) -> aetcd.Client:
+        if self._client is None:
+            host, port = self.endpoints[self._endpoint_index]
+            self._client = aetcd.Client(host=host, port=port, timeout=self.request_timeout)
+        return self._client
+
+    async def _rotate_endpoint(self) -> None:
+        """After a failure, try the next endpoint (a no-op with one endpoint but a reconnect)."""
+        client, self._client = self._client, None
+        self._endpoint_index = (self._endpoint_index + 1) % len(self.endpoints)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    async def start(self, *, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Read everything once and keep following changes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await self.resync()
+                break
+            except (aetcd.exceptions.ClientError, OSError) as error:
+                if time.monotonic() > deadline:
+                    raise ConnectionError(f"cannot reach etcd at {self.endpoints}") from error
+                await self._rotate_endpoint()
+                await asyncio.sleep(0.2)
+        self._watch_task = asyncio.create_task(self._watch_loop(), name="etcd-watch")
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in (self._watch_task, self._keepalive_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._watch_task = self._keepalive_task = None
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.close()
+            self._client = None
+
+    # -- following changes --------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """``listener(snapshot)`` runs (synchronously) after every change seen."""
+        self._listeners.append(listener)
+
+    def snapshot(self) -> ClusterSnapshot:
+        return self.cache.snapshot()
+
+    async def resync(self) -> None:
+        result = await self.client.get_prefix(self.keys.prefix)
+        events = [KeyEvent(kv.key, kv.value, kv.mod_revision, kv.create_revision) for kv in result]
+        self.cache.reset(events, result.header.revision)
+        self._synced.set()
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        snapshot = self.cache.snapshot()
+        for listener in list(self._listeners):
+            try:
+                listener(snapshot)
+            except Exception:
+                log.exception("metadata listener failed")
+
+    async def _watch_loop(self) -> None:
+        backoff = 0.1
+        while not self._closed:
+            try:
+                watch = await self.client.watch_prefix(
+                    self.keys.prefix, start_revision=self.cache.revision + 1
+                )
+                backoff = 0.1
+                async for event in watch:
+                    kv = event.kv
+                    value = None if event.kind == "DELETE" else kv.value
+                    if self.cache.apply(
+                        [KeyEvent(kv.key, value, kv.mod_revision, kv.create_revision)]
+                    ):
+                        self._notify()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.info("etcd watch interrupted (%s); re-reading metadata", error)
+            # The stream ended or failed: catch up with a full read, then watch again.
+            while not self._closed:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                try:
+                    await self.resync()
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    log.debug("etcd resync failed: %s", error)
+                    await self._rotate_endpoint()
+
+    async def wait_until(
+        self, predicate: Callable[[ClusterSnapshot], bool], timeout: float  # noqa: ASYNC109
+    ) -> ClusterSnapshot:
+        """Wait until the cached metadata satisfies ``predicate``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            snapshot = self.cache.snapshot()
+            if predicate(snapshot):
+                return snapshot
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("cluster metadata did not reach the expected state")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+
+    # -- broker session -----------------------------------------------------------------------
+
+    def on_session_lost(self, callback: Callable[[], Awaitable[None]]) -> None:
+        self._on_session_lost.append(callback)
+
+    async def register(self, registration: BrokerRegistration) -> BrokerRegistration:
+        """Create this broker's lease-bound registration; returns it with its broker epoch.
+
+        The id must be free. If the key is held by this broker's previous incarnation (same data
+        directory id) its lease is revoked at once; if it is held with another data directory we
+        wait up to one lease period for it to expire (a wiped-disk restart) before refusing.
+        """
+        key = self.keys.broker(registration.broker_id)
+        deadline = time.monotonic() + self.lease_ttl * 2 + 2
+        tx = self.client.transactions
+        while True:
+            lease = await self.client.lease(self.lease_ttl)
+            succeeded, _ = await self.client.transaction(
+                compare=[tx.create(key) == 0],
+                success=[tx.put(key, registration.to_json(), lease=lease.id)],
+                failure=[],
+            )
+            if succeeded:
+                current = await self.client.get(key)
+                if current is None:  # pragma: no cover - lease expired in between
+                    continue
+                self.lease_id = lease.id
+                self.last_lease_refresh = time.monotonic()
+                self.registration = BrokerRegistration.from_json(
+                    current.value, broker_epoch=current.create_revision
+                )
+                if self._keepalive_task is None:
+                    self._keepalive_task = asyncio.create_task(
+                        self._keepalive_loop(), name="etcd-lease-keepalive"
+                    )
+                return self.registration
+            await self.client.revoke_lease(lease.id)
+            existing = await self.client.get(key)
+            if existing is None:
+                continue
+            holder = BrokerRegistration.from_json(
+                existing.value, broker_epoch=existing.create_revision
+            )
+            if holder.log_dir_id == registration.log_dir_id and existing.lease:
+                log.info("revoking the lease of broker %d's previous incarnation", holder.broker_id)
+                with contextlib.suppress(aetcd.exceptions.ClientError):
+                    await self.client.revoke_lease(existing.lease)
+                continue
+            if time.monotonic() > deadline:
+                raise BrokerIdConflictError(
+                    f"broker id {registration.broker_id} is registered by a live broker at "
+                    f"{holder.host}:{holder.port} with another data directory"
+                )
+            await asyncio.sleep(0.25)
+
+    async def update_registration(self, registration: BrokerRegistration) -> None:
+        """Rewrite this broker's registration (e.g. ``shutting_down``) under the same lease."""
+        if self.lease_id is None:
+            raise SessionLostError("not registered")
+        key = self.keys.broker(registration.broker_id)
+        tx = self.client.transactions
+        succeeded, _ = await self.client.transaction(
+            compare=[tx.create(key) == registration.broker_epoch],
+            success=[tx.put(key, registration.to_json(), lease=self.lease_id)],
+            failure=[],
+        )
+        if not succeeded:
+            raise SessionLostError("registration replaced or expired")
+        self.registration = registration
+
+    async def deregister(self) -> None:
+        """Give up the lease: registration and any controllership vanish at once."""
+        task, self._keepalive_task = self._keepalive_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.lease_id is not None:
+            with contextlib.suppress(Exception):
+                await self.client.revoke_lease(self.lease_id)
+        self.lease_id = None
+
+    def session_fresh(self) -> bool:
+        """Whether our lease was confirmed recently enough that it cannot have expired."""
+        return (
+            self.lease_id is not None
+            and time.monotonic() - self.last_lease_refresh < self.lease_ttl * 0.8
+        )
+
+    async def _keepalive_loop(self) -> None:
+        interval = max(self.lease_ttl / 3, 0.2)
+        while not self._closed:
+            await asyncio.sleep(interval)
+            lease_id = self.lease_id
+            if lease_id is None:
+                continue
+            try:
+                reply = await self.client.refresh_lease(lease_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.info("lease keep-alive failed: %s", error)
+                await self._rotate_endpoint()
+                continue
+            if reply is not None and reply.TTL > 0:
+                self.last_lease_refresh = time.monotonic()
+                continue
+            log.warning("broker lease %x expired: re-registering", lease_id)
+            await self._session_expired()
+
+    async def _session_expired(self) -> None:
+        self.lease_id = None
+        for callback in list(self._on_session_lost):
+            try:
+                await callback()
+            except Exception:
+                log.exception("session-lost callback failed")
+
+    # -- controller election ------------------------------------------------------------------
+
+    async def campaign(self, broker_id: int) -> ControllerRecord | None:
+        """Try once to become controller; returns the record (with a fresh epoch) on success."""
+        if self.lease_id is None:
+            return None
+        tx = self.client.transactions
+        current = await self.client.get(self.keys.controller_epoch)
+        epoch = int(current.value) if current is not None else 0
+        epoch_revision = current.mod_revision if current is not None else 0
+        record = ControllerRecord(broker_id=broker_id, epoch=epoch + 1)
+        succeeded, _ = await self.client.transaction(
+            compare=[
+                tx.create(self.keys.controller) == 0,
+                tx.mod(self.keys.controller_epoch) == epoch_revision,
+            ],
+            success=[
+                tx.put(self.keys.controller, record.to_json(), lease=self.lease_id),
+                tx.put(self.keys.controller_epoch, str(record.epoch).encode()),
+            ],
+            failure=[],
+        )
+        return record if succeeded else None
+
+    async def resign(self, record: ControllerRecord) -> None:
+        tx = self.client.transactions
+        await self.client.transaction(
+            compare=[tx.value(self.keys.controller) == record.to_json()],
+            success=[tx.delete(self.keys.controller)],
+            failure=[],
+        )
+
+    # -- fenced writes ------------------------------------------------------------------------
+
+    def _fence(self, controller: ControllerRecord | None) -> list[Any]:
+        if controller is None:
+            return []
+        tx = self.client.transactions
+        return [tx.value(self.keys.controller) == controller.to_json()]
+
+    async def write_partition(
+        self,
+        state: PartitionState,
+        *,
+        expected_revision: int,
+        controller: ControllerRecord | None = None,
+    ) -> bool:
+        """Compare-and-swap one partition state; ``expected_revision`` 0 means "must not exist"."""
+        key = self.keys.partition(state.topic, state.partition)
+        tx = self.client.transactions
+        compare = [tx.mod(key) == expected_revision, *self._fence(controller)]
+        succeeded, _ = await self.client.transaction(
+            compare=compare, success=[tx.put(key, state.to_json())], failure=[]
+        )
+        return bool(succeeded)
+
+    async def write_seen(
+        self, broker_id: int, seen: SeenBroker, *, controller: ControllerRecord
+    ) -> bool:
+        tx = self.client.transactions
+        succeeded, _ = await self.client.transaction(
+            compare=self._fence(controller),
+            success=[tx.put(self.keys.seen(broker_id), seen.to_json())],
+            failure=[],
+        )
+        return bool(succeeded)
+
+    async def create_topic(self, topic: TopicRecord, states: Iterable[PartitionState]) -> bool:
+        """Create a topic and its partition states; False if the name is taken."""
+        tx = self.client.transactions
+        topic_key = self.keys.topic(topic.name)
+        puts = [tx.put(self.keys.partition(s.topic, s.partition), s.to_json()) for s in states]
+        first, rest = puts[: MAX_TXN_OPS - 1], puts[MAX_TXN_OPS - 1 :]
+        succeeded, _ = await self.client.transaction(
+            compare=[tx.create(topic_key) == 0],
+            success=[tx.put(topic_key, topic.to_json()), *first],
+            failure=[],
+        )
+        if not succeeded:
+            return False
+        # Very large topics: the rest follows in further transactions (the controller would
+        # also fill in any partition state still missing if we died half-way).
+        for start in range(0, len(rest), MAX_TXN_OPS):
+            await self.client.transaction(
+                compare=[tx.version(topic_key) > 0],
+                success=rest[start : start + MAX_TXN_OPS],
+                failure=[],
+            )
+        return True
+
+    async def update_topic(self, topic: TopicRecord, states: Iterable[PartitionState]) -> bool:
+        """Replace a topic record (new partitions, configs) and write new partition states."""
+        tx = self.client.transactions
+        topic_key = self.keys.topic(topic.name)
+        expected = self.cache.mod_revisions.get(topic_key, 0)
+        puts = [tx.put(self.keys.partition(s.topic, s.partition), s.to_json()) for s in states]
+        succeeded, _ = await self.client.transaction(
+            compare=[tx.mod(topic_key) == expected],
+            success=[tx.put(topic_key, topic.to_json()), *puts[: MAX_TXN_OPS - 1]],
+            failure=[],
+        )
+        rest = puts[MAX_TXN_OPS - 1 :]
+        for start in range(0, len(rest), MAX_TXN_OPS):
+            await self.client.transaction(
+                compare=[], success=rest[start : start + MAX_TXN_OPS], failure=[]
+            )
+        return bool(succeeded)
+
+    async def delete_topic(self, name: str) -> bool:
+        tx = self.client.transactions
+        topic_key = self.keys.topic(name)
+        partitions = self.keys.partitions_of(name)
+        succeeded, _ = await self.client.transaction(
+            compare=[tx.version(topic_key) > 0],
+            success=[
+                tx.delete(topic_key),
+                tx.delete(partitions, range_end=_prefix_end(partitions)),
+            ],
+            failure=[],
+        )
+        return bool(succeeded)
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    return bytes(prefix[:-1]) + bytes([prefix[-1] + 1])

@@ -1,0 +1,198 @@
+"""The etcd metadata store against a real etcd: sessions, election, fencing, watches."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from cluster_helpers import StoreFactory
+
+from headrace.cluster.controller import Controller
+from headrace.cluster.etcd_launcher import EtcdProcess
+from headrace.cluster.model import BrokerRegistration, KeySpace, PartitionState, TopicRecord
+from headrace.cluster.store import BrokerIdConflictError, EtcdMetadataStore
+
+
+def registration(broker_id: int, log_dir: str | None = None, rack: str = "a") -> BrokerRegistration:
+    return BrokerRegistration(
+        broker_id=broker_id,
+        host="127.0.0.1",
+        port=10000 + broker_id,
+        rack=rack,
+        log_dir_id=log_dir or uuid.uuid4().hex,
+        incarnation=uuid.uuid4().hex,
+    )
+
+
+async def test_registration_is_visible_to_other_brokers(make_store: StoreFactory) -> None:
+    first, second = await make_store(), await make_store()
+    one = await first.register(registration(1, rack="a"))
+    two = await second.register(registration(2, rack="b"))
+    assert 0 < one.broker_epoch < two.broker_epoch
+    snap = await first.wait_until(lambda s: set(s.brokers) == {1, 2}, timeout=10)
+    assert snap.brokers[2].rack == "b"
+    assert snap.brokers[2].broker_epoch == two.broker_epoch
+
+
+async def test_duplicate_broker_id_with_another_disk_is_refused(make_store: StoreFactory) -> None:
+    first, second = await make_store(lease_ttl=1), await make_store(lease_ttl=1)
+    await first.register(registration(1, log_dir="disk-a"))
+    with pytest.raises(BrokerIdConflictError):
+        await second.register(registration(1, log_dir="disk-b"))
+
+
+async def test_restart_with_same_disk_replaces_previous_incarnation(
+    make_store: StoreFactory,
+) -> None:
+    old, new = await make_store(lease_ttl=30), await make_store(lease_ttl=30)
+    before = await old.register(registration(1, log_dir="disk-a"))
+    after = await new.register(registration(1, log_dir="disk-a"))
+    assert after.broker_epoch > before.broker_epoch
+    snap = await new.wait_until(
+        lambda s: 1 in s.brokers and s.brokers[1].broker_epoch == after.broker_epoch, timeout=10
+    )
+    assert snap.brokers[1].incarnation == after.incarnation
+
+
+async def test_lease_expiry_removes_the_broker(make_store: StoreFactory) -> None:
+    watcher, dying = await make_store(), await make_store(lease_ttl=1)
+    await dying.register(registration(7))
+    await watcher.wait_until(lambda s: 7 in s.brokers, timeout=10)
+    # Stop keeping the lease alive, as a SIGKILLed broker would.
+    assert dying._keepalive_task is not None
+    dying._keepalive_task.cancel()
+    await watcher.wait_until(lambda s: 7 not in s.brokers, timeout=15)
+
+
+async def test_exactly_one_controller_and_epochs_increase(make_store: StoreFactory) -> None:
+    stores = [await make_store() for _ in range(3)]
+    for broker_id, store in enumerate(stores, start=1):
+        await store.register(registration(broker_id))
+    records = await asyncio.gather(*(s.campaign(i) for i, s in enumerate(stores, start=1)))
+    winners = [r for r in records if r is not None]
+    assert len(winners) == 1
+    winner = winners[0]
+    snap = await stores[0].wait_until(lambda s: s.controller == winner, timeout=10)
+    assert snap.controller is not None
+    # The winner resigns: the next controller gets a strictly larger epoch.
+    await stores[winner.broker_id - 1].resign(winner)
+    loser_id = next(i for i in (1, 2, 3) if i != winner.broker_id)
+    await stores[loser_id - 1].wait_until(lambda s: s.controller is None, timeout=10)
+    second = await stores[loser_id - 1].campaign(loser_id)
+    assert second is not None and second.epoch == winner.epoch + 1
+
+
+async def test_deposed_controller_writes_are_fenced(make_store: StoreFactory) -> None:
+    old, new = await make_store(), await make_store()
+    await old.register(registration(1))
+    await new.register(registration(2))
+    old_record = await old.campaign(1)
+    assert old_record is not None
+    await old.resign(old_record)
+    await new.wait_until(lambda s: s.controller is None, timeout=10)
+    new_record = await new.campaign(2)
+    assert new_record is not None
+    state = PartitionState("t", 0, (1, 2), 1, 0, (1, 2))
+    assert not await old.write_partition(state, expected_revision=0, controller=old_record)
+    assert await new.write_partition(state, expected_revision=0, controller=new_record)
+
+
+async def test_partition_compare_and_swap(make_store: StoreFactory) -> None:
+    writer, other = await make_store(), await make_store()
+    state = PartitionState("t", 0, (1, 2), 1, 0, (1, 2))
+    assert await writer.write_partition(state, expected_revision=0)
+    assert not await other.write_partition(state, expected_revision=0)  # exists already
+    snap = await other.wait_until(lambda s: ("t", 0) in s.partitions, timeout=10)
+    revision = other.cache.partition_revision("t", 0)
+    shrunk = snap.partitions["t", 0].with_changes(isr=(1,))
+    assert await other.write_partition(shrunk, expected_revision=revision)
+    # The first writer's view is now stale: its CAS against the old revision must fail.
+    stale = state.with_changes(isr=(2,))
+    assert not await writer.write_partition(stale, expected_revision=revision)
+    final = await writer.wait_until(lambda s: s.partitions["t", 0].isr == (1,), timeout=10)
+    assert final.partitions["t", 0].partition_epoch == 1
+
+
+async def test_topic_creation_and_deletion_propagate(make_store: StoreFactory) -> None:
+    creator, follower = await make_store(), await make_store()
+    topic = TopicRecord("orders", uuid.uuid4().hex, {p: (1, 2) for p in range(150)}, {})
+    states = [PartitionState("orders", p, (1, 2), 1, 0, (1, 2)) for p in range(150)]
+    assert await creator.create_topic(topic, states)
+    assert not await creator.create_topic(topic, states)
+    snap = await follower.wait_until(
+        lambda s: sum(1 for k in s.partitions if k[0] == "orders") == 150, timeout=10
+    )
+    assert snap.topics["orders"].topic_id == topic.topic_id
+    assert await creator.delete_topic("orders")
+    await follower.wait_until(
+        lambda s: "orders" not in s.topics and not any(k[0] == "orders" for k in s.partitions),
+        timeout=10,
+    )
+
+
+async def test_controller_fails_over_leadership_when_a_broker_dies(
+    make_store: StoreFactory,
+) -> None:
+    stores = [await make_store(lease_ttl=1) for _ in range(3)]
+    controllers = []
+    for broker_id, store in enumerate(stores, start=1):
+        await store.register(registration(broker_id))
+        controllers.append(Controller(store, broker_id, tick=0.2))
+    for controller in controllers:
+        controller.start()
+    try:
+        topic = TopicRecord("t", uuid.uuid4().hex, {0: (1, 2, 3)}, {})
+        snap = await stores[0].wait_until(
+            lambda s: len(s.brokers) == 3 and s.controller is not None, timeout=10
+        )
+        states = [
+            PartitionState("t", 0, (1, 2, 3), 1, 0, (1, 2, 3), 0, snap.brokers[1].broker_epoch)
+        ]
+        assert await stores[0].create_topic(topic, states)
+        await stores[1].wait_until(lambda s: ("t", 0) in s.partitions, timeout=10)
+        # Broker 1 (the leader) loses its session without warning.
+        dying = stores[0]
+        assert dying._keepalive_task is not None
+        dying._keepalive_task.cancel()
+        survivor = stores[1]
+        final = await survivor.wait_until(
+            lambda s: s.partitions["t", 0].leader == 2 and s.partitions["t", 0].isr == (2, 3),
+            timeout=20,
+        )
+        partition = final.partitions["t", 0]
+        assert partition.leader_epoch == 1
+        assert partition.isr == (2, 3)
+        assert final.controller is not None and final.controller.broker_id in (2, 3)
+    finally:
+        for controller in controllers:
+            await controller.stop()
+
+
+async def test_store_survives_an_etcd_restart(private_etcd: EtcdProcess) -> None:
+    keys = KeySpace("/restart")
+    endpoint = [("127.0.0.1", private_etcd.client_port)]
+    reader = EtcdMetadataStore(endpoint, keys=keys, lease_ttl=10)
+    writer = EtcdMetadataStore(endpoint, keys=keys, lease_ttl=10)
+    await reader.start()
+    await writer.start()
+    try:
+        await reader.register(registration(1))
+        private_etcd.stop()
+        private_etcd.start()
+        state = PartitionState("t", 0, (1,), 1, 0, (1,))
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            try:
+                if await writer.write_partition(state, expected_revision=0):
+                    break
+            except Exception:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        snap = await reader.wait_until(lambda s: ("t", 0) in s.partitions, timeout=20)
+        # The lease (10 s) outlived the short outage: the registration is still there.
+        assert 1 in snap.brokers
+    finally:
+        await reader.close()
+        await writer.close()
