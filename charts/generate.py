@@ -35,10 +35,10 @@ for _path in (ROOT, ROOT / "operator", ROOT / "broker"):
         sys.path.insert(0, str(_path))
 
 import helm_python  # noqa: E402
+from charts import dashboards, values_schema  # noqa: E402
+
 from headrace_operator.crds import build_crds  # noqa: E402
 from headrace_operator.rbac import required_rules  # noqa: E402
-
-from charts import dashboards, values_schema  # noqa: E402
 
 CHART = ROOT / "charts" / "headrace"
 MANIFESTS = ROOT / "manifests"
