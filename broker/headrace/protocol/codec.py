@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
@@ -109,14 +110,22 @@ def response_schema(api_key: int, api_version: int) -> type[Any]:
     return load_response_schema(api_key, api_version)
 
 
-@cache
+_readers: dict[type[Any], Any] = {}
+_writers: dict[type[Any], Any] = {}
+
+
 def _reader(schema: type[Any]) -> Any:
-    return entity_reader(schema)
+    reader = _readers.get(schema)
+    if reader is None:
+        reader = _readers[schema] = entity_reader(schema)
+    return reader
 
 
-@cache
 def _writer(schema: type[Any]) -> Any:
-    return entity_writer(schema)
+    writer = _writers.get(schema)
+    if writer is None:
+        writer = _writers[schema] = entity_writer(schema)
+    return writer
 
 
 def is_flexible(api_key: int, api_version: int) -> bool:
@@ -164,3 +173,34 @@ def frame_bytes(payload_parts: list[bytes]) -> bytes:
     """Prefix already-encoded parts with their total size."""
     total = sum(len(part) for part in payload_parts)
     return _INT32.pack(total) + b"".join(payload_parts)
+
+
+class FileSlice(Protocol):
+    """A byte range of an open file, sent with ``os.sendfile`` (storage's FileRegion fits)."""
+
+    @property
+    def fd(self) -> int: ...
+
+    @property
+    def position(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+@dataclass(slots=True)
+class PreEncodedResponse:
+    """A response body already encoded by hand: bytes and file slices, in wire order.
+
+    The connection adds the size prefix and response header; ``flexible`` selects header v1.
+    """
+
+    api_key: int
+    flexible: bool
+    body_parts: list[bytes | FileSlice]
+    error_code: int = 0
+    #: Called once the response was sent or dropped (e.g. closes file descriptors).
+    release: Callable[[], None] | None = None
+
+    def body_size(self) -> int:
+        return sum(len(part) if isinstance(part, bytes) else part.size for part in self.body_parts)

@@ -1,0 +1,345 @@
+"""The broker services object: one place that owns storage, topics, replicas and servers.
+
+Kafka handlers, the HTTP API and the group coordinator all call the same in-process methods here
+(``create_topics``, ``produce``, ``read``, ``list_offsets``, ``alter_configs``...), so every
+front end shares one code path and one set of Kafka error codes (:class:`KafkaError`).
+``start()``/``stop()`` run the whole broker: log recovery, the Kafka listener, the HTTP listener,
+registered services (the group coordinator) and periodic retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from headrace.server.dispatch import ApiRegistry, NullObserver, RequestObserver
+from headrace.server.errors import KafkaError
+from headrace.server.metadata import BrokerEndpoint, LocalMetadataView, MetadataView
+from headrace.server.producer_ids import ProducerIdAllocator
+from headrace.server.replica import ReplicaManager
+from headrace.server.topics import TopicManager, TopicSpec, is_internal, topic_name_problem
+from headrace.storage import AppendResult, LogManagerAPI, LogRead, TopicMetadata
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
+@dataclass
+class BrokerConfig:
+    """Everything ``headrace broker`` flags configure."""
+
+    data_dir: Path
+    node_id: int = 1
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    #: None: advertise the listen address (with the bound port when listening on port 0).
+    advertised_host: str | None = None
+    advertised_port: int | None = None
+    #: None: no HTTP listener (tests of the Kafka side alone).
+    http_host: str | None = "127.0.0.1"
+    http_port: int = 8080
+    max_request_bytes: int = 100 * 1024 * 1024
+    default_partitions: int = 1
+    auto_create_topics: bool = True
+    offsets_topic_partitions: int = 50
+    retention_check_seconds: float = 30.0
+    topic_defaults: dict[str, str] = field(default_factory=dict)
+
+
+Service = tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]
+
+
+class Broker:
+    """One Kafka-compatible broker. Construct, then ``await start()``; ``await stop()`` ends it."""
+
+    def __init__(self, config: BrokerConfig, *, observer: RequestObserver | None = None) -> None:
+        self.config = config
+        self.observer: RequestObserver = observer or NullObserver()
+        self.registry = ApiRegistry()
+        self.logs: LogManagerAPI | None = None
+        self._topics: TopicManager | None = None
+        self._replicas: ReplicaManager | None = None
+        self._metadata: MetadataView | None = None
+        self.producer_ids: ProducerIdAllocator | None = None
+        self.cluster_id = ""
+        self.kafka_port = 0
+        self.http_port = 0
+        self._kafka_server: Any = None
+        self._http_runner: Any = None
+        self._services: list[Service] = []
+        self._started_services: list[Service] = []
+        self._background: list[asyncio.Task[None]] = []
+        self.started = asyncio.Event()
+        #: The group coordinator (headrace.groups.coordinator.GroupCoordinator) once started.
+        self.groups: Any = None
+
+    # -- wiring --------------------------------------------------------------------------
+
+    @property
+    def topics(self) -> TopicManager:
+        assert self._topics is not None, "broker not started"
+        return self._topics
+
+    @property
+    def replicas(self) -> ReplicaManager:
+        assert self._replicas is not None, "broker not started"
+        return self._replicas
+
+    @property
+    def metadata(self) -> MetadataView:
+        assert self._metadata is not None, "broker not started"
+        return self._metadata
+
+    @property
+    def endpoint(self) -> BrokerEndpoint:
+        """This broker's advertised Kafka listener."""
+        return BrokerEndpoint(
+            self.config.node_id,
+            self.config.advertised_host or self.config.kafka_host,
+            self.config.advertised_port or self.kafka_port,
+        )
+
+    def add_service(
+        self, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run ``start`` after storage opens (before clients connect) and ``stop`` on shutdown."""
+        self._services.append((start, stop))
+
+    def open_storage(self, logs: LogManagerAPI | None = None) -> None:
+        """Open (recover) the data directory; ``start`` calls this if nobody did."""
+        if self.logs is not None:
+            return
+        data_dir = self.config.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if logs is None:
+            from headrace.storage import LogConfig
+            from headrace.storage.manager import LogManager
+
+            defaults = LogConfig.from_kafka_configs(self.config.topic_defaults)
+            logs = LogManager(data_dir, default_config=defaults)
+        self.logs = logs
+        self.cluster_id = _load_cluster_id(data_dir)
+        self.producer_ids = ProducerIdAllocator(data_dir)
+        self._topics = TopicManager(
+            logs,
+            default_partitions=self.config.default_partitions,
+            live_brokers=lambda: len(self.metadata.brokers()),
+        )
+        self._replicas = ReplicaManager(logs, self.config.node_id)
+        self._metadata = LocalMetadataView(
+            self.endpoint, logs.topics, is_internal, self.cluster_id
+        )
+
+    async def start(self) -> None:
+        from headrace.server.connection import KafkaServer
+        from headrace.server.handlers import default_api_handlers
+
+        self.open_storage()
+        server = KafkaServer(self, self.config.kafka_host, self.config.kafka_port)
+        server.bind()
+        self._kafka_server = server
+        self.kafka_port = server.bound_port
+        # The advertised port is only known once bound (port 0 in tests).
+        self._metadata = LocalMetadataView(
+            self.endpoint, self.topics.topics, is_internal, self.cluster_id
+        )
+        if not self.registry.supported():
+            self.registry.register_all(default_api_handlers())
+            self._wire_groups()
+        for service in self._services:
+            await service[0]()
+            self._started_services.append(service)
+        await server.start()
+        if self.config.http_host is not None:
+            await self._start_http()
+        self._background.append(asyncio.create_task(self._retention_loop()))
+        self.started.set()
+
+    def _wire_groups(self) -> None:
+        from headrace.groups.coordinator import CoordinatorNode, GroupConfig, GroupCoordinator
+        from headrace.groups.handlers import group_api_handlers
+
+        assert self.logs is not None
+        endpoint = self.endpoint
+
+        async def append(partition: int, batch: bytes) -> None:
+            try:
+                await self.produce(OFFSETS_TOPIC, partition, batch)
+            except KafkaError as error:
+                # The coordinator maps storage errors to codes; surface ours the same way.
+                from headrace.storage import StorageError
+
+                raise StorageError(str(error)) from error
+
+        coordinator = GroupCoordinator(
+            self.logs,
+            CoordinatorNode(endpoint.node_id, endpoint.host, endpoint.port),
+            GroupConfig(offsets_topic_partitions=self.config.offsets_topic_partitions),
+            append=append,
+        )
+        self.groups = coordinator
+        self.registry.register_all(group_api_handlers(coordinator))
+        self.add_service(coordinator.start, coordinator.stop)
+
+    async def _start_http(self) -> None:
+        from aiohttp import web
+
+        from headrace.web import create_app
+
+        runner = web.AppRunner(create_app(self), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.http_host, self.config.http_port)
+        await site.start()
+        self._http_runner = runner
+        server = site._server  # aiohttp exposes the bound sockets only here
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = int(sockets[0].getsockname()[1]) if sockets else self.config.http_port
+
+    async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._kafka_server is not None:
+            await self._kafka_server.stop()
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+        for _start, stop in reversed(self._started_services):
+            try:
+                await stop()
+            except Exception:
+                log.exception("service failed to stop")
+        self._started_services.clear()
+        if self.logs is not None:
+            self.logs.close()
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.retention_check_seconds)
+            try:
+                assert self.logs is not None
+                self.logs.enforce_retention()
+            except Exception:
+                log.exception("retention pass failed")
+
+    # -- services (called by handlers, the HTTP API and the group coordinator) ------------
+
+    def create_topic(self, spec: TopicSpec, *, validate_only: bool = False) -> TopicMetadata:
+        return self.topics.create(spec, validate_only=validate_only)
+
+    def delete_topic(self, name: str) -> None:
+        if is_internal(name):
+            raise KafkaError(ErrorCode.topic_authorization_failed, "cannot delete internal topic")
+        self.topics.delete(name)
+
+    def ensure_topic(self, name: str, partitions: int | None = None) -> TopicMetadata | None:
+        """Auto-create ``name`` if allowed; returns its metadata or None when it cannot exist."""
+        existing = self.topics.get(name)
+        if existing is not None:
+            return existing
+        if not self.config.auto_create_topics or topic_name_problem(name) is not None:
+            return None
+        try:
+            return self.topics.create(TopicSpec(name, partitions or -1))
+        except KafkaError as error:
+            if error.code == ErrorCode.topic_already_exists:
+                return self.topics.get(name)
+            raise
+
+    def ensure_internal_topic(
+        self, name: str, partitions: int, configs: Mapping[str, str] | None = None
+    ) -> TopicMetadata:
+        """Create an internal topic (e.g. ``__consumer_offsets``) unless it exists."""
+        existing = self.topics.get(name)
+        if existing is not None:
+            return existing
+        return self.topics.create(TopicSpec(name, partitions, -1, configs))
+
+    async def produce(
+        self, topic: str, partition: int, records: bytes | memoryview, *, acks: int = -1
+    ) -> AppendResult:
+        """Append RecordBatch v2 bytes to a partition this broker leads."""
+        result = await self.replicas.append(topic, partition, records, acks=acks)
+        if not result.duplicate:
+            self.observer.on_produced(
+                topic, partition, result.last_offset - result.base_offset + 1, len(records)
+            )
+        return result
+
+    def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> LogRead:
+        """Committed batches from ``offset``; the caller closes the returned ``LogRead``."""
+        return self.replicas.read(topic, partition, offset, max_bytes)
+
+    async def wait_for_append(
+        self, partitions: list[tuple[str, int]], timeout_seconds: float
+    ) -> bool:
+        """Park until one of ``partitions`` is appended to (True) or the timeout (False)."""
+        self.observer.on_fetch_waiting(1)
+        try:
+            return await self.replicas.wait_for_append(partitions, timeout_seconds)
+        finally:
+            self.observer.on_fetch_waiting(-1)
+
+    def list_offsets(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
+        return self.replicas.list_offset(topic, partition, timestamp)
+
+    def offsets(self, topic: str, partition: int) -> tuple[int, int]:
+        """(log start offset, high watermark)."""
+        log_ = self.replicas.log(topic, partition)
+        return log_.log_start_offset, self.replicas.high_watermark(topic, partition)
+
+    def delete_records(self, topic: str, partition: int, offset: int) -> int:
+        return self.replicas.delete_records(topic, partition, offset)
+
+    def describe_topic_configs(self, name: str) -> dict[str, tuple[str, bool]]:
+        """Every config of a topic: name -> (value, is_default)."""
+        topic = self.topics.require(name)
+        values = self.topics.config(name).to_kafka_configs()
+        return {key: (value, key not in topic.configs) for key, value in values.items()}
+
+    def alter_configs(
+        self, name: str, configs: Mapping[str, str], *, validate_only: bool = False
+    ) -> None:
+        """Replace a topic's config overrides (AlterConfigs semantics)."""
+        self.topics.set_configs(name, configs, validate_only=validate_only)
+
+    def incremental_alter_configs(
+        self,
+        name: str,
+        changes: list[tuple[str, int, str | None]],
+        *,
+        validate_only: bool = False,
+    ) -> None:
+        """Apply (key, op, value) changes: op 0 SET, 1 DELETE (2/3 list ops: INVALID_CONFIG)."""
+        current = dict(self.topics.require(name).configs)
+        for key, op, value in changes:
+            if op == 0:
+                if value is None:
+                    raise KafkaError(ErrorCode.invalid_config, f"{key}: null value")
+                current[key] = value
+            elif op == 1:
+                current.pop(key, None)
+            else:
+                raise KafkaError(ErrorCode.invalid_config, f"{key}: list operations unsupported")
+        self.topics.set_configs(name, current, validate_only=validate_only)
+
+
+def _load_cluster_id(data_dir: Path) -> str:
+    path = data_dir / "cluster-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        path.write_text(cluster_id + "\n")
+        return cluster_id

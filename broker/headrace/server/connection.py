@@ -1,0 +1,350 @@
+"""The TCP side of the Kafka server: accept loop, one reader and one writer per connection.
+
+Frames are read from a raw non-blocking socket, each request is handled in its own task (so a
+pipelined Produce is not stuck behind a long-polling Fetch's decoding), and a writer task sends
+responses strictly in request order, batching consecutive ready responses into one ``send``.
+Fetch record bytes go from segment files to the socket with ``os.sendfile`` (works on asyncio's
+default loop and on uvloop, which lacks ``loop.sendfile``), waiting for writability in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from headrace.protocol.codec import (
+    API_VERSIONS_KEY,
+    FileSlice,
+    MalformedRequestError,
+    PreEncodedResponse,
+    decode_request,
+    encode_response,
+    request_schema,
+    response_header_bytes,
+)
+from headrace.server.dispatch import RequestContext
+
+if TYPE_CHECKING:
+    from headrace.server.broker import Broker
+
+log = logging.getLogger(__name__)
+
+_SIZE = struct.Struct(">i")
+_API_PREFIX = struct.Struct(">hhi")
+_READ_CHUNK = 256 * 1024
+#: Requests decoded ahead of the writer on one connection; beyond this reading pauses.
+_MAX_IN_FLIGHT = 64
+
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """An encoded response in wire order, plus what to release once it is sent."""
+
+    parts: list[bytes | FileSlice]
+    release: Callable[[], None] | None = None
+
+    def done(self) -> None:
+        if self.release is not None:
+            release, self.release = self.release, None
+            release()
+
+
+class ConnectionClosed(Exception):
+    """The peer went away or sent something that forces us to hang up."""
+
+
+class KafkaServer:
+    """Listens on one address and serves Kafka connections for ``broker``."""
+
+    def __init__(self, broker: Broker, host: str, port: int) -> None:
+        self._broker = broker
+        self._host = host
+        self._port = port
+        self._listener: socket.socket | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    @property
+    def bound_port(self) -> int:
+        assert self._listener is not None, "server not started"
+        return int(self._listener.getsockname()[1])
+
+    def bind(self) -> None:
+        """Bind and listen (so the port is known) without accepting yet."""
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self._host, self._port))
+        listener.listen(512)
+        listener.setblocking(False)
+        self._listener = listener
+
+    async def start(self) -> None:
+        """Start accepting connections (binds first if ``bind`` was not called)."""
+        if self._listener is None:
+            self.bind()
+        assert self._listener is not None
+        self._accept_task = asyncio.create_task(self._accept_loop(self._listener))
+
+    async def stop(self) -> None:
+        if self._accept_task is not None:
+            self._accept_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accept_task
+        if self._listener is not None:
+            self._listener.close()
+        for task in list(self._connections):
+            task.cancel()
+        for task in list(self._connections):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, address = await loop.sock_accept(listener)
+            except OSError as error:  # e.g. EMFILE: back off instead of spinning
+                log.warning("accept failed: %s", error)
+                await asyncio.sleep(0.1)
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            host = str(address[0]) if isinstance(address, tuple) else str(address)
+            connection = Connection(self._broker, sock, host)
+            task = asyncio.create_task(connection.run())
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+
+class Connection:
+    """One client connection: read frames, handle them concurrently, answer in order."""
+
+    def __init__(self, broker: Broker, sock: socket.socket, client_host: str) -> None:
+        self._broker = broker
+        self._sock = sock
+        self._client_host = client_host
+        self._loop = asyncio.get_running_loop()
+        self._pending: asyncio.Queue[asyncio.Future[Outgoing | None] | None] = asyncio.Queue()
+        self._in_flight = asyncio.Semaphore(_MAX_IN_FLIGHT)
+
+    async def run(self) -> None:
+        observer = self._broker.observer
+        observer.on_connection_opened()
+        reader = asyncio.create_task(self._read_loop())
+        writer = asyncio.create_task(self._write_loop())
+        try:
+            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_EXCEPTION)
+            if writer not in done:
+                # The reader finished (EOF or bad frame): flush what is already queued.
+                await writer
+        except Exception as error:
+            log.debug("connection from %s ended: %s", self._client_host, error)
+        finally:
+            for task in (reader, writer):
+                task.cancel()
+            for task in (reader, writer):
+                with contextlib.suppress(BaseException):
+                    await task
+            while not self._pending.empty():
+                future = self._pending.get_nowait()
+                if future is not None:
+                    future.cancel()
+                    future.add_done_callback(_release_dropped)
+            self._sock.close()
+            observer.on_connection_closed()
+
+    async def _read_loop(self) -> None:
+        loop = self._loop
+        sock = self._sock
+        limit = self._broker.config.max_request_bytes
+        buffer = bytearray()
+        try:
+            while True:
+                try:
+                    chunk = await loop.sock_recv(sock, _READ_CHUNK)
+                except (ConnectionError, OSError):
+                    return
+                if not chunk:
+                    return
+                buffer += chunk
+                start = 0
+                while len(buffer) - start >= 4:
+                    (size,) = _SIZE.unpack_from(buffer, start)
+                    if size < 8 or size > limit:
+                        log.warning(
+                            "closing connection from %s: frame size %d outside [8, %d]",
+                            self._client_host,
+                            size,
+                            limit,
+                        )
+                        return
+                    end = start + 4 + size
+                    if end > len(buffer):
+                        break
+                    frame = bytes(buffer[start + 4 : end])
+                    start = end
+                    await self._in_flight.acquire()
+                    future = asyncio.ensure_future(self._process(frame))
+                    self._pending.put_nowait(future)
+                if start:
+                    del buffer[:start]
+        finally:
+            self._pending.put_nowait(None)
+
+    async def _process(self, frame: bytes) -> Outgoing | None:
+        started = time.perf_counter()
+        api_key, api_version, correlation_id = _API_PREFIX.unpack_from(frame, 0)
+        broker = self._broker
+        handler = broker.registry.lookup(api_key, api_version)
+        if handler is None:
+            if api_key == API_VERSIONS_KEY:
+                # Pitfall 2: an unknown ApiVersions version gets a v0-shaped error 35 answer.
+                from headrace.server.handlers.api_versions import unsupported_version_response
+
+                out = encode_response(correlation_id, unsupported_version_response(broker))
+                broker.observer.on_request(
+                    api_key, api_version, time.perf_counter() - started, 35, len(frame), len(out)
+                )
+                return Outgoing([out])
+            raise ConnectionClosed(f"unsupported API {api_key} v{api_version}")
+        schema = request_schema(api_key, api_version)
+        if schema is None:
+            raise ConnectionClosed(f"no schema for API {api_key} v{api_version}")
+        try:
+            header, request = decode_request(frame, schema)
+        except MalformedRequestError as error:
+            raise ConnectionClosed(f"malformed API {api_key} v{api_version}: {error}") from error
+        ctx = RequestContext(
+            api_key=api_key,
+            api_version=api_version,
+            correlation_id=correlation_id,
+            client_id=header.client_id,
+            client_host=self._client_host,
+            broker=broker,
+        )
+        response = await handler.handle(request, ctx)
+        if response is None:
+            broker.observer.on_request(
+                api_key, api_version, time.perf_counter() - started, 0, len(frame), 0
+            )
+            return None
+        release = None
+        parts: list[bytes | FileSlice]
+        if isinstance(response, PreEncodedResponse):
+            release = response.release
+            header_bytes = response_header_bytes(correlation_id, api_key, response.flexible)
+            total = len(header_bytes) + response.body_size()
+            parts = [_SIZE.pack(total) + header_bytes, *response.body_parts]
+            error_code = response.error_code
+            response_size = total + 4
+        else:
+            encoded = encode_response(correlation_id, response)
+            parts = [encoded]
+            error_code = _error_code_of(response)
+            response_size = len(encoded)
+        broker.observer.on_request(
+            api_key,
+            api_version,
+            time.perf_counter() - started,
+            error_code,
+            len(frame),
+            response_size,
+        )
+        return Outgoing(parts, release)
+
+    async def _write_loop(self) -> None:
+        pending = self._pending
+        out: list[bytes] = []
+        while True:
+            future = await pending.get()
+            if future is None:
+                return
+            try:
+                outgoing = await future
+            finally:
+                self._in_flight.release()
+            if outgoing is not None:
+                try:
+                    for part in outgoing.parts:
+                        if isinstance(part, bytes):
+                            out.append(part)
+                        else:
+                            await self._send(out)
+                            out = []
+                            await self._sendfile(part)
+                finally:
+                    outgoing.done()
+            # Batch writes: keep collecting while the next response is already done.
+            if out and (pending.empty() or not _next_is_ready(pending)):
+                await self._send(out)
+                out = []
+
+    async def _send(self, parts: list[bytes]) -> None:
+        if not parts:
+            return
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        await self._loop.sock_sendall(self._sock, data)
+
+    async def _sendfile(self, region: FileSlice) -> None:
+        fd = self._sock.fileno()
+        position = region.position
+        remaining = region.size
+        while remaining > 0:
+            try:
+                sent = os.sendfile(fd, region.fd, position, remaining)
+            except BlockingIOError:
+                await self._writable()
+                continue
+            except OSError as error:
+                if error.errno == errno.EAGAIN:
+                    await self._writable()
+                    continue
+                raise
+            if sent == 0:
+                raise ConnectionClosed("file region shrank while sending")
+            position += sent
+            remaining -= sent
+
+    async def _writable(self) -> None:
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        fd = self._sock.fileno()
+
+        def ready() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        self._loop.add_writer(fd, ready)
+        try:
+            await waiter
+        finally:
+            self._loop.remove_writer(fd)
+
+
+def _release_dropped(future: asyncio.Future[Outgoing | None]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        outgoing = future.result()
+        if outgoing is not None:
+            outgoing.done()
+
+
+def _next_is_ready(pending: asyncio.Queue[Any]) -> bool:
+    # asyncio.Queue has no peek; its deque is the documented-by-convention ``_queue``.
+    queue = pending._queue  # type: ignore[attr-defined]
+    head = queue[0] if queue else None
+    return head is None or bool(head.done())
+
+
+def _error_code_of(response: Any) -> int:
+    code = getattr(response, "error_code", 0)
+    return int(code) if code is not None else 0

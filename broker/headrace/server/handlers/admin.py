@@ -1,0 +1,345 @@
+"""Admin APIs: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs,
+IncrementalAlterConfigs and DeleteRecords, as thin adapters over the broker services.
+
+Each topic/resource gets its own Kafka error code and message; one bad entry never fails the
+others. Broker resources are described from the broker's own settings (read-only).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from headrace.server.broker import Broker
+from headrace.server.dispatch import ApiHandler, RequestContext
+from headrace.server.errors import KafkaError
+from headrace.server.handlers.common import NO_THROTTLE, OK, build, response_classes
+from headrace.server.topics import TopicSpec
+
+CREATE_TOPICS = 19
+DELETE_TOPICS = 20
+DELETE_RECORDS = 21
+DESCRIBE_CONFIGS = 32
+ALTER_CONFIGS = 33
+CREATE_PARTITIONS = 37
+INCREMENTAL_ALTER_CONFIGS = 44
+
+RESOURCE_TOPIC = 2
+RESOURCE_BROKER = 4
+SOURCE_DYNAMIC_TOPIC = 1
+SOURCE_STATIC_BROKER = 4
+SOURCE_DEFAULT = 5
+#: DescribeConfigs v3+ config types.
+_TYPE_STRING, _TYPE_INT, _TYPE_LONG, _TYPE_BOOLEAN, _TYPE_LIST = 2, 3, 5, 1, 7
+_CONFIG_TYPES = {
+    "cleanup.policy": _TYPE_LIST,
+    "message.timestamp.type": _TYPE_STRING,
+    "compression.type": _TYPE_STRING,
+    "segment.bytes": _TYPE_INT,
+    "max.message.bytes": _TYPE_INT,
+    "min.insync.replicas": _TYPE_INT,
+    "index.interval.bytes": _TYPE_INT,
+}
+
+
+async def handle_create_topics(request: Any, ctx: RequestContext) -> Any:
+    broker = ctx.broker
+    module = response_classes(CREATE_TOPICS, ctx.api_version)
+    results = []
+    for topic in request.topics:
+        spec = TopicSpec(
+            name=topic.name,
+            partitions=int(topic.num_partitions),
+            replication_factor=int(topic.replication_factor),
+            configs={c.name: c.value for c in topic.configs if c.value is not None},
+        )
+        try:
+            if topic.assignments:
+                raise KafkaError(
+                    ErrorCode.invalid_replica_assignment, "manual replica assignment unsupported"
+                )
+            created = broker.create_topic(spec, validate_only=bool(request.validate_only))
+        except KafkaError as error:
+            results.append(
+                build(
+                    module.CreatableTopicResult,
+                    name=topic.name,
+                    error_code=error.code,
+                    error_message=error.message,
+                    num_partitions=-1,
+                    replication_factor=-1,
+                    configs=None,
+                )
+            )
+            continue
+        configs = tuple(
+            build(
+                module.CreatableTopicConfigs,
+                name=key,
+                value=value,
+                read_only=False,
+                config_source=SOURCE_DEFAULT if is_default else SOURCE_DYNAMIC_TOPIC,
+                is_sensitive=False,
+            )
+            for key, (value, is_default) in _topic_configs(broker, created.name, created.configs)
+        )
+        results.append(
+            build(
+                module.CreatableTopicResult,
+                name=topic.name,
+                topic_id=created.topic_id,
+                error_code=OK,
+                error_message=None,
+                num_partitions=created.partitions,
+                replication_factor=1,
+                configs=configs,
+            )
+        )
+    return build(module.CreateTopicsResponse, throttle_time=NO_THROTTLE, topics=tuple(results))
+
+
+def _topic_configs(
+    broker: Broker, name: str, overrides: dict[str, str]
+) -> list[tuple[str, tuple[str, bool]]]:
+    from headrace.storage import LogConfig
+
+    logs = broker.logs
+    assert logs is not None
+    config = LogConfig.from_kafka_configs(overrides, logs.default_config)
+    return [(k, (v, k not in overrides)) for k, v in sorted(config.to_kafka_configs().items())]
+
+
+async def handle_delete_topics(request: Any, ctx: RequestContext) -> Any:
+    broker = ctx.broker
+    module = response_classes(DELETE_TOPICS, ctx.api_version)
+    if ctx.api_version >= 6:
+        wanted = [(t.name, t.topic_id) for t in request.topics]
+    else:
+        wanted = [(name, None) for name in request.topic_names]
+    results = []
+    for name, topic_id in wanted:
+        if name is None and topic_id is not None:
+            name = next(
+                (n for n, m in broker.topics.topics().items() if m.topic_id == topic_id), None
+            )
+        meta = broker.topics.get(name) if name else None
+        try:
+            if name is None or meta is None:
+                raise KafkaError(
+                    ErrorCode.unknown_topic_or_partition if topic_id is None or name
+                    else ErrorCode.unknown_topic_id,
+                    f"unknown topic {name or topic_id}",
+                )
+            broker.delete_topic(name)
+            code, message = OK, None
+        except KafkaError as error:
+            code, message = error.code, error.message
+        results.append(
+            build(
+                module.DeletableTopicResult,
+                name=name,
+                topic_id=meta.topic_id if meta else topic_id,
+                error_code=code,
+                error_message=message,
+            )
+        )
+    return build(module.DeleteTopicsResponse, throttle_time=NO_THROTTLE, responses=tuple(results))
+
+
+async def handle_create_partitions(request: Any, ctx: RequestContext) -> Any:
+    broker = ctx.broker
+    module = response_classes(CREATE_PARTITIONS, ctx.api_version)
+    results = []
+    for topic in request.topics:
+        try:
+            if topic.assignments:
+                raise KafkaError(
+                    ErrorCode.invalid_replica_assignment, "manual replica assignment unsupported"
+                )
+            broker.topics.add_partitions(
+                topic.name, int(topic.count), validate_only=bool(request.validate_only)
+            )
+            code, message = OK, None
+        except KafkaError as error:
+            code, message = error.code, error.message
+        results.append(
+            module.CreatePartitionsTopicResult(
+                name=topic.name, error_code=code, error_message=message
+            )
+        )
+    return build(module.CreatePartitionsResponse, throttle_time=NO_THROTTLE, results=tuple(results))
+
+
+def broker_configs(broker: Broker) -> dict[str, str]:
+    """The broker-level settings AdminClient tools ask about, with Kafka's names."""
+    config = broker.config
+    logs = broker.logs
+    defaults = logs.default_config.to_kafka_configs() if logs is not None else {}
+    values = {
+        "broker.id": str(config.node_id),
+        "node.id": str(config.node_id),
+        "num.partitions": str(config.default_partitions),
+        "auto.create.topics.enable": str(config.auto_create_topics).lower(),
+        "default.replication.factor": "1",
+        "offsets.topic.num.partitions": str(config.offsets_topic_partitions),
+        "socket.request.max.bytes": str(config.max_request_bytes),
+        "message.max.bytes": defaults.get("max.message.bytes", "1048588"),
+        "log.retention.ms": defaults.get("retention.ms", ""),
+        "log.retention.bytes": defaults.get("retention.bytes", ""),
+        "log.segment.bytes": defaults.get("segment.bytes", ""),
+        "log.roll.ms": defaults.get("segment.ms", ""),
+        "log.cleanup.policy": defaults.get("cleanup.policy", "delete"),
+        "min.insync.replicas": defaults.get("min.insync.replicas", "1"),
+        "log.dirs": str(config.data_dir),
+        "advertised.listeners": f"PLAINTEXT://{broker.endpoint.host}:{broker.endpoint.port}",
+    }
+    return values
+
+
+async def handle_describe_configs(request: Any, ctx: RequestContext) -> Any:
+    broker = ctx.broker
+    module = response_classes(DESCRIBE_CONFIGS, ctx.api_version)
+    results = []
+    for resource in request.resources:
+        keys = set(resource.configuration_keys) if resource.configuration_keys else None
+        entries: list[tuple[str, str, bool, int]] = []  # name, value, read_only, source
+        code, message = OK, None
+        try:
+            if resource.resource_type == RESOURCE_TOPIC:
+                described = broker.describe_topic_configs(resource.resource_name)
+                entries = [
+                    (key, value, False, SOURCE_DEFAULT if is_default else SOURCE_DYNAMIC_TOPIC)
+                    for key, (value, is_default) in sorted(described.items())
+                ]
+            elif resource.resource_type == RESOURCE_BROKER:
+                if resource.resource_name not in ("", str(broker.config.node_id)):
+                    raise KafkaError(
+                        ErrorCode.invalid_request, f"unknown broker {resource.resource_name!r}"
+                    )
+                entries = [
+                    (key, value, True, SOURCE_STATIC_BROKER)
+                    for key, value in sorted(broker_configs(broker).items())
+                ]
+            else:
+                raise KafkaError(
+                    ErrorCode.invalid_request, f"unsupported resource type {resource.resource_type}"
+                )
+        except KafkaError as error:
+            code, message = error.code, error.message
+        configs = tuple(
+            build(
+                module.DescribeConfigsResourceResult,
+                name=name,
+                value=value,
+                read_only=read_only,
+                config_source=source,
+                is_default=source == SOURCE_DEFAULT,
+                is_sensitive=False,
+                synonyms=(),
+                config_type=_CONFIG_TYPES.get(name, _TYPE_LONG if value.lstrip("-").isdigit()
+                                              else _TYPE_STRING),
+                documentation=None,
+            )
+            for name, value, read_only, source in entries
+            if keys is None or name in keys
+        )
+        results.append(
+            build(
+                module.DescribeConfigsResult,
+                error_code=code,
+                error_message=message,
+                resource_type=resource.resource_type,
+                resource_name=resource.resource_name,
+                configs=configs,
+            )
+        )
+    return build(module.DescribeConfigsResponse, throttle_time=NO_THROTTLE, results=tuple(results))
+
+
+def _alter_result(module: Any, resource: Any, error: KafkaError | None) -> Any:
+    return module.AlterConfigsResourceResponse(
+        error_code=error.code if error else OK,
+        error_message=error.message if error else None,
+        resource_type=resource.resource_type,
+        resource_name=resource.resource_name,
+    )
+
+
+def _require_topic_resource(resource: Any) -> None:
+    if resource.resource_type != RESOURCE_TOPIC:
+        raise KafkaError(
+            ErrorCode.invalid_request,
+            "only topic configs can be altered; broker configs are static",
+        )
+
+
+async def handle_alter_configs(request: Any, ctx: RequestContext) -> Any:
+    broker = ctx.broker
+    module = response_classes(ALTER_CONFIGS, ctx.api_version)
+    results = []
+    for resource in request.resources:
+        try:
+            _require_topic_resource(resource)
+            configs = {c.name: c.value for c in resource.configs if c.value is not None}
+            broker.alter_configs(
+                resource.resource_name, configs, validate_only=bool(request.validate_only)
+            )
+            results.append(_alter_result(module, resource, None))
+        except KafkaError as error:
+            results.append(_alter_result(module, resource, error))
+    return build(module.AlterConfigsResponse, throttle_time=NO_THROTTLE, responses=tuple(results))
+
+
+async def handle_incremental_alter_configs(request: Any, ctx: RequestContext) -> Any:
+    broker = ctx.broker
+    module = response_classes(INCREMENTAL_ALTER_CONFIGS, ctx.api_version)
+    results = []
+    for resource in request.resources:
+        try:
+            _require_topic_resource(resource)
+            changes = [(c.name, int(c.config_operation), c.value) for c in resource.configs]
+            broker.incremental_alter_configs(
+                resource.resource_name, changes, validate_only=bool(request.validate_only)
+            )
+            results.append(_alter_result(module, resource, None))
+        except KafkaError as error:
+            results.append(_alter_result(module, resource, error))
+    return build(
+        module.IncrementalAlterConfigsResponse, throttle_time=NO_THROTTLE, responses=tuple(results)
+    )
+
+
+async def handle_delete_records(request: Any, ctx: RequestContext) -> Any:
+    broker = ctx.broker
+    module = response_classes(DELETE_RECORDS, ctx.api_version)
+    topics = []
+    for topic in request.topics:
+        partitions = []
+        for partition in topic.partitions:
+            index = int(partition.partition_index)
+            try:
+                low = broker.delete_records(topic.name, index, int(partition.offset))
+                code = OK
+            except KafkaError as error:
+                low, code = -1, error.code
+            partitions.append(
+                module.DeleteRecordsPartitionResult(
+                    partition_index=index, low_watermark=low, error_code=code
+                )
+            )
+        topics.append(
+            module.DeleteRecordsTopicResult(name=topic.name, partitions=tuple(partitions))
+        )
+    return build(module.DeleteRecordsResponse, throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+
+HANDLERS = [
+    ApiHandler(CREATE_TOPICS, 2, 7, handle_create_topics),
+    ApiHandler(DELETE_TOPICS, 1, 6, handle_delete_topics),
+    ApiHandler(DELETE_RECORDS, 0, 2, handle_delete_records),
+    ApiHandler(DESCRIBE_CONFIGS, 1, 4, handle_describe_configs),
+    ApiHandler(ALTER_CONFIGS, 0, 2, handle_alter_configs),
+    ApiHandler(CREATE_PARTITIONS, 0, 3, handle_create_partitions),
+    ApiHandler(INCREMENTAL_ALTER_CONFIGS, 0, 1, handle_incremental_alter_configs),
+]

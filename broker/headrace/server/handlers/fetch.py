@@ -1,0 +1,124 @@
+"""Fetch v4-12 with long polling woken by appends and zero-copy record transfer.
+
+Each round reads every requested partition (whole batches, at least one batch for the first
+partition with data even when it exceeds the limits); if fewer than ``min_bytes`` came back the
+reads are released and the request parks in the broker's purgatory until an append to one of
+its partitions or ``max_wait`` runs out. Records leave as file slices for ``os.sendfile``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from headrace.protocol.codec import PreEncodedResponse
+from headrace.protocol.fetch import (
+    API_KEY,
+    MAX_VERSION,
+    MIN_VERSION,
+    PartitionData,
+    encode_fetch_body,
+)
+from headrace.server.broker import Broker
+from headrace.server.dispatch import ApiHandler, RequestContext
+from headrace.server.errors import KafkaError
+from headrace.storage import LogRead
+
+_FETCH_SESSION_ID_NOT_FOUND = 70
+
+
+def _read_round(
+    broker: Broker, request: Any, reads: list[LogRead]
+) -> tuple[list[tuple[str, list[PartitionData]]], int, bool]:
+    """One pass over the requested partitions: (topics, bytes read, any partition error)."""
+    budget = max(int(request.max_bytes), 0)
+    total = 0
+    any_error = False
+    topics = []
+    for fetch_topic in request.topics:
+        name = fetch_topic.topic
+        partitions = []
+        for fetch_partition in fetch_topic.partitions:
+            index = int(fetch_partition.partition)
+            try:
+                log_start, high_watermark = broker.offsets(name, index)
+            except KafkaError as error:
+                any_error = True
+                partitions.append(PartitionData(index, error.code, -1, -1, -1))
+                continue
+            data = PartitionData(index, 0, high_watermark, high_watermark, log_start)
+            offset = int(fetch_partition.fetch_offset)
+            if offset < log_start or offset > high_watermark:
+                data.error_code = ErrorCode.offset_out_of_range
+                any_error = True
+            elif offset < high_watermark and (budget > 0 or total == 0):
+                limit = min(int(fetch_partition.partition_max_bytes), budget)
+                try:
+                    read = broker.read(name, index, offset, max(limit, 1))
+                except KafkaError as error:
+                    data.error_code = error.code
+                    any_error = True
+                else:
+                    reads.append(read)
+                    data.records = list(read.regions)
+                    total += read.size
+                    budget -= read.size
+            partitions.append(data)
+        topics.append((name, partitions))
+    return topics, total, any_error
+
+
+async def handle_fetch(request: Any, ctx: RequestContext) -> Any:
+    broker = ctx.broker
+    version = ctx.api_version
+    session_id = int(getattr(request, "session_id", 0))
+    session_epoch = int(getattr(request, "session_epoch", -1))
+    if session_id != 0 and session_epoch not in (0, -1):
+        # We never create sessions, so an incremental fetch names one we do not know.
+        return PreEncodedResponse(
+            API_KEY,
+            version >= 12,
+            encode_fetch_body(version, [], error_code=_FETCH_SESSION_ID_NOT_FOUND),
+            _FETCH_SESSION_ID_NOT_FOUND,
+        )
+    max_wait = request.max_wait.total_seconds()
+    deadline = time.monotonic() + max_wait
+    min_bytes = int(request.min_bytes)
+    keys = [
+        (t.topic, int(p.partition)) for t in request.topics for p in t.partitions
+    ]
+    while True:
+        reads: list[LogRead] = []
+        try:
+            topics, total, any_error = _read_round(broker, request, reads)
+        except BaseException:
+            _close_all(reads)
+            raise
+        remaining = deadline - time.monotonic()
+        if total >= min_bytes or any_error or remaining <= 0 or not keys:
+            break
+        _close_all(reads)
+        await broker.wait_for_append(keys, remaining)
+    observer = broker.observer
+    for name, partitions in topics:
+        for partition in partitions:
+            size = partition.records_size
+            if size:
+                observer.on_fetched(name, partition.partition, size)
+    body = encode_fetch_body(version, topics)
+    first_error = next(
+        (p.error_code for _, ps in topics for p in ps if p.error_code), 0
+    )
+    return PreEncodedResponse(
+        API_KEY, version >= 12, body, int(first_error), lambda: _close_all(reads)
+    )
+
+
+def _close_all(reads: list[LogRead]) -> None:
+    for read in reads:
+        read.close()
+
+
+HANDLERS = [ApiHandler(API_KEY, MIN_VERSION, MAX_VERSION, handle_fetch)]

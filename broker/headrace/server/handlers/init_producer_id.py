@@ -1,0 +1,40 @@
+"""InitProducerId v0-4 for idempotent producers (transactions are not supported).
+
+Every call allocates a fresh durable producer id with epoch 0; the storage engine tracks the
+sequence numbers per producer id. Transactional producers get TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from headrace.server.dispatch import ApiHandler, RequestContext
+from headrace.server.handlers.common import NO_THROTTLE, OK, build, response_classes
+
+API_KEY = 22
+
+
+async def handle_init_producer_id(request: Any, ctx: RequestContext) -> Any:
+    module = response_classes(API_KEY, ctx.api_version)
+    if request.transactional_id is not None:
+        return build(
+            module.InitProducerIdResponse,
+            throttle_time=NO_THROTTLE,
+            error_code=ErrorCode.transactional_id_authorization_failed,
+            producer_id=-1,
+            producer_epoch=-1,
+        )
+    allocator = ctx.broker.producer_ids
+    assert allocator is not None
+    return build(
+        module.InitProducerIdResponse,
+        throttle_time=NO_THROTTLE,
+        error_code=OK,
+        producer_id=allocator.allocate(),
+        producer_epoch=0,
+    )
+
+
+HANDLERS = [ApiHandler(API_KEY, 0, 4, handle_init_producer_id)]

@@ -1,0 +1,129 @@
+"""Metadata v0-12: brokers, controller and topic partitions, with topic auto-creation.
+
+``topics`` null (v1+) or empty (v0) means every topic; requested topics that do not exist are
+created when both the request and the broker allow it (Kafka's auto-create), otherwise they are
+answered with UNKNOWN_TOPIC_OR_PARTITION or INVALID_TOPIC_EXCEPTION.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from headrace.server.dispatch import ApiHandler, RequestContext
+from headrace.server.errors import KafkaError
+from headrace.server.handlers.common import NO_THROTTLE, OK, build, response_classes
+from headrace.server.metadata import TopicState
+from headrace.server.topics import topic_name_problem
+
+API_KEY = 3
+_NIL_UUID = uuid.UUID(int=0)
+
+
+async def handle_metadata(request: Any, ctx: RequestContext) -> Any:
+    broker = ctx.broker
+    view = broker.metadata
+    module = response_classes(API_KEY, ctx.api_version)
+    requested = request.topics
+    if requested is None or (ctx.api_version == 0 and not requested):
+        names: list[tuple[str | None, uuid.UUID | None]] = [
+            (name, None) for name in view.topic_names()
+        ]
+    else:
+        names = [(t.name, getattr(t, "topic_id", None)) for t in requested]
+    allow_create = getattr(request, "allow_auto_topic_creation", True)
+    topics = []
+    for name, topic_id in names:
+        if name is None and topic_id is not None and topic_id != _NIL_UUID:
+            found = _by_id(ctx, topic_id)
+            if found is None:
+                topics.append(_error_topic(module, None, topic_id, ErrorCode.unknown_topic_id))
+                continue
+            name = found
+        if name is None:
+            topics.append(_error_topic(module, None, None, ErrorCode.invalid_topic_exception))
+            continue
+        state = view.topic(name)
+        if state is None:
+            if topic_name_problem(name) is not None:
+                topics.append(_error_topic(module, name, None, ErrorCode.invalid_topic_exception))
+                continue
+            if allow_create:
+                try:
+                    broker.ensure_topic(name)
+                except KafkaError as error:
+                    topics.append(_error_topic(module, name, None, error.code))
+                    continue
+                state = view.topic(name)
+            if state is None:
+                topics.append(
+                    _error_topic(module, name, None, ErrorCode.unknown_topic_or_partition)
+                )
+                continue
+        topics.append(_topic(module, state))
+    brokers = tuple(
+        build(
+            module.MetadataResponseBroker,
+            node_id=endpoint.node_id,
+            host=endpoint.host,
+            port=endpoint.port,
+            rack=endpoint.rack,
+        )
+        for endpoint in view.brokers()
+    )
+    return build(
+        module.MetadataResponse,
+        throttle_time=NO_THROTTLE,
+        brokers=brokers,
+        cluster_id=view.cluster_id,
+        controller_id=view.controller_id(),
+        topics=tuple(topics),
+    )
+
+
+def _by_id(ctx: RequestContext, topic_id: uuid.UUID) -> str | None:
+    for name, meta in ctx.broker.topics.topics().items():
+        if meta.topic_id == topic_id:
+            return name
+    return None
+
+
+def _error_topic(module: Any, name: str | None, topic_id: uuid.UUID | None, code: Any) -> Any:
+    return build(
+        module.MetadataResponseTopic,
+        error_code=code,
+        name=name,
+        topic_id=topic_id or _NIL_UUID,
+        is_internal=False,
+        partitions=(),
+    )
+
+
+def _topic(module: Any, state: TopicState) -> Any:
+    partition_cls = module.MetadataResponsePartition
+    partitions = tuple(
+        build(
+            partition_cls,
+            error_code=OK,
+            partition_index=index,
+            leader_id=partition.leader,
+            leader_epoch=partition.leader_epoch,
+            replica_nodes=partition.replicas,
+            isr_nodes=partition.isr,
+            offline_replicas=(),
+        )
+        for index, partition in enumerate(state.partitions)
+    )
+    return build(
+        module.MetadataResponseTopic,
+        error_code=OK,
+        name=state.name,
+        topic_id=state.topic_id,
+        is_internal=state.is_internal,
+        partitions=partitions,
+    )
+
+
+HANDLERS = [ApiHandler(API_KEY, 0, 12, handle_metadata)]

@@ -1,0 +1,175 @@
+"""The partition/replica manager: the one path handlers take to partition logs.
+
+It hides where leadership lives (single broker: this broker leads everything, ISR = {self},
+high watermark = log end offset), maps storage errors to Kafka error codes, and keeps the fetch
+purgatory: long-polling fetches park a future per partition and every append wakes the waiters
+of its partition at once, so consumers see new records without any timer-driven polling.
+Replication extends this class (leader checks, ISR, high watermark from follower fetches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from kio.schema.errors import ErrorCode
+
+from headrace.server.errors import KafkaError
+from headrace.server.topics import kafka_error_from_storage
+from headrace.storage import (
+    AppendResult,
+    LogManagerAPI,
+    LogRead,
+    PartitionLogAPI,
+    StorageError,
+    UnknownPartitionError,
+)
+
+PartitionKey = tuple[str, int]
+
+#: ListOffsets special timestamps.
+LATEST_TIMESTAMP = -1
+EARLIEST_TIMESTAMP = -2
+MAX_TIMESTAMP = -3
+
+
+class ReplicaManager:
+    """Appends, reads and offsets of local partitions, plus wake-on-append for fetches."""
+
+    def __init__(self, logs: LogManagerAPI, node_id: int, leader_epoch: int = 0) -> None:
+        self._logs = logs
+        self.node_id = node_id
+        self._leader_epoch = leader_epoch
+        self._waiters: dict[PartitionKey, set[asyncio.Future[bool]]] = {}
+
+    def log(self, topic: str, partition: int) -> PartitionLogAPI:
+        """The local log of a partition this broker leads, else UNKNOWN_TOPIC_OR_PARTITION."""
+        try:
+            return self._logs.get_partition(topic, partition)
+        except UnknownPartitionError as error:
+            raise KafkaError(
+                ErrorCode.unknown_topic_or_partition, f"unknown partition {topic}-{partition}"
+            ) from error
+
+    async def append(
+        self, topic: str, partition: int, records: bytes | memoryview, *, acks: int = -1
+    ) -> AppendResult:
+        """Append producer batches as leader; returns where they landed (or the duplicate's).
+
+        Single broker: acks=all is satisfied as soon as the local write returns.
+        """
+        log = self.log(topic, partition)
+        try:
+            result = log.append(records, leader_epoch=self._leader_epoch)
+        except StorageError as error:
+            raise kafka_error_from_storage(error) from error
+        if not result.duplicate:
+            self.notify_append(topic, partition)
+        return result
+
+    def high_watermark(self, topic: str, partition: int) -> int:
+        return self.log(topic, partition).log_end_offset
+
+    def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> LogRead:
+        """Whole committed batches from ``offset`` (at least one if any is available)."""
+        log = self.log(topic, partition)
+        try:
+            return log.read(offset, max_bytes, max_offset=log.log_end_offset)
+        except StorageError as error:
+            raise kafka_error_from_storage(error) from error
+
+    def list_offset(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
+        """ListOffsets: (offset, timestamp) for -1 latest, -2 earliest, -3 max timestamp or a
+        time in ms; (-1, -1) when no record is that new."""
+        log = self.log(topic, partition)
+        if timestamp == LATEST_TIMESTAMP:
+            return log.log_end_offset, -1
+        if timestamp == EARLIEST_TIMESTAMP:
+            return log.log_start_offset, -1
+        if timestamp == MAX_TIMESTAMP:
+            return self._max_timestamp_offset(log)
+        found = log.offset_for_timestamp(timestamp)
+        if found is None:
+            return -1, -1
+        return found
+
+    def _max_timestamp_offset(self, log: PartitionLogAPI) -> tuple[int, int]:
+        # The batch with the largest max timestamp; located by scanning batch headers only.
+        if log.log_end_offset == log.log_start_offset:
+            return -1, -1
+        best_offset, best_timestamp = -1, -1
+        offset = log.log_start_offset
+        while offset < log.log_end_offset:
+            with log.read(offset, 1 << 20) as batches:
+                data = batches.to_bytes()
+                next_offset = batches.high_offset
+            position = 0
+            while position + 61 <= len(data):
+                base = int.from_bytes(data[position : position + 8], "big")
+                length = int.from_bytes(data[position + 8 : position + 12], "big")
+                max_ts = int.from_bytes(data[position + 35 : position + 43], "big", signed=True)
+                if max_ts > best_timestamp:
+                    best_offset, best_timestamp = base, max_ts
+                position += 12 + length
+            if next_offset <= offset:
+                break
+            offset = next_offset
+        return best_offset, best_timestamp
+
+    def delete_records(self, topic: str, partition: int, offset: int) -> int:
+        """DeleteRecords: move the log start up to ``offset`` (-1 = high watermark)."""
+        log = self.log(topic, partition)
+        target = log.log_end_offset if offset == -1 else offset
+        if target < 0 or target > log.log_end_offset:
+            raise KafkaError(
+                ErrorCode.offset_out_of_range,
+                f"offset {offset} is outside [0, {log.log_end_offset}]",
+            )
+        try:
+            return log.delete_records_before(target)
+        except StorageError as error:
+            raise kafka_error_from_storage(error) from error
+
+    # -- fetch purgatory -------------------------------------------------------------------
+
+    def notify_append(self, topic: str, partition: int) -> None:
+        """Wake every fetch waiting on this partition."""
+        waiters = self._waiters.pop((topic, partition), None)
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(True)
+
+    async def wait_for_append(self, partitions: Iterable[PartitionKey], seconds: float) -> bool:
+        """Wait until any of ``partitions`` gets an append or ``seconds`` pass.
+
+        Returns True when woken by an append. Callers re-check their condition afterwards.
+        """
+        if seconds <= 0:
+            return False
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        keys = list(partitions)
+        for key in keys:
+            self._waiters.setdefault(key, set()).add(waiter)
+        timer = loop.call_later(seconds, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            for key in keys:
+                waiters = self._waiters.get(key)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del self._waiters[key]
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
+def monotonic_deadline(timeout_ms: int) -> float:
+    return time.monotonic() + max(0, timeout_ms) / 1000.0
