@@ -148,8 +148,14 @@ class Connection:
             if writer not in done:
                 # The reader finished (EOF or bad frame): flush what is already queued.
                 await writer
-        except Exception as error:
-            log.debug("connection from %s ended: %s", self._client_host, error)
+            for task in done:
+                task.result()
+        except ConnectionClosed as error:
+            log.warning("closing connection from %s: %s", self._client_host, error)
+        except (ConnectionError, BrokenPipeError):
+            pass
+        except Exception:
+            log.exception("connection from %s failed", self._client_host)
         finally:
             for task in (reader, writer):
                 task.cancel()

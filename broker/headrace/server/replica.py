@@ -10,6 +10,7 @@ Replication extends this class (leader checks, ISR, high watermark from follower
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable
 
@@ -25,6 +26,8 @@ from headrace.storage import (
     StorageError,
     UnknownPartitionError,
 )
+
+log_ = logging.getLogger(__name__)
 
 PartitionKey = tuple[str, int]
 
@@ -64,6 +67,9 @@ class ReplicaManager:
             result = log.append(records, leader_epoch=self._leader_epoch)
         except StorageError as error:
             raise kafka_error_from_storage(error) from error
+        except Exception as error:  # a bug must not take the connection down with it
+            log_.exception("append to %s-%d failed", topic, partition)
+            raise KafkaError(ErrorCode.unknown_server_error, str(error)) from error
         if not result.duplicate:
             self.notify_append(topic, partition)
         return result

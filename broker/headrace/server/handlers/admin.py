@@ -73,9 +73,10 @@ async def handle_create_topics(request: Any, ctx: RequestContext) -> Any:
                 )
             )
             continue
-        configs = tuple(
+        config_cls = getattr(module, "CreatableTopicConfigs", None)  # v5+
+        configs = () if config_cls is None else tuple(
             build(
-                module.CreatableTopicConfigs,
+                config_cls,
                 name=key,
                 value=value,
                 read_only=False,
