@@ -21,6 +21,8 @@ from headrace.storage.errors import (
     UnknownPartitionError,
 )
 from headrace.storage.interface import LogManagerAPI, PartitionLogAPI
+from headrace.storage.log import PartitionLog
+from headrace.storage.manager import LogManager
 from headrace.storage.results import (
     AppendResult,
     FileRegion,
@@ -43,10 +45,12 @@ __all__ = [
     "InvalidProducerEpochError",
     "InvalidTopicError",
     "LogConfig",
+    "LogManager",
     "LogManagerAPI",
     "LogRead",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
+    "PartitionLog",
     "PartitionLogAPI",
     "RecoveryEvent",
     "RecoveryReport",

@@ -1,0 +1,817 @@
+"""PartitionLog: one topic-partition as a directory of segments (Kafka's ``Log``/``UnifiedLog``).
+
+Appends validate every batch header and CRC, assign offsets by rewriting the 17 bytes in front
+of the CRC-covered range, and write the batches with one ``pwritev`` (no record is ever decoded
+or copied). Reads return file regions for ``sendfile``. Recovery on open verifies by CRC every
+segment after the last durable recovery point (or nothing after a clean shutdown), truncates
+a torn or corrupt tail and rebuilds damaged indexes.
+
+Not thread-safe: one caller thread (the broker's event loop) at a time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from headrace.storage.batch import (
+    HEADER_SIZE,
+    INT32_MAX,
+    FileBatchScanner,
+    ScanOutcome,
+    log_append_time_header,
+    parse_batches,
+    read_header,
+    rewritten_prefix,
+)
+from headrace.storage.config import LogConfig
+from headrace.storage.epoch_cache import CHECKPOINT_NAME, LeaderEpochCache
+from headrace.storage.errors import (
+    BatchTooLargeError,
+    DuplicateSequenceError,
+    InvalidBatchError,
+    OffsetOutOfRangeError,
+)
+from headrace.storage.files import TMP_SUFFIX, FileHandleCache, fsync_dir, write_atomic
+from headrace.storage.producer_state import (
+    ProducerEntry,
+    ProducerStateManager,
+    list_snapshots,
+)
+from headrace.storage.results import AppendResult, FileRegion, LogRead, RecoveryEvent
+from headrace.storage.segment import (
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    NO_TIMESTAMP,
+    TIME_INDEX_SUFFIX,
+    Segment,
+)
+
+log = logging.getLogger(__name__)
+
+STATE_NAME = "partition-state.json"
+_IOV_MAX = 1024
+_PREFIX_SIZE = 17  # baseOffset, batchLength, partitionLeaderEpoch, magic
+_TRUSTED = 2**63 - 1  # recovery point meaning "clean shutdown: verify nothing"
+LATEST_TIMESTAMP = -1  # ListOffsets special timestamps
+EARLIEST_TIMESTAMP = -2
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class PartitionLog:
+    """An append-only log of RecordBatch v2 batches for one topic-partition."""
+
+    def __init__(
+        self,
+        directory: Path,
+        topic: str,
+        partition: int,
+        config: LogConfig,
+        *,
+        files: FileHandleCache | None = None,
+        clean_shutdown: bool = False,
+        verify_all: bool = False,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        on_recovery: Callable[[RecoveryEvent], None] | None = None,
+    ) -> None:
+        self.directory = directory
+        self._topic = topic
+        self._partition = partition
+        self._config = config
+        self.files = files if files is not None else FileHandleCache(64)
+        self._clock_ms = clock_ms
+        self._on_recovery = on_recovery
+        self.segments: list[Segment] = []
+        self._bases: list[int] = []
+        self._log_start = 0
+        self._recovery_point = 0
+        self._unflushed_records = 0
+        self._unflushed_sealed: list[Segment] = []
+        self._dir_dirty = False
+        self._last_flush_ms = clock_ms()
+        self.producer_state = ProducerStateManager()
+        self.epoch_cache = LeaderEpochCache(directory / CHECKPOINT_NAME)
+        self.segments_scanned = 0  # full CRC scans done while opening (for the recovery report)
+        self._closed = False
+        self._open(clean_shutdown=clean_shutdown, verify_all=verify_all)
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    @property
+    def partition(self) -> int:
+        return self._partition
+
+    @property
+    def config(self) -> LogConfig:
+        return self._config
+
+    def update_config(self, config: LogConfig) -> None:
+        self._config = config
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.segments[-1].next_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    @property
+    def segment_count(self) -> int:
+        return len(self.segments)
+
+    @property
+    def latest_leader_epoch(self) -> int:
+        return self.epoch_cache.latest_epoch
+
+    @property
+    def recovery_point(self) -> int:
+        return self._recovery_point
+
+    @property
+    def _active(self) -> Segment:
+        return self.segments[-1]
+
+    @property
+    def _durable_policy(self) -> bool:
+        return self._config.flush_messages is not None or self._config.flush_ms is not None
+
+    def __repr__(self) -> str:
+        return (
+            f"PartitionLog({self._topic}-{self._partition}, start={self._log_start}, "
+            f"end={self.log_end_offset}, segments={len(self.segments)})"
+        )
+
+    # -- appends ---------------------------------------------------------------------------------
+    def append(self, batches: bytes | memoryview, *, leader_epoch: int) -> AppendResult:
+        """Leader append: validate, assign offsets, write; all batches or none."""
+        view = memoryview(batches).cast("B")
+        config = self._config
+        headers = parse_batches(view, max_batch_bytes=config.max_message_bytes, leader=True)
+        for header in headers:
+            if header.size > config.segment_bytes:
+                raise BatchTooLargeError(
+                    f"batch of {header.size} bytes exceeds segment.bytes {config.segment_bytes}"
+                )
+        pending: dict[int, ProducerEntry] = {}
+        offsets: list[int] = []
+        next_offset = self.log_end_offset
+        state = self.producer_state
+        for header in headers:
+            if header.producer_id >= 0 and not header.is_control:
+                original = state.check(header, pending)
+                if original is not None:
+                    if len(headers) == 1:
+                        return AppendResult(
+                            original.first_offset,
+                            original.last_offset,
+                            -1,
+                            self._log_start,
+                            duplicate=True,
+                        )
+                    raise DuplicateSequenceError(
+                        f"producer {header.producer_id} resent sequence {header.base_sequence} "
+                        "inside a multi-batch append"
+                    )
+                state.apply(pending, state.producers.get(header.producer_id), header, next_offset)
+            offsets.append(next_offset)
+            next_offset += header.last_offset_delta + 1
+        now = self._clock_ms()
+        self._maybe_roll(len(view), next_offset, now)
+        log_append_time = config.message_timestamp_type == "LogAppendTime"
+        iov: list[bytes | memoryview] = []
+        for header, offset in zip(headers, offsets, strict=True):
+            end = header.position + header.size
+            if log_append_time:
+                iov.append(log_append_time_header(view, header, offset, leader_epoch, now))
+                iov.append(view[header.position + HEADER_SIZE : end])
+            else:
+                iov.append(rewritten_prefix(header, offset, leader_epoch))
+                iov.append(view[header.position + _PREFIX_SIZE : end])
+        active = self._active
+        start_position = active.size
+        self._write(active, iov, start_position, len(view))
+        if active.rolling_timestamp_ms is None:
+            active.rolling_timestamp_ms = now
+        position = start_position
+        for header, offset in zip(headers, offsets, strict=True):
+            max_ts = now if log_append_time else header.max_timestamp
+            active.track(
+                offset,
+                position,
+                header.size,
+                offset + header.last_offset_delta + 1,
+                max_ts,
+                config.index_interval_bytes,
+            )
+            position += header.size
+        if leader_epoch > self.epoch_cache.latest_epoch:
+            self.epoch_cache.assign(leader_epoch, offsets[0])
+        state.commit(pending)
+        self._after_write(sum(h.record_count for h in headers), now)
+        return AppendResult(
+            offsets[0],
+            next_offset - 1,
+            now if log_append_time else -1,
+            self._log_start,
+        )
+
+    def append_replica(self, batches: bytes | memoryview) -> AppendResult:
+        """Follower append: batches keep their leader-assigned offsets and epochs."""
+        view = memoryview(batches).cast("B")
+        headers = parse_batches(view, max_batch_bytes=None, leader=False)
+        expected = self.log_end_offset
+        for header in headers:
+            if header.base_offset != expected:
+                raise InvalidBatchError(
+                    f"replica batch starts at offset {header.base_offset}, expected {expected}"
+                )
+            expected = header.next_offset
+        now = self._clock_ms()
+        self._maybe_roll(len(view), expected, now)
+        active = self._active
+        start_position = active.size
+        self._write(active, [view], start_position, len(view))
+        if active.rolling_timestamp_ms is None:
+            active.rolling_timestamp_ms = now
+        for header in headers:
+            active.track(
+                header.base_offset,
+                start_position + header.position,
+                header.size,
+                header.next_offset,
+                header.max_timestamp,
+                self._config.index_interval_bytes,
+            )
+            if header.leader_epoch > self.epoch_cache.latest_epoch:
+                self.epoch_cache.assign(header.leader_epoch, header.base_offset)
+            self.producer_state.observe(header)
+        self._after_write(sum(h.record_count for h in headers), now)
+        return AppendResult(headers[0].base_offset, expected - 1, -1, self._log_start)
+
+    def _write(
+        self, segment: Segment, iov: list[bytes | memoryview], position: int, total: int
+    ) -> None:
+        """Write all of ``iov`` at ``position``; on failure cut the file back (all-or-nothing)."""
+        fd = segment.log_fd()
+        try:
+            offset = position
+            pending = list(iov)
+            while pending:
+                chunk = pending[:_IOV_MAX]
+                written = os.pwritev(fd, chunk, offset)
+                offset += written
+                # Drop fully written buffers; keep the unwritten rest of a partial one.
+                while written and pending:
+                    first_len = len(pending[0])
+                    if written >= first_len:
+                        written -= first_len
+                        pending.pop(0)
+                    else:
+                        pending[0] = memoryview(pending[0])[written:]
+                        written = 0
+            if offset - position != total:
+                raise OSError(f"wrote {offset - position} of {total} bytes")
+        except BaseException:
+            os.ftruncate(fd, position)
+            raise
+
+    def _after_write(self, records: int, now: int) -> None:
+        self._unflushed_records += records
+        config = self._config
+        if (
+            config.flush_messages is not None and self._unflushed_records >= config.flush_messages
+        ) or (config.flush_ms is not None and now - self._last_flush_ms >= config.flush_ms):
+            self._sync_data(now)
+
+    def _sync_data(self, now: int) -> None:
+        """fsync the log data written so far (the flush policy's unit of durability)."""
+        for segment in self._unflushed_sealed:
+            if segment in self.segments:
+                segment.fsync(with_indexes=True)
+        self._unflushed_sealed.clear()
+        os.fsync(self._active.log_fd())
+        if self._dir_dirty:
+            fsync_dir(self.directory)
+            self._dir_dirty = False
+        self._unflushed_records = 0
+        self._last_flush_ms = now
+
+    def maybe_flush(self, now_ms: int | None = None) -> bool:
+        """Apply the time-based flush policy from a periodic task; True if it fsynced."""
+        now = self._clock_ms() if now_ms is None else now_ms
+        flush_ms = self._config.flush_ms
+        if (
+            flush_ms is not None
+            and self._unflushed_records
+            and now - self._last_flush_ms >= flush_ms
+        ):
+            self._sync_data(now)
+            return True
+        return False
+
+    # -- rolling ---------------------------------------------------------------------------------
+    def _maybe_roll(self, incoming_bytes: int, next_offset: int, now: int) -> None:
+        active = self._active
+        if active.size == 0:
+            return
+        if (
+            active.size + incoming_bytes > self._config.segment_bytes
+            or next_offset - active.base_offset > INT32_MAX
+            or self._age_roll_due(active, now)
+        ):
+            self.roll()
+
+    def _age_roll_due(self, segment: Segment, now: int) -> bool:
+        reference = segment.rolling_timestamp_ms
+        return reference is not None and now - reference >= self._config.segment_ms
+
+    def roll(self) -> Segment:
+        """Seal the active segment and start a new one at the log end offset."""
+        old = self._active
+        if old.size == 0:
+            return old
+        durable = self._durable_policy
+        old.seal(durable=durable)
+        if not durable:
+            self._unflushed_sealed.append(old)
+        new = Segment(self.directory, self.log_end_offset, self.files)
+        new.create_files()
+        new.rolling_timestamp_ms = None
+        self.segments.append(new)
+        self._bases.append(new.base_offset)
+        self._dir_dirty = True
+        if durable:
+            fsync_dir(self.directory)
+            self._dir_dirty = False
+        self.producer_state.write_snapshot(self.directory, new.base_offset, durable=durable)
+        return new
+
+    def roll_if_aged(self, now_ms: int) -> bool:
+        if self._active.size and self._age_roll_due(self._active, now_ms):
+            self.roll()
+            return True
+        return False
+
+    # -- reads -----------------------------------------------------------------------------------
+    def _segment_index_for(self, offset: int) -> int:
+        return max(0, bisect.bisect_right(self._bases, offset) - 1)
+
+    def _find_batch(self, segment: Segment, offset: int) -> tuple[int, int] | None:
+        """(position, base offset) of the batch containing ``offset`` in ``segment``."""
+        fd = segment.log_fd()
+        indexed_offset, position = segment.index_floor(offset)
+        header = read_header(fd, position)
+        if position and (header is None or header.base_offset != indexed_offset):
+            self._repair_index(segment, f"entry {indexed_offset}@{position} points elsewhere")
+            return self._find_batch(segment, offset)
+        while position < segment.size:
+            header = read_header(fd, position)
+            if header is None:
+                return None
+            if header.next_offset > offset:
+                return position, header.base_offset
+            position += header.size
+        return None
+
+    def _repair_index(self, segment: Segment, why: str) -> None:
+        was_active = segment.is_active
+        outcome = segment.rebuild(
+            verify_crc=False, index_interval=self._config.index_interval_bytes
+        )
+        self.segments_scanned += 1
+        if was_active:
+            segment.write_indexes(durable=False)
+        else:
+            segment.seal(durable=False)
+        self._report("rebuilt-index", f"{segment.index_path.name}: {why}", 0)
+        if outcome.problem:
+            log.warning("index rebuild of %s stopped early: %s", segment.log_path, outcome.problem)
+
+    def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None) -> LogRead:
+        """Whole batches starting with the one containing ``offset`` (see PartitionLogAPI)."""
+        end = self.log_end_offset
+        if offset < self._log_start or offset > end:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside [{self._log_start}, {end}] of "
+                f"{self._topic}-{self._partition}"
+            )
+        limit = end if max_offset is None else min(max_offset, end)
+        if offset >= limit:
+            return LogRead([], offset)
+        regions: list[FileRegion] = []
+        total = 0
+        high = offset
+        index = self._segment_index_for(offset)
+        try:
+            while index < len(self.segments) and high < limit:
+                segment = self.segments[index]
+                found = self._find_batch(segment, high)
+                if found is None:
+                    index += 1
+                    continue
+                start, _ = found
+                position = start
+                fd = segment.log_fd()
+                while position < segment.size:
+                    header = read_header(fd, position)
+                    if header is None or header.base_offset >= limit:
+                        break
+                    if total + header.size > max_bytes and (total or position > start):
+                        break
+                    total += header.size
+                    position += header.size
+                    high = header.next_offset
+                if position > start:
+                    regions.append(FileRegion(os.dup(segment.log_fd()), start, position - start))
+                if position < segment.size or total >= max_bytes:
+                    break
+                index += 1
+        except BaseException:
+            for region in regions:
+                os.close(region.fd)
+            raise
+        return LogRead(regions, high)
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(base offset, max timestamp) of the first batch whose max timestamp >= target.
+
+        -2 (earliest) and -1 (latest) give (log start, -1) and (log end, -1) as in ListOffsets.
+        """
+        if timestamp_ms == EARLIEST_TIMESTAMP:
+            return self._log_start, NO_TIMESTAMP
+        if timestamp_ms == LATEST_TIMESTAMP:
+            return self.log_end_offset, NO_TIMESTAMP
+        for segment in self.segments:
+            if segment.max_timestamp < timestamp_ms or segment.size == 0:
+                continue
+            start_offset = max(segment.time_floor_offset(timestamp_ms), self._log_start)
+            found = self._find_batch(segment, start_offset)
+            if found is None:
+                continue
+            position = found[0]
+            fd = segment.log_fd()
+            while position < segment.size:
+                header = read_header(fd, position)
+                if header is None:
+                    break
+                if header.max_timestamp >= timestamp_ms and header.next_offset > self._log_start:
+                    return max(header.base_offset, self._log_start), header.max_timestamp
+                position += header.size
+        return None
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        return self.epoch_cache.end_offset_for(epoch, self.log_end_offset)
+
+    # -- deletion and truncation -----------------------------------------------------------------
+    def delete_records_before(self, offset: int) -> int:
+        """DeleteRecords: move the log start to ``offset`` and drop whole segments below it."""
+        end = self.log_end_offset
+        if offset < 0 or offset > end:
+            raise OffsetOutOfRangeError(f"offset {offset} is outside [0, {end}]")
+        if offset <= self._log_start:
+            return self._log_start
+        self._log_start = offset
+        self._write_state()
+        self._delete_segments_below_start()
+        self.epoch_cache.truncate_from_start(self._log_start)
+        return self._log_start
+
+    def _delete_segments_below_start(self) -> tuple[int, int]:
+        doomed = 0
+        while (
+            doomed + 1 < len(self.segments)
+            and self.segments[doomed + 1].base_offset <= self._log_start
+        ):
+            doomed += 1
+        return self._delete_oldest(doomed)
+
+    def _delete_oldest(self, count: int) -> tuple[int, int]:
+        """Delete the ``count`` oldest (sealed) segments; returns (segments, bytes)."""
+        count = min(count, len(self.segments) - 1)
+        if count <= 0:
+            return 0, 0
+        if self.producer_state.changed_since_snapshot:
+            self.producer_state.write_snapshot(
+                self.directory, self.log_end_offset, durable=self._durable_policy
+            )
+        removed = self.segments[:count]
+        del self.segments[:count]
+        del self._bases[:count]
+        freed = 0
+        for segment in removed:
+            freed += segment.size
+            segment.delete_files()
+            if segment in self._unflushed_sealed:
+                self._unflushed_sealed.remove(segment)
+        if self.segments[0].base_offset > self._log_start:
+            self._log_start = self.segments[0].base_offset
+            self._write_state()
+            self.epoch_cache.truncate_from_start(self._log_start)
+        return count, freed
+
+    def enforce_retention(self, now_ms: int) -> tuple[int, int, int]:
+        """Roll an aged active segment, then delete whole segments past retention.ms or beyond
+        retention.bytes. Returns (segments deleted, bytes deleted, segments rolled)."""
+        rolled = int(self.roll_if_aged(now_ms))
+        deleted, freed = self._delete_segments_below_start()
+        config = self._config
+        if not config.deletes_by_retention:
+            return deleted, freed, rolled
+        doomed = 0
+        if config.retention_ms >= 0:
+            cutoff = now_ms - config.retention_ms
+            while (
+                doomed < len(self.segments) and self._segment_time(self.segments[doomed]) < cutoff
+            ):
+                doomed += 1
+            if doomed == len(self.segments):
+                # Everything expired, including the active segment: roll so it can go too.
+                if self._active.size:
+                    self.roll()
+                    rolled += 1
+                doomed = len(self.segments) - 1
+        if config.retention_bytes >= 0:
+            excess = self.size_bytes - config.retention_bytes
+            by_size = 0
+            while by_size < len(self.segments) - 1 and excess >= self.segments[by_size].size:
+                excess -= self.segments[by_size].size
+                by_size += 1
+            doomed = max(doomed, by_size)
+        more, more_bytes = self._delete_oldest(doomed)
+        return deleted + more, freed + more_bytes, rolled
+
+    def _segment_time(self, segment: Segment) -> int:
+        if segment.max_timestamp != NO_TIMESTAMP:
+            return segment.max_timestamp
+        if segment.size == 0:
+            return 2**63 - 1  # an empty segment never expires
+        return int(segment.log_path.stat().st_mtime * 1000)
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove everything at and after ``offset`` (a batch containing it goes entirely)."""
+        if offset >= self.log_end_offset:
+            return
+        if offset < self._log_start:
+            self.truncate_fully_and_start_at(offset)
+            return
+        index = self._segment_index_for(offset)
+        if index == 0 and offset <= self.segments[0].base_offset:
+            self.truncate_fully_and_start_at(offset)
+            return
+        for segment in self.segments[index + 1 :]:
+            segment.delete_files()
+        del self.segments[index + 1 :]
+        del self._bases[index + 1 :]
+        segment = self.segments[index]
+        if not segment.is_active:
+            outcome = segment.load_active(index_interval=self._config.index_interval_bytes)
+            if outcome is None or outcome.problem:
+                segment.rebuild(verify_crc=False, index_interval=self._config.index_interval_bytes)
+        found = self._find_batch(segment, offset)
+        if found is not None:
+            header = read_header(segment.log_fd(), found[0])
+            segment.truncate_after(header, index_interval=self._config.index_interval_bytes)
+        segment.write_indexes(durable=False)
+        self._unflushed_sealed = [s for s in self._unflushed_sealed if s in self.segments[:-1]]
+        end = self.log_end_offset
+        self._recovery_point = min(self._recovery_point, end)
+        self._write_state()
+        self.epoch_cache.truncate_from_end(end)
+        self._load_producer_state()
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Drop every segment and restart the log empty at ``offset`` (replica rebuild)."""
+        for segment in self.segments:
+            segment.delete_files()
+        self.segments.clear()
+        self._bases.clear()
+        self._unflushed_sealed.clear()
+        fresh = Segment(self.directory, offset, self.files)
+        fresh.create_files()
+        self.segments.append(fresh)
+        self._bases.append(offset)
+        fsync_dir(self.directory)
+        self._log_start = offset
+        self._recovery_point = offset
+        self._write_state()
+        self.epoch_cache.clear()
+        self.producer_state.clear()
+        for _, path in list_snapshots(self.directory):
+            path.unlink(missing_ok=True)
+
+    # -- durability ------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """fsync all data and indexes, then persist the recovery point and producer snapshot."""
+        if self._closed:
+            return
+        active = self._active
+        active.write_indexes(durable=True)
+        self._sync_data(self._clock_ms())
+        end = self.log_end_offset
+        if self.producer_state.changed_since_snapshot:
+            self.producer_state.write_snapshot(self.directory, end, durable=True)
+        if end != self._recovery_point:
+            self._recovery_point = end
+            self._write_state()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
+        for segment in self.segments:
+            segment.forget_files()
+
+    def _write_state(self) -> None:
+        state = {"log_start_offset": self._log_start, "recovery_point": self._recovery_point}
+        write_atomic(self.directory / STATE_NAME, json.dumps(state).encode())
+
+    def _read_state(self) -> dict[str, int] | None:
+        try:
+            data = json.loads((self.directory / STATE_NAME).read_bytes())
+            return {
+                "log_start_offset": int(data["log_start_offset"]),
+                "recovery_point": int(data["recovery_point"]),
+            }
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    # -- opening and recovery --------------------------------------------------------------------
+    def _report(self, action: str, detail: str, dropped: int) -> None:
+        event = RecoveryEvent(self._topic, self._partition, action, detail, dropped)
+        log.warning("%s-%d: %s: %s", self._topic, self._partition, action, detail)
+        if self._on_recovery is not None:
+            self._on_recovery(event)
+
+    def _open(self, *, clean_shutdown: bool, verify_all: bool) -> None:
+        directory = self.directory
+        directory.mkdir(parents=True, exist_ok=True)
+        bases: list[int] = []
+        for path in directory.iterdir():
+            name = path.name
+            if name.endswith((TMP_SUFFIX, ".deleted")):
+                path.unlink(missing_ok=True)
+                self._report("removed-file", f"leftover {name}", 0)
+            elif name.endswith(LOG_SUFFIX) and name[: -len(LOG_SUFFIX)].isdigit():
+                bases.append(int(name[: -len(LOG_SUFFIX)]))
+        bases.sort()
+        for path in directory.iterdir():  # index files whose log is gone
+            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                stem = path.name[: -len(suffix)]
+                if path.name.endswith(suffix) and stem.isdigit() and int(stem) not in bases:
+                    path.unlink(missing_ok=True)
+        state = self._read_state()
+        if not bases:
+            start = state["log_start_offset"] if state else 0
+            fresh = Segment(directory, start, self.files)
+            fresh.create_files()
+            fsync_dir(directory)
+            self.segments = [fresh]
+        else:
+            self.segments = [Segment(directory, b, self.files) for b in bases]
+        self._bases = [s.base_offset for s in self.segments]
+        if clean_shutdown and not verify_all:
+            recovery_point = _TRUSTED
+        elif state is not None and not verify_all:
+            recovery_point = state["recovery_point"]
+        else:
+            recovery_point = -1
+        self._recover_segments(recovery_point)
+        self._init_rolling_reference()
+        end = self.log_end_offset
+        log_start = self.segments[0].base_offset
+        if state is not None:
+            log_start = max(log_start, state["log_start_offset"])
+        self._log_start = min(log_start, end)
+        self._recovery_point = min(state["recovery_point"] if state else 0, end)
+        if state is None or state["log_start_offset"] != self._log_start:
+            self._write_state()
+        if not self.epoch_cache.load() and (directory / CHECKPOINT_NAME).exists():
+            self._report("rebuilt-index", "leader-epoch-checkpoint unreadable; cleared", 0)
+        self.epoch_cache.truncate_from_end(end)
+        self.epoch_cache.truncate_from_start(self._log_start)
+        self._load_producer_state()
+
+    def _recover_segments(self, recovery_point: int) -> None:
+        interval = self._config.index_interval_bytes
+        index = 0
+        while index < len(self.segments):
+            segment = self.segments[index]
+            is_last = index == len(self.segments) - 1
+            next_base = None if is_last else self.segments[index + 1].base_offset
+            # The last segment's end is unknown until scanned: after an unclean stop, scan it.
+            if next_base is None:
+                must_scan = recovery_point != _TRUSTED
+            else:
+                must_scan = next_base > recovery_point
+            outcome: ScanOutcome | None = None
+            if is_last and not must_scan:
+                outcome = segment.load_active(index_interval=interval)
+                if outcome is None:
+                    self._report("rebuilt-index", f"{segment.index_path.name} unusable", 0)
+            elif not is_last and not must_scan:
+                assert next_base is not None
+                if segment.load_sealed(next_base):
+                    index += 1
+                    continue
+                self._report("rebuilt-index", f"{segment.index_path.name} unusable", 0)
+            if outcome is None:
+                outcome = segment.rebuild(verify_crc=True, index_interval=interval)
+                self.segments_scanned += 1
+            damaged = outcome.problem is not None
+            if not damaged and next_base is not None and segment.next_offset != next_base:
+                outcome.problem = (
+                    f"ends at offset {segment.next_offset}, next segment at {next_base}"
+                )
+                damaged = True
+            if damaged:
+                self._truncate_damage(index, segment, outcome)
+                return
+            if is_last:
+                segment.write_indexes(durable=False)
+            else:
+                segment.seal(durable=False)
+            index += 1
+
+    def _init_rolling_reference(self) -> None:
+        """After a restart the segment's age is judged by its first batch's timestamp (as Kafka
+        does), capped at now so a future timestamp cannot postpone the roll."""
+        active = self._active
+        if active.size == 0:
+            active.rolling_timestamp_ms = None
+            return
+        now = self._clock_ms()
+        first = read_header(active.log_fd(), 0)
+        stamp = first.max_timestamp if first is not None else -1
+        active.rolling_timestamp_ms = min(stamp, now) if stamp >= 0 else now
+
+    def _truncate_damage(self, index: int, segment: Segment, outcome: ScanOutcome) -> None:
+        """Cut ``segment`` at its last valid batch and drop every later segment."""
+        file_size = os.fstat(segment.log_fd()).st_size
+        dropped = file_size - outcome.valid_end
+        os.ftruncate(segment.log_fd(), outcome.valid_end)
+        os.fsync(segment.log_fd())
+        later = self.segments[index + 1 :]
+        for other in later:
+            dropped += other.log_path.stat().st_size
+            other.delete_files()
+        del self.segments[index + 1 :]
+        del self._bases[index + 1 :]
+        fsync_dir(self.directory)
+        segment.write_indexes(durable=True)
+        detail = (
+            f"{segment.log_path.name}: {outcome.problem}; kept {outcome.valid_end} bytes, "
+            f"log now ends at offset {segment.next_offset}"
+        )
+        if later:
+            detail += f"; deleted {len(later)} later segment(s)"
+        self._report("truncated", detail, dropped)
+
+    def _load_producer_state(self) -> None:
+        """Newest usable snapshot at or below the log end, then replay batch headers after it."""
+        end = self.log_end_offset
+        state = self.producer_state
+        start = -1
+        state.producers = {}
+        for offset, path in reversed(list_snapshots(self.directory)):
+            if offset > end:
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                start = state.load_snapshot(path.read_bytes())
+                break
+            except (OSError, ValueError, KeyError, TypeError):
+                path.unlink(missing_ok=True)
+                self._report("rebuilt-index", f"producer snapshot {path.name} unreadable", 0)
+        for segment in self.segments:
+            if segment.next_offset <= start or segment.size == 0:
+                continue
+            position = 0
+            if start > segment.base_offset:
+                found = self._find_batch(segment, start)
+                if found is None:
+                    continue
+                position = found[0]
+            scanner = FileBatchScanner(
+                segment.log_fd(), segment.size, start=position, verify_crc=False
+            )
+            for header in scanner:
+                if header.base_offset >= start:
+                    state.observe(header)
+        state.changed_since_snapshot = start != end
