@@ -122,8 +122,7 @@ class Broker:
         data_dir = self.config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         if logs is None:
-            from headrace.storage import LogConfig
-            from headrace.storage.manager import LogManager
+            from headrace.storage import LogConfig, LogManager
 
             defaults = LogConfig.from_kafka_configs(self.config.topic_defaults)
             logs = LogManager(data_dir, default_config=defaults)
