@@ -25,6 +25,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -226,6 +227,8 @@ class BrokerMetrics:
         max_partition_series: int = DEFAULT_MAX_PARTITION_SERIES,
         process_metrics: bool = True,
     ) -> None:
+        # ``*_created`` series double the exposition and no dashboard uses them.
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         self.stats_source: BrokerStatsSource | None = None
         registry = self.registry

@@ -1,30 +1,182 @@
 """The broker's HTTP face: Kubernetes probes, Prometheus metrics and the REST API.
 
 ``headrace broker`` builds the app with :func:`create_app` and serves it on ``--http-listen``;
-everything here calls the broker's in-process services, so HTTP and Kafka clients share one path.
+handlers call the broker's in-process services, so HTTP and Kafka clients share one code path.
+Two middlewares wrap every request: one renders errors as ``{"error_code", "message"}`` JSON,
+the other records the HTTP metrics and a tracing span (continuing an incoming ``traceparent``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from headrace import __version__
+from headrace.observability.metrics import BrokerMetrics
+from headrace.observability.tracing import extract_context, get_tracer
+from headrace.web import errors
+from headrace.web.context import (
+    DEFAULT_MAX_BODY_BYTES,
+    WEB_CONTEXT,
+    WebContext,
+    context_of,
+    json_response,
+)
+from headrace.web.errors import ApiError
+
+if TYPE_CHECKING:
+    from headrace.server.broker import Broker
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ready"})
+    """Ready once storage has recovered and the Kafka listener is open."""
+    broker = context_of(request).broker
+    checks = {
+        "storage": broker.logs is not None,
+        "kafka_listener": bool(getattr(broker, "kafka_port", 0)),
+        "started": broker.started.is_set(),
+    }
+    ready = all(checks.values())
+    return json_response({"status": "ready" if ready else "not ready", "checks": checks},
+                         status=200 if ready else 503)
 
 
-def create_app(broker: Any = None) -> web.Application:
-    """Build the HTTP application for ``broker`` (the broker's in-process services object)."""
-    app = web.Application()
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
+async def _metrics(request: web.Request) -> web.Response:
+    body = context_of(request).metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; "
+                                                            "charset=utf-8"})
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    from headrace.web.openapi import openapi_document
+
+    return json_response(openapi_document())
+
+
+def _route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """HTTP metrics and a server span per request; the innermost middleware sees errors."""
+    ctx = context_of(request)
+    route = _route_of(request)
+    started = time.perf_counter()
+    status = 500
+    parent = extract_context(request.headers) if "traceparent" in request.headers else None
+    with ctx.tracer.start_as_current_span(
+            f"{request.method} {route}", context=parent, kind=SpanKind.SERVER,
+            attributes={"http.request.method": request.method, "http.route": route,
+                        "url.path": request.path}) as span:
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        finally:
+            if span.is_recording():
+                span.set_attribute("http.response.status_code", status)
+            metrics = ctx.metrics
+            metrics.http_requests.labels(request.method, route, str(status)).inc()
+            metrics.http_request_duration.labels(request.method, route).observe(
+                time.perf_counter() - started)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return json_response({"error_code": error.error_code, "message": error.message},
+                             status=error.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: errors.NO_ROUTE, 405: errors.METHOD_NOT_ALLOWED,
+                413: errors.BODY_TOO_LARGE, 415: errors.UNSUPPORTED_MEDIA_TYPE}.get(
+                    exc.status, exc.status * 100)
+        message = exc.reason if exc.status != 404 else f"no route for {request.path}"
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return web.json_response({"error_code": code, "message": message},
+                                 status=exc.status, headers=headers)
+    except Exception:
+        log.exception("HTTP %s %s failed", request.method, request.path)
+        return json_response({"error_code": errors.INTERNAL_ERROR,
+                              "message": "internal error; see the broker log"}, status=500)
+
+
+def metrics_for(broker: Broker) -> BrokerMetrics:
+    """The broker's :class:`BrokerMetrics`, installing one as its request observer if needed."""
+    observer: Any = broker.observer
+    if isinstance(observer, BrokerMetrics):
+        metrics = observer
+    else:
+        metrics = BrokerMetrics(broker_id=broker.config.node_id, version=__version__)
+        broker.observer = metrics
+    if metrics.stats_source is None:
+        from headrace.web.broker_view import BrokerView
+
+        metrics.stats_source = BrokerView(broker)
+    return metrics
+
+
+def create_app(
+    broker: Broker,
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    consumer_instances: bool = True,
+) -> web.Application:
+    """Build the HTTP application for ``broker`` (the in-process services object).
+
+    ``tracer_provider`` defaults to ``broker.tracer_provider`` when the broker has one, else the
+    global (no-op unless configured) provider.
+    """
+    from headrace.web import consumers, stream, v3
+
+    app = web.Application(middlewares=[_observe, _errors], client_max_size=max_body_bytes)
+    provider = tracer_provider or getattr(broker, "tracer_provider", None)
+    ctx = WebContext(broker=broker, metrics=metrics_for(broker), tracer=get_tracer(provider),
+                     max_body_bytes=max_body_bytes)
+    app[WEB_CONTEXT] = ctx
+    router = app.router
+    router.add_get("/healthz", _healthz)
+    router.add_get("/readyz", _readyz)
+    router.add_get("/metrics", _metrics)
+    router.add_get("/openapi.json", _openapi)
+    v3.add_routes(app)
+    stream.add_routes(app)
+    consumers.add_routes(app)
+
+    if consumer_instances:
+        async def start_consumers(app: web.Application) -> None:
+            from headrace.web.consumers import ConsumerInstances
+
+            endpoint = broker.endpoint
+            ctx.consumers = ConsumerInstances(f"{endpoint.host}:{endpoint.port}")
+
+        async def stop_consumers(app: web.Application) -> None:
+            if ctx.consumers is not None:
+                await ctx.consumers.close()
+
+        app.on_startup.append(start_consumers)
+        app.on_cleanup.append(stop_consumers)
     return app
 
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "metrics_for"]

@@ -1,0 +1,172 @@
+"""Shared plumbing of the client commands (topics, produce, consume, groups, cluster).
+
+They talk to any broker over the Kafka protocol with confluent-kafka, print human tables by
+default or JSON with ``--output json``, report progress on stderr, and keep exit codes scripts can
+trust: 0 ok, 1 error (with a message on stderr), 2 usage (argparse). The confluent-kafka imports
+happen inside functions so ``headrace --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TextIO
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+class CliError(Exception):
+    """An error to report on stderr with exit code 1."""
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser, *, output: bool = True) -> None:
+    parser.add_argument("--bootstrap-server", "-b", default=DEFAULT_BOOTSTRAP, metavar="HOST:PORT",
+                        help=f"broker to connect to (default {DEFAULT_BOOTSTRAP})")
+    parser.add_argument("--property", "-X", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra librdkafka client property (repeatable)")
+    parser.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS",
+                        help="how long to wait for the broker (default 15)")
+    if output:
+        parser.add_argument("--output", "-o", choices=("table", "json"), default="table",
+                            help="output format (default table)")
+
+
+def parse_key_values(items: Iterable[str], what: str) -> dict[str, str]:
+    """``["a=1", "b=2"]`` → ``{"a": "1", "b": "2"}``; CliError names a malformed item."""
+    result: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"{what} must look like KEY=VALUE, got {item!r}")
+        result[key] = value
+    return result
+
+
+def client_config(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    timeout_ms = int(args.timeout * 1000)
+    config: dict[str, Any] = {
+        "bootstrap.servers": args.bootstrap_server,
+        "socket.timeout.ms": max(timeout_ms, 1000),
+        "logger": _quiet_logger(),
+    }
+    config.update(extra)
+    config.update(parse_key_values(args.property, "--property"))
+    return config
+
+
+def _quiet_logger() -> logging.Logger:
+    """librdkafka logs connection retries; keep them out of command output (errors are raised)."""
+    logger = logging.getLogger("headrace.cli.librdkafka")
+    logger.propagate = False
+    logger.setLevel(logging.CRITICAL)
+    return logger
+
+
+def admin_module() -> Any:
+    """``confluent_kafka.admin``, untyped: its names are re-exported without ``__all__``."""
+    return importlib.import_module("confluent_kafka.admin")
+
+
+def admin_client(args: argparse.Namespace) -> Any:
+    return admin_module().AdminClient(client_config(args))
+
+
+def wait_future(future: Any, args: argparse.Namespace) -> Any:
+    """The result of an AdminClient future, as a CliError on a Kafka error or timeout."""
+    import concurrent.futures
+
+    from confluent_kafka import KafkaException
+
+    try:
+        return future.result(timeout=args.timeout)
+    except concurrent.futures.TimeoutError:
+        raise CliError(
+            f"no answer from {args.bootstrap_server} within {args.timeout:g} s") from None
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else exc
+        raise CliError(describe_kafka_error(error)) from None
+
+
+def describe_kafka_error(error: Any) -> str:
+    name = getattr(error, "name", None)
+    text = getattr(error, "str", None)
+    if callable(name) and callable(text):
+        return f"{name()}: {text()}"
+    return str(error)
+
+
+def cluster_metadata(args: argparse.Namespace, admin: Any, topic: str | None = None) -> Any:
+    from confluent_kafka import KafkaException
+
+    try:
+        return admin.list_topics(topic=topic, timeout=args.timeout)
+    except KafkaException as exc:
+        raise CliError(f"cannot reach {args.bootstrap_server}: "
+                       f"{describe_kafka_error(exc.args[0])}") from None
+
+
+def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
+                stream: TextIO | None = None) -> None:
+    """Left-aligned columns with upper-case headings, like kafka-topics.sh."""
+    out = stream or sys.stdout
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    headings = [column.upper().replace("_", "-") for column in columns]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headings)]
+    for line in [headings, *cells]:
+        out.write("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def emit(args: argparse.Namespace, data: Any, table: Callable[[], None]) -> None:
+    """JSON to stdout with ``--output json``, else the human rendering."""
+    if getattr(args, "output", "table") == "json":
+        json.dump(data, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        table()
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr (never mixed into stdout data)."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def run_guarded(action: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command; CliError and Ctrl-C become a message and exit code 1 (130 for Ctrl-C)."""
+    try:
+        return action(args)
+    except CliError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `| head` closed stdout: not an error for the user
+        return 0
+
+
+__all__ = [
+    "CliError",
+    "add_connection_arguments",
+    "admin_client",
+    "admin_module",
+    "client_config",
+    "cluster_metadata",
+    "emit",
+    "parse_key_values",
+    "print_table",
+    "progress",
+    "run_guarded",
+    "wait_future",
+]

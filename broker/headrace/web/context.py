@@ -1,0 +1,144 @@
+"""What every HTTP handler needs: the broker, its metrics and tracer, limits, and JSON helpers.
+
+One :class:`WebContext` per app (``app[WEB_CONTEXT]``), so several brokers in one process keep
+separate state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from opentelemetry import trace
+
+from headrace.observability.metrics import BrokerMetrics
+from headrace.storage import TopicMetadata
+from headrace.web import errors
+from headrace.web.broker_view import BrokerView
+from headrace.web.errors import ApiError
+
+if TYPE_CHECKING:
+    from headrace.server.broker import Broker
+    from headrace.web.consumers import ConsumerInstances
+
+#: Default bound on one HTTP request body (and on one record in a streamed produce).
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class WebContext:
+    broker: Broker
+    metrics: BrokerMetrics
+    tracer: trace.Tracer
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    view: BrokerView = field(init=False)
+    consumers: ConsumerInstances | None = None
+    round_robin: int = 0
+
+    def __post_init__(self) -> None:
+        self.view = BrokerView(self.broker)
+
+    def require_cluster(self, cluster_id: str) -> None:
+        if cluster_id != self.broker.cluster_id:
+            raise ApiError(404, errors.UNKNOWN_CLUSTER, f"cluster {cluster_id!r} not found")
+
+    def require_topic(self, name: str) -> TopicMetadata:
+        logs = self.broker.logs
+        topic = logs.topics().get(name) if logs is not None else None
+        if topic is None:
+            raise ApiError(404, errors.UNKNOWN_TOPIC, f"topic {name!r} not found")
+        return topic
+
+    def require_partition(self, topic_name: str, partition: int) -> TopicMetadata:
+        topic = self.require_topic(topic_name)
+        if not 0 <= partition < topic.partitions:
+            raise ApiError(404, errors.UNKNOWN_PARTITION,
+                           f"partition {partition} of topic {topic_name!r} not found "
+                           f"(it has {topic.partitions})")
+        return topic
+
+
+WEB_CONTEXT: web.AppKey[WebContext] = web.AppKey("headrace_web_context", WebContext)
+
+
+def context_of(request: web.Request) -> WebContext:
+    return request.app[WEB_CONTEXT]
+
+
+def base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON; 413 past the body limit, 400 naming a parse error."""
+    limit = context_of(request).max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, errors.BODY_TOO_LARGE,
+                       f"request body of {request.content_length} bytes is over the "
+                       f"{limit}-byte limit")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise ApiError(413, errors.BODY_TOO_LARGE, f"request body is over the {limit}-byte limit")
+    if not body.strip():
+        raise ApiError(400, errors.MALFORMED_JSON, "request body is empty; a JSON body is needed")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, errors.MALFORMED_JSON, f"malformed JSON: {exc}") from None
+
+
+def int_param(request: web.Request, name: str, default: int | None = None, *,
+              minimum: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, errors.INVALID_FIELD,
+                       f"query parameter {name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ApiError(400, errors.INVALID_FIELD, f"query parameter {name} must be >= {minimum}")
+    return value
+
+
+def path_int(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, errors.INVALID_FIELD,
+                       f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ApiError(404, errors.UNKNOWN_PARTITION, f"{name} {value} not found")
+    return value
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def require_fields(body: Any, what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(400, errors.INVALID_FIELD, f"{what} must be a JSON object")
+    return body
+
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "WEB_CONTEXT",
+    "WebContext",
+    "base_url",
+    "context_of",
+    "int_param",
+    "json_response",
+    "path_int",
+    "read_json",
+    "require_fields",
+]

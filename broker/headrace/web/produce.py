@@ -1,0 +1,232 @@
+"""HTTP produce: ``POST /v3/clusters/{cluster_id}/topics/{topic}/records``.
+
+One JSON object in the body gets one JSON answer (and any bad input is a 4xx with nothing
+written). Several objects concatenated in the body, or a chunked body, is Confluent's streaming
+mode: records are parsed as they arrive, each group of records available at once is appended as
+one RecordBatch per partition through ``Broker.produce`` (the Kafka produce path: validation,
+metrics, replication), and the response streams one JSON result per record, in order, as
+newline-delimited JSON; a bad record gets an error result of its own and does not stop the
+stream. When tracing is on, every record carries the request's ``traceparent`` header.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from headrace.observability.tracing import TRACEPARENT, traceparent_header
+from headrace.server.errors import KafkaError
+from headrace.web import errors
+from headrace.web.context import WebContext, context_of, json_response
+from headrace.web.errors import ApiError, from_kafka_error
+from headrace.web.records import (
+    InvalidRecordError,
+    ProduceRecord,
+    build_batch,
+    choose_partition,
+    format_timestamp,
+    parse_produce_request,
+)
+
+_decoder = json.JSONDecoder()
+
+
+def _split_json_values(buffer: str) -> tuple[list[Any], str, str | None]:
+    """Complete JSON values at the front of ``buffer``, the unparsed rest, and a parse error.
+
+    A value cut off at the end of the buffer is left in the rest (more may arrive); a syntax
+    error in a value that is followed by more text is reported.
+    """
+    values: list[Any] = []
+    position = 0
+    length = len(buffer)
+    while True:
+        while position < length and buffer[position] in " \t\r\n,":
+            position += 1
+        if position >= length:
+            return values, "", None
+        try:
+            value, end = _decoder.raw_decode(buffer, position)
+        except json.JSONDecodeError as exc:
+            return values, buffer[position:], f"malformed JSON: {exc.msg} at {exc.pos - position}"
+        values.append(value)
+        position = end
+
+
+class _Pending:
+    """One parsed request awaiting its append."""
+
+    __slots__ = ("error", "partition", "record")
+
+    def __init__(self, record: ProduceRecord | None, partition: int,
+                 error: ApiError | None) -> None:
+        self.record = record
+        self.partition = partition
+        self.error = error
+
+
+def _prepare(ctx: WebContext, topic: str, partitions: int, body: Any) -> _Pending:
+    try:
+        record = parse_produce_request(body)
+    except InvalidRecordError as exc:
+        return _Pending(None, -1, ApiError(400, errors.INVALID_FIELD, str(exc)))
+    if record.partition is not None:
+        if record.partition >= partitions:
+            return _Pending(record, -1, ApiError(
+                404, errors.UNKNOWN_PARTITION,
+                f"partition {record.partition} of topic {topic!r} not found "
+                f"(it has {partitions})"))
+        return _Pending(record, record.partition, None)
+    ctx.round_robin += 1
+    return _Pending(record, choose_partition(record.key, partitions, ctx.round_robin), None)
+
+
+def _error_result(error: ApiError) -> dict[str, Any]:
+    return {"error_code": error.error_code, "message": error.message}
+
+
+async def _append(ctx: WebContext, topic: str, pending: Sequence[_Pending]
+                  ) -> list[dict[str, Any]]:
+    """Append the valid records (one batch per partition) and return a result per record."""
+    results: list[dict[str, Any] | None] = [None] * len(pending)
+    by_partition: dict[int, list[int]] = {}
+    for index, item in enumerate(pending):
+        if item.error is not None:
+            results[index] = _error_result(item.error)
+        else:
+            by_partition.setdefault(item.partition, []).append(index)
+    now_ms = int(time.time() * 1000)
+    trace_header = traceparent_header()
+    for partition, indexes in by_partition.items():
+        entries = []
+        for index in indexes:
+            record = pending[index].record
+            assert record is not None
+            headers = list(record.headers)
+            if trace_header is not None and not any(n == TRACEPARENT for n, _ in headers):
+                headers.append((TRACEPARENT, trace_header.encode()))
+            timestamp = record.timestamp_ms if record.timestamp_ms is not None else now_ms
+            entries.append((timestamp, record.key, record.value, headers))
+        try:
+            appended = await ctx.broker.produce(topic, partition, build_batch(entries), acks=-1)
+        except KafkaError as exc:
+            error = _error_result(from_kafka_error(exc))
+            for index in indexes:
+                results[index] = error
+            continue
+        for position, index in enumerate(indexes):
+            record = pending[index].record
+            assert record is not None
+            timestamp = (appended.log_append_time_ms if appended.log_append_time_ms >= 0
+                         else entries[position][0])
+            results[index] = {
+                "error_code": 200,
+                "cluster_id": ctx.broker.cluster_id,
+                "topic_name": topic,
+                "partition_id": partition,
+                "offset": appended.base_offset + position,
+                "timestamp": format_timestamp(timestamp),
+                "key": None if record.key_type is None else {
+                    "type": record.key_type, "size": len(record.key or b"")},
+                "value": None if record.value_type is None else {
+                    "type": record.value_type, "size": len(record.value or b"")},
+            }
+    return [r for r in results if r is not None]
+
+
+async def produce_records(request: web.Request) -> web.StreamResponse:
+    ctx = context_of(request)
+    ctx.require_cluster(request.match_info["cluster_id"])
+    topic_name = request.match_info["topic_name"]
+    topic = ctx.require_topic(topic_name)
+    limit = ctx.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, errors.BODY_TOO_LARGE,
+                       f"request body of {request.content_length} bytes is over the "
+                       f"{limit}-byte limit")
+    with ctx.tracer.start_as_current_span("produce", attributes={
+            "messaging.system": "kafka", "messaging.destination.name": topic_name,
+            "messaging.operation": "publish"}):
+        if request.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            body = await request.content.read(limit + 1)
+            if len(body) > limit:
+                raise ApiError(413, errors.BODY_TOO_LARGE,
+                               f"request body is over the {limit}-byte limit")
+            text = _decode_text(body)
+            values, rest, problem = _split_json_values(text)
+            if problem is not None or rest.strip():
+                raise ApiError(400, errors.MALFORMED_JSON, problem or "truncated JSON body")
+            if not values:
+                raise ApiError(400, errors.MALFORMED_JSON, "request body has no JSON object")
+            if len(values) == 1:
+                return await _produce_one(ctx, topic_name, topic.partitions, values[0])
+            return await _produce_stream(request, ctx, topic_name, topic.partitions,
+                                         [values], streaming_body=False)
+        return await _produce_stream(request, ctx, topic_name, topic.partitions, [],
+                                     streaming_body=True)
+
+
+def _decode_text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, errors.MALFORMED_JSON, f"body is not UTF-8: {exc}") from None
+
+
+async def _produce_one(ctx: WebContext, topic: str, partitions: int, body: Any
+                       ) -> web.Response:
+    pending = _prepare(ctx, topic, partitions, body)
+    if pending.error is not None:
+        raise pending.error
+    (result,) = await _append(ctx, topic, [pending])
+    if result["error_code"] != 200:
+        status = int(str(result["error_code"])[:3])
+        raise ApiError(status, result["error_code"], result["message"])
+    return json_response(result)
+
+
+async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, partitions: int,
+                          preparsed: list[list[Any]], *, streaming_body: bool
+                          ) -> web.StreamResponse:
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+
+    async def answer(values: list[Any]) -> None:
+        pending = [_prepare(ctx, topic, partitions, value) for value in values]
+        results = await _append(ctx, topic, pending)
+        await response.write("".join(json.dumps(r) + "\n" for r in results).encode())
+
+    for values in preparsed:
+        await answer(values)
+    if streaming_body:
+        buffer = ""
+        limit = ctx.max_body_bytes
+        async for chunk in request.content.iter_any():
+            buffer += chunk.decode("utf-8", errors="replace")
+            values, buffer, _ = _split_json_values(buffer)
+            if values:
+                await answer(values)
+            # A parse problem may just be a value cut by a chunk boundary: decide at the end.
+            if len(buffer) > limit:
+                await _write_error(response, ApiError(
+                    413, errors.BODY_TOO_LARGE, f"a record is over the {limit}-byte limit"))
+                break
+        else:
+            if buffer.strip():
+                _, _, problem = _split_json_values(buffer)
+                await _write_error(response, ApiError(400, errors.MALFORMED_JSON,
+                                                      problem or "truncated JSON at end of body"))
+    await response.write_eof()
+    return response
+
+
+async def _write_error(response: web.StreamResponse, error: ApiError) -> None:
+    await response.write((json.dumps(_error_result(error)) + "\n").encode())
+
+
+__all__ = ["produce_records"]
