@@ -263,4 +263,4 @@ def read_header(fd: int, position: int) -> BatchHeader | None:
     data = os.pread(fd, HEADER_SIZE, position)
     if len(data) < HEADER_SIZE:
         return None
-    return parse_header(data, 0)
+    return BatchHeader(position, *HEADER.unpack(data))
