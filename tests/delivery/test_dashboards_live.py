@@ -1,0 +1,271 @@
+"""Dashboards and alerts against reality: a real broker, real traffic, a real Prometheus.
+
+A ``headrace broker`` subprocess (ephemeral ports, tmp_path data) serves real Kafka clients
+(confluent-kafka: a topic, produced records, a consumer group that commits and then lags), and a
+Debian ``prometheus`` scrapes it every second with the labels the chart's PodMonitor adds
+(``job="headrace-broker"``, ``namespace``, ``pod``) and loads the alert rules. Every dashboard
+query and every template variable is then evaluated through Prometheus' HTTP API and must parse
+and return series; every alert rule must load and evaluate without error, and every metric it
+reads must exist.
+
+Exceptions, kept minimal and explicit: the operator's metrics (``headrace_operator_*``) need a
+running operator, which needs a Kubernetes API server that this machine cannot run; those queries
+must still parse.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from charts import dashboards
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from tests.delivery.support import CHART_DIR
+
+pytestmark = pytest.mark.timeout(120)
+
+T = TypeVar("T")
+NAMESPACE = "headrace-test"
+POD = "events-a-0"
+TOPIC = "dashboards"
+GROUP = "dashboards-readers"
+# Grafana's built-in interval variable, as a fixed window that holds many 1 s scrapes.
+GRAFANA_BUILTINS = {"$__rate_interval": "30s", "$__interval": "5s"}
+# Metrics that cannot have series here, with the reason (see the module docstring).
+NO_SERIES_HERE = {
+    "headrace_operator_reconcile_total": "needs a running operator (Kubernetes API server)",
+    "headrace_operator_reconcile_errors_total": "needs a running operator",
+    "headrace_operator_reconcile_duration_seconds_bucket": "needs a running operator",
+}
+METRIC_NAME = re.compile(r"\b(headrace_[a-z_]+|process_[a-z_]+|up)\b")
+
+
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Prometheus:
+    url: str
+
+    def api(self, path: str, **params: str) -> Any:
+        query = urllib.parse.urlencode(params)
+        request = f"{self.url}/api/v1/{path}" + (f"?{query}" if query else "")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                body = json.load(response)
+        except urllib.error.HTTPError as error:  # 400 for a bad query: report its message
+            body = json.load(error)
+        return body
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        body = self.api("query", query=expr)
+        assert body["status"] == "success", f"{expr}: {body.get('error')}"
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+
+def _start_broker(data_dir: Path, ready_file: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "headrace", "broker", "--data-dir", str(data_dir),
+         "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+         "--ready-file", str(ready_file), "--log-level", "WARNING"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _drive_traffic(bootstrap: str) -> Consumer:
+    """A topic, records in and out, and a live consumer group that commits and then lags."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(TOPIC, 2, 1)]).values():
+        future.result(timeout=30)
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    for index in range(200):
+        producer.produce(TOPIC, key=str(index).encode(), value=b"v" * 100)
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([TOPIC])
+    consumed = 0
+    deadline = time.monotonic() + 60
+    while consumed < 200 and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and not message.error():
+            consumed += 1
+    assert consumed == 200
+    consumer.commit(asynchronous=False)
+    # Records the group has not read yet: lag.
+    for index in range(50):
+        producer.produce(TOPIC, key=str(index).encode(), value=b"late")
+    assert producer.flush(30) == 0
+    return consumer
+
+
+def _prometheus_config(directory: Path, http_port: int) -> Path:
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(CHART_DIR / "files" / "alerts.yaml")],
+        "scrape_configs": [{
+            "job_name": "headrace-broker",
+            "static_configs": [{"targets": [f"127.0.0.1:{http_port}"],
+                                "labels": {"namespace": NAMESPACE, "pod": POD}}],
+        }],
+    }
+    path = directory / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    binary = shutil.which("prometheus")
+    assert binary, "Debian's prometheus package is installed by tests/tools/install.sh"
+    workdir = tmp_path_factory.mktemp("observability")
+    ready_file = workdir / "broker-ready.json"
+    broker = _start_broker(workdir / "data", ready_file)
+    server: subprocess.Popen[bytes] | None = None
+    consumer: Consumer | None = None
+    try:
+        ready = wait_until("the broker to listen", lambda: ready_file.exists()
+                           and ready_file.read_text().strip()
+                           and json.loads(ready_file.read_text()))
+        consumer = _drive_traffic(f"127.0.0.1:{ready['kafka_port']}")
+        port = free_port()
+        server = subprocess.Popen(
+            [binary, f"--config.file={_prometheus_config(workdir, ready['http_port'])}",
+             f"--storage.tsdb.path={workdir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+             "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = Prometheus(f"http://127.0.0.1:{port}")
+
+        def scraped_enough() -> bool:
+            try:
+                samples = client.query('count_over_time(up{job="headrace-broker"}[1m])')
+            except OSError:
+                return False
+            return bool(samples) and float(samples[0]["value"][1]) >= 6
+
+        wait_until("6 scrapes of the broker", scraped_enough, timeout=60)
+        consumer.poll(0.1)  # keep the group member alive
+        yield client
+    finally:
+        if consumer is not None:
+            consumer.close()
+        if server is not None:
+            _stop(server)
+        _stop(broker)
+
+
+def _grafana_substitute(expr: str) -> str:
+    """Expand what Grafana would: built-in intervals, and each variable at its "All" value."""
+    for name, value in GRAFANA_BUILTINS.items():
+        expr = expr.replace(name, value)
+    return re.sub(r"\$(namespace|pod|topic|group)\b", ".*", expr)
+
+
+def _all_dashboard_queries() -> list[tuple[str, str, str]]:
+    found = []
+    for path in sorted((CHART_DIR / "dashboards").glob("*.json")):
+        model = json.loads(path.read_text())
+        found += [(path.stem, title, expr) for title, expr in dashboards.dashboard_queries(model)]
+    return found
+
+
+def _excused(expr: str) -> bool:
+    return any(name in NO_SERIES_HERE for name in METRIC_NAME.findall(expr))
+
+
+@pytest.mark.parametrize("dashboard, panel, expr", _all_dashboard_queries(),
+                         ids=lambda value: re.sub(r"\W+", "-", str(value))[:60])
+def test_dashboard_query_returns_series(prometheus: Prometheus, dashboard: str, panel: str,
+                                        expr: str) -> None:
+    series = prometheus.query(_grafana_substitute(expr))  # parses, or fails here
+    if _excused(expr):
+        return
+    assert series, f"{dashboard} / {panel}: no series for {expr}"
+    assert all(sample["value"][1] != "NaN" or "histogram_quantile" in expr
+               for sample in series), series
+
+
+def test_dashboard_variables_list_values(prometheus: Prometheus) -> None:
+    for path in sorted((CHART_DIR / "dashboards").glob("*.json")):
+        model = json.loads(path.read_text())
+        for name, selector, label in dashboards.variable_queries(model):
+            series = prometheus.query(_grafana_substitute(selector))
+            if _excused(selector):
+                continue
+            values = {sample["metric"].get(label) for sample in series}
+            assert series and None not in values, f"{path.name} ${name}: {selector} by {label}"
+    # The variables offer the values the traffic created.
+    assert prometheus.query(f'headrace_log_end_offset{{topic="{TOPIC}"}}')
+    assert prometheus.query(f'headrace_consumer_group_members{{group="{GROUP}"}}')
+
+
+def test_lag_reflects_the_unread_records(prometheus: Prometheus) -> None:
+    [total] = prometheus.query(f'sum(headrace_consumer_group_lag{{group="{GROUP}"}})')
+    assert float(total["value"][1]) == 50
+
+
+def test_alert_rules_load_and_evaluate_cleanly(prometheus: Prometheus) -> None:
+    expected = {rule["alert"]: rule
+                for group in yaml.safe_load((CHART_DIR / "files" / "alerts.yaml").read_text())
+                ["groups"] for rule in group["rules"]}
+
+    def evaluated() -> list[dict[str, Any]] | None:
+        groups = prometheus.api("rules")["data"]["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        done = all(not rule["lastEvaluation"].startswith("0001") for rule in rules)
+        return rules if done and rules else None
+
+    rules = wait_until("every rule evaluated", evaluated, timeout=30)
+    assert {rule["name"] for rule in rules} == set(expected)
+    for rule in rules:
+        assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
+        # A healthy single broker with an active reader fires nothing.
+        assert rule["state"] == "inactive", rule["name"]
+
+
+def test_every_metric_an_alert_reads_exists(prometheus: Prometheus) -> None:
+    for group in yaml.safe_load((CHART_DIR / "files" / "alerts.yaml").read_text())["groups"]:
+        for rule in group["rules"]:
+            for name in set(METRIC_NAME.findall(rule["expr"])):
+                selector = 'up{job="headrace-broker"}' if name == "up" else name
+                series = prometheus.query(selector)
+                if name in NO_SERIES_HERE:
+                    continue
+                assert series, f"{rule['alert']} reads {name}, which the broker does not export"
