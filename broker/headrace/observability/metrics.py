@@ -228,7 +228,7 @@ class BrokerMetrics:
         process_metrics: bool = True,
     ) -> None:
         # ``*_created`` series double the exposition and no dashboard uses them.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         self.stats_source: BrokerStatsSource | None = None
         registry = self.registry

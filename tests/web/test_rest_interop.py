@@ -1,0 +1,179 @@
+"""HTTP produce and read interoperating with real Kafka clients on the same broker."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from tests.web.conftest import RunningBroker
+
+from headrace.web.records import choose_partition
+
+
+def consume_all(bootstrap: str, topic: str, partitions: int, expected: int,
+                timeout: float = 20.0) -> list[Any]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
+                         "enable.auto.commit": False, "socket.timeout.ms": 5000})
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        messages: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(messages) < expected and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                messages.append(message)
+        return messages
+    finally:
+        consumer.close()
+
+
+async def test_http_produce_is_consumed_by_confluent_kafka(running: RunningBroker) -> None:
+    await running.create_topic("orders", partitions=3)
+    sent = []
+    for index in range(12):
+        body = {
+            "key": {"type": "STRING", "data": f"customer-{index % 4}"},
+            "value": {"type": "JSON", "data": {"n": index, "item": "é"}},
+            "headers": [{"name": "source", "value": base64.b64encode(b"http").decode()}],
+            "timestamp": 1_700_000_000_000 + index,
+        }
+        async with running.session.post(f"{running.cluster_url}/topics/orders/records",
+                                        json=body) as response:
+            assert response.status == 200, await response.text()
+            result = await response.json()
+        assert result["error_code"] == 200
+        assert result["partition_id"] == choose_partition(f"customer-{index % 4}".encode(), 3, 0)
+        sent.append((result["partition_id"], result["offset"], index))
+
+    messages = await asyncio.to_thread(consume_all, running.bootstrap, "orders", 3, 12)
+    got = {(m.partition(), m.offset()): m for m in messages}
+    assert len(got) == 12
+    for partition, offset, index in sent:
+        message = got[(partition, offset)]
+        assert message.key() == f"customer-{index % 4}".encode()
+        assert json.loads(message.value()) == {"n": index, "item": "é"}
+        assert message.headers() == [("source", b"http")]
+        assert message.timestamp()[1] == 1_700_000_000_000 + index
+    # Same key, same partition; per-key order preserved.
+    by_key: dict[bytes, list[int]] = {}
+    for message in sorted(messages, key=lambda m: (m.partition(), m.offset())):
+        by_key.setdefault(message.key(), []).append(json.loads(message.value())["n"])
+        assert len({m.partition() for m in messages if m.key() == message.key()}) == 1
+    assert all(values == sorted(values) for values in by_key.values())
+
+
+def produce_with_confluent(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
+                           ) -> list[tuple[int, int]]:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    delivered: list[tuple[int, int]] = []
+    for key, value in records:
+        producer.produce(topic, key=key, value=value, headers=[("h", key)],
+                         timestamp=1_600_000_000_000,
+                         on_delivery=lambda err, msg: delivered.append(
+                             (msg.partition(), msg.offset())) if err is None else None)
+    assert producer.flush(20) == 0
+    return delivered
+
+
+async def sse_events(running: RunningBroker, query: str, count: int
+                     ) -> AsyncIterator[dict[str, Any]]:
+    url = f"{running.cluster_url}/topics/stream-me/stream?{query}"
+    async with running.session.get(url) as response:
+        assert response.status == 200, await response.text()
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        seen = 0
+        async for raw in response.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("data: "):
+                yield json.loads(line[6:])
+                seen += 1
+                if seen == count:
+                    return
+
+
+async def test_kafka_produce_is_read_over_http(running: RunningBroker) -> None:
+    await running.create_topic("stream-me", partitions=1)
+    records = [(f"k{i}".encode(), f"value {i}".encode()) for i in range(20)]
+    delivered = await asyncio.to_thread(produce_with_confluent, running.bootstrap, "stream-me",
+                                        records)
+    assert sorted(delivered) == [(0, i) for i in range(20)]
+
+    events = [e async for e in sse_events(running, "from=beginning&format=string&limit=20", 20)]
+    assert [(e["key"], e["value"], e["offset"]) for e in events] == [
+        (k.decode(), v.decode(), i) for i, (k, v) in enumerate(records)]
+    assert events[3]["headers"] == [{"name": "h", "value": base64.b64encode(b"k3").decode()}]
+    assert events[0]["timestamp"] == 1_600_000_000_000
+
+    # From an offset, and from a timestamp (all records share one, so it starts at 0).
+    events = [e async for e in sse_events(running, "offset=15&format=binary&limit=5", 5)]
+    assert [e["offset"] for e in events] == [15, 16, 17, 18, 19]
+    assert base64.b64decode(events[0]["value"]) == b"value 15"
+    events = [e async for e in sse_events(running, "timestamp=1600000000000&limit=1", 1)]
+    assert events[0]["offset"] == 0
+
+
+async def test_live_stream_wakes_on_append(running: RunningBroker) -> None:
+    await running.create_topic("stream-me", partitions=2)
+    received: list[dict[str, Any]] = []
+
+    async def listen() -> None:
+        async for event in sse_events(running, "from=end&format=json&keepalive_ms=50", 3):
+            received.append(event)
+
+    listener = asyncio.create_task(listen())
+    # Wait until the stream is parked on the purgatory, then append from a Kafka client.
+    await _wait_for_waiting_fetch(running)
+    started = time.monotonic()
+    await asyncio.to_thread(produce_with_confluent, running.bootstrap, "stream-me",
+                            [(b"a", b'{"x": 1}'), (b"b", b'{"x": 2}'), (b"c", b'{"x": 3}')])
+    await asyncio.wait_for(listener, 20)
+    assert sorted(e["value"]["x"] for e in received) == [1, 2, 3]
+    assert time.monotonic() - started < 10
+
+
+async def _wait_for_waiting_fetch(running: RunningBroker) -> None:
+    from tests.web.conftest import poll_until
+
+    await poll_until(lambda: running.metrics.fetch_waiting._value.get() >= 1)
+
+
+async def test_streaming_produce_answers_each_record(running: RunningBroker) -> None:
+    await running.create_topic("bulk", partitions=2)
+    lines = [json.dumps({"partition_id": i % 2, "value": {"type": "STRING", "data": f"v{i}"}})
+             for i in range(100)]
+    lines.insert(50, json.dumps({"value": {"type": "BINARY", "data": "***"}}))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(lines), 7):  # objects split across chunk boundaries too
+            text = "\n".join(lines[start:start + 7]) + "\n"
+            yield text[:5].encode()
+            yield text[5:].encode()
+
+    async with running.session.post(f"{running.cluster_url}/topics/bulk/records",
+                                    data=chunks()) as response:
+        assert response.status == 200
+        results = [json.loads(line) for line in (await response.text()).splitlines()]
+    assert len(results) == 101
+    assert results[50]["error_code"] == 40002 and "value.data" in results[50]["message"]
+    good = results[:50] + results[51:]
+    assert all(r["error_code"] == 200 for r in good)
+    for partition in (0, 1):
+        offsets = [r["offset"] for r in good if r["partition_id"] == partition]
+        assert offsets == list(range(50))
+    assert running.broker.offsets("bulk", 0)[1] == 50
+
+
+async def test_several_objects_in_one_body_stream_results(running: RunningBroker) -> None:
+    await running.create_topic("multi")
+    body = "".join(json.dumps({"value": {"data": i}}) for i in range(3))
+    async with running.session.post(f"{running.cluster_url}/topics/multi/records",
+                                    data=body.encode()) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("application/x-ndjson")
+        results = [json.loads(line) for line in (await response.text()).splitlines()]
+    assert [r["offset"] for r in results] == [0, 1, 2]
