@@ -79,13 +79,22 @@ def test_non_flexible_header_with_null_client_id() -> None:
     assert parsed.body_offset == 10
 
 
-def test_trailing_garbage_is_rejected() -> None:
+def test_trailing_bytes_are_ignored_like_kafka_does() -> None:
     header = RequestHeaderV2(
         request_api_key=i16(0), request_api_version=i16(9), correlation_id=i32(1), client_id="c"
     )
-    frame = _frame(header, _produce_request()) + b"\x00"
+    frame = _frame(header, _produce_request()) + b"\x01\x00\x00"
+    _, body = decode_request(frame, ProduceRequest)
+    assert body == _produce_request()
+
+
+def test_truncated_body_is_malformed() -> None:
+    header = RequestHeaderV2(
+        request_api_key=i16(0), request_api_version=i16(9), correlation_id=i32(1), client_id="c"
+    )
+    frame = _frame(header, _produce_request())
     with pytest.raises(MalformedRequestError):
-        decode_request(frame, ProduceRequest)
+        decode_request(frame[:-4], ProduceRequest)
 
 
 def test_api_versions_response_uses_header_v0_even_when_flexible() -> None:

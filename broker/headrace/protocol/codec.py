@@ -140,8 +140,9 @@ def decode_request(frame: bytes, schema: type[Any]) -> tuple[RequestHeader, Any]
         body, size = _reader(schema)(frame, header.body_offset)
     except Exception as error:
         raise MalformedRequestError(f"cannot decode {schema.__name__}: {error}") from error
-    if header.body_offset + size != len(frame):
-        raise MalformedRequestError(f"{len(frame) - header.body_offset - size} trailing bytes")
+    if header.body_offset + size > len(frame):
+        raise MalformedRequestError("request body runs past the frame")
+    # Trailing bytes are ignored, as Kafka does: librdkafka's Metadata v12 sends some.
     return header, body
 
 

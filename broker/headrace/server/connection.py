@@ -230,7 +230,9 @@ class Connection:
         try:
             header, request = decode_request(frame, schema)
         except MalformedRequestError as error:
-            raise ConnectionClosed(f"malformed API {api_key} v{api_version}: {error}") from error
+            raise ConnectionClosed(
+                f"malformed API {api_key} v{api_version}: {error} (frame starts {frame[:48].hex()})"
+            ) from error
         ctx = RequestContext(
             api_key=api_key,
             api_version=api_version,

@@ -98,7 +98,7 @@ class ReplicaManager:
         found = log.offset_for_timestamp(timestamp)
         if found is None:
             return -1, -1
-        return found
+        return _first_record_at_or_after(log, found, timestamp)
 
     def _max_timestamp_offset(self, log: PartitionLogAPI) -> tuple[int, int]:
         # The batch with the largest max timestamp; located by scanning batch headers only.
@@ -179,3 +179,28 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
 
 def monotonic_deadline(timeout_ms: int) -> float:
     return time.monotonic() + max(0, timeout_ms) / 1000.0
+
+
+def _first_record_at_or_after(
+    log: PartitionLogAPI, batch: tuple[int, int], timestamp: int
+) -> tuple[int, int]:
+    """Narrow storage's batch-level answer to the exact record, as Kafka does.
+
+    Only ListOffsets by time pays for decoding (one batch, compressed or not); produce and fetch
+    never look inside batches.
+    """
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    base_offset, _max_timestamp = batch
+    with log.read(base_offset, 1) as read:
+        data = read.to_bytes()
+    if len(data) < 61:
+        return batch
+    length = int.from_bytes(data[8:12], "big")
+    try:
+        for record in DefaultRecordBatch(data[: 12 + length]):
+            if record.timestamp >= timestamp:
+                return int(record.offset), int(record.timestamp)
+    except Exception:  # an undecodable batch still has a valid batch-level answer
+        log_.exception("cannot decode batch at offset %d", base_offset)
+    return batch
