@@ -1,0 +1,312 @@
+"""Consumer groups with real clients against a real ``headrace broker`` subprocess.
+
+librdkafka (confluent-kafka), kafka-python and aiokafka join groups, split partitions, commit,
+and resume exactly from their commits — across a broker restart and across a rebalance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from tests.clients.conftest import BrokerProcess
+
+Record = tuple[int, int, bytes, bytes]  # partition, offset, key, value
+
+FAST_GROUP = {
+    "session.timeout.ms": 6000,
+    "heartbeat.interval.ms": 200,
+    "auto.offset.reset": "earliest",
+    "enable.auto.commit": False,
+    "topic.metadata.refresh.interval.ms": 1000,
+}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions,
+                                            replication_factor=1)])
+    futures[name].result(15)
+
+
+def produce(bootstrap: str, topic: str, rows: Iterable[tuple[int, bytes, bytes]]) -> list[Record]:
+    """Produce (partition, key, value) rows; returns them with their assigned offsets."""
+    delivered: list[Record] = []
+    errors: list[Any] = []
+
+    def on_delivery(error: Any, message: Message) -> None:
+        if error is not None:
+            errors.append(error)
+            return
+        delivered.append((message.partition(), message.offset(), message.key(), message.value()))
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for partition, key, value in rows:
+        producer.produce(topic, value=value, key=key, partition=partition,
+                         on_delivery=on_delivery)
+    assert producer.flush(15) == 0
+    assert errors == []
+    return sorted(delivered)
+
+
+def record_of(message: Message) -> Record:
+    return (message.partition(), message.offset(), message.key(), message.value())
+
+
+def poll_until(
+    consumers: list[Consumer],
+    done: Callable[[], bool],
+    on_message: Callable[[int, Message], None],
+    timeout: float = 30.0,
+) -> None:
+    """Poll every consumer in turn (each one's rebalance needs its own polls) until done()."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out waiting for consumers"
+        for index, consumer in enumerate(consumers):
+            message = consumer.poll(0.05)
+            if message is None:
+                continue
+            if message.error() is not None:
+                assert message.error().code() == KafkaError._PARTITION_EOF, message.error()
+                continue
+            on_message(index, message)
+
+
+def confluent_consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
+    return Consumer({"bootstrap.servers": bootstrap, "group.id": group, **FAST_GROUP, **extra})
+
+
+def test_confluent_commit_restart_resume_exactly(
+    start_broker: Callable[..., BrokerProcess],
+) -> None:
+    broker = start_broker()
+    topic, group = unique("resume"), unique("resume-group")
+    create_topic(broker.bootstrap, topic, 2)
+    rows = [(i % 2, f"k{i}".encode(), f"v{i}".encode()) for i in range(12)]
+    produced = produce(broker.bootstrap, topic, rows)
+
+    first: list[Record] = []
+    consumer = confluent_consumer(broker.bootstrap, group)
+    consumer.subscribe([topic])
+    poll_until([consumer], lambda: len(first) >= 7, lambda _, m: first.append(record_of(m)))
+    consumer.commit(asynchronous=False)
+    committed = {
+        tp.partition: tp.offset
+        for tp in consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], 10)
+    }
+    consumer.close()
+    # What was committed is exactly "one past the last record consumed" per partition.
+    expected_commits = {p: max(o for q, o, _, _ in first if q == p) + 1 for p in (0, 1)
+                        if any(q == p for q, *_ in first)}
+    assert {p: o for p, o in committed.items() if o >= 0} == expected_commits
+
+    broker.restart()
+    more = produce(broker.bootstrap, topic, [(0, b"after", b"restart"), (1, b"x", b"y")])
+
+    second: list[Record] = []
+    remaining = sorted(set(produced) - set(first)) + more
+    consumer = confluent_consumer(broker.bootstrap, group)
+    consumer.subscribe([topic])
+    poll_until([consumer], lambda: len(second) >= len(remaining),
+               lambda _, m: second.append(record_of(m)))
+    assert sorted(second) == sorted(remaining)
+    restored = consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], 10)
+    assert {tp.partition: tp.offset for tp in restored if tp.offset >= 0} == expected_commits
+    consumer.close()
+    assert sorted(first + second) == sorted(produced + more)
+
+
+def test_two_confluent_consumers_split_and_take_over(broker: BrokerProcess) -> None:
+    topic, group = unique("split"), unique("split-group")
+    create_topic(broker.bootstrap, topic, 4)
+    produced = produce(
+        broker.bootstrap, topic,
+        [(i % 4, f"k{i}".encode(), f"v{i}".encode()) for i in range(40)],
+    )
+    consumed: list[tuple[int, Record]] = []
+    assignments: dict[int, list[set[int]]] = {0: [], 1: []}
+
+    def tracker(index: int) -> dict[str, Any]:
+        def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            assignments[index].append({tp.partition for tp in partitions})
+
+        return {"on_assign": on_assign}
+
+    def take(index: int, message: Message) -> None:
+        consumed.append((index, record_of(message)))
+        consumers[index].commit(message=message, asynchronous=False)
+
+    consumers = [confluent_consumer(broker.bootstrap, group) for _ in range(2)]
+    consumers[0].subscribe([topic], **tracker(0))
+    # Let the first consumer own everything before the second arrives.
+    poll_until(consumers[:1], lambda: bool(assignments[0]), lambda i, m: take(i, m))
+    consumers[1].subscribe([topic], **tracker(1))
+
+    def split_done() -> bool:
+        a = set(p.partition for p in consumers[0].assignment())
+        b = set(p.partition for p in consumers[1].assignment())
+        return bool(a) and bool(b) and not a & b and a | b == {0, 1, 2, 3}
+
+    poll_until(consumers, split_done, take)
+    split = [set(p.partition for p in c.assignment()) for c in consumers]
+    assert sorted(len(s) for s in split) == [2, 2]  # range assignor over 4 partitions
+
+    def second_took_some() -> bool:
+        return sum(1 for index, _ in consumed if index == 1) >= 4
+
+    poll_until(consumers, second_took_some, take)
+    consumers[1].close()  # sends LeaveGroup: the first consumer must take over everything
+    poll_until(consumers[:1], lambda: len(consumed) >= len(produced), take)
+    assert {p.partition for p in consumers[0].assignment()} == {0, 1, 2, 3}
+    consumers[0].close()
+
+    # Every record exactly once across both consumers, and only from partitions they owned.
+    assert sorted(record for _, record in consumed) == produced
+    second_partitions = {record[0] for index, record in consumed if index == 1}
+    assert second_partitions <= split[1]
+    assert assignments[1][0] == split[1]
+
+
+def test_kafka_python_group_commit_and_resume(broker: BrokerProcess) -> None:
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KafkaTopicPartition
+
+    topic, group = unique("kpy"), unique("kpy-group")
+    create_topic(broker.bootstrap, topic, 1)
+    produced = produce(broker.bootstrap, topic,
+                       [(0, f"k{i}".encode(), f"v{i}".encode()) for i in range(10)])
+
+    def consume(count: int) -> list[Record]:
+        consumer = KafkaConsumer(
+            topic, bootstrap_servers=broker.bootstrap, group_id=group,
+            auto_offset_reset="earliest", enable_auto_commit=False,
+        )
+        got: list[Record] = []
+        deadline = time.monotonic() + 30
+        while len(got) < count:
+            assert time.monotonic() < deadline
+            for records in consumer.poll(timeout_ms=200, max_records=count - len(got)).values():
+                got.extend((r.partition, r.offset, r.key, r.value) for r in records)
+        consumer.commit()
+        assert consumer.committed(KafkaTopicPartition(topic, 0)) == got[-1][1] + 1
+        consumer.close()
+        return got
+
+    assert consume(4) == produced[:4]
+    assert consume(6) == produced[4:]
+
+
+def test_aiokafka_group_commit_and_resume(broker: BrokerProcess) -> None:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition as AioTopicPartition
+
+    topic, group = unique("aio"), unique("aio-group")
+    create_topic(broker.bootstrap, topic, 2)
+    produced = produce(broker.bootstrap, topic,
+                       [(i % 2, f"k{i}".encode(), f"v{i}".encode()) for i in range(10)])
+
+    async def consume(count: int) -> list[Record]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=broker.bootstrap, group_id=group,
+            auto_offset_reset="earliest", enable_auto_commit=False,
+            session_timeout_ms=6000, heartbeat_interval_ms=200,
+        )
+        await consumer.start()
+        try:
+            got: list[Record] = []
+            async with asyncio.timeout(30):
+                while len(got) < count:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=count - len(got))
+                    for records in batches.values():
+                        got.extend((r.partition, r.offset, r.key, r.value) for r in records)
+            await consumer.commit()
+            for partition in (0, 1):
+                mine = [o for p, o, _, _ in got if p == partition]
+                if mine:
+                    committed = await consumer.committed(AioTopicPartition(topic, partition))
+                    assert committed == max(mine) + 1
+            return got
+        finally:
+            await consumer.stop()
+
+    first = asyncio.run(consume(6))
+    second = asyncio.run(consume(4))
+    assert sorted(first + second) == produced
+    assert not set(first) & set(second)
+
+
+def test_static_member_restart_keeps_assignment_without_rebalance(broker: BrokerProcess) -> None:
+    topic, group = unique("static"), unique("static-group")
+    create_topic(broker.bootstrap, topic, 4)
+    events: dict[str, list[tuple[str, frozenset[int]]]] = {"a": [], "b": []}
+
+    def callbacks(name: str) -> dict[str, Any]:
+        def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            events[name].append(("assign", frozenset(tp.partition for tp in partitions)))
+
+        def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            events[name].append(("revoke", frozenset(tp.partition for tp in partitions)))
+
+        return {"on_assign": on_assign, "on_revoke": on_revoke}
+
+    def static_consumer(instance: str) -> Consumer:
+        return confluent_consumer(
+            broker.bootstrap, group, **{"group.instance.id": instance,
+                                        "session.timeout.ms": 15000}
+        )
+
+    a, b = static_consumer("instance-a"), static_consumer("instance-b")
+    a.subscribe([topic], **callbacks("a"))
+    b.subscribe([topic], **callbacks("b"))
+
+    def split() -> bool:
+        pa = {p.partition for p in a.assignment()}
+        pb = {p.partition for p in b.assignment()}
+        return bool(pa) and bool(pb) and pa | pb == {0, 1, 2, 3} and not pa & pb
+
+    poll_until([a, b], split, lambda i, m: None)
+    a_partitions = frozenset(p.partition for p in a.assignment())
+    b_events_before = list(events["b"])
+
+    a.close()  # static members send no LeaveGroup: the group keeps instance-a's slot
+    restarted = static_consumer("instance-a")
+    events["a2"] = []
+    restarted.subscribe([topic], **callbacks("a2"))
+    poll_until([restarted, b], lambda: bool(restarted.assignment()), lambda i, m: None)
+    assert frozenset(p.partition for p in restarted.assignment()) == a_partitions
+    # Keep both polling for a while: b must see no revoke/assign, i.e. no rebalance happened.
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        restarted.poll(0.05)
+        b.poll(0.05)
+    assert events["b"] == b_events_before
+    assert events["a2"] == [("assign", a_partitions)]
+    restarted.close()
+    b.close()
+
+
+def test_describe_and_list_groups_through_admin(broker: BrokerProcess) -> None:
+    topic, group = unique("admin"), unique("admin-group")
+    create_topic(broker.bootstrap, topic, 2)
+    consumer = confluent_consumer(broker.bootstrap, group)
+    consumer.subscribe([topic])
+    poll_until([consumer], lambda: len(consumer.assignment()) == 2, lambda i, m: None)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    listed = admin.list_consumer_groups().result(10)
+    assert group in {g.group_id for g in listed.valid}
+    description = admin.describe_consumer_groups([group])[group].result(10)
+    assert str(description.state).endswith("STABLE")
+    assert len(description.members) == 1
+    member = description.members[0]
+    assert {tp.partition for tp in member.assignment.topic_partitions} == {0, 1}
+    consumer.close()
