@@ -201,7 +201,6 @@ class Segment:
         # Entries for the tail batches are re-added by track(); drop the last one first.
         if offset_data:
             del self._offset_entries[-OFFSET_ENTRY.size :]
-            self._offset_written -= OFFSET_ENTRY.size
         # So the batch at the dropped entry is indexed again (position 0 never is).
         self.bytes_since_index_entry = index_interval if offset_data else 0
         scanner = FileBatchScanner(
@@ -218,6 +217,11 @@ class Segment:
             )
         if not time_index_is_sane(self.time_entries, self.next_offset - self.base_offset):
             return None
+        # Only what differs from the files needs writing later (normally nothing).
+        if self.offset_entries[: len(offset_data)] != offset_data:
+            self._offset_written = -1
+        if self.time_entries[: len(time_data)] != time_data:
+            self._time_written = -1
         return scanner.outcome
 
     def load_sealed(self, next_base: int) -> bool:
