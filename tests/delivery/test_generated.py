@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -126,3 +128,9 @@ def test_yaml_is_lint_clean(path: Path) -> None:
                 for p in linter.run(path.read_text(), conf, str(path.relative_to(ROOT)))
                 if p.level == "error"]
     assert problems == []
+
+
+def test_generator_command_line_check_passes() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "charts" / "generate.py"), "--check"],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
