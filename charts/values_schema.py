@@ -84,8 +84,9 @@ def values_schema() -> Schema:
                 "image": _image("Operator image.", "ghcr.io/headrace/headrace-operator"),
                 "imagePullSecrets": {"type": "array", "description": "Pull secrets.",
                                      "items": {"type": "object"}},
-                "replicas": {"type": "integer", "minimum": 0, "maximum": 3,
-                             "description": "Operator replicas; one is active, others stand by."},
+                "replicas": {"type": "integer", "minimum": 0, "maximum": 1,
+                             "description": "1 runs the operator, 0 pauses it (kopf runs no "
+                             "peering here, so two replicas would both act)."},
                 "watchNamespaces": {"type": "array", "items": {"type": "string", "minLength": 1},
                                     "uniqueItems": True,
                                     "description": "Namespaces to watch; empty means all."},

@@ -26,7 +26,7 @@ ALL_FEATURES: dict[str, Any] = {
         "prometheusRule": {"enabled": True},
         "dashboards": {"enabled": True, "namespace": "grafana"},
     },
-    "operator": {"watchNamespaces": ["streaming", "team-a"], "replicas": 2,
+    "operator": {"watchNamespaces": ["streaming", "team-a"], "replicas": 1,
                  "nodeSelector": {"kubernetes.io/os": "linux"}},
 }
 
@@ -139,6 +139,7 @@ def test_explicit_cluster_image_wins(chart: helm_python.Chart) -> None:
     ({"topics": [{"spec": {"partitions": 1}}]}, "name"),
     ({"operatr": {}}, "operatr"),
     ({"operator": {"logLevel": "loud"}}, "logLevel"),
+    ({"operator": {"replicas": 2}}, "replicas"),
     ({"monitoring": {"podMonitor": {"interval": "often"}}}, "interval"),
 ])
 def test_values_schema_rejects_mistakes(chart: helm_python.Chart, bad_values: dict[str, Any],
