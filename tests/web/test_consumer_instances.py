@@ -122,8 +122,8 @@ async def test_stream_from_group_position(running: RunningBroker) -> None:
     await running.create_topic("stream-me", partitions=1)
     await asyncio.to_thread(produce_with_confluent, running.bootstrap, "stream-me",
                             [(f"k{i}".encode(), f"v{i}".encode()) for i in range(6)])
-    status, created = await _json(running, "POST", f"{running.base_url}/consumers/sse-group",
-                                  json={"name": "c"})
+    _, created = await _json(running, "POST", f"{running.base_url}/consumers/sse-group",
+                             json={"name": "c"})
     instance = created["base_uri"]
     await _json(running, "POST", instance + "/assignments",
                 json={"partitions": [{"topic": "stream-me", "partition": 0}]})
