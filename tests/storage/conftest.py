@@ -45,3 +45,10 @@ def open_manager(tmp_path: Path, clock: ManualClock) -> Iterator[OpenManager]:
     yield factory
     for manager in opened:
         manager.close()
+
+
+def simulate_crash(manager: LogManager) -> None:
+    """Drop a manager as a killed process would: descriptors closed, nothing flushed, no
+    clean-shutdown marker (data already written stays in the page cache, as after SIGKILL)."""
+    manager.files.close_all()
+    manager._closed = True
