@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind
 
 from headrace import __version__
 from headrace.observability.metrics import BrokerMetrics
-from headrace.observability.tracing import extract_context, get_tracer
+from headrace.observability.tracing import extract_context, get_tracer, setup_tracing
 from headrace.web import errors
 from headrace.web.context import (
     DEFAULT_MAX_BODY_BYTES,
@@ -144,13 +144,17 @@ def create_app(
 ) -> web.Application:
     """Build the HTTP application for ``broker`` (the in-process services object).
 
-    ``tracer_provider`` defaults to ``broker.tracer_provider`` when the broker has one, else the
-    global (no-op unless configured) provider.
+    ``tracer_provider`` defaults to ``broker.tracer_provider`` when the broker has one, else an
+    OTLP exporter when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, else the global provider (no-op
+    unless the process configured one).
     """
     from headrace.web import consumers, stream, v3
 
     app = web.Application(middlewares=[_observe, _errors], client_max_size=max_body_bytes)
     provider = tracer_provider or getattr(broker, "tracer_provider", None)
+    if provider is None:
+        # OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on without any flag; otherwise None (off).
+        provider = setup_tracing(broker_id=broker.config.node_id)
     ctx = WebContext(broker=broker, metrics=metrics_for(broker), tracer=get_tracer(provider),
                      max_body_bytes=max_body_bytes)
     app[WEB_CONTEXT] = ctx

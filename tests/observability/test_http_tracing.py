@@ -1,0 +1,87 @@
+"""Spans for HTTP requests and produce/fetch, W3C traceparent in and into record headers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiohttp
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
+from tests.web.conftest import start_running_broker
+from tests.web.test_rest_interop import consume_all
+
+INCOMING_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+INCOMING_SPAN = "00f067aa0ba902b7"
+
+
+async def test_http_produce_continues_the_trace_into_record_headers(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    broker, runner = await start_running_broker(tmp_path / "data", tracer_provider=provider)
+    try:
+        base = f"http://127.0.0.1:{broker.http_port}/v3/clusters/{broker.cluster_id}"
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{base}/topics", json={"topic_name": "traced"}) as response:
+                assert response.status == 201
+            exporter.clear()
+            headers = {"traceparent": f"00-{INCOMING_TRACE}-{INCOMING_SPAN}-01"}
+            async with session.post(f"{base}/topics/traced/records", headers=headers,
+                                    json={"value": {"type": "STRING", "data": "hello"}}
+                                    ) as response:
+                assert response.status == 200, await response.text()
+            async with session.get(f"{base}/topics/traced/stream?from=beginning&limit=1"
+                                   ) as response:
+                events = [json.loads(line[6:]) for line in (await response.text()).splitlines()
+                          if line.startswith("data: ")]
+        spans = {span.name: span for span in exporter.get_finished_spans()}
+        server = spans["POST /v3/clusters/{cluster_id}/topics/{topic_name}/records"]
+        produce = spans["produce"]
+        assert server.kind is SpanKind.SERVER
+        assert format_trace_id(server.context.trace_id) == INCOMING_TRACE
+        assert server.parent is not None and format_span_id(server.parent.span_id) == INCOMING_SPAN
+        assert server.attributes is not None
+        assert server.attributes["http.response.status_code"] == 200
+        assert produce.parent is not None and produce.parent.span_id == server.context.span_id
+        assert produce.attributes is not None
+        assert produce.attributes["messaging.destination.name"] == "traced"
+        assert "fetch" in spans  # the SSE read
+
+        # A Kafka consumer sees the producing span as the record's traceparent header.
+        (message,) = await asyncio.to_thread(consume_all, f"127.0.0.1:{broker.kafka_port}",
+                                             "traced", 1, 1)
+        header = dict(message.headers())["traceparent"].decode()
+        assert header == (f"00-{INCOMING_TRACE}-{format_span_id(produce.context.span_id)}-01")
+        assert events[0]["headers"][0]["name"] == "traceparent"
+    finally:
+        await runner.cleanup()
+        await broker.stop()
+
+
+async def test_without_tracing_only_an_incoming_traceparent_is_passed_on(tmp_path: Path
+                                                                       ) -> None:
+    broker, runner = await start_running_broker(tmp_path / "data")
+    try:
+        base = f"http://127.0.0.1:{broker.http_port}/v3/clusters/{broker.cluster_id}"
+        incoming = f"00-{INCOMING_TRACE}-{INCOMING_SPAN}-01"
+        async with aiohttp.ClientSession() as session:
+            await session.post(f"{base}/topics", json={"topic_name": "plain"})
+            async with session.post(f"{base}/topics/plain/records",
+                                    json={"value": {"data": 1}}) as response:
+                assert response.status == 200
+            async with session.post(f"{base}/topics/plain/records",
+                                    headers={"traceparent": incoming},
+                                    json={"value": {"data": 2}}) as response:
+                assert response.status == 200
+        first, second = sorted(
+            await asyncio.to_thread(consume_all, f"127.0.0.1:{broker.kafka_port}", "plain", 1, 2),
+            key=lambda m: m.offset())
+        assert not first.headers()  # no span, no caller context: nothing added
+        assert second.headers() == [("traceparent", incoming.encode())]
+    finally:
+        await runner.cleanup()
+        await broker.stop()
