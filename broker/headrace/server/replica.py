@@ -121,7 +121,9 @@ class ReplicaManager:
             if next_offset <= offset:
                 break
             offset = next_offset
-        return best_offset, best_timestamp
+        if best_offset < 0:
+            return -1, -1
+        return _first_record_at_or_after(log, (best_offset, best_timestamp), best_timestamp)
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """DeleteRecords: move the log start up to ``offset`` (-1 = high watermark)."""
