@@ -157,10 +157,20 @@ class LogManager:
                 )
 
     def _open_partition(
-        self, topic: str, partition: int, *, clean: bool, verify_all: bool = False
+        self,
+        topic: str,
+        partition: int,
+        *,
+        clean: bool,
+        verify_all: bool = False,
+        new: bool = False,
     ) -> PartitionLog:
+        directory = self.data_dir / partition_dir_name(topic, partition)
+        if new and directory.exists():
+            # Left by a create that crashed before topics.json was written: not ours to trust.
+            shutil.rmtree(directory)
         partition_log = PartitionLog(
-            self.data_dir / partition_dir_name(topic, partition),
+            directory,
             topic,
             partition,
             self._configs[topic],
@@ -194,7 +204,7 @@ class LogManager:
         self._topics[name] = meta
         self._configs[name] = config
         for partition in range(partitions):
-            self._open_partition(name, partition, clean=True)
+            self._open_partition(name, partition, clean=True, new=True)
         fsync_dir(self.data_dir)
         self._save_topics()
         return meta
@@ -222,7 +232,7 @@ class LogManager:
                 f"topic {name} has {meta.partitions} partitions; cannot go to {total_partitions}"
             )
         for partition in range(meta.partitions, total_partitions):
-            self._open_partition(name, partition, clean=True)
+            self._open_partition(name, partition, clean=True, new=True)
         fsync_dir(self.data_dir)
         updated = TopicMetadata(meta.name, meta.topic_id, total_partitions, dict(meta.configs))
         self._topics[name] = updated

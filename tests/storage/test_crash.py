@@ -1,0 +1,94 @@
+"""Crash test: a real child process is SIGKILLed while appending; acknowledged data survives."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import google_crc32c
+from tests.storage.batches import base_offset_of, batch_body, split_batches
+from tests.storage.conftest import simulate_crash
+from tests.storage.crash_writer import CONFIG, RECORDS_PER_BATCH, TOPIC, batch_for
+
+from headrace.storage import LogManager
+
+ROOT = Path(__file__).resolve().parents[2]
+TIME_BUDGET_S = 9.0
+MAX_ROUNDS = 40
+
+
+def _spawn(data_dir: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "broker"), str(ROOT)])
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.storage.crash_writer", str(data_dir)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _verify(data_dir: Path, acknowledged: int) -> int:
+    """Reopen (recovering), check every batch, return the log end offset."""
+    manager = LogManager(data_dir, default_config=CONFIG)
+    log = manager.get_partition(TOPIC, 0)
+    end = log.log_end_offset
+    assert end >= acknowledged, f"acknowledged up to {acknowledged} but log ends at {end}"
+    assert end % RECORDS_PER_BATCH == 0
+    with log.read(0, 1 << 30) as read:
+        batches = split_batches(read.to_bytes())
+    assert len(batches) * RECORDS_PER_BATCH == end
+    for i, batch in enumerate(batches):
+        offset = i * RECORDS_PER_BATCH
+        assert base_offset_of(batch) == offset
+        assert struct.unpack_from(">I", batch, 17)[0] == google_crc32c.value(batch[21:])
+        assert batch_body(batch) == batch_body(batch_for(offset)), f"batch at {offset} differs"
+    assert log.size_bytes == sum(len(b) for b in batches)  # no garbage left at the tail
+    if end:  # the idempotent-producer state agrees with the log: the last batch is a retry
+        assert log.append(batch_for(end - RECORDS_PER_BATCH), leader_epoch=1).duplicate
+    if random.random() < 0.5:
+        manager.close()
+    else:
+        simulate_crash(manager)  # the writer then starts uncleanly too
+    return end
+
+
+def test_sigkill_during_appends_loses_no_acknowledged_batch(tmp_path: Path) -> None:
+    rng = random.Random(os.getpid())
+    data_dir = tmp_path / "data"
+    acknowledged = 0  # offset after the last acknowledged batch
+    rounds = kills_mid_stream = 0
+    deadline = time.monotonic() + TIME_BUDGET_S
+    while rounds < MAX_ROUNDS and (time.monotonic() < deadline or rounds < 5):
+        rounds += 1
+        child = _spawn(data_dir)
+        assert child.stdout is not None
+        target = rng.choice([0, 1, 5, 20, 60, 150])
+        acks = 0
+        try:
+            if target:
+                header = child.stdout.readline().split()
+                assert header[:1] == [b"ready"], child.stderr.read() if child.stderr else ""
+                assert int(header[1]) >= acknowledged
+                while acks < target:
+                    line = child.stdout.readline()
+                    assert line, "writer exited early"
+                    acknowledged = max(acknowledged, int(line) + RECORDS_PER_BATCH)
+                    acks += 1
+        finally:
+            child.send_signal(signal.SIGKILL)  # the writer is mid-append or mid-recovery
+            child.wait(timeout=30)
+        assert child.returncode == -signal.SIGKILL
+        kills_mid_stream += bool(target)
+        end = _verify(data_dir, acknowledged)
+        acknowledged = max(acknowledged, end)  # survivors count as durable from now on
+    assert kills_mid_stream >= 3, f"{rounds} rounds, {kills_mid_stream} killed mid-stream"
+    print(f"{rounds} rounds, {kills_mid_stream} kills mid-stream, {acknowledged} offsets")
+    assert acknowledged > 0
