@@ -78,6 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ready-file", type=Path,
                         default=os.environ.get("HEADRACE_READY_FILE"),
                         help="write {kafka_port, http_port, ...} JSON here once listening")
+    # Cluster membership flags (--metadata etc.) belong to headrace.cluster.
+    from headrace.cluster.options import add_cluster_arguments
+
+    add_cluster_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,6 +119,9 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     metrics = BrokerMetrics(args.broker_id, headrace.__version__)
     broker = Broker(config, observer=metrics)
+    from headrace.cluster.options import attach_from_args
+
+    cluster = attach_from_args(broker, args)  # None without --metadata (single broker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -139,5 +146,7 @@ async def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
         log.info("shutting down")
     finally:
+        if cluster is not None:
+            await cluster.prepare_shutdown()  # controlled shutdown: leadership moves first
         await broker.stop()
     return 0

@@ -1,0 +1,613 @@
+"""Glue that turns a single :class:`~headrace.server.broker.Broker` into a cluster member.
+
+:func:`attach_cluster` swaps the broker's replica manager, topic manager and metadata view for
+etcd-backed ones and registers the cluster's Kafka handlers; the :class:`ClusterNode` service
+then registers the broker (once its listener is bound), runs the controller candidate, keeps
+local logs in step with the topics in etcd, drives leader/follower roles and the replica
+fetcher, proposes ISR changes and performs controlled shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kio.schema.errors import ErrorCode
+
+from headrace.cluster.controller import Controller
+from headrace.cluster.decisions import initial_states, round_robin_assignment
+from headrace.cluster.fetcher import ReplicaFetcher
+from headrace.cluster.model import (
+    NO_LEADER,
+    BrokerRegistration,
+    ClusterSnapshot,
+    KeySpace,
+    PartitionState,
+    TopicRecord,
+    parse_metadata_url,
+)
+from headrace.cluster.replica_manager import ClusteredReplicaManager
+from headrace.cluster.store import EtcdMetadataStore
+from headrace.server.errors import KafkaError
+from headrace.server.metadata import BrokerEndpoint, TopicState
+from headrace.server.metadata import PartitionState as ViewPartition
+from headrace.server.topics import TopicManager, TopicSpec, is_internal
+from headrace.storage import StorageError, TopicMetadata
+
+if TYPE_CHECKING:
+    from headrace.server.broker import Broker
+    from headrace.server.dispatch import RequestContext
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
+@dataclass
+class ClusterSettings:
+    """What ``--metadata`` and its companion flags configure."""
+
+    metadata_url: str
+    zone: str | None = None
+    key_root: str = "/headrace"
+    lease_ttl: int = 6
+    replica_lag_time_max_ms: int = 10_000
+    default_replication_factor: int = 3
+    offsets_topic_replication_factor: int = 3
+    controlled_shutdown_timeout: float = 15.0
+    #: /readyz stays 503 while followed partitions are still catching up.
+    ready_requires_in_sync: bool = True
+    ack_timeout: float = 30.0
+
+
+def load_log_dir_id(data_dir: Path) -> str:
+    """The id of this data directory; a wiped disk gets a new one (and cannot pose as in-sync)."""
+    path = data_dir / "log-dir-id"
+    try:
+        value = path.read_text().strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    value = uuid.uuid4().hex
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(value + "\n")
+    temporary.replace(path)
+    return value
+
+
+def attach_cluster(broker: Broker, settings: ClusterSettings) -> ClusterNode:
+    """Make ``broker`` a member of the etcd-coordinated cluster; call before ``start()``."""
+    broker.open_storage()
+    node = ClusterNode(broker, settings)
+    broker.add_service(node.start, node.stop)
+    return node
+
+
+class ClusterNode:
+    """This broker's membership in the cluster."""
+
+    def __init__(self, broker: Broker, settings: ClusterSettings) -> None:
+        assert broker.logs is not None, "open storage first"
+        self.broker = broker
+        self.settings = settings
+        self.node_id = broker.config.node_id
+        self.logs = broker.logs
+        self.log_dir_id = load_log_dir_id(broker.config.data_dir)
+        self.incarnation = uuid.uuid4().hex
+        self.store = EtcdMetadataStore(
+            parse_metadata_url(settings.metadata_url),
+            keys=KeySpace(settings.key_root),
+            lease_ttl=settings.lease_ttl,
+        )
+        self.replicas = ClusteredReplicaManager(
+            broker.logs,
+            self.node_id,
+            replica_lag_time_max=settings.replica_lag_time_max_ms / 1000,
+            ack_timeout=settings.ack_timeout,
+        )
+        self.replicas.propose_isr = self._propose_isr
+        self.fetcher = ReplicaFetcher(self.replicas, self._endpoint_of)
+        self.controller = Controller(self.store, self.node_id, tick=0.5)
+        self.topic_manager = ClusterTopicManager(self)
+        self.view = EtcdMetadataView(self)
+        self.registration: BrokerRegistration | None = None
+        self._known_topics: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._shutdown_done = False
+        self._started = False
+        # Take over the broker's seams (see headrace.server.broker.Broker).
+        broker._replicas = self.replicas
+        broker._topics = self.topic_manager
+        broker._metadata = self.view
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from headrace.cluster.handlers import cluster_api_handlers
+
+        # Services start after the broker registered its default handlers and bound its
+        # listener (which also reset the metadata view): take over those seams now.
+        self.broker.registry.register_all(cluster_api_handlers(self))
+        self.broker._metadata = self.view
+        self.broker._replicas = self.replicas
+        self.broker._topics = self.topic_manager
+        await self.store.start()
+        self.store.add_listener(self._on_metadata)
+        self.store.on_session_lost(self._reregister)
+        self._tasks.append(asyncio.create_task(self._register_when_listening(), name="register"))
+        self._tasks.append(asyncio.create_task(self._isr_loop(), name="isr-check"))
+        self._started = True
+
+    async def _register_when_listening(self) -> None:
+        await self.broker.started.wait()
+        await self._register()
+        self.controller.start()
+
+    async def _register(self) -> None:
+        endpoint = self.broker.endpoint
+        registration = BrokerRegistration(
+            broker_id=self.node_id,
+            host=endpoint.host,
+            port=endpoint.port,
+            rack=self.settings.zone,
+            log_dir_id=self.log_dir_id,
+            incarnation=self.incarnation,
+            http_port=self.broker.http_port or None,
+        )
+        self.registration = await self.store.register(registration)
+        log.info("broker %d registered (broker epoch %d, zone %s)", self.node_id,
+                 self.registration.broker_epoch, self.settings.zone)
+        await self.store.wait_until(lambda s: self.node_id in s.brokers, timeout=10)
+        self._on_metadata(self.store.snapshot())
+
+    async def _reregister(self) -> None:
+        """Our lease expired (etcd outage, long pause): come back as a new incarnation."""
+        self.registration = None
+        self.replicas.apply_states({}, -1)
+        while not self._shutdown_done:
+            try:
+                await self._register()
+                return
+            except Exception as error:
+                log.info("re-registration failed: %s", error)
+                await asyncio.sleep(0.5)
+
+    async def prepare_shutdown(self) -> None:
+        """Controlled shutdown: hand leadership over, then leave the cluster."""
+        if self._shutdown_done or not self._started:
+            return
+        registration = self.registration
+        if registration is not None:
+            try:
+                leaving = BrokerRegistration(**{
+                    **{f: getattr(registration, f) for f in registration.__slots__},
+                    "shutting_down": True,
+                })
+                await self.store.update_registration(leaving)
+                await self.store.wait_until(
+                    lambda s: not any(
+                        p.leader == self.node_id and any(
+                            b != self.node_id and b in s.brokers for b in p.isr
+                        )
+                        for p in s.partitions.values()
+                    ),
+                    timeout=self.settings.controlled_shutdown_timeout,
+                )
+                log.info("leadership moved away; leaving the cluster")
+            except Exception as error:
+                log.warning("controlled shutdown incomplete: %s", error)
+        self._shutdown_done = True
+        await self.controller.stop()
+        await self.store.deregister()
+
+    async def stop(self) -> None:
+        await self.prepare_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.fetcher.close()
+        self.replicas.shutdown()
+        await self.store.close()
+
+    # -- following metadata -----------------------------------------------------------------
+
+    def _endpoint_of(self, broker_id: int) -> tuple[str, int] | None:
+        registration = self.store.cache.brokers.get(broker_id)
+        if registration is None:
+            return None
+        return registration.host, registration.port
+
+    def _on_metadata(self, snapshot: ClusterSnapshot) -> None:
+        self._materialize_topics(snapshot)
+        registration = self.registration
+        epoch = registration.broker_epoch if registration is not None else -1
+        current = snapshot.brokers.get(self.node_id)
+        if registration is not None and (current is None or current.broker_epoch != epoch):
+            epoch = -1  # our registration is gone or replaced: lead nothing
+        states = {
+            key: state for key, state in snapshot.partitions.items()
+            if self._has_local_log(*key)
+        }
+        self.replicas.apply_states(states, epoch)
+        self.fetcher.update()
+
+    def _has_local_log(self, topic: str, partition: int) -> bool:
+        meta = self.logs.topics().get(topic)
+        return meta is not None and partition < meta.partitions
+
+    def _materialize_topics(self, snapshot: ClusterSnapshot) -> None:
+        """Create, grow, reconfigure and delete local logs to match the topics in etcd."""
+        local = self.logs.topics()
+        for name, record in snapshot.topics.items():
+            wanted_id = uuid.UUID(record.topic_id)
+            count = max(record.assignment, default=-1) + 1
+            existing = local.get(name)
+            try:
+                if existing is not None and existing.topic_id != wanted_id:
+                    if name in self.topic_manager.pending:
+                        continue  # our own creation is still on its way to etcd
+                    log.warning("replacing local topic %s (id %s) by the cluster's (id %s)",
+                                name, existing.topic_id, wanted_id)
+                    self.logs.delete_topic(name)
+                    existing = None
+                if existing is None:
+                    self.logs.create_topic(name, count, dict(record.configs), wanted_id)
+                else:
+                    if existing.partitions < count:
+                        self.logs.add_partitions(name, count)
+                    if dict(existing.configs) != dict(record.configs):
+                        self.logs.alter_topic_configs(name, dict(record.configs))
+            except StorageError as error:
+                log.warning("cannot materialize topic %s locally: %s", name, error)
+        for name in self._known_topics - set(snapshot.topics):
+            if name in local and name not in self.topic_manager.pending:
+                with contextlib.suppress(StorageError):
+                    self.logs.delete_topic(name)
+                    log.info("deleted local topic %s (deleted in the cluster)", name)
+        self._known_topics = set(snapshot.topics)
+
+    # -- ISR changes proposed by the leader ---------------------------------------------------
+
+    def _propose_isr(self, proposal: PartitionState) -> None:
+        self._tasks.append(asyncio.create_task(self._write_isr(proposal)))
+        self._tasks = [t for t in self._tasks if not t.done()]
+
+    async def _write_isr(self, proposal: PartitionState) -> None:
+        key = (proposal.topic, proposal.partition)
+        current = self.store.cache.partitions.get(key)
+        written = False
+        if current is not None and current.partition_epoch == proposal.partition_epoch - 1:
+            expected = self.store.cache.partition_revision(*key)
+            with contextlib.suppress(Exception):
+                written = await self.store.write_partition(proposal, expected_revision=expected)
+        if written:
+            log.info("ISR of %s-%d is now %s", *key, list(proposal.isr))
+        else:
+            self.replicas.isr_change_failed(key)
+
+    async def _isr_loop(self) -> None:
+        interval = max(self.settings.replica_lag_time_max_ms / 4000, 0.1)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.replicas.check_lagging()
+                await self._ensure_offsets_topic()
+            except Exception:
+                log.exception("ISR check failed")
+
+    async def _ensure_offsets_topic(self) -> None:
+        """The controller creates ``__consumer_offsets`` once enough brokers are up (Kafka)."""
+        if not self.controller.is_active:
+            return
+        snapshot = self.store.snapshot()
+        if OFFSETS_TOPIC in snapshot.topics:
+            return
+        replication = self.settings.offsets_topic_replication_factor
+        if len(snapshot.brokers) < replication:
+            return
+        partitions = self.broker.config.offsets_topic_partitions
+        record, states = self.topic_manager.plan_topic(
+            OFFSETS_TOPIC, partitions, replication, {"cleanup.policy": "compact"},
+            uuid.uuid4(), snapshot,
+        )
+        await self.store.create_topic(record, states)
+
+    # -- readiness ------------------------------------------------------------------------
+
+    def replication_ready(self) -> bool:
+        """Registered, and (if configured) in the ISR of every partition we follow."""
+        if self.registration is None:
+            return False
+        if not self.settings.ready_requires_in_sync:
+            return True
+        snapshot = self.store.cache
+        for key in self.replicas.followers:
+            state = snapshot.partitions.get(key)
+            if state is not None and self.node_id not in state.isr:
+                return False
+        return True
+
+    # -- Kafka APIs served via the node ---------------------------------------------------------
+
+    async def handle_elect_leaders(self, request: Any, ctx: RequestContext) -> Any:
+        from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
+
+        module = response_classes(43, ctx.api_version)
+        election_type = int(getattr(request, "election_type", 0))
+        snapshot = self.store.snapshot()
+        if request.topic_partitions is None:
+            wanted = sorted(snapshot.partitions)
+        else:
+            wanted = [
+                (t.topic, int(p)) for t in request.topic_partitions for p in t.partitions
+            ]
+        results: dict[str, list[Any]] = {}
+        if election_type == 0:
+            written = {
+                (s.topic, s.partition)
+                for s in await self.controller.elect_preferred_leaders(wanted)
+            }
+        else:
+            # Unclean election: the controller's reconcile honours the topic config; here we
+            # only report what the current state is.
+            written = set()
+        for key in wanted:
+            state = snapshot.partitions.get(key)
+            if state is None:
+                code, message = ErrorCode.unknown_topic_or_partition, "unknown partition"
+            elif key in written:
+                code, message = ErrorCode.none, None
+            elif state.replicas and state.leader == state.replicas[0]:
+                code, message = ErrorCode.election_not_needed, "preferred leader already leads"
+            else:
+                code, message = (
+                    ErrorCode.preferred_leader_not_available,
+                    "preferred replica is not an eligible ISR member",
+                )
+            results.setdefault(key[0], []).append(
+                build(module.PartitionResult, partition_id=key[1], error_code=code,
+                      error_message=message)
+            )
+        return build(
+            module.ElectLeadersResponse,
+            throttle_time=NO_THROTTLE,
+            error_code=ErrorCode.none,
+            replica_election_results=tuple(
+                build(module.ReplicaElectionResult, topic=topic, partition_result=tuple(parts))
+                for topic, parts in results.items()
+            ),
+        )
+
+    def handle_describe_cluster(self, request: Any, ctx: RequestContext) -> Any:
+        from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
+
+        module = response_classes(60, ctx.api_version)
+        brokers = tuple(
+            build(module.DescribeClusterBroker, broker_id=e.node_id, host=e.host, port=e.port,
+                  rack=e.rack)
+            for e in self.view.brokers()
+        )
+        return build(
+            module.DescribeClusterResponse,
+            throttle_time=NO_THROTTLE,
+            error_code=ErrorCode.none,
+            error_message=None,
+            endpoint_type=1,
+            cluster_id=self.view.cluster_id,
+            controller_id=self.view.controller_id(),
+            brokers=brokers,
+            cluster_authorized_operations=-2147483648,
+        )
+
+
+class EtcdMetadataView:
+    """The server's ``MetadataView`` answered from the etcd cache (consistent on every broker)."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self._node = node
+
+    @property
+    def cluster_id(self) -> str:
+        return self._node.broker.cluster_id
+
+    def brokers(self) -> list[BrokerEndpoint]:
+        return [
+            BrokerEndpoint(r.broker_id, r.host, r.port, r.rack)
+            for r in sorted(self._node.store.cache.brokers.values(), key=lambda r: r.broker_id)
+        ]
+
+    def controller_id(self) -> int:
+        controller = self._node.store.cache.controller
+        if controller is not None and controller.broker_id in self._node.store.cache.brokers:
+            return controller.broker_id
+        brokers = self._node.store.cache.brokers
+        return min(brokers) if brokers else self._node.node_id
+
+    def topic_names(self) -> list[str]:
+        return sorted(self._node.store.cache.topics)
+
+    def topic(self, name: str) -> TopicState | None:
+        cache = self._node.store.cache
+        record = cache.topics.get(name)
+        if record is None:
+            return None
+        count = max(record.assignment, default=-1) + 1
+        partitions = []
+        for index in range(count):
+            state = cache.partitions.get((name, index))
+            if state is None:
+                replicas = tuple(record.assignment.get(index, ()))
+                partitions.append(ViewPartition(NO_LEADER, -1, replicas, ()))
+            else:
+                partitions.append(
+                    ViewPartition(state.leader, state.leader_epoch, state.replicas, state.isr)
+                )
+        return TopicState(name, uuid.UUID(record.topic_id), tuple(partitions), is_internal(name))
+
+
+class ClusterTopicManager(TopicManager):
+    """Topic changes go to etcd (the source of truth); local logs follow via the watch.
+
+    The handlers' API is synchronous, so a change is applied locally at once (Kafka clients
+    retry until leaders are elected, as with Kafka's own asynchronous topic creation) and
+    written to etcd in the background; if another broker won a race for the same name, the
+    local log is replaced by the cluster's when the watch delivers it.
+    """
+
+    def __init__(self, node: ClusterNode) -> None:
+        super().__init__(
+            node.logs,
+            default_partitions=node.broker.config.default_partitions,
+            default_replication_factor=node.settings.default_replication_factor,
+            live_brokers=lambda: max(1, len(node.store.cache.brokers)),
+        )
+        self._node = node
+        self.pending: set[str] = set()
+        self._writes: set[asyncio.Task[None]] = set()
+
+    def _background(self, name: str, coroutine: Any) -> None:
+        self.pending.add(name)
+
+        async def run() -> None:
+            try:
+                await coroutine
+            except Exception:
+                log.exception("writing topic %s to etcd failed", name)
+            finally:
+                self.pending.discard(name)
+                self._node._on_metadata(self._node.store.snapshot())
+
+        task = asyncio.create_task(run())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def get(self, name: str) -> TopicMetadata | None:
+        local = super().get(name)
+        if local is not None:
+            return local
+        record = self._node.store.cache.topics.get(name)
+        if record is None:
+            return None
+        count = max(record.assignment, default=-1) + 1
+        return TopicMetadata(name, uuid.UUID(record.topic_id), count, dict(record.configs))
+
+    def plan_topic(
+        self,
+        name: str,
+        partitions: int,
+        replication: int,
+        configs: Mapping[str, str],
+        topic_id: uuid.UUID,
+        snapshot: ClusterSnapshot,
+    ) -> tuple[TopicRecord, list[PartitionState]]:
+        assignment = place_partitions(snapshot, partitions, replication)
+        record = TopicRecord(name, topic_id.hex, assignment, dict(configs))
+        return record, initial_states(record, snapshot.brokers, range(partitions))
+
+    def create(self, spec: TopicSpec, *, validate_only: bool = False) -> TopicMetadata:
+        snapshot = self._node.store.snapshot()
+        live = max(1, len(snapshot.brokers))
+        if spec.replication_factor == -1:
+            self.default_replication_factor = min(
+                self._node.settings.default_replication_factor, live
+            )
+        if spec.name in snapshot.topics:
+            raise KafkaError(ErrorCode.topic_already_exists, f"topic {spec.name!r} already exists")
+        partitions, configs = self.check_spec(spec)
+        replication = (
+            self.default_replication_factor
+            if spec.replication_factor == -1
+            else spec.replication_factor
+        )
+        if validate_only:
+            return TopicMetadata(spec.name, uuid.UUID(int=0), partitions, configs)
+        topic_id = uuid.uuid4()
+        try:
+            record, states = self.plan_topic(
+                spec.name, partitions, replication, configs, topic_id, snapshot
+            )
+        except ValueError as error:
+            raise KafkaError(ErrorCode.invalid_replication_factor, str(error)) from error
+        try:
+            created = self._logs.create_topic(spec.name, partitions, configs, topic_id)
+        except StorageError as error:
+            from headrace.server.topics import kafka_error_from_storage
+
+            raise kafka_error_from_storage(error) from error
+        self._background(spec.name, self._node.store.create_topic(record, states))
+        return created
+
+    def delete(self, name: str) -> None:
+        self.require(name)
+        with contextlib.suppress(StorageError):
+            self._logs.delete_topic(name)
+        self._background(name, self._node.store.delete_topic(name))
+
+    def add_partitions(
+        self, name: str, total: int, *, validate_only: bool = False
+    ) -> TopicMetadata:
+        record = self._node.store.cache.topics.get(name)
+        updated = super().add_partitions(name, total, validate_only=validate_only)
+        if validate_only or record is None:
+            return updated
+        snapshot = self._node.store.snapshot()
+        current = max(record.assignment, default=-1) + 1
+        replication = len(next(iter(record.assignment.values()), ())) or 1
+        extra = place_partitions(
+            snapshot, total - current, replication, existing=record.assignment,
+            first_partition=current,
+        )
+        new_record = TopicRecord(
+            name, record.topic_id, {**record.assignment, **extra}, dict(record.configs)
+        )
+        states = initial_states(new_record, snapshot.brokers, range(current, total))
+        self._background(name, self._node.store.update_topic(new_record, states))
+        return updated
+
+    def set_configs(
+        self, name: str, configs: Mapping[str, str], *, validate_only: bool = False
+    ) -> None:
+        super().set_configs(name, configs, validate_only=validate_only)
+        record = self._node.store.cache.topics.get(name)
+        if validate_only or record is None:
+            return
+        new_record = TopicRecord(name, record.topic_id, record.assignment, dict(configs))
+        self._background(name, self._node.store.update_topic(new_record, []))
+
+
+def place_partitions(
+    snapshot: ClusterSnapshot,
+    count: int,
+    replication: int,
+    *,
+    existing: Mapping[int, tuple[int, ...]] | None = None,
+    first_partition: int = 0,
+) -> dict[int, tuple[int, ...]]:
+    """Zone-aware placement over the live brokers, balanced against the other topics' load."""
+    brokers = [r for r in snapshot.brokers.values() if not r.shutting_down]
+    if replication > len(brokers):
+        raise ValueError(f"replication factor {replication} > {len(brokers)} live brokers")
+    try:
+        from headrace.placement import BrokerSlot, load_of, place_new_partitions
+    except ImportError:  # placement not available: Kafka's rack-interleaved round robin
+        return round_robin_assignment(brokers, count, replication, first_partition)
+    load, leader_load = load_of(t.assignment for t in snapshot.topics.values())
+    placed = place_new_partitions(
+        [BrokerSlot(r.broker_id, r.rack) for r in sorted(brokers, key=lambda r: r.broker_id)],
+        count,
+        replication,
+        existing={p: list(r) for p, r in (existing or {}).items()},
+        first_partition=first_partition,
+        load=load,
+        leader_load=leader_load,
+    )
+    return {p: tuple(r) for p, r in placed.items()}
