@@ -14,7 +14,6 @@ The HTTP API and metrics read :meth:`GroupCoordinator.list_groups`, :meth:`descr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -171,8 +170,9 @@ class GroupCoordinator:
     async def stop(self) -> None:
         if self._timer_task is not None:
             self._timer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer_task
+            # asyncio.wait, unlike awaiting the task, does not re-raise its CancelledError
+            # into (and so mark as cancelling) the task that stops us.
+            await asyncio.wait([self._timer_task])
             self._timer_task = None
         for partition in list(self._owned):
             await self.unload_partition(partition)
@@ -626,12 +626,21 @@ class GroupCoordinator:
         return ErrorCode.none
 
     async def _run_timers(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
             deadline = self.machine.next_deadline_ms()
-            timeout = None if deadline is None else max(0, deadline - self._clock_ms()) / 1000
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            # No asyncio.wait_for: on Python 3.11 it can swallow a cancellation that races
+            # with its timeout. A call_later that sets the wake event does the same job.
+            alarm = None
+            if deadline is not None:
+                delay = max(0, deadline - self._clock_ms()) / 1000
+                alarm = loop.call_later(delay, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                if alarm is not None:
+                    alarm.cancel()
             try:
                 self.machine.tick(self._clock_ms())
                 effects = self.machine.drain_effects()

@@ -1,0 +1,247 @@
+"""The asyncio coordinator over a real storage LogManager in tmp_path: offsets and groups survive
+a restart because they are replayed from ``__consumer_offsets``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from kio.schema.errors import ErrorCode
+
+from headrace.groups import (
+    OFFSETS_TOPIC,
+    CoordinatorNode,
+    GroupConfig,
+    GroupCoordinator,
+    GroupLimits,
+    GroupState,
+    OffsetCommit,
+    offsets_partition_for,
+)
+from headrace.groups import records
+from headrace.storage import LogManager
+
+NODE = CoordinatorNode(7, "127.0.0.1", 9092)
+CONFIG = GroupConfig(
+    offsets_topic_partitions=3, limits=GroupLimits(min_session_timeout_ms=100)
+)
+PROTOCOLS = [("range", b"\x00\x01\x00\x00\x00\x01\x00\x06orders\xff\xff\xff\xff")]
+
+
+class Broker:
+    """A LogManager plus coordinator that can be stopped and reopened on the same directory."""
+
+    def __init__(self, data_dir: Path, config: GroupConfig = CONFIG) -> None:
+        self.data_dir = data_dir
+        self.config = config
+        self.logs: LogManager | None = None
+        self.coordinator: GroupCoordinator | None = None
+
+    async def start(self) -> GroupCoordinator:
+        self.logs = LogManager(self.data_dir)
+        self.coordinator = GroupCoordinator(self.logs, NODE, self.config)
+        await self.coordinator.start()
+        return self.coordinator
+
+    async def stop(self) -> None:
+        if self.coordinator is not None:
+            await self.coordinator.stop()
+        if self.logs is not None:
+            self.logs.close()
+        self.coordinator = self.logs = None
+
+
+@pytest.fixture
+async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
+    node = Broker(tmp_path / "data")
+    await node.start()
+    yield node
+    await node.stop()
+
+
+async def join_one(
+    coordinator: GroupCoordinator,
+    group: str,
+    member_id: str = "",
+    instance: str | None = None,
+    session_ms: int = 10_000,
+) -> tuple[str, int]:
+    result = await coordinator.join_group(
+        group, member_id, instance, "client", "127.0.0.1", session_ms, 10_000, "consumer",
+        PROTOCOLS, require_known_member_id=False,
+    )
+    assert result.error is ErrorCode.none
+    sync = await coordinator.sync_group(
+        group, result.generation_id, result.member_id, instance, None, None,
+        {result.member_id: b"assignment"},
+    )
+    assert sync.error is ErrorCode.none
+    assert sync.assignment == b"assignment"
+    return result.member_id, result.generation_id
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_commit_fetch_and_restart_restores_offsets_and_group(broker: Broker) -> None:
+    coordinator = broker.coordinator
+    assert coordinator is not None
+    member, generation = await join_one(coordinator, "orders-app")
+    commits = [
+        OffsetCommit("orders", 0, 17, 2, "first"),
+        OffsetCommit("orders", 1, 5, -1, None),
+    ]
+    results = await coordinator.commit_offsets("orders-app", generation, member, None, commits)
+    assert results == {("orders", 0): ErrorCode.none, ("orders", 1): ErrorCode.none}
+    # A later commit wins; a simple consumer (generation -1) may use its own empty group.
+    await coordinator.commit_offsets(
+        "orders-app", generation, member, None, [OffsetCommit("orders", 0, 20, 3, "second")]
+    )
+    simple = await coordinator.commit_offsets(
+        "simple", -1, "", None, [OffsetCommit("audit", 4, 99, -1, "")]
+    )
+    assert simple == {("audit", 4): ErrorCode.none}
+
+    error, fetched = coordinator.fetch_offsets("orders-app", [("orders", 0), ("orders", 9)])
+    assert error is ErrorCode.none
+    assert fetched[("orders", 9)] is None
+    first = fetched[("orders", 0)]
+    assert first is not None and (first.offset, first.leader_epoch, first.metadata) == (
+        20, 3, "second"
+    )
+
+    await broker.stop()
+    coordinator = await broker.start()
+    error, everything = coordinator.fetch_offsets("orders-app", None)
+    assert error is ErrorCode.none
+    assert {tp: (c.offset, c.leader_epoch, c.metadata) for tp, c in everything.items() if c} == {
+        ("orders", 0): (20, 3, "second"),
+        ("orders", 1): (5, -1, ""),
+    }
+    assert coordinator.committed_offsets("simple")[("audit", 4)].offset == 99
+    # The stable group came back with its member, generation and assignment: the member's
+    # heartbeat succeeds without a rebalance.
+    description = coordinator.describe_group("orders-app")
+    assert (description.state, description.generation_id) == ("Stable", generation)
+    assert [(m.member_id, m.assignment) for m in description.members] == [
+        (member, b"assignment")
+    ]
+    assert coordinator.heartbeat("orders-app", generation, member, None) is ErrorCode.none
+
+
+async def test_commits_are_records_in_the_groups_partition(broker: Broker) -> None:
+    coordinator = broker.coordinator
+    assert coordinator is not None and broker.logs is not None
+    await coordinator.commit_offsets("g1", -1, "", None, [OffsetCommit("t", 0, 3, -1, "m")])
+    partition = broker.logs.get_partition(
+        OFFSETS_TOPIC, offsets_partition_for("g1", CONFIG.offsets_topic_partitions)
+    )
+    assert partition.log_end_offset == 1
+    with partition.read(0, 1 << 20) as read:
+        entries = list(records.parse_batches(read.to_bytes()))
+    assert len(entries) == 1
+    assert entries[0].key == records.OffsetKey("g1", "t", 0)
+    value = entries[0].value
+    assert isinstance(value, records.OffsetValue)
+    assert (value.offset, value.metadata) == (3, "m")
+
+
+async def test_two_members_join_concurrently(broker: Broker) -> None:
+    coordinator = broker.coordinator
+    assert coordinator is not None
+
+    async def join() -> tuple[str, int, str, int]:
+        result = await coordinator.join_group(
+            "pair", "", None, "c", "h", 10_000, 10_000, "consumer", PROTOCOLS, False
+        )
+        return result.member_id, result.generation_id, result.leader_id, len(result.members)
+
+    first = await join()  # a lone member completes generation 1 at once
+    second_task = asyncio.create_task(join())
+    await wait_for(lambda: coordinator.describe_group("pair").state == "PreparingRebalance")
+    rejoin = await coordinator.join_group(
+        "pair", first[0], None, "c", "h", 10_000, 10_000, "consumer", PROTOCOLS, False
+    )
+    second = await second_task
+    assert rejoin.generation_id == second[1] == 2
+    assert rejoin.leader_id == second[2] == first[0]
+    assert len(rejoin.members) == 2 and second[3] == 0
+
+    sync_follower = asyncio.create_task(
+        coordinator.sync_group("pair", 2, second[0], None, None, None, {})
+    )
+    await asyncio.sleep(0)
+    assert not sync_follower.done()
+    leader_sync = await coordinator.sync_group(
+        "pair", 2, first[0], None, None, None, {first[0]: b"L", second[0]: b"F"}
+    )
+    assert leader_sync.assignment == b"L"
+    assert (await sync_follower).assignment == b"F"
+
+
+async def test_session_timeout_expires_member_with_real_timer(broker: Broker) -> None:
+    coordinator = broker.coordinator
+    assert coordinator is not None
+    rebalances: list[tuple[str, int]] = []
+    coordinator.add_rebalance_listener(lambda group, gen: rebalances.append((group, gen)))
+    await join_one(coordinator, "short", session_ms=200)
+    assert rebalances == [("short", 1)]
+    await wait_for(lambda: coordinator.describe_group("short").state == "Empty")
+    assert rebalances == [("short", 1), ("short", 2)]
+    assert coordinator.list_groups(["empty"])[0].group_id == "short"
+    assert coordinator.list_groups(["stable"]) == []
+
+
+async def test_not_coordinator_until_partition_loaded(tmp_path: Path) -> None:
+    config = GroupConfig(offsets_topic_partitions=3, own_all_partitions=False)
+    node = Broker(tmp_path / "data", config)
+    coordinator = await node.start()
+    try:
+        partition = offsets_partition_for("late", 3)
+        result = await coordinator.join_group(
+            "late", "", None, "c", "h", 10_000, 10_000, "consumer", PROTOCOLS, False
+        )
+        assert result.error is ErrorCode.not_coordinator
+        assert coordinator.fetch_offsets("late", None)[0] is ErrorCode.not_coordinator
+        await coordinator.load_partition(partition, leader_epoch=1)
+        member, generation = await join_one(coordinator, "late")
+        await coordinator.unload_partition(partition)
+        assert coordinator.heartbeat("late", generation, member, None) is (
+            ErrorCode.not_coordinator
+        )
+    finally:
+        await node.stop()
+
+
+async def test_delete_group_and_offsets_survive_restart(broker: Broker) -> None:
+    coordinator = broker.coordinator
+    assert coordinator is not None
+    await coordinator.commit_offsets("gone", -1, "", None, [OffsetCommit("t", 0, 1, -1, "")])
+    await coordinator.commit_offsets(
+        "trimmed", -1, "", None, [OffsetCommit("t", 0, 1, -1, ""), OffsetCommit("u", 0, 2, -1, "")]
+    )
+    member, generation = await join_one(coordinator, "busy")
+    assert await coordinator.delete_groups(["gone", "busy", "never"]) == {
+        "gone": ErrorCode.none,
+        "busy": ErrorCode.non_empty_group,
+        "never": ErrorCode.group_id_not_found,
+    }
+    error, per_partition = await coordinator.delete_offsets("trimmed", [("t", 0)])
+    assert (error, per_partition) == (ErrorCode.none, {("t", 0): ErrorCode.none})
+    # "busy" subscribes to "orders" (see PROTOCOLS): its offsets there cannot be deleted.
+    error, per_partition = await coordinator.delete_offsets("busy", [("orders", 0)])
+    assert per_partition == {("orders", 0): ErrorCode.group_subscribed_to_topic}
+
+    await broker.stop()
+    coordinator = await broker.start()
+    assert coordinator.describe_group("gone").state == GroupState.DEAD.value
+    assert "gone" not in {g.group_id for g in coordinator.list_groups()}
+    assert set(coordinator.committed_offsets("trimmed")) == {("u", 0)}
+    assert coordinator.heartbeat("busy", generation, member, None) is ErrorCode.none
