@@ -20,8 +20,8 @@ from headrace.groups import (
     GroupState,
     OffsetCommit,
     offsets_partition_for,
+    records,
 )
-from headrace.groups import records
 from headrace.storage import LogManager
 
 NODE = CoordinatorNode(7, "127.0.0.1", 9092)
@@ -83,8 +83,9 @@ async def join_one(
     return result.member_id, result.generation_id
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(condition: Callable[[], bool]) -> None:
+    """Poll a condition (another task must make it true) for at most 10 seconds."""
+    deadline = time.monotonic() + 10.0
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.02)
