@@ -99,9 +99,9 @@ _SCHEMAS: dict[str, Any] = {
     "NewTopic": {
         "type": "object", "required": ["topic_name"],
         "properties": {
-            "topic_name": {"type": "string"},
-            "partitions_count": {"type": "integer"},
-            "replication_factor": {"type": "integer"},
+            "topic_name": {"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,249}$"},
+            "partitions_count": {"type": "integer", "minimum": 1, "maximum": 10000},
+            "replication_factor": {"type": "integer", "minimum": 1},
             "validate_only": {"type": "boolean"},
             "configs": {"type": "array", "items": {
                 "type": "object", "required": ["name", "value"],
