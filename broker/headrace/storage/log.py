@@ -591,6 +591,8 @@ class PartitionLog:
         self._unflushed_sealed = [s for s in self._unflushed_sealed if s in self.segments[:-1]]
         end = self.log_end_offset
         self._recovery_point = min(self._recovery_point, end)
+        # A batch straddling the log start (DeleteRecords mid-batch) may take the end below it.
+        self._log_start = min(self._log_start, end)
         self._write_state()
         self.epoch_cache.truncate_from_end(end)
         self._load_producer_state()
