@@ -17,6 +17,11 @@ from typing import Protocol, cast
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "headrace.cli.broker",
+    "headrace.cli.topics",
+    "headrace.cli.produce",
+    "headrace.cli.consume",
+    "headrace.cli.groups",
+    "headrace.cli.cluster",
 )
 
 
