@@ -509,6 +509,7 @@ class GroupCoordinator:
         if error is not ErrorCode.none or group is None:
             state = "" if error is not ErrorCode.none else GroupState.DEAD.value
             return GroupDescription(error, group_id, state, "", "", -1, "", ())
+        # As Kafka: protocol, member metadata and assignments only once the group is Stable.
         stable = group.state is GroupState.STABLE
         members = tuple(
             MemberDescription(
@@ -516,7 +517,7 @@ class GroupCoordinator:
                 m.group_instance_id,
                 m.client_id,
                 m.client_host,
-                m.metadata_for(group.protocol_name),
+                m.metadata_for(group.protocol_name) if stable else b"",
                 m.assignment if stable else b"",
             )
             for m in group.members.values()
@@ -526,7 +527,7 @@ class GroupCoordinator:
             group_id,
             group.state.value,
             group.protocol_type or "",
-            group.protocol_name or "" if group.state is not GroupState.PREPARING_REBALANCE else "",
+            (group.protocol_name or "") if stable else "",
             group.generation_id,
             group.leader_id or "",
             members,
@@ -562,6 +563,11 @@ class GroupCoordinator:
             return
         for group_id in effects.rebalances_completed:
             group = self.machine.groups.get(group_id)
+            if group is not None:
+                log.info(
+                    "group %s: generation %d, %d member(s), protocol %s",
+                    group_id, group.generation_id, len(group.members), group.protocol_name,
+                )
             for listener in self._rebalance_listeners:
                 try:
                     listener(group_id, group.generation_id if group else -1)
