@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from cluster_helpers import StoreFactory
+from cluster_helpers import FAST_FLAGS, StoreFactory
 
+from headrace.cluster.devcluster import DevCluster
 from headrace.cluster.etcd_launcher import EtcdProcess
 from headrace.cluster.model import KeySpace
 
@@ -49,3 +50,14 @@ async def make_store(etcd: EtcdProcess, keyspace: KeySpace) -> AsyncIterator[Sto
         yield factory
     finally:
         await factory.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[DevCluster]:
+    """etcd plus three brokers in zones a, b, c, with quick failure detection."""
+    local = DevCluster(tmp_path / "cluster", 3, extra_args=FAST_FLAGS)
+    try:
+        local.start()
+        yield local
+    finally:
+        local.kill()

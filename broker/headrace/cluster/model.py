@@ -7,6 +7,7 @@ plain values. Every record is a small JSON object under one root prefix (default
 ``<root>/brokers/ids/<id>``            :class:`BrokerRegistration`, attached to the broker's lease
 ``<root>/brokers/seen/<id>``           :class:`SeenBroker`: the incarnation the controller last
                                        accounted for (detects restarts and wiped disks)
+``<root>/cluster_id``                  the cluster id every broker reports (set by the first)
 ``<root>/controller``                  :class:`ControllerRecord`, attached to the controller's lease
 ``<root>/controller_epoch``            the last controller epoch handed out (monotonic)
 ``<root>/topics/<name>``               :class:`TopicRecord` (id, assignment, configs)
@@ -248,6 +249,10 @@ class KeySpace:
 
     def seen(self, broker_id: int) -> bytes:
         return self._key("brokers", "seen", str(broker_id))
+
+    @property
+    def cluster_id(self) -> bytes:
+        return self._key("cluster_id")
 
     @property
     def controller(self) -> bytes:

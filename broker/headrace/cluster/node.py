@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping
@@ -122,6 +123,9 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._shutdown_done = False
         self._started = False
+        self._coordinator: Any = None
+        self._coordinated: dict[int, int] = {}
+        self._coordination_changed = asyncio.Event()
         # Take over the broker's seams (see headrace.server.broker.Broker).
         broker._replicas = self.replicas
         broker._topics = self.topic_manager
@@ -139,8 +143,12 @@ class ClusterNode:
         self.broker._replicas = self.replicas
         self.broker._topics = self.topic_manager
         await self.store.start()
+        self.broker.cluster_id = await self.store.ensure_cluster_id(self.broker.cluster_id)
+        self._adopt_group_coordinator()
         self.store.add_listener(self._on_metadata)
         self.store.on_session_lost(self._reregister)
+        # Materialize the cluster's topics before other services (the group coordinator) start.
+        self._on_metadata(self.store.snapshot())
         self._tasks.append(asyncio.create_task(self._register_when_listening(), name="register"))
         self._tasks.append(asyncio.create_task(self._isr_loop(), name="isr-check"))
         self._started = True
@@ -239,6 +247,60 @@ class ClusterNode:
         }
         self.replicas.apply_states(states, epoch)
         self.fetcher.update()
+        self._update_group_coordination()
+
+    # -- consumer groups follow __consumer_offsets leadership -------------------------------
+
+    def _adopt_group_coordinator(self) -> None:
+        """Switch the broker's coordinator from "own everything" to leadership-driven loading."""
+        from headrace.groups.coordinator import CoordinatorNode
+
+        coordinator = getattr(self.broker, "groups", None)
+        if coordinator is None:
+            return
+        self._coordinator = coordinator
+        coordinator.config = dataclasses.replace(coordinator.config, own_all_partitions=False)
+
+        def leader_of(partition: int) -> CoordinatorNode | None:
+            state = self.store.cache.partitions.get((OFFSETS_TOPIC, partition))
+            if state is None or state.leader == NO_LEADER:
+                return None
+            registration = self.store.cache.brokers.get(state.leader)
+            if registration is None:
+                return None
+            return CoordinatorNode(registration.broker_id, registration.host, registration.port)
+
+        # The coordinator's routing hook (constructor argument ``partition_leader``).
+        coordinator._partition_leader = leader_of
+        self._tasks.append(asyncio.create_task(self._coordination_loop(), name="group-loads"))
+
+    def _update_group_coordination(self) -> None:
+        if self._coordinator is not None:
+            self._coordination_changed.set()
+
+    async def _coordination_loop(self) -> None:
+        """Load/unload offsets partitions one at a time as our leadership of them changes."""
+        while True:
+            await self._coordination_changed.wait()
+            self._coordination_changed.clear()
+            coordinator = self._coordinator
+            wanted = {
+                key[1]: role.leader_epoch
+                for key, role in self.replicas.leaders.items()
+                if key[0] == OFFSETS_TOPIC
+            }
+            try:
+                for partition in sorted(set(self._coordinated) - set(wanted)):
+                    del self._coordinated[partition]
+                    await coordinator.unload_partition(partition)
+                for partition, epoch in sorted(wanted.items()):
+                    if self._coordinated.get(partition) != epoch:
+                        self._coordinated[partition] = epoch
+                        await coordinator.load_partition(partition, epoch)
+            except Exception:
+                log.exception("group coordinator load/unload failed")
+                self._coordination_changed.set()
+                await asyncio.sleep(0.5)
 
     def _has_local_log(self, topic: str, partition: int) -> bool:
         meta = self.logs.topics().get(topic)

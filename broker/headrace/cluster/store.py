@@ -313,6 +313,16 @@ class EtcdMetadataStore:
             except Exception:
                 log.exception("session-lost callback failed")
 
+    async def ensure_cluster_id(self, candidate: str) -> str:
+        """The cluster's id: ``candidate`` if we are the first to set it, else the stored one."""
+        tx = self.client.transactions
+        key = self.keys.cluster_id
+        await self.client.transaction(
+            compare=[tx.create(key) == 0], success=[tx.put(key, candidate.encode())], failure=[]
+        )
+        stored = await self.client.get(key)
+        return stored.value.decode() if stored is not None else candidate
+
     # -- controller election ------------------------------------------------------------------
 
     async def campaign(self, broker_id: int) -> ControllerRecord | None:

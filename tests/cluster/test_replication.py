@@ -1,0 +1,263 @@
+"""Three real brokers on etcd, driven by confluent-kafka: metadata, replication, failover."""
+
+from __future__ import annotations
+
+import datetime
+import signal
+
+from cluster_helpers import (
+    ProducerLoad,
+    admin,
+    all_led,
+    check_no_loss_no_duplicates,
+    consume_partitions,
+    create_topic,
+    partition_states,
+    wait_for,
+)
+from confluent_kafka import Producer
+from kio.schema.errors import ErrorCode
+from kio.schema.fetch.v12 import request as fetch_v12
+from kio.schema.metadata.v12 import request as metadata_v12
+from kio.schema.produce.v9 import request as produce_v9
+from kio.schema.types import TopicName
+from kio.static.primitive import i16, i32, i32Timedelta, i64
+
+from headrace.cluster.devcluster import DevCluster
+from headrace.cluster.wire import BrokerConnection
+
+
+def test_every_broker_reports_the_same_zone_aware_metadata(cluster: DevCluster) -> None:
+    create_topic(cluster.bootstrap, "spread", 6, 3)
+    wait_for(lambda: all_led(cluster.bootstrap, "spread", 6), 20, "leaders")
+    views = [
+        wait_for(lambda b=b: partition_states(b.bootstrap, "spread"), 10, "metadata")
+        for b in cluster.brokers
+    ]
+    wait_for(
+        lambda: len({str(sorted(partition_states(b.bootstrap, "spread").items()))
+                     for b in cluster.brokers}) == 1,
+        10,
+        "identical metadata on every broker",
+    )
+    zone_of = {b.broker_id: b.zone for b in cluster.brokers}
+    for leader, replicas, isr in views[0].values():
+        assert len({zone_of[r] for r in replicas}) == 3  # one replica per zone
+        assert sorted(isr) == sorted(replicas)
+        assert leader in isr
+    leaders = sorted(leader for leader, _, _ in views[0].values())
+    assert leaders == [1, 1, 2, 2, 3, 3]  # balanced preferred leaders
+    client = admin(cluster.bootstrap)
+    description = client.describe_cluster(request_timeout=10).result(10)
+    assert {node.id: node.rack for node in description.nodes} == zone_of
+    assert description.controller.id in zone_of
+
+
+def test_acks_all_records_survive_leader_crash_and_restart(cluster: DevCluster) -> None:
+    create_topic(cluster.bootstrap, "orders", 3, 3)
+    wait_for(lambda: all_led(cluster.bootstrap, "orders", 3), 20, "leaders")
+    load = ProducerLoad(cluster.bootstrap, "orders", 3).start()
+    try:
+        wait_for(lambda: load.acked_count() > 300, 30, "first acks")
+        leader, _, _ = partition_states(cluster.bootstrap, "orders")[0]
+        victim = cluster.broker(leader)
+        victim.kill()
+        survivors = ",".join(b.bootstrap for b in cluster.brokers if b.broker_id != leader)
+        wait_for(lambda: partition_states(survivors, "orders")[0][0] not in (-1, leader), 20,
+                 "a new leader for partition 0")
+        before = load.acked_count()
+        wait_for(lambda: load.acked_count() > before + 300, 30, "acks after failover")
+        victim.start()
+        wait_for(
+            lambda: all(
+                leader in isr for _, _, isr in partition_states(survivors, "orders").values()
+            ),
+            30,
+            "the restarted broker back in every ISR",
+        )
+    finally:
+        load.stop()
+    assert not load.errors, load.errors[:5]
+    total = len(load.acked)
+    seen = consume_partitions(
+        cluster.bootstrap, "orders", 3, lambda s: sum(map(len, s.values())) >= total, 60
+    )
+    check_no_loss_no_duplicates(load.acked, seen)
+    assert sum(map(len, seen.values())) == total
+
+
+def test_controlled_shutdown_moves_leadership_before_exit(cluster: DevCluster) -> None:
+    create_topic(cluster.bootstrap, "graceful", 3, 3)
+    wait_for(lambda: all_led(cluster.bootstrap, "graceful", 3), 20, "leaders")
+    leader, _, _ = partition_states(cluster.bootstrap, "graceful")[0]
+    leaving = cluster.broker(leader)
+    leaving.signal(signal.SIGTERM)
+    assert leaving.stop(timeout=30) == 0
+    others = ",".join(b.bootstrap for b in cluster.brokers if b.broker_id != leader)
+    # Leadership had already moved when the process exited: no election wait needed now.
+    states = partition_states(others, "graceful")
+    assert all(state[0] not in (-1, leader) for state in states.values()), states
+    producer = Producer({"bootstrap.servers": others, "acks": "all", "message.timeout.ms": 10000})
+    delivered: list[object] = []
+    producer.produce(
+        "graceful", b"after", partition=0, on_delivery=lambda e, m: delivered.append(e)
+    )
+    producer.flush(15)
+    assert delivered == [None]
+
+
+def test_min_insync_replicas_is_enforced_when_a_follower_stalls(cluster: DevCluster) -> None:
+    create_topic(cluster.bootstrap, "strict", 1, 3, {"min.insync.replicas": "3"})
+    wait_for(lambda: all_led(cluster.bootstrap, "strict", 1), 20, "leader")
+    leader, replicas, _ = partition_states(cluster.bootstrap, "strict")[0]
+    follower = cluster.broker(next(r for r in replicas if r != leader))
+    leader_bootstrap = cluster.broker(leader).bootstrap
+
+    def produce_one() -> object:
+        producer = Producer({"bootstrap.servers": leader_bootstrap, "acks": "all",
+                             "retries": 0, "message.timeout.ms": 8000})
+        outcome: list[object] = []
+        producer.produce("strict", b"x", partition=0, on_delivery=lambda e, m: outcome.append(e))
+        producer.flush(10)
+        return outcome[0] if outcome else "no outcome"
+
+    assert produce_one() is None
+    follower.pause()
+    try:
+        wait_for(
+            lambda: follower.broker_id not in partition_states(leader_bootstrap, "strict")[0][2],
+            30,
+            "the stalled follower out of the ISR",
+        )
+        error = produce_one()
+        assert error is not None
+        assert error.name() == "NOT_ENOUGH_REPLICAS", error  # type: ignore[attr-defined]
+    finally:
+        follower.resume()
+    wait_for(
+        lambda: follower.broker_id in partition_states(leader_bootstrap, "strict")[0][2],
+        30,
+        "the follower back in the ISR",
+    )
+    assert produce_one() is None
+
+
+def test_wiped_broker_rejoins_only_after_catching_up(cluster: DevCluster) -> None:
+    create_topic(cluster.bootstrap, "wiped", 1, 3)
+    wait_for(lambda: all_led(cluster.bootstrap, "wiped", 1), 20, "leader")
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
+                         "enable.idempotence": True})
+    for index in range(2000):
+        producer.produce("wiped", b"%06d" % index, partition=0)
+        if index % 500 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+    leader, replicas, _ = partition_states(cluster.bootstrap, "wiped")[0]
+    victim = cluster.broker(next(r for r in replicas if r != leader))
+    victim.kill()
+    victim.wipe()
+    victim.start()
+    others = ",".join(b.bootstrap for b in cluster.brokers if b is not victim)
+    # The controller notices the new disk and drops the broker from the ISR even though its
+    # old incarnation was in sync ...
+    wait_for(
+        lambda: victim.broker_id not in partition_states(others, "wiped")[0][2], 40,
+        "the wiped broker out of the ISR",
+    )
+    # ... and the leader re-admits it only once it has copied the log again.
+    wait_for(
+        lambda: victim.broker_id in partition_states(others, "wiped")[0][2], 40,
+        "the wiped broker back in the ISR after re-replicating",
+    )
+    # Now make it the leader: it must serve everything, so it really copied the log.
+    for other in cluster.brokers:
+        if other is not victim:
+            other.kill()
+    wait_for(lambda: partition_states(victim.bootstrap, "wiped")[0][0] == victim.broker_id, 30,
+             "the re-replicated broker leading")
+    seen = consume_partitions(victim.bootstrap, "wiped", 1, lambda s: len(s[0]) >= 2000, 30)
+    assert [value for _, value in seen[0]] == [b"%06d" % i for i in range(2000)]
+
+
+async def test_followers_refuse_produce_and_stale_epochs_are_fenced(cluster: DevCluster) -> None:
+    create_topic(cluster.bootstrap, "routing", 1, 3)
+    wait_for(lambda: all_led(cluster.bootstrap, "routing", 1), 20, "leader")
+    leader_id, replicas, _ = partition_states(cluster.bootstrap, "routing")[0]
+    follower = cluster.broker(next(r for r in replicas if r != leader_id))
+    leader = cluster.broker(leader_id)
+    produce = produce_v9.ProduceRequest(
+        transactional_id=None,
+        acks=i16(-1),
+        timeout=i32Timedelta.parse(datetime.timedelta(seconds=5)),
+        topic_data=(
+            produce_v9.TopicProduceData(
+                name=TopicName("routing"),
+                partition_data=(produce_v9.PartitionProduceData(index=i32(0), records=b"x"),),
+            ),
+        ),
+    )
+    connection = BrokerConnection("127.0.0.1", follower.kafka_port, client_id="test")
+    try:
+        response = await connection.request(produce)
+    finally:
+        await connection.close()
+    answer = response.responses[0].partition_responses[0]
+    assert answer.error_code == ErrorCode.not_leader_or_follower
+    # Controlled shutdown of the leader bumps the epoch; requests naming the old epoch are
+    # fenced, ones naming a future epoch are told the leader does not know it yet.
+    assert leader.stop(timeout=30) == 0
+    others = ",".join(b.bootstrap for b in cluster.brokers if b is not leader)
+    new_leader = cluster.broker(
+        wait_for(lambda: partition_states(others, "routing")[0][0] not in (-1, leader_id), 20,
+                 "new leader") and partition_states(others, "routing")[0][0]
+    )
+    epoch = await _leader_epoch(new_leader.kafka_port, "routing")
+    assert epoch >= 1
+    codes = [await _fetch_error(new_leader.kafka_port, "routing", e)
+             for e in (epoch - 1, epoch, epoch + 1)]
+    assert codes == [
+        ErrorCode.fenced_leader_epoch, ErrorCode.none, ErrorCode.unknown_leader_epoch
+    ]
+
+
+async def _leader_epoch(port: int, topic: str) -> int:
+    connection = BrokerConnection("127.0.0.1", port, client_id="test")
+    try:
+        response = await connection.request(
+            metadata_v12.MetadataRequest(
+                topics=(metadata_v12.MetadataRequestTopic(topic_id=None, name=TopicName(topic)),),
+                allow_auto_topic_creation=False,
+                include_topic_authorized_operations=False,
+            )
+        )
+    finally:
+        await connection.close()
+    return int(response.topics[0].partitions[0].leader_epoch)
+
+
+async def _fetch_error(port: int, topic: str, leader_epoch: int) -> ErrorCode:
+    fetch = fetch_v12.FetchRequest(
+        max_wait=i32Timedelta.parse(datetime.timedelta(milliseconds=10)),
+        min_bytes=i32(1),
+        topics=(
+            fetch_v12.FetchTopic(
+                topic=TopicName(topic),
+                partitions=(
+                    fetch_v12.FetchPartition(
+                        partition=i32(0),
+                        current_leader_epoch=i32(leader_epoch),
+                        fetch_offset=i64(0),
+                        partition_max_bytes=i32(1024),
+                    ),
+                ),
+            ),
+        ),
+        forgotten_topics_data=(),
+    )
+    connection = BrokerConnection("127.0.0.1", port, client_id="test")
+    try:
+        fetched = await connection.request(fetch)
+    finally:
+        await connection.close()
+    code: ErrorCode = fetched.responses[0].partitions[0].error_code
+    return code
