@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from tests.clients.conftest import BrokerProcess
@@ -86,8 +87,9 @@ def confluent_consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
     return Consumer({"bootstrap.servers": bootstrap, "group.id": group, **FAST_GROUP, **extra})
 
 
+@pytest.mark.parametrize("graceful", [True, False], ids=["sigterm", "sigkill"])
 def test_confluent_commit_restart_resume_exactly(
-    start_broker: Callable[..., BrokerProcess],
+    start_broker: Callable[..., BrokerProcess], graceful: bool
 ) -> None:
     broker = start_broker()
     topic, group = unique("resume"), unique("resume-group")
@@ -110,7 +112,7 @@ def test_confluent_commit_restart_resume_exactly(
                         if any(q == p for q, *_ in first)}
     assert {p: o for p, o in committed.items() if o >= 0} == expected_commits
 
-    broker.restart()
+    broker.restart(graceful=graceful)
     more = produce(broker.bootstrap, topic, [(0, b"after", b"restart"), (1, b"x", b"y")])
 
     second: list[Record] = []
@@ -310,3 +312,19 @@ def test_describe_and_list_groups_through_admin(broker: BrokerProcess) -> None:
     member = description.members[0]
     assert {tp.partition for tp in member.assignment.topic_partitions} == {0, 1}
     consumer.close()
+
+    # Offsets administration on the now empty group: alter (OffsetCommit with generation -1),
+    # list (OffsetFetch), then delete the group (DeleteGroups) and see it gone.
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    wanted = [TopicPartition(topic, 0, 11), TopicPartition(topic, 1, 22)]
+    admin.alter_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, wanted)]
+    )[group].result(10)
+    listed_offsets = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)]
+    )[group].result(10)
+    assert sorted((tp.topic, tp.partition, tp.offset)
+                  for tp in listed_offsets.topic_partitions) == [(topic, 0, 11), (topic, 1, 22)]
+    admin.delete_consumer_groups([group])[group].result(10)
+    assert group not in {g.group_id for g in admin.list_consumer_groups().result(10).valid}

@@ -246,3 +246,35 @@ async def test_delete_group_and_offsets_survive_restart(broker: Broker) -> None:
     assert "gone" not in {g.group_id for g in coordinator.list_groups()}
     assert set(coordinator.committed_offsets("trimmed")) == {("u", 0)}
     assert coordinator.heartbeat("busy", generation, member, None) is ErrorCode.none
+
+
+async def test_coordinator_load_in_progress_while_replaying(tmp_path: Path) -> None:
+    node = Broker(tmp_path / "data")
+    coordinator = await node.start()
+    for offset in range(50):
+        await coordinator.commit_offsets(
+            "loading", -1, "", None, [OffsetCommit("t", offset % 3, offset, -1, "")]
+        )
+    await node.stop()
+
+    node.config = GroupConfig(offsets_topic_partitions=3, own_all_partitions=False)
+    coordinator = await node.start()
+    try:
+        loading = asyncio.create_task(
+            coordinator.load_partition(offsets_partition_for("loading", 3))
+        )
+        await asyncio.sleep(0)  # the load runs up to its first yield, mid-replay
+        assert not loading.done()
+        assert coordinator.ownership_error("loading") is ErrorCode.coordinator_load_in_progress
+        result = await coordinator.join_group(
+            "loading", "", None, "c", "h", 10_000, 10_000, "consumer", PROTOCOLS, False
+        )
+        assert result.error is ErrorCode.coordinator_load_in_progress
+        await loading
+        error, offsets = coordinator.fetch_offsets("loading", None)
+        assert error is ErrorCode.none
+        assert {tp: c.offset for tp, c in offsets.items() if c} == {
+            ("t", 0): 48, ("t", 1): 49, ("t", 2): 47
+        }
+    finally:
+        await node.stop()
