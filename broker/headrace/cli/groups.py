@@ -68,8 +68,8 @@ def _state_name(state: Any) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    result = wait_future(admin_client(args).list_consumer_groups(
-        request_timeout=args.timeout), args)
+    admin = admin_client(args)  # must outlive the future: a collected client drops requests
+    result = wait_future(admin.list_consumer_groups(request_timeout=args.timeout), args)
     rows = sorted(({"group": g.group_id, "state": _state_name(g.state),
                     "simple": g.is_simple_consumer_group} for g in result.valid),
                   key=lambda row: str(row["group"]))
