@@ -213,6 +213,12 @@ async def test_not_coordinator_until_partition_loaded(tmp_path: Path) -> None:
         assert coordinator.fetch_offsets("late", None)[0] is ErrorCode.not_coordinator
         await coordinator.load_partition(partition, leader_epoch=1)
         member, generation = await join_one(coordinator, "late")
+        # A new epoch while we stay leader keeps the live group as it is.
+        await coordinator.load_partition(partition, leader_epoch=2)
+        assert coordinator.heartbeat("late", generation, member, None) is ErrorCode.none
+        elsewhere = CoordinatorNode(9, "10.0.0.9", 9999)
+        coordinator.set_partition_leader(lambda p: elsewhere)
+        assert coordinator.coordinator_for("late") == elsewhere
         await coordinator.unload_partition(partition)
         assert coordinator.heartbeat("late", generation, member, None) is (
             ErrorCode.not_coordinator

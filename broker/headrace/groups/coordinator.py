@@ -187,8 +187,21 @@ class GroupCoordinator:
                 configs={"cleanup.policy": "compact"},
             )
 
+    def set_partition_leader(
+        self, partition_leader: Callable[[int], CoordinatorNode | None] | None
+    ) -> None:
+        """Route FindCoordinator through ``partition_leader(p)`` (None: this node leads all)."""
+        self._partition_leader = partition_leader
+
     async def load_partition(self, partition: int, leader_epoch: int = 0) -> None:
-        """Become coordinator for the groups of one offsets partition by replaying it."""
+        """Become coordinator for the groups of one offsets partition by replaying it.
+
+        Loading a partition we already lead only records the new epoch: the groups in memory
+        are at least as new as the log, and replaying would strand parked JoinGroup calls.
+        """
+        if partition in self._owned:
+            self._owned[partition] = leader_epoch
+            return
         self._loading.add(partition)
         try:
             log_ = self.logs.get_partition(OFFSETS_TOPIC, partition)
