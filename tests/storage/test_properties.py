@@ -104,6 +104,28 @@ class LogMachine(RuleBasedStateMachine):
         self.end = cut.base
         self.start = min(self.start, self.end)
 
+    @precondition(lambda self: self.end > self.start)
+    @rule(data=st.data())
+    def bounded_read(self, data: st.DataObject) -> None:
+        """Reads take whole batches, as many as fit, never past max_offset."""
+        offset = data.draw(st.integers(self.start, self.end - 1))
+        max_bytes = data.draw(st.integers(1, 1500))
+        max_offset = data.draw(st.integers(offset + 1, self.end + 1))
+        with self.log.read(offset, max_bytes, max_offset=max_offset) as read:
+            got = split_batches(read.to_bytes())
+        first = next(i for i, b in enumerate(self.batches) if b.next > offset)
+        expected: list[ModelBatch] = []
+        size = 0
+        for batch in self.batches[first:]:
+            length = len(batch.body) + 16
+            if batch.base >= max_offset or (expected and size + length > max_bytes):
+                break
+            expected.append(batch)
+            size += length
+        assert [base_offset_of(b) for b in got] == [b.base for b in expected]
+        assert [batch_body(b) for b in got] == [b.body for b in expected]
+        assert read.high_offset == expected[-1].next
+
     @rule(clean=st.booleans())
     def restart(self, clean: bool) -> None:
         if clean:

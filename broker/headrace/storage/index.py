@@ -38,19 +38,24 @@ def file_reader(fd: int, entry: struct.Struct) -> EntryReader:
     return read
 
 
-def floor_entry(read: EntryReader, count: int, key: int) -> tuple[int, int] | None:
-    """The last entry whose first field is <= ``key`` (binary search), or None."""
+def floor_index(read: EntryReader, count: int, key: int, field: int = 0) -> int:
+    """Index of the last entry whose ``field`` is <= ``key`` (binary search), or -1."""
     low, high = 0, count - 1
-    found: tuple[int, int] | None = None
+    found = -1
     while low <= high:
         mid = (low + high) // 2
-        entry = read(mid)
-        if entry[0] <= key:
-            found = entry
+        if read(mid)[field] <= key:
+            found = mid
             low = mid + 1
         else:
             high = mid - 1
     return found
+
+
+def floor_entry(read: EntryReader, count: int, key: int) -> tuple[int, int] | None:
+    """The last entry whose first field is <= ``key``, or None."""
+    found = floor_index(read, count, key)
+    return None if found < 0 else read(found)
 
 
 def offset_index_is_sane(data: bytes | bytearray, log_size: int) -> bool:

@@ -427,6 +427,11 @@ class PartitionLog:
                     continue
                 start, _ = found
                 position = start
+                # Skip whole batches using the sparse index instead of reading every header.
+                jump = segment.last_boundary_within(start + max_bytes - total, limit)
+                if jump is not None and jump[1] > start:
+                    high, position = jump
+                    total += position - start
                 fd = segment.log_fd()
                 while position < segment.size:
                     header = read_header(fd, position)

@@ -15,8 +15,10 @@ from headrace.storage.files import FileHandleCache
 from headrace.storage.index import (
     OFFSET_ENTRY,
     TIME_ENTRY,
+    EntryReader,
     file_reader,
     floor_entry,
+    floor_index,
     memory_reader,
     offset_index_is_sane,
     time_index_is_sane,
@@ -291,6 +293,31 @@ class Segment:
                 os.fsync(self.files.get(path, create=True))
 
     # -- lookups -------------------------------------------------------------------------------
+    def _offset_index_reader(self) -> tuple[EntryReader, int]:
+        if self._offset_entries is not None:
+            count = len(self._offset_entries) // OFFSET_ENTRY.size
+            return memory_reader(self._offset_entries, OFFSET_ENTRY), count
+        try:
+            fd = self.files.get(self.index_path)
+        except FileNotFoundError:
+            return memory_reader(b"", OFFSET_ENTRY), 0
+        return file_reader(fd, OFFSET_ENTRY), os.fstat(fd).st_size // OFFSET_ENTRY.size
+
+    def last_boundary_within(self, max_position: int, max_offset: int) -> tuple[int, int] | None:
+        """(offset, position) of the last indexed batch start at or before both limits.
+
+        Everything between an earlier batch start and this position is whole batches, so a
+        read can take that span without reading each header.
+        """
+        read, count = self._offset_index_reader()
+        by_position = floor_index(read, count, max_position, field=1)
+        by_offset = floor_index(read, count, max_offset - self.base_offset, field=0)
+        found = min(by_position, by_offset)
+        if found < 0:
+            return None
+        rel, position = read(found)
+        return self.base_offset + rel, position
+
     def index_floor(self, offset: int) -> tuple[int, int]:
         """(offset, position) of the last index entry at or before ``offset``; the segment
         start if none."""
