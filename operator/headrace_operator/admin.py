@@ -1,0 +1,176 @@
+"""Everything the operator asks of the brokers, behind one small ``ClusterAdmin`` protocol.
+
+Planners take the plain data these calls return (``BrokerState``, ``ObservedTopic``), so they stay
+pure; handlers talk to a ``ClusterAdmin``; tests can use real brokers or any object with the same
+methods. ``KafkaClusterAdmin`` speaks the Kafka admin protocol: confluent-kafka's AdminClient for
+metadata, topics and configs, and kafka-python for AlterPartitionReassignments /
+ListPartitionReassignments (confluent-kafka has no reassignment API). Both are blocking clients,
+so calls run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from headrace_operator.planning import Assignment, BrokerState, ObservedTopic, PartitionState
+
+_TIMEOUT_S = 15.0
+
+
+class AdminError(Exception):
+    """A broker-side failure the handler reports as a condition and retries later."""
+
+
+class ClusterAdmin(Protocol):
+    async def describe(self) -> BrokerState: ...
+
+    async def topic(self, name: str) -> ObservedTopic | None: ...
+
+    async def create_topic(self, name: str, assignment: Assignment,
+                           config: Mapping[str, str]) -> None: ...
+
+    async def create_partitions(self, name: str, new_partitions: Assignment) -> None: ...
+
+    async def alter_topic_config(self, name: str, set_: Mapping[str, str],
+                                 reset: list[str]) -> None: ...
+
+    async def delete_topic(self, name: str) -> None: ...
+
+    async def reassign(self, topic: str, assignment: Assignment) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class KafkaClusterAdmin:
+    """``ClusterAdmin`` over the Kafka protocol, for one cluster's bootstrap address."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._client = _confluent().AdminClient({"bootstrap.servers": bootstrap_servers,
+                                    "socket.timeout.ms": int(_TIMEOUT_S * 1000)})
+        self._reassigner: Any = None
+
+    async def describe(self) -> BrokerState:
+        return await asyncio.to_thread(self._describe)
+
+    def _describe(self) -> BrokerState:
+        try:
+            metadata = self._client.list_topics(timeout=_TIMEOUT_S)
+        except Exception as error:  # KafkaException: cluster unreachable
+            raise AdminError(f"cannot reach brokers at {self.bootstrap_servers}: {error}") from None
+        partitions = [
+            PartitionState(name, p.id, tuple(p.replicas), tuple(p.isrs),
+                           p.leader if p.leader >= 0 else None)
+            for name, topic in metadata.topics.items() if not name.startswith("__")
+            for p in topic.partitions.values()
+        ]
+        return BrokerState(live_brokers=frozenset(metadata.brokers),
+                           controller_id=metadata.controller_id
+                           if metadata.controller_id >= 0 else None,
+                           partitions=tuple(sorted(partitions, key=lambda p: (p.topic,
+                                                                               p.partition))),
+                           reassigning=self._reassigning())
+
+    def _reassigning(self) -> bool:
+        try:
+            return bool(self._kafka_python().list_partition_reassignments(
+                timeout_ms=int(_TIMEOUT_S * 1000)))
+        except Exception:  # brokers without the API: nothing can be in progress
+            return False
+
+    def _kafka_python(self) -> Any:
+        if self._reassigner is None:
+            from kafka.admin import KafkaAdminClient
+
+            self._reassigner = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
+                                                request_timeout_ms=int(_TIMEOUT_S * 1000))
+        return self._reassigner
+
+    async def topic(self, name: str) -> ObservedTopic | None:
+        return await asyncio.to_thread(self._topic, name)
+
+    def _topic(self, name: str) -> ObservedTopic | None:
+        ck = _confluent()
+        metadata = self._client.list_topics(topic=name, timeout=_TIMEOUT_S)
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None or not topic.partitions:
+            return None
+        resource = ck.ConfigResource(ck.ResourceType.TOPIC, name)
+        entries = self._client.describe_configs([resource])[resource].result(timeout=_TIMEOUT_S)
+        config = {key: entry.value for key, entry in entries.items()
+                  if not entry.is_default and entry.value is not None
+                  and _source_number(entry.source) in _TOPIC_SET_SOURCES}
+        assignment = {p.id: list(p.replicas) for p in topic.partitions.values()}
+        return ObservedTopic(dict(sorted(assignment.items())), config)
+
+    async def create_topic(self, name: str, assignment: Assignment,
+                           config: Mapping[str, str]) -> None:
+        replicas = [assignment[p] for p in sorted(assignment)]
+        new = _confluent().NewTopic(name, replica_assignment=replicas, config=dict(config))
+        await self._wait(self._client.create_topics([new], operation_timeout=_TIMEOUT_S)[name])
+
+    async def create_partitions(self, name: str, new_partitions: Assignment) -> None:
+        total = max(new_partitions) + 1
+        request = _confluent().NewPartitions(name, total,
+                                replica_assignment=[new_partitions[p] for p in
+                                                    sorted(new_partitions)])
+        await self._wait(self._client.create_partitions([request])[name])
+
+    async def alter_topic_config(self, name: str, set_: Mapping[str, str],
+                                 reset: list[str]) -> None:
+        ck = _confluent()
+        entries = [ck.ConfigEntry(k, v, incremental_operation=ck.AlterConfigOpType.SET)
+                   for k, v in set_.items()]
+        entries += [ck.ConfigEntry(k, None, incremental_operation=ck.AlterConfigOpType.DELETE)
+                    for k in reset]
+        resource = ck.ConfigResource(ck.ResourceType.TOPIC, name, incremental_configs=entries)
+        futures = self._client.incremental_alter_configs([resource])
+        await self._wait(futures[resource])
+
+    async def delete_topic(self, name: str) -> None:
+        await self._wait(self._client.delete_topics([name],
+                                                    operation_timeout=_TIMEOUT_S)[name])
+
+    async def reassign(self, topic: str, assignment: Assignment) -> None:
+        await asyncio.to_thread(self._reassign, topic, assignment)
+
+    def _reassign(self, topic: str, assignment: Assignment) -> None:
+        from kafka import TopicPartition
+
+        try:
+            errors = self._kafka_python().alter_partition_reassignments(
+                {TopicPartition(topic, p): list(r) for p, r in assignment.items()},
+                timeout_ms=int(_TIMEOUT_S * 1000))
+        except Exception as error:
+            raise AdminError(f"reassignment of {topic} failed: {error}") from None
+        failed = {str(tp): str(e) for tp, e in (errors or {}).items() if e is not None}
+        if failed:
+            raise AdminError(f"reassignment of {topic} rejected: {failed}")
+
+    async def _wait(self, future: Any) -> None:
+        try:
+            await asyncio.to_thread(future.result, _TIMEOUT_S)
+        except Exception as error:
+            raise AdminError(str(error)) from None
+
+    async def close(self) -> None:
+        if self._reassigner is not None:
+            await asyncio.to_thread(self._reassigner.close)
+            self._reassigner = None
+
+
+def _confluent() -> Any:
+    """confluent_kafka.admin, imported late (heavy) and untyped (its stubs export little)."""
+    return importlib.import_module("confluent_kafka.admin")
+
+
+# Kafka ConfigSource numbers: 1 = set on the topic; 0 = unknown (brokers answering
+# DescribeConfigs v0 report no source, and then non-default entries are the topic's own).
+_TOPIC_SET_SOURCES = {0, 1}
+
+
+def _source_number(source: Any) -> int:
+    return int(getattr(source, "value", source) or 0)
