@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from headrace.observability.metrics import (
@@ -131,6 +132,16 @@ def test_partition_series_are_bounded() -> None:
     assert len(families["headrace_log_end_offset"].samples) == 3
     assert families["headrace_partitions"].samples[0].value == 10
     assert families["headrace_metrics_partition_series_dropped"].samples[0].value == 7
+
+
+def test_series_bound_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEADRACE_METRICS_MAX_PARTITION_SERIES", "1")
+    metrics = BrokerMetrics(broker_id=1, version="0")
+    metrics.stats_source = StaticStats(partitions=[_partition("t", p, p) for p in range(4)])
+    assert counter_value(metrics.registry, "headrace_metrics_partition_series_dropped") == 3
+    monkeypatch.setenv("HEADRACE_METRICS_MAX_PARTITION_SERIES", "many")
+    with pytest.raises(ValueError, match="HEADRACE_METRICS_MAX_PARTITION_SERIES"):
+        BrokerMetrics(broker_id=1, version="0")
 
 
 def test_exposition_has_every_documented_name() -> None:

@@ -79,6 +79,9 @@ async def test_subscribed_instance_consumes_commits_and_shows_lag(running: Runni
     assert lag == 2
     assert registry.get_sample_value("headrace_consumer_group_members",
                                      {"group": "http-group"}) == 1
+    rebalances = registry.get_sample_value("headrace_consumer_group_rebalances_total",
+                                           {"group": "http-group"})
+    assert rebalances is not None and rebalances >= 1
 
     assert (await _json(running, "DELETE", instance))[0] == 204
     status, gone = await _json(running, "GET", instance + "/records")

@@ -11,6 +11,7 @@ not updated at all on the hot path: :class:`ScrapeCollector` reads them from a
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +34,18 @@ from prometheus_client.registry import Collector
 
 #: Default bound on per-partition series (per gauge name); see docs/metrics.md.
 DEFAULT_MAX_PARTITION_SERIES = 2000
+#: Environment variable that overrides the bound for a broker process.
+MAX_PARTITION_SERIES_ENV = "HEADRACE_METRICS_MAX_PARTITION_SERIES"
+
+
+def default_max_partition_series() -> int:
+    raw = os.environ.get(MAX_PARTITION_SERIES_ENV)
+    if raw is None:
+        return DEFAULT_MAX_PARTITION_SERIES
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        raise ValueError(f"{MAX_PARTITION_SERIES_ENV} must be an integer, got {raw!r}") from None
 
 #: Kafka request latencies span ~50 µs (metadata) to the long-poll wait of a fetch (seconds).
 REQUEST_DURATION_BUCKETS = (
@@ -157,7 +170,7 @@ class ScrapeCollector(Collector):
                                 "Partitions without a live leader.", value=offline)
         yield GaugeMetricFamily("headrace_metrics_partition_series_dropped",
                                 "Partitions left out of the per-partition gauges by the series "
-                                "bound (--metrics-max-partition-series).", value=dropped)
+                                "bound (HEADRACE_METRICS_MAX_PARTITION_SERIES).", value=dropped)
 
     def _group_metrics(self, source: BrokerStatsSource) -> Iterator[Metric]:
         lag = GaugeMetricFamily("headrace_consumer_group_lag",
@@ -224,7 +237,7 @@ class BrokerMetrics:
         broker_id: int,
         version: str,
         *,
-        max_partition_series: int = DEFAULT_MAX_PARTITION_SERIES,
+        max_partition_series: int | None = None,
         process_metrics: bool = True,
     ) -> None:
         # ``*_created`` series double the exposition and no dashboard uses them.
@@ -281,10 +294,13 @@ class BrokerMetrics:
             "headrace_http_request_duration_seconds", "Time to serve an HTTP request.",
             ["method", "route"], registry=registry,
         )
+        if max_partition_series is None:
+            max_partition_series = default_max_partition_series()
         registry.register(ScrapeCollector(lambda: self.stats_source, max_partition_series))
         self._apis: dict[int, _ApiCounters] = {}
         self._errors: dict[tuple[int, int], Counter] = {}
         self._topics: dict[str, _TopicCounters] = {}
+        self._watched_coordinators: set[int] = set()
 
     # -- the hot-path observer -------------------------------------------------------------------
 
@@ -341,8 +357,18 @@ class BrokerMetrics:
         """A long-poll fetch parked (``+1``) or woke/expired (``-1``)."""
         self.fetch_waiting.inc(delta)
 
-    def on_group_rebalance(self, group: str) -> None:
+    def on_group_rebalance(self, group: str, generation: int = 0) -> None:
+        """A rebalance of ``group`` completed (the coordinator's rebalance listener)."""
         self.group_rebalances.labels(group).inc()
+
+    def watch_rebalances(self, coordinator: object) -> None:
+        """Count rebalances of a group coordinator (``add_rebalance_listener``), once."""
+        if id(coordinator) in self._watched_coordinators:
+            return
+        add_listener = getattr(coordinator, "add_rebalance_listener", None)
+        if add_listener is not None:
+            add_listener(self.on_group_rebalance)
+            self._watched_coordinators.add(id(coordinator))
 
     def on_isr_shrink(self) -> None:
         self.isr_shrinks.inc()
@@ -402,6 +428,7 @@ def counter_value(registry: CollectorRegistry, name: str, labels: dict[str, str]
 
 __all__ = [
     "DEFAULT_MAX_PARTITION_SERIES",
+    "MAX_PARTITION_SERIES_ENV",
     "BrokerMetrics",
     "BrokerStatsSource",
     "GroupStats",

@@ -128,10 +128,13 @@ def metrics_for(broker: Broker) -> BrokerMetrics:
     else:
         metrics = BrokerMetrics(broker_id=broker.config.node_id, version=__version__)
         broker.observer = metrics
-    if metrics.stats_source is None:
-        from headrace.web.broker_view import BrokerView
+    from headrace.web.broker_view import BrokerView, group_coordinator
 
+    if metrics.stats_source is None:
         metrics.stats_source = BrokerView(broker)
+    coordinator = group_coordinator(broker)
+    if coordinator is not None:
+        metrics.watch_rebalances(coordinator)
     return metrics
 
 
