@@ -187,10 +187,6 @@ class Broker:
             append=append,
         )
         self.groups = coordinator
-        # Completed rebalances feed headrace_consumer_group_rebalances_total when metrics are on.
-        on_rebalance = getattr(self.observer, "on_group_rebalance", None)
-        if on_rebalance is not None:
-            coordinator.add_rebalance_listener(lambda group_id, _generation: on_rebalance(group_id))
         self.registry.register_all(group_api_handlers(coordinator))
         self.add_service(coordinator.start, coordinator.stop)
 
