@@ -1,0 +1,59 @@
+"""Leader-side replication bookkeeping (high watermark, lag, catch-up) on plain numbers."""
+
+from __future__ import annotations
+
+from headrace.cluster.replication import LeaderPartitionState
+
+
+def leader(isr: tuple[int, ...] = (1, 2, 3), hw: int = 0) -> LeaderPartitionState:
+    return LeaderPartitionState(
+        leader_id=1, leader_epoch=4, replicas=(1, 2, 3), isr=isr, high_watermark=hw, now=100.0
+    )
+
+
+def test_high_watermark_is_the_minimum_over_the_isr() -> None:
+    state = leader()
+    assert not state.advance_high_watermark(10)  # followers' positions unknown yet
+    state.record_fetch(2, 10, 10, 101.0)
+    assert not state.advance_high_watermark(10)
+    state.record_fetch(3, 7, 10, 101.0)
+    assert state.advance_high_watermark(10)
+    assert state.high_watermark == 7
+    state.record_fetch(3, 10, 10, 102.0)
+    assert state.advance_high_watermark(10) and state.high_watermark == 10
+
+
+def test_high_watermark_never_moves_back() -> None:
+    state = leader(hw=8)
+    state.record_fetch(2, 5, 10, 101.0)
+    state.record_fetch(3, 5, 10, 101.0)
+    assert not state.advance_high_watermark(10)
+    assert state.high_watermark == 8
+
+
+def test_leader_alone_in_isr_commits_its_log_end() -> None:
+    state = leader(isr=(1,))
+    assert state.advance_high_watermark(42) and state.high_watermark == 42
+
+
+def test_followers_lag_by_time_since_last_caught_up() -> None:
+    state = leader()
+    state.record_fetch(2, 10, 10, 101.0)  # caught up at 101
+    state.record_fetch(3, 5, 10, 101.0)  # behind since the start (100)
+    assert state.lagging_followers(now=105.0, max_lag_seconds=4.5) == {3}
+    # Follower 3 reaches what the leader had at its previous fetch: caught up as of then.
+    state.record_fetch(3, 10, 12, 105.0)
+    assert state.lagging_followers(now=105.0, max_lag_seconds=4.5) == set()
+    assert state.lagging_followers(now=120.0, max_lag_seconds=4.5) == {2, 3}
+
+
+def test_out_of_sync_follower_is_eligible_once_it_reaches_the_high_watermark() -> None:
+    state = leader(isr=(1, 2))
+    state.record_fetch(2, 20, 20, 101.0)
+    state.advance_high_watermark(20)
+    state.record_fetch(3, 15, 20, 101.0)
+    assert state.caught_up_followers(20) == set()
+    state.record_fetch(3, 20, 20, 102.0)
+    assert state.caught_up_followers(20) == {3}
+    state.update_membership((1, 2, 3), (1, 2, 3), 103.0)
+    assert state.caught_up_followers(20) == set()
