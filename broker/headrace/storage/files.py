@@ -57,8 +57,8 @@ class FileHandleCache:
         self._open: OrderedDict[str, int] = OrderedDict()
         self.opens = 0  # how many times a file had to be opened (for tests and metrics)
 
-    def get(self, path: Path, *, create: bool = False) -> int:
-        key = str(path)
+    def get(self, path: Path | str, *, create: bool = False) -> int:
+        key = path if isinstance(path, str) else str(path)
         fd = self._open.get(key)
         if fd is not None:
             self._open.move_to_end(key)
@@ -72,7 +72,7 @@ class FileHandleCache:
             os.close(old)
         return fd
 
-    def forget(self, path: Path) -> None:
+    def forget(self, path: Path | str) -> None:
         """Close ``path`` if open (before deleting, renaming or truncating it away)."""
         fd = self._open.pop(str(path), None)
         if fd is not None:

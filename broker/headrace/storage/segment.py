@@ -45,23 +45,19 @@ class Segment:
         "base_offset",
         "bytes_since_index_entry",
         "files",
-        "index_path",
-        "log_path",
         "max_timestamp",
         "next_offset",
         "offset_of_max_timestamp",
+        "prefix",
         "rolling_timestamp_ms",
         "size",
-        "time_index_path",
     )
 
     def __init__(self, directory: Path, base_offset: int, files: FileHandleCache) -> None:
-        stem = segment_name(base_offset)
         self.base_offset = base_offset
         self.files = files
-        self.log_path = directory / (stem + LOG_SUFFIX)
-        self.index_path = directory / (stem + INDEX_SUFFIX)
-        self.time_index_path = directory / (stem + TIME_INDEX_SUFFIX)
+        # One string instead of three Path objects: sealed segments should cost little memory.
+        self.prefix = os.path.join(directory, segment_name(base_offset))
         self.size = 0
         self.next_offset = base_offset  # offset after the last batch
         self.max_timestamp = NO_TIMESTAMP
@@ -76,8 +72,20 @@ class Segment:
         self._time_written = 0
 
     # -- files ---------------------------------------------------------------------------------
+    @property
+    def log_path(self) -> Path:
+        return Path(self.prefix + LOG_SUFFIX)
+
+    @property
+    def index_path(self) -> Path:
+        return Path(self.prefix + INDEX_SUFFIX)
+
+    @property
+    def time_index_path(self) -> Path:
+        return Path(self.prefix + TIME_INDEX_SUFFIX)
+
     def log_fd(self) -> int:
-        return self.files.get(self.log_path, create=True)
+        return self.files.get(self.prefix + LOG_SUFFIX, create=True)
 
     def create_files(self) -> None:
         for path in (self.log_path, self.index_path, self.time_index_path):
