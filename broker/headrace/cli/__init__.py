@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "headrace.cli.consume",
     "headrace.cli.groups",
     "headrace.cli.cluster",
+    "headrace.cli.dev",
 )
 
 

@@ -1,0 +1,59 @@
+"""``headrace dev --brokers N`` starts a working replicated cluster and stops all of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from cluster_helpers import all_led, create_topic, partition_states, wait_for
+from confluent_kafka import Producer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it is gone for our purposes.
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+
+
+def test_dev_cluster_serves_replicated_topics_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "broker"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "headrace", "dev", "--brokers", "2",
+         "--data-dir", str(tmp_path / "dev"), "--kafka-base-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+        assert ready["event"] == "cluster ready"
+        assert [b["zone"] for b in ready["brokers"]] == ["a", "b"]
+        bootstrap = ready["bootstrap"]
+        create_topic(bootstrap, "dev-topic", 2, 2)
+        wait_for(lambda: all_led(bootstrap, "dev-topic", 2), 30, "leaders")
+        assert all(len(isr) == 2 for _, _, isr in partition_states(bootstrap, "dev-topic").values())
+        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        producer.produce("dev-topic", b"hello", partition=1)
+        assert producer.flush(20) == 0
+        pids = [
+            json.loads((tmp_path / "dev" / f"broker-{n}.ready.json").read_text())["pid"]
+            for n in (1, 2)
+        ]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+        assert not any(_alive(pid) for pid in pids)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
