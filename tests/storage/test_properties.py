@@ -169,8 +169,8 @@ def test_log_model(tmp_path: Path) -> None:
     run_state_machine_as_test(
         LogMachine,
         settings=settings(
-            max_examples=100,
-            stateful_step_count=40,
+            max_examples=60,
+            stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
         ),
