@@ -50,6 +50,9 @@ async def _readyz(request: web.Request) -> web.Response:
         "kafka_listener": bool(getattr(broker, "kafka_port", 0)),
         "started": broker.started.is_set(),
     }
+    # Checks other parts register on the broker (the cluster adds "replication").
+    for name, check in getattr(broker, "readiness_checks", {}).items():
+        checks[name] = bool(check())
     ready = all(checks.values())
     return json_response({"status": "ready" if ready else "not ready", "checks": checks},
                          status=200 if ready else 503)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ DATA_TYPES = ("JSON", "STRING", "BINARY")
 #: Renderings of consumed keys/values (v2 consumer ``format``, stream ``format`` parameter).
 RecordFormat = Literal["binary", "json", "string"]
 RECORD_FORMATS: tuple[RecordFormat, ...] = ("binary", "json", "string")
+
+
+_DATA_FIELDS = frozenset({"type", "data", "subject", "schema_version"})
+_REQUEST_FIELDS = frozenset({"partition_id", "key", "value", "headers", "timestamp"})
 
 
 class InvalidRecordError(ValueError):
@@ -49,13 +54,14 @@ def _encode_data(field: str, spec: Any) -> tuple[bytes | None, str | None]:
         return None, None
     if not isinstance(spec, dict):
         raise InvalidRecordError(f"{field} must be an object with type and data")
-    unknown = set(spec) - {"type", "data", "subject", "schema_version"}
-    if unknown:
-        raise InvalidRecordError(f"{field} has unknown fields: {', '.join(sorted(unknown))}")
+    if not spec.keys() <= _DATA_FIELDS:
+        unknown = sorted(spec.keys() - _DATA_FIELDS)
+        raise InvalidRecordError(f"{field} has unknown fields: {', '.join(unknown)}")
     data_type = spec.get("type", "JSON")
-    if not isinstance(data_type, str) or data_type.upper() not in DATA_TYPES:
-        raise InvalidRecordError(f"{field}.type must be one of {', '.join(DATA_TYPES)}")
-    data_type = data_type.upper()
+    if data_type not in DATA_TYPES:
+        if not isinstance(data_type, str) or data_type.upper() not in DATA_TYPES:
+            raise InvalidRecordError(f"{field}.type must be one of {', '.join(DATA_TYPES)}")
+        data_type = data_type.upper()
     if "data" not in spec:
         raise InvalidRecordError(f"{field}.data is missing")
     data = spec["data"]
@@ -65,7 +71,7 @@ def _encode_data(field: str, spec: Any) -> tuple[bytes | None, str | None]:
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(), data_type
     if data is None:
         return None, data_type
-    if not isinstance(data, str):
+    if data.__class__ is not str:
         raise InvalidRecordError(f"{field}.data must be a string for type {data_type}")
     if data_type == "STRING":
         return data.encode(), data_type
@@ -104,6 +110,7 @@ def parse_timestamp(field: str, value: Any) -> int | None:
     raise InvalidRecordError(f"{field} must be an ISO 8601 date-time or milliseconds")
 
 
+@functools.lru_cache(maxsize=1024)  # records of one request share their timestamp
 def format_timestamp(millis: int) -> str:
     """ISO 8601 in UTC with milliseconds, as Confluent's responses show timestamps."""
     moment = datetime.fromtimestamp(millis / 1000, UTC)
@@ -112,20 +119,18 @@ def format_timestamp(millis: int) -> str:
 
 def parse_produce_request(body: Any) -> ProduceRecord:
     """Validate one Confluent v3 produce request object."""
-    if not isinstance(body, dict):
+    if body.__class__ is not dict:
         raise InvalidRecordError("a produce request must be a JSON object")
-    unknown = set(body) - {"partition_id", "key", "value", "headers", "timestamp"}
-    if unknown:
-        raise InvalidRecordError(f"unknown fields: {', '.join(sorted(unknown))}")
+    if not body.keys() <= _REQUEST_FIELDS:
+        unknown = sorted(body.keys() - _REQUEST_FIELDS)
+        raise InvalidRecordError(f"unknown fields: {', '.join(unknown)}")
     partition = body.get("partition_id")
-    if partition is not None and (
-        not isinstance(partition, int) or isinstance(partition, bool) or partition < 0
-    ):
+    if partition is not None and (partition.__class__ is not int or partition < 0):
         raise InvalidRecordError("partition_id must be a non-negative integer")
     key, key_type = _encode_data("key", body.get("key"))
     value, value_type = _encode_data("value", body.get("value"))
-    headers_in = body.get("headers") or []
-    if not isinstance(headers_in, list):
+    headers_in = body.get("headers") or ()
+    if headers_in.__class__ not in (list, tuple):
         raise InvalidRecordError("headers must be a list of {\"name\", \"value\"} objects")
     headers: list[tuple[str, bytes | None]] = []
     for index, header in enumerate(headers_in):
@@ -136,14 +141,11 @@ def parse_produce_request(body: Any) -> ProduceRecord:
             raise InvalidRecordError(f"headers[{index}].value must be base64 text or null")
         headers.append((header["name"],
                         None if raw is None else decode_base64(f"headers[{index}].value", raw)))
+    timestamp = body.get("timestamp")
     return ProduceRecord(
-        partition=partition,
-        key=key,
-        value=value,
-        headers=tuple(headers),
-        timestamp_ms=parse_timestamp("timestamp", body.get("timestamp")),
-        key_type=key_type,
-        value_type=value_type,
+        partition, key, value, tuple(headers),
+        None if timestamp is None else parse_timestamp("timestamp", timestamp),
+        key_type, value_type,
     )
 
 

@@ -1,0 +1,256 @@
+"""HTTP API throughput beside the Kafka protocol, and the cost of metrics on the Kafka path.
+
+Runs brokers as subprocesses (this file with ``--serve``) on ephemeral ports and, in one run:
+
+1. HTTP produce: concurrent requests of 100 records each (several JSON objects per body, the
+   REST Proxy streaming shape) vs a confluent-kafka producer (acks=all, linger.ms=5) on the same
+   broker; reports records/s and the ratio (goal: HTTP >= 0.3x Kafka).
+2. Streaming read: the Server-Sent Events stream from the beginning vs a confluent-kafka
+   consumer reading the same records; records/s and ratio.
+3. Metrics cost: the same confluent-kafka produce against a broker with metrics on and one with
+   the no-op observer, alternated; ratio on/off (1.0 = free). Done with batched produce and with
+   one record per request (``linger.ms=0``), where per-request overhead dominates.
+
+Usage: ``python bench/http_bench.py [--records N] [--json]``. Absolute figures depend on the
+machine and on what else runs; compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "broker"))
+
+VALUE = "x" * 100
+RECORDS_PER_REQUEST = 100
+
+
+# -- broker subprocess ---------------------------------------------------------------------------
+
+async def _serve(data_dir: Path, ready_file: Path, metrics_on: bool) -> None:
+    import headrace
+    from headrace.observability.metrics import BrokerMetrics, NullMetrics
+    from headrace.server.broker import Broker, BrokerConfig
+
+    config = BrokerConfig(data_dir=data_dir, kafka_port=0, http_port=0,
+                          offsets_topic_partitions=1)
+    metrics_type = BrokerMetrics if metrics_on else NullMetrics
+    broker = Broker(config, observer=metrics_type(config.node_id, headrace.__version__))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await broker.start()
+    ready_file.write_text(json.dumps({"kafka_port": broker.kafka_port,  # noqa: ASYNC240
+                                      "http_port": broker.http_port,
+                                      "cluster_id": broker.cluster_id}))
+    await stop.wait()
+    await broker.stop()
+
+
+class BrokerProcess:
+    def __init__(self, workdir: Path, name: str, metrics_on: bool = True) -> None:
+        self.data_dir = workdir / name
+        ready = workdir / f"{name}.ready"
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(self.data_dir), str(ready),
+             "on" if metrics_on else "off"], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("bench broker did not start")
+            time.sleep(0.05)
+        info = json.loads(ready.read_text())
+        self.bootstrap = f"127.0.0.1:{info['kafka_port']}"
+        self.http = f"http://127.0.0.1:{info['http_port']}"
+        self.cluster_url = f"{self.http}/v3/clusters/{info['cluster_id']}"
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+# -- Kafka clients -------------------------------------------------------------------------------
+
+def kafka_produce(bootstrap: str, topic: str, records: int, linger_ms: int = 5) -> float:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                         "linger.ms": linger_ms, "queue.buffering.max.messages": 1_000_000})
+    value = VALUE.encode()
+    started = time.perf_counter()
+    for _ in range(records):
+        while True:
+            try:
+                producer.produce(topic, value)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    if producer.flush(120) != 0:
+        raise RuntimeError("kafka produce did not finish")
+    return records / (time.perf_counter() - started)
+
+
+def kafka_consume(bootstrap: str, topic: str, records: int) -> float:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    seen = 0
+    started = time.perf_counter()
+    deadline = time.monotonic() + 120
+    while seen < records and time.monotonic() < deadline:
+        for message in consumer.consume(10_000, 0.5):
+            if message.error() is None:
+                seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    if seen < records:
+        raise RuntimeError(f"kafka consumer saw {seen} of {records}")
+    return records / elapsed
+
+
+# -- HTTP clients --------------------------------------------------------------------------------
+
+async def http_create_topic(broker: BrokerProcess, topic: str) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{broker.cluster_url}/topics",
+            json={"topic_name": topic, "partitions_count": 1}) as response:
+        if response.status != 201:
+            raise RuntimeError(await response.text())
+
+
+async def http_produce(broker: BrokerProcess, topic: str, records: int,
+                       concurrency: int = 4) -> float:
+    import aiohttp
+
+    body = "\n".join(json.dumps({"partition_id": 0, "value": {"type": "STRING", "data": VALUE}})
+                     for _ in range(RECORDS_PER_REQUEST)).encode()
+    requests = records // RECORDS_PER_REQUEST
+    url = f"{broker.cluster_url}/topics/{topic}/records"
+    remaining = requests
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            async with session.post(url, data=body,
+                                    headers={"Content-Type": "application/json"}) as response:
+                text = await response.text()
+                if response.status != 200 or text.count('"error_code":200') != (
+                        RECORDS_PER_REQUEST):
+                    raise RuntimeError(f"HTTP produce failed: {text[:300]}")
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        return requests * RECORDS_PER_REQUEST / (time.perf_counter() - started)
+
+
+async def http_stream(broker: BrokerProcess, topic: str, records: int) -> float:
+    import aiohttp
+
+    url = f"{broker.cluster_url}/topics/{topic}/stream?from=beginning&format=string&limit={records}"
+    seen = 0
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        started = time.perf_counter()
+        async with session.get(url) as response:
+            async for line in response.content:
+                if line.startswith(b"data: "):
+                    seen += 1
+        elapsed = time.perf_counter() - started
+    if seen != records:
+        raise RuntimeError(f"stream delivered {seen} of {records}")
+    return records / elapsed
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+def run(records: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"records": records, "value_bytes": len(VALUE),
+                               "records_per_http_request": RECORDS_PER_REQUEST,
+                               "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp:
+        workdir = Path(tmp)
+        broker = BrokerProcess(workdir, "main")
+        try:
+            asyncio.run(http_create_topic(broker, "via-kafka"))
+            asyncio.run(http_create_topic(broker, "via-http"))
+            kafka_rate = kafka_produce(broker.bootstrap, "via-kafka", records)
+            http_rate = asyncio.run(http_produce(broker, "via-http", records))
+            results["kafka_produce_records_per_s"] = round(kafka_rate)
+            results["http_produce_records_per_s"] = round(http_rate)
+            results["http_produce_ratio"] = round(http_rate / kafka_rate, 3)
+            kafka_read = kafka_consume(broker.bootstrap, "via-kafka", records)
+            http_read = asyncio.run(http_stream(broker, "via-kafka", records))
+            results["kafka_consume_records_per_s"] = round(kafka_read)
+            results["http_stream_records_per_s"] = round(http_read)
+            results["http_stream_ratio"] = round(http_read / kafka_read, 3)
+        finally:
+            broker.stop()
+
+        with_metrics = BrokerProcess(workdir, "metrics-on", metrics_on=True)
+        without_metrics = BrokerProcess(workdir, "metrics-off", metrics_on=False)
+        try:
+            for name in ("batched", "per-record"):
+                linger = 5 if name == "batched" else 0
+                count = records if name == "batched" else max(records // 10, 1000)
+                rates: dict[str, list[float]] = {"on": [], "off": []}
+                for round_number in range(3):  # alternate to spread background noise evenly
+                    for label, target in (("on", with_metrics), ("off", without_metrics)):
+                        topic = f"{name}-{label}-{round_number}"
+                        asyncio.run(http_create_topic(target, topic))
+                        rates[label].append(kafka_produce(target.bootstrap, topic, count,
+                                                          linger_ms=linger))
+                on, off = max(rates["on"]), max(rates["off"])
+                results[f"metrics_{name}_on_records_per_s"] = round(on)
+                results[f"metrics_{name}_off_records_per_s"] = round(off)
+                results[f"metrics_{name}_on_off_ratio"] = round(on / off, 3)
+        finally:
+            with_metrics.stop()
+            without_metrics.stop()
+    return results
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
+        try:
+            import uvloop
+
+            uvloop.run(_serve(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4] == "on"))
+        except ImportError:
+            asyncio.run(_serve(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4] == "on"))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000,
+                        help="records per measurement (default 200000)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    results = run(args.records)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for key, value in results.items():
+            print(f"{key:40} {value}")
+
+
+if __name__ == "__main__":
+    main()
