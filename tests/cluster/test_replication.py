@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import json
 import signal
+import urllib.request
 
 from cluster_helpers import (
     ProducerLoad,
@@ -15,7 +17,7 @@ from cluster_helpers import (
     partition_states,
     wait_for,
 )
-from confluent_kafka import Producer
+from confluent_kafka import ElectionType, Producer, TopicPartition
 from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v12 import request as fetch_v12
 from kio.schema.metadata.v12 import request as metadata_v12
@@ -261,3 +263,35 @@ async def _fetch_error(port: int, topic: str, leader_epoch: int) -> ErrorCode:
         await connection.close()
     code: ErrorCode = fetched.responses[0].partitions[0].error_code
     return code
+
+
+def test_preferred_leader_election_restores_balance_and_readyz(cluster: DevCluster) -> None:
+    create_topic(cluster.bootstrap, "balance", 3, 3)
+    wait_for(lambda: all_led(cluster.bootstrap, "balance", 3), 20, "leaders")
+    preferred = {p: replicas[0] for p, (_, replicas, _) in
+                 partition_states(cluster.bootstrap, "balance").items()}
+    moved = next(p for p, leader in preferred.items() if leader == 1)
+    cluster.broker(1).stop()
+    cluster.broker(1).start()
+    wait_for(
+        lambda: all(
+            1 in isr for _, _, isr in partition_states(cluster.bootstrap, "balance").values()
+        ),
+        30, "broker 1 back in every ISR",
+    )
+    assert partition_states(cluster.bootstrap, "balance")[moved][0] != 1  # not automatic
+    for broker in cluster.brokers:
+        with urllib.request.urlopen(f"http://127.0.0.1:{broker.http_port}/readyz") as response:
+            body = json.loads(response.read())
+        assert body["checks"].get("replication") is True, body
+    client = admin(cluster.bootstrap)
+    future = client.elect_leaders(
+        ElectionType.PREFERRED, [TopicPartition("balance", p) for p in range(3)]
+    )
+    results = future.result(20)
+    assert results[TopicPartition("balance", moved)] is None  # elected
+    wait_for(
+        lambda: {p: state[0] for p, state in
+                 partition_states(cluster.bootstrap, "balance").items()} == preferred,
+        20, "preferred leaders back",
+    )

@@ -139,6 +139,10 @@ class ClusterNode:
         # Services start after the broker registered its default handlers and bound its
         # listener (which also reset the metadata view): take over those seams now.
         self.broker.registry.register_all(cluster_api_handlers(self))
+        # /readyz consults these (headrace.web): not ready while replicas catch up.
+        vars(self.broker).setdefault("readiness_checks", {})["replication"] = (
+            self.replication_ready
+        )
         self.broker._metadata = self.view
         self.broker._replicas = self.replicas
         self.broker._topics = self.topic_manager
