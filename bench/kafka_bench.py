@@ -1,0 +1,213 @@
+"""Kafka-protocol benchmark: headrace broker vs librdkafka's mock cluster, in one run.
+
+Produces ``--records`` 100-byte records with confluent-kafka (acks=all, linger.ms=5), reads them
+back with a consumer, and measures end-to-end latency of records produced one at a time to a
+consumer on librdkafka defaults (fetch.wait.max.ms=500). The same steps run against the mock
+cluster (``test.mock.num.brokers=1``) so the report can give ratios measured on the same machine
+at the same time. The broker's peak RSS is read from /proc.
+
+    python bench/kafka_bench.py --records 1000000 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+ROOT = Path(__file__).resolve().parent.parent
+VALUE = b"x" * 100
+
+
+def start_broker(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    ready = data_dir.parent / "ready.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "broker"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "headrace", "broker", "--data-dir", str(data_dir),
+         "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+         "--ready-file", str(ready), "--log-level", "warning"],
+        env=env, cwd=ROOT,
+    )
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("broker did not start")
+        time.sleep(0.05)
+    port = json.loads(ready.read_text())["kafka_port"]
+    return process, f"127.0.0.1:{port}"
+
+
+def peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def produce_throughput(config: dict[str, Any], topic: str, records: int) -> float:
+    # Delivery reports for failures only: a Python callback per record would dominate.
+    producer = Producer({**config, "acks": "all", "linger.ms": 5,
+                         "delivery.report.only.error": True})
+    failures = 0
+
+    def delivered(error: Any, _message: Any) -> None:
+        nonlocal failures
+        if error is not None:
+            failures += 1
+
+    started = time.perf_counter()
+    for _ in range(records):
+        while True:
+            try:
+                producer.produce(topic, VALUE, partition=0, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.001)
+    producer.flush(120)
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f"{failures} deliveries failed")
+    return records / elapsed
+
+
+def consume_throughput(config: dict[str, Any], topic: str, records: int) -> tuple[float, int]:
+    consumer = Consumer({**config, "group.id": f"bench-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    received = 0
+    started = time.perf_counter()
+    idle_since = time.perf_counter()
+    while received < records:
+        batch = consumer.consume(10_000, 0.5)
+        now = time.perf_counter()
+        if batch:
+            received += sum(1 for m in batch if m.error() is None)
+            idle_since = now
+        elif now - idle_since > 3:  # the mock cluster keeps only its newest records
+            break
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return received / elapsed if elapsed else 0.0, received
+
+
+def end_to_end_latency(config: dict[str, Any], topic: str, samples: int) -> dict[str, float]:
+    producer = Producer({**config, "acks": "all", "linger.ms": 0})
+    consumer = Consumer({**config, "group.id": f"latency-{uuid.uuid4()}",
+                         "enable.auto.commit": False})
+    producer.produce(topic, b"warm-up", partition=0)
+    producer.flush(10)
+    _low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    consumer.assign([TopicPartition(topic, 0, high)])
+    latencies = []
+    # Let the consumer reach the end and park in a long poll before the first sample.
+    consumer.poll(1.0)
+    for index in range(samples):
+        payload = str(index).encode()
+        started = time.perf_counter()
+        producer.produce(topic, payload, partition=0)
+        producer.poll(0)
+        while True:
+            message = consumer.poll(2.0)
+            if message is not None and message.error() is None and message.value() == payload:
+                break
+            if time.perf_counter() - started > 10:
+                raise RuntimeError(f"latency sample {index} lost")
+        latencies.append((time.perf_counter() - started) * 1000)
+    producer.flush(10)
+    consumer.close()
+    latencies.sort()
+    return {
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "samples": samples,
+    }
+
+
+def run_target(
+    name: str, config: dict[str, Any], records: int, samples: int, rounds: int
+) -> dict[str, Any]:
+    latency_topic = f"latency-{uuid.uuid4().hex[:8]}"
+    # Create the topics up front (auto-creation) so timing excludes metadata set-up.
+    warm = Producer({**config})
+    warm.produce(latency_topic, b"create", partition=0)
+    warm.flush(10)
+    produce_rates, consume_rates, consumed = [], [], []
+    for _ in range(rounds):
+        topic = f"bench-{uuid.uuid4().hex[:8]}"
+        produce_rates.append(produce_throughput(config, topic, records))
+        rate, received = consume_throughput(config, topic, records)
+        consume_rates.append(rate)
+        consumed.append(received)
+    return {
+        "target": name,
+        "produce_records_per_s": statistics.median(produce_rates),
+        "produce_rounds": produce_rates,
+        "consume_records_per_s": statistics.median(consume_rates),
+        "consumed": min(consumed),
+        "latency": end_to_end_latency(config, latency_topic, samples),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--latency-samples", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="produce/consume rounds per target; medians are reported")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        process, bootstrap = start_broker(Path(tmp) / "data")
+        try:
+            headrace = run_target("headrace", {"bootstrap.servers": bootstrap}, args.records,
+                                  args.latency_samples, args.rounds)
+            headrace["broker_peak_rss_mib"] = peak_rss_mib(process.pid)
+        finally:
+            process.terminate()
+            process.wait(30)
+
+    # A producer owning a mock cluster; other clients find it through its metadata.
+    owner = Producer({"test.mock.num.brokers": 1})
+    brokers = owner.list_topics(timeout=10).brokers
+    mock_bootstrap = ",".join(f"{b.host}:{b.port}" for b in brokers.values())
+    mock = run_target("librdkafka-mock", {"bootstrap.servers": mock_bootstrap}, args.records,
+                      args.latency_samples, args.rounds)
+    del owner
+
+    report = {
+        "records": args.records,
+        "record_bytes": len(VALUE),
+        "results": [headrace, mock],
+        "ratios": {
+            "produce_vs_mock": headrace["produce_records_per_s"] / mock["produce_records_per_s"],
+            "latency_p99_vs_mock": headrace["latency"]["p99_ms"] / mock["latency"]["p99_ms"],
+        },
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for result in report["results"]:
+            print(f"{result['target']:>16}: produce {result['produce_records_per_s']:,.0f}/s, "
+                  f"consume {result['consume_records_per_s']:,.0f}/s "
+                  f"({result['consumed']} records), e2e p50 {result['latency']['p50_ms']:.2f} ms "
+                  f"p99 {result['latency']['p99_ms']:.2f} ms")
+        print(f"broker peak RSS {headrace['broker_peak_rss_mib']:.0f} MiB; "
+              f"produce ratio vs mock {report['ratios']['produce_vs_mock']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
