@@ -15,6 +15,7 @@ must still parse.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -100,6 +101,15 @@ def _start_broker(data_dir: Path, ready_file: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _read_ready(path: Path) -> dict[str, Any] | None:
+    """The broker's ready file, once completely written."""
+    try:
+        ready: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return ready if "http_port" in ready else None
+
+
 def _drive_traffic(bootstrap: str) -> Consumer:
     """A topic, records in and out, and a live consumer group that commits and then lags."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -161,9 +171,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     server: subprocess.Popen[bytes] | None = None
     consumer: Consumer | None = None
     try:
-        ready = wait_until("the broker to listen", lambda: ready_file.exists()
-                           and ready_file.read_text().strip()
-                           and json.loads(ready_file.read_text()))
+        ready = wait_until("the broker to listen", functools.partial(_read_ready, ready_file))
         consumer = _drive_traffic(f"127.0.0.1:{ready['kafka_port']}")
         port = free_port()
         server = subprocess.Popen(
@@ -256,8 +264,10 @@ def test_alert_rules_load_and_evaluate_cleanly(prometheus: Prometheus) -> None:
     assert {rule["name"] for rule in rules} == set(expected)
     for rule in rules:
         assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
-        # A healthy single broker with an active reader fires nothing.
-        assert rule["state"] == "inactive", rule["name"]
+        # A healthy broker with an active reader is not even pending on any broker alert. The
+        # disk alerts read this machine's real disk, which other work fills and frees.
+        if not rule["name"].startswith("HeadraceDisk"):
+            assert rule["state"] == "inactive", rule["name"]
 
 
 def test_every_metric_an_alert_reads_exists(prometheus: Prometheus) -> None:
