@@ -57,7 +57,7 @@ class ClusterSettings:
     metadata_url: str
     zone: str | None = None
     key_root: str = "/headrace"
-    lease_ttl: int = 6
+    lease_ttl: int = 3
     replica_lag_time_max_ms: int = 10_000
     default_replication_factor: int = 3
     offsets_topic_replication_factor: int = 3

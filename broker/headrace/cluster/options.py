@@ -27,7 +27,7 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
                        help="failure zone of this broker (reported as its rack)")
     group.add_argument("--metadata-root", default=_env("METADATA_ROOT") or "/headrace",
                        help="etcd key prefix of this cluster")
-    group.add_argument("--session-ttl", type=int, default=int(_env("SESSION_TTL") or 6),
+    group.add_argument("--session-ttl", type=int, default=int(_env("SESSION_TTL") or 3),
                        help="seconds without etcd keep-alive before the broker counts as dead")
     group.add_argument("--replica-lag-time-max-ms", type=int,
                        default=int(_env("REPLICA_LAG_TIME_MAX_MS") or 10_000),
