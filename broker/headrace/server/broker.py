@@ -152,8 +152,12 @@ class Broker:
         self._metadata = LocalMetadataView(
             self.endpoint, self.topics.topics, is_internal, self.cluster_id
         )
-        if not self.registry.supported():
-            self.registry.register_all(default_api_handlers())
+        # Handlers registered earlier (e.g. by the cluster layer) take precedence.
+        registered = {key for key, _low, _high in self.registry.supported()}
+        self.registry.register_all(
+            h for h in default_api_handlers() if h.api_key not in registered
+        )
+        if self.groups is None:
             self._wire_groups()
         for service in self._services:
             await service[0]()
