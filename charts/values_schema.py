@@ -90,10 +90,15 @@ def values_schema() -> Schema:
                 "watchNamespaces": {"type": "array", "items": {"type": "string", "minLength": 1},
                                     "uniqueItems": True,
                                     "description": "Namespaces to watch; empty means all."},
-                "logLevel": {"type": "string", "enum": ["debug", "info", "warning", "error"],
-                             "description": "Operator log level."},
-                "httpPort": {"type": "integer", "minimum": 1024, "maximum": 65535,
-                             "description": "Port of the liveness probe and /metrics."},
+                "logLevel": {"type": "string", "enum": ["debug", "info"],
+                             "description": "Operator log level (`debug` adds --verbose)."},
+                "metricsPort": {"type": "integer", "minimum": 1024, "maximum": 65535,
+                                "description": "Port of the operator's /metrics."},
+                "healthPort": {"type": "integer", "minimum": 1024, "maximum": 65535,
+                               "description": "Port of the operator's liveness endpoint."},
+                "reconcileIntervalSeconds": {
+                    "type": "number", "exclusiveMinimum": 0,
+                    "description": "Seconds between periodic reconciles (drift correction)."},
                 "resources": _free_object("Container resources (ResourceRequirements)."),
                 "podAnnotations": _free_object("Extra pod annotations.", string_map),
                 "podLabels": _free_object("Extra pod labels.", string_map),
@@ -115,8 +120,8 @@ def values_schema() -> Schema:
                 "create": {"type": "boolean",
                            "description": "Create the ClusterRole and ClusterRoleBinding."},
             }),
-            "broker": _object("Broker defaults.", {
-                "image": _image("Broker image used when a Cluster's spec has none.",
+            "broker": _object("Brokers of the chart's own Cluster.", {
+                "image": _image("Broker image of `cluster` when its spec names none.",
                                 "ghcr.io/headrace/headrace"),
             }),
             "cluster": _object("An optional Cluster created with the release.", {

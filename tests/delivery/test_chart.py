@@ -10,7 +10,8 @@ import pytest
 import yaml
 from tests.delivery.support import CHART_DIR, render, validate_object
 
-from headrace_operator.crds import build_crds
+from headrace_operator import __main__ as operator_main
+from headrace_operator.crds import DEFAULT_IMAGE, build_crds
 from headrace_operator.rbac import required_rules
 
 ALL_FEATURES: dict[str, Any] = {
@@ -95,7 +96,11 @@ def test_operator_pod_is_locked_down(chart: helm_python.Chart) -> None:
     # A read-only root still needs a writable /tmp.
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert container["image"] == "ghcr.io/headrace/headrace-operator:0.1.0"
-    assert container["livenessProbe"]["httpGet"]["port"] == "http"
+    assert container["livenessProbe"]["httpGet"]["port"] == "health"
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert container["args"][0] == f"--liveness=http://0.0.0.0:{ports['health']}/healthz"
+    env = {entry["name"]: entry.get("value") for entry in container["env"]}
+    assert env["HEADRACE_OPERATOR_METRICS_PORT"] == str(ports["metrics"])
     assert container["resources"]["limits"]["memory"]
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
@@ -104,10 +109,17 @@ def test_operator_pod_is_locked_down(chart: helm_python.Chart) -> None:
 def test_operator_watch_scope_follows_values(chart: helm_python.Chart) -> None:
     [everywhere] = _by_kind(render(chart, {}), "Deployment")
     assert "--all-namespaces" in everywhere["spec"]["template"]["spec"]["containers"][0]["args"]
-    [scoped] = _by_kind(render(chart, ALL_FEATURES), "Deployment")
+    [scoped] = _by_kind(render(chart, {**ALL_FEATURES, "operator": {
+        **ALL_FEATURES["operator"], "logLevel": "debug"}}), "Deployment")
     args = scoped["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--all-namespaces" not in args
     assert {"--namespace=streaming", "--namespace=team-a"} <= set(args)
+    # The operator's own command line accepts what the chart passes.
+    parser = operator_main.build_parser()
+    parsed = parser.parse_args(args)
+    assert parsed.namespace == ["streaming", "team-a"] and parsed.verbose
+    assert parser.parse_args(everywhere["spec"]["template"]["spec"]["containers"][0]["args"]
+                             ).all_namespaces
 
 
 def test_cluster_and_topics_from_values(chart: helm_python.Chart) -> None:
@@ -116,8 +128,12 @@ def test_cluster_and_topics_from_values(chart: helm_python.Chart) -> None:
     assert cluster["metadata"] == {**cluster["metadata"], "name": "events",
                                    "namespace": "streaming"}
     assert cluster["spec"]["zones"]["names"] == ["a", "b", "c"]
-    # Without an image in the spec, the chart's broker image is used.
-    assert cluster["spec"]["image"] == "ghcr.io/headrace/headrace:0.1.0"
+    # Without an image in the spec, the chart's broker image is used: the operator's default.
+    assert cluster["spec"]["image"] == DEFAULT_IMAGE
+    # Brokers run locked down, with a writable data volume (fsGroup).
+    pod = cluster["spec"]["podTemplate"]
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == 10001
+    assert pod["containerSecurityContext"]["readOnlyRootFilesystem"] is True
     topics = {topic["metadata"]["name"]: topic["spec"] for topic in _by_kind(documents, "Topic")}
     assert topics["orders"]["clusterRef"] == "events"
     assert topics["audit-log"] == {"clusterRef": "other", "topicName": "audit.log",
