@@ -167,7 +167,14 @@ def test_three_zone_cluster_spreads_brokers_over_zones() -> None:
         "metadata": {"name": CLUSTER},
         "spec": {"brokers": 3, "zones": {"names": ZONES},
                  "image": f"{REGISTRY}/headrace:{TAG}", "storage": {"size": "1Gi"},
-                 "config": {"default.replication.factor": "3", "min.insync.replicas": "2"}},
+                 "config": {"default.replication.factor": "3", "min.insync.replicas": "2"},
+                 # As the chart's own Cluster: non-root, read-only root, writable data volume.
+                 "podTemplate": {
+                     "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
+                                         "fsGroup": 10001},
+                     "containerSecurityContext": {"readOnlyRootFilesystem": True,
+                                                  "allowPrivilegeEscalation": False,
+                                                  "capabilities": {"drop": ["ALL"]}}}},
     }, NAMESPACE)
     wait_for("3 ready brokers", lambda: cluster_ready(3), timeout=600)
     nodes = {node["metadata"]["name"]: node["metadata"]["labels"].get(ZONE_LABEL)
@@ -284,9 +291,11 @@ def test_uninstall_cleanly() -> None:
     wait_for("broker pods gone", lambda: not broker_pods(NAMESPACE, CLUSTER), timeout=300)
     helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout", "5m")
     # Broker data volumes (PVCs) are not checked: keeping data after a delete is deliberate.
-    leftovers = kubectl("get", "all,configmaps,poddisruptionbudgets", "-n", NAMESPACE,
-                        "-l", "app.kubernetes.io/part-of=headrace", "-o", "name")
-    assert leftovers.strip() == ""
+    for selector in ("app.kubernetes.io/managed-by=headrace-operator",  # the operator's
+                     f"app.kubernetes.io/instance={RELEASE}"):  # the chart's
+        leftovers = kubectl("get", "all,configmaps,poddisruptionbudgets,serviceaccounts",
+                            "-n", NAMESPACE, "-l", selector, "-o", "name")
+        assert leftovers.strip() == "", leftovers
     roles = kubectl("get", "clusterroles,clusterrolebindings", "-o", "name")
     assert f"{RELEASE}-operator" not in roles
     # Helm keeps CRDs (and so users' resources) on uninstall; removing them is explicit.
