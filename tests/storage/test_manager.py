@@ -66,8 +66,11 @@ def test_topic_errors(open_manager: OpenManager) -> None:
 def test_delete_topic_removes_data(open_manager: OpenManager, tmp_path: Path) -> None:
     manager = open_manager()
     manager.create_topic("gone", 2)
-    manager.get_partition("gone", 0).append(make_batch([b"x"]), leader_epoch=0)
+    stale = manager.get_partition("gone", 0)
+    stale.append(make_batch([b"x"]), leader_epoch=0)
     manager.delete_topic("gone")
+    with pytest.raises(UnknownPartitionError):
+        stale.append(make_batch([b"y"]), leader_epoch=0)  # a handle kept by a caller
     assert "gone" not in manager.topics()
     assert not any(p.name.startswith("gone") for p in (tmp_path / "data").iterdir())
     manager.create_topic("gone", 1)  # the name is free again, starting empty

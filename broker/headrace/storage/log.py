@@ -22,6 +22,7 @@ from pathlib import Path
 from headrace.storage.batch import (
     HEADER_SIZE,
     INT32_MAX,
+    LOG_OVERHEAD,
     FileBatchScanner,
     ScanOutcome,
     log_append_time_header,
@@ -36,6 +37,8 @@ from headrace.storage.errors import (
     DuplicateSequenceError,
     InvalidBatchError,
     OffsetOutOfRangeError,
+    StorageError,
+    UnknownPartitionError,
 )
 from headrace.storage.files import TMP_SUFFIX, FileHandleCache, fsync_dir, write_atomic
 from headrace.storage.producer_state import (
@@ -157,22 +160,30 @@ class PartitionLog:
             f"end={self.log_end_offset}, segments={len(self.segments)})"
         )
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UnknownPartitionError(
+                f"{self._topic}-{self._partition} is closed (topic deleted or broker stopping)"
+            )
+
     # -- appends ---------------------------------------------------------------------------------
     def append(self, batches: bytes | memoryview, *, leader_epoch: int) -> AppendResult:
         """Leader append: validate, assign offsets, write; all batches or none."""
+        self._check_open()
         view = memoryview(batches).cast("B")
         config = self._config
         headers = parse_batches(view, max_batch_bytes=config.max_message_bytes, leader=True)
-        for header in headers:
-            if header.size > config.segment_bytes:
-                raise BatchTooLargeError(
-                    f"batch of {header.size} bytes exceeds segment.bytes {config.segment_bytes}"
-                )
         pending: dict[int, ProducerEntry] = {}
         offsets: list[int] = []
         next_offset = self.log_end_offset
         state = self.producer_state
+        records = 0
         for header in headers:
+            if header.batch_length + LOG_OVERHEAD > config.segment_bytes:
+                raise BatchTooLargeError(
+                    f"batch of {header.size} bytes exceeds segment.bytes {config.segment_bytes}"
+                )
+            records += header.record_count
             if header.producer_id >= 0 and not header.is_control:
                 original = state.check(header, pending)
                 if original is not None:
@@ -196,7 +207,7 @@ class PartitionLog:
         log_append_time = config.message_timestamp_type == "LogAppendTime"
         iov: list[bytes | memoryview] = []
         for header, offset in zip(headers, offsets, strict=True):
-            end = header.position + header.size
+            end = header.position + header.batch_length + LOG_OVERHEAD
             if log_append_time:
                 iov.append(log_append_time_header(view, header, offset, leader_epoch, now))
                 iov.append(view[header.position + HEADER_SIZE : end])
@@ -210,20 +221,21 @@ class PartitionLog:
             active.rolling_timestamp_ms = now
         position = start_position
         for header, offset in zip(headers, offsets, strict=True):
-            max_ts = now if log_append_time else header.max_timestamp
+            size = header.batch_length + LOG_OVERHEAD
             active.track(
                 offset,
                 position,
-                header.size,
+                size,
                 offset + header.last_offset_delta + 1,
-                max_ts,
+                now if log_append_time else header.max_timestamp,
                 config.index_interval_bytes,
             )
-            position += header.size
+            position += size
         if leader_epoch > self.epoch_cache.latest_epoch:
             self.epoch_cache.assign(leader_epoch, offsets[0])
-        state.commit(pending)
-        self._after_write(sum(h.record_count for h in headers), now)
+        if pending:
+            state.commit(pending)
+        self._after_write(records, now)
         return AppendResult(
             offsets[0],
             next_offset - 1,
@@ -233,6 +245,7 @@ class PartitionLog:
 
     def append_replica(self, batches: bytes | memoryview) -> AppendResult:
         """Follower append: batches keep their leader-assigned offsets and epochs."""
+        self._check_open()
         view = memoryview(batches).cast("B")
         headers = parse_batches(view, max_batch_bytes=None, leader=False)
         expected = self.log_end_offset
@@ -270,7 +283,9 @@ class PartitionLog:
         """Write all of ``iov`` at ``position``; on failure cut the file back (all-or-nothing)."""
         fd = segment.log_fd()
         try:
-            offset = position
+            if len(iov) <= _IOV_MAX and os.pwritev(fd, iov, position) == total:
+                return  # the usual case: one system call wrote everything
+            offset = position  # short write or too many buffers: (re)write piece by piece
             pending = list(iov)
             while pending:
                 chunk = pending[:_IOV_MAX]
@@ -287,6 +302,9 @@ class PartitionLog:
                         written = 0
             if offset - position != total:
                 raise OSError(f"wrote {offset - position} of {total} bytes")
+        except OSError as error:
+            os.ftruncate(fd, position)
+            raise StorageError(f"write to {segment.log_path} failed: {error}") from error
         except BaseException:
             os.ftruncate(fd, position)
             raise
@@ -405,6 +423,7 @@ class PartitionLog:
 
     def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None) -> LogRead:
         """Whole batches starting with the one containing ``offset`` (see PartitionLogAPI)."""
+        self._check_open()
         end = self.log_end_offset
         if offset < self._log_start or offset > end:
             raise OffsetOutOfRangeError(

@@ -148,13 +148,22 @@ class LogManager:
         write_atomic(self.data_dir / TOPICS_FILE, json.dumps(data, indent=1).encode())
 
     def _remove_strays(self) -> None:
-        """Finish interrupted topic deletions."""
+        """Finish interrupted topic deletions; warn about (but keep) unknown directories."""
+        known = {
+            partition_dir_name(m.name, p)
+            for m in self._topics.values()
+            for p in range(m.partitions)
+        }
         for path in self.data_dir.iterdir():
-            if path.is_dir() and path.name.endswith(DELETE_SUFFIX):
+            if not path.is_dir():
+                continue
+            if path.name.endswith(DELETE_SUFFIX):
                 shutil.rmtree(path, ignore_errors=True)
                 self._report.events.append(
                     RecoveryEvent("", -1, "removed-file", f"finished deleting {path.name}")
                 )
+            elif path.name not in known:
+                log.warning("ignoring %s: not a partition of any known topic", path)
 
     def _open_partition(
         self,
