@@ -301,3 +301,17 @@ def test_flush_ms_policy(open_manager: OpenManager, clock: ManualClock) -> None:
     clock.advance(1000)
     assert manager.maybe_flush() == 1
     assert log._unflushed_records == 0
+
+
+def test_read_in_flight_survives_descriptor_eviction(tmp_path: Path) -> None:
+    manager = LogManager(tmp_path, max_open_files=2)
+    manager.create_topic("lru", 4)
+    written = [_fill(manager.get_partition("lru", p), 2) for p in range(4)]
+    in_flight = manager.get_partition("lru", 0).read(0, 1 << 20)
+    for p in range(1, 4):  # evicts partition 0's descriptors from the cache
+        assert len(_read_all(manager.get_partition("lru", p))) == 2
+    assert manager.files.open_count <= 2
+    got = split_batches(in_flight.to_bytes())
+    in_flight.close()
+    assert [batch_body(b) for b in got] == [batch_body(b) for b in written[0]]
+    manager.close()
