@@ -139,7 +139,7 @@ async def test_live_stream_wakes_on_append(running: RunningBroker) -> None:
 async def _wait_for_waiting_fetch(running: RunningBroker) -> None:
     from tests.web.conftest import poll_until
 
-    await poll_until(lambda: running.metrics.fetch_waiting._value.get() >= 1)
+    await poll_until(lambda: running.metrics.fetch_waiting >= 1)
 
 
 async def test_streaming_produce_answers_each_record(running: RunningBroker) -> None:

@@ -1,18 +1,20 @@
 """Prometheus metrics for one broker, cheap enough for the Kafka hot path.
 
 Every broker owns its own :class:`prometheus_client.CollectorRegistry` (plus process metrics), so
-several brokers in one test process never collide. Request, byte and connection counters are
-updated through label children resolved once per (api, error, topic) and cached, so an update on
-the hot path is a dict lookup and a lock-protected add. Storage, group and partition gauges are
-not updated at all on the hot path: :class:`ScrapeCollector` reads them from a
-:class:`BrokerStatsSource` when Prometheus scrapes. docs/metrics.md documents every name.
+several brokers in one test process never collide. Request, byte and connection figures are plain
+integers in per-API and per-topic slots resolved once and cached, so an update on the Kafka hot
+path is a dict lookup and an integer add (no lock: the hooks run on the broker's event loop
+thread, as do scrapes); a collector turns them into Prometheus counters and a histogram.
+Storage, group and partition gauges are not updated on the hot path at all:
+:class:`ScrapeCollector` reads them from a :class:`BrokerStatsSource` when Prometheus scrapes.
+docs/metrics.md documents every name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -29,7 +31,12 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 #: Default bound on per-partition series (per gauge name); see docs/metrics.md.
@@ -205,24 +212,83 @@ class ScrapeCollector(Collector):
         yield total
 
 
-class _TopicCounters:
-    """Label children of one topic, resolved once."""
+class _TopicTotals:
+    """Plain integer totals of one topic (the hot path adds to them; scrapes read them)."""
 
     __slots__ = ("bytes_in", "bytes_out", "records_in", "records_out")
 
-    def __init__(self, metrics: BrokerMetrics, topic: str) -> None:
-        self.bytes_in = metrics.topic_bytes_in.labels(topic)
-        self.bytes_out = metrics.topic_bytes_out.labels(topic)
-        self.records_in = metrics.topic_records_in.labels(topic)
-        self.records_out = metrics.topic_records_out.labels(topic)
+    def __init__(self) -> None:
+        self.bytes_in = self.bytes_out = self.records_in = self.records_out = 0
 
 
-class _ApiCounters:
-    __slots__ = ("duration", "requests")
+class _ApiTotals:
+    """Request count, latency histogram and errors of one API key."""
 
-    def __init__(self, metrics: BrokerMetrics, api: str) -> None:
-        self.requests = metrics.requests.labels(api)
-        self.duration = metrics.request_duration.labels(api)
+    __slots__ = ("buckets", "count", "errors", "name", "seconds")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+        self.seconds = 0.0
+        self.buckets = [0] * (len(REQUEST_DURATION_BUCKETS) + 1)  # last: above every bound
+        self.errors: dict[int, int] = {}
+
+
+class _HotPathCollector(Collector):
+    """Exposes the hot-path totals as Prometheus counters, histogram and gauges at scrape time."""
+
+    def __init__(self, metrics: BrokerMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._metrics
+        requests = CounterMetricFamily("headrace_requests", "Kafka requests handled, by API name.",
+                                       labels=["api"])
+        durations = HistogramMetricFamily(
+            "headrace_request_duration_seconds",
+            "Time from reading a Kafka request to writing its response.", labels=["api"])
+        errors = CounterMetricFamily(
+            "headrace_request_errors",
+            "Kafka requests answered with an error, by Kafka error name.",
+            labels=["api", "error"])
+        bounds = [*(str(b) for b in REQUEST_DURATION_BUCKETS), "+Inf"]
+        for api in list(m._apis.values()):
+            requests.add_metric([api.name], api.count)
+            cumulative, buckets = 0, []
+            for bound, count in zip(bounds, api.buckets, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            durations.add_metric([api.name], buckets, api.seconds)
+            for code, count in list(api.errors.items()):
+                errors.add_metric([api.name, error_name(code)], count)
+        yield from (requests, durations, errors)
+        families = {
+            "bytes_in": CounterMetricFamily("headrace_topic_bytes_in",
+                                            "Record batch bytes appended.", labels=["topic"]),
+            "bytes_out": CounterMetricFamily(
+                "headrace_topic_bytes_out", "Record batch bytes sent to consumers and followers.",
+                labels=["topic"]),
+            "records_in": CounterMetricFamily("headrace_topic_records_in", "Records appended.",
+                                              labels=["topic"]),
+            "records_out": CounterMetricFamily(
+                "headrace_topic_records_out",
+                "Records sent by HTTP reads (Kafka fetches count bytes only: the broker never "
+                "decodes them).", labels=["topic"]),
+        }
+        for topic, totals in list(m._topics.items()):
+            for attribute, family in families.items():
+                family.add_metric([topic], getattr(totals, attribute))
+        yield from families.values()
+        yield GaugeMetricFamily("headrace_connections_active", "Open Kafka client connections.",
+                                value=m._connections_active)
+        yield CounterMetricFamily("headrace_connections", "Kafka client connections accepted.",
+                                  value=m._connections)
+        yield GaugeMetricFamily("headrace_fetch_waiting",
+                                "Fetch requests parked waiting for data (long poll).",
+                                value=m._fetch_waiting)
 
 
 class BrokerMetrics:
@@ -251,36 +317,6 @@ class BrokerMetrics:
         info = Gauge("headrace_broker_info", "Constant 1, labelled with the broker id and version.",
                      ["broker_id", "version"], registry=registry)
         info.labels(str(broker_id), version).set(1)
-        self.requests = Counter("headrace_requests", "Kafka requests handled, by API name.",
-                                ["api"], registry=registry)
-        self.request_duration = Histogram(
-            "headrace_request_duration_seconds",
-            "Time from reading a Kafka request to writing its response.",
-            ["api"], buckets=REQUEST_DURATION_BUCKETS, registry=registry,
-        )
-        self.request_errors = Counter(
-            "headrace_request_errors",
-            "Kafka requests answered with an error, by Kafka error name.",
-            ["api", "error"], registry=registry,
-        )
-        self.topic_bytes_in = Counter("headrace_topic_bytes_in", "Record batch bytes appended.",
-                                      ["topic"], registry=registry)
-        self.topic_bytes_out = Counter("headrace_topic_bytes_out",
-                                       "Record batch bytes sent to consumers and followers.",
-                                       ["topic"], registry=registry)
-        self.topic_records_in = Counter("headrace_topic_records_in", "Records appended.",
-                                        ["topic"], registry=registry)
-        self.topic_records_out = Counter("headrace_topic_records_out",
-                                         "Records sent over HTTP reads (Kafka fetches count "
-                                         "bytes only: the broker never decodes them).",
-                                         ["topic"], registry=registry)
-        self.connections_active = Gauge("headrace_connections_active",
-                                        "Open Kafka client connections.", registry=registry)
-        self.connections = Counter("headrace_connections", "Kafka client connections accepted.",
-                                   registry=registry)
-        self.fetch_waiting = Gauge("headrace_fetch_waiting",
-                                   "Fetch requests parked waiting for data (long poll).",
-                                   registry=registry)
         self.group_rebalances = Counter("headrace_consumer_group_rebalances",
                                         "Rebalances started, by consumer group.", ["group"],
                                         registry=registry)
@@ -297,9 +333,14 @@ class BrokerMetrics:
         if max_partition_series is None:
             max_partition_series = default_max_partition_series()
         registry.register(ScrapeCollector(lambda: self.stats_source, max_partition_series))
-        self._apis: dict[int, _ApiCounters] = {}
-        self._errors: dict[tuple[int, int], Counter] = {}
-        self._topics: dict[str, _TopicCounters] = {}
+        # Hot-path totals: plain ints updated from the event loop thread, exposed at scrape time
+        # by _HotPathCollector (a prometheus_client child's inc() costs a lock; this a dict hit).
+        self._apis: dict[int, _ApiTotals] = {}
+        self._topics: dict[str, _TopicTotals] = {}
+        self._connections = 0
+        self._connections_active = 0
+        self._fetch_waiting = 0
+        registry.register(_HotPathCollector(self))
         self._watched_coordinators: set[int] = set()
 
     # -- the hot-path observer -------------------------------------------------------------------
@@ -314,48 +355,48 @@ class BrokerMetrics:
         response_bytes: int = 0,
     ) -> None:
         """One Kafka request answered; ``error_code`` is the top-level or first non-zero error."""
-        counters = self._apis.get(api_key)
-        if counters is None:
-            counters = self._apis[api_key] = _ApiCounters(self, api_name(api_key))
-        counters.requests.inc()
-        counters.duration.observe(seconds)
+        totals = self._apis.get(api_key)
+        if totals is None:
+            totals = self._apis[api_key] = _ApiTotals(api_name(api_key))
+        totals.count += 1
+        totals.seconds += seconds
+        totals.buckets[bisect_left(REQUEST_DURATION_BUCKETS, seconds)] += 1
         if error_code:
-            key = (api_key, error_code)
-            child = self._errors.get(key)
-            if child is None:
-                child = self._errors[key] = self.request_errors.labels(
-                    api_name(api_key), error_name(error_code))
-            child.inc()
+            totals.errors[error_code] = totals.errors.get(error_code, 0) + 1
 
-    def _topic(self, topic: str) -> _TopicCounters:
-        counters = self._topics.get(topic)
-        if counters is None:
-            counters = self._topics[topic] = _TopicCounters(self, topic)
-        return counters
+    def _topic(self, topic: str) -> _TopicTotals:
+        totals = self._topics.get(topic)
+        if totals is None:
+            totals = self._topics[topic] = _TopicTotals()
+        return totals
 
     def on_produced(self, topic: str, partition: int, records: int, size: int) -> None:
         """Batches of ``size`` bytes appended to ``topic`` (by Kafka or HTTP produce)."""
-        counters = self._topic(topic)
-        counters.bytes_in.inc(size)
-        counters.records_in.inc(records)
+        totals = self._topics.get(topic) or self._topic(topic)
+        totals.bytes_in += size
+        totals.records_in += records
 
     def on_fetched(self, topic: str, partition: int, size: int, records: int = 0) -> None:
         """Batch bytes sent out of ``topic``; ``records`` only when the reader decoded them."""
-        counters = self._topic(topic)
-        counters.bytes_out.inc(size)
-        if records:
-            counters.records_out.inc(records)
+        totals = self._topics.get(topic) or self._topic(topic)
+        totals.bytes_out += size
+        totals.records_out += records
 
     def on_connection_opened(self) -> None:
-        self.connections.inc()
-        self.connections_active.inc()
+        self._connections += 1
+        self._connections_active += 1
 
     def on_connection_closed(self) -> None:
-        self.connections_active.dec()
+        self._connections_active -= 1
 
     def on_fetch_waiting(self, delta: int) -> None:
         """A long-poll fetch parked (``+1``) or woke/expired (``-1``)."""
-        self.fetch_waiting.inc(delta)
+        self._fetch_waiting += delta
+
+    @property
+    def fetch_waiting(self) -> int:
+        """Fetches parked right now (long poll)."""
+        return self._fetch_waiting
 
     def on_group_rebalance(self, group: str, generation: int = 0) -> None:
         """A rebalance of ``group`` completed (the coordinator's rebalance listener)."""
@@ -378,11 +419,7 @@ class BrokerMetrics:
 
     def forget_topic(self, topic: str) -> None:
         """Drop a deleted topic's counter series so the exposition doesn't grow forever."""
-        if self._topics.pop(topic, None) is not None:
-            for metric in (self.topic_bytes_in, self.topic_bytes_out, self.topic_records_in,
-                           self.topic_records_out):
-                with contextlib.suppress(KeyError):
-                    metric.remove(topic)
+        self._topics.pop(topic, None)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
