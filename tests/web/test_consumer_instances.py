@@ -138,3 +138,25 @@ async def test_stream_from_group_position(running: RunningBroker) -> None:
     events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
     assert [(e["offset"], e["value"]) for e in events] == [(4, "v4"), (5, "v5")]
     await _json(running, "DELETE", instance)
+
+
+async def test_idle_instances_expire(running: RunningBroker) -> None:
+    from headrace.web.consumers import ConsumerInstances
+    from headrace.web.errors import ApiError
+
+    instances = ConsumerInstances(running.bootstrap, instance_timeout_seconds=0.05)
+    try:
+        await instances.create("idle-group", "sleepy", "json", {})
+        assert instances.get("idle-group", "sleepy").name == "sleepy"
+
+        async def expired() -> bool:
+            await instances.expire_idle()
+            try:
+                instances.get("idle-group", "sleepy")
+            except ApiError as error:
+                return error.error_code == 40403
+            return False
+
+        await poll_until(expired, within=10)
+    finally:
+        await instances.close()

@@ -8,6 +8,8 @@ the other records the HTTP metrics and a tracing span (continuing an incoming ``
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_EXPIRY_TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("consumer_expiry", asyncio.Task)
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -179,8 +182,14 @@ def create_app(
 
             endpoint = broker.endpoint
             ctx.consumers = ConsumerInstances(f"{endpoint.host}:{endpoint.port}")
+            app[_EXPIRY_TASK] = asyncio.create_task(ctx.consumers.run_expiry())
 
         async def stop_consumers(app: web.Application) -> None:
+            task = app.get(_EXPIRY_TASK)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if ctx.consumers is not None:
                 await ctx.consumers.close()
 

@@ -113,6 +113,12 @@ class ConsumerInstances:
                 del self._instances[key]
                 await instance.consumer.stop()
 
+    async def run_expiry(self) -> None:
+        """Close idle instances every ``instance_timeout_seconds / 10`` (at least every 1 s)."""
+        while True:
+            await asyncio.sleep(max(1.0, self.instance_timeout_seconds / 10))
+            await self.expire_idle()
+
     async def close(self) -> None:
         instances, self._instances = list(self._instances.values()), {}
         for instance in instances:

@@ -178,10 +178,12 @@ async def produce_records(request: web.Request) -> web.StreamResponse:
                 raise ApiError(400, errors.MALFORMED_JSON, "request body has no JSON object")
             if len(values) == 1:
                 return await _produce_one(ctx, topic_name, topic.partitions, values[0])
-            return await _produce_stream(request, ctx, topic_name, topic.partitions,
-                                         [values], streaming_body=False)
-        return await _produce_stream(request, ctx, topic_name, topic.partitions, [],
-                                     streaming_body=True)
+            # The whole body is here: answer every record in one response body.
+            pending = [_prepare(ctx, topic_name, topic.partitions, value) for value in values]
+            results = await _append(ctx, topic_name, pending)
+            return web.Response(body="".join(map(_result_line, results)).encode(),
+                                content_type="application/x-ndjson")
+        return await _produce_stream(request, ctx, topic_name, topic.partitions)
 
 
 def _decode_text(body: bytes) -> str:
@@ -203,8 +205,7 @@ async def _produce_one(ctx: WebContext, topic: str, partitions: int, body: Any
     return json_response(result)
 
 
-async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, partitions: int,
-                          preparsed: list[list[Any]], *, streaming_body: bool
+async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, partitions: int
                           ) -> web.StreamResponse:
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
     response.enable_chunked_encoding()
@@ -215,26 +216,23 @@ async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, par
         results = await _append(ctx, topic, pending)
         await response.write("".join(map(_result_line, results)).encode())
 
-    for values in preparsed:
-        await answer(values)
-    if streaming_body:
-        buffer = ""
-        limit = ctx.max_body_bytes
-        async for chunk in request.content.iter_any():
-            buffer += chunk.decode("utf-8", errors="replace")
-            values, buffer, _ = _split_json_values(buffer)
-            if values:
-                await answer(values)
-            # A parse problem may just be a value cut by a chunk boundary: decide at the end.
-            if len(buffer) > limit:
-                await _write_error(response, ApiError(
-                    413, errors.BODY_TOO_LARGE, f"a record is over the {limit}-byte limit"))
-                break
-        else:
-            if buffer.strip():
-                _, _, problem = _split_json_values(buffer)
-                await _write_error(response, ApiError(400, errors.MALFORMED_JSON,
-                                                      problem or "truncated JSON at end of body"))
+    buffer = ""
+    limit = ctx.max_body_bytes
+    async for chunk in request.content.iter_any():
+        buffer += chunk.decode("utf-8", errors="replace")
+        values, buffer, _ = _split_json_values(buffer)
+        if values:
+            await answer(values)
+        # A parse problem may just be a value cut by a chunk boundary: decide at the end.
+        if len(buffer) > limit:
+            await _write_error(response, ApiError(
+                413, errors.BODY_TOO_LARGE, f"a record is over the {limit}-byte limit"))
+            break
+    else:
+        if buffer.strip():
+            _, _, problem = _split_json_values(buffer)
+            await _write_error(response, ApiError(400, errors.MALFORMED_JSON,
+                                                  problem or "truncated JSON at end of body"))
     await response.write_eof()
     return response
 
