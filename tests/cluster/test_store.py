@@ -196,3 +196,11 @@ async def test_store_survives_an_etcd_restart(private_etcd: EtcdProcess) -> None
     finally:
         await reader.close()
         await writer.close()
+
+
+async def test_producer_id_blocks_never_overlap(make_store: StoreFactory) -> None:
+    stores = [await make_store() for _ in range(3)]
+    blocks = await asyncio.gather(*(s.reserve_producer_ids(100) for s in stores for _ in range(4)))
+    ids = [i for block in blocks for i in block]
+    assert len(ids) == len(set(ids)) == 1200
+    assert min(ids) == 0 and max(ids) == 1199

@@ -8,6 +8,7 @@ plain values. Every record is a small JSON object under one root prefix (default
 ``<root>/brokers/seen/<id>``           :class:`SeenBroker`: the incarnation the controller last
                                        accounted for (detects restarts and wiped disks)
 ``<root>/cluster_id``                  the cluster id every broker reports (set by the first)
+``<root>/producer_id_block``           the first producer id not yet handed to any broker
 ``<root>/controller``                  :class:`ControllerRecord`, attached to the controller's lease
 ``<root>/controller_epoch``            the last controller epoch handed out (monotonic)
 ``<root>/topics/<name>``               :class:`TopicRecord` (id, assignment, configs)
@@ -253,6 +254,10 @@ class KeySpace:
     @property
     def cluster_id(self) -> bytes:
         return self._key("cluster_id")
+
+    @property
+    def producer_id_block(self) -> bytes:
+        return self._key("producer_id_block")
 
     @property
     def controller(self) -> bytes:

@@ -33,6 +33,7 @@ from headrace.cluster.model import (
     TopicRecord,
     parse_metadata_url,
 )
+from headrace.cluster.producer_ids import ClusterProducerIds
 from headrace.cluster.replica_manager import ClusteredReplicaManager
 from headrace.cluster.store import EtcdMetadataStore
 from headrace.server.errors import KafkaError
@@ -117,6 +118,7 @@ class ClusterNode:
         self.fetcher = ReplicaFetcher(self.replicas, self._endpoint_of)
         self.controller = Controller(self.store, self.node_id, tick=0.5)
         self.topic_manager = ClusterTopicManager(self)
+        self.producer_ids = ClusterProducerIds(self.store)
         self.view = EtcdMetadataView(self)
         self.registration: BrokerRegistration | None = None
         self._known_topics: set[str] = set()
@@ -135,10 +137,12 @@ class ClusterNode:
 
     async def start(self) -> None:
         from headrace.cluster.handlers import cluster_api_handlers
+        from headrace.cluster.producer_ids import init_producer_id_handler
 
         # Services start after the broker registered its default handlers and bound its
         # listener (which also reset the metadata view): take over those seams now.
         self.broker.registry.register_all(cluster_api_handlers(self))
+        self.broker.registry.register(init_producer_id_handler(self.producer_ids))
         # /readyz consults these (headrace.web): not ready while replicas catch up.
         vars(self.broker).setdefault("readiness_checks", {})["replication"] = (
             self.replication_ready

@@ -323,6 +323,22 @@ class EtcdMetadataStore:
         stored = await self.client.get(key)
         return stored.value.decode() if stored is not None else candidate
 
+    async def reserve_producer_ids(self, count: int) -> range:
+        """A block of producer ids no other broker will ever hand out (KIP-730's blocks)."""
+        tx = self.client.transactions
+        key = self.keys.producer_id_block
+        while True:
+            current = await self.client.get(key)
+            start = int(current.value) if current is not None else 0
+            revision = current.mod_revision if current is not None else 0
+            succeeded, _ = await self.client.transaction(
+                compare=[tx.mod(key) == revision],
+                success=[tx.put(key, str(start + count).encode())],
+                failure=[],
+            )
+            if succeeded:
+                return range(start, start + count)
+
     # -- controller election ------------------------------------------------------------------
 
     async def campaign(self, broker_id: int) -> ControllerRecord | None:
