@@ -643,23 +643,30 @@ class PartitionLog:
 
     # -- durability ------------------------------------------------------------------------------
     def flush(self) -> None:
-        """fsync all data and indexes, then persist the recovery point and producer snapshot."""
+        """fsync the log data (the unit of durability), then cheap bookkeeping: index entries
+        and a producer snapshot are written without fsync (both are verified or rebuilt after a
+        crash), and the recovery point is persisted once it moves past a segment boundary —
+        the active segment is rescanned after any unclean stop anyway."""
+        self._flush(final=False)
+
+    def _flush(self, *, final: bool) -> None:
         if self._closed:
             return
         active = self._active
-        active.write_indexes(durable=True)
+        active.write_indexes(durable=final)
         self._sync_data(self._clock_ms())
         end = self.log_end_offset
         if self.producer_state.changed_since_snapshot:
-            self.producer_state.write_snapshot(self.directory, end, durable=True)
-        if end != self._recovery_point:
+            self.producer_state.write_snapshot(self.directory, end, durable=final)
+        if end != self._recovery_point and (final or self._recovery_point < active.base_offset):
             self._recovery_point = end
             self._write_state()
 
     def close(self) -> None:
+        """Flush everything durably (indexes and snapshot included) and release descriptors."""
         if self._closed:
             return
-        self.flush()
+        self._flush(final=True)
         self._closed = True
         for segment in self.segments:
             segment.forget_files()
