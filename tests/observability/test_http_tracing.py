@@ -57,6 +57,14 @@ async def test_http_produce_continues_the_trace_into_record_headers(tmp_path: Pa
         header = dict(message.headers())["traceparent"].decode()
         assert header == (f"00-{INCOMING_TRACE}-{format_span_id(produce.context.span_id)}-01")
         assert events[0]["headers"][0]["name"] == "traceparent"
+        # Kafka requests are spans too, with their measured duration.
+        kafka_spans = {s.name: s for s in exporter.get_finished_spans()
+                       if s.name.startswith("kafka ")}
+        assert {"kafka Metadata", "kafka Fetch"} <= set(kafka_spans)
+        fetch = kafka_spans["kafka Fetch"]
+        assert fetch.attributes is not None and fetch.attributes["rpc.method"] == "Fetch"
+        assert fetch.end_time is not None and fetch.start_time is not None
+        assert fetch.end_time >= fetch.start_time
     finally:
         await runner.cleanup()
         await broker.stop()

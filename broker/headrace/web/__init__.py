@@ -164,8 +164,11 @@ def create_app(
     if provider is None:
         # OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on without any flag; otherwise None (off).
         provider = setup_tracing(broker_id=broker.config.node_id)
-    ctx = WebContext(broker=broker, metrics=metrics_for(broker), tracer=get_tracer(provider),
+    metrics = metrics_for(broker)
+    ctx = WebContext(broker=broker, metrics=metrics, tracer=get_tracer(provider),
                      max_body_bytes=max_body_bytes)
+    if provider is not None:
+        metrics.tracer = ctx.tracer  # Kafka requests become spans too
     app[WEB_CONTEXT] = ctx
     router = app.router
     router.add_get("/healthz", _healthz)
