@@ -30,6 +30,8 @@ from headrace.web.records import (
 )
 
 STREAM = "/v3/clusters/{cluster_id}/topics/{topic_name}/stream"
+#: One encoder for every event (json.dumps with options builds a new one per call).
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 READ_BYTES = 1 << 20
 DEFAULT_KEEPALIVE_SECONDS = 15.0
 
@@ -156,7 +158,7 @@ def _read_events(ctx: WebContext, topic: str, positions: dict[int, int],
                 break
             payload: dict[str, Any] = render_record(topic, partition, record, record_format)
             parts.append(f"id: {partition}:{record.offset}\nevent: record\n"
-                         f"data: {json.dumps(payload, separators=(',', ':'))}\n\n")
+                         f"data: {_encode(payload)}\n\n")
             positions[partition] = record.offset + 1
             count += 1
             records += 1
