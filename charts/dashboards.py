@@ -299,10 +299,12 @@ OPERATOR = Dashboard(
                    q(f"histogram_quantile(0.99, sum by (kind, le) (rate("
                      f"headrace_operator_reconcile_duration_seconds_bucket{{{NAMESPACE_FILTER}}}"
                      f"[{RATE}])))", "p99 {{kind}}")), unit="s"),
-            Panel("Operator memory (RSS)",
-                  (q("process_resident_memory_bytes * on (namespace, pod) group_left () "
-                     f"(count by (namespace, pod) (headrace_operator_reconcile_total"
-                     f"{{{NAMESPACE_FILTER}}}) > 0)", "{{pod}}"),), unit="bytes"),
+            Panel("Error ratio",
+                  (q(f"sum by (kind) (rate(headrace_operator_reconcile_errors_total"
+                     f"{{{NAMESPACE_FILTER}}}[{RATE}])) / sum by (kind) (rate("
+                     f"headrace_operator_reconcile_total{{{NAMESPACE_FILTER}}}[{RATE}]))",
+                     "{{kind}}"),), unit="percentunit",
+                  description="Share of reconciles that raised an error."),
         )),
     ),
 )
