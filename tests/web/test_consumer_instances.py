@@ -8,6 +8,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 from tests.web.conftest import RunningBroker, poll_until
 from tests.web.test_rest_interop import produce_with_confluent
 
@@ -151,12 +152,11 @@ async def test_idle_instances_expire(running: RunningBroker) -> None:
 
         async def expired() -> bool:
             await instances.expire_idle()
-            try:
-                instances.get("idle-group", "sleepy")
-            except ApiError as error:
-                return error.error_code == 40403
-            return False
+            return ("idle-group", "sleepy") not in instances.names()
 
         await poll_until(expired, within=10)
+        with pytest.raises(ApiError) as raised:
+            instances.get("idle-group", "sleepy")
+        assert raised.value.error_code == 40403
     finally:
         await instances.close()

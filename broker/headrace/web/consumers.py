@@ -93,6 +93,10 @@ class ConsumerInstances:
                            f"cannot start a consumer against {self.bootstrap}: {exc}") from None
         return instance
 
+    def names(self) -> set[tuple[str, str]]:
+        """(group, instance name) of every live instance (does not count as use)."""
+        return set(self._instances)
+
     def get(self, group: str, name: str) -> ConsumerInstance:
         instance = self._instances.get((group, name))
         if instance is None:
