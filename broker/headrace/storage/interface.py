@@ -81,7 +81,7 @@ class LogManagerAPI(Protocol):
     """Owns one data directory: topics, their partitions, retention and recovery.
 
     Constructed as ``LogManager(data_dir, *, default_config=LogConfig(),
-    max_open_files=1024, clock_ms=None)``; recovery runs in the constructor and its result is
+    max_open_files=None, clock_ms=...)``; recovery runs in the constructor and its result is
     ``recovery_report``. ``close()`` flushes and writes the clean-shutdown marker.
     """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import resource
 import shutil
 import uuid
 from collections.abc import Callable, Mapping
@@ -46,6 +47,14 @@ def validate_topic_name(name: str) -> None:
         raise InvalidTopicError(f"illegal topic name {name!r}")
 
 
+def default_max_open_files() -> int:
+    """Half the process's descriptor limit, at most 1024: sockets need the rest."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(16, min(1024, soft // 2))
+
+
 def partition_dir_name(topic: str, partition: int) -> str:
     return f"{topic}-{partition}"
 
@@ -58,14 +67,14 @@ class LogManager:
         data_dir: Path | str,
         *,
         default_config: LogConfig | None = None,
-        max_open_files: int = 1024,
+        max_open_files: int | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         verify_all: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._default_config = default_config or LogConfig()
-        self.files = FileHandleCache(max_open_files)
+        self.files = FileHandleCache(max_open_files or default_max_open_files())
         self._clock_ms = clock_ms
         self._topics: dict[str, TopicMetadata] = {}
         self._configs: dict[str, LogConfig] = {}
