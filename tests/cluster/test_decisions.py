@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import pytest
+
 from headrace.cluster.decisions import (
+    ReassignmentError,
     broker_health,
+    cancel_reassignment,
     expand_isr,
     initial_states,
     preferred_leader_elections,
     reconcile,
     round_robin_assignment,
     shrink_isr,
+    start_reassignment,
 )
 from headrace.cluster.model import (
     NO_LEADER,
@@ -183,3 +188,35 @@ def test_round_robin_assignment_spreads_zones() -> None:
 def test_health_flags() -> None:
     health = broker_health({1: reg(1, 11, log_dir="x")}, {1: SeenBroker(10, "dir-1")})
     assert health[1].restarted and health[1].wiped and health[1].must_leave_isr()
+
+
+def test_reassignment_adds_first_then_removes_and_moves_leadership() -> None:
+    current = PartitionState("t", 0, (1, 2), 1, 3, (1, 2), 5, 10)
+    started = start_reassignment(current, [3, 2], live=[1, 2, 3])
+    assert started is not None
+    assert (started.replicas, started.adding, started.removing) == ((3, 2, 1), (3,), (1,))
+    assert started.isr == (1, 2) and started.leader == 1
+    brokers = [reg(1, 10), reg(2, 20), reg(3, 30)]
+    # Not complete while the new replica is out of sync.
+    assert reconcile(snapshot(brokers, [started])).partitions == []
+    caught_up = expand_isr(started, 3)
+    assert caught_up is not None
+    [done] = reconcile(snapshot(brokers, [caught_up])).partitions
+    assert (done.replicas, done.adding, done.removing) == ((3, 2), (), ())
+    assert done.leader == 3 and done.isr == (3, 2) and done.leader_epoch == 4
+    assert done.partition_epoch == caught_up.partition_epoch + 1
+
+
+def test_reassignment_validation_and_cancel() -> None:
+    current = PartitionState("t", 0, (1, 2), 1, 3, (1, 2))
+    with pytest.raises(ReassignmentError):
+        start_reassignment(current, [1, 1], live=[1, 2])
+    with pytest.raises(ReassignmentError):
+        start_reassignment(current, [1, 9], live=[1, 2])
+    assert start_reassignment(current, [1, 2], live=[1, 2]) is None
+    started = start_reassignment(current, [1, 3], live=[1, 2, 3])
+    assert started is not None
+    cancelled = cancel_reassignment(started)
+    assert cancelled is not None
+    assert (cancelled.replicas, cancelled.adding, cancelled.removing) == ((1, 2), (), ())
+    assert cancel_reassignment(current) is None

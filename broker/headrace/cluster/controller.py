@@ -21,7 +21,7 @@ from headrace.cluster.decisions import (
     preferred_leader_elections,
     reconcile,
 )
-from headrace.cluster.model import ClusterSnapshot, ControllerRecord, PartitionState
+from headrace.cluster.model import ClusterSnapshot, ControllerRecord, PartitionState, TopicRecord
 from headrace.cluster.store import EtcdMetadataStore
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,21 @@ class Controller:
         if all_written:
             for broker_id, seen in plan.seen.items():
                 await self.store.write_seen(broker_id, seen, controller=record)
+            await self._sync_assignments(snapshot)
         else:
             self._wake.set()  # someone raced us: look again with fresh metadata
+
+    async def _sync_assignments(self, snapshot: ClusterSnapshot) -> None:
+        """After reassignments complete, make the topic records name the new replicas."""
+        for topic in snapshot.topics.values():
+            assignment = dict(topic.assignment)
+            for partition in topic.assignment:
+                state = snapshot.partitions.get((topic.name, partition))
+                if state is not None and not state.adding and not state.removing:
+                    assignment[partition] = state.replicas
+            if assignment != dict(topic.assignment):
+                updated = TopicRecord(topic.name, topic.topic_id, assignment, topic.configs)
+                await self.store.update_topic(updated, [])
 
     async def write_states(
         self, states: Iterable[PartitionState], record: ControllerRecord | None = None

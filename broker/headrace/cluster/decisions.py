@@ -84,7 +84,22 @@ def reconcile_partition(
     state: PartitionState, health: Mapping[int, BrokerHealth], *, unclean: bool
 ) -> PartitionState | None:
     """The new state for one partition, or None when nothing needs to change."""
+    original = state
+    completed = complete_reassignment(state)
+    if completed is not None:
+        state = completed
+    changed = _reconcile_liveness(state, health, unclean=unclean)
+    if changed is not None:
+        if completed is not None:
+            # One write, one partition epoch step for both changes.
+            changed = replace(changed, partition_epoch=original.partition_epoch + 1)
+        return changed
+    return completed
 
+
+def _reconcile_liveness(
+    state: PartitionState, health: Mapping[int, BrokerHealth], *, unclean: bool
+) -> PartitionState | None:
     def of(broker_id: int) -> BrokerHealth:
         return health.get(broker_id, _GONE)
 
@@ -248,3 +263,62 @@ def round_robin_assignment(
 
 def with_replicas(state: PartitionState, replicas: Sequence[int]) -> PartitionState:
     return replace(state, replicas=tuple(replicas))
+
+
+# -- reassignment (KIP-455) ---------------------------------------------------------------
+
+
+class ReassignmentError(ValueError):
+    """The requested replica list is not acceptable."""
+
+
+def original_replicas(state: PartitionState) -> tuple[int, ...]:
+    return tuple(b for b in state.replicas if b not in state.adding)
+
+
+def target_replicas(state: PartitionState) -> tuple[int, ...]:
+    return tuple(b for b in state.replicas if b not in state.removing)
+
+
+def start_reassignment(
+    state: PartitionState, target: Sequence[int], live: Iterable[int]
+) -> PartitionState | None:
+    """Replicas become original + target; new ones catch up before the old ones go."""
+    wanted = tuple(target)
+    if not wanted or len(set(wanted)) != len(wanted):
+        raise ReassignmentError("replica list must be non-empty and without duplicates")
+    unknown = set(wanted) - set(live)
+    if unknown:
+        raise ReassignmentError(f"brokers {sorted(unknown)} are not registered")
+    base = original_replicas(state)
+    if wanted == base and not state.adding and not state.removing:
+        return None
+    adding = tuple(b for b in wanted if b not in base)
+    removing = tuple(b for b in base if b not in wanted)
+    # Target first so that its first replica becomes the preferred leader afterwards.
+    replicas = wanted + removing
+    isr = tuple(b for b in state.isr if b in replicas)
+    return state.with_changes(replicas=replicas, isr=isr, adding=adding, removing=removing)
+
+
+def cancel_reassignment(state: PartitionState) -> PartitionState | None:
+    """Back to the original replicas (new ones leave; the leader is re-elected if needed)."""
+    if not state.adding and not state.removing:
+        return None
+    base = original_replicas(state)
+    isr = tuple(b for b in state.isr if b in base) or tuple(base[:1])
+    return state.with_changes(replicas=base, isr=isr, adding=(), removing=())
+
+
+def complete_reassignment(state: PartitionState) -> PartitionState | None:
+    """Finish once every added replica is in the ISR: drop the removed ones."""
+    if not state.adding and not state.removing:
+        return None
+    if not set(state.adding) <= set(state.isr):
+        return None
+    target = target_replicas(state)
+    isr = tuple(b for b in state.isr if b in target)
+    if not isr:
+        return None
+    return state.with_changes(replicas=target, isr=isr, adding=(), removing=())
+

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,12 +45,17 @@ class ReplicaFetcher:
         max_wait_ms: int = 500,
         partition_max_bytes: int = 1 << 20,
         max_bytes: int = 8 << 20,
+        throttle_bytes_per_second: int = 0,
     ) -> None:
         self.manager = manager
         self.endpoint_of = endpoint_of
         self.max_wait_ms = max_wait_ms
         self.partition_max_bytes = partition_max_bytes
         self.max_bytes = max_bytes
+        #: Rate limit for replicas being added by a reassignment (0: none), like Kafka's
+        #: follower.replication.throttled.rate; shared by all throttled partitions.
+        self.throttle_bytes_per_second = throttle_bytes_per_second
+        self._throttle_ready_at = 0.0
         self._tasks: dict[int, asyncio.Task[None]] = {}
         #: Partition -> leader epoch for which truncation has been done.
         self._reconciled: dict[PartitionKey, int] = {}
@@ -220,15 +226,24 @@ class ReplicaFetcher:
     ) -> bool:
         """One Fetch round; returns True when the leader answered with errors (back off)."""
         by_topic: dict[str, list[Any]] = {}
+        rate = self.throttle_bytes_per_second
+        throttling = rate > 0 and any(role.throttled for role in roles.values())
+        if throttling:
+            delay = self._throttle_ready_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
         for key, role in roles.items():
             log_ = self.manager.log(*key)
+            limit = self.partition_max_bytes
+            if throttling and role.throttled:
+                limit = max(1, min(limit, rate // 4))  # small steps keep the rate smooth
             by_topic.setdefault(key[0], []).append(
                 fetch_v12.FetchPartition(
                     partition=i32(key[1]),
                     current_leader_epoch=i32(role.leader_epoch),
                     fetch_offset=i64(log_.log_end_offset),
                     log_start_offset=i64(log_.log_start_offset),
-                    partition_max_bytes=i32(self.partition_max_bytes),
+                    partition_max_bytes=i32(limit),
                 )
             )
         request = fetch_v12.FetchRequest(
@@ -252,7 +267,10 @@ class ReplicaFetcher:
                 if current is None or current is not roles.get(key):
                     continue  # leadership moved while the fetch was in flight
                 if data.error_code == ErrorCode.none:
-                    self._append(key, data)
+                    size = self._append(key, data)
+                    if throttling and roles[key].throttled and size:
+                        start = max(self._throttle_ready_at, time.monotonic())
+                        self._throttle_ready_at = start + size / rate
                 elif data.error_code == ErrorCode.offset_out_of_range:
                     self._out_of_range(key, int(data.log_start_offset), int(data.high_watermark))
                     any_error = True
@@ -262,19 +280,22 @@ class ReplicaFetcher:
                     any_error = True
         return any_error
 
-    def _append(self, key: PartitionKey, data: Any) -> None:
+    def _append(self, key: PartitionKey, data: Any) -> int:
+        """Append the leader's batches; returns how many bytes were appended."""
         log_ = self.manager.log(*key)
         records = data.records
+        size = len(records) if records else 0
         if records:
             try:
                 log_.append_replica(bytes(records))
             except StorageError as error:
                 log.warning("follower append to %s-%d failed: %s", *key, error)
                 self._reconciled.pop(key, None)
-                return
+                return 0
         high_watermark = int(data.high_watermark)
         self.manager.follower_high_watermark(key, min(high_watermark, log_.log_end_offset))
         self.on_progress(key)
+        return size
 
     def _out_of_range(self, key: PartitionKey, leader_start: int, leader_hw: int) -> None:
         log_ = self.manager.log(*key)

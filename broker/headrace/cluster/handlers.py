@@ -7,6 +7,7 @@
   librdkafka's consumer-side epoch validation.
 * ElectLeaders (v0-2): preferred-leader election through the etcd metadata.
 * DescribeCluster (v0-1): brokers, racks and the controller.
+* AlterPartitionReassignments / ListPartitionReassignments (v0, KIP-455).
 
 They replace/extend the single-broker handlers only when the broker runs with ``--metadata``.
 """
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 OFFSET_FOR_LEADER_EPOCH_KEY = 23
 ELECT_LEADERS_KEY = 43
 DESCRIBE_CLUSTER_KEY = 60
+ALTER_PARTITION_REASSIGNMENTS_KEY = 45
+LIST_PARTITION_REASSIGNMENTS_KEY = 46
 _FETCH_SESSION_ID_NOT_FOUND = 70
 
 
@@ -196,9 +199,17 @@ def cluster_api_handlers(node: ClusterNode) -> list[ApiHandler]:
     async def handle_describe_cluster(request: Any, ctx: RequestContext) -> Any:
         return node.handle_describe_cluster(request, ctx)
 
+    async def handle_alter_reassignments(request: Any, ctx: RequestContext) -> Any:
+        return await node.handle_alter_partition_reassignments(request, ctx)
+
+    async def handle_list_reassignments(request: Any, ctx: RequestContext) -> Any:
+        return node.handle_list_partition_reassignments(request, ctx)
+
     return [
         ApiHandler(FETCH_KEY, FETCH_MIN, FETCH_MAX, handle_fetch),
         ApiHandler(OFFSET_FOR_LEADER_EPOCH_KEY, 0, 4, handle_offset_for_leader_epoch),
         ApiHandler(ELECT_LEADERS_KEY, 0, 2, handle_elect_leaders),
         ApiHandler(DESCRIBE_CLUSTER_KEY, 0, 1, handle_describe_cluster),
+        ApiHandler(ALTER_PARTITION_REASSIGNMENTS_KEY, 0, 0, handle_alter_reassignments),
+        ApiHandler(LIST_PARTITION_REASSIGNMENTS_KEY, 0, 0, handle_list_reassignments),
     ]

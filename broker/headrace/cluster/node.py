@@ -66,6 +66,8 @@ class ClusterSettings:
     #: /readyz stays 503 while followed partitions are still catching up.
     ready_requires_in_sync: bool = True
     ack_timeout: float = 30.0
+    #: Replication rate limit for replicas added by a reassignment (0: unlimited).
+    reassignment_throttle_bytes_per_second: int = 0
 
 
 def load_log_dir_id(data_dir: Path) -> str:
@@ -115,7 +117,10 @@ class ClusterNode:
             ack_timeout=settings.ack_timeout,
         )
         self.replicas.propose_isr = self._propose_isr
-        self.fetcher = ReplicaFetcher(self.replicas, self._endpoint_of)
+        self.fetcher = ReplicaFetcher(
+            self.replicas, self._endpoint_of,
+            throttle_bytes_per_second=settings.reassignment_throttle_bytes_per_second,
+        )
         self.controller = Controller(self.store, self.node_id, tick=0.5)
         self.topic_manager = ClusterTopicManager(self)
         self.producer_ids = ClusterProducerIds(self.store)
@@ -455,6 +460,88 @@ class ClusterNode:
                 build(module.ReplicaElectionResult, topic=topic, partition_result=tuple(parts))
                 for topic, parts in results.items()
             ),
+        )
+
+    async def handle_alter_partition_reassignments(
+        self, request: Any, ctx: RequestContext
+    ) -> Any:
+        from headrace.cluster.decisions import (
+            ReassignmentError,
+            cancel_reassignment,
+            start_reassignment,
+        )
+        from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
+
+        module = response_classes(45, ctx.api_version)
+        snapshot = self.store.snapshot()
+        topics = []
+        for topic in request.topics:
+            results = []
+            for item in topic.partitions:
+                key = (topic.name, int(item.partition_index))
+                state = snapshot.partitions.get(key)
+                code, message = ErrorCode.none, None
+                try:
+                    if state is None:
+                        raise KafkaError(ErrorCode.unknown_topic_or_partition, "unknown partition")
+                    if item.replicas is None:
+                        proposal = cancel_reassignment(state)
+                        if proposal is None:
+                            raise KafkaError(ErrorCode.no_reassignment_in_progress,
+                                             "no reassignment in progress")
+                    else:
+                        try:
+                            proposal = start_reassignment(
+                                state, [int(b) for b in item.replicas], snapshot.brokers
+                            )
+                        except ReassignmentError as error:
+                            raise KafkaError(
+                                ErrorCode.invalid_replica_assignment, str(error)
+                            ) from error
+                    if proposal is not None:
+                        expected = self.store.cache.partition_revision(*key)
+                        if not await self.store.write_partition(
+                            proposal, expected_revision=expected
+                        ):
+                            raise KafkaError(ErrorCode.request_timed_out,
+                                             "partition changed concurrently; retry")
+                except KafkaError as error:
+                    code, message = error.code, error.message
+                results.append(build(module.ReassignablePartitionResponse,
+                                     partition_index=key[1], error_code=code,
+                                     error_message=message))
+            topics.append(build(module.ReassignableTopicResponse, name=topic.name,
+                                partitions=tuple(results)))
+        return build(module.AlterPartitionReassignmentsResponse, throttle_time=NO_THROTTLE,
+                     error_code=ErrorCode.none, error_message=None, responses=tuple(topics))
+
+    def handle_list_partition_reassignments(self, request: Any, ctx: RequestContext) -> Any:
+        from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
+
+        module = response_classes(46, ctx.api_version)
+        snapshot = self.store.snapshot()
+        if request.topics is None:
+            wanted = None
+        else:
+            wanted = {
+                (t.name, int(p)) for t in request.topics for p in t.partition_indexes
+            }
+        ongoing: dict[str, list[Any]] = {}
+        for key, state in sorted(snapshot.partitions.items()):
+            if not (state.adding or state.removing):
+                continue
+            if wanted is not None and key not in wanted:
+                continue
+            ongoing.setdefault(key[0], []).append(build(
+                module.OngoingPartitionReassignment, partition_index=key[1],
+                replicas=state.replicas, adding_replicas=state.adding,
+                removing_replicas=state.removing,
+            ))
+        return build(
+            module.ListPartitionReassignmentsResponse, throttle_time=NO_THROTTLE,
+            error_code=ErrorCode.none, error_message=None,
+            topics=tuple(build(module.OngoingTopicReassignment, name=name,
+                               partitions=tuple(parts)) for name, parts in ongoing.items()),
         )
 
     def handle_describe_cluster(self, request: Any, ctx: RequestContext) -> Any:

@@ -41,6 +41,10 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--controlled-shutdown-timeout", type=float,
                        default=float(_env("CONTROLLED_SHUTDOWN_TIMEOUT") or 15),
                        help="seconds to wait for leadership to move away on SIGTERM")
+    group.add_argument("--reassignment-throttle-bytes-per-sec", type=int,
+                       default=int(_env("REASSIGNMENT_THROTTLE_BYTES_PER_SEC") or 0),
+                       help="rate at which replicas added by a reassignment copy data "
+                            "(0: unlimited)")
     group.add_argument("--ready-requires-in-sync", action=argparse.BooleanOptionalAction,
                        default=(_env("READY_REQUIRES_IN_SYNC") or "true").lower() == "true",
                        help="/readyz fails while this broker's replicas are catching up")
@@ -62,5 +66,6 @@ def attach_from_args(broker: Broker, args: argparse.Namespace) -> ClusterNode | 
         offsets_topic_replication_factor=args.offsets_topic_replication_factor,
         controlled_shutdown_timeout=args.controlled_shutdown_timeout,
         ready_requires_in_sync=args.ready_requires_in_sync,
+        reassignment_throttle_bytes_per_second=args.reassignment_throttle_bytes_per_sec,
     )
     return attach_cluster(broker, settings)

@@ -42,6 +42,8 @@ class FollowerRole:
     leader_id: int
     leader_epoch: int
     high_watermark: int = 0
+    #: A reassignment target still catching up: its fetches obey the replication throttle.
+    throttled: bool = False
 
 
 class LeaderRole:
@@ -125,13 +127,17 @@ class ClusteredReplicaManager(ReplicaManager):
                     self._advance(key, current)
             elif state.leader not in (NO_LEADER, me):
                 following = self.followers.get(key)
+                if following is not None:
+                    following.throttled = me in state.adding
                 if following is None or (following.leader_id, following.leader_epoch) != (
                     state.leader,
                     state.leader_epoch,
                 ):
                     self._stop_leading(key)
                     hw = following.high_watermark if following is not None else 0
-                    self.followers[key] = FollowerRole(state.leader, state.leader_epoch, hw)
+                    self.followers[key] = FollowerRole(
+                        state.leader, state.leader_epoch, hw, throttled=me in state.adding
+                    )
                     new_followers.add(key)
             else:
                 self._drop(key)
