@@ -115,14 +115,15 @@ async def _append(ctx: WebContext, topic: str, pending: Sequence[_Pending]
             by_partition.setdefault(item.partition, []).append(index)
     now_ms = int(time.time() * 1000)
     trace_header = traceparent_header()
+    trace_header_bytes = trace_header.encode() if trace_header is not None else b""
     for partition, indexes in by_partition.items():
         entries = []
         for index in indexes:
             record = pending[index].record
             assert record is not None
-            headers = list(record.headers)
+            headers = list(record.headers)  # the batch builder wants a list
             if trace_header is not None and not any(n == TRACEPARENT for n, _ in headers):
-                headers.append((TRACEPARENT, trace_header.encode()))
+                headers.append((TRACEPARENT, trace_header_bytes))
             timestamp = record.timestamp_ms if record.timestamp_ms is not None else now_ms
             entries.append((timestamp, record.key, record.value, headers))
         try:
@@ -132,17 +133,19 @@ async def _append(ctx: WebContext, topic: str, pending: Sequence[_Pending]
             for index in indexes:
                 results[index] = error
             continue
+        cluster_id = ctx.broker.cluster_id
+        append_time = appended.log_append_time_ms
+        base_offset = appended.base_offset
         for position, index in enumerate(indexes):
             record = pending[index].record
             assert record is not None
-            timestamp = (appended.log_append_time_ms if appended.log_append_time_ms >= 0
-                         else entries[position][0])
+            timestamp = append_time if append_time >= 0 else entries[position][0]
             results[index] = {
                 "error_code": 200,
-                "cluster_id": ctx.broker.cluster_id,
+                "cluster_id": cluster_id,
                 "topic_name": topic,
                 "partition_id": partition,
-                "offset": appended.base_offset + position,
+                "offset": base_offset + position,
                 "timestamp": format_timestamp(timestamp),
                 "key": None if record.key_type is None else {
                     "type": record.key_type, "size": len(record.key or b"")},

@@ -169,7 +169,8 @@ def build_batch(
         base_sequence=-1, batch_size=1 << 31,
     )
     for offset, (timestamp, key, value, headers) in enumerate(records):
-        builder.append(offset, timestamp=timestamp, key=key, value=value, headers=list(headers))
+        builder.append(offset, timestamp=timestamp, key=key, value=value,
+                       headers=headers if headers.__class__ is list else list(headers))
     return bytes(builder.build())
 
 
