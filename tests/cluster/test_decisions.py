@@ -17,6 +17,7 @@ from headrace.cluster.decisions import (
     round_robin_assignment,
     shrink_isr,
     start_reassignment,
+    unclean_leader_elections,
 )
 from headrace.cluster.model import (
     NO_LEADER,
@@ -220,3 +221,13 @@ def test_reassignment_validation_and_cancel() -> None:
     assert cancelled is not None
     assert (cancelled.replicas, cancelled.adding, cancelled.removing) == ((1, 2), (), ())
     assert cancel_reassignment(current) is None
+
+
+def test_unclean_election_only_for_leaderless_partitions() -> None:
+    offline = PartitionState("t", 0, (1, 2, 3), NO_LEADER, 6, (1,), 8, -1)
+    led = PartitionState("u", 0, (1, 2, 3), 2, 6, (2,), 8, 20)
+    snap = snapshot([reg(2, 20), reg(3, 30)], [offline, led])
+    [elected] = unclean_leader_elections(snap)
+    assert (elected.topic, elected.leader, elected.isr, elected.leader_epoch) == ("t", 2, (2,), 7)
+    assert elected.leader_broker_epoch == 20
+    assert unclean_leader_elections(snapshot([], [offline])) == []

@@ -20,6 +20,7 @@ from headrace.cluster.decisions import (
     initial_states,
     preferred_leader_elections,
     reconcile,
+    unclean_leader_elections,
 )
 from headrace.cluster.model import ClusterSnapshot, ControllerRecord, PartitionState, TopicRecord
 from headrace.cluster.store import EtcdMetadataStore
@@ -139,11 +140,18 @@ class Controller:
         return all_written
 
     async def elect_preferred_leaders(
-        self, partitions: Iterable[tuple[str, int]] | None = None
+        self, partitions: Iterable[tuple[str, int]] | None = None, *, unclean: bool = False
     ) -> list[PartitionState]:
-        """ElectLeaders (preferred): CAS-write the moves; returns the states written."""
+        """ElectLeaders: CAS-write the moves; returns the states written.
+
+        Preferred: back to each partition's first replica. Unclean: leaderless partitions get
+        any live replica (data not in that replica is lost), Kafka's ``--election-type unclean``.
+        """
         snapshot = self.store.snapshot()
-        moves = preferred_leader_elections(snapshot, partitions)
+        if unclean:
+            moves = unclean_leader_elections(snapshot, partitions)
+        else:
+            moves = preferred_leader_elections(snapshot, partitions)
         written: list[PartitionState] = []
         for state in moves:
             expected = self.store.cache.partition_revision(state.topic, state.partition)

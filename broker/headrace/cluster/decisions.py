@@ -194,6 +194,36 @@ def preferred_leader_elections(
     return result
 
 
+def unclean_leader_elections(
+    snapshot: ClusterSnapshot, only: Iterable[tuple[str, int]] | None = None
+) -> list[PartitionState]:
+    """ElectLeaders(UNCLEAN): give leaderless partitions any live replica, accepting data loss."""
+    health = broker_health(snapshot.brokers, snapshot.seen)
+    keys = sorted(snapshot.partitions) if only is None else list(only)
+    result: list[PartitionState] = []
+    for key in keys:
+        state = snapshot.partitions.get(key)
+        if state is None or state.leader != NO_LEADER:
+            continue
+        candidates = [
+            b for b in state.replicas
+            if health.get(b, _GONE).live and not health.get(b, _GONE).shutting_down
+        ]
+        if not candidates:
+            continue
+        in_sync = [b for b in candidates if b in state.isr and not health[b].wiped]
+        chosen = (in_sync or candidates)[0]
+        result.append(
+            state.with_changes(
+                leader=chosen,
+                leader_epoch=state.leader_epoch + 1,
+                leader_broker_epoch=health[chosen].broker_epoch,
+                isr=state.isr if chosen in state.isr else (chosen,),
+            )
+        )
+    return result
+
+
 def initial_states(
     topic: TopicRecord, brokers: Mapping[int, BrokerRegistration], partitions: Iterable[int]
 ) -> list[PartitionState]:

@@ -77,7 +77,10 @@ def _read_round(
                 continue
             data = PartitionData(index, 0, high_watermark, high_watermark, log_start)
             limit_offset = log_end if from_follower else high_watermark
-            if offset < log_start or offset > limit_offset:
+            # Like Kafka, only offsets outside the log are out of range: a consumer between
+            # the high watermark and the log end (e.g. just after a leader change, before the
+            # new leader's HW caught up) simply gets nothing yet.
+            if offset < log_start or offset > log_end:
                 data.error_code = ErrorCode.offset_out_of_range
                 any_error = True
             elif offset < limit_offset and (budget > 0 or total == 0):

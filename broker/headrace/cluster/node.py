@@ -426,21 +426,23 @@ class ClusterNode:
                 (t.topic, int(p)) for t in request.topic_partitions for p in t.partitions
             ]
         results: dict[str, list[Any]] = {}
-        if election_type == 0:
-            written = {
-                (s.topic, s.partition)
-                for s in await self.controller.elect_preferred_leaders(wanted)
-            }
-        else:
-            # Unclean election: the controller's reconcile honours the topic config; here we
-            # only report what the current state is.
-            written = set()
+        written = {
+            (s.topic, s.partition)
+            for s in await self.controller.elect_preferred_leaders(
+                wanted, unclean=election_type == 1
+            )
+        }
         for key in wanted:
             state = snapshot.partitions.get(key)
             if state is None:
                 code, message = ErrorCode.unknown_topic_or_partition, "unknown partition"
             elif key in written:
                 code, message = ErrorCode.none, None
+            elif election_type == 1 and state.leader != NO_LEADER:
+                code, message = ErrorCode.election_not_needed, "the partition has a leader"
+            elif election_type == 1:
+                code, message = (ErrorCode.eligible_leaders_not_available,
+                                 "no live replica to elect")
             elif state.replicas and state.leader == state.replicas[0]:
                 code, message = ErrorCode.election_not_needed, "preferred leader already leads"
             else:
