@@ -206,6 +206,7 @@ def test_notes_tell_the_user_what_to_do_next(chart: helm_python.Chart) -> None:
     notes = chart.render({}, name="rel", namespace="streaming")["headrace/templates/NOTES.txt"]
     assert "rollout status deployment/rel-headrace-operator" in notes
     assert "kind: Cluster" in notes and "kind: Topic" in notes
+    assert "get clusters.headrace.io headrace -o jsonpath='{.status.bootstrapServers}'" in notes
     assert "monitoring.podMonitor.enabled=true" in notes
     with_cluster = chart.render(ALL_FEATURES, name="rel", namespace="streaming")
     notes = with_cluster["headrace/templates/NOTES.txt"]
