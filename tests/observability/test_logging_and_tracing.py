@@ -77,3 +77,47 @@ def test_traceparent_round_trip() -> None:
     assert header is not None and header.startswith("00-0af7651916cd43dd8448eb211c80319c-")
     (span,) = exporter.get_finished_spans()
     assert span.parent is not None and format_span_id(span.parent.span_id) == "b7ad6b7169203331"
+
+
+async def test_spans_are_exported_over_otlp_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real OTLP/HTTP exchange: an aiohttp server stands in for the collector."""
+    import asyncio
+
+    from aiohttp import web
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    received: list[ExportTraceServiceRequest] = []
+
+    async def collect(request: web.Request) -> web.Response:
+        assert request.content_type == "application/x-protobuf"
+        message = ExportTraceServiceRequest()
+        message.ParseFromString(await request.read())
+        received.append(message)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", collect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+        provider = setup_tracing(broker_id=3)
+        assert provider is not None
+        with get_tracer(provider).start_as_current_span("exported-span"):
+            pass
+        # The batch processor exports from its own thread; flush without blocking the loop.
+        assert await asyncio.to_thread(provider.force_flush, 10_000)
+        provider.shutdown()
+    finally:
+        await runner.cleanup()
+    spans = [span for message in received for resource_spans in message.resource_spans
+             for scope_spans in resource_spans.scope_spans for span in scope_spans.spans]
+    assert [span.name for span in spans] == ["exported-span"]
+    attributes = {a.key: a.value for a in received[0].resource_spans[0].resource.attributes}
+    assert attributes["service.name"].string_value == "headrace-broker"
+    assert attributes["headrace.broker_id"].int_value == 3
