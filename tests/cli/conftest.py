@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.clients.conftest import ROOT, BrokerProcess
 
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]

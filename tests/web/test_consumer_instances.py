@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+
 from tests.web.conftest import RunningBroker, poll_until
 from tests.web.test_rest_interop import produce_with_confluent
 

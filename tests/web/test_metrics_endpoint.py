@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
 from tests.web.conftest import RunningBroker, poll_until
 from tests.web.test_rest_interop import consume_all, produce_with_confluent
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from tests.clients.conftest import BrokerProcess
 
 from headrace.web.openapi import openapi_document
+from tests.clients.conftest import BrokerProcess
 
 
 def _router_operations(app: web.Application) -> set[tuple[str, str]]:

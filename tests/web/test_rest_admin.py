@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from tests.web.conftest import RunningBroker
 
 
@@ -112,3 +113,20 @@ async def test_unknown_resources_and_bad_admin_input(running: RunningBroker) -> 
         assert (got_status, body["error_code"]) == (status, code), (method, path, body)
         assert body["message"]
     assert running.broker.logs is not None and "p" not in running.broker.logs.topics()
+
+
+async def test_readiness_follows_extra_checks(running: RunningBroker) -> None:
+    url = running.base_url + "/readyz"
+    status, body = await _call(running, "GET", url)
+    assert status == 200 and body["checks"] == {"storage": True, "kafka_listener": True,
+                                                "started": True}
+    caught_up = {"value": False}
+    running.broker.readiness_checks = {  # type: ignore[attr-defined]
+        "replicas_caught_up": lambda: caught_up["value"]}
+    status, body = await _call(running, "GET", url)
+    assert status == 503 and body["checks"]["replicas_caught_up"] is False
+    caught_up["value"] = True
+    status, body = await _call(running, "GET", url)
+    assert status == 200 and body["status"] == "ready"
+    status, body = await _call(running, "GET", running.base_url + "/healthz")
+    assert (status, body) == (200, {"status": "ok"})

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from tests.web.conftest import RunningBroker
 
 from headrace.web.records import choose_partition
+from tests.web.conftest import RunningBroker
 
 
 def consume_all(bootstrap: str, topic: str, partitions: int, expected: int,
