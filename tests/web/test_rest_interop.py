@@ -177,3 +177,22 @@ async def test_several_objects_in_one_body_stream_results(running: RunningBroker
         assert response.headers["Content-Type"].startswith("application/x-ndjson")
         results = [json.loads(line) for line in (await response.text()).splitlines()]
     assert [r["offset"] for r in results] == [0, 1, 2]
+
+
+async def test_streamed_results_arrive_while_the_request_is_still_open(
+        running: RunningBroker) -> None:
+    await running.create_topic("live-produce")
+    first_answered = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield json.dumps({"value": {"type": "STRING", "data": "one"}}).encode() + b"\n"
+        await asyncio.wait_for(first_answered.wait(), 20)  # only after its result came back
+        yield json.dumps({"value": {"type": "STRING", "data": "two"}}).encode() + b"\n"
+
+    async with running.session.post(f"{running.cluster_url}/topics/live-produce/records",
+                                    data=body()) as response:
+        first = json.loads(await asyncio.wait_for(response.content.readline(), 20))
+        assert first["offset"] == 0 and first["error_code"] == 200
+        first_answered.set()
+        second = json.loads(await asyncio.wait_for(response.content.readline(), 20))
+        assert second["offset"] == 1
