@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import helm_python
 import pytest
+
 from tests.delivery.support import CHART_DIR
 
 

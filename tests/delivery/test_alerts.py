@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 import yaml
+
 from tests.delivery.support import CHART_DIR, ROOT
 
 RULES = CHART_DIR / "files" / "alerts.yaml"

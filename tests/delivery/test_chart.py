@@ -8,11 +8,11 @@ from typing import Any
 import helm_python
 import pytest
 import yaml
-from tests.delivery.support import CHART_DIR, render, validate_object
 
 from headrace_operator import __main__ as operator_main
 from headrace_operator.crds import DEFAULT_IMAGE, build_crds
 from headrace_operator.rbac import required_rules
+from tests.delivery.support import CHART_DIR, render, validate_object
 
 ALL_FEATURES: dict[str, Any] = {
     "cluster": {"enabled": True, "name": "events"},

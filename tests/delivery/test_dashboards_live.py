@@ -34,6 +34,7 @@ import yaml
 from charts import dashboards
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+
 from tests.delivery.support import CHART_DIR
 
 pytestmark = pytest.mark.timeout(120)
@@ -190,6 +191,11 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     consumer: Consumer | None = None
     try:
         ready = wait_until("the broker to listen", functools.partial(_read_ready, ready_file))
+        # The probes the operator gives broker pods answer.
+        for probe in ("healthz", "readyz"):
+            url = f"http://127.0.0.1:{ready['http_port']}/{probe}"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                assert response.status == 200, probe
         consumer = _drive_traffic(f"127.0.0.1:{ready['kafka_port']}")
         assert operator.stdout is not None
         operator_port = int(operator.stdout.readline())  # printed once its metrics are served

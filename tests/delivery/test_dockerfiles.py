@@ -17,9 +17,9 @@ from pathlib import Path
 import dockerfile
 import pytest
 from docker.utils.build import exclude_paths
-from tests.delivery.support import ROOT
 
 from headrace_operator.crds import HTTP_PORT, KAFKA_PORT
+from tests.delivery.support import ROOT
 
 BASE_IMAGE = "python:3.11-slim"
 BUILD_TOOLS = ("gcc", "g++", "build-essential", "make", "git", "apt-get install", "pip install",

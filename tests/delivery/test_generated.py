@@ -10,11 +10,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 from charts import dashboards, generate
-from tests.delivery.support import CHART_DIR, ROOT, load_documents, validate_object
 from yamllint import config as yamllint_config
 from yamllint import linter
 
 from headrace_operator.crds import build_crds, openapi_schema
+from tests.delivery.support import CHART_DIR, ROOT, load_documents, validate_object
 
 MANIFESTS = ROOT / "manifests"
 

@@ -11,9 +11,9 @@ import subprocess
 from typing import Any
 
 import yaml
-from tests.delivery.support import CHART_DIR, ROOT
 
 from headrace_operator.crds import DEFAULT_IMAGE
+from tests.delivery.support import CHART_DIR, ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 
