@@ -107,6 +107,9 @@ async def test_unknown_resources_and_bad_admin_input(running: RunningBroker) -> 
         ("POST", "/topics", {"data": b""}, 400, 40001),
         ("GET", "/consumer-groups/none", {}, 404, 40405),
         ("DELETE", "/topics", {}, 405, 40500),
+        ("POST", "/topics/__consumer_offsets/records", {"json": {"value": {"data": 1}}}, 403,
+         40301),
+        ("DELETE", "/topics/__consumer_offsets", {}, 403, 40301),
     ]
     for method, path, kwargs, status, code in cases:
         got_status, body = await _call(running, method, path, **kwargs)

@@ -16,6 +16,7 @@ MALFORMED_JSON = 40001
 INVALID_FIELD = 40002
 INVALID_KAFKA_REQUEST = 40003
 OFFSET_OUT_OF_RANGE = 40004
+FORBIDDEN = 40301
 UNKNOWN_TOPIC = 40401
 UNKNOWN_PARTITION = 40402
 UNKNOWN_CONSUMER_INSTANCE = 40403
@@ -62,7 +63,7 @@ def from_kafka_error(error: KafkaError) -> ApiError:
                 ErrorCode.not_enough_replicas_after_append, ErrorCode.request_timed_out):
         return ApiError(503, NOT_LEADER, message)
     if code is ErrorCode.topic_authorization_failed:
-        return ApiError(403, 40301, message)
+        return ApiError(403, FORBIDDEN, message)
     return ApiError(400, INVALID_KAFKA_REQUEST, message)
 
 

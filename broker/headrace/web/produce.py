@@ -21,6 +21,7 @@ from aiohttp import web
 
 from headrace.observability.tracing import TRACEPARENT, traceparent_header
 from headrace.server.errors import KafkaError
+from headrace.server.topics import is_internal
 from headrace.web import errors
 from headrace.web.context import WebContext, context_of, json_response
 from headrace.web.errors import ApiError, from_kafka_error
@@ -160,6 +161,9 @@ async def produce_records(request: web.Request) -> web.StreamResponse:
     ctx.require_cluster(request.match_info["cluster_id"])
     topic_name = request.match_info["topic_name"]
     topic = ctx.require_topic(topic_name)
+    if is_internal(topic_name):
+        raise ApiError(403, errors.FORBIDDEN,
+                       f"cannot produce to internal topic {topic_name!r}")
     limit = ctx.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, errors.BODY_TOO_LARGE,
