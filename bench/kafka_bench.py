@@ -135,29 +135,36 @@ def end_to_end_latency(config: dict[str, Any], topic: str, samples: int) -> dict
     }
 
 
-def run_target(
-    name: str, config: dict[str, Any], records: int, samples: int, rounds: int
-) -> dict[str, Any]:
-    latency_topic = f"latency-{uuid.uuid4().hex[:8]}"
-    # Create the topics up front (auto-creation) so timing excludes metadata set-up.
-    warm = Producer({**config})
-    warm.produce(latency_topic, b"create", partition=0)
-    warm.flush(10)
-    produce_rates, consume_rates, consumed = [], [], []
-    for _ in range(rounds):
+class Target:
+    """One system under test and the figures gathered from it across rounds."""
+
+    def __init__(self, name: str, config: dict[str, Any]) -> None:
+        self.name = name
+        self.config = config
+        self.produce_rates: list[float] = []
+        self.consume_rates: list[float] = []
+        self.consumed: list[int] = []
+
+    def run_round(self, records: int) -> None:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
-        produce_rates.append(produce_throughput(config, topic, records))
-        rate, received = consume_throughput(config, topic, records)
-        consume_rates.append(rate)
-        consumed.append(received)
-    return {
-        "target": name,
-        "produce_records_per_s": statistics.median(produce_rates),
-        "produce_rounds": produce_rates,
-        "consume_records_per_s": statistics.median(consume_rates),
-        "consumed": min(consumed),
-        "latency": end_to_end_latency(config, latency_topic, samples),
-    }
+        self.produce_rates.append(produce_throughput(self.config, topic, records))
+        rate, received = consume_throughput(self.config, topic, records)
+        self.consume_rates.append(rate)
+        self.consumed.append(received)
+
+    def report(self, samples: int) -> dict[str, Any]:
+        latency_topic = f"latency-{uuid.uuid4().hex[:8]}"
+        warm = Producer({**self.config})  # auto-creates the topic outside the timing
+        warm.produce(latency_topic, b"create", partition=0)
+        warm.flush(10)
+        return {
+            "target": self.name,
+            "produce_records_per_s": statistics.median(self.produce_rates),
+            "produce_rounds": self.produce_rates,
+            "consume_records_per_s": statistics.median(self.consume_rates),
+            "consumed": min(self.consumed),
+            "latency": end_to_end_latency(self.config, latency_topic, samples),
+        }
 
 
 def main() -> int:
@@ -165,35 +172,40 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--latency-samples", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3,
-                        help="produce/consume rounds per target; medians are reported")
+                        help="alternating produce/consume rounds per target; medians reported")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory() as tmp:
-        process, bootstrap = start_broker(Path(tmp) / "data")
-        try:
-            headrace = run_target("headrace", {"bootstrap.servers": bootstrap}, args.records,
-                                  args.latency_samples, args.rounds)
-            headrace["broker_peak_rss_mib"] = peak_rss_mib(process.pid)
-        finally:
-            process.terminate()
-            process.wait(30)
 
     # A producer owning a mock cluster; other clients find it through its metadata.
     owner = Producer({"test.mock.num.brokers": 1})
     brokers = owner.list_topics(timeout=10).brokers
     mock_bootstrap = ",".join(f"{b.host}:{b.port}" for b in brokers.values())
-    mock = run_target("librdkafka-mock", {"bootstrap.servers": mock_bootstrap}, args.records,
-                      args.latency_samples, args.rounds)
+    with tempfile.TemporaryDirectory() as tmp:
+        process, bootstrap = start_broker(Path(tmp) / "data")
+        try:
+            headrace = Target("headrace", {"bootstrap.servers": bootstrap})
+            mock = Target("librdkafka-mock", {"bootstrap.servers": mock_bootstrap})
+            # Alternate targets round by round so machine noise hits both alike.
+            for _ in range(args.rounds):
+                headrace.run_round(args.records)
+                mock.run_round(args.records)
+            headrace_report = headrace.report(args.latency_samples)
+            headrace_report["broker_peak_rss_mib"] = peak_rss_mib(process.pid)
+            mock_report = mock.report(args.latency_samples)
+        finally:
+            process.terminate()
+            process.wait(30)
     del owner
 
     report = {
         "records": args.records,
         "record_bytes": len(VALUE),
-        "results": [headrace, mock],
+        "results": [headrace_report, mock_report],
         "ratios": {
-            "produce_vs_mock": headrace["produce_records_per_s"] / mock["produce_records_per_s"],
-            "latency_p99_vs_mock": headrace["latency"]["p99_ms"] / mock["latency"]["p99_ms"],
+            "produce_vs_mock": headrace_report["produce_records_per_s"]
+            / mock_report["produce_records_per_s"],
+            "latency_p99_vs_mock": headrace_report["latency"]["p99_ms"]
+            / mock_report["latency"]["p99_ms"],
         },
     }
     if args.json:
@@ -204,7 +216,7 @@ def main() -> int:
                   f"consume {result['consume_records_per_s']:,.0f}/s "
                   f"({result['consumed']} records), e2e p50 {result['latency']['p50_ms']:.2f} ms "
                   f"p99 {result['latency']['p99_ms']:.2f} ms")
-        print(f"broker peak RSS {headrace['broker_peak_rss_mib']:.0f} MiB; "
+        print(f"broker peak RSS {headrace_report['broker_peak_rss_mib']:.0f} MiB; "
               f"produce ratio vs mock {report['ratios']['produce_vs_mock']:.2f}")
     return 0
 

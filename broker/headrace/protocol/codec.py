@@ -133,7 +133,9 @@ def is_flexible(api_key: int, api_version: int) -> bool:
     return bool(schema is not None and schema.__flexible__)
 
 
-def decode_request(frame: bytes, schema: type[Any]) -> tuple[RequestHeader, Any]:
+def decode_request(
+    frame: bytes | memoryview, schema: type[Any]
+) -> tuple[RequestHeader, Any]:
     """Decode a whole request frame (without the 4-byte size prefix) into header and body."""
     header = parse_request_header(frame, schema.__flexible__)
     try:

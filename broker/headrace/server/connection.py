@@ -174,18 +174,21 @@ class Connection:
         loop = self._loop
         sock = self._sock
         limit = self._broker.config.max_request_bytes
-        buffer = bytearray()
+        # Small frames are parsed out of one reusable buffer; a frame larger than it is
+        # received straight into its own buffer, so big produce requests are copied once.
+        buffer = bytearray(_READ_CHUNK)
+        view = memoryview(buffer)
+        start = end = 0  # unparsed bytes: buffer[start:end]
         try:
             while True:
                 try:
-                    chunk = await loop.sock_recv(sock, _READ_CHUNK)
+                    received = await loop.sock_recv_into(sock, view[end:])
                 except (ConnectionError, OSError):
                     return
-                if not chunk:
+                if not received:
                     return
-                buffer += chunk
-                start = 0
-                while len(buffer) - start >= 4:
+                end += received
+                while end - start >= 4:
                     (size,) = _SIZE.unpack_from(buffer, start)
                     if size < 8 or size > limit:
                         log.warning(
@@ -195,20 +198,40 @@ class Connection:
                             limit,
                         )
                         return
-                    end = start + 4 + size
-                    if end > len(buffer):
-                        break
-                    frame = bytes(buffer[start + 4 : end])
-                    start = end
-                    await self._in_flight.acquire()
-                    future = asyncio.ensure_future(self._process(frame))
-                    self._pending.put_nowait(future)
+                    frame_end = start + 4 + size
+                    if frame_end <= end:
+                        await self._dispatch(bytes(view[start + 4 : frame_end]))
+                        start = frame_end
+                        continue
+                    if 4 + size <= len(buffer):
+                        break  # fits once more bytes arrive (after compaction below)
+                    large = bytearray(size)
+                    have = end - start - 4
+                    large[:have] = view[start + 4 : end]
+                    start = end = 0
+                    large_view = memoryview(large)
+                    while have < size:
+                        try:
+                            received = await loop.sock_recv_into(sock, large_view[have:])
+                        except (ConnectionError, OSError):
+                            return
+                        if not received:
+                            return
+                        have += received
+                    # kio reads only read-only buffers; records come out as their own bytes.
+                    await self._dispatch(large_view.toreadonly())
                 if start:
-                    del buffer[:start]
+                    remaining = end - start
+                    buffer[:remaining] = bytes(view[start:end])
+                    start, end = 0, remaining
         finally:
             self._pending.put_nowait(None)
 
-    async def _process(self, frame: bytes) -> Outgoing | None:
+    async def _dispatch(self, frame: bytes | memoryview) -> None:
+        await self._in_flight.acquire()
+        self._pending.put_nowait(asyncio.ensure_future(self._process(frame)))
+
+    async def _process(self, frame: bytes | memoryview) -> Outgoing | None:
         started = time.perf_counter()
         api_key, api_version, correlation_id = _API_PREFIX.unpack_from(frame, 0)
         broker = self._broker
