@@ -19,6 +19,7 @@ from confluent_kafka.admin import (
     NewPartitions,
     NewTopic,
 )
+
 from tests.clients.conftest import BrokerProcess
 
 BASE_TS = 1_700_000_000_000

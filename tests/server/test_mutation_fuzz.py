@@ -12,11 +12,10 @@ import contextlib
 import random
 import struct
 
-from tests.server.test_wire import fetch_fields, produce, produce_fields
-from tests.server.wire import WireClient, build_batch
-
 from headrace.server.broker import Broker
 from headrace.server.topics import TopicSpec
+from tests.server.test_wire import fetch_fields, produce, produce_fields
+from tests.server.wire import WireClient, build_batch
 
 ROUNDS = 150
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import uvloop
-from tests.server.test_wire import fetch_fields, produce
-from tests.server.wire import WireClient, build_batch
 
 from headrace.server.broker import Broker, BrokerConfig
 from headrace.server.topics import TopicSpec
+from tests.server.test_wire import fetch_fields, produce
+from tests.server.wire import WireClient, build_batch
 
 BATCHES = 10
 VALUE_BYTES = 600_000

@@ -12,10 +12,10 @@ from typing import Any
 
 from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
-from tests.server.wire import WireClient, build_batch
 
 from headrace.server.broker import Broker
 from headrace.server.topics import TopicSpec
+from tests.server.wire import WireClient, build_batch
 
 ZERO = datetime.timedelta(0)
 
@@ -283,4 +283,30 @@ async def test_list_offsets_and_delete_records(broker: Broker) -> None:
     )
     assert deleted.topics[0].partitions[0].low_watermark == 2
     assert (await lookup(-2))[0] == 2
+    await client.close()
+
+
+async def test_invalid_acks_and_auto_create_switch(broker: Broker) -> None:
+    client = await WireClient.connect(broker.kafka_port)
+    response = await client.request(0, 9, **produce_fields("acks", 0, build_batch([b"x"]), acks=2))
+    assert response.responses[0].partition_responses[0].error_code == (
+        ErrorCode.invalid_required_acks
+    )
+    broker.config.auto_create_topics = False
+    module = request_module(3, 12)
+    missing = await client.request(
+        3, 12, topics=(module.MetadataRequestTopic(topic_id=None, name="never"),),
+        allow_auto_topic_creation=True, include_topic_authorized_operations=False,
+    )
+    assert missing.topics[0].error_code == ErrorCode.unknown_topic_or_partition
+    produced = await produce(client, "never", build_batch([b"x"]))
+    assert produced.error_code == ErrorCode.unknown_topic_or_partition
+    assert broker.topics.get("never") is None
+    broker.config.auto_create_topics = True
+    not_allowed = await client.request(
+        3, 12, topics=(module.MetadataRequestTopic(topic_id=None, name="never"),),
+        allow_auto_topic_creation=False, include_topic_authorized_operations=False,
+    )
+    assert not_allowed.topics[0].error_code == ErrorCode.unknown_topic_or_partition
+    assert broker.topics.get("never") is None
     await client.close()
