@@ -232,6 +232,7 @@ def test_consumption_continues_after_graceful_restart(fresh_broker: BrokerProces
     first = _produce_keyed(fresh_broker.bootstrap, topic, 40, keys=3)
     assert sorted(o for _, o, *_ in first) == list(range(40))
     assert fresh_broker.stop() == 0
+    assert (fresh_broker.data_dir / ".clean-shutdown").exists()  # SIGTERM closed storage cleanly
     fresh_broker.start()
     second = _produce_keyed(fresh_broker.bootstrap, topic, 40, keys=3)
     assert sorted(o for _, o, *_ in second) == list(range(40, 80))
