@@ -325,7 +325,13 @@ class Connection:
         if not parts:
             return
         data = parts[0] if len(parts) == 1 else b"".join(parts)
-        await self._loop.sock_sendall(self._sock, data)
+        # Usually the socket takes it all at once: skip the loop's future machinery then.
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            await self._loop.sock_sendall(self._sock, memoryview(data)[sent:])
 
     async def _sendfile(self, region: FileSlice) -> None:
         fd = self._sock.fileno()
