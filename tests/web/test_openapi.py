@@ -90,7 +90,7 @@ def test_schemathesis_finds_no_server_errors(broker_process: BrokerProcess,
          "--max-examples", "10",
          "--workers", "1",
          "--request-timeout", "10",
-         "--max-time", "20",
+         "--max-time", "15",
          "--seed", "1",
          # Endless streams and consumer instances (each a Kafka client) are tested elsewhere.
          "--exclude-path-regex", r"/stream$|^/consumers",

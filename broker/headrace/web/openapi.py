@@ -250,7 +250,7 @@ def _paths() -> dict[str, Any]:
             {"200": {"description": "Produced (or one result per record in streaming mode)",
                      "content": {_JSON: {"schema": {"$ref": ref + "ProduceResponse"}},
                                  "application/x-ndjson": {"schema": {"type": "string"}}}},
-             **_error_responses(400, 404, 413, 503)},
+             **_error_responses(400, 403, 404, 413, 503)},
             body=_body({"$ref": ref + "ProduceRequest"}), params=_TOPIC)},
         t + "/stream": {"get": _op(
             "Server-Sent Events of a topic's records from an offset, a timestamp, a group's "
