@@ -1,7 +1,14 @@
-"""Run ``headrace`` client commands as real subprocesses against a real broker subprocess."""
+"""Run ``headrace`` client commands against a real broker subprocess.
+
+Commands run in-process through the real entry point (``headrace.cli.main``) with stdin, stdout
+and stderr redirected, which saves an interpreter start per call; ``subprocess=True`` runs
+``python -m headrace`` for real, to check exit codes as a shell sees them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -10,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from headrace.cli import main
 from tests.clients.conftest import ROOT, BrokerProcess
 
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]
@@ -25,16 +33,25 @@ def cli_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProce
 
 
 @pytest.fixture
-def cli(cli_broker: BrokerProcess) -> CliRunner:
+def cli(cli_broker: BrokerProcess, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "broker"), env.get("PYTHONPATH", "")])
 
     def run(*args: str, stdin: str | None = None, bootstrap: str | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "headrace", *args]
-        if args and args[0] != "--help":
-            command += ["--bootstrap-server", bootstrap or cli_broker.bootstrap]
-        return subprocess.run(command, input=stdin, capture_output=True, text=True,
-                              timeout=timeout, env=env, cwd=Path(ROOT))
+            timeout: float = 60, in_subprocess: bool = False
+            ) -> subprocess.CompletedProcess[str]:
+        argv = [*args, "--bootstrap-server", bootstrap or cli_broker.bootstrap]
+        if in_subprocess:
+            return subprocess.run([sys.executable, "-m", "headrace", *argv], input=stdin,
+                                  capture_output=True, text=True, timeout=timeout, env=env,
+                                  cwd=Path(ROOT))
+        out, err = io.StringIO(), io.StringIO()
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((stdin or "").encode())))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exit_:  # argparse usage errors
+                code = exit_.code if isinstance(exit_.code, int) else 1
+        return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
     return run

@@ -135,10 +135,13 @@ def test_cluster_views(cli: CliRunner) -> None:
 
 
 def test_exit_codes(cli: CliRunner) -> None:
-    usage = cli("topics", "create")
+    usage = cli("topics", "create", in_subprocess=True)
     assert usage.returncode == 2 and "usage" in usage.stderr
-    unreachable = cli("topics", "list", "--timeout", "2", bootstrap="127.0.0.1:1")
+    unreachable = cli("topics", "list", "--timeout", "2", bootstrap="127.0.0.1:1",
+                      in_subprocess=True)
     assert unreachable.returncode == 1 and unreachable.stderr.startswith("error:")
+    listed = cli("topics", "list", "-o", "json", in_subprocess=True)
+    assert listed.returncode == 0 and isinstance(json.loads(listed.stdout), list)
     bad_property = cli("topics", "list", "-X", "nonsense")
     assert bad_property.returncode == 1 and "KEY=VALUE" in bad_property.stderr
     no_separator = cli("produce", "whatever", "-K", ":", stdin="no separator here\n")
