@@ -208,12 +208,17 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = Prometheus(f"http://127.0.0.1:{port}")
 
-        def scraped_enough() -> bool:
+        def prometheus_ready() -> bool:
             try:
-                samples = client.query("count_over_time(up[1m]) >= 6")
-            except OSError:
+                with urllib.request.urlopen(f"{client.url}/-/ready", timeout=5) as response:
+                    return bool(response.status == 200)
+            except OSError:  # not listening yet, or 503 while it opens its storage
                 return False
-            return len(samples) == 2
+
+        def scraped_enough() -> bool:
+            return len(client.query("count_over_time(up[1m]) >= 6")) == 2
+
+        wait_until("Prometheus to be ready", prometheus_ready, timeout=60)
 
         wait_until("6 scrapes of the broker", scraped_enough, timeout=60)
         consumer.poll(0.1)  # keep the group member alive
