@@ -28,6 +28,7 @@ from headrace.protocol.codec import (
     request_schema,
 )
 from headrace.protocol.fetch import PartitionData, encode_fetch_body
+from headrace.protocol.produce import PartitionResult, encode_produce_body
 from headrace.storage import FileRegion
 
 
@@ -177,3 +178,31 @@ def test_fuzz_mutated_produce_frames_only_raise_malformed(data: st.DataObject) -
         frame[position] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(frame)))
     _decode_any(bytes(frame[:cut]))
+
+
+@pytest.mark.parametrize("version", range(3, 10))
+def test_hand_framed_produce_parses_with_kio(version: int) -> None:
+    body = encode_produce_body(
+        version,
+        [
+            ("orders", [PartitionResult(0, 0, 42, 1_700_000_000_123, 3),
+                        PartitionResult(4, 10, -1, -1, -1, "too large")]),
+            ("empty", []),
+        ],
+        throttle_ms=5,
+    )
+    response, size = entity_reader(load_response_schema(0, version))(body, 0)
+    assert size == len(body)
+    orders, empty = response.responses
+    assert (orders.name, empty.name, empty.partition_responses) == ("orders", "empty", ())
+    ok, failed = orders.partition_responses
+    assert (ok.index, ok.error_code, ok.base_offset) == (0, ErrorCode.none, 42)
+    assert ok.log_append_time is not None
+    assert round(ok.log_append_time.timestamp() * 1000) == 1_700_000_000_123
+    assert (failed.index, failed.error_code) == (4, ErrorCode.message_too_large)
+    assert failed.log_append_time is None
+    if version >= 5:
+        assert ok.log_start_offset == 3
+    if version >= 8:
+        assert failed.error_message == "too large"
+    assert response.throttle_time == datetime.timedelta(milliseconds=5)

@@ -2,38 +2,38 @@
 
 Batches are validated by storage from their headers and CRC only (no per-record work here).
 acks=0 requests get no response at all; errors are answered per partition with Kafka codes,
-and an idempotent retry is answered with the offsets of the original append.
+and an idempotent retry is answered with the offsets of the original append. The response is
+packed by :mod:`headrace.protocol.produce` (the hot path), not by kio's generic writer.
 """
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from headrace.protocol.codec import PreEncodedResponse
+from headrace.protocol.produce import (
+    FLEXIBLE_FROM,
+    MAX_VERSION,
+    MIN_VERSION,
+    PartitionResult,
+    encode_produce_body,
+)
 from headrace.server.dispatch import ApiHandler, RequestContext
 from headrace.server.errors import KafkaError
-from headrace.server.handlers.common import NO_THROTTLE, OK, build, response_classes
 
 API_KEY = 0
-
-
-def _append_time(ms: int) -> datetime.datetime | None:
-    if ms < 0:
-        return None
-    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
 
 
 async def handle_produce(request: Any, ctx: RequestContext) -> Any:
     broker = ctx.broker
     acks = int(request.acks)
-    module = response_classes(API_KEY, ctx.api_version)
-    partition_cls = module.PartitionProduceResponse
-    topic_results = []
+    topic_results: list[tuple[str, list[PartitionResult]]] = []
+    first_error = 0
     for topic_data in request.topic_data:
         name = topic_data.name
-        partitions = []
+        partitions: list[PartitionResult] = []
         topic_error: KafkaError | None = None
         if acks not in (0, 1, -1):
             topic_error = KafkaError(ErrorCode.invalid_required_acks, f"acks={acks}")
@@ -48,9 +48,8 @@ async def handle_produce(request: Any, ctx: RequestContext) -> Any:
             except KafkaError as error:
                 topic_error = error
         for partition_data in topic_data.partition_data:
-            index = partition_data.index
+            index = int(partition_data.index)
             problem = topic_error
-            result = None
             if problem is None:
                 records = partition_data.records
                 if not records:
@@ -60,39 +59,27 @@ async def handle_produce(request: Any, ctx: RequestContext) -> Any:
                         result = await broker.produce(name, index, records, acks=acks)
                     except KafkaError as failure:
                         problem = failure
-            if result is not None:
-                partitions.append(
-                    build(
-                        partition_cls,
-                        index=index,
-                        error_code=OK,
-                        base_offset=result.base_offset,
-                        log_append_time=_append_time(result.log_append_time_ms),
-                        log_start_offset=result.log_start_offset,
-                        record_errors=(),
-                        error_message=None,
-                    )
-                )
-            else:
-                assert problem is not None
-                partitions.append(
-                    build(
-                        partition_cls,
-                        index=index,
-                        error_code=problem.code,
-                        base_offset=-1,
-                        log_append_time=None,
-                        log_start_offset=-1,
-                        record_errors=(),
-                        error_message=problem.message,
-                    )
-                )
-        topic_results.append(
-            module.TopicProduceResponse(name=name, partition_responses=tuple(partitions))
-        )
+                    else:
+                        partitions.append(
+                            PartitionResult(
+                                index,
+                                0,
+                                result.base_offset,
+                                result.log_append_time_ms,
+                                result.log_start_offset,
+                            )
+                        )
+                        continue
+            first_error = first_error or int(problem.code)
+            partitions.append(
+                PartitionResult(index, int(problem.code), -1, -1, -1, problem.message)
+            )
+        topic_results.append((name, partitions))
     if acks == 0:
         return None
-    return build(module.ProduceResponse, responses=tuple(topic_results), throttle_time=NO_THROTTLE)
+    version = ctx.api_version
+    body = encode_produce_body(version, topic_results)
+    return PreEncodedResponse(API_KEY, version >= FLEXIBLE_FROM, [body], first_error)
 
 
-HANDLERS = [ApiHandler(API_KEY, 3, 9, handle_produce)]
+HANDLERS = [ApiHandler(API_KEY, MIN_VERSION, MAX_VERSION, handle_produce)]
