@@ -13,9 +13,8 @@ import binascii
 import functools
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from aiokafka.partitioner import murmur2
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -36,9 +35,11 @@ class InvalidRecordError(ValueError):
     """A produce request that can't become a record; the message names the offending field."""
 
 
-@dataclass(frozen=True, slots=True)
-class ProduceRecord:
-    """One record of a REST produce request, validated and encoded to bytes."""
+class ProduceRecord(NamedTuple):
+    """One record of a REST produce request, validated and encoded to bytes.
+
+    A NamedTuple: built once per record on the HTTP produce path, where a frozen dataclass'
+    constructor costs about three times as much."""
 
     partition: int | None
     key: bytes | None
@@ -174,8 +175,7 @@ def build_batch(
     return bytes(builder.build())
 
 
-@dataclass(frozen=True, slots=True)
-class ConsumedRecord:
+class ConsumedRecord(NamedTuple):
     """A record read back from a partition log."""
 
     offset: int
