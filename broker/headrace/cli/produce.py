@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"),
                         default="none")
     parser.add_argument("--progress", action="store_true",
-                        help=f"report progress every {PROGRESS_EVERY:,} records on stderr")
+                        help=f"report progress every {PROGRESS_EVERY:,} records on stderr "
+                             "(default when stderr is a terminal)")
     add_connection_arguments(parser)
 
 
@@ -69,6 +70,7 @@ def _produce(args: argparse.Namespace) -> int:
             delivered += 1
 
     source = args.file if args.file is not None else sys.stdin.buffer
+    show_progress = args.progress or sys.stderr.isatty()
     sent = 0
     started = time.monotonic()
     extra: dict[str, Any] = {}
@@ -92,7 +94,7 @@ def _produce(args: argparse.Namespace) -> int:
                 raise CliError(describe_kafka_error(exc.args[0])) from None
         sent += 1
         producer.poll(0)
-        if args.progress and sent % PROGRESS_EVERY == 0:
+        if show_progress and sent % PROGRESS_EVERY == 0:
             progress(f"{sent:,} records sent ({sent / (time.monotonic() - started):,.0f}/s)")
     remaining = producer.flush(args.timeout)
     if remaining:
