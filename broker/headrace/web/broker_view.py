@@ -77,13 +77,22 @@ class BrokerView:
         logs = self.broker.logs
         if logs is None:
             return
+        node_id = self.broker.config.node_id
         for name, topic in list(logs.topics().items()):
+            # Leadership and ISR come from the metadata view, which replication keeps current.
+            state = self.broker.metadata.topic(name)
             for partition in range(topic.partitions):
                 try:
                     log_ = logs.get_partition(name, partition)
                     high_watermark = self.broker.replicas.high_watermark(name, partition)
-                except (KafkaError, Exception):  # deleted between listing and reading
+                except Exception:  # deleted between listing and reading, or not hosted here
                     continue
+                is_leader, under_replicated, offline = True, False, False
+                if state is not None and partition < len(state.partitions):
+                    placement = state.partitions[partition]
+                    is_leader = placement.leader == node_id
+                    under_replicated = is_leader and len(placement.isr) < len(placement.replicas)
+                    offline = placement.leader < 0
                 yield PartitionStats(
                     topic=name,
                     partition=partition,
@@ -92,6 +101,9 @@ class BrokerView:
                     log_start_offset=log_.log_start_offset,
                     log_end_offset=log_.log_end_offset,
                     high_watermark=high_watermark,
+                    is_leader=is_leader,
+                    under_replicated=under_replicated,
+                    offline=offline,
                 )
 
     def group_stats(self) -> Iterator[GroupStats]:
