@@ -212,3 +212,11 @@ def test_notes_tell_the_user_what_to_do_next(chart: helm_python.Chart) -> None:
     notes = with_cluster["headrace/templates/NOTES.txt"]
     assert 'The Cluster "events" was created' in notes
     assert "monitoring.podMonitor.enabled" not in notes
+
+
+def test_versions_agree(chart: helm_python.Chart) -> None:
+    from headrace import __version__
+
+    assert chart.metadata["appVersion"] == __version__
+    # The operator's default broker image is the release the chart installs.
+    assert DEFAULT_IMAGE.rsplit(":", 1)[1] == __version__
