@@ -75,6 +75,8 @@ def test_e2e_workflow_runs_the_e2e_suite_on_a_three_zone_kind_cluster() -> None:
     scripts = "\n".join(step.get("run", "") for step in _steps(workflow))
     assert "kind load docker-image" in scripts
     assert "python -m pytest tests/e2e -m e2e" in scripts
+    assert scripts.index("helm upgrade --install headrace charts/headrace") < scripts.index(
+        "python -m pytest tests/e2e")
     # The images the tests install are the ones the workflow builds and loads.
     tags = "\n".join(step["with"]["tags"] for step in builds)
     assert "${{ env.HEADRACE_E2E_REGISTRY }}/headrace:${{ env.HEADRACE_E2E_TAG }}-next" in tags
