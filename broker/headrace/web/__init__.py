@@ -174,7 +174,14 @@ def create_app(
     provider = tracer_provider or getattr(broker, "tracer_provider", None)
     if provider is None:
         # OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on without any flag; otherwise None (off).
-        provider = setup_tracing(broker_id=broker.config.node_id)
+        own_provider = setup_tracing(broker_id=broker.config.node_id)
+        if own_provider is not None:
+            provider = own_provider
+
+            async def flush_spans(app: web.Application) -> None:
+                await asyncio.to_thread(own_provider.shutdown)  # exports what is queued
+
+            app.on_cleanup.append(flush_spans)
     metrics = metrics_for(broker)
     ctx = WebContext(broker=broker, metrics=metrics, tracer=get_tracer(provider),
                      max_body_bytes=max_body_bytes)
