@@ -130,6 +130,7 @@ class KafkaTunnel:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _written: dict[str, str] | None = None  # what /etc/hosts holds for us now
 
     def __enter__(self) -> KafkaTunnel:
         self.refresh()
@@ -231,6 +232,9 @@ class KafkaTunnel:
                 continue  # the API server may be briefly busy; try again next round
 
     def _write_hosts(self, hosts: dict[str, str]) -> None:
+        if hosts == self._written:
+            return
+        self._written = dict(hosts)
         kept = [line for line in HOSTS_FILE.read_text().splitlines()
                 if not line.endswith(HOSTS_MARKER)]
         added = [f"{address} {host} {HOSTS_MARKER}" for host, address in sorted(hosts.items())]
