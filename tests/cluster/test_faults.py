@@ -35,7 +35,8 @@ from cluster_helpers import (
 )
 from confluent_kafka import Consumer, TopicPartition
 
-from headrace.cluster.devcluster import DevCluster
+from headrace.cluster.devcluster import BrokerProcess, DevCluster
+from headrace.cluster.etcd_launcher import EtcdProcess
 
 TOPIC = "chaos"
 PARTITIONS = 3
@@ -291,8 +292,103 @@ def _netns_available() -> str | None:
     return None
 
 
-def test_cut_link_between_namespaces() -> None:
+class CutLink:
+    """A network namespace joined to the host by a veth pair whose link can be cut."""
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:6]
+        self.namespace = f"hr-{tag}"
+        self.host_side = f"hrh{tag}"
+        self.ns_side = f"hrn{tag}"
+        octet = random.randrange(1, 250)
+        self.host_ip = f"10.213.{octet}.1"
+        self.ns_ip = f"10.213.{octet}.2"
+
+    def _ip(self, *args: str, namespace: bool = False) -> None:
+        prefix = ["ip", "netns", "exec", self.namespace] if namespace else []
+        subprocess.run([*prefix, "ip", *args], check=True, capture_output=True)
+
+    def create(self) -> None:
+        self._ip("netns", "add", self.namespace)
+        self._ip("link", "add", self.host_side, "type", "veth", "peer", "name", self.ns_side)
+        self._ip("link", "set", self.ns_side, "netns", self.namespace)
+        self._ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_side)
+        self._ip("link", "set", self.host_side, "up")
+        self._ip("addr", "add", f"{self.ns_ip}/30", "dev", self.ns_side, namespace=True)
+        self._ip("link", "set", self.ns_side, "up", namespace=True)
+        self._ip("link", "set", "lo", "up", namespace=True)
+
+    def cut(self) -> None:
+        self._ip("link", "set", self.host_side, "down")
+
+    def heal(self) -> None:
+        self._ip("link", "set", self.host_side, "up")
+
+    def destroy(self) -> None:
+        subprocess.run(["ip", "link", "del", self.host_side], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", self.namespace], capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_broker_behind_a_cut_link_loses_leadership_and_rejoins(tmp_path: Path) -> None:
     reason = _netns_available()
     if reason is not None:
         pytest.skip(reason)
-    pytest.skip("network-namespace link cuts are not implemented yet (see docs/replication.md)")
+    link = CutLink()
+    link.create()
+    etcd = EtcdProcess(tmp_path / "etcd", host=link.host_ip)
+    brokers: list[BrokerProcess] = []
+    load: ProducerLoad | None = None
+    try:
+        etcd.start()
+        for broker_id in (1, 2, 3):
+            isolated = broker_id == 3
+            brokers.append(BrokerProcess(
+                broker_id, tmp_path / f"broker-{broker_id}", etcd.metadata_url,
+                zone="abc"[broker_id - 1], extra_args=FAST_FLAGS,
+                host=link.ns_ip if isolated else link.host_ip,
+                command_prefix=("ip", "netns", "exec", link.namespace) if isolated else (),
+            ).start(wait=False))
+        for broker in brokers:
+            broker.wait_ready()
+        bootstrap = ",".join(b.bootstrap for b in brokers)
+        reachable = ",".join(b.bootstrap for b in brokers[:2])
+        create_topic(bootstrap, TOPIC, PARTITIONS, 3, {"min.insync.replicas": "2"})
+        wait_for(lambda: all(len(isr) == 3 and leader >= 0 for leader, _, isr
+                             in partition_states(bootstrap, TOPIC).values()), 30, "healthy")
+        assert 3 in {leader for leader, _, _ in partition_states(bootstrap, TOPIC).values()}
+        load = ProducerLoad(bootstrap, TOPIC, PARTITIONS).start()
+        wait_for(lambda: load.acked_count() > 200, 30, "production running")
+        link.cut()
+        wait_for(
+            lambda: all(leader in (1, 2) and 3 not in isr for leader, _, isr
+                        in partition_states(reachable, TOPIC).values()),
+            30, "leadership and ISR membership gone from the cut-off broker",
+        )
+        before = load.acked_count()
+        wait_for(lambda: load.acked_count() > before + 200, 30, "acks while the link is cut")
+        link.heal()
+        wait_for(lambda: all(3 in isr for _, _, isr in partition_states(reachable, TOPIC).values()),
+                 60, "the cut-off broker back in every ISR")
+        before = load.acked_count()
+        wait_for(lambda: load.acked_count() > before + 200, 30, "acks after healing")
+        load.stop()
+        assert not load.errors, load.errors[:5]
+        highest: dict[int, int] = {}
+        for record in load.acked:
+            highest[record.partition] = max(highest.get(record.partition, -1), record.offset)
+        records = read_everything(bootstrap, highest)
+        check_no_loss_no_duplicates(
+            load.acked, {p: [(o, v) for o, v, _ in rs] for p, rs in records.items()}
+        )
+        for partition, rs in records.items():
+            epochs = [epoch for _, _, epoch in rs]
+            assert epochs == sorted(epochs), f"leader epochs go backwards in {partition}"
+    finally:
+        if load is not None:
+            load.stop()
+        for broker in brokers:
+            broker.kill()
+        etcd.kill()
+        link.destroy()

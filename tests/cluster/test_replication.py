@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import signal
@@ -26,6 +27,8 @@ from kio.schema.types import TopicName
 from kio.static.primitive import i16, i32, i32Timedelta, i64
 
 from headrace.cluster.devcluster import DevCluster
+from headrace.cluster.model import ClusterSnapshot
+from headrace.cluster.store import EtcdMetadataStore
 from headrace.cluster.wire import BrokerConnection
 
 
@@ -144,40 +147,60 @@ def test_min_insync_replicas_is_enforced_when_a_follower_stalls(cluster: DevClus
     assert produce_one() is None
 
 
-def test_wiped_broker_rejoins_only_after_catching_up(cluster: DevCluster) -> None:
-    create_topic(cluster.bootstrap, "wiped", 1, 3)
-    wait_for(lambda: all_led(cluster.bootstrap, "wiped", 1), 20, "leader")
-    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
-                         "enable.idempotence": True})
-    for index in range(2000):
-        producer.produce("wiped", b"%06d" % index, partition=0)
-        if index % 500 == 0:
-            producer.poll(0)
-    assert producer.flush(30) == 0
-    leader, replicas, _ = partition_states(cluster.bootstrap, "wiped")[0]
-    victim = cluster.broker(next(r for r in replicas if r != leader))
-    victim.kill()
-    victim.wipe()
-    victim.start()
-    others = ",".join(b.bootstrap for b in cluster.brokers if b is not victim)
-    # The controller notices the new disk and drops the broker from the ISR even though its
-    # old incarnation was in sync ...
-    wait_for(
-        lambda: victim.broker_id not in partition_states(others, "wiped")[0][2], 40,
-        "the wiped broker out of the ISR",
+async def test_wiped_broker_rejoins_only_after_catching_up(cluster: DevCluster) -> None:
+    await asyncio.to_thread(create_topic, cluster.bootstrap, "wiped", 1, 3)
+    await asyncio.to_thread(
+        wait_for, lambda: all_led(cluster.bootstrap, "wiped", 1), 20, "leader"
     )
-    # ... and the leader re-admits it only once it has copied the log again.
-    wait_for(
-        lambda: victim.broker_id in partition_states(others, "wiped")[0][2], 40,
-        "the wiped broker back in the ISR after re-replicating",
-    )
-    # Now make it the leader: it must serve everything, so it really copied the log.
+
+    def produce() -> None:
+        producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
+                             "enable.idempotence": True})
+        for index in range(2000):
+            producer.produce("wiped", b"%06d" % index, partition=0)
+            if index % 500 == 0:
+                producer.poll(0)
+        assert producer.flush(30) == 0
+
+    await asyncio.to_thread(produce)
+    # Follow every ISR change of the partition through etcd's watch (no polling races).
+    history: list[tuple[int, ...]] = []
+    store = EtcdMetadataStore([("127.0.0.1", cluster.etcd.client_port)])
+    await store.start()
+
+    def record(snapshot: ClusterSnapshot) -> None:
+        state = snapshot.partitions.get(("wiped", 0))
+        if state is not None and (not history or history[-1] != state.isr):
+            history.append(state.isr)
+
+    store.add_listener(record)
+    try:
+        leader, replicas, _ = partition_states(cluster.bootstrap, "wiped")[0]
+        victim = cluster.broker(next(r for r in replicas if r != leader))
+        victim.kill()
+        victim.wipe()
+        await asyncio.to_thread(victim.start)
+        # The controller notices the new disk and drops the broker from the ISR even though
+        # its old incarnation was in sync; the leader re-admits it once it copied the log.
+        await store.wait_until(
+            lambda _s: any(victim.broker_id not in isr for isr in history)
+            and victim.broker_id in history[-1],
+            timeout=60,
+        )
+    finally:
+        await store.close()
+    # Now make it the only live replica: it must serve everything, so it really copied the log.
     for other in cluster.brokers:
         if other is not victim:
             other.kill()
-    wait_for(lambda: partition_states(victim.bootstrap, "wiped")[0][0] == victim.broker_id, 30,
-             "the re-replicated broker leading")
-    seen = consume_partitions(victim.bootstrap, "wiped", 1, lambda s: len(s[0]) >= 2000, 30)
+    await asyncio.to_thread(
+        wait_for,
+        lambda: partition_states(victim.bootstrap, "wiped")[0][0] == victim.broker_id,
+        30, "the re-replicated broker leading",
+    )
+    seen = await asyncio.to_thread(
+        consume_partitions, victim.bootstrap, "wiped", 1, lambda s: len(s[0]) >= 2000, 30
+    )
     assert [value for _, value in seen[0]] == [b"%06d" % i for i in range(2000)]
 
 

@@ -57,3 +57,17 @@ def test_out_of_sync_follower_is_eligible_once_it_reaches_the_high_watermark() -
     assert state.caught_up_followers(20) == {3}
     state.update_membership((1, 2, 3), (1, 2, 3), 103.0)
     assert state.caught_up_followers(20) == set()
+
+
+def test_a_follower_leaving_the_isr_must_fetch_again_to_return() -> None:
+    state = leader()
+    for replica in (2, 3):
+        state.record_fetch(replica, 20, 20, 101.0)
+    state.advance_high_watermark(20)
+    # The controller drops 3 (e.g. its disk was wiped): its old position must not count.
+    state.update_membership((1, 2, 3), (1, 2), 102.0)
+    assert state.caught_up_followers(20) == set()
+    state.record_fetch(3, 0, 20, 103.0)  # the wiped broker starts from scratch
+    assert state.caught_up_followers(20) == set()
+    state.record_fetch(3, 20, 20, 104.0)
+    assert state.caught_up_followers(20) == {3}

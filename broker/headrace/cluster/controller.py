@@ -101,13 +101,17 @@ class Controller:
         assert record is not None
         plan = reconcile(snapshot)
         missing = _missing_partition_states(snapshot)
-        all_written = await self.write_states(plan.partitions + missing, record)
-        if all_written:
-            for broker_id, seen in plan.seen.items():
+        failed = await self._write_all(plan.partitions + missing, record)
+        for broker_id, seen in plan.seen.items():
+            # A broker's new incarnation is accounted for once every partition that named
+            # the old one has been rewritten (a race elsewhere must not hold this up, or a
+            # busy leader re-admitting it could keep the controller removing it forever).
+            if not plan.seen_after.get(broker_id, set()) & failed:
                 await self.store.write_seen(broker_id, seen, controller=record)
-            await self._sync_assignments(snapshot)
-        else:
+        if failed:
             self._wake.set()  # someone raced us: look again with fresh metadata
+        else:
+            await self._sync_assignments(snapshot)
 
     async def _sync_assignments(self, snapshot: ClusterSnapshot) -> None:
         """After reassignments complete, make the topic records name the new replicas."""
@@ -120,6 +124,16 @@ class Controller:
             if assignment != dict(topic.assignment):
                 updated = TopicRecord(topic.name, topic.topic_id, assignment, topic.configs)
                 await self.store.update_topic(updated, [])
+
+    async def _write_all(
+        self, states: Iterable[PartitionState], record: ControllerRecord
+    ) -> set[tuple[str, int]]:
+        """CAS each state; returns the partitions whose write lost a race."""
+        failed: set[tuple[str, int]] = set()
+        for state in states:
+            if not await self.write_states([state], record):
+                failed.add((state.topic, state.partition))
+        return failed
 
     async def write_states(
         self, states: Iterable[PartitionState], record: ControllerRecord | None = None

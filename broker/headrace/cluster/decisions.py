@@ -38,6 +38,9 @@ class Reconciliation:
 
     partitions: list[PartitionState] = field(default_factory=list)
     seen: dict[int, SeenBroker] = field(default_factory=dict)
+    #: For each ``seen`` update, the partitions whose change must be persisted first (those
+    #: that named the broker's previous incarnation); other partitions' races do not hold it up.
+    seen_after: dict[int, set[tuple[str, int]]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.partitions or self.seen)
@@ -162,7 +165,16 @@ def reconcile(snapshot: ClusterSnapshot) -> Reconciliation:
         if snapshot.seen.get(broker_id)
         != SeenBroker(registration.broker_epoch, registration.log_dir_id)
     }
-    return Reconciliation(partitions=changed, seen=seen)
+    seen_after = {
+        broker_id: {
+            (s.topic, s.partition)
+            for s in changed
+            if broker_id in snapshot.partitions[s.topic, s.partition].isr
+            or broker_id == snapshot.partitions[s.topic, s.partition].leader
+        }
+        for broker_id in seen
+    }
+    return Reconciliation(partitions=changed, seen=seen, seen_after=seen_after)
 
 
 def preferred_leader_elections(

@@ -40,8 +40,13 @@ class BrokerProcess:
         kafka_port: int = 0,
         http_port: int = 0,
         extra_args: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
+        command_prefix: tuple[str, ...] = (),
     ) -> None:
         self.broker_id = broker_id
+        self.host = host
+        #: e.g. ``("ip", "netns", "exec", NAME)`` to run the broker in a network namespace.
+        self.command_prefix = command_prefix
         self.data_dir = data_dir
         self.metadata_url = metadata_url
         self.zone = zone
@@ -56,7 +61,7 @@ class BrokerProcess:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        return f"{self.host}:{self.kafka_port}"
 
     @property
     def running(self) -> bool:
@@ -67,11 +72,12 @@ class BrokerProcess:
         kafka_port = self.kafka_port or self.requested_kafka_port
         http_port = self.http_port or self.requested_http_port
         command = [
+            *self.command_prefix,
             sys.executable, "-m", "headrace", "broker",
             "--broker-id", str(self.broker_id),
             "--data-dir", str(self.data_dir),
-            "--kafka-listen", f"127.0.0.1:{kafka_port}",
-            "--http-listen", f"127.0.0.1:{http_port}",
+            "--kafka-listen", f"{self.host}:{kafka_port}",
+            "--http-listen", f"{self.host}:{http_port}",
             "--ready-file", str(self.ready_path),
             "--metadata", self.metadata_url,
         ]

@@ -52,9 +52,13 @@ def free_loopback_port() -> int:
 class EtcdProcess:
     """One etcd member as a child process; restartable on the same ports and data dir."""
 
-    def __init__(self, data_dir: Path, *, name: str = "headrace-etcd") -> None:
+    def __init__(
+        self, data_dir: Path, *, name: str = "headrace-etcd", host: str = "127.0.0.1"
+    ) -> None:
         self.data_dir = data_dir
         self.name = name
+        #: Address etcd listens on (loopback; the network-namespace test uses a veth address).
+        self.host = host
         self.client_port = free_loopback_port()
         self.peer_port = free_loopback_port()
         self._process: subprocess.Popen[bytes] | None = None
@@ -63,7 +67,7 @@ class EtcdProcess:
     @property
     def endpoint(self) -> str:
         """``HOST:PORT`` of the client listener."""
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.host}:{self.client_port}"
 
     @property
     def metadata_url(self) -> str:
@@ -75,7 +79,7 @@ class EtcdProcess:
         if self._process is not None and self._process.poll() is None:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        client_url = f"http://127.0.0.1:{self.client_port}"
+        client_url = f"http://{self.host}:{self.client_port}"
         peer_url = f"http://127.0.0.1:{self.peer_port}"
         command = [
             str(etcd_binary()),
@@ -101,7 +105,7 @@ class EtcdProcess:
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.client_port}/health"
+        url = f"http://{self.host}:{self.client_port}/health"
         while True:
             if self._process is not None and self._process.poll() is not None:
                 code = self._process.returncode

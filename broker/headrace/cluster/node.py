@@ -162,14 +162,24 @@ class ClusterNode:
         self.store.on_session_lost(self._reregister)
         # Materialize the cluster's topics before other services (the group coordinator) start.
         self._on_metadata(self.store.snapshot())
-        self._tasks.append(asyncio.create_task(self._register_when_listening(), name="register"))
+        # The Kafka listener is bound (connections queue until it accepts), so the advertised
+        # port is known: register now, so that a broker reported ready is a cluster member.
+        await self._register()
+        self.controller.start()
+        self._tasks.append(asyncio.create_task(self._announce_http_port(), name="http-port"))
         self._tasks.append(asyncio.create_task(self._isr_loop(), name="isr-check"))
         self._started = True
 
-    async def _register_when_listening(self) -> None:
+    async def _announce_http_port(self) -> None:
+        """The HTTP listener starts after services: add its port to the registration then."""
         await self.broker.started.wait()
-        await self._register()
-        self.controller.start()
+        registration = self.registration
+        if registration is None or not self.broker.http_port:
+            return
+        updated = dataclasses.replace(registration, http_port=self.broker.http_port)
+        with contextlib.suppress(Exception):
+            await self.store.update_registration(updated)
+            self.registration = updated
 
     async def _register(self) -> None:
         endpoint = self.broker.endpoint
@@ -207,10 +217,7 @@ class ClusterNode:
         registration = self.registration
         if registration is not None:
             try:
-                leaving = BrokerRegistration(**{
-                    **{f: getattr(registration, f) for f in registration.__slots__},
-                    "shutting_down": True,
-                })
+                leaving = dataclasses.replace(registration, shutting_down=True)
                 await self.store.update_registration(leaving)
                 await self.store.wait_until(
                     lambda s: not any(
@@ -258,7 +265,9 @@ class ClusterNode:
             key: state for key, state in snapshot.partitions.items()
             if self._has_local_log(*key)
         }
-        self.replicas.apply_states(states, epoch)
+        self.replicas.apply_states(
+            states, epoch, {b: r.broker_epoch for b, r in snapshot.brokers.items()}
+        )
         self.fetcher.update()
         self._update_group_coordination()
 

@@ -98,14 +98,33 @@ class ClusteredReplicaManager(ReplicaManager):
         #: Called with a proposed new state (ISR change) for a partition we lead.
         self.propose_isr: Callable[[PartitionState], None] = lambda state: None
         self.broker_epoch = -1
+        self._peer_epochs: dict[int, int] = {}
 
     # -- roles from metadata ------------------------------------------------------------
 
     def apply_states(
-        self, states: Mapping[PartitionKey, PartitionState], broker_epoch: int
+        self,
+        states: Mapping[PartitionKey, PartitionState],
+        broker_epoch: int,
+        broker_epochs: Mapping[int, int] | None = None,
     ) -> tuple[set[PartitionKey], set[PartitionKey]]:
-        """Adopt the roles the metadata gives us; returns (became leader, became follower)."""
+        """Adopt the roles the metadata gives us; returns (became leader, became follower).
+
+        ``broker_epochs`` (broker id -> current broker epoch) lets leaders forget the recorded
+        positions of followers that restarted since they last fetched.
+        """
         self.broker_epoch = broker_epoch
+        if broker_epochs is not None:
+            restarted = {
+                b for b, epoch in broker_epochs.items()
+                if self._peer_epochs.get(b, epoch) != epoch
+            }
+            self._peer_epochs.update(broker_epochs)  # absent brokers keep their last epoch
+            if restarted:
+                now_ = self.clock()
+                for role in self.leaders.values():
+                    for replica in restarted:
+                        role.progress.forget(replica, now_)
         me = self.node_id
         now = self.clock()
         new_leaders: set[PartitionKey] = set()

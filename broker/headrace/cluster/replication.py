@@ -51,15 +51,27 @@ class LeaderPartitionState:
         }
 
     def update_membership(self, replicas: Iterable[int], isr: Iterable[int], now: float) -> None:
-        """Metadata changed at the same leader epoch (ISR shrink/expand, reassignment)."""
+        """Metadata changed at the same leader epoch (ISR shrink/expand, reassignment).
+
+        A follower that left the ISR forgets its recorded position: only a fetch made after
+        that can re-qualify it (its old position may belong to an incarnation whose disk is gone).
+        """
+        previous_isr = set(self.isr)
         self.replicas = tuple(replicas)
         self.isr = tuple(isr)
+        for replica in previous_isr - set(self.isr):
+            self.forget(replica, now)
         for replica in self.replicas:
             if replica != self.leader_id and replica not in self.followers:
                 self.followers[replica] = FollowerProgress(last_caught_up=now, last_fetch_time=now)
         for replica in list(self.followers):
             if replica not in self.replicas:
                 del self.followers[replica]
+
+    def forget(self, replica: int, now: float) -> None:
+        """Drop what we know of a follower's log (it left the ISR or restarted)."""
+        if replica in self.followers:
+            self.followers[replica] = FollowerProgress(last_caught_up=now, last_fetch_time=now)
 
     def record_fetch(self, replica: int, fetch_offset: int, leader_end: int, now: float) -> None:
         """A follower fetched from ``fetch_offset``; ``leader_end`` is our log end offset."""

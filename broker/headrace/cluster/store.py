@@ -68,6 +68,7 @@ class EtcdMetadataStore:
         self._client: aetcd.Client | None = None
         self._endpoint_index = 0
         self._watch_task: asyncio.Task[None] | None = None
+        self._current_watch: Any = None
         self._keepalive_task: asyncio.Task[None] | None = None
         self._listeners: list[Listener] = []
         self._changed = asyncio.Event()
@@ -88,12 +89,20 @@ class EtcdMetadataStore:
         return self._client
 
     async def _rotate_endpoint(self) -> None:
-        """After a failure, try the next endpoint (a no-op with one endpoint but a reconnect)."""
+        """After a failure, try the next endpoint (a no-op with one endpoint but a reconnect).
+
+        The watch stream of the old connection is ended too: over a silently cut link it would
+        otherwise wait forever, and the watch loop re-reads everything on a fresh connection.
+        """
         client, self._client = self._client, None
         self._endpoint_index = (self._endpoint_index + 1) % len(self.endpoints)
+        watch, self._current_watch = self._current_watch, None
+        if watch is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(watch.cancel(), 1.0)
         if client is not None:
             with contextlib.suppress(Exception):
-                await client.close()
+                await asyncio.wait_for(client.close(), 2.0)
 
     async def start(self, *, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Read everything once and keep following changes."""
@@ -154,6 +163,7 @@ class EtcdMetadataStore:
                 watch = await self.client.watch_prefix(
                     self.keys.prefix, start_revision=self.cache.revision + 1
                 )
+                self._current_watch = watch
                 backoff = 0.1
                 async for event in watch:
                     kv = event.kv
