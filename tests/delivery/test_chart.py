@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import helm_python
@@ -220,3 +221,16 @@ def test_versions_agree(chart: helm_python.Chart) -> None:
     assert chart.metadata["appVersion"] == __version__
     # The operator's default broker image is the release the chart installs.
     assert DEFAULT_IMAGE.rsplit(":", 1)[1] == __version__
+
+
+def test_long_release_names_still_give_valid_object_names(chart: helm_python.Chart) -> None:
+    rendered = chart.render(ALL_FEATURES, name="a-very-long-release-name-for-a-streaming-platform",
+                            namespace="streaming")
+    documents = [doc for template, text in rendered.items() if not template.endswith("NOTES.txt")
+                 for doc in yaml.safe_load_all(text) if doc]
+    dns_label = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    for document in documents:
+        name = document["metadata"]["name"]
+        assert len(name) <= 63 and dns_label.match(name), name
+        labels = document["metadata"].get("labels", {})
+        assert all(len(value) <= 63 for value in labels.values()), labels
