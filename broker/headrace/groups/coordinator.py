@@ -394,11 +394,10 @@ class GroupCoordinator:
         error = self.ownership_error(group_id)
         if error is not ErrorCode.none:
             return error
-        result = self.machine.heartbeat(
+        # No timer wake-up: a heartbeat only ever moves a deadline later.
+        return self.machine.heartbeat(
             group_id, generation_id, member_id, group_instance_id, self._clock_ms()
         )
-        self._wake.set()
-        return result
 
     async def leave_group(
         self, group_id: str, leavers: list[tuple[str, str | None]]
