@@ -246,7 +246,7 @@ def test_cluster_keeps_its_promises_under_faults(tmp_path: Path) -> None:
     rng = random.Random(seed)
     rounds = list(FAULTS)
     rng.shuffle(rounds)
-    for _ in range(3):  # leader kills, repeated at random points
+    for _ in range(2):  # leader kills, repeated at random points
         rounds.insert(rng.randrange(len(rounds) + 1), "kill_leader")
     cluster = DevCluster(tmp_path / "cluster", 3, extra_args=FAST_FLAGS).start()
     load: ProducerLoad | None = None

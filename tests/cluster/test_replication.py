@@ -19,6 +19,7 @@ from cluster_helpers import (
     wait_for,
 )
 from confluent_kafka import ElectionType, Producer, TopicPartition
+from confluent_kafka.admin import NewPartitions
 from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v12 import request as fetch_v12
 from kio.schema.metadata.v12 import request as metadata_v12
@@ -56,6 +57,16 @@ def test_every_broker_reports_the_same_zone_aware_metadata(cluster: DevCluster) 
     description = client.describe_cluster(request_timeout=10).result(10)
     assert {node.id: node.rack for node in description.nodes} == zone_of
     assert description.controller.id in zone_of
+    # Growing and deleting a topic through any broker reaches every broker.
+    client.create_partitions([NewPartitions("spread", 8)])["spread"].result(20)
+    for broker in cluster.brokers:
+        wait_for(lambda b=broker: all_led(b.bootstrap, "spread", 8), 20, "8 led partitions")
+    client.delete_topics(["spread"])["spread"].result(20)
+    for broker in cluster.brokers:
+        wait_for(
+            lambda b=broker: "spread" not in admin(b.bootstrap).list_topics(timeout=5).topics,
+            20, "the topic gone everywhere",
+        )
 
 
 def test_acks_all_records_survive_leader_crash_and_restart(cluster: DevCluster) -> None:

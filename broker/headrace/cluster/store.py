@@ -70,6 +70,7 @@ class EtcdMetadataStore:
         self._watch_task: asyncio.Task[None] | None = None
         self._current_watch: Any = None
         self._keepalive_task: asyncio.Task[None] | None = None
+        self._keepalive_stop = asyncio.Event()
         self._listeners: list[Listener] = []
         self._changed = asyncio.Event()
         self._synced = asyncio.Event()
@@ -120,6 +121,8 @@ class EtcdMetadataStore:
 
     async def close(self) -> None:
         self._closed = True
+        if self._keepalive_task is not None:
+            await self._stop_keepalive(self._keepalive_task)
         for task in (self._watch_task, self._keepalive_task):
             if task is not None:
                 task.cancel()
@@ -237,6 +240,7 @@ class EtcdMetadataStore:
                     current.value, broker_epoch=current.create_revision
                 )
                 if self._keepalive_task is None:
+                    self._keepalive_stop.clear()
                     self._keepalive_task = asyncio.create_task(
                         self._keepalive_loop(), name="etcd-lease-keepalive"
                     )
@@ -279,7 +283,7 @@ class EtcdMetadataStore:
         """Give up the lease: registration and any controllership vanish at once."""
         task, self._keepalive_task = self._keepalive_task, None
         if task is not None:
-            task.cancel()
+            await self._stop_keepalive(task)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self.lease_id is not None:
@@ -294,10 +298,21 @@ class EtcdMetadataStore:
             and time.monotonic() - self.last_lease_refresh < self.lease_ttl * 0.8
         )
 
+    async def _stop_keepalive(self, task: asyncio.Task[None]) -> None:
+        """Let the loop finish between keep-alives: cancelling one mid-stream makes gRPC log."""
+        self._keepalive_stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.request_timeout + 1)
+        except (TimeoutError, asyncio.CancelledError, Exception):
+            task.cancel()
+
     async def _keepalive_loop(self) -> None:
         interval = max(self.lease_ttl / 3, 0.2)
         while not self._closed:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._keepalive_stop.wait(), interval)
+            if self._keepalive_stop.is_set():
+                return
             lease_id = self.lease_id
             if lease_id is None:
                 continue
