@@ -113,6 +113,14 @@ def _start_broker(data_dir: Path, ready_file: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _answers_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def _read_ready(path: Path) -> dict[str, Any] | None:
     """The broker's ready file, once completely written."""
     try:
@@ -169,6 +177,37 @@ def _prometheus_config(directory: Path, http_port: int, operator_port: int) -> P
     return path
 
 
+def _start_prometheus(binary: str, config: Path,
+                      storage: Path) -> tuple[subprocess.Popen[bytes], Prometheus]:
+    """Start Prometheus on a free port; try another if someone took it in the meantime."""
+    for _attempt in range(3):
+        port = free_port()
+        server = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={storage}",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = Prometheus(f"http://127.0.0.1:{port}")
+
+        def ready_or_exited(server: subprocess.Popen[bytes] = server,
+                            client: Prometheus = client) -> str | None:
+            if server.poll() is not None:
+                return "exited"
+            try:
+                with urllib.request.urlopen(f"{client.url}/-/ready", timeout=5) as response:
+                    return "ready" if response.status == 200 else None
+            except OSError:  # not listening yet, or 503 while it opens its storage
+                return None
+
+        try:
+            state = wait_until("Prometheus to be ready", ready_or_exited, timeout=60)
+        except AssertionError:
+            _stop(server)
+            raise
+        if state == "ready":
+            return server, client
+    raise AssertionError("Prometheus did not start (see its --log.level=warn output)")
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -193,32 +232,16 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         ready = wait_until("the broker to listen", functools.partial(_read_ready, ready_file))
         # The probes the operator gives broker pods answer.
         for probe in ("healthz", "readyz"):
-            url = f"http://127.0.0.1:{ready['http_port']}/{probe}"
-            with urllib.request.urlopen(url, timeout=10) as response:
-                assert response.status == 200, probe
+            wait_until(f"/{probe} to answer 200", functools.partial(
+                _answers_ok, f"http://127.0.0.1:{ready['http_port']}/{probe}"), timeout=30)
         consumer = _drive_traffic(f"127.0.0.1:{ready['kafka_port']}")
         assert operator.stdout is not None
         operator_port = int(operator.stdout.readline())  # printed once its metrics are served
         config = _prometheus_config(workdir, ready["http_port"], operator_port)
-        port = free_port()
-        server = subprocess.Popen(
-            [binary, f"--config.file={config}",
-             f"--storage.tsdb.path={workdir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = Prometheus(f"http://127.0.0.1:{port}")
-
-        def prometheus_ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"{client.url}/-/ready", timeout=5) as response:
-                    return bool(response.status == 200)
-            except OSError:  # not listening yet, or 503 while it opens its storage
-                return False
+        server, client = _start_prometheus(binary, config, workdir / "tsdb")
 
         def scraped_enough() -> bool:
             return len(client.query("count_over_time(up[1m]) >= 6")) == 2
-
-        wait_until("Prometheus to be ready", prometheus_ready, timeout=60)
 
         wait_until("6 scrapes of the broker", scraped_enough, timeout=60)
         consumer.poll(0.1)  # keep the group member alive
