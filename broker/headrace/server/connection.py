@@ -43,6 +43,9 @@ _API_PREFIX = struct.Struct(">hhi")
 _READ_CHUNK = 256 * 1024
 #: Requests decoded ahead of the writer on one connection; beyond this reading pauses.
 _MAX_IN_FLIGHT = 64
+#: Request bytes held by one connection's unanswered requests before reading pauses (bounds
+#: memory when a client pipelines many large produce requests).
+_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
 
 
 
@@ -137,6 +140,8 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self._pending: asyncio.Queue[asyncio.Future[Outgoing | None] | None] = asyncio.Queue()
         self._in_flight = asyncio.Semaphore(_MAX_IN_FLIGHT)
+        self._in_flight_bytes = 0
+        self._bytes_released = asyncio.Event()
 
     async def run(self) -> None:
         observer = self._broker.observer
@@ -229,7 +234,18 @@ class Connection:
 
     async def _dispatch(self, frame: bytes | memoryview) -> None:
         await self._in_flight.acquire()
-        self._pending.put_nowait(asyncio.ensure_future(self._process(frame)))
+        # One request alone may exceed the byte budget; otherwise wait for answers to drain.
+        while self._in_flight_bytes and self._in_flight_bytes + len(frame) > _MAX_IN_FLIGHT_BYTES:
+            self._bytes_released.clear()
+            await self._bytes_released.wait()
+        self._in_flight_bytes += len(frame)
+        future = asyncio.ensure_future(self._process(frame))
+        future.add_done_callback(lambda _: self._release_bytes(len(frame)))
+        self._pending.put_nowait(future)
+
+    def _release_bytes(self, size: int) -> None:
+        self._in_flight_bytes -= size
+        self._bytes_released.set()
 
     async def _process(self, frame: bytes | memoryview) -> Outgoing | None:
         started = time.perf_counter()
