@@ -227,9 +227,12 @@ def _walk(schema: dict[str, Any], prefix: str, defaults: Any,
             yield from _walk(child, path, default, stop_at)
 
 
-def _table(rows: Iterator[tuple[str, dict[str, Any], Any]]) -> list[str]:
+def _table(rows: Iterator[tuple[str, dict[str, Any], Any]],
+           stop_at: frozenset[str] = frozenset()) -> list[str]:
     lines = ["| field | type | default | description |", "|---|---|---|---|"]
     for path, schema, default in rows:
+        if "properties" in schema and path not in stop_at and default:
+            default = None  # the rows of its fields show their defaults
         description = schema.get("description", "")
         constraints = _constraints(schema)
         if constraints:
@@ -267,8 +270,9 @@ def configuration_reference(chart_values: dict[str, Any]) -> str:
         "the fields of the resources above.",
         "",
     ]
-    lines += _table(_walk(values_schema.values_schema(), "", chart_values,
-                          stop_at=frozenset({"cluster.spec"})))
+    collapsed = frozenset({"cluster.spec"})
+    lines += _table(_walk(values_schema.values_schema(), "", chart_values, stop_at=collapsed),
+                    stop_at=collapsed)
     lines.append("")
     return "\n".join(lines)
 
