@@ -13,6 +13,7 @@ from kafka.partitioner.default import murmur2 as kafka_murmur2
 
 from headrace.web.records import (
     InvalidRecordError,
+    JsonStream,
     build_batch,
     choose_partition,
     decode_batches,
@@ -20,6 +21,7 @@ from headrace.web.records import (
     parse_produce_request,
     parse_timestamp,
     render_record,
+    split_json_values,
 )
 
 
@@ -102,3 +104,44 @@ def test_render_formats() -> None:
     assert base64.b64decode(rendered["value"]) == b'{"a":1}'
     assert rendered["headers"] == [{"name": "h", "value": "eA=="}]
     assert rendered["timestamp"] == 5 and rendered["offset"] == 0
+
+
+json_objects = st.dictionaries(
+    st.text(max_size=5),
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10) |
+    st.lists(st.integers(), max_size=3),
+    max_size=4,
+)
+
+
+@given(st.lists(json_objects, min_size=1, max_size=8),
+       st.sampled_from(["\n", " ", "\r\n", ",", "\n\n", ""]),
+       st.booleans(),
+       st.lists(st.integers(1, 40), min_size=1, max_size=30))
+def test_a_chunked_body_yields_exactly_its_objects(objects: list[dict[str, Any]], separator: str,
+                                                   pretty: bool, cuts: list[int]) -> None:
+    text = separator.join(json.dumps(o, indent=2 if pretty else None, ensure_ascii=False)
+                          for o in objects) + "\n"
+    data = text.encode()
+    stream = JsonStream()
+    values: list[Any] = []
+    position = 0
+    for size in cuts:  # arbitrary chunk borders, also inside multi-byte UTF-8 characters
+        values += stream.feed(data[position:position + size])
+        position += size
+    values += stream.feed(data[position:])
+    assert stream.finish() is None
+    assert values == objects
+
+
+def test_a_broken_body_is_reported_at_the_end() -> None:
+    stream = JsonStream()
+    assert stream.feed(b'{"a": 1}\n{"b": ') == [{"a": 1}]
+    assert stream.feed(b"nope}\n") == []
+    problem = stream.finish()
+    assert problem is not None and "malformed JSON" in problem
+    truncated = JsonStream()
+    truncated.feed(b'{"a": ')
+    assert truncated.finish() is not None
+    values, rest, problem = split_json_values('{"a":1} {"b":2}', complete=True)
+    assert (values, rest, problem) == ([{"a": 1}, {"b": 2}], "", None)

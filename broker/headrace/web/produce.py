@@ -27,49 +27,14 @@ from headrace.web.context import WebContext, context_of, json_response
 from headrace.web.errors import ApiError, from_kafka_error
 from headrace.web.records import (
     InvalidRecordError,
+    JsonStream,
     ProduceRecord,
     build_batch,
     choose_partition,
     format_timestamp,
     parse_produce_request,
+    split_json_values,
 )
-
-_decoder = json.JSONDecoder()
-
-
-def _split_json_values(buffer: str, *, complete: bool = False
-                       ) -> tuple[list[Any], str, str | None]:
-    """Complete JSON values at the front of ``buffer``, the unparsed rest, and a parse error.
-
-    A value cut off at the end of the buffer is left in the rest (more may arrive); a syntax
-    error in a value that is followed by more text is reported.
-    """
-    if complete or buffer.endswith("\n"):
-        # Fast path for one object per line: one C-level parse of them as an array. A comma put
-        # where a newline was is invalid anywhere inside a JSON value, so this only succeeds
-        # when the lines are whole values.
-        lines = [line for line in buffer.split("\n") if line.strip()]
-        try:
-            parsed = json.loads("[" + ",".join(lines) + "]")
-        except ValueError:
-            pass
-        else:
-            if isinstance(parsed, list):
-                return parsed, "", None
-    values: list[Any] = []
-    position = 0
-    length = len(buffer)
-    while True:
-        while position < length and buffer[position] in " \t\r\n,":
-            position += 1
-        if position >= length:
-            return values, "", None
-        try:
-            value, end = _decoder.raw_decode(buffer, position)
-        except json.JSONDecodeError as exc:
-            return values, buffer[position:], f"malformed JSON: {exc.msg} at {exc.pos - position}"
-        values.append(value)
-        position = end
 
 
 class _Pending:
@@ -178,7 +143,7 @@ async def produce_records(request: web.Request) -> web.StreamResponse:
                 raise ApiError(413, errors.BODY_TOO_LARGE,
                                f"request body is over the {limit}-byte limit")
             text = _decode_text(body)
-            values, rest, problem = _split_json_values(text, complete=True)
+            values, rest, problem = split_json_values(text, complete=True)
             if problem is not None or rest.strip():
                 raise ApiError(400, errors.MALFORMED_JSON, problem or "truncated JSON body")
             if not values:
@@ -223,23 +188,20 @@ async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, par
         results = await _append(ctx, topic, pending)
         await response.write("".join(map(_result_line, results)).encode())
 
-    buffer = ""
+    stream = JsonStream()
     limit = ctx.max_body_bytes
     async for chunk in request.content.iter_any():
-        buffer += chunk.decode("utf-8", errors="replace")
-        values, buffer, _ = _split_json_values(buffer)
+        values = stream.feed(chunk)
         if values:
             await answer(values)
-        # A parse problem may just be a value cut by a chunk boundary: decide at the end.
-        if len(buffer) > limit:
+        if stream.pending_chars > limit:
             await _write_error(response, ApiError(
                 413, errors.BODY_TOO_LARGE, f"a record is over the {limit}-byte limit"))
             break
     else:
-        if buffer.strip():
-            _, _, problem = _split_json_values(buffer)
-            await _write_error(response, ApiError(400, errors.MALFORMED_JSON,
-                                                  problem or "truncated JSON at end of body"))
+        problem = stream.finish()
+        if problem is not None:
+            await _write_error(response, ApiError(400, errors.MALFORMED_JSON, problem))
     await response.write_eof()
     return response
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import functools
 import json
 from collections.abc import Iterator, Sequence
@@ -150,6 +151,74 @@ def parse_produce_request(body: Any) -> ProduceRecord:
     )
 
 
+_decoder = json.JSONDecoder()
+
+
+def split_json_values(buffer: str, *, complete: bool = False
+                      ) -> tuple[list[Any], str, str | None]:
+    """Complete JSON values at the front of ``buffer``, the unparsed rest, and a parse error.
+
+    Values may be separated by whitespace or commas. A value cut off at the end of the buffer is
+    left in the rest (more may arrive). With ``complete`` the buffer is a whole body.
+    """
+    if complete or buffer.endswith("\n"):
+        # Fast path for one value per line: one C-level parse of them as an array. A comma put
+        # where a newline was is invalid anywhere inside a JSON value, so this only succeeds
+        # when the lines are whole values.
+        lines = [line for line in buffer.split("\n") if line.strip()]
+        try:
+            parsed = json.loads("[" + ",".join(lines) + "]")
+        except ValueError:
+            pass
+        else:
+            if isinstance(parsed, list):
+                return parsed, "", None
+    values: list[Any] = []
+    position = 0
+    length = len(buffer)
+    while True:
+        while position < length and buffer[position] in " \t\r\n,":
+            position += 1
+        if position >= length:
+            return values, "", None
+        try:
+            value, end = _decoder.raw_decode(buffer, position)
+        except json.JSONDecodeError as exc:
+            return values, buffer[position:], f"malformed JSON: {exc.msg} at {exc.pos - position}"
+        values.append(value)
+        position = end
+
+
+class JsonStream:
+    """Splits a request body arriving in chunks into JSON values, as soon as each is complete.
+
+    Chunks are decoded incrementally, so a UTF-8 character cut by a chunk border survives. A
+    parse problem is only final at the end: until then it may be a value cut by a border.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+
+    @property
+    def pending_chars(self) -> int:
+        """Characters received but not yet part of a complete value."""
+        return len(self._buffer)
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        self._buffer += self._decoder.decode(chunk)
+        values, self._buffer, _ = split_json_values(self._buffer)
+        return values
+
+    def finish(self) -> str | None:
+        """None when the body ended cleanly, else what is wrong with its tail."""
+        self._buffer += self._decoder.decode(b"", final=True)
+        if not self._buffer.strip():
+            return None
+        _, _, problem = split_json_values(self._buffer)
+        return problem or "truncated JSON at end of body"
+
+
 def choose_partition(key: bytes | None, partitions: int, counter: int) -> int:
     """Kafka's default partitioner: murmur2 of the key, round-robin for null keys."""
     if key is None:
@@ -250,6 +319,7 @@ __all__ = [
     "RECORD_FORMATS",
     "ConsumedRecord",
     "InvalidRecordError",
+    "JsonStream",
     "ProduceRecord",
     "RecordFormat",
     "build_batch",
@@ -261,4 +331,5 @@ __all__ = [
     "parse_timestamp",
     "render_data",
     "render_record",
+    "split_json_values",
 ]
