@@ -240,6 +240,10 @@ async def test_delete_group_and_offsets_survive_restart(broker: Broker) -> None:
         "busy": ErrorCode.non_empty_group,
         "never": ErrorCode.group_id_not_found,
     }
+    await coordinator.commit_offsets("reborn", -1, "", None, [OffsetCommit("t", 0, 1, -1, "")])
+    assert await coordinator.delete_groups(["reborn"]) == {"reborn": ErrorCode.none}
+    # Offsets committed after a deletion belong to a new incarnation and must survive replay.
+    await coordinator.commit_offsets("reborn", -1, "", None, [OffsetCommit("t", 1, 7, -1, "")])
     error, per_partition = await coordinator.delete_offsets("trimmed", [("t", 0)])
     assert (error, per_partition) == (ErrorCode.none, {("t", 0): ErrorCode.none})
     # "busy" subscribes to "orders" (see PROTOCOLS): its offsets there cannot be deleted.
@@ -251,6 +255,9 @@ async def test_delete_group_and_offsets_survive_restart(broker: Broker) -> None:
     assert coordinator.describe_group("gone").state == GroupState.DEAD.value
     assert "gone" not in {g.group_id for g in coordinator.list_groups()}
     assert set(coordinator.committed_offsets("trimmed")) == {("u", 0)}
+    assert {tp: c.offset for tp, c in coordinator.committed_offsets("reborn").items()} == {
+        ("t", 1): 7
+    }
     assert coordinator.heartbeat("busy", generation, member, None) is ErrorCode.none
 
 

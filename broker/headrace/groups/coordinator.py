@@ -221,8 +221,7 @@ class GroupCoordinator:
                 await asyncio.sleep(0)  # let other requests through during a long replay
             now = self._clock_ms()
             for group_id, value in groups.items():
-                if value is None:
-                    self.machine.forget_group(group_id)
+                if value is None:  # deleted (already forgotten during the replay)
                     continue
                 self.machine.restore_group(
                     group_id,
