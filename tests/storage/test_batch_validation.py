@@ -6,14 +6,6 @@ import struct
 
 import google_crc32c
 import pytest
-from tests.storage.batches import (
-    base_offset_of,
-    batch_body,
-    leader_epoch_of,
-    make_batch,
-    split_batches,
-)
-from tests.storage.conftest import ManualClock, OpenManager
 
 from headrace.storage import (
     BatchTooLargeError,
@@ -22,6 +14,14 @@ from headrace.storage import (
     LogConfig,
     PartitionLog,
 )
+from tests.storage.batches import (
+    base_offset_of,
+    batch_body,
+    leader_epoch_of,
+    make_batch,
+    split_batches,
+)
+from tests.storage.conftest import ManualClock, OpenManager
 
 
 def _reseal(batch: bytearray) -> bytes:

@@ -7,8 +7,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.storage.batches import make_batch
-from tests.storage.conftest import OpenManager
 
 from headrace.storage import (
     InvalidConfigError,
@@ -19,6 +17,8 @@ from headrace.storage import (
     TopicExistsError,
     UnknownPartitionError,
 )
+from tests.storage.batches import make_batch
+from tests.storage.conftest import OpenManager
 
 
 def test_topics_persist_with_ids_and_overrides(tmp_path: Path) -> None:

@@ -6,8 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.storage.batches import base_offset_of, batch_body, make_batch, split_batches
-from tests.storage.conftest import ManualClock, OpenManager
 
 from headrace.storage import (
     InvalidBatchError,
@@ -16,6 +14,8 @@ from headrace.storage import (
     OffsetOutOfRangeError,
     PartitionLog,
 )
+from tests.storage.batches import base_offset_of, batch_body, make_batch, split_batches
+from tests.storage.conftest import ManualClock, OpenManager
 
 DAY_MS = 24 * 3600 * 1000
 

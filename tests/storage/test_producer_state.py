@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tests.storage.batches import make_batch
-from tests.storage.conftest import OpenManager
 
 from headrace.storage import (
     DuplicateSequenceError,
@@ -13,6 +11,8 @@ from headrace.storage import (
     OutOfOrderSequenceError,
     PartitionLog,
 )
+from tests.storage.batches import make_batch
+from tests.storage.conftest import OpenManager
 
 PID = 4242
 

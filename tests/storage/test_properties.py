@@ -17,10 +17,10 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from tests.storage.batches import base_offset_of, batch_body, make_batch, split_batches
-from tests.storage.conftest import simulate_crash
 
 from headrace.storage import LogConfig, LogManager, PartitionLog
+from tests.storage.batches import base_offset_of, batch_body, make_batch, split_batches
+from tests.storage.conftest import simulate_crash
 
 CONFIG = LogConfig(segment_bytes=700, index_interval_bytes=64)
 

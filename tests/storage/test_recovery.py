@@ -9,10 +9,10 @@ from pathlib import Path
 
 import google_crc32c
 import pytest
-from tests.storage.batches import base_offset_of, batch_body, make_batch, split_batches
-from tests.storage.conftest import simulate_crash
 
 from headrace.storage import LogConfig, LogManager, PartitionLog
+from tests.storage.batches import base_offset_of, batch_body, make_batch, split_batches
+from tests.storage.conftest import simulate_crash
 
 CONFIG = LogConfig(segment_bytes=1500, index_interval_bytes=100)
 
@@ -203,4 +203,24 @@ def test_damaged_producer_snapshot_is_rebuilt_from_log(tmp_path: Path) -> None:
     log = reopened.get_partition("t", 0)
     retry = make_batch([b"a", b"b", b"c"], producer_id=7, producer_epoch=0, base_sequence=27)
     assert log.append(retry, leader_epoch=0).duplicate
+    reopened.close()
+
+
+def test_damaged_checkpoints_fall_back_safely(tmp_path: Path) -> None:
+    manager, _ = _build(tmp_path)
+    log = manager.get_partition("t", 0)
+    log.append(make_batch([b"epoch-5"]), leader_epoch=5)
+    manager.close()
+    (tmp_path / "t-0" / "leader-epoch-checkpoint").write_text("0\n7\nnonsense\n")
+    (tmp_path / "t-0" / "partition-state.json").write_text("{not json")
+    reopened = _reopen(tmp_path)
+    log = reopened.get_partition("t", 0)
+    assert log.log_end_offset == 139
+    assert log.latest_leader_epoch == -1  # unreadable: cleared rather than guessed
+    details = " ".join(e.detail for e in reopened.recovery_report.events)
+    assert "leader-epoch-checkpoint" in details and "partition-state.json" in details
+    with log.read(0, 1 << 30) as read:
+        assert len(split_batches(read.to_bytes())) == 47
+    log.append(make_batch([b"next"]), leader_epoch=6)
+    assert log.end_offset_for_epoch(6) == (6, 140)
     reopened.close()

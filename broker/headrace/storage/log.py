@@ -710,6 +710,12 @@ class PartitionLog:
                 if path.name.endswith(suffix) and stem.isdigit() and int(stem) not in bases:
                     path.unlink(missing_ok=True)
         state = self._read_state()
+        if state is None and bases:
+            self._report(
+                "rebuilt-index",
+                f"{STATE_NAME} unreadable; log start reset to the first segment",
+                0,
+            )
         if not bases:
             start = state["log_start_offset"] if state else 0
             fresh = Segment(directory, start, self.files)
