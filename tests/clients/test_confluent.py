@@ -132,6 +132,10 @@ def test_admin_topics_and_configs(broker: BrokerProcess) -> None:
         admin.incremental_alter_configs([invalid])[invalid].result(timeout=10)
     assert failure.value.args[0].code() == KafkaError.INVALID_CONFIG
 
+    cluster = admin.describe_cluster(request_timeout=10).result(timeout=15)
+    assert cluster.controller.id == 1
+    assert [(n.id, n.host, n.port) for n in cluster.nodes] == [(1, "127.0.0.1", broker.kafka_port)]
+
     broker_resource = ConfigResource("broker", "1")
     broker_configs = admin.describe_configs([broker_resource])[broker_resource].result(timeout=10)
     assert broker_configs["broker.id"].value == "1"

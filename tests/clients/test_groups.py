@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -377,3 +380,65 @@ def test_describe_and_list_groups_through_admin(broker: BrokerProcess) -> None:
                   for tp in listed_offsets.topic_partitions) == [(topic, 0, 11), (topic, 1, 22)]
     admin.delete_consumer_groups([group])[group].result(10)
     assert group not in {g.group_id for g in admin.list_consumer_groups().result(10).valid}
+
+
+CRASHING_CONSUMER = """
+import sys
+from confluent_kafka import Consumer
+consumer = Consumer({
+    "bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "session.timeout.ms": 2000,
+    "heartbeat.interval.ms": 200, "auto.offset.reset": "earliest",
+})
+consumer.subscribe([sys.argv[3]])
+while True:
+    consumer.poll(0.05)
+    partitions = sorted(tp.partition for tp in consumer.assignment())
+    if partitions:
+        print(" ".join(map(str, partitions)), flush=True)
+"""
+
+
+def test_crashed_consumer_expires_and_survivor_takes_over(broker: BrokerProcess) -> None:
+    """A consumer killed without LeaveGroup is removed when its session times out."""
+    topic, group = unique("crash"), unique("crash-group")
+    create_topic(broker.bootstrap, topic, 4)
+    survivor = confluent_consumer(broker.bootstrap, group, **{"session.timeout.ms": 2000})
+    child = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_CONSUMER, broker.bootstrap, group, topic],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        with closing(survivor):
+            survivor.subscribe([topic])
+            child_partitions: set[int] = set()
+
+            def split() -> bool:
+                assert child.stdout is not None
+                while select.select([child.stdout], [], [], 0)[0]:
+                    line = child.stdout.readline()
+                    assert line, "the child consumer exited"
+                    child_partitions.clear()
+                    child_partitions.update(int(p) for p in line.split())
+                mine = {tp.partition for tp in survivor.assignment()}
+                return (
+                    bool(mine) and bool(child_partitions)
+                    and mine | child_partitions == {0, 1, 2, 3}
+                    and not mine & child_partitions
+                )
+
+            poll_until([survivor], split, lambda i, m: None)
+            child.kill()  # no LeaveGroup, no more heartbeats
+            child.wait()
+            killed_at = time.monotonic()
+            poll_until(
+                [survivor],
+                lambda: {tp.partition for tp in survivor.assignment()} == {0, 1, 2, 3},
+                lambda i, m: None,
+            )
+            # The coordinator waited for the session timeout rather than guessing early.
+            assert time.monotonic() - killed_at >= 1.0
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()

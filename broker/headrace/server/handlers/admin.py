@@ -1,5 +1,6 @@
 """Admin APIs: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs,
-IncrementalAlterConfigs and DeleteRecords, as thin adapters over the broker services.
+IncrementalAlterConfigs, DeleteRecords and DescribeCluster, as thin adapters over the broker
+services.
 
 Each topic/resource gets its own Kafka error code and message; one bad entry never fails the
 others. Broker resources are described from the broker's own settings (read-only).
@@ -24,6 +25,7 @@ DESCRIBE_CONFIGS = 32
 ALTER_CONFIGS = 33
 CREATE_PARTITIONS = 37
 INCREMENTAL_ALTER_CONFIGS = 44
+DESCRIBE_CLUSTER = 60
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
@@ -335,6 +337,27 @@ async def handle_delete_records(request: Any, ctx: RequestContext) -> Any:
     return build(module.DeleteRecordsResponse, throttle_time=NO_THROTTLE, topics=tuple(topics))
 
 
+async def handle_describe_cluster(request: Any, ctx: RequestContext) -> Any:
+    view = ctx.broker.metadata
+    module = response_classes(DESCRIBE_CLUSTER, ctx.api_version)
+    brokers = tuple(
+        module.DescribeClusterBroker(
+            broker_id=endpoint.node_id, host=endpoint.host, port=endpoint.port,
+            rack=endpoint.rack,
+        )
+        for endpoint in view.brokers()
+    )
+    return build(
+        module.DescribeClusterResponse,
+        throttle_time=NO_THROTTLE,
+        error_code=OK,
+        error_message=None,
+        cluster_id=view.cluster_id,
+        controller_id=view.controller_id(),
+        brokers=brokers,
+    )
+
+
 HANDLERS = [
     ApiHandler(CREATE_TOPICS, 2, 7, handle_create_topics),
     ApiHandler(DELETE_TOPICS, 1, 6, handle_delete_topics),
@@ -343,4 +366,5 @@ HANDLERS = [
     ApiHandler(ALTER_CONFIGS, 0, 2, handle_alter_configs),
     ApiHandler(CREATE_PARTITIONS, 0, 3, handle_create_partitions),
     ApiHandler(INCREMENTAL_ALTER_CONFIGS, 0, 1, handle_incremental_alter_configs),
+    ApiHandler(DESCRIBE_CLUSTER, 0, 1, handle_describe_cluster),
 ]
