@@ -123,6 +123,21 @@ def test_admin_topics_and_configs(broker: BrokerProcess) -> None:
     assert configs["max.message.bytes"].value == "2000000"
     assert configs["retention.ms"].value == "3600000"  # incremental keeps other overrides
 
+    replace = ConfigResource("topic", name, set_config={"retention.ms": "7200000"})
+    admin.alter_configs([replace])[replace].result(timeout=10)  # replaces every override
+    configs = admin.describe_configs([resource])[resource].result(timeout=10)
+    assert configs["retention.ms"].value == "7200000"
+    assert configs["max.message.bytes"].is_default
+    delete = ConfigResource(
+        "topic", name,
+        incremental_configs=[ConfigEntry("retention.ms", None,
+                                         incremental_operation=AlterConfigOpType.DELETE)],
+    )
+    admin.incremental_alter_configs([delete])[delete].result(timeout=10)
+    configs = admin.describe_configs([resource])[resource].result(timeout=10)
+    assert configs["retention.ms"].is_default
+    assert configs["retention.ms"].value == str(7 * 24 * 3600 * 1000)
+
     invalid = ConfigResource(
         "topic", name,
         incremental_configs=[ConfigEntry("retention.ms", "soon",
