@@ -36,57 +36,63 @@ from headrace.web.records import (
     split_json_values,
 )
 
-
-class _Pending:
-    """One parsed request awaiting its append."""
-
-    __slots__ = ("error", "partition", "record")
-
-    def __init__(self, record: ProduceRecord | None, partition: int,
-                 error: ApiError | None) -> None:
-        self.record = record
-        self.partition = partition
-        self.error = error
+#: (record, partition, error): one parsed request awaiting its append.
+_Pending = tuple[ProduceRecord | None, int, ApiError | None]
 
 
 def _prepare(ctx: WebContext, topic: str, partitions: int, body: Any) -> _Pending:
     try:
         record = parse_produce_request(body)
     except InvalidRecordError as exc:
-        return _Pending(None, -1, ApiError(400, errors.INVALID_FIELD, str(exc)))
-    if record.partition is not None:
-        if record.partition >= partitions:
-            return _Pending(record, -1, ApiError(
+        return None, -1, ApiError(400, errors.INVALID_FIELD, str(exc))
+    partition = record.partition
+    if partition is not None:
+        if partition >= partitions:
+            return record, -1, ApiError(
                 404, errors.UNKNOWN_PARTITION,
-                f"partition {record.partition} of topic {topic!r} not found "
-                f"(it has {partitions})"))
-        return _Pending(record, record.partition, None)
+                f"partition {partition} of topic {topic!r} not found (it has {partitions})")
+        return record, partition, None
     ctx.round_robin += 1
-    return _Pending(record, choose_partition(record.key, partitions, ctx.round_robin), None)
+    return record, choose_partition(record.key, partitions, ctx.round_robin), None
 
 
-def _error_result(error: ApiError) -> dict[str, Any]:
-    return {"error_code": error.error_code, "message": error.message}
+def _error_line(error: ApiError) -> str:
+    return json.dumps({"error_code": error.error_code, "message": error.message}) + "\n"
 
 
-async def _append(ctx: WebContext, topic: str, pending: Sequence[_Pending]
-                  ) -> list[dict[str, Any]]:
-    """Append the valid records (one batch per partition) and return a result per record."""
-    results: list[dict[str, Any] | None] = [None] * len(pending)
+@functools.lru_cache(maxsize=256)
+def _json_text(value: str) -> str:
+    return json.dumps(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _data_json(data_type: str | None, size: int) -> str:
+    if data_type is None:
+        return "null"
+    return f'{{"type":"{data_type}","size":{size}}}'
+
+
+async def _append(ctx: WebContext, topic: str, pending: Sequence[_Pending]) -> list[str]:
+    """Append the valid records (one batch per partition); one NDJSON result line per record.
+
+    Success lines are formatted directly (json.dumps per record was the hot spot)."""
+    lines: list[str] = [""] * len(pending)
     by_partition: dict[int, list[int]] = {}
-    for index, item in enumerate(pending):
-        if item.error is not None:
-            results[index] = _error_result(item.error)
+    for index, (_, partition, error) in enumerate(pending):
+        if error is not None:
+            lines[index] = _error_line(error)
         else:
-            by_partition.setdefault(item.partition, []).append(index)
+            by_partition.setdefault(partition, []).append(index)
     now_ms = int(time.time() * 1000)
     trace_header = traceparent_header()
     trace_header_bytes = trace_header.encode() if trace_header is not None else b""
     for partition, indexes in by_partition.items():
+        records: list[ProduceRecord] = []
         entries = []
         for index in indexes:
-            record = pending[index].record
+            record = pending[index][0]
             assert record is not None
+            records.append(record)
             headers = list(record.headers)  # the batch builder wants a list
             if trace_header is not None and not any(n == TRACEPARENT for n, _ in headers):
                 headers.append((TRACEPARENT, trace_header_bytes))
@@ -95,30 +101,23 @@ async def _append(ctx: WebContext, topic: str, pending: Sequence[_Pending]
         try:
             appended = await ctx.broker.produce(topic, partition, build_batch(entries), acks=-1)
         except KafkaError as exc:
-            error = _error_result(from_kafka_error(exc))
+            failure = _error_line(from_kafka_error(exc))
             for index in indexes:
-                results[index] = error
+                lines[index] = failure
             continue
-        cluster_id = ctx.broker.cluster_id
+        head = (f'{{"error_code":200,"cluster_id":{_json_text(ctx.broker.cluster_id)},'
+                f'"topic_name":{_json_text(topic)},"partition_id":{partition},"offset":')
         append_time = appended.log_append_time_ms
         base_offset = appended.base_offset
         for position, index in enumerate(indexes):
-            record = pending[index].record
-            assert record is not None
+            record = records[position]
             timestamp = append_time if append_time >= 0 else entries[position][0]
-            results[index] = {
-                "error_code": 200,
-                "cluster_id": cluster_id,
-                "topic_name": topic,
-                "partition_id": partition,
-                "offset": base_offset + position,
-                "timestamp": format_timestamp(timestamp),
-                "key": None if record.key_type is None else {
-                    "type": record.key_type, "size": len(record.key or b"")},
-                "value": None if record.value_type is None else {
-                    "type": record.value_type, "size": len(record.value or b"")},
-            }
-    return [r for r in results if r is not None]
+            key = _data_json(record.key_type, len(record.key or b""))
+            value = _data_json(record.value_type, len(record.value or b""))
+            lines[index] = (f'{head}{base_offset + position},'
+                            f'"timestamp":"{format_timestamp(timestamp)}",'
+                            f'"key":{key},"value":{value}}}\n')
+    return lines
 
 
 async def produce_records(request: web.Request) -> web.StreamResponse:
@@ -152,8 +151,8 @@ async def produce_records(request: web.Request) -> web.StreamResponse:
                 return await _produce_one(ctx, topic_name, topic.partitions, values[0])
             # The whole body is here: answer every record in one response body.
             pending = [_prepare(ctx, topic_name, topic.partitions, value) for value in values]
-            results = await _append(ctx, topic_name, pending)
-            return web.Response(body="".join(map(_result_line, results)).encode(),
+            lines = await _append(ctx, topic_name, pending)
+            return web.Response(body="".join(lines).encode(),
                                 content_type="application/x-ndjson")
         return await _produce_stream(request, ctx, topic_name, topic.partitions)
 
@@ -168,9 +167,10 @@ def _decode_text(body: bytes) -> str:
 async def _produce_one(ctx: WebContext, topic: str, partitions: int, body: Any
                        ) -> web.Response:
     pending = _prepare(ctx, topic, partitions, body)
-    if pending.error is not None:
-        raise pending.error
-    (result,) = await _append(ctx, topic, [pending])
+    if pending[2] is not None:
+        raise pending[2]
+    (line,) = await _append(ctx, topic, [pending])
+    result = json.loads(line)
     if result["error_code"] != 200:
         status = int(str(result["error_code"])[:3])
         raise ApiError(status, result["error_code"], result["message"])
@@ -185,8 +185,8 @@ async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, par
 
     async def answer(values: list[Any]) -> None:
         pending = [_prepare(ctx, topic, partitions, value) for value in values]
-        results = await _append(ctx, topic, pending)
-        await response.write("".join(map(_result_line, results)).encode())
+        lines = await _append(ctx, topic, pending)
+        await response.write("".join(lines).encode())
 
     stream = JsonStream()
     limit = ctx.max_body_bytes
@@ -206,35 +206,8 @@ async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, par
     return response
 
 
-_SUCCESS_KEYS = ("error_code", "cluster_id", "topic_name", "partition_id", "offset", "timestamp",
-                 "key", "value")
-
-
-@functools.lru_cache(maxsize=256)
-def _json_text(value: str) -> str:
-    return json.dumps(value)
-
-
-def _data_json(data: dict[str, Any] | None) -> str:
-    if data is None:
-        return "null"
-    return f'{{"type":"{data["type"]}","size":{data["size"]}}}'
-
-
-def _result_line(result: dict[str, Any]) -> str:
-    """One NDJSON line; successes are formatted directly (json.dumps per record is the
-    hot spot of streamed produce)."""
-    if result["error_code"] != 200 or tuple(result) != _SUCCESS_KEYS:
-        return json.dumps(result) + "\n"
-    return (f'{{"error_code":200,"cluster_id":{_json_text(result["cluster_id"])},'
-            f'"topic_name":{_json_text(result["topic_name"])},'
-            f'"partition_id":{result["partition_id"]},"offset":{result["offset"]},'
-            f'"timestamp":"{result["timestamp"]}","key":{_data_json(result["key"])},'
-            f'"value":{_data_json(result["value"])}}}\n')
-
-
 async def _write_error(response: web.StreamResponse, error: ApiError) -> None:
-    await response.write((json.dumps(_error_result(error)) + "\n").encode())
+    await response.write(_error_line(error).encode())
 
 
 __all__ = ["produce_records"]
