@@ -20,7 +20,7 @@ from tests.storage.conftest import simulate_crash
 from tests.storage.crash_writer import CONFIG, RECORDS_PER_BATCH, TOPIC, batch_for
 
 ROOT = Path(__file__).resolve().parents[2]
-TIME_BUDGET_S = 9.0
+TIME_BUDGET_S = 7.0
 MAX_ROUNDS = 40
 
 
