@@ -310,3 +310,42 @@ async def test_invalid_acks_and_auto_create_switch(broker: Broker) -> None:
     assert not_allowed.topics[0].error_code == ErrorCode.unknown_topic_or_partition
     assert broker.topics.get("never") is None
     await client.close()
+
+
+async def test_disconnect_drops_parked_fetch(broker: Broker) -> None:
+    from headrace.server.dispatch import NullObserver
+
+    class Counting(NullObserver):
+        def __init__(self) -> None:
+            self.open = 0
+            self.waiting = 0
+            self.changed = asyncio.Event()
+
+        def on_connection_opened(self) -> None:
+            self.open += 1
+            self.changed.set()
+
+        def on_connection_closed(self) -> None:
+            self.open -= 1
+            self.changed.set()
+
+        def on_fetch_waiting(self, delta: int) -> None:
+            self.waiting += delta
+            self.changed.set()
+
+        async def until(self, condition: Any) -> None:
+            async with asyncio.timeout(10):
+                while not condition():
+                    self.changed.clear()
+                    await self.changed.wait()
+
+    observer = Counting()
+    broker.observer = observer
+    broker.create_topic(TopicSpec("parked", 1))
+    client = await WireClient.connect(broker.kafka_port)
+    client.send(1, 12, **fetch_fields("parked", 0, 0, max_wait_ms=60_000))
+    await observer.until(lambda: observer.waiting == 1)
+    assert observer.open == 1
+    await client.close()
+    # Both drop long before the 60 s max_wait.
+    await observer.until(lambda: (observer.open, observer.waiting) == (0, 0))

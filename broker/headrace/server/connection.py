@@ -149,10 +149,9 @@ class Connection:
         reader = asyncio.create_task(self._read_loop())
         writer = asyncio.create_task(self._write_loop())
         try:
-            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_EXCEPTION)
-            if writer not in done:
-                # The reader finished (EOF or bad frame): flush what is already queued.
-                await writer
+            # The reader ends at EOF or on an unreadable frame: like Kafka, drop the connection
+            # and its unanswered requests then (a parked long-poll fetch must not keep it open).
+            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()
         except ConnectionClosed as error:
