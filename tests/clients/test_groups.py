@@ -378,6 +378,14 @@ def test_describe_and_list_groups_through_admin(broker: BrokerProcess) -> None:
     )[group].result(10)
     assert sorted((tp.topic, tp.partition, tp.offset)
                   for tp in listed_offsets.topic_partitions) == [(topic, 0, 11), (topic, 1, 22)]
+    # As Kafka: a commit for a partition that does not exist is refused.
+    missing = admin.alter_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 7, 1),
+                                              TopicPartition(unique("absent"), 0, 1)])]
+    )[group].result(10)
+    assert [tp.error.code() for tp in missing.topic_partitions] == [
+        KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.UNKNOWN_TOPIC_OR_PART
+    ]
     admin.delete_consumer_groups([group])[group].result(10)
     assert group not in {g.group_id for g in admin.list_consumer_groups().result(10).valid}
 

@@ -272,22 +272,39 @@ async def _leave_group(coordinator: GroupCoordinator, request: Any, ctx: Request
 # ------------------------------------------------------------------------------- offsets
 
 
+def _partition_known(ctx: RequestContext, topic: str, partition: int) -> bool:
+    """Whether the cluster has this topic-partition (unknown without a broker, as in tests)."""
+    broker: Any = ctx.broker
+    if broker is None:
+        return True
+    state = broker.metadata.topic(topic)
+    return state is not None and 0 <= partition < len(state.partitions)
+
+
 async def _offset_commit(
     coordinator: GroupCoordinator, request: Any, ctx: RequestContext
 ) -> Any:
     version = ctx.api_version
-    commits = [
-        OffsetCommit(
-            topic=topic.name,
-            partition=int(p.partition_index),
-            offset=int(p.committed_offset),
-            leader_epoch=int(getattr(p, "committed_leader_epoch", -1)),
-            metadata=p.committed_metadata,
-        )
-        for topic in request.topics
-        for p in topic.partitions
-    ]
-    results = await coordinator.commit_offsets(
+    commits: list[OffsetCommit] = []
+    results: dict[tuple[str, int], ErrorCode] = {}
+    for topic in request.topics:
+        for p in topic.partitions:
+            if not _partition_known(ctx, topic.name, int(p.partition_index)):
+                # As Kafka: commits for partitions that do not exist are refused one by one.
+                results[(topic.name, int(p.partition_index))] = (
+                    ErrorCode.unknown_topic_or_partition
+                )
+                continue
+            commits.append(
+                OffsetCommit(
+                    topic=topic.name,
+                    partition=int(p.partition_index),
+                    offset=int(p.committed_offset),
+                    leader_epoch=int(getattr(p, "committed_leader_epoch", -1)),
+                    metadata=p.committed_metadata,
+                )
+            )
+    results |= await coordinator.commit_offsets(
         request.group_id,
         int(request.generation_id_or_member_epoch),
         request.member_id,
