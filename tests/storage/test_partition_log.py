@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from headrace.storage import (
     InvalidBatchError,
@@ -314,4 +316,34 @@ def test_read_in_flight_survives_descriptor_eviction(tmp_path: Path) -> None:
     got = split_batches(in_flight.to_bytes())
     in_flight.close()
     assert [batch_body(b) for b in got] == [batch_body(b) for b in written[0]]
+    manager.close()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    appends=st.lists(st.tuples(st.integers(1, 4), st.integers(0, 3)), min_size=1, max_size=25),
+    fetch_bytes=st.integers(1, 900),
+)
+def test_follower_replicating_by_fetch_is_byte_identical(
+    tmp_path_factory: pytest.TempPathFactory, appends: list[tuple[int, int]], fetch_bytes: int
+) -> None:
+    manager = LogManager(
+        tmp_path_factory.mktemp("replica"), default_config=LogConfig(segment_bytes=500)
+    )
+    manager.create_topic("leader", 1)
+    manager.create_topic("follower", 1)
+    leader, follower = manager.get_partition("leader", 0), manager.get_partition("follower", 0)
+    epoch = 0
+    for records, bump in appends:
+        epoch += bump
+        leader.append(make_batch([b"v" * 20] * records), leader_epoch=epoch)
+    while follower.log_end_offset < leader.log_end_offset:  # the follower's fetch loop
+        with leader.read(follower.log_end_offset, fetch_bytes) as read:
+            follower.append_replica(read.to_bytes())
+    with leader.read(0, 1 << 20) as a, follower.read(0, 1 << 20) as b:
+        assert a.to_bytes() == b.to_bytes()
+    for asked in range(-1, epoch + 2):
+        assert follower.end_offset_for_epoch(asked) == leader.end_offset_for_epoch(asked)
     manager.close()
