@@ -196,3 +196,24 @@ async def test_streamed_results_arrive_while_the_request_is_still_open(
         first_answered.set()
         second = json.loads(await asyncio.wait_for(response.content.readline(), 20))
         assert second["offset"] == 1
+
+
+async def test_a_body_arriving_in_pieces_is_read_whole(running: RunningBroker) -> None:
+    await running.create_topic("pieces")
+    body = "\n".join(json.dumps({"value": {"type": "STRING", "data": f"record {i:04d}"}})
+                     for i in range(300)).encode()
+    path = f"/v3/clusters/{running.broker.cluster_id}/topics/pieces/records"
+    reader, writer = await asyncio.open_connection("127.0.0.1", running.broker.http_port)
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                 + body[:1000])
+    await writer.drain()
+    await asyncio.sleep(0.05)  # provokes a partial read; the assertions don't depend on it
+    writer.write(body[1000:])
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(), 20)
+    writer.close()
+    head, _, payload = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    results = [json.loads(line) for line in payload.decode().splitlines()]
+    assert [r["offset"] for r in results] == list(range(300))

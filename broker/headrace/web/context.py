@@ -71,16 +71,23 @@ def base_url(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
 
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON; 413 past the body limit, 400 naming a parse error."""
+async def read_body(request: web.Request) -> bytes:
+    """The whole request body; 413 naming the limit when it is larger."""
     limit = context_of(request).max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, errors.BODY_TOO_LARGE,
                        f"request body of {request.content_length} bytes is over the "
                        f"{limit}-byte limit")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise ApiError(413, errors.BODY_TOO_LARGE, f"request body is over the {limit}-byte limit")
+    try:
+        return await request.read()  # aiohttp enforces client_max_size (= the limit)
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, errors.BODY_TOO_LARGE,
+                       f"request body is over the {limit}-byte limit") from None
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON; 413 past the body limit, 400 naming a parse error."""
+    body = await read_body(request)
     if not body.strip():
         raise ApiError(400, errors.MALFORMED_JSON, "request body is empty; a JSON body is needed")
     try:
@@ -138,6 +145,7 @@ __all__ = [
     "int_param",
     "json_response",
     "path_int",
+    "read_body",
     "read_json",
     "require_fields",
 ]

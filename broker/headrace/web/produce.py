@@ -23,7 +23,7 @@ from headrace.observability.tracing import TRACEPARENT, traceparent_header
 from headrace.server.errors import KafkaError
 from headrace.server.topics import is_internal
 from headrace.web import errors
-from headrace.web.context import WebContext, context_of, json_response
+from headrace.web.context import WebContext, context_of, json_response, read_body
 from headrace.web.errors import ApiError, from_kafka_error
 from headrace.web.records import (
     InvalidRecordError,
@@ -128,20 +128,11 @@ async def produce_records(request: web.Request) -> web.StreamResponse:
     if is_internal(topic_name):
         raise ApiError(403, errors.FORBIDDEN,
                        f"cannot produce to internal topic {topic_name!r}")
-    limit = ctx.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, errors.BODY_TOO_LARGE,
-                       f"request body of {request.content_length} bytes is over the "
-                       f"{limit}-byte limit")
     with ctx.tracer.start_as_current_span("produce", attributes={
             "messaging.system": "kafka", "messaging.destination.name": topic_name,
             "messaging.operation": "publish"}):
         if request.headers.get("Transfer-Encoding", "").lower() != "chunked":
-            body = await request.content.read(limit + 1)
-            if len(body) > limit:
-                raise ApiError(413, errors.BODY_TOO_LARGE,
-                               f"request body is over the {limit}-byte limit")
-            text = _decode_text(body)
+            text = _decode_text(await read_body(request))
             values, rest, problem = split_json_values(text, complete=True)
             if problem is not None or rest.strip():
                 raise ApiError(400, errors.MALFORMED_JSON, problem or "truncated JSON body")
