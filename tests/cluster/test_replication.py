@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import json
 import signal
+import urllib.error
 import urllib.request
 
 from cluster_helpers import (
@@ -314,10 +315,17 @@ def test_preferred_leader_election_restores_balance_and_readyz(cluster: DevClust
         30, "broker 1 back in every ISR",
     )
     assert partition_states(cluster.bootstrap, "balance")[moved][0] != 1  # not automatic
-    for broker in cluster.brokers:
-        with urllib.request.urlopen(f"http://127.0.0.1:{broker.http_port}/readyz") as response:
-            body = json.loads(response.read())
-        assert body["checks"].get("replication") is True, body
+
+    def replication_ready(port: int) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz") as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as error:  # 503 while catching up
+            body = json.loads(error.read())
+        return body["checks"].get("replication") is True
+
+    for broker in cluster.brokers:  # the restarted broker once it has caught up everywhere
+        wait_for(lambda b=broker: replication_ready(b.http_port), 30, "/readyz replication")
     client = admin(cluster.bootstrap)
     future = client.elect_leaders(
         ElectionType.PREFERRED, [TopicPartition("balance", p) for p in range(3)]
