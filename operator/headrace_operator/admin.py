@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from headrace_operator.planning import Assignment, BrokerState, ObservedTopic, PartitionState
 
-_TIMEOUT_S = 15.0
+# Seconds a broker call may take; HEADRACE_OPERATOR_ADMIN_TIMEOUT shortens it (e.g. in tests).
+_TIMEOUT_S = float(os.environ.get("HEADRACE_OPERATOR_ADMIN_TIMEOUT", "15"))
+_PROBE_TIMEOUT_S = min(_TIMEOUT_S, 3.0)
 
 
 class AdminError(Exception):
@@ -53,7 +56,25 @@ class KafkaClusterAdmin:
                                     "socket.timeout.ms": int(_TIMEOUT_S * 1000)})
         self._reassigner: Any = None
 
+    async def _probe(self) -> None:
+        """Fail fast when no bootstrap address accepts a connection.
+
+        librdkafka would otherwise wait out its whole timeout, and its metadata call keeps
+        Python's interpreter lock meanwhile, stalling every other reconcile in the process.
+        """
+        for address in self.bootstrap_servers.split(","):
+            host, _, port = address.strip().rpartition(":")
+            try:
+                _reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host.strip("[]"), int(port)), _PROBE_TIMEOUT_S)
+            except (OSError, ValueError, TimeoutError):
+                continue
+            writer.close()
+            return
+        raise AdminError(f"cannot reach brokers at {self.bootstrap_servers}")
+
     async def describe(self) -> BrokerState:
+        await self._probe()
         return await asyncio.to_thread(self._describe)
 
     def _describe(self) -> BrokerState:
@@ -90,7 +111,11 @@ class KafkaClusterAdmin:
         return self._reassigner
 
     async def topic(self, name: str) -> ObservedTopic | None:
-        return await asyncio.to_thread(self._topic, name)
+        await self._probe()
+        try:
+            return await asyncio.to_thread(self._topic, name)
+        except Exception as error:
+            raise AdminError(f"cannot describe topic {name}: {error}") from None
 
     def _topic(self, name: str) -> ObservedTopic | None:
         ck = _confluent()
@@ -108,16 +133,36 @@ class KafkaClusterAdmin:
 
     async def create_topic(self, name: str, assignment: Assignment,
                            config: Mapping[str, str]) -> None:
+        ck = _confluent()
         replicas = [assignment[p] for p in sorted(assignment)]
-        new = _confluent().NewTopic(name, replica_assignment=replicas, config=dict(config))
-        await self._wait(self._client.create_topics([new], operation_timeout=_TIMEOUT_S)[name])
+        # librdkafka wants the partition count alongside an explicit assignment.
+        explicit = ck.NewTopic(name, num_partitions=len(replicas), replication_factor=-1,
+                               replica_assignment=replicas, config=dict(config))
+        try:
+            await self._wait(lambda: self._client.create_topics(
+                [explicit], operation_timeout=_TIMEOUT_S)[name])
+        except AdminError as error:
+            if not _assignment_unsupported(error):
+                raise
+            # Brokers that place replicas themselves (with the same headrace.placement rules)
+            # refuse explicit assignments: give them the counts instead.
+            counted = ck.NewTopic(name, num_partitions=len(replicas),
+                                  replication_factor=len(replicas[0]), config=dict(config))
+            await self._wait(lambda: self._client.create_topics(
+                [counted], operation_timeout=_TIMEOUT_S)[name])
 
     async def create_partitions(self, name: str, new_partitions: Assignment) -> None:
+        ck = _confluent()
         total = max(new_partitions) + 1
-        request = _confluent().NewPartitions(name, total,
-                                replica_assignment=[new_partitions[p] for p in
-                                                    sorted(new_partitions)])
-        await self._wait(self._client.create_partitions([request])[name])
+        explicit = ck.NewPartitions(name, total, replica_assignment=[
+            new_partitions[p] for p in sorted(new_partitions)])
+        try:
+            await self._wait(lambda: self._client.create_partitions([explicit])[name])
+        except AdminError as error:
+            if not _assignment_unsupported(error):
+                raise
+            counted = ck.NewPartitions(name, total)
+            await self._wait(lambda: self._client.create_partitions([counted])[name])
 
     async def alter_topic_config(self, name: str, set_: Mapping[str, str],
                                  reset: list[str]) -> None:
@@ -127,12 +172,15 @@ class KafkaClusterAdmin:
         entries += [ck.ConfigEntry(k, None, incremental_operation=ck.AlterConfigOpType.DELETE)
                     for k in reset]
         resource = ck.ConfigResource(ck.ResourceType.TOPIC, name, incremental_configs=entries)
-        futures = self._client.incremental_alter_configs([resource])
-        await self._wait(futures[resource])
+        await self._wait(lambda: self._client.incremental_alter_configs([resource])[resource])
 
     async def delete_topic(self, name: str) -> None:
-        await self._wait(self._client.delete_topics([name],
-                                                    operation_timeout=_TIMEOUT_S)[name])
+        try:
+            await self._wait(lambda: self._client.delete_topics(
+                [name], operation_timeout=_TIMEOUT_S)[name])
+        except AdminError as error:
+            if "UNKNOWN_TOPIC" not in str(error):  # already gone: that is what we wanted
+                raise
 
     async def reassign(self, topic: str, assignment: Assignment) -> None:
         await asyncio.to_thread(self._reassign, topic, assignment)
@@ -150,8 +198,10 @@ class KafkaClusterAdmin:
         if failed:
             raise AdminError(f"reassignment of {topic} rejected: {failed}")
 
-    async def _wait(self, future: Any) -> None:
+    async def _wait(self, submit: Callable[[], Any]) -> None:
+        """Submit a request and wait for its future; every failure becomes an AdminError."""
         try:
+            future = submit()
             await asyncio.to_thread(future.result, _TIMEOUT_S)
         except Exception as error:
             raise AdminError(str(error)) from None
@@ -160,6 +210,10 @@ class KafkaClusterAdmin:
         if self._reassigner is not None:
             await asyncio.to_thread(self._reassigner.close)
             self._reassigner = None
+
+
+def _assignment_unsupported(error: AdminError) -> bool:
+    return "INVALID_REPLICA_ASSIGNMENT" in str(error)
 
 
 def _confluent() -> Any:

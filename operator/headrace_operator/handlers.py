@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
+import json
 import logging
 import os
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -67,10 +70,18 @@ RECONCILE_INTERVAL_S = float(os.environ.get("HEADRACE_OPERATOR_INTERVAL", "15"))
 Log = logging.Logger | logging.LoggerAdapter[Any]
 _locks: dict[tuple[str, str, str], asyncio.Lock] = {}
 _admins: dict[str, ClusterAdmin] = {}
+#: Per Cluster: hash of the owned objects last applied, and when.
+_applied: dict[tuple[str, str, str], tuple[str, float]] = {}
+RESYNC_S = 30.0
 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _event(obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    """A Kubernetes Event on ``obj`` (kopf posts it in the background)."""
+    kopf.event(cast(kopf.Body, obj), type=type_, reason=reason, message=message)
 
 
 def _lock(kind: str, namespace: str, name: str) -> asyncio.Lock:
@@ -144,8 +155,12 @@ async def cleanup(memo: Any, **_: Any) -> None:
 async def cluster_handler(body: kopf.Body, memo: Any, logger: Log, **_: Any) -> None:
     meta = body["metadata"]
     async with _lock("Cluster", meta["namespace"], meta["name"]):
+        # kopf's body may predate our own last status patch: reconcile the stored object.
+        fresh = await _kube(memo).get(API_VERSION, CLUSTER_KIND, meta["namespace"], meta["name"])
+        if fresh is None or (fresh.get("metadata") or {}).get("deletionTimestamp"):
+            return
         with metrics.reconciling("Cluster") as outcome:
-            outcome.result = await reconcile_cluster(body, _kube(memo), logger)
+            outcome.result = await reconcile_cluster(fresh, _kube(memo), logger)
 
 
 async def _zones(kube: Kube, spec: ClusterSpec) -> list[str]:
@@ -173,7 +188,7 @@ def _pod_state(pod: Mapping[str, Any]) -> PodState | None:
                     bool(meta.get("deletionTimestamp")))
 
 
-async def reconcile_cluster(body: kopf.Body, kube: Kube,
+async def reconcile_cluster(body: Mapping[str, Any], kube: Kube,
                             logger: Log) -> str:
     meta, status = body["metadata"], dict(body.get("status") or {})
     ref = ClusterRef(meta["name"], meta["namespace"], meta["uid"])
@@ -189,9 +204,9 @@ async def reconcile_cluster(body: kopf.Body, kube: Kube,
         conditions = set_condition(conditions, "Degraded", True, "InvalidSpec", message, now,
                                    generation)
         await _patch_status(kube, "Cluster", ref.namespace, ref.name,
-                            {"conditions": conditions, "observedGeneration": generation})
+                            {"conditions": conditions, "observedGeneration": generation}, status)
         if status.get("observedGeneration") != generation:
-            kopf.warn(body, reason="InvalidSpec", message=message)
+            _event(body, "Warning", reason="InvalidSpec", message=message)
         return "invalid"
 
     zones = await _zones(kube, spec)
@@ -209,11 +224,12 @@ async def reconcile_cluster(body: kopf.Body, kube: Kube,
     brokers = await _describe(admin, logger) if current_sizes else None
     plan: ScalePlan = plan_scale(groups, current_sizes, brokers)
     if plan.refused and status.get("scaleRefused") != plan.refused:
-        kopf.warn(body, reason="ScaleRefused", message=plan.refused)
+        _event(body, "Warning", reason="ScaleRefused", message=plan.refused)
 
     error: str | None = None
     sizes = {sts_names[i]: n for i, n in plan.replicas.items()}
-    for obj in desired_objects(ref, spec, zones, sizes):
+    desired = desired_objects(ref, spec, zones, sizes)
+    for obj in desired if _needs_apply(ref, desired) else []:
         try:
             result = await kube.apply(obj)
         except KubeError as failure:
@@ -221,19 +237,19 @@ async def reconcile_cluster(body: kopf.Body, kube: Kube,
             logger.warning("apply failed: %s", error)
             continue
         if result != "unchanged":
-            kopf.info(body, reason=result.capitalize(),
+            _event(body, "Normal", reason=result.capitalize(),
                       message=f"{obj['kind']} {obj['metadata']['name']} {result}")
 
     for topic, assignment in plan.reassignments.items():
         try:
             await admin.reassign(topic, assignment)
-            kopf.info(body, reason=plan.phase,
+            _event(body, "Normal", reason=plan.phase,
                       message=f"reassigning {len(assignment)} partitions of {topic}")
         except AdminError as failure:
             error = str(failure)
-            kopf.warn(body, reason="ReassignmentFailed", message=error)
+            _event(body, "Warning", reason="ReassignmentFailed", message=error)
     if plan.phase != status.get("phase") and plan.phase != "Steady" and not plan.refused:
-        kopf.info(body, reason=plan.phase, message=plan.message or plan.phase)
+        _event(body, "Normal", reason=plan.phase, message=plan.message or plan.phase)
 
     roll = await _roll(body, kube, ref, spec, brokers)
     pods = await kube.list("v1", "Pod", ref.namespace, ref.selector("broker"))
@@ -265,13 +281,13 @@ async def reconcile_cluster(body: kopf.Body, kube: Kube,
         new_status.update(controllerId=brokers.controller_id,
                           underReplicatedPartitions=brokers.under_replicated,
                           offlinePartitions=brokers.offline)
-    await _patch_status(kube, "Cluster", ref.namespace, ref.name, new_status)
+    await _patch_status(kube, "Cluster", ref.namespace, ref.name, new_status, status)
     if plan.refused:
         return "refused"
     return "error" if error else "success"
 
 
-async def _roll(body: kopf.Body, kube: Kube, ref: ClusterRef, spec: ClusterSpec,
+async def _roll(body: Mapping[str, Any], kube: Kube, ref: ClusterRef, spec: ClusterSpec,
                 brokers: BrokerState | None) -> RollDecision:
     pods = await kube.list("v1", "Pod", ref.namespace, ref.selector("broker"))
     states = [s for s in (_pod_state(p) for p in pods) if s is not None]
@@ -282,16 +298,29 @@ async def _roll(body: kopf.Body, kube: Kube, ref: ClusterRef, spec: ClusterSpec,
                          default_min_isr=spec.min_insync_replicas,
                          controller_id=brokers.controller_id if brokers is not None else None)
     if decision.action == "restart" and decision.pod:
-        kopf.info(body, reason="RollingRestart",
+        _event(body, "Normal", reason="RollingRestart",
                   message=f"restarting {decision.pod} ({decision.reason})")
         await kube.delete("v1", "Pod", ref.namespace, decision.pod)
     return decision
 
 
+def _needs_apply(ref: ClusterRef, desired: list[dict[str, Any]]) -> bool:
+    """Apply owned objects when they change, and re-check them every RESYNC_S (drift)."""
+    digest = hashlib.sha256(json.dumps(desired, sort_keys=True).encode()).hexdigest()
+    key = (ref.namespace, ref.name, ref.uid)
+    previous = _applied.get(key)
+    now = time.monotonic()
+    if previous is not None and previous[0] == digest and now - previous[1] < RESYNC_S:
+        return False
+    _applied[key] = (digest, now)
+    return True
+
+
 async def _patch_status(kube: Kube, kind: str, namespace: str, name: str,
-                        status: dict[str, Any]) -> None:
-    plural = CLUSTER_PLURAL if kind == CLUSTER_KIND else TOPIC_PLURAL
-    del plural  # the path comes from kube.PLURALS; kept for readability of the call sites
+                        status: dict[str, Any], current: Mapping[str, Any] | None = None) -> None:
+    """Patch the status subresource, unless ``current`` already says the same."""
+    if current is not None and all(current.get(k) == v for k, v in status.items()):
+        return
     try:
         await kube.patch(API_VERSION, kind, namespace, name, {"status": status},
                          subresource="status")
@@ -311,11 +340,14 @@ async def topic_handler(body: kopf.Body, memo: Any, logger: Log, **_: Any) -> No
     if meta.get("deletionTimestamp"):
         return
     async with _lock("Topic", meta["namespace"], meta["name"]):
+        fresh = await _kube(memo).get(API_VERSION, "Topic", meta["namespace"], meta["name"])
+        if fresh is None or (fresh.get("metadata") or {}).get("deletionTimestamp"):
+            return
         with metrics.reconciling("Topic") as outcome:
-            outcome.result = await reconcile_topic(body, _kube(memo), logger)
+            outcome.result = await reconcile_topic(fresh, _kube(memo), logger)
 
 
-async def _topic_context(body: kopf.Body, kube: Kube
+async def _topic_context(body: Mapping[str, Any], kube: Kube
                          ) -> tuple[TopicSpec, ClusterSpec, ClusterAdmin, list[str]] | str:
     """The topic's spec, its cluster's spec, an admin client and zones; or why not."""
     meta = body["metadata"]
@@ -336,7 +368,7 @@ async def _topic_context(body: kopf.Body, kube: Kube
     return spec, cluster_spec, _admin(_bootstrap(ref, cluster_spec, cmeta)), zones
 
 
-async def reconcile_topic(body: kopf.Body, kube: Kube,
+async def reconcile_topic(body: Mapping[str, Any], kube: Kube,
                           logger: Log) -> str:
     meta, status = body["metadata"], dict(body.get("status") or {})
     namespace, name = meta["namespace"], meta["name"]
@@ -350,10 +382,10 @@ async def reconcile_topic(body: kopf.Body, kube: Kube,
         previous: Mapping[str, Any] = next(
             (c for c in conditions if c.get("type") == "Ready"), {})
         if warn and (previous.get("reason") != reason or previous.get("message") != message):
-            kopf.warn(body, reason=reason, message=message)
+            _event(body, "Warning", reason=reason, message=message)
         await _patch_status(kube, "Topic", namespace, name,
                             {"conditions": new, "observedGeneration": generation,
-                             **(extra or {})})
+                             **(extra or {})}, status)
 
     context = await _topic_context(body, kube)
     if isinstance(context, str):
@@ -382,22 +414,24 @@ async def reconcile_topic(body: kopf.Body, kube: Kube,
         await report(False, blocking[0][0], blocking[0][1], warn=True)
         return "invalid"
     existed_before = bool(status.get("created"))
-    spec_unchanged = status.get("observedGeneration") == generation
+    drift = describe_drift(plan, observed, existed_before,
+                           dict(status.get("appliedConfig") or {}),
+                           status.get("appliedReplicationFactor"))
     try:
         if plan.create is not None:
             await admin.create_topic(spec.topic_name, plan.create, plan.config_set)
-            kopf.info(body, reason="Created",
+            _event(body, "Normal", reason="Created",
                       message=f"topic {spec.topic_name} created with {len(plan.create)} "
                       "partitions")
         else:
             if plan.new_partitions:
                 await admin.create_partitions(spec.topic_name, plan.new_partitions)
-                kopf.info(body, reason="PartitionsAdded",
+                _event(body, "Normal", reason="PartitionsAdded",
                           message=f"partitions {sorted(plan.new_partitions)} added")
             if plan.config_set or plan.config_reset:
                 await admin.alter_topic_config(spec.topic_name, plan.config_set,
                                                list(plan.config_reset))
-                kopf.info(body, reason="ConfigUpdated",
+                _event(body, "Normal", reason="ConfigUpdated",
                           message=f"set {sorted(plan.config_set)}, "
                           f"reset {list(plan.config_reset)}")
             if plan.reassignment:
@@ -405,9 +439,8 @@ async def reconcile_topic(body: kopf.Body, kube: Kube,
     except AdminError as error:
         await report(False, "KafkaError", str(error), warn=True)
         return "error"
-    drift = describe_drift(plan, existed_before) if spec_unchanged and existed_before else []
     for difference in drift:
-        kopf.warn(body, reason="DriftCorrected", message=difference)
+        _event(body, "Warning", reason="DriftCorrected", message=difference)
     try:
         described = await admin.describe()
     except AdminError:
@@ -417,6 +450,8 @@ async def reconcile_topic(body: kopf.Body, kube: Kube,
                   for p in described.partitions if p.topic == spec.topic_name]
     extra = {"topicName": spec.topic_name, "partitionCount": len(partitions),
              "partitions": partitions, "created": True,
+             "appliedConfig": dict(spec.config),
+             "appliedReplicationFactor": spec.replication_factor,
              "drift": drift or status.get("drift") or []}
     if plan.problems:
         reason, message = plan.problems[0]

@@ -47,7 +47,13 @@ def reconciling(kind: str) -> Iterator[Outcome]:
         RECONCILE_TOTAL.labels(kind=kind, result=outcome.result).inc()
 
 
+#: The port ``serve`` bound (0 until then), for logs and tests.
+bound_port = 0
+
+
 def serve(port: int, host: str = "0.0.0.0") -> int:
     """Serve ``/metrics``; port 0 picks a free port. Returns the bound port."""
+    global bound_port
     server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
-    return int(server.server_port)
+    bound_port = int(server.server_port)
+    return bound_port

@@ -304,15 +304,27 @@ def plan_topic(spec: TopicSpec, observed: ObservedTopic | None, brokers: Sequenc
                      tuple(problems))
 
 
-def describe_drift(plan: TopicPlan, existed_before: bool) -> list[str]:
-    """Human-readable differences found in Kafka when the spec itself did not change."""
+def describe_drift(plan: TopicPlan, observed: ObservedTopic | None, existed_before: bool,
+                   applied_config: Mapping[str, str],
+                   applied_replication_factor: int | None = None) -> list[str]:
+    """Differences someone made in Kafka behind Kubernetes' back, which ``plan`` undoes.
+
+    A difference is drift when Kafka no longer holds what the operator last applied
+    (``applied_config`` / ``applied_replication_factor``, kept in the resource's status); a
+    difference caused by a spec change is just the change being applied.
+    """
     drift = []
     if plan.create is not None and existed_before:
         drift.append("topic was missing in Kafka (deleted outside Kubernetes); recreated")
-    drift += [f"config {k} differed in Kafka; set back" for k in sorted(plan.config_set)]
-    drift += [f"config {k} was set in Kafka but not in the spec; reset" for k in plan.config_reset]
-    if plan.reassignment:
-        drift.append("replication factor differed in Kafka; reassigned")
+    current = observed.config if observed is not None else {}
+    drift += [f"config {k} was changed in Kafka to {current.get(k)!r}; set back to "
+              f"{applied_config[k]!r}" for k in sorted(plan.config_set)
+              if k in applied_config and applied_config[k] == plan.config_set[k]]
+    drift += [f"config {k} was set in Kafka but not in the spec; reset"
+              for k in plan.config_reset if k not in applied_config]
+    if plan.reassignment and observed is not None and applied_replication_factor is not None \
+            and any(len(r) == applied_replication_factor for r in plan.reassignment.values()):
+        drift.append("replication factor was changed in Kafka; reassigned back")
     return drift
 
 

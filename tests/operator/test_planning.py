@@ -163,8 +163,12 @@ def test_topic_grows_never_shrinks_and_fixes_config_drift() -> None:
     assert grow.new_partitions is not None and sorted(grow.new_partitions) == [2, 3]
     assert grow.config_set == {"retention.ms": "10"}
     assert grow.config_reset == ("cleanup.policy",)
-    drift = describe_drift(grow, existed_before=True)
+    # retention.ms was applied as "10" before: Kafka changed it. cleanup.policy never applied.
+    drift = describe_drift(grow, observed, True, {"retention.ms": "10"})
     assert any("retention.ms" in d for d in drift) and any("cleanup.policy" in d for d in drift)
+    # The same differences right after a spec change are the change, not drift.
+    assert describe_drift(grow, observed, True, {"retention.ms": "5",
+                                                  "cleanup.policy": "compact"}) == []
     shrink = plan_topic(TopicSpec.parse("t", {"clusterRef": "c", "partitions": 1,
                                               "replicationFactor": 2}),
                         ObservedTopic(current, {}), BROKERS)
@@ -177,8 +181,8 @@ def test_topic_replication_factor_too_large_and_missing_topic_drift() -> None:
     plan = plan_topic(spec, None, BROKERS)
     assert plan.create is None and plan.problems[0][0] == "ReplicationFactorTooLarge"
     recreate = plan_topic(TopicSpec.parse("t", {"clusterRef": "c"}), None, BROKERS)
-    assert describe_drift(recreate, existed_before=True)[0].startswith("topic was missing")
-    assert describe_drift(recreate, existed_before=False) == []
+    assert describe_drift(recreate, None, True, {})[0].startswith("topic was missing")
+    assert describe_drift(recreate, None, False, {}) == []
 
 
 def test_topic_replication_factor_change_is_a_reassignment() -> None:

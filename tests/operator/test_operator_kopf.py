@@ -1,0 +1,274 @@
+"""The real operator (kopf, in its own thread) against the Kubernetes emulator and a real broker.
+
+One emulator, one operator and one real single-node ``headrace broker`` serve the whole module;
+every test works in its own namespace. Brokers inside "pods" do not exist here (the emulator has
+no kubelet), so Clusters that need broker answers point the operator at the real broker with the
+``headrace.io/operator-bootstrap-servers`` annotation.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jsonschema
+import pytest
+from kopf.testing import KopfRunner
+
+from headrace_operator.crds import openapi_schema
+from tests.clients.conftest import BrokerProcess
+from tests.operator.kube_emulator import EmulatedCluster
+
+API = "headrace.io/v1alpha1"
+DEADLINE_S = 25.0
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def wait_for(condition: Callable[[], Any], what: str | Callable[[], str],
+             timeout: float = DEADLINE_S) -> Any:
+    """Poll ``condition`` until it returns something truthy, or fail saying ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = what if isinstance(what, str) else what()
+            raise AssertionError(f"timed out waiting for {detail}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def real_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    process = BrokerProcess(tmp_path_factory.mktemp("operator-broker") / "data",
+                            ("--broker-id", "0", "--no-auto-create-topics")).start()
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedCluster]:
+    cluster = EmulatedCluster().start()
+    kubeconfig = cluster.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config.json")
+    saved = {k: os.environ.get(k) for k in ("HEADRACE_KUBECONFIG", "HEADRACE_OPERATOR_INTERVAL",
+                                            "HEADRACE_OPERATOR_METRICS_PORT",
+                                            "HEADRACE_OPERATOR_ADMIN_TIMEOUT")}
+    os.environ.update(HEADRACE_KUBECONFIG=str(kubeconfig), HEADRACE_OPERATOR_INTERVAL="1",
+                      HEADRACE_OPERATOR_METRICS_PORT="0", HEADRACE_OPERATOR_ADMIN_TIMEOUT="5")
+    try:
+        with KopfRunner(["run", "--all-namespaces", "--standalone",
+                         "-m", "headrace_operator.handlers"], timeout=30) as runner:
+            yield cluster
+        assert runner.exception is None, runner.output[-3000:]
+    finally:
+        cluster.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _cluster(namespace: str, name: str, spec: dict[str, Any],
+             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "Cluster",
+            "metadata": {"name": name, "namespace": namespace,
+                         "annotations": annotations or {}},
+            "spec": spec}
+
+
+def _topic(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "Topic",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def _condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for condition in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == type_:
+            return dict(condition)
+    return {}
+
+
+def test_cluster_creates_owned_objects_with_status(kube: EmulatedCluster) -> None:
+    ns = "t-create"
+    cluster = _cluster(ns, "demo", {"brokers": 4, "zones": {"names": ["z1", "z2"]},
+                                    "config": {"min.insync.replicas": "2"}})
+    jsonschema.validate(cluster, openapi_schema("Cluster"))
+    kube.create(cluster)
+    uid = wait_for(lambda: (kube.get(API, "Cluster", ns, "demo") or {}).get(
+        "metadata", {}).get("uid"), "cluster uid")
+    statefulsets = wait_for(lambda: [s for s in kube.list("apps/v1", "StatefulSet", ns)
+                                     if s["metadata"]["name"] in ("demo-z1", "demo-z2")
+                                     ] if len(kube.list("apps/v1", "StatefulSet", ns)) >= 3
+                            else None, "broker and etcd StatefulSets")
+    assert sorted(s["spec"]["replicas"] for s in statefulsets) == [2, 2]
+    for sts in statefulsets:
+        assert sts["metadata"]["ownerReferences"][0]["uid"] == uid
+        assert sts["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    services = {s["metadata"]["name"] for s in kube.list("v1", "Service", ns)}
+    assert {"demo-brokers", "demo-bootstrap", "demo-etcd", "demo-etcd-client"} <= services
+    assert kube.get("v1", "ConfigMap", ns, "demo-config") is not None
+    assert kube.get("policy/v1", "PodDisruptionBudget", ns, "demo-brokers") is not None
+    status = wait_for(lambda: (kube.get(API, "Cluster", ns, "demo") or {}).get("status", {})
+                      if _condition(kube.get(API, "Cluster", ns, "demo"), "Ready") else None,
+                      "cluster status conditions")
+    assert status["brokerIds"] == [0, 1, 1000, 1001]
+    assert status["readyBrokers"] == 0
+    assert _condition({"status": status}, "Ready")["status"] == "False"
+    assert status["observedGeneration"] == 1
+    # Scale up: the zones' StatefulSets grow.
+    kube.patch(API, "Cluster", ns, "demo", {"spec": {"brokers": 6}})
+    wait_for(lambda: sorted(kube.get("apps/v1", "StatefulSet", ns, n)["spec"]["replicas"]
+                            for n in ("demo-z1", "demo-z2")) == [3, 3], "scale-up")
+    # Scale down with unreachable brokers: nothing shrinks, a condition says why.
+    kube.patch(API, "Cluster", ns, "demo", {"spec": {"brokers": 2}})
+    progressing = wait_for(lambda: _condition(kube.get(API, "Cluster", ns, "demo"),
+                                              "Progressing").get("reason") == "Draining"
+                           and _condition(kube.get(API, "Cluster", ns, "demo"), "Progressing"),
+                           "draining condition")
+    assert "not removing" in progressing["message"]
+    assert kube.get("apps/v1", "StatefulSet", ns, "demo-z1")["spec"]["replicas"] == 3
+
+
+def test_invalid_cluster_spec_is_a_condition_not_a_crash(kube: EmulatedCluster) -> None:
+    ns = "t-invalid"
+    bad = _cluster(ns, "broken", {"brokers": 1, "metadataStore": {"mode": "external"}})
+    kube.create(bad)
+    ready = wait_for(lambda: _condition(kube.get(API, "Cluster", ns, "broken"), "Ready"),
+                     "InvalidSpec condition")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert kube.list("apps/v1", "StatefulSet", ns) == []
+    wait_for(lambda: any(e.get("reason") == "InvalidSpec" for e in kube.events(ns, "broken")),
+             "InvalidSpec event")
+    # The schema rejects what it can express.
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(_cluster(ns, "x", {"brokers": 0}), openapi_schema("Cluster"))
+
+
+def test_topic_with_unknown_cluster_or_too_large_rf_reports_conditions(
+        kube: EmulatedCluster) -> None:
+    ns = "t-topic-errors"
+    kube.create(_topic(ns, "orphan", {"clusterRef": "missing", "partitions": 1}))
+    condition = wait_for(lambda: _condition(kube.get(API, "Topic", ns, "orphan"), "Ready"),
+                         "ClusterNotFound condition")
+    assert condition["reason"] == "ClusterNotFound"
+    kube.create(_cluster(ns, "small", {"brokers": 1}))
+    kube.create(_topic(ns, "wide", {"clusterRef": "small", "replicationFactor": 3}))
+    condition = wait_for(lambda: _condition(kube.get(API, "Topic", ns, "wide"), "Ready"),
+                         "ReplicationFactorTooLarge condition")
+    assert condition["reason"] == "ReplicationFactorTooLarge"
+    wait_for(lambda: any(e.get("reason") == "ReplicationFactorTooLarge"
+                         for e in kube.events(ns, "wide")), "warning event")
+
+
+def _kafka_topics(broker: BrokerProcess) -> dict[str, Any]:
+    from confluent_kafka.admin import AdminClient
+
+    client = AdminClient({"bootstrap.servers": broker.bootstrap})
+    return dict(client.list_topics(timeout=10).topics)
+
+
+def _kafka_config(broker: BrokerProcess, topic: str) -> dict[str, str]:
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    client = AdminClient({"bootstrap.servers": broker.bootstrap})
+    resource = ConfigResource("topic", topic)
+    entries = client.describe_configs([resource])[resource].result(timeout=10)
+    return {k: v.value for k, v in entries.items()}
+
+
+def test_topic_lifecycle_against_a_real_broker(kube: EmulatedCluster,
+                                               real_broker: BrokerProcess) -> None:
+    ns = "t-topic"
+    kube.create(_cluster(ns, "solo", {"brokers": 1},
+                         {"headrace.io/operator-bootstrap-servers": real_broker.bootstrap}))
+    topic = _topic(ns, "orders", {"clusterRef": "solo", "partitions": 2, "replicationFactor": 1,
+                                  "config": {"retention.ms": "3600000"}})
+    jsonschema.validate(topic, openapi_schema("Topic"))
+    kube.create(topic)
+    wait_for(lambda: _condition(kube.get(API, "Topic", ns, "orders"), "Ready").get(
+        "status") == "True", lambda: f"topic ready: {kube.get(API, 'Topic', ns, 'orders')}")
+    assert len(_kafka_topics(real_broker)["orders"].partitions) == 2
+    assert _kafka_config(real_broker, "orders")["retention.ms"] == "3600000"
+    status = kube.get(API, "Topic", ns, "orders")["status"]
+    assert [p["replicas"] for p in status["partitions"]] == [[0], [0]]
+    assert all(p["leader"] == 0 and p["isr"] == [0] for p in status["partitions"])
+
+    # Grow: partitions are added.
+    kube.patch(API, "Topic", ns, "orders", {"spec": {"partitions": 3}})
+    wait_for(lambda: len(_kafka_topics(real_broker)["orders"].partitions) == 3, "3 partitions")
+    # Shrink: refused with a condition; Kafka keeps 3 partitions.
+    kube.patch(API, "Topic", ns, "orders", {"spec": {"partitions": 1}})
+    condition = wait_for(lambda: _condition(kube.get(API, "Topic", ns, "orders"), "Ready").get(
+        "reason") == "PartitionDecreaseRefused" and _condition(
+        kube.get(API, "Topic", ns, "orders"), "Ready"), "PartitionDecreaseRefused")
+    assert condition["status"] == "False"
+    assert len(_kafka_topics(real_broker)["orders"].partitions) == 3
+    kube.patch(API, "Topic", ns, "orders", {"spec": {"partitions": 3}})
+
+    # Drift: a Kafka client changes the config; the operator sets it back and says so.
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+    )
+
+    client = AdminClient({"bootstrap.servers": real_broker.bootstrap})
+    resource = ConfigResource("topic", "orders", incremental_configs=[
+        ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    client.incremental_alter_configs([resource])[resource].result(timeout=10)
+    wait_for(lambda: _kafka_config(real_broker, "orders")["retention.ms"] == "3600000",
+             "config drift corrected")
+    wait_for(lambda: any(e.get("reason") == "DriftCorrected" for e in kube.events(ns, "orders")),
+             "drift event")
+
+    # Drift: the topic is deleted behind Kubernetes' back; the operator recreates it.
+    client.delete_topics(["orders"])["orders"].result(timeout=10)
+    wait_for(lambda: "orders" in _kafka_topics(real_broker)
+             and len(_kafka_topics(real_broker)["orders"].partitions) == 3, "topic recreated")
+
+    # deletionPolicy delete: deleting the resource deletes the topic.
+    kube.delete(API, "Topic", ns, "orders")
+    wait_for(lambda: "orders" not in _kafka_topics(real_broker), "topic deleted in Kafka")
+    wait_for(lambda: kube.get(API, "Topic", ns, "orders") is None, "finalizer released")
+
+
+def test_retained_topic_survives_resource_deletion(kube: EmulatedCluster,
+                                                   real_broker: BrokerProcess) -> None:
+    ns = "t-retain"
+    kube.create(_cluster(ns, "solo", {"brokers": 1},
+                         {"headrace.io/operator-bootstrap-servers": real_broker.bootstrap}))
+    kube.create(_topic(ns, "keep", {"clusterRef": "solo", "replicationFactor": 1,
+                                    "topicName": "kept.topic", "deletionPolicy": "retain"}))
+    wait_for(lambda: "kept.topic" in _kafka_topics(real_broker), "topic created")
+    kube.delete(API, "Topic", ns, "keep")
+    wait_for(lambda: kube.get(API, "Topic", ns, "keep") is None, "resource gone")
+    assert "kept.topic" in _kafka_topics(real_broker)
+
+
+def test_cluster_status_reads_the_brokers_and_metrics_are_served(
+        kube: EmulatedCluster, real_broker: BrokerProcess) -> None:
+    ns = "t-status"
+    kube.create(_cluster(ns, "solo", {"brokers": 1},
+                         {"headrace.io/operator-bootstrap-servers": real_broker.bootstrap}))
+    status = wait_for(lambda: ((kube.get(API, "Cluster", ns, "solo") or {}).get("status") or {})
+                      if "controllerId" in ((kube.get(API, "Cluster", ns, "solo") or {}).get(
+                          "status") or {}) else None, "status from brokers")
+    assert status["controllerId"] == 0
+    assert status["offlinePartitions"] == 0
+    from headrace_operator import metrics
+
+    port = wait_for(lambda: metrics.bound_port, "metrics port")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert 'headrace_operator_reconcile_total{kind="Cluster",result="success"}' in text
+    assert "headrace_operator_reconcile_duration_seconds_bucket" in text
+    assert "headrace_operator_reconcile_errors_total" in text
+
