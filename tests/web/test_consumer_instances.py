@@ -112,6 +112,20 @@ async def test_assigned_instance_seeks_and_reads_binary(running: RunningBroker) 
     await poll_until(fetch)
     assert [(r["offset"], base64.b64decode(r["value"])) for r in got] == [(1, b"\x02"),
                                                                           (2, b"\x03")]
+    # Back to the beginning, then read with a byte cap: nothing is skipped between polls.
+    assert (await _json(running, "POST", instance + "/positions/beginning",
+                        json=partitions))[0] == 204
+    capped: list[dict[str, Any]] = []
+
+    async def fetch_capped() -> bool:
+        status, batch = await _json(running, "GET", instance + "/records?timeout=300&max_bytes=1")
+        assert status == 200 and len(batch) <= 1
+        capped.extend(batch)
+        return len(capped) >= 3
+
+    await poll_until(fetch_capped)
+    assert [r["offset"] for r in capped] == [0, 1, 2]
+    assert (await _json(running, "POST", instance + "/positions/end", json=partitions))[0] == 204
     status, bad = await _json(running, "POST", instance + "/assignments", json={
         "partitions": [{"topic": "assigned", "partition": 9}]})
     assert status == 404 and bad["error_code"] == 40402
