@@ -22,7 +22,9 @@ from headrace.groups import (
     offsets_partition_for,
     records,
 )
-from headrace.storage import LogManager
+from headrace.groups.coordinator import append_error_to_group_error
+from headrace.server.errors import KafkaError
+from headrace.storage import BatchTooLargeError, LogManager, StorageError
 
 NODE = CoordinatorNode(7, "127.0.0.1", 9092)
 CONFIG = GroupConfig(
@@ -291,3 +293,57 @@ async def test_coordinator_load_in_progress_while_replaying(tmp_path: Path) -> N
         }
     finally:
         await node.stop()
+
+
+def _wrapped(code: ErrorCode) -> StorageError:
+    """What the broker's append hook raises: a StorageError wrapping the server's KafkaError."""
+    try:
+        raise StorageError("append failed") from KafkaError(code)
+    except StorageError as error:
+        return error
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (_wrapped(ErrorCode.not_leader_or_follower), ErrorCode.not_coordinator),
+        (_wrapped(ErrorCode.not_enough_replicas), ErrorCode.coordinator_not_available),
+        (_wrapped(ErrorCode.request_timed_out), ErrorCode.coordinator_not_available),
+        (BatchTooLargeError("too big"), ErrorCode.unknown_server_error),
+        (StorageError("disk"), ErrorCode.not_coordinator),
+        (RuntimeError("bug"), ErrorCode.unknown_server_error),
+    ],
+)
+async def test_failed_appends_map_to_group_errors_and_release_waiters(
+    tmp_path: Path, failure: Exception, expected: ErrorCode
+) -> None:
+    assert append_error_to_group_error(failure) is expected
+    failing = False
+
+    async def append(partition: int, batch: bytes) -> None:
+        if failing:
+            raise failure
+
+    logs = LogManager(tmp_path / "data")
+    coordinator = GroupCoordinator(logs, NODE, CONFIG, append=append)
+    await coordinator.start()
+    try:
+        joined = await coordinator.join_group(
+            "g", "", None, "c", "h", 10_000, 10_000, "consumer", PROTOCOLS, False
+        )
+        failing = True
+        # The leader's SyncGroup must still be answered although storing the group failed.
+        synced = await asyncio.wait_for(
+            coordinator.sync_group("g", joined.generation_id, joined.member_id, None, None,
+                                   None, {joined.member_id: b"a"}),
+            10,
+        )
+        assert synced.assignment == b"a"
+        results = await coordinator.commit_offsets(
+            "g", joined.generation_id, joined.member_id, None, [OffsetCommit("t", 0, 1, -1, "")]
+        )
+        assert results == {("t", 0): expected}
+        assert coordinator.committed_offsets("g") == {}
+    finally:
+        await coordinator.stop()
+        logs.close()

@@ -35,7 +35,7 @@ from headrace.groups.state import (
     Member,
     SyncResult,
 )
-from headrace.storage import LogManagerAPI, StorageError
+from headrace.storage import LogManagerAPI
 
 log = logging.getLogger(__name__)
 
@@ -637,9 +637,9 @@ class GroupCoordinator:
                 self.logs.get_partition(OFFSETS_TOPIC, partition).append(
                     batch, leader_epoch=epoch
                 )
-        except StorageError:
+        except Exception as error:  # a failed write must not strand parked requests
             log.exception("cannot write group %s to %s-%d", group_id, OFFSETS_TOPIC, partition)
-            return ErrorCode.unknown_server_error
+            return append_error_to_group_error(error)
         return ErrorCode.none
 
     async def _run_timers(self) -> None:
@@ -665,6 +665,37 @@ class GroupCoordinator:
                     await self._apply(effects)
             except Exception:  # the timer must survive anything one group does
                 log.exception("group timer tick failed")
+
+
+def _kafka_code(error: BaseException) -> int | None:
+    """The Kafka error number an exception stands for; the innermost wrapped one wins, since
+    wrappers (such as the broker's append hook) are less specific than what they wrap."""
+    found: int | None = None
+    seen: BaseException | None = error
+    while seen is not None:
+        code = getattr(seen, "kafka_error_code", None)
+        if code is None:
+            code = getattr(seen, "code", None)
+        if isinstance(code, int):
+            found = int(code)
+        seen = seen.__cause__
+    return found
+
+
+def append_error_to_group_error(error: BaseException) -> ErrorCode:
+    """Kafka's mapping of a failed ``__consumer_offsets`` append to what group clients see:
+    lost leadership or a broken log means "find the coordinator again"."""
+    code = _kafka_code(error)
+    if code in (
+        ErrorCode.unknown_topic_or_partition,
+        ErrorCode.not_enough_replicas,
+        ErrorCode.not_enough_replicas_after_append,
+        ErrorCode.request_timed_out,
+    ):
+        return ErrorCode.coordinator_not_available
+    if code in (ErrorCode.not_leader_or_follower, ErrorCode.kafka_storage_error):
+        return ErrorCode.not_coordinator
+    return ErrorCode.unknown_server_error
 
 
 def _member_from_stored(stored: StoredMember, group: GroupValue) -> Member:
