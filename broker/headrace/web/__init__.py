@@ -138,13 +138,19 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def metrics_for(broker: Broker) -> BrokerMetrics:
-    """The broker's :class:`BrokerMetrics`, installing one as its request observer if needed."""
+    """The broker's :class:`BrokerMetrics`, installed as its request observer if it had none.
+
+    A broker given some other observer keeps it (its Kafka request metrics then stay at zero).
+    """
+    from headrace.server.dispatch import NullObserver
+
     observer: Any = broker.observer
     if isinstance(observer, BrokerMetrics):
         metrics = observer
     else:
         metrics = BrokerMetrics(broker_id=broker.config.node_id, version=__version__)
-        broker.observer = metrics
+        if isinstance(observer, NullObserver):
+            broker.observer = metrics
     from headrace.web.broker_view import BrokerView, group_coordinator
 
     if metrics.stats_source is None:
