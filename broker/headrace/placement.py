@@ -124,13 +124,12 @@ def plan_reassignment(
     topics put on each broker. Returns every partition of ``current``.
     """
     state = _State(brokers, load, leader_load)
-    for partition, replicas in current.items():
-        wanted = replication_factor if replication_factor is not None else len(replicas)
-        state.check_replication_factor(wanted)
-        live = [b for b in replicas if b in state.zone_of]
-        state.add_partition(partition, list(dict.fromkeys(live)), movable=True)
     wanted = {p: replication_factor if replication_factor is not None else len(replicas)
               for p, replicas in current.items()}
+    for partition, replicas in current.items():
+        state.check_replication_factor(wanted[partition])
+        live = [b for b in replicas if b in state.zone_of]
+        state.add_partition(partition, list(dict.fromkeys(live)), movable=True)
     for partition in current:
         state.trim(partition, wanted[partition])
     # Partitions that lost the most replicas first: they can go anywhere, so they take the least
