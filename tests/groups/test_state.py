@@ -215,6 +215,10 @@ def test_inconsistent_protocols_and_session_timeout_bounds(machine: GroupStateMa
     too_short = join(machine, group="h", session=10)
     assert isinstance(too_short, JoinResult)
     assert too_short.error is ErrorCode.invalid_session_timeout
+    no_protocols = join(machine, group="nothing", protocols=())
+    assert isinstance(no_protocols, JoinResult)
+    assert no_protocols.error is ErrorCode.inconsistent_group_protocol
+    assert set(machine.groups) == {"g"}  # failed joins leave no phantom groups behind
 
 
 def test_protocol_selection_by_vote(machine: GroupStateMachine) -> None:

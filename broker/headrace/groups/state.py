@@ -279,6 +279,8 @@ class GroupStateMachine:
         if group is None:
             if member_id:
                 return JoinResult(ErrorCode.unknown_member_id, member_id)
+            if not protocol_type or not protocols:  # refuse before creating a phantom group
+                return JoinResult(ErrorCode.inconsistent_group_protocol, member_id)
             group = self.groups[group_id] = Group(group_id)
         if group.state is GroupState.DEAD:
             return JoinResult(ErrorCode.coordinator_not_available, member_id)
