@@ -23,6 +23,8 @@ from headrace.storage.batch import (
     HEADER_SIZE,
     INT32_MAX,
     LOG_OVERHEAD,
+    MAGIC,
+    BatchHeader,
     FileBatchScanner,
     ScanOutcome,
     log_append_time_header,
@@ -390,16 +392,32 @@ class PartitionLog:
     def _segment_index_for(self, offset: int) -> int:
         return max(0, bisect.bisect_right(self._bases, offset) - 1)
 
-    def _find_batch(self, segment: Segment, offset: int) -> tuple[int, int] | None:
+    @staticmethod
+    def _header_at(fd: int, segment: Segment, position: int) -> BatchHeader | None:
+        """The batch header at ``position`` if it is plausible; None at the end or on damage
+        (so a bit flip after a trusted clean start can end a read but never loop it)."""
+        header = read_header(fd, position)
+        if (
+            header is None
+            or header.magic != MAGIC
+            or header.batch_length < HEADER_SIZE - LOG_OVERHEAD
+            or position + header.batch_length + LOG_OVERHEAD > segment.size
+        ):
+            return None
+        return header
+
+    def _find_batch(
+        self, segment: Segment, offset: int, *, repaired: bool = False
+    ) -> tuple[int, int] | None:
         """(position, base offset) of the batch containing ``offset`` in ``segment``."""
         fd = segment.log_fd()
         indexed_offset, position = segment.index_floor(offset)
-        header = read_header(fd, position)
-        if position and (header is None or header.base_offset != indexed_offset):
+        header = self._header_at(fd, segment, position)
+        if position and not repaired and (header is None or header.base_offset != indexed_offset):
             self._repair_index(segment, f"entry {indexed_offset}@{position} points elsewhere")
-            return self._find_batch(segment, offset)
+            return self._find_batch(segment, offset, repaired=True)
         while position < segment.size:
-            header = read_header(fd, position)
+            header = self._header_at(fd, segment, position)
             if header is None:
                 return None
             if header.next_offset > offset:
@@ -453,7 +471,7 @@ class PartitionLog:
                     total += position - start
                 fd = segment.log_fd()
                 while position < segment.size:
-                    header = read_header(fd, position)
+                    header = self._header_at(fd, segment, position)
                     if header is None or header.base_offset >= limit:
                         break
                     if total + header.size > max_bytes and (total or position > start):
@@ -491,7 +509,7 @@ class PartitionLog:
             position = found[0]
             fd = segment.log_fd()
             while position < segment.size:
-                header = read_header(fd, position)
+                header = self._header_at(fd, segment, position)
                 if header is None:
                     break
                 if header.max_timestamp >= timestamp_ms and header.next_offset > self._log_start:
