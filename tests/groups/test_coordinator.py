@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import google_crc32c
 import pytest
 from kio.schema.errors import ErrorCode
 
@@ -347,3 +348,24 @@ async def test_failed_appends_map_to_group_errors_and_release_waiters(
     finally:
         await coordinator.stop()
         logs.close()
+
+
+async def test_unreadable_record_in_the_log_does_not_block_loading(broker: Broker) -> None:
+    coordinator = broker.coordinator
+    assert coordinator is not None and broker.logs is not None
+    await coordinator.commit_offsets("sturdy", -1, "", None, [OffsetCommit("t", 0, 3, -1, "")])
+    partition = broker.logs.get_partition(
+        OFFSETS_TOPIC, offsets_partition_for("sturdy", CONFIG.offsets_topic_partitions)
+    )
+    # A record this version cannot read (say, written by a newer one): key version 9.
+    alien = records.build_batch([(records.GroupKey("sturdy"), None)], 0)
+    alien = alien.replace(b"\x00\x02\x00\x06sturdy", b"\x00\x09\x00\x06sturdy")
+    alien = alien[:17] + google_crc32c.value(alien[21:]).to_bytes(4, "big") + alien[21:]
+    partition.append(alien, leader_epoch=0)
+    await coordinator.commit_offsets("sturdy", -1, "", None, [OffsetCommit("t", 1, 4, -1, "")])
+
+    await broker.stop()
+    coordinator = await broker.start()
+    assert {tp: c.offset for tp, c in coordinator.committed_offsets("sturdy").items()} == {
+        ("t", 0): 3, ("t", 1): 4
+    }

@@ -127,3 +127,24 @@ def test_offsets_partition_rule() -> None:
     # Java's Integer.MIN_VALUE hash maps to partition 0 (Kafka's Utils.abs).
     assert offsets_partition_for("polygenelubricants", 50) == 0
     assert all(0 <= offsets_partition_for(f"g{i}", 7) < 7 for i in range(100))
+
+
+def test_unreadable_batches_and_records_are_reported_and_skipped() -> None:
+    good = build_batch([(OffsetKey("g", "t", 0), OffsetValue(1, -1, "", 0))], 0)
+    damaged = bytearray(build_batch([(OffsetKey("g", "t", 1), OffsetValue(2, -1, "", 0))], 0))
+    damaged[-1] ^= 0xFF  # breaks the CRC
+    struct.pack_into(">q", damaged, 0, 1)
+    # A record from a future schema version: key version 9.
+    future = bytearray(build_batch([(GroupKey("g"), None)], 0))
+    struct.pack_into(">q", future, 0, 2)
+    key_at = bytes(future).index(b"\x00\x02\x00\x01g")
+    future[key_at + 1] = 9
+    struct.pack_into(">I", future, 17, google_crc32c.value(bytes(future[21:])))
+    data = good + bytes(damaged) + bytes(future) + good
+    with pytest.raises(ValueError):
+        list(parse_batches(data))
+    skipped: list[tuple[int, type[Exception]]] = []
+    entries = list(parse_batches(data, lambda offset, error: skipped.append((offset, type(error)))))
+    assert [e.offset for e in entries] == [0, 0]
+    assert [offset for offset, _ in skipped] == [1, 2]
+    assert skipped[1][1] is RecordFormatError

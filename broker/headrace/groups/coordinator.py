@@ -211,7 +211,7 @@ class GroupCoordinator:
                 with log_.read(offset, 1 << 20) as read:
                     data = read.to_bytes()
                     next_offset = read.high_offset
-                for entry in records.parse_batches(data):
+                for entry in records.parse_batches(data, self._skip_unreadable(partition)):
                     if entry.offset < offset:
                         continue
                     self._replay(entry, groups)
@@ -236,6 +236,15 @@ class GroupCoordinator:
         finally:
             self._loading.discard(partition)
         self._wake.set()
+
+    @staticmethod
+    def _skip_unreadable(partition: int) -> records.SkipHandler:
+        def skip(offset: int, error: Exception) -> None:
+            # One unreadable record must not keep every group of the partition offline.
+            log.warning("%s-%d: skipping unreadable record at offset %d: %s",
+                        OFFSETS_TOPIC, partition, offset, error)
+
+        return skip
 
     def _replay(self, entry: records.LoggedEntry, groups: dict[str, GroupValue | None]) -> None:
         key, value = entry.key, entry.value

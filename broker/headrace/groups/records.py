@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime
 import io
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from kio.records.readers import read_batch
@@ -33,6 +33,7 @@ GROUP_VALUE_VERSION = 3
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
+_BATCH_PREFIX = struct.Struct(">qi")
 
 
 class RecordFormatError(ValueError):
@@ -287,28 +288,49 @@ class LoggedEntry:
     value: Value | None
 
 
-def parse_batches(data: bytes) -> Iterator[LoggedEntry]:
-    """Decode a run of whole batches (as a log read returns them), in log order."""
+SkipHandler = Callable[[int, Exception], None]
+
+
+def _reraise(_offset: int, error: Exception) -> None:
+    raise error
+
+
+def parse_batches(data: bytes, on_skip: SkipHandler = _reraise) -> Iterator[LoggedEntry]:
+    """Decode a run of whole batches (as a log read returns them), in log order.
+
+    A batch that fails its CRC, or a record whose key or value this version cannot read, is
+    passed to ``on_skip(offset, error)``; by default that raises, a loader may log and go on.
+    """
     position = 0
     while position + 12 <= len(data):
-        (batch_length,) = _I32.unpack_from(data, position + 8)
-        if position + 12 + batch_length > len(data):
+        base_offset, batch_length = _BATCH_PREFIX.unpack_from(data, position)
+        end = position + 12 + batch_length
+        if end > len(data):
             break  # a partial trailing batch: the next read starts there
-        batch, size = read_batch(data, position)
-        position += size
+        try:
+            batch, _size = read_batch(data, position)
+        except Exception as error:  # kio raises ValueError/DecodeError for a damaged batch
+            on_skip(base_offset, error)
+            position = end
+            continue
+        position = end
         if batch.attributes & 0x20:  # control batches carry no coordinator state
             continue
         for record in batch.records:
             if record.key is None:
                 continue
-            key = decode_key(record.key)
-            value: Value | None
-            if record.value is None:
-                value = None
-            elif isinstance(key, OffsetKey):
-                value = decode_offset_value(record.value)
-            else:
-                value = decode_group_value(record.value)
+            try:
+                key = decode_key(record.key)
+                value: Value | None
+                if record.value is None:
+                    value = None
+                elif isinstance(key, OffsetKey):
+                    value = decode_offset_value(record.value)
+                else:
+                    value = decode_group_value(record.value)
+            except (RecordFormatError, UnicodeDecodeError) as error:
+                on_skip(int(record.offset), error)
+                continue
             yield LoggedEntry(int(record.offset), key, value)
 
 
