@@ -251,7 +251,7 @@ async def reconcile_cluster(body: Mapping[str, Any], kube: Kube,
     if plan.phase != status.get("phase") and plan.phase != "Steady" and not plan.refused:
         _event(body, "Normal", reason=plan.phase, message=plan.message or plan.phase)
 
-    roll = await _roll(body, kube, ref, spec, brokers)
+    roll = await _roll(body, kube, ref, spec, brokers, sum(current_sizes.values()))
     pods = await kube.list("v1", "Pod", ref.namespace, ref.selector("broker"))
     ready_per_zone: dict[str, int] = {}
     ready_count = 0
@@ -288,7 +288,7 @@ async def reconcile_cluster(body: Mapping[str, Any], kube: Kube,
 
 
 async def _roll(body: Mapping[str, Any], kube: Kube, ref: ClusterRef, spec: ClusterSpec,
-                brokers: BrokerState | None) -> RollDecision:
+                brokers: BrokerState | None, expected_pods: int) -> RollDecision:
     pods = await kube.list("v1", "Pod", ref.namespace, ref.selector("broker"))
     states = [s for s in (_pod_state(p) for p in pods) if s is not None]
     if not states:
@@ -296,7 +296,8 @@ async def _roll(body: Mapping[str, Any], kube: Kube, ref: ClusterRef, spec: Clus
     decision = plan_roll(states, broker_revision(spec, metadata_endpoint(ref, spec)),
                          brokers.partitions if brokers is not None else None,
                          default_min_isr=spec.min_insync_replicas,
-                         controller_id=brokers.controller_id if brokers is not None else None)
+                         controller_id=brokers.controller_id if brokers is not None else None,
+                         expected_pods=expected_pods)
     if decision.action == "restart" and decision.pod:
         _event(body, "Normal", reason="RollingRestart",
                   message=f"restarting {decision.pod} ({decision.reason})")

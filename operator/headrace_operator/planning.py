@@ -214,7 +214,8 @@ def restart_blockers(broker_id: int, partitions: Sequence[PartitionState],
 
 def plan_roll(pods: Sequence[PodState], target_revision: str,
               partitions: Sequence[PartitionState] | None, min_isr: Mapping[str, int] | None = None,
-              default_min_isr: int = 1, controller_id: int | None = None) -> RollDecision:
+              default_min_isr: int = 1, controller_id: int | None = None,
+              expected_pods: int | None = None) -> RollDecision:
     """Pick the next broker pod to restart, one at a time, never below min.insync.replicas.
 
     Waits while any pod is terminating or an up-to-date pod is not ready (a restarted broker
@@ -227,6 +228,10 @@ def plan_roll(pods: Sequence[PodState], target_revision: str,
         return RollDecision("done")
     if any(p.terminating for p in pods):
         return RollDecision("wait", reason="a broker pod is terminating")
+    if expected_pods is not None and len(pods) < expected_pods:
+        # A deleted pod not yet recreated by its StatefulSet counts as not ready.
+        return RollDecision("wait", reason=f"waiting for {expected_pods - len(pods)} broker "
+                            "pod(s) to be recreated")
     not_ready_current = [p.name for p in pods if not p.ready and p.revision == target_revision]
     if not_ready_current:
         return RollDecision("wait", reason=f"waiting for {not_ready_current[0]} to be ready")

@@ -272,3 +272,63 @@ def test_cluster_status_reads_the_brokers_and_metrics_are_served(
     assert "headrace_operator_reconcile_duration_seconds_bucket" in text
     assert "headrace_operator_reconcile_errors_total" in text
 
+
+
+def _broker_pod(ns: str, cluster: str, ordinal: int, revision: str, ready: bool) -> dict[str, Any]:
+    """A broker Pod as the StatefulSet controller and kubelet would report it."""
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": f"{cluster}-broker-{ordinal}", "namespace": ns,
+                     "labels": {"app.kubernetes.io/instance": cluster,
+                                "app.kubernetes.io/component": "broker",
+                                "apps.kubernetes.io/pod-index": str(ordinal)},
+                     "annotations": {"headrace.io/revision": revision}},
+        "spec": {"containers": [{"name": "broker", "image": "x",
+                                 "env": [{"name": "BROKER_ID_BASE", "value": "0"}]}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+
+
+def test_rolling_restart_goes_one_ready_broker_at_a_time(
+        kube: EmulatedCluster, real_broker: BrokerProcess) -> None:
+    """The test plays StatefulSet controller and kubelet: it recreates each deleted pod with the
+    new revision, not ready at first, and marks it ready later; the operator must wait for it."""
+    ns, name = "t-roll", "rolling"
+    kube.create(_cluster(ns, name, {"brokers": 3, "image": "headrace:1"},
+                         {"headrace.io/operator-bootstrap-servers": real_broker.bootstrap}))
+    sts = wait_for(lambda: kube.get("apps/v1", "StatefulSet", ns, f"{name}-broker"),
+                   "broker StatefulSet")
+    old_revision = sts["spec"]["template"]["metadata"]["annotations"]["headrace.io/revision"]
+    for ordinal in range(3):
+        kube.create(_broker_pod(ns, name, ordinal, old_revision, ready=True))
+    kube.patch(API, "Cluster", ns, name, {"spec": {"image": "headrace:2"}})
+    new_revision = wait_for(
+        lambda: (lambda r: r if r != old_revision else None)(
+            kube.get("apps/v1", "StatefulSet", ns, f"{name}-broker")["spec"]["template"][
+                "metadata"]["annotations"]["headrace.io/revision"]), "new pod template")
+
+    restarted: list[str] = []
+    for step in range(3):
+        gone = wait_for(lambda: ({f"{name}-broker-{i}" for i in range(3)}
+                                 - {p["metadata"]["name"] for p in kube.list("v1", "Pod", ns)}),
+                        "a broker pod restarted")
+        assert len(gone) == 1, gone  # one at a time
+        pod = gone.pop()
+        restarted.append(pod)
+        ordinal = int(pod.rsplit("-", 1)[1])
+        kube.create(_broker_pod(ns, name, ordinal, new_revision, ready=False))
+        if step < 2:  # outdated pods remain: the operator says it waits for this one
+            waiting = wait_for(lambda: _condition(kube.get(API, "Cluster", ns, name),
+                                                  "Progressing").get("message", "").startswith(
+                f"waiting for {pod}"), f"operator waiting for {pod}")  # noqa: B023
+            assert waiting
+            assert len(kube.list("v1", "Pod", ns)) == 3  # nothing else restarted meanwhile
+        kube.patch("v1", "Pod", ns, pod, {"status": {"conditions": [
+            {"type": "Ready", "status": "True"}]}}, subresource="status")
+    # The controller (broker 0, the real broker's id) goes last.
+    assert restarted == [f"{name}-broker-1", f"{name}-broker-2", f"{name}-broker-0"]
+    done = wait_for(lambda: _condition(kube.get(API, "Cluster", ns, name), "Progressing").get(
+        "status") == "False", "roll finished")
+    assert done
+    events = {e.get("reason") for e in kube.events(ns, name)}
+    assert "RollingRestart" in events

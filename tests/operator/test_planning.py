@@ -138,6 +138,9 @@ def test_roll_restarts_broken_pods_first_and_waits_when_brokers_unreachable() ->
     assert plan_roll(healthy, "new", None).action == "wait"
     terminating = [PodState("c-a-0", 0, "old", True, terminating=True)]
     assert plan_roll(terminating, "new", []).action == "wait"
+    # A deleted pod its StatefulSet has not recreated yet is as good as not ready.
+    missing = plan_roll(healthy, "new", [], expected_pods=2)
+    assert missing.action == "wait" and "recreated" in missing.reason
 
 
 BROKERS = [BrokerSlot(0, "a"), BrokerSlot(1000, "b"), BrokerSlot(2000, "c")]
