@@ -320,7 +320,7 @@ def test_read_in_flight_survives_descriptor_eviction(tmp_path: Path) -> None:
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     appends=st.lists(st.tuples(st.integers(1, 4), st.integers(0, 3)), min_size=1, max_size=25),

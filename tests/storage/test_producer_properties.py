@@ -143,7 +143,7 @@ def test_producer_state_model(tmp_path: Path) -> None:
     run_state_machine_as_test(
         ProducerMachine,
         settings=settings(
-            max_examples=25,
+            max_examples=15,
             stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],

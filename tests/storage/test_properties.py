@@ -169,7 +169,7 @@ def test_log_model(tmp_path: Path) -> None:
     run_state_machine_as_test(
         LogMachine,
         settings=settings(
-            max_examples=40,
+            max_examples=20,
             stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
