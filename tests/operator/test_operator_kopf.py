@@ -332,3 +332,33 @@ def test_rolling_restart_goes_one_ready_broker_at_a_time(
     assert done
     events = {e.get("reason") for e in kube.events(ns, name)}
     assert "RollingRestart" in events
+
+
+def test_zones_discovered_from_node_labels(kube: EmulatedCluster) -> None:
+    ns = "t-zones"
+    nodes = {"n1": "west", "n2": "east", "n3": "east"}
+    for node, zone in nodes.items():
+        kube.create({"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": node, "labels": {"topology.kubernetes.io/zone": zone}}})
+    try:
+        _check_discovered_zones(kube, ns)
+    finally:  # other Clusters without zone names must not pick these zones up
+        for node in nodes:
+            kube.delete("v1", "Node", None, node)
+
+
+def _check_discovered_zones(kube: EmulatedCluster, ns: str) -> None:
+    kube.create(_cluster(ns, "auto", {"brokers": 3}))
+    names = wait_for(lambda: (lambda found: found if len(found) == 2 else None)(
+        sorted(s["metadata"]["name"] for s in kube.list("apps/v1", "StatefulSet", ns)
+               if s["metadata"]["name"] != "auto-etcd")), "two per-zone StatefulSets")
+    # Zones sorted by name: east is zone 0 (2 brokers: ids 0, 1), west zone 1 (id 1000).
+    assert names == ["auto-east", "auto-west"]
+    east = kube.get("apps/v1", "StatefulSet", ns, "auto-east")
+    assert east["spec"]["replicas"] == 2
+    west = kube.get("apps/v1", "StatefulSet", ns, "auto-west")
+    assert {"name": "BROKER_ID_BASE", "value": "1000"} in \
+        west["spec"]["template"]["spec"]["containers"][0]["env"]
+    status = wait_for(lambda: (kube.get(API, "Cluster", ns, "auto").get("status") or {}).get(
+        "zones"), "zones in status")
+    assert status == ["east", "west"]
