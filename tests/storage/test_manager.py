@@ -111,7 +111,10 @@ def test_clean_restart_does_not_rebuild_indexes(tmp_path: Path) -> None:
     with log.read(100, 1) as read:
         assert read.high_offset == 102
     assert {p: p.stat().st_mtime_ns for p in indexes} == mtimes
+    untouched = {p: p.stat().st_mtime_ns for p in (tmp_path / "t-1").iterdir()}
     reopened.close()
+    # An idle partition is already durable: closing it rewrites nothing.
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "t-1").iterdir()} == untouched
 
 
 def test_config_round_trip_and_validation() -> None:

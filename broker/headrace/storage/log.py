@@ -106,6 +106,8 @@ class PartitionLog:
         self.epoch_cache = LeaderEpochCache(directory / CHECKPOINT_NAME)
         self.segments_scanned = 0  # full CRC scans done while opening (for the recovery report)
         self._closed = False
+        # Something changed since the files were last made durable (close() skips idle logs).
+        self._dirty = False
         self._open(clean_shutdown=clean_shutdown, verify_all=verify_all)
 
     # -- properties ------------------------------------------------------------------------------
@@ -284,6 +286,7 @@ class PartitionLog:
     ) -> None:
         """Write all of ``iov`` at ``position``; on failure cut the file back (all-or-nothing)."""
         fd = segment.log_fd()
+        self._dirty = True
         try:
             if len(iov) <= _IOV_MAX and os.pwritev(fd, iov, position) == total:
                 return  # the usual case: one system call wrote everything
@@ -366,6 +369,7 @@ class PartitionLog:
         old = self._active
         if old.size == 0:
             return old
+        self._dirty = True
         durable = self._durable_policy
         old.seal(durable=durable)
         if not durable:
@@ -676,22 +680,25 @@ class PartitionLog:
         end = self.log_end_offset
         if self.producer_state.changed_since_snapshot:
             self.producer_state.write_snapshot(self.directory, end, durable=final)
-        if end != self._recovery_point and (final or self._recovery_point < active.base_offset):
+        if final or (end != self._recovery_point and self._recovery_point < active.base_offset):
             self._recovery_point = end
             self._write_state()
 
     def close(self) -> None:
-        """Flush everything durably (indexes and snapshot included) and release descriptors."""
+        """Flush everything durably (indexes and snapshot included) and release descriptors;
+        a log untouched since a clean open is already durable and only releases them."""
         if self._closed:
             return
-        self._flush(final=True)
+        if self._dirty:
+            self._flush(final=True)
         self._closed = True
         for segment in self.segments:
             segment.forget_files()
 
-    def _write_state(self) -> None:
+    def _write_state(self, *, durable: bool = True) -> None:
+        self._dirty = True
         state = {"log_start_offset": self._log_start, "recovery_point": self._recovery_point}
-        write_atomic(self.directory / STATE_NAME, json.dumps(state).encode())
+        write_atomic(self.directory / STATE_NAME, json.dumps(state).encode(), durable=durable)
 
     def _read_state(self) -> dict[str, int] | None:
         try:
@@ -705,6 +712,7 @@ class PartitionLog:
 
     # -- opening and recovery --------------------------------------------------------------------
     def _report(self, action: str, detail: str, dropped: int) -> None:
+        self._dirty = True
         event = RecoveryEvent(self._topic, self._partition, action, detail, dropped)
         log.warning("%s-%d: %s: %s", self._topic, self._partition, action, detail)
         if self._on_recovery is not None:
@@ -738,7 +746,7 @@ class PartitionLog:
             start = state["log_start_offset"] if state else 0
             fresh = Segment(directory, start, self.files)
             fresh.create_files()
-            fsync_dir(directory)
+            self._dir_dirty = True  # made durable by the first fsync or by close()
             self.segments = [fresh]
         else:
             self.segments = [Segment(directory, b, self.files) for b in bases]
@@ -758,7 +766,9 @@ class PartitionLog:
         self._log_start = min(log_start, end)
         self._recovery_point = min(state["recovery_point"] if state else 0, end)
         if state is None or state["log_start_offset"] != self._log_start:
-            self._write_state()
+            self._write_state(durable=bool(bases))  # a brand-new partition: close() syncs it
+        if not clean_shutdown or verify_all:
+            self._dirty = True  # recovery may have rewritten indexes without fsync
         if not self.epoch_cache.load() and (directory / CHECKPOINT_NAME).exists():
             self._report("rebuilt-index", "leader-epoch-checkpoint unreadable; cleared", 0)
         self.epoch_cache.truncate_from_end(end)
@@ -871,4 +881,4 @@ class PartitionLog:
             for header in scanner:
                 if header.base_offset >= start:
                     state.observe(header)
-        state.changed_since_snapshot = start != end
+        state.changed_since_snapshot = start != end and bool(state.producers)
