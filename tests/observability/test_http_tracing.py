@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
-from tests.web.conftest import start_running_broker
+from tests.web.conftest import poll_until, start_running_broker
 from tests.web.test_rest_interop import consume_all
 
 INCOMING_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -91,6 +91,44 @@ async def test_without_tracing_only_an_incoming_traceparent_is_passed_on(tmp_pat
             key=lambda m: m.offset())
         assert not first.headers()  # no span, no caller context: nothing added
         assert second.headers() == [("traceparent", incoming.encode())]
+    finally:
+        await runner.cleanup()
+        await broker.stop()
+
+
+async def test_group_operations_are_traced(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    broker, runner = await start_running_broker(tmp_path / "data", tracer_provider=provider)
+    try:
+        base = f"http://127.0.0.1:{broker.http_port}"
+        topics = f"{base}/v3/clusters/{broker.cluster_id}/topics"
+        async with aiohttp.ClientSession() as session:
+            async with session.post(topics, json={"topic_name": "grouped"}) as response:
+                assert response.status == 201
+            async with session.post(f"{base}/consumers/traced-group",
+                                    json={"name": "member"}) as response:
+                instance = (await response.json())["base_uri"]
+            async with session.post(instance + "/subscription",
+                                    json={"topics": ["grouped"]}) as response:
+                assert response.status == 204
+
+            async def assigned() -> bool:
+                async with session.get(instance + "/records?timeout=200") as response:
+                    assert response.status == 200
+                async with session.get(instance + "/assignments") as response:
+                    return bool((await response.json())["partitions"])
+
+            await poll_until(assigned, within=45)  # a group join; generous on a busy machine
+            async with session.post(instance + "/offsets", json={"offsets": [
+                    {"topic": "grouped", "partition": 0, "offset": 0}]}) as response:
+                assert response.status == 204
+            async with session.delete(instance) as response:
+                assert response.status == 204
+        names = {span.name for span in exporter.get_finished_spans()}
+        assert {"kafka JoinGroup", "kafka SyncGroup", "kafka OffsetCommit", "commit_offsets",
+                "fetch"} <= names, names
     finally:
         await runner.cleanup()
         await broker.stop()
