@@ -105,12 +105,13 @@ class Prometheus:
         return result
 
 
-def _start_broker(data_dir: Path, ready_file: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "headrace", "broker", "--data-dir", str(data_dir),
-         "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-         "--ready-file", str(ready_file), "--log-level", "WARNING"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _start_broker(data_dir: Path, ready_file: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "headrace", "broker", "--data-dir", str(data_dir),
+             "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+             "--ready-file", str(ready_file), "--log-level", "WARNING"],
+            stdout=log_file, stderr=subprocess.STDOUT)
 
 
 def _answers_ok(url: str) -> bool:
@@ -223,28 +224,34 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     assert binary, "Debian's prometheus package is installed by tests/tools/install.sh"
     workdir = tmp_path_factory.mktemp("observability")
     ready_file = workdir / "broker-ready.json"
-    broker = _start_broker(workdir / "data", ready_file)
+    broker_log = workdir / "broker.log"
+    broker = _start_broker(workdir / "data", ready_file, broker_log)
     operator = subprocess.Popen([sys.executable, "-c", OPERATOR_METRICS], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     server: subprocess.Popen[bytes] | None = None
     consumer: Consumer | None = None
     try:
-        ready = wait_until("the broker to listen", functools.partial(_read_ready, ready_file))
-        # The probes the operator gives broker pods answer.
-        for probe in ("healthz", "readyz"):
-            wait_until(f"/{probe} to answer 200", functools.partial(
-                _answers_ok, f"http://127.0.0.1:{ready['http_port']}/{probe}"), timeout=30)
-        consumer = _drive_traffic(f"127.0.0.1:{ready['kafka_port']}")
-        assert operator.stdout is not None
-        operator_port = int(operator.stdout.readline())  # printed once its metrics are served
-        config = _prometheus_config(workdir, ready["http_port"], operator_port)
-        server, client = _start_prometheus(binary, config, workdir / "tsdb")
+        try:
+            ready = wait_until("the broker to listen", functools.partial(_read_ready, ready_file))
+            # The probes the operator gives broker pods answer.
+            for probe in ("healthz", "readyz"):
+                wait_until(f"/{probe} to answer 200", functools.partial(
+                    _answers_ok, f"http://127.0.0.1:{ready['http_port']}/{probe}"), timeout=30)
+            consumer = _drive_traffic(f"127.0.0.1:{ready['kafka_port']}")
+            assert operator.stdout is not None
+            operator_port = int(operator.stdout.readline())  # printed once its metrics are served
+            config = _prometheus_config(workdir, ready["http_port"], operator_port)
+            server, client = _start_prometheus(binary, config, workdir / "tsdb")
 
-        def scraped_enough() -> bool:
-            return len(client.query("count_over_time(up[1m]) >= 6")) == 2
+            def scraped_enough() -> bool:
+                return len(client.query("count_over_time(up[1m]) >= 6")) == 2
 
-        wait_until("6 scrapes of the broker", scraped_enough, timeout=60)
-        consumer.poll(0.1)  # keep the group member alive
+            wait_until("6 scrapes of the broker", scraped_enough, timeout=60)
+            consumer.poll(0.1)  # keep the group member alive
+        except BaseException:
+            print(f"broker exit code {broker.poll()}; its log ends with:")
+            print(broker_log.read_text(errors="replace")[-4000:])
+            raise
         yield client
     finally:
         if consumer is not None:
