@@ -369,3 +369,55 @@ async def test_unreadable_record_in_the_log_does_not_block_loading(broker: Broke
     assert {tp: c.offset for tp, c in coordinator.committed_offsets("sturdy").items()} == {
         ("t", 0): 3, ("t", 1): 4
     }
+
+
+async def test_offset_retention_expires_empty_groups_durably(tmp_path: Path) -> None:
+    wall = [1_000_000]
+    retention = 60_000
+    config = GroupConfig(
+        offsets_topic_partitions=3, limits=GroupLimits(min_session_timeout_ms=100),
+        offsets_retention_ms=retention,
+    )
+
+    async def start() -> tuple[LogManager, GroupCoordinator]:
+        logs = LogManager(tmp_path / "data")
+        coordinator = GroupCoordinator(logs, NODE, config, wall_clock_ms=lambda: wall[0])
+        await coordinator.start()
+        return logs, coordinator
+
+    logs, coordinator = await start()
+    try:
+        member, generation = await join_one(coordinator, "app")
+        await coordinator.commit_offsets(
+            "app", generation, member, None, [OffsetCommit("t", 0, 5, -1, "")]
+        )
+        await coordinator.commit_offsets("tool", -1, "", None, [OffsetCommit("t", 0, 9, -1, "")])
+        wall[0] += retention  # the member is still there: its offsets stay
+        assert await coordinator.expire_offsets() == {"tool": [("t", 0)]}
+        assert "tool" not in {g.group_id for g in coordinator.list_groups()}
+        await coordinator.leave_group("app", [(member, None)])  # Empty from now on
+        empty_at = wall[0]
+        wall[0] = empty_at + retention - 1
+        assert await coordinator.expire_offsets() == {}
+    finally:
+        await coordinator.stop()
+        logs.close()
+
+    # The time the group became Empty survives a restart.
+    logs, coordinator = await start()
+    try:
+        assert coordinator.committed_offsets("app")[("t", 0)].offset == 5
+        assert coordinator.committed_offsets("tool") == {}
+        wall[0] = empty_at + retention
+        assert await coordinator.expire_offsets() == {"app": [("t", 0)]}
+        assert coordinator.describe_group("app").state == "Dead"
+    finally:
+        await coordinator.stop()
+        logs.close()
+    logs, coordinator = await start()
+    try:
+        assert coordinator.committed_offsets("app") == {}
+        assert coordinator.list_groups() == []
+    finally:
+        await coordinator.stop()
+        logs.close()

@@ -374,3 +374,29 @@ def test_random_operations_keep_invariants(ops: list[tuple[str, int, int]]) -> N
                 )
         deadline = machine.next_deadline_ms()
         assert deadline is None or deadline >= 0
+
+
+def test_offset_retention_rules(machine: GroupStateMachine) -> None:
+    from headrace.groups.state import CommittedOffset, expired_offsets
+
+    day = 86_400_000
+    machine.validate_commit("simple", -1, "", None)
+    machine.apply_offset("simple", "t", 0, CommittedOffset(1, -1, "", 1 * day))
+    machine.apply_offset("simple", "t", 1, CommittedOffset(2, -1, "", 5 * day))
+    simple = machine.groups["simple"]
+    # Offsets-only groups: each offset on its own commit time.
+    assert expired_offsets(simple, None, 7 * day, 7 * day) == []
+    assert expired_offsets(simple, None, 8 * day, 7 * day) == [("t", 0)]
+    assert expired_offsets(simple, None, 12 * day, 7 * day) == [("t", 0), ("t", 1)]
+
+    (member,) = form_group(machine, "a")
+    machine.apply_offset("g", "t", 0, CommittedOffset(1, -1, "", 0))
+    group = machine.groups["g"]
+    # A group with members keeps its offsets however old they are.
+    assert expired_offsets(group, None, 100 * day, 7 * day) == []
+    machine.leave("g", [(member, None)], 1)
+    assert group.state is GroupState.EMPTY
+    # Once Empty, everything goes when the group has been empty for the retention time.
+    assert expired_offsets(group, 10 * day, 16 * day, 7 * day) == []
+    assert expired_offsets(group, 10 * day, 17 * day, 7 * day) == [("t", 0)]
+    assert expired_offsets(group, None, 17 * day, 7 * day) == []  # unknown: keep

@@ -34,6 +34,7 @@ from headrace.groups.state import (
     JoinResult,
     Member,
     SyncResult,
+    expired_offsets,
 )
 from headrace.storage import LogManagerAPI
 
@@ -74,6 +75,9 @@ class GroupConfig:
     #: calls load_partition/unload_partition as leadership moves.
     own_all_partitions: bool = True
     max_offset_metadata_bytes: int = 4096
+    #: Kafka's ``offsets.retention.minutes`` (7 days) and ``offsets.retention.check.interval.ms``.
+    offsets_retention_ms: int = 7 * 24 * 3600 * 1000
+    offsets_retention_check_interval_ms: int = 600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,23 +161,32 @@ class GroupCoordinator:
         self._rebalance_listeners: list[RebalanceListener] = []
         self._wake = asyncio.Event()
         self._timer_task: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
+        #: group -> (generation, wall-clock ms) of its latest transition to Empty; every such
+        #: transition bumps the generation, so a stale entry is recognisable
+        self._empty_since: dict[str, tuple[int, int]] = {}
 
     # --------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         self._ensure_offsets_topic()
         self._timer_task = asyncio.create_task(self._run_timers(), name="group-timers")
+        self._retention_task = asyncio.create_task(
+            self._run_retention(), name="offsets-retention"
+        )
         if self.config.own_all_partitions:
             for partition in range(self.config.offsets_topic_partitions):
                 await self.load_partition(partition)
 
     async def stop(self) -> None:
-        if self._timer_task is not None:
-            self._timer_task.cancel()
-            # asyncio.wait, unlike awaiting the task, does not re-raise its CancelledError
+        tasks = [t for t in (self._timer_task, self._retention_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # asyncio.wait, unlike awaiting the tasks, does not re-raise their CancelledError
             # into (and so mark as cancelling) the task that stops us.
-            await asyncio.wait([self._timer_task])
-            self._timer_task = None
+            await asyncio.wait(tasks)
+        self._timer_task = self._retention_task = None
         for partition in list(self._owned):
             await self.unload_partition(partition)
 
@@ -223,6 +236,8 @@ class GroupCoordinator:
             for group_id, value in groups.items():
                 if value is None:  # deleted (already forgotten during the replay)
                     continue
+                if not value.members:
+                    self._empty_since[group_id] = (value.generation_id, value.state_timestamp_ms)
                 self.machine.restore_group(
                     group_id,
                     value.protocol_type,
@@ -571,6 +586,53 @@ class GroupCoordinator:
             results[group_id] = error
         return results
 
+    async def expire_offsets(self) -> dict[str, list[tuple[str, int]]]:
+        """Apply offset retention now: tombstone expired offsets, and drop Empty groups left
+        with none (Kafka turns them Dead). Returns what expired, per group."""
+        now = self._wall_clock_ms()
+        expired: dict[str, list[tuple[str, int]]] = {}
+        for group_id, group in list(self.machine.groups.items()):
+            if self.ownership_error(group_id) is not ErrorCode.none:
+                continue
+            gone = expired_offsets(
+                group, self._empty_since_ms(group_id), now, self.config.offsets_retention_ms
+            )
+            if not gone:
+                continue
+            entries: list[tuple[records.Key, records.Value | None]] = [
+                (OffsetKey(group_id, t, p), None) for t, p in gone
+            ]
+            drop_group = len(gone) == len(group.offsets)
+            if drop_group:
+                entries.append((GroupKey(group_id), None))
+            if await self._write(group_id, entries) is not ErrorCode.none:
+                continue
+            for topic, partition in gone:
+                self.machine.apply_offset(group_id, topic, partition, None)
+            if drop_group and self.machine.delete_group(group_id) is ErrorCode.none:
+                self._empty_since.pop(group_id, None)
+            expired[group_id] = gone
+        return expired
+
+    def _empty_since_ms(self, group_id: str) -> int | None:
+        """When the group last became Empty, if it still is in that same generation."""
+        group = self.machine.groups.get(group_id)
+        recorded = self._empty_since.get(group_id)
+        if group is None or recorded is None or recorded[0] != group.generation_id:
+            return None
+        return recorded[1]
+
+    async def _run_retention(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.offsets_retention_check_interval_ms / 1000)
+            try:
+                expired = await self.expire_offsets()
+                if expired:
+                    log.info("offset retention expired %d offset(s) of %d group(s)",
+                             sum(map(len, expired.values())), len(expired))
+            except Exception:  # retention must keep running whatever one pass hits
+                log.exception("offset retention pass failed")
+
     def add_rebalance_listener(self, listener: RebalanceListener) -> None:
         """``listener(group_id, generation_id)`` after every completed rebalance."""
         self._rebalance_listeners.append(listener)
@@ -609,12 +671,16 @@ class GroupCoordinator:
         group = self.machine.groups.get(group_id)
         if group is None:
             return
+        state_timestamp = self._wall_clock_ms()
+        if group.state is GroupState.EMPTY:
+            state_timestamp = self._empty_since_ms(group_id) or state_timestamp
+            self._empty_since[group_id] = (group.generation_id, state_timestamp)
         value = GroupValue(
             protocol_type=group.protocol_type or "",
             generation_id=group.generation_id,
             protocol_name=group.protocol_name,
             leader_id=group.leader_id,
-            state_timestamp_ms=self._wall_clock_ms(),
+            state_timestamp_ms=state_timestamp,
             members=tuple(
                 StoredMember(
                     member_id=m.member_id,

@@ -712,6 +712,26 @@ class GroupStateMachine:
         self.groups.pop(group_id, None)
 
 
+def expired_offsets(
+    group: Group, empty_since_ms: int | None, now_ms: int, retention_ms: int
+) -> list[TopicPartition]:
+    """Kafka's offset retention (KIP-211), on wall-clock milliseconds.
+
+    Offsets of a group with members never expire. A group that has had members loses all its
+    offsets once it has been Empty for ``retention_ms``; an offsets-only group (simple
+    consumers, admin tools) loses each offset ``retention_ms`` after it was committed.
+    """
+    if group.state is not GroupState.EMPTY or group.members:
+        return []
+    if group.protocol_type is None:
+        return sorted(
+            tp for tp, c in group.offsets.items() if c.commit_timestamp_ms + retention_ms <= now_ms
+        )
+    if empty_since_ms is not None and empty_since_ms + retention_ms <= now_ms:
+        return sorted(group.offsets)
+    return []
+
+
 def subscription_topics(metadata: bytes) -> list[str]:
     """Topic names from a ConsumerProtocolSubscription (all versions start the same way)."""
     try:
