@@ -257,19 +257,27 @@ def test_cluster_keeps_its_promises_under_faults(tmp_path: Path) -> None:
         load = ProducerLoad(cluster.bootstrap, TOPIC, PARTITIONS).start()
         reader = GroupReader(cluster.bootstrap).start()
         wait_for(lambda: load.acked_count() > 200, 30, "production running")
-        for number, fault in enumerate(rounds, start=1):
-            before = load.acked_count()
-            FAULTS[fault](cluster, rng)
-            wait_for(lambda before=before: load.acked_count() > before + 200, 60,
-                     f"acks after round {number} ({fault}, seed {seed})")
-            wait_for(lambda: healthy(cluster), 60, f"full ISRs after {fault} (seed {seed})")
+        try:
+            for number, fault in enumerate(rounds, start=1):
+                before = load.acked_count()
+                FAULTS[fault](cluster, rng)
+                wait_for(lambda before=before: load.acked_count() > before + 200, 60,
+                         f"acks after round {number} ({fault}, seed {seed})")
+                wait_for(lambda: healthy(cluster), 60, f"full ISRs after {fault} (seed {seed})")
+                check_round(load, reader, cluster.bootstrap)
+            load.stop()
+            assert not load.errors, f"seed {seed}: {load.errors[:5]}"
+            wanted = {record.value for record in load.acked}
+            wait_for(lambda: reader.seen_count(wanted) == len(wanted), 60,
+                     f"the group reading every record (seed {seed})")
             check_round(load, reader, cluster.bootstrap)
-        load.stop()
-        assert not load.errors, f"seed {seed}: {load.errors[:5]}"
-        wanted = {record.value for record in load.acked}
-        wait_for(lambda: reader.seen_count(wanted) == len(wanted), 60,
-                 f"the group reading every record (seed {seed})")
-        check_round(load, reader, cluster.bootstrap)
+        except AssertionError as failure:
+            logs = "\n".join(
+                f"--- broker {b.broker_id} ---\n{b.log_tail(3000)}" for b in cluster.brokers
+            )
+            raise AssertionError(
+                f"{failure}\nrounds: {rounds}\nproducer errors: {load.errors[:5]}\n{logs}"
+            ) from failure
     finally:
         if load is not None:
             load.stop()
