@@ -4,12 +4,15 @@ a restart because they are replayed from ``__consumer_offsets``."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import google_crc32c
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
 
 from headrace.groups import (
@@ -421,3 +424,47 @@ async def test_offset_retention_expires_empty_groups_durably(tmp_path: Path) -> 
     finally:
         await coordinator.stop()
         logs.close()
+
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["commit", "commit", "delete_offsets", "delete_group"]),
+        st.sampled_from(["g1", "g2", "g3"]),
+        st.sampled_from([("a", 0), ("a", 1), ("b", 0)]),
+        st.integers(0, 1000),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(operations)
+def test_replay_restores_exactly_what_was_in_memory(
+    ops: list[tuple[str, str, tuple[str, int], int]],
+) -> None:
+    """Whatever sequence of commits and deletions ran, a restart rebuilds the same offsets."""
+
+    async def scenario(data_dir: Path) -> None:
+        node = Broker(data_dir)
+        coordinator = await node.start()
+        for op, group, (topic, partition), offset in ops:
+            if op == "commit":
+                await coordinator.commit_offsets(
+                    group, -1, "", None, [OffsetCommit(topic, partition, offset, -1, str(offset))]
+                )
+            elif op == "delete_offsets":
+                await coordinator.delete_offsets(group, [(topic, partition)])
+            else:
+                await coordinator.delete_groups([group])
+        before = {g: coordinator.committed_offsets(g) for g in ("g1", "g2", "g3")}
+        listed = [g.group_id for g in coordinator.list_groups()]
+        await node.stop()
+        coordinator = await node.start()
+        try:
+            assert {g: coordinator.committed_offsets(g) for g in ("g1", "g2", "g3")} == before
+            assert [g.group_id for g in coordinator.list_groups()] == listed
+        finally:
+            await node.stop()
+
+    with tempfile.TemporaryDirectory() as directory:
+        asyncio.run(scenario(Path(directory) / "data"))
