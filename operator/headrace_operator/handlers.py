@@ -128,6 +128,10 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Log, **_: Any) -> None:
+    # State of a previous run in this process (tests run the operator more than once).
+    _locks.clear()
+    _admins.clear()
+    _applied.clear()
     settings.peering.standalone = True  # one operator replica (the chart enforces 0 or 1)
     settings.posting.level = logging.INFO
     settings.persistence.finalizer = f"{GROUP}/finalizer"

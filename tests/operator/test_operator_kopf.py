@@ -12,12 +12,14 @@ import os
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 from kopf.testing import KopfRunner
 
+from headrace.cluster.devcluster import BrokerProcess as DevBroker
 from headrace_operator.crds import openapi_schema
 from tests.clients.conftest import BrokerProcess
 from tests.operator.kube_emulator import EmulatedCluster
@@ -274,17 +276,18 @@ def test_cluster_status_reads_the_brokers_and_metrics_are_served(
 
 
 
-def _broker_pod(ns: str, cluster: str, ordinal: int, revision: str, ready: bool) -> dict[str, Any]:
+def _broker_pod(ns: str, cluster: str, ordinal: int, revision: str, ready: bool,
+                name: str | None = None, base: int = 0) -> dict[str, Any]:
     """A broker Pod as the StatefulSet controller and kubelet would report it."""
     return {
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": f"{cluster}-broker-{ordinal}", "namespace": ns,
+        "metadata": {"name": name or f"{cluster}-broker-{ordinal}", "namespace": ns,
                      "labels": {"app.kubernetes.io/instance": cluster,
                                 "app.kubernetes.io/component": "broker",
                                 "apps.kubernetes.io/pod-index": str(ordinal)},
                      "annotations": {"headrace.io/revision": revision}},
         "spec": {"containers": [{"name": "broker", "image": "x",
-                                 "env": [{"name": "BROKER_ID_BASE", "value": "0"}]}]},
+                                 "env": [{"name": "BROKER_ID_BASE", "value": str(base)}]}]},
         "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
     }
 
@@ -362,3 +365,177 @@ def _check_discovered_zones(kube: EmulatedCluster, ns: str) -> None:
     status = wait_for(lambda: (kube.get(API, "Cluster", ns, "auto").get("status") or {}).get(
         "zones"), "zones in status")
     assert status == ["east", "west"]
+
+
+class Kubelet:
+    """Plays StatefulSet controller and kubelet for one Cluster with REAL replicated brokers.
+
+    For every broker StatefulSet the operator wrote, it keeps pods ``0..replicas-1`` running as
+    ``headrace broker`` processes (id = BROKER_ID_BASE + ordinal, the zone from ``--zone``, a
+    shared real etcd), reports each pod Ready once the broker's ``/readyz`` answers 200, restarts
+    (SIGTERM, same data dir) a broker whose pod the operator deleted, and stops brokers whose
+    ordinals fall outside the StatefulSet.
+    """
+
+    def __init__(self, kube: EmulatedCluster, ns: str, cluster: str, root: Path,
+                 metadata_url: str) -> None:
+        self.kube, self.ns, self.cluster, self.root = kube, ns, cluster, root
+        self.metadata_url = metadata_url
+        self.brokers: dict[str, DevBroker] = {}
+        self.restarts: list[str] = []
+
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers.values() if b.kafka_port)
+
+    def _pods(self) -> dict[str, dict[str, Any]]:
+        return {p["metadata"]["name"]: p for p in self.kube.list("v1", "Pod", self.ns)}
+
+    def step(self) -> None:
+        pods = self._pods()
+        wanted: set[str] = set()
+        for sts in self.kube.list("apps/v1", "StatefulSet", self.ns):
+            name = sts["metadata"]["name"]
+            if name.endswith("-etcd") or not name.startswith(self.cluster):
+                continue
+            template = sts["spec"]["template"]
+            container = template["spec"]["containers"][0]
+            base = int(next(e["value"] for e in container["env"]
+                            if e["name"] == "BROKER_ID_BASE"))
+            args = container["args"]
+            zone = args[args.index("--zone") + 1] if "--zone" in args else None
+            for ordinal in range(int(sts["spec"]["replicas"])):
+                pod = f"{name}-{ordinal}"
+                wanted.add(pod)
+                broker = self.brokers.get(pod)
+                if pod not in pods:  # new, or deleted by the operator: (re)start it
+                    if broker is not None and broker.running:
+                        broker.stop()
+                        self.restarts.append(pod)
+                    if broker is None:
+                        broker = DevBroker(base + ordinal, self.root / pod, self.metadata_url,
+                                           zone=zone, extra_args=HARNESS_FLAGS)
+                        self.brokers[pod] = broker
+                    broker.start(wait=True)
+                    self.kube.create(_broker_pod(self.ns, self.cluster, ordinal,
+                                                 template["metadata"]["annotations"][
+                                                     "headrace.io/revision"], ready=False,
+                                                 name=pod, base=base))
+                    continue
+                ready = _http_ok(f"http://127.0.0.1:{broker.http_port}/readyz") \
+                    if broker is not None else False
+                if ready != _pod_ready(pods[pod]):
+                    self.kube.patch("v1", "Pod", self.ns, pod, {"status": {"conditions": [
+                        {"type": "Ready", "status": "True" if ready else "False"}]}},
+                        subresource="status")
+        for pod, broker in self.brokers.items():
+            if pod not in wanted and broker.running:
+                broker.stop()
+                if pod in pods:
+                    self.kube.delete("v1", "Pod", self.ns, pod)
+
+    def stop(self) -> None:
+        for broker in self.brokers.values():
+            broker.kill()
+
+
+HARNESS_FLAGS = ("--session-ttl", "3", "--replica-lag-time-max-ms", "2500",
+                 "--offsets-topic-partitions", "1", "--controlled-shutdown-timeout", "10",
+                 "--default-replication-factor", "3")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def test_rolling_restart_of_real_replicated_brokers_under_traffic(
+        kube: EmulatedCluster, tmp_path: Path) -> None:
+    """Three real brokers in three zones, a topic with RF 3 and min ISR 2, a producer with
+    acks=all running throughout: a config change rolls one broker at a time, and every
+    acknowledged record is still there afterwards."""
+    from confluent_kafka import Consumer, Producer
+
+    from headrace.cluster.etcd_launcher import EtcdProcess
+
+    ns, name = "t-harness", "real"
+    etcd = EtcdProcess(tmp_path / "etcd")
+    etcd.start()
+    kubelet = Kubelet(kube, ns, name, tmp_path, etcd.metadata_url)
+    try:
+        kube.create(_cluster(ns, name, {"brokers": 3, "zones": {"names": ["a", "b", "c"]},
+                                        "config": {"min.insync.replicas": "2"}}))
+        wait_for(lambda: len([s for s in kube.list("apps/v1", "StatefulSet", ns)
+                              if not s["metadata"]["name"].endswith("etcd")]) == 3,
+                 "three zone StatefulSets")
+        kubelet.step()
+        kube.patch(API, "Cluster", ns, name, {"metadata": {"annotations": {
+            "headrace.io/operator-bootstrap-servers": kubelet.bootstrap()}}})
+        wait_for(lambda: (kubelet.step(), _condition(kube.get(API, "Cluster", ns, name),
+                                                     "Ready").get("status") == "True")[1],
+                 lambda: f"cluster ready: {kube.get(API, 'Cluster', ns, name).get('status')}",
+                 timeout=60)
+        kube.create(_topic(ns, "events", {"clusterRef": name, "partitions": 3,
+                                          "replicationFactor": 3,
+                                          "config": {"min.insync.replicas": "2"}}))
+        wait_for(lambda: _condition(kube.get(API, "Topic", ns, "events"), "Ready").get(
+            "status") == "True", "topic ready", timeout=40)
+        status = kube.get(API, "Topic", ns, "events")["status"]
+        for partition in status["partitions"]:  # one replica per zone
+            assert sorted(b // 1000 for b in partition["replicas"]) == [0, 1, 2]
+
+        producer = Producer({"bootstrap.servers": kubelet.bootstrap(), "acks": "all",
+                             "linger.ms": 5, "message.timeout.ms": 60000})
+        acked: set[bytes] = set()
+
+        def delivered(error: Any, message: Any) -> None:
+            if error is None:
+                acked.add(message.value())
+
+        sent = 0
+
+        def produce(count: int) -> None:
+            nonlocal sent
+            for _ in range(count):
+                producer.produce("events", b"%08d" % sent, on_delivery=delivered)
+                sent += 1
+            producer.poll(0)
+
+        produce(200)
+        kube.patch(API, "Cluster", ns, name, {"spec": {"config": {
+            "min.insync.replicas": "2", "replica.lag.time.max.ms": "3000"}}})
+
+        def rolled() -> bool:
+            produce(20)
+            kubelet.step()
+            return len(kubelet.restarts) >= 3 and _condition(
+                kube.get(API, "Cluster", ns, name), "Progressing").get("status") == "False"
+
+        wait_for(rolled, lambda: f"roll finished; restarted {kubelet.restarts}", timeout=120)
+        assert sorted(kubelet.restarts) == sorted(f"{name}-{z}-0" for z in "abc")
+        assert len(set(kubelet.restarts)) == 3  # each broker restarted exactly once
+        produce(100)
+        assert producer.flush(60) == 0
+        assert len(acked) == sent  # acks=all, min ISR 2: nothing refused during the roll
+
+        consumer = Consumer({"bootstrap.servers": kubelet.bootstrap(), "group.id": "check",
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        consumer.subscribe(["events"])
+        seen: set[bytes] = set()
+        deadline = time.monotonic() + 60
+        while not acked <= seen and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                seen.add(message.value())
+        consumer.close()
+        assert acked <= seen, f"{len(acked - seen)} acknowledged records lost"
+    finally:
+        kubelet.stop()
+        etcd.kill()
