@@ -450,3 +450,25 @@ def test_crashed_consumer_expires_and_survivor_takes_over(broker: BrokerProcess)
         child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+
+def test_kcat_balanced_consumer_resumes_from_its_commits(broker: BrokerProcess) -> None:
+    """Debian's kcat (librdkafka 2.0.2) in -G mode: auto-commit on exit, resume on the next run."""
+    topic, group = unique("kcat"), unique("kcat-group")
+    create_topic(broker.bootstrap, topic, 2)
+    produce(broker.bootstrap, topic,
+            [(i % 2, f"k{i}".encode(), f"v{i}".encode()) for i in range(6)])
+
+    def run_kcat() -> set[str]:
+        result = subprocess.run(
+            ["kcat", "-b", broker.bootstrap, "-G", group, "-X", "auto.offset.reset=earliest",
+             "-e", "-q", "-f", "%p:%o:%k=%s\\n", topic],
+            capture_output=True, text=True, timeout=60, check=True,
+        )
+        lines = result.stdout.splitlines()
+        assert len(lines) == len(set(lines))
+        return set(lines)
+
+    assert run_kcat() == {f"{i % 2}:{i // 2}:k{i}=v{i}" for i in range(6)}
+    produce(broker.bootstrap, topic, [(0, b"late", b"x")])
+    assert run_kcat() == {"0:3:late=x"}
