@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 _SIZE = struct.Struct(">i")
 _API_PREFIX = struct.Struct(">hhi")
+_API_KEY = struct.Struct(">h")
+_FETCH_KEY = 1
 _READ_CHUNK = 256 * 1024
 #: Requests decoded ahead of the writer on one connection; beyond this reading pauses.
 _MAX_IN_FLIGHT = 64
@@ -60,6 +62,10 @@ class Outgoing:
         if self.release is not None:
             release, self.release = self.release, None
             release()
+
+
+#: A request being handled, with its API key.
+Pending = tuple["asyncio.Future[Outgoing | None]", int]
 
 
 class ConnectionClosed(Exception):
@@ -138,12 +144,14 @@ class Connection:
         self._sock = sock
         self._client_host = client_host
         self._loop = asyncio.get_running_loop()
-        self._pending: asyncio.Queue[asyncio.Future[Outgoing | None] | None] = asyncio.Queue()
+        self._pending: asyncio.Queue[Pending | None] = asyncio.Queue()
+        self._writing: Pending | None = None  # the request the writer is waiting on
         self._in_flight = asyncio.Semaphore(_MAX_IN_FLIGHT)
         self._in_flight_bytes = 0
         self._bytes_released = asyncio.Event()
 
     async def run(self) -> None:
+        stopping = False  # the broker is shutting down: cancel everything
         observer = self._broker.observer
         observer.on_connection_opened()
         reader = asyncio.create_task(self._read_loop())
@@ -154,6 +162,9 @@ class Connection:
             done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()
+        except asyncio.CancelledError:
+            stopping = True
+            raise
         except ConnectionClosed as error:
             log.warning("closing connection from %s: %s", self._client_host, error)
         except (ConnectionError, BrokenPipeError):
@@ -166,11 +177,18 @@ class Connection:
             for task in (reader, writer):
                 with contextlib.suppress(BaseException):
                     await task
+            # Requests already read still run to completion (a LeaveGroup or a produce must not
+            # stop half-way); only parked fetches, which change nothing, are cut short. Their
+            # responses are dropped and resources released when they finish.
+            leftovers = [self._writing] if self._writing is not None else []
             while not self._pending.empty():
-                future = self._pending.get_nowait()
-                if future is not None:
+                item = self._pending.get_nowait()
+                if item is not None:
+                    leftovers.append(item)
+            for future, api_key in leftovers:
+                if api_key == _FETCH_KEY or stopping:
                     future.cancel()
-                    future.add_done_callback(_release_dropped)
+                future.add_done_callback(_release_dropped)
             self._sock.close()
             observer.on_connection_closed()
 
@@ -240,7 +258,8 @@ class Connection:
         self._in_flight_bytes += len(frame)
         future = asyncio.ensure_future(self._process(frame))
         future.add_done_callback(lambda _: self._release_bytes(len(frame)))
-        self._pending.put_nowait(future)
+        (api_key,) = _API_KEY.unpack_from(frame, 0)
+        self._pending.put_nowait((future, api_key))
 
     def _release_bytes(self, size: int) -> None:
         self._in_flight_bytes -= size
@@ -313,13 +332,16 @@ class Connection:
         pending = self._pending
         out: list[bytes] = []
         while True:
-            future = await pending.get()
-            if future is None:
+            item = await pending.get()
+            if item is None:
                 return
+            self._writing = item
             try:
-                outgoing = await future
+                # Shielded: cancelling the writer must not cancel the request's handler.
+                outgoing = await asyncio.shield(item[0])
             finally:
                 self._in_flight.release()
+            self._writing = None
             if outgoing is not None:
                 try:
                     for part in outgoing.parts:
@@ -394,7 +416,7 @@ def _next_is_ready(pending: asyncio.Queue[Any]) -> bool:
     # asyncio.Queue has no peek; its deque is the documented-by-convention ``_queue``.
     queue = pending._queue  # type: ignore[attr-defined]
     head = queue[0] if queue else None
-    return head is None or bool(head.done())
+    return head is None or bool(head[0].done())
 
 
 def _error_code_of(response: Any) -> int:
