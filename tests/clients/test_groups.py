@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -472,3 +473,43 @@ def test_kcat_balanced_consumer_resumes_from_its_commits(broker: BrokerProcess) 
     assert run_kcat() == {f"{i % 2}:{i // 2}:k{i}=v{i}" for i in range(6)}
     produce(broker.bootstrap, topic, [(0, b"late", b"x")])
     assert run_kcat() == {"0:3:late=x"}
+
+
+def free_port() -> int:
+    """An ephemeral port the OS just handed out, so a restarted broker can keep its address."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_running_consumer_survives_broker_restart_without_rebalance(
+    start_broker: Callable[..., BrokerProcess],
+) -> None:
+    """The group comes back Stable from __consumer_offsets: the member's heartbeats go on."""
+    broker = start_broker("--kafka-listen", f"127.0.0.1:{free_port()}")
+    topic, group = unique("survive"), unique("survive-group")
+    create_topic(broker.bootstrap, topic, 2)
+    events: list[tuple[str, int]] = []
+    got: list[Record] = []
+    consumer = confluent_consumer(broker.bootstrap, group)
+    with closing(consumer):
+        consumer.subscribe(
+            [topic],
+            on_assign=lambda _, parts: events.append(("assign", len(parts))),
+            on_revoke=lambda _, parts: events.append(("revoke", len(parts))),
+        )
+        before = produce(broker.bootstrap, topic, [(0, b"a", b"1"), (1, b"b", b"2")])
+        poll_until([consumer], lambda: len(got) >= 2, lambda _, m: got.append(record_of(m)))
+        consumer.commit(asynchronous=False)
+        port = broker.kafka_port
+        broker.restart()
+        assert broker.kafka_port == port
+        after = produce(broker.bootstrap, topic, [(0, b"c", b"3"), (1, b"d", b"4")])
+        poll_until([consumer], lambda: len(got) >= 4, lambda _, m: got.append(record_of(m)))
+        consumer.commit(asynchronous=False)
+        committed = consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], 10)
+        # (Before close, which revokes.) An eager rebalance would have revoked and reassigned.
+        assert events == [("assign", 2)]
+    assert sorted(got) == sorted(before + after)
+    assert {tp.partition: tp.offset for tp in committed} == {0: 2, 1: 2}
