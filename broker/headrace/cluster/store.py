@@ -307,19 +307,33 @@ class EtcdMetadataStore:
             task.cancel()
 
     async def _keepalive_loop(self) -> None:
+        # Keep-alives start every TTL/3 however long the previous one took, and one that hangs
+        # is abandoned after TTL/2: a slow etcd or a busy machine must not add up to a missed
+        # lease while a retry could still have made it.
         interval = max(self.lease_ttl / 3, 0.2)
+        attempt_timeout = max(self.lease_ttl / 2, 0.5)
+        started = time.monotonic()
         while not self._closed:
+            delay = max(0.0, interval - (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._keepalive_stop.wait(), interval)
+                await asyncio.wait_for(self._keepalive_stop.wait(), delay)
             if self._keepalive_stop.is_set():
                 return
+            started = time.monotonic()
             lease_id = self.lease_id
             if lease_id is None:
                 continue
             try:
-                reply = await self.client.refresh_lease(lease_id)
+                reply = await asyncio.wait_for(
+                    self.client.refresh_lease(lease_id), attempt_timeout
+                )
             except asyncio.CancelledError:
                 raise
+            except TimeoutError:
+                log.info("lease keep-alive timed out; retrying")
+                if time.monotonic() - self.last_lease_refresh > self.lease_ttl:
+                    await self._rotate_endpoint()  # a dead connection: start afresh
+                continue
             except Exception as error:
                 log.info("lease keep-alive failed: %s", error)
                 await self._rotate_endpoint()
