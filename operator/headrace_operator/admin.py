@@ -11,6 +11,7 @@ so calls run in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import os
 from collections.abc import Callable, Mapping
@@ -99,7 +100,10 @@ class KafkaClusterAdmin:
         try:
             return bool(self._kafka_python().list_partition_reassignments(
                 timeout_ms=int(_TIMEOUT_S * 1000)))
-        except Exception:  # brokers without the API: nothing can be in progress
+        except Exception:
+            # Brokers without the API cannot have a reassignment in progress; other failures
+            # may come from stale cached metadata (restarted brokers): start afresh next time.
+            self._drop_kafka_python()
             return False
 
     def _kafka_python(self) -> Any:
@@ -185,6 +189,12 @@ class KafkaClusterAdmin:
     async def reassign(self, topic: str, assignment: Assignment) -> None:
         await asyncio.to_thread(self._reassign, topic, assignment)
 
+    def _drop_kafka_python(self) -> None:
+        client, self._reassigner = self._reassigner, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
     def _reassign(self, topic: str, assignment: Assignment) -> None:
         from kafka import TopicPartition
 
@@ -193,6 +203,7 @@ class KafkaClusterAdmin:
                 {TopicPartition(topic, p): list(r) for p, r in assignment.items()},
                 timeout_ms=int(_TIMEOUT_S * 1000))
         except Exception as error:
+            self._drop_kafka_python()  # next attempt starts from fresh metadata
             raise AdminError(f"reassignment of {topic} failed: {error}") from None
         failed = {str(tp): str(e) for tp, e in (errors or {}).items() if e is not None}
         if failed:

@@ -456,10 +456,11 @@ def _pod_ready(pod: dict[str, Any]) -> bool:
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
-def test_rolling_restart_of_real_replicated_brokers_under_traffic(
+def test_roll_scale_up_and_drain_of_real_replicated_brokers_under_traffic(
         kube: EmulatedCluster, tmp_path: Path) -> None:
     """Three real brokers in three zones, a topic with RF 3 and min ISR 2, a producer with
-    acks=all running throughout: a config change rolls one broker at a time, and every
+    acks=all running throughout: a config change rolls one broker at a time; scaling to four
+    moves replicas onto the new broker; scaling back drains it before its pod goes; and every
     acknowledged record is still there afterwards."""
     from confluent_kafka import Consumer, Producer
 
@@ -521,6 +522,43 @@ def test_rolling_restart_of_real_replicated_brokers_under_traffic(
         wait_for(rolled, lambda: f"roll finished; restarted {kubelet.restarts}", timeout=120)
         assert sorted(kubelet.restarts) == sorted(f"{name}-{z}-0" for z in "abc")
         assert len(set(kubelet.restarts)) == 3  # each broker restarted exactly once
+
+        # Scale up 3 -> 4: zone a gets broker 1, and replicas move onto it (zones stay apart).
+        kube.patch(API, "Cluster", ns, name, {"spec": {"brokers": 4}})
+
+        def assignment() -> dict[int, list[int]]:
+            from confluent_kafka.admin import AdminClient
+
+            topics = AdminClient({"bootstrap.servers": kubelet.bootstrap()}).list_topics(
+                "events", timeout=10).topics
+            return {p.id: list(p.replicas) for p in topics["events"].partitions.values()}
+
+        def rebalanced() -> bool:
+            produce(10)
+            kubelet.step()
+            replicas = assignment()
+            return any(1 in r for r in replicas.values()) and _condition(
+                kube.get(API, "Cluster", ns, name), "Progressing").get("status") == "False"
+
+        wait_for(rebalanced, lambda: f"rebalanced onto broker 1: {assignment()} "
+                 f"{kube.get(API, 'Cluster', ns, name).get('status')}", timeout=90)
+        for replicas in assignment().values():
+            assert sorted({b // 1000 for b in replicas}) == [0, 1, 2]
+
+        # Scale down 4 -> 3: broker 1 is drained before its StatefulSet shrinks.
+        kube.patch(API, "Cluster", ns, name, {"spec": {"brokers": 3}})
+        checked = []
+
+        def drained_then_removed() -> bool:
+            produce(10)
+            zone_a = kube.get("apps/v1", "StatefulSet", ns, f"{name}-a")
+            if zone_a["spec"]["replicas"] == 1 and kubelet.brokers[f"{name}-a-1"].running:
+                # The shrink is visible while broker 1 still runs: it must hold nothing.
+                checked.append(all(1 not in r for r in assignment().values()))
+            kubelet.step()
+            return not kubelet.brokers[f"{name}-a-1"].running
+        wait_for(drained_then_removed, lambda: f"drain and shrink: {assignment()}", timeout=90)
+        assert checked and all(checked)
         produce(100)
         assert producer.flush(60) == 0
         assert len(acked) == sent  # acks=all, min ISR 2: nothing refused during the roll
