@@ -233,7 +233,9 @@ async def reconcile_cluster(body: Mapping[str, Any], kube: Kube,
     error: str | None = None
     sizes = {sts_names[i]: n for i, n in plan.replicas.items()}
     desired = desired_objects(ref, spec, zones, sizes)
-    for obj in desired if _needs_apply(ref, desired) else []:
+    digest = _digest(desired)
+    applying = _needs_apply(ref, digest)
+    for obj in desired if applying else []:
         try:
             result = await kube.apply(obj)
         except KubeError as failure:
@@ -242,7 +244,9 @@ async def reconcile_cluster(body: Mapping[str, Any], kube: Kube,
             continue
         if result != "unchanged":
             _event(body, "Normal", reason=result.capitalize(),
-                      message=f"{obj['kind']} {obj['metadata']['name']} {result}")
+                   message=f"{obj['kind']} {obj['metadata']['name']} {result}")
+    if applying and error is None:  # all applied: skip identical re-applies until a resync
+        _applied[(ref.namespace, ref.name, ref.uid)] = (digest, time.monotonic())
 
     for topic, assignment in plan.reassignments.items():
         try:
@@ -309,16 +313,15 @@ async def _roll(body: Mapping[str, Any], kube: Kube, ref: ClusterRef, spec: Clus
     return decision
 
 
-def _needs_apply(ref: ClusterRef, desired: list[dict[str, Any]]) -> bool:
+def _digest(objects: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
+
+
+def _needs_apply(ref: ClusterRef, digest: str) -> bool:
     """Apply owned objects when they change, and re-check them every RESYNC_S (drift)."""
-    digest = hashlib.sha256(json.dumps(desired, sort_keys=True).encode()).hexdigest()
-    key = (ref.namespace, ref.name, ref.uid)
-    previous = _applied.get(key)
-    now = time.monotonic()
-    if previous is not None and previous[0] == digest and now - previous[1] < RESYNC_S:
-        return False
-    _applied[key] = (digest, now)
-    return True
+    previous = _applied.get((ref.namespace, ref.name, ref.uid))
+    return previous is None or previous[0] != digest or \
+        time.monotonic() - previous[1] >= RESYNC_S
 
 
 async def _patch_status(kube: Kube, kind: str, namespace: str, name: str,
