@@ -204,3 +204,14 @@ async def test_producer_id_blocks_never_overlap(make_store: StoreFactory) -> Non
     ids = [i for block in blocks for i in block]
     assert len(ids) == len(set(ids)) == 1200
     assert min(ids) == 0 and max(ids) == 1199
+
+
+async def test_watchdog_recovers_from_a_silently_dead_watch(make_store: StoreFactory) -> None:
+    reader, writer = await make_store(), await make_store()
+    # Simulate a watch stream that stopped delivering without any error.
+    assert reader._watch_task is not None
+    reader._watch_task.cancel()
+    state = PartitionState("t", 0, (1,), 1, 0, (1,))
+    assert await writer.write_partition(state, expected_revision=0)
+    snap = await reader.wait_until(lambda s: ("t", 0) in s.partitions, timeout=15)
+    assert snap.partitions["t", 0] == state

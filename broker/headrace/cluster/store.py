@@ -69,6 +69,7 @@ class EtcdMetadataStore:
         self._endpoint_index = 0
         self._watch_task: asyncio.Task[None] | None = None
         self._current_watch: Any = None
+        self._watchdog_task: asyncio.Task[None] | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
         self._keepalive_stop = asyncio.Event()
         self._listeners: list[Listener] = []
@@ -118,17 +119,18 @@ class EtcdMetadataStore:
                 await self._rotate_endpoint()
                 await asyncio.sleep(0.2)
         self._watch_task = asyncio.create_task(self._watch_loop(), name="etcd-watch")
+        self._watchdog_task = asyncio.create_task(self._watchdog(), name="etcd-watchdog")
 
     async def close(self) -> None:
         self._closed = True
         if self._keepalive_task is not None:
             await self._stop_keepalive(self._keepalive_task)
-        for task in (self._watch_task, self._keepalive_task):
+        for task in (self._watch_task, self._keepalive_task, self._watchdog_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        self._watch_task = self._keepalive_task = None
+        self._watch_task = self._keepalive_task = self._watchdog_task = None
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.close()
@@ -191,6 +193,34 @@ class EtcdMetadataStore:
                 except Exception as error:
                     log.debug("etcd resync failed: %s", error)
                     await self._rotate_endpoint()
+
+    async def _watchdog(self, interval: float = 3.0) -> None:
+        """Catch a watch that died silently (seen after etcd restarts): compare with a read.
+
+        If the keys and revisions in etcd differ from the cache twice in a row, a second apart
+        (so events still in flight are not mistaken for loss), adopt the read and restart the
+        watch on a fresh connection.
+        """
+        while not self._closed:
+            await asyncio.sleep(interval)
+            try:
+                if await self._cache_matches_etcd():
+                    continue
+                await asyncio.sleep(1.0)
+                if await self._cache_matches_etcd():
+                    continue
+                log.warning("metadata watch fell behind etcd: re-reading and re-watching")
+                await self._rotate_endpoint()
+                await self.resync()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.debug("watchdog check failed: %s", error)
+
+    async def _cache_matches_etcd(self) -> bool:
+        result = await self.client.get_prefix(self.keys.prefix, keys_only=True)
+        current = {kv.key: kv.mod_revision for kv in result}
+        return current == self.cache.mod_revisions
 
     async def wait_until(
         self, predicate: Callable[[ClusterSnapshot], bool], timeout: float  # noqa: ASYNC109
