@@ -6,10 +6,12 @@ import asyncio
 import uuid
 from collections import defaultdict
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition as AioTopicPartition
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from tests.clients.conftest import BrokerProcess
 
@@ -20,6 +22,11 @@ def test_kafka_python_default_producer_and_assigned_consumer(broker: BrokerProce
     topic = f"kp-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10_000)
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    # kafka-python asks for the newest versions (CreateTopics v7): error answers must encode too.
+    with pytest.raises(TopicAlreadyExistsError):
+        admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    with pytest.raises(UnknownTopicOrPartitionError):
+        admin.delete_topics([f"{topic}-missing"])
     admin.close()
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, request_timeout_ms=10_000)
     assert producer.config["enable_idempotence"] and producer.config["acks"] == -1

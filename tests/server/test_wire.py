@@ -349,3 +349,34 @@ async def test_disconnect_drops_parked_fetch(broker: Broker) -> None:
     await client.close()
     # Both drop long before the 60 s max_wait.
     await observer.until(lambda: (observer.open, observer.waiting) == (0, 0))
+
+
+async def test_create_topics_validation_codes(broker: Broker) -> None:
+    module = request_module(19, 7)
+    client = await WireClient.connect(broker.kafka_port)
+
+    def topic(name: str, partitions: int = 1, replication: int = 1) -> Any:
+        return module.CreatableTopic(
+            name=name, num_partitions=partitions, replication_factor=replication,
+            assignments=(), configs=(),
+        )
+
+    response = await client.request(
+        19, 7, timeout=datetime.timedelta(seconds=5), validate_only=False,
+        topics=(topic("ok"), topic("zero", 0), topic("."), topic(".."), topic("x" * 250),
+                topic("rf", 1, 2), topic("ok")),
+    )
+    codes = [(t.name, t.error_code) for t in response.topics]
+    assert codes == [
+        ("ok", ErrorCode.none),
+        ("zero", ErrorCode.invalid_partitions),
+        (".", ErrorCode.invalid_topic_exception),
+        ("..", ErrorCode.invalid_topic_exception),
+        ("x" * 250, ErrorCode.invalid_topic_exception),
+        ("rf", ErrorCode.invalid_replication_factor),
+        ("ok", ErrorCode.topic_already_exists),
+    ]
+    assert response.topics[0].num_partitions == 1
+    assert response.topics[0].topic_id == broker.topics.require("ok").topic_id
+    assert set(broker.topics.topics()) == {"ok", "__consumer_offsets"}
+    await client.close()

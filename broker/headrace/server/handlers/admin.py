@@ -67,6 +67,7 @@ async def handle_create_topics(request: Any, ctx: RequestContext) -> Any:
                 build(
                     module.CreatableTopicResult,
                     name=topic.name,
+                    topic_id=None,
                     error_code=error.code,
                     error_message=error.message,
                     num_partitions=-1,
