@@ -463,8 +463,8 @@ def test_roll_scale_up_and_drain_of_real_replicated_brokers_under_traffic(
         kube: EmulatedCluster, tmp_path: Path) -> None:
     """Three real brokers in three zones, a topic with RF 3 and min ISR 2, a producer with
     acks=all running throughout: a config change rolls one broker at a time; scaling to four
-    moves replicas onto the new broker; scaling back drains it before its pod goes; and every
-    acknowledged record is still there afterwards."""
+    moves replicas onto the new broker; scaling back drains it before its pod goes; scaling
+    below the replication factor is refused; and every acknowledged record is still there."""
     from confluent_kafka import Consumer, Producer
 
     from headrace.cluster.etcd_launcher import EtcdProcess
@@ -561,6 +561,18 @@ def test_roll_scale_up_and_drain_of_real_replicated_brokers_under_traffic(
         wait_for(drained_then_removed, lambda: f"drain and shrink: {assignment()}", timeout=90)
         assert len(checked) == 1
         assert all(1 not in replicas for replicas in checked[0].values()), checked
+
+        # Scale down 3 -> 2 cannot hold replication factor 3: refused, nothing changes.
+        kube.patch(API, "Cluster", ns, name, {"spec": {"brokers": 2}})
+        degraded = wait_for(lambda: (lambda c: c if c.get("reason") == "ScaleRefused" else None)(
+            _condition(kube.get(API, "Cluster", ns, name), "Degraded")), "ScaleRefused")
+        assert "replication factor 3" in degraded["message"]
+        assert [kube.get("apps/v1", "StatefulSet", ns, f"{name}-{z}")["spec"]["replicas"]
+                for z in "abc"] == [1, 1, 1]
+        wait_for(lambda: any(e.get("reason") == "ScaleRefused" for e in kube.events(ns, name)),
+                 "ScaleRefused event")
+        kubelet.step()
+        assert all(kubelet.brokers[f"{name}-{z}-0"].running for z in "abc")
         produce(100)
         assert producer.flush(60) == 0
         assert len(acked) == sent  # acks=all, min ISR 2: nothing refused during the roll
