@@ -459,6 +459,7 @@ def _pod_ready(pod: dict[str, Any]) -> bool:
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
+@pytest.mark.timeout(300)  # real brokers restart five times; generous on a loaded machine
 def test_roll_scale_up_and_drain_of_real_replicated_brokers_under_traffic(
         kube: EmulatedCluster, tmp_path: Path) -> None:
     """Three real brokers in three zones, a topic with RF 3 and min ISR 2, a producer with
