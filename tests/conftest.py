@@ -15,7 +15,9 @@ import pytest
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("HEADRACE_E2E") == "1":
         return
-    skip = pytest.mark.skip(reason="e2e: needs a Kubernetes cluster (set HEADRACE_E2E=1 and KUBECONFIG)")
+    skip = pytest.mark.skip(
+        reason="e2e: needs a Kubernetes cluster (set HEADRACE_E2E=1 and KUBECONFIG)"
+    )
     for item in items:
         if "e2e" in item.keywords:
             item.add_marker(skip)
