@@ -8,11 +8,19 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from cluster_helpers import all_led, create_topic, partition_states, wait_for
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _value(message: Any) -> bytes | None:
+    if message is None or message.error():
+        return None
+    value: bytes = message.value()
+    return value
 
 
 def _alive(pid: int) -> bool:
@@ -46,6 +54,15 @@ def test_dev_cluster_serves_replicated_topics_and_stops_on_ctrl_c(tmp_path: Path
         producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
         producer.produce("dev-topic", b"hello", partition=1)
         assert producer.flush(20) == 0
+        # Consumer groups work with two brokers (__consumer_offsets replicated twice).
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "dev-group",
+                             "auto.offset.reset": "earliest"})
+        consumer.subscribe(["dev-topic"])
+        try:
+            received = wait_for(lambda: _value(consumer.poll(0.5)), 60, "a group delivery")
+        finally:
+            consumer.close()
+        assert received == b"hello"
         pids = [
             json.loads((tmp_path / "dev" / f"broker-{n}.ready.json").read_text())["pid"]
             for n in (1, 2)

@@ -173,6 +173,14 @@ class DevCluster:
     ) -> None:
         self.root = root
         self.etcd = EtcdProcess(root / "etcd")
+        # Small clusters: replicate internal and auto-created topics as widely as possible.
+        factor = str(min(3, brokers))
+        defaults: tuple[str, ...] = ()
+        if "--offsets-topic-replication-factor" not in extra_args:
+            defaults += ("--offsets-topic-replication-factor", factor)
+        if "--default-replication-factor" not in extra_args:
+            defaults += ("--default-replication-factor", factor)
+        extra_args = defaults + tuple(extra_args)
         self.brokers = [
             BrokerProcess(
                 broker_id=index + 1,
