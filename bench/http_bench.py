@@ -2,9 +2,11 @@
 
 Runs brokers as subprocesses (this file with ``--serve``) on ephemeral ports and, in one run:
 
-1. HTTP produce: concurrent requests of 100 records each (several JSON objects per body, the
-   REST Proxy streaming shape) vs a confluent-kafka producer (acks=all, linger.ms=5) on the same
-   broker; reports records/s and the ratio (goal: HTTP >= 0.3x Kafka).
+1. HTTP produce: requests of 100 records each (one JSON object per line, the REST Proxy
+   streaming shape, one result line per record) sent by wrk (a C load generator, one thread, 8
+   connections, for ``--http-seconds``) vs a confluent-kafka producer (acks=all, linger.ms=5)
+   on the same broker; reports records/s, the ratio (goal: HTTP >= 0.3x Kafka) and the broker's
+   CPU time per record on each path (which other processes on the machine barely move).
 2. Streaming read: the Server-Sent Events stream from the beginning vs a confluent-kafka
    consumer reading the same records; records/s and ratio.
 3. Metrics cost: the same confluent-kafka produce against a broker with metrics on and one with
@@ -16,7 +18,8 @@ interference from other processes on the machine better than a mean would. The m
 also timed alone (nanoseconds per produce request with metrics on and off), which is immune to
 that noise.
 
-Usage: ``python bench/http_bench.py [--records N] [--json]``. Absolute figures depend on the
+Usage: ``python bench/http_bench.py [--records N] [--http-seconds S] [--json]`` (needs ``wrk``,
+installed by ``tests/tools/install.sh``). Absolute figures depend on the
 machine and on what else runs; compare the ratios.
 """
 
@@ -82,6 +85,11 @@ class BrokerProcess:
         self.bootstrap = f"127.0.0.1:{info['kafka_port']}"
         self.http = f"http://127.0.0.1:{info['http_port']}"
         self.cluster_url = f"{self.http}/v3/clusters/{info['cluster_id']}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the broker process has used (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -201,7 +209,7 @@ def http_produce(broker: BrokerProcess, topic: str, seconds: float, workdir: Pat
     written = asyncio.run(http_log_end_offset(broker, topic))
     if written < answered:  # every answered record is in the log
         raise RuntimeError(f"only {written} records written for {answered} answered")
-    return answered / (report["duration_us"] / 1e6)
+    return float(answered / (report["duration_us"] / 1e6))
 
 
 async def http_log_end_offset(broker: BrokerProcess, topic: str) -> int:
@@ -269,18 +277,24 @@ def run(records: int, http_seconds: float) -> dict[str, Any]:
         broker = BrokerProcess(workdir, "main")
         try:
             kafka_rates, http_rates = [], []
+            broker_cpu: dict[str, list[float]] = {"kafka": [], "http": []}
             for round_number in range(ROUNDS):  # alternate; keep each path's best round
                 for path in ("kafka", "http"):
                     topic = f"via-{path}-{round_number}"
                     asyncio.run(http_create_topic(broker, topic))
+                    cpu_before = broker.cpu_seconds()
                     if path == "kafka":
                         kafka_rates.append(kafka_produce(broker.bootstrap, topic, records))
                     else:
                         http_rates.append(http_produce(broker, topic, http_seconds, workdir))
+                    written = asyncio.run(http_log_end_offset(broker, topic))
+                    broker_cpu[path].append((broker.cpu_seconds() - cpu_before) / written)
             kafka_rate, http_rate = max(kafka_rates), max(http_rates)
             results["kafka_produce_records_per_s"] = round(kafka_rate)
             results["http_produce_records_per_s"] = round(http_rate)
             results["http_produce_ratio"] = round(http_rate / kafka_rate, 3)
+            for path, seconds in broker_cpu.items():  # CPU time: robust to other processes
+                results[f"{path}_produce_broker_cpu_us_per_record"] = round(min(seconds) * 1e6, 2)
             kafka_reads, http_reads = [], []
             for _ in range(ROUNDS):
                 kafka_reads.append(kafka_consume(broker.bootstrap, "via-kafka-0", records))
