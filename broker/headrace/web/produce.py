@@ -40,20 +40,28 @@ from headrace.web.records import (
 _Pending = tuple[ProduceRecord | None, int, ApiError | None]
 
 
-def _prepare(ctx: WebContext, topic: str, partitions: int, body: Any) -> _Pending:
-    try:
-        record = parse_produce_request(body)
-    except InvalidRecordError as exc:
-        return None, -1, ApiError(400, errors.INVALID_FIELD, str(exc))
-    partition = record.partition
-    if partition is not None:
-        if partition >= partitions:
-            return record, -1, ApiError(
+def _prepare(ctx: WebContext, topic: str, partitions: int, bodies: list[Any]
+             ) -> list[_Pending]:
+    """Validate each request object and pick its partition (one loop: this runs per record)."""
+    pending: list[_Pending] = []
+    add = pending.append
+    for body in bodies:
+        try:
+            record = parse_produce_request(body)
+        except InvalidRecordError as exc:
+            add((None, -1, ApiError(400, errors.INVALID_FIELD, str(exc))))
+            continue
+        partition = record.partition
+        if partition is None:
+            ctx.round_robin += 1
+            add((record, choose_partition(record.key, partitions, ctx.round_robin), None))
+        elif partition < partitions:
+            add((record, partition, None))
+        else:
+            add((record, -1, ApiError(
                 404, errors.UNKNOWN_PARTITION,
-                f"partition {partition} of topic {topic!r} not found (it has {partitions})")
-        return record, partition, None
-    ctx.round_robin += 1
-    return record, choose_partition(record.key, partitions, ctx.round_robin), None
+                f"partition {partition} of topic {topic!r} not found (it has {partitions})")))
+    return pending
 
 
 def _error_line(error: ApiError) -> str:
@@ -65,7 +73,6 @@ def _json_text(value: str) -> str:
     return json.dumps(value)
 
 
-@functools.lru_cache(maxsize=1024)
 def _data_json(data_type: str | None, size: int) -> str:
     if data_type is None:
         return "null"
@@ -73,16 +80,19 @@ def _data_json(data_type: str | None, size: int) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _result_tail(timestamp: int, key: str, value: str) -> str:
+def _result_tail(timestamp: int, key_type: str | None, key_size: int,
+                 value_type: str | None, value_size: int) -> str:
     """The part of a success line after the offset; records of a request mostly share it."""
-    return f',"timestamp":"{format_timestamp(timestamp)}","key":{key},"value":{value}}}\n'
+    return (f',"timestamp":"{format_timestamp(timestamp)}",'
+            f'"key":{_data_json(key_type, key_size)},'
+            f'"value":{_data_json(value_type, value_size)}}}\n')
 
 
 async def _append(ctx: WebContext, topic: str, pending: Sequence[_Pending]) -> list[str]:
     """Append the valid records (one batch per partition); one NDJSON result line per record.
 
-    Success lines are formatted directly from cached pieces (json.dumps per record was the hot
-    spot): only the offset differs between the records of a request with alike records."""
+    Success lines are formatted from a cached tail (json.dumps per record was the hot spot):
+    between alike records of a request only the offset differs."""
     lines: list[str] = [""] * len(pending)
     by_partition: dict[int, list[int]] = {}
     for index, (_, partition, error) in enumerate(pending):
@@ -94,12 +104,10 @@ async def _append(ctx: WebContext, topic: str, pending: Sequence[_Pending]) -> l
     trace_header = traceparent_header()
     trace_entry = (TRACEPARENT, trace_header.encode()) if trace_header is not None else None
     for partition, indexes in by_partition.items():
-        records: list[ProduceRecord] = []
+        records = [pending[index][0] for index in indexes]
         entries = []
-        for index in indexes:
-            record = pending[index][0]
+        for record in records:
             assert record is not None
-            records.append(record)
             headers = record.headers
             if trace_entry is not None and all(name != TRACEPARENT for name, _ in headers):
                 headers = (*headers, trace_entry)
@@ -117,10 +125,12 @@ async def _append(ctx: WebContext, topic: str, pending: Sequence[_Pending]) -> l
                 f'"topic_name":{_json_text(topic)},"partition_id":{partition},"offset":')
         append_time = appended.log_append_time_ms
         offset = appended.base_offset
-        for index, record, entry in zip(indexes, records, entries, strict=True):
+        for index, entry, record in zip(indexes, entries, records, strict=True):
+            assert record is not None
+            key, value = entry[1], entry[2]
             tail = _result_tail(append_time if append_time >= 0 else entry[0],
-                                _data_json(record.key_type, len(record.key or b"")),
-                                _data_json(record.value_type, len(record.value or b"")))
+                                record.key_type, 0 if key is None else len(key),
+                                record.value_type, 0 if value is None else len(value))
             lines[index] = f"{head}{offset}{tail}"
             offset += 1
     return lines
@@ -146,8 +156,8 @@ async def produce_records(request: web.Request) -> web.StreamResponse:
             if len(values) == 1:
                 return await _produce_one(ctx, topic_name, topic.partitions, values[0])
             # The whole body is here: answer every record in one response body.
-            pending = [_prepare(ctx, topic_name, topic.partitions, value) for value in values]
-            lines = await _append(ctx, topic_name, pending)
+            lines = await _append(ctx, topic_name, _prepare(ctx, topic_name, topic.partitions,
+                                                            values))
             return web.Response(body="".join(lines).encode(),
                                 content_type="application/x-ndjson")
         return await _produce_stream(request, ctx, topic_name, topic.partitions)
@@ -155,7 +165,7 @@ async def produce_records(request: web.Request) -> web.StreamResponse:
 
 async def _produce_one(ctx: WebContext, topic: str, partitions: int, body: Any
                        ) -> web.Response:
-    pending = _prepare(ctx, topic, partitions, body)
+    (pending,) = _prepare(ctx, topic, partitions, [body])
     if pending[2] is not None:
         raise pending[2]
     (line,) = await _append(ctx, topic, [pending])
@@ -173,8 +183,7 @@ async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, par
     await response.prepare(request)
 
     async def answer(values: list[Any]) -> None:
-        pending = [_prepare(ctx, topic, partitions, value) for value in values]
-        lines = await _append(ctx, topic, pending)
+        lines = await _append(ctx, topic, _prepare(ctx, topic, partitions, values))
         await response.write("".join(lines).encode())
 
     stream = JsonStream()

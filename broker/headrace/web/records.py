@@ -272,6 +272,9 @@ def choose_partition(key: bytes | None, partitions: int, counter: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
+_NO_HEADERS: list[tuple[str, bytes | None]] = []
+
+
 def build_batch(
     records: Sequence[tuple[int, bytes | None, bytes | None, Sequence[tuple[str, bytes | None]]]],
 ) -> bytes:
@@ -283,9 +286,12 @@ def build_batch(
         magic=2, compression_type=0, is_transactional=0, producer_id=-1, producer_epoch=-1,
         base_sequence=-1, batch_size=1 << 31,
     )
+    append = builder.append
     for offset, (timestamp, key, value, headers) in enumerate(records):
-        builder.append(offset, timestamp=timestamp, key=key, value=value,
-                       headers=headers if headers.__class__ is list else list(headers))
+        # The builder only reads headers, and wants a list: share one empty list.
+        append(offset, timestamp=timestamp, key=key, value=value,
+               headers=_NO_HEADERS if not headers else
+               headers if headers.__class__ is list else list(headers))
     return bytes(builder.build())
 
 
