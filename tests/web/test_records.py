@@ -21,6 +21,7 @@ from headrace.web.records import (
     parse_produce_request,
     parse_timestamp,
     render_record,
+    split_json_body,
     split_json_values,
 )
 
@@ -145,3 +146,39 @@ def test_a_broken_body_is_reported_at_the_end() -> None:
     assert truncated.finish() is not None
     values, rest, problem = split_json_values('{"a":1} {"b":2}', complete=True)
     assert (values, rest, problem) == ([{"a": 1}, {"b": 2}], "", None)
+
+
+@given(st.lists(json_objects, min_size=1, max_size=8),
+       st.sampled_from(["\n", " ", "\r\n", ",", "\n\n", "", ",\n"]),
+       st.booleans())
+def test_a_whole_body_parses_like_the_same_body_streamed(
+        objects: list[dict[str, Any]], separator: str, pretty: bool) -> None:
+    # One value per line takes the one-parse path, other layouts the general parser: both must
+    # give exactly what the streaming splitter gives.
+    text = separator.join(json.dumps(o, indent=2 if pretty else None, ensure_ascii=False)
+                          for o in objects)
+    stream = JsonStream()
+    streamed = stream.feed(text.encode() + b"\n")
+    assert stream.finish() is None
+    assert split_json_body(text.encode()) == (objects, None) == (streamed, None)
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    (b'{"a": 1\n"b": 2}', "malformed JSON"),  # a newline standing for a missing comma
+    (b'["a"\n"b"]', "malformed JSON"),
+    (b'{"a": 1}\n{"b": ', "malformed JSON"),
+    (b'{"a": 1}\n\xff', "not UTF-8"),
+])
+def test_a_malformed_whole_body_is_refused_even_when_lines_would_join(
+        body: bytes, problem: str) -> None:
+    _, found = split_json_body(body)
+    assert found is not None and problem in found
+
+
+def test_the_one_parse_path_keeps_what_the_general_parser_accepts() -> None:
+    # Big integers stay exact (a reason not to use orjson) and NaN is read as Python reads it.
+    assert split_json_body(b'{"n": 123456789012345678901234567890}\n{"m": 1}') == (
+        [{"n": 123456789012345678901234567890}, {"m": 1}], None)
+    values, problem = split_json_body(b'{"n": NaN}\n{"m": 1}')
+    assert problem is None and len(values) == 2
+    assert split_json_body(b"  \n ") == ([], None)

@@ -179,6 +179,28 @@ async def test_several_objects_in_one_body_stream_results(running: RunningBroker
     assert [r["offset"] for r in results] == [0, 1, 2]
 
 
+async def test_a_whole_body_of_records_answers_each_and_writes_the_good_ones(
+        running: RunningBroker) -> None:
+    # The non-chunked body of the benchmark's shape (one object per line), with a bad record
+    # and a record for a partition the topic lacks: the same per-record answers as streaming.
+    await running.create_topic("whole", partitions=2)
+    lines = [json.dumps({"partition_id": i % 2, "key": {"type": "STRING", "data": f"k{i}"},
+                         "value": {"type": "JSON", "data": {"n": i}}}) for i in range(6)]
+    lines[2] = json.dumps({"value": {"type": "BINARY", "data": "***"}})
+    lines[4] = json.dumps({"partition_id": 9, "value": {"data": 1}})
+    async with running.session.post(f"{running.cluster_url}/topics/whole/records",
+                                    data="\n".join(lines).encode()) as response:
+        assert response.status == 200
+        results = [json.loads(line) for line in (await response.text()).splitlines()]
+    assert [r["error_code"] for r in results] == [200, 200, 40002, 200, 40402, 200]
+    assert "value.data" in results[2]["message"] and "partition 9" in results[4]["message"]
+    assert [(r["partition_id"], r["offset"]) for r in results if r["error_code"] == 200] == [
+        (0, 0), (1, 0), (1, 1), (1, 2)]
+    assert results[0]["key"] == {"type": "STRING", "size": 2}
+    assert results[0]["value"] == {"type": "JSON", "size": len('{"n":0}')}
+    assert [running.broker.offsets("whole", p)[1] for p in (0, 1)] == [1, 3]
+
+
 async def test_streamed_results_arrive_while_the_request_is_still_open(
         running: RunningBroker) -> None:
     await running.create_topic("live-produce")
