@@ -246,6 +246,14 @@ def test_kafka_python_group_commit_and_resume(broker: BrokerProcess) -> None:
             topic, bootstrap_servers=broker.bootstrap, group_id=group,
             auto_offset_reset="earliest", enable_auto_commit=False,
         )
+        # Wait until the consumer knows the topic before its first poll joins the group.
+        # kafka-python fetches the subscribed topic's metadata retry_backoff_ms after its
+        # bootstrap, so without this the first JoinGroup can win the race, the leader assigns
+        # nothing ("No partition metadata for topic") and the metadata change starts a second
+        # rebalance; kafka-python 3.0.12 loses the result of that rebalance when a poll's
+        # timeout ends while its SyncGroup is in flight (need_rejoin() is already False once
+        # the assignor has run), leaving the consumer with no partitions for good.
+        assert consumer.partitions_for_topic(topic) == {0}
         got: list[Record] = []
         deadline = time.monotonic() + 30
         while len(got) < count:
