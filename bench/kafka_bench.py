@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,21 @@ def peak_rss_mib(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (``/proc/<pid>/stat``, all threads)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # Fields after the ")" that ends the command name; utime and stime are fields 14-15.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process: the Python producer loop, librdkafka's threads and, for
+    the mock target, the mock cluster's threads (they all live here)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def produce_throughput(config: dict[str, Any], topic: str, records: int) -> float:
@@ -138,16 +154,28 @@ def end_to_end_latency(config: dict[str, Any], topic: str, samples: int) -> dict
 class Target:
     """One system under test and the figures gathered from it across rounds."""
 
-    def __init__(self, name: str, config: dict[str, Any]) -> None:
+    def __init__(self, name: str, config: dict[str, Any], broker_pid: int | None = None) -> None:
         self.name = name
         self.config = config
+        self.broker_pid = broker_pid
         self.produce_rates: list[float] = []
         self.consume_rates: list[float] = []
         self.consumed: list[int] = []
+        # CPU seconds spent during each produce round: this (client) process, broker process.
+        self.client_cpu: list[float] = []
+        self.broker_cpu: list[float] = []
+        self.produce_seconds: list[float] = []
 
     def run_round(self, records: int) -> None:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
-        self.produce_rates.append(produce_throughput(self.config, topic, records))
+        client_before = own_cpu_seconds()
+        broker_before = process_cpu_seconds(self.broker_pid) if self.broker_pid else 0.0
+        rate = produce_throughput(self.config, topic, records)
+        self.client_cpu.append(own_cpu_seconds() - client_before)
+        if self.broker_pid:
+            self.broker_cpu.append(process_cpu_seconds(self.broker_pid) - broker_before)
+        self.produce_seconds.append(records / rate)
+        self.produce_rates.append(rate)
         rate, received = consume_throughput(self.config, topic, records)
         self.consume_rates.append(rate)
         self.consumed.append(received)
@@ -163,6 +191,11 @@ class Target:
             "produce_rounds": self.produce_rates,
             "consume_records_per_s": statistics.median(self.consume_rates),
             "consumed": min(self.consumed),
+            # Where the produce time went: wall seconds and CPU seconds per round. The mock
+            # cluster runs inside the client process, so its work is in client_cpu_s.
+            "produce_wall_s": self.produce_seconds,
+            "produce_client_cpu_s": self.client_cpu,
+            "produce_broker_cpu_s": self.broker_cpu or None,
             "latency": end_to_end_latency(self.config, latency_topic, samples),
         }
 
@@ -183,7 +216,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         process, bootstrap = start_broker(Path(tmp) / "data")
         try:
-            headrace = Target("headrace", {"bootstrap.servers": bootstrap})
+            headrace = Target("headrace", {"bootstrap.servers": bootstrap}, process.pid)
             mock = Target("librdkafka-mock", {"bootstrap.servers": mock_bootstrap})
             # Alternate targets round by round so machine noise hits both alike.
             for _ in range(args.rounds):
@@ -216,6 +249,13 @@ def main() -> int:
                   f"consume {result['consume_records_per_s']:,.0f}/s "
                   f"({result['consumed']} records), e2e p50 {result['latency']['p50_ms']:.2f} ms "
                   f"p99 {result['latency']['p99_ms']:.2f} ms")
+        for result in report["results"]:
+            broker_cpu = result["produce_broker_cpu_s"]
+            print(f"{result['target']:>16}: produce rounds wall "
+                  + " / ".join(f"{s:.2f}" for s in result["produce_wall_s"]) + " s, client CPU "
+                  + " / ".join(f"{s:.2f}" for s in result["produce_client_cpu_s"]) + " s"
+                  + ("" if broker_cpu is None else ", broker CPU "
+                     + " / ".join(f"{s:.2f}" for s in broker_cpu) + " s"))
         print(f"broker peak RSS {headrace_report['broker_peak_rss_mib']:.0f} MiB; "
               f"produce ratio vs mock {report['ratios']['produce_vs_mock']:.2f}")
     return 0

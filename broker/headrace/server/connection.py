@@ -28,9 +28,13 @@ from headrace.protocol.codec import (
     PreEncodedResponse,
     decode_request,
     encode_response,
+    parse_request_header,
     request_schema,
     response_header_bytes,
 )
+from headrace.protocol.produce import MAX_VERSION as PRODUCE_MAX_VERSION
+from headrace.protocol.produce import MIN_VERSION as PRODUCE_MIN_VERSION
+from headrace.protocol.produce import ProduceDecodeError, decode_produce_request
 from headrace.server.dispatch import RequestContext
 
 if TYPE_CHECKING:
@@ -42,6 +46,7 @@ _SIZE = struct.Struct(">i")
 _API_PREFIX = struct.Struct(">hhi")
 _API_KEY = struct.Struct(">h")
 _FETCH_KEY = 1
+PRODUCE_KEY = 0
 _READ_CHUNK = 256 * 1024
 #: Requests decoded ahead of the writer on one connection; beyond this reading pauses.
 _MAX_IN_FLIGHT = 64
@@ -285,8 +290,13 @@ class Connection:
         if schema is None:
             raise ConnectionClosed(f"no schema for API {api_key} v{api_version}")
         try:
-            header, request = decode_request(frame, schema)
-        except MalformedRequestError as error:
+            if api_key == PRODUCE_KEY and PRODUCE_MIN_VERSION <= api_version <= PRODUCE_MAX_VERSION:
+                # Hand-decoded: record bytes stay views of the frame instead of kio's copies.
+                header = parse_request_header(frame, schema.__flexible__)
+                request: Any = decode_produce_request(frame, header.body_offset, api_version)
+            else:
+                header, request = decode_request(frame, schema)
+        except (MalformedRequestError, ProduceDecodeError) as error:
             raise ConnectionClosed(
                 f"malformed API {api_key} v{api_version}: {error} (frame starts {frame[:48].hex()})"
             ) from error

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import google_crc32c
+import crc32c as _crc32c
 
 from headrace.storage.errors import BatchTooLargeError, CorruptBatchError, InvalidBatchError
 
@@ -78,10 +78,13 @@ class BatchHeader(NamedTuple):
         return increment_sequence(self.base_sequence, self.last_offset_delta)
 
 
-def crc32c(data: bytes | memoryview) -> int:
-    """CRC32C of ``data``. google_crc32c's C extension only takes ``bytes`` (not memoryview,
-    despite its docs), so a view is copied once; hardware CRC dominates either way."""
-    return int(google_crc32c.value(data if isinstance(data, bytes) else bytes(data)))
+def crc32c(data: bytes | bytearray | memoryview, value: int = 0) -> int:
+    """CRC32C of ``data`` (continuing from ``value``), hardware-accelerated.
+
+    The ``crc32c`` package reads any buffer in place; google_crc32c's C extension only takes
+    ``bytes``, which cost a copy (and fresh pages) of every produced batch.
+    """
+    return int(_crc32c.crc32c(data, value))
 
 
 def increment_sequence(sequence: int, increment: int) -> int:
@@ -162,8 +165,8 @@ def log_append_time_header(
     _PREFIX.pack_into(new, 0, base_offset, header.batch_length, leader_epoch, MAGIC)
     _ATTRIBUTES.pack_into(new, 21, header.attributes | ATTR_TIMESTAMP_TYPE)
     _MAX_TIMESTAMP.pack_into(new, 35, now_ms)
-    crc = google_crc32c.value(bytes(new[CRC_START:]))
-    crc = google_crc32c.extend(crc, bytes(buf[start + HEADER_SIZE : start + header.size]))
+    crc = crc32c(memoryview(new)[CRC_START:])
+    crc = crc32c(buf[start + HEADER_SIZE : start + header.size], crc)
     struct.pack_into(">I", new, 17, crc)
     return bytes(new)
 
