@@ -7,6 +7,7 @@ separate state.
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +37,31 @@ class WebContext:
     view: BrokerView = field(init=False)
     consumers: ConsumerInstances | None = None
     round_robin: int = 0
+    #: A tracer provider is configured (else the tracer is OpenTelemetry's no-op).
+    tracing: bool = False
+    _http_series: dict[tuple[str, str, int], tuple[Any, Any]] = field(
+        init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.view = BrokerView(self.broker)
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP request; label children are looked up once per (method, route,
+        status), as ``labels()`` costs microseconds on every call."""
+        series = self._http_series.get((method, route, status))
+        if series is None:
+            series = (self.metrics.http_requests.labels(method, route, str(status)),
+                      self.metrics.http_request_duration.labels(method, route))
+            self._http_series[(method, route, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def span(self, name: str, attributes: dict[str, str]) -> AbstractContextManager[object]:
+        """A child span when tracing is on; nothing otherwise (the no-op span would only
+        re-enter the current context)."""
+        if not self.tracing:
+            return nullcontext()
+        return self.tracer.start_as_current_span(name, attributes=attributes)
 
     def require_cluster(self, cluster_id: str) -> None:
         if cluster_id != self.broker.cluster_id:

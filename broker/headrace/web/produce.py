@@ -144,7 +144,7 @@ async def produce_records(request: web.Request) -> web.StreamResponse:
     if is_internal(topic_name):
         raise ApiError(403, errors.FORBIDDEN,
                        f"cannot produce to internal topic {topic_name!r}")
-    with ctx.tracer.start_as_current_span("produce", attributes={
+    with ctx.span("produce", {
             "messaging.system": "kafka", "messaging.destination.name": topic_name,
             "messaging.operation": "publish"}):
         if request.headers.get("Transfer-Encoding", "").lower() != "chunked":
