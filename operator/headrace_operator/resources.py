@@ -20,6 +20,19 @@ Obj = dict[str, Any]
 
 DATA_DIR = "/var/lib/headrace"
 CONFIG_DIR = "/etc/headrace"
+#: The user the broker image (broker/Dockerfile) runs as.
+BROKER_UID = 10001
+DEFAULT_POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": BROKER_UID,
+    "runAsGroup": BROKER_UID,
+    "fsGroup": BROKER_UID,
+}
+DEFAULT_CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 #: Annotation on broker pod templates: hash of everything that requires a restart to apply.
@@ -188,8 +201,10 @@ def broker_statefulset(ref: ClusterRef, spec: ClusterSpec, group: ZoneGroup) -> 
     }
     if spec.resources:
         container["resources"] = spec.resources
-    if spec.pod.container_security_context:
-        container["securityContext"] = spec.pod.container_security_context
+    container["securityContext"] = {
+        **DEFAULT_CONTAINER_SECURITY_CONTEXT,
+        **spec.pod.container_security_context,
+    }
     pod_spec: Obj = {
         "containers": [container],
         # Controlled shutdown (leadership handed over on SIGTERM) needs time.
@@ -201,8 +216,9 @@ def broker_statefulset(ref: ClusterRef, spec: ClusterSpec, group: ZoneGroup) -> 
         pod_spec["affinity"] = affinity
     if spec.pod.tolerations:
         pod_spec["tolerations"] = spec.pod.tolerations
-    if spec.pod.security_context:
-        pod_spec["securityContext"] = spec.pod.security_context
+    # The broker image runs as an unprivileged user; without fsGroup it could not write to a
+    # freshly provisioned data volume. User-supplied fields win key by key.
+    pod_spec["securityContext"] = {**DEFAULT_POD_SECURITY_CONTEXT, **spec.pod.security_context}
     if spec.pod.service_account_name:
         pod_spec["serviceAccountName"] = spec.pod.service_account_name
     claim: Obj = {

@@ -126,3 +126,28 @@ def test_topic_spec_defaults_and_errors() -> None:
         TopicSpec.parse("x", {})
     with pytest.raises(SpecError):
         TopicSpec.parse("x", {"clusterRef": "c", "deletionPolicy": "orphan"})
+
+
+def test_broker_pods_run_unprivileged_and_can_write_their_volume() -> None:
+    def broker_pod(spec: ClusterSpec) -> dict[str, Any]:
+        objects = desired_objects(REF, spec, [])
+        sts = next(s for s in _by_kind(objects, "StatefulSet")
+                   if s["metadata"]["name"] != "demo-etcd")
+        pod: dict[str, Any] = sts["spec"]["template"]["spec"]
+        return pod
+
+    pod = broker_pod(ClusterSpec.parse({"brokers": 1}))
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]["securityContext"]
+    assert container["readOnlyRootFilesystem"] is True
+    assert container["allowPrivilegeEscalation"] is False
+
+    overridden = broker_pod(ClusterSpec.parse({
+        "brokers": 1,
+        "podTemplate": {"securityContext": {"fsGroup": 2000},
+                        "containerSecurityContext": {"readOnlyRootFilesystem": False}},
+    }))
+    assert overridden["securityContext"]["fsGroup"] == 2000
+    assert overridden["securityContext"]["runAsUser"] == 10001
+    assert overridden["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is False
