@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2 as kafka_murmur2
 
 from headrace.web.records import (
+    MAX_TIMESTAMP_MS,
     InvalidRecordError,
     JsonStream,
     build_batch,
@@ -58,6 +59,7 @@ def test_all_three_data_types_and_headers() -> None:
     ({"headers": {"name": "h"}}, "headers"),
     ({"timestamp": "yesterday"}, "timestamp"),
     ({"timestamp": -5}, "timestamp"),
+    ({"timestamp": 10**15}, "timestamp"),  # past 9999: its answer could not show it
     ({"colour": 1}, "colour"),
 ])
 def test_bad_requests_name_the_problem(body: Any, names: str) -> None:
@@ -69,6 +71,7 @@ def test_timestamps_round_trip() -> None:
     assert parse_timestamp("t", 1000) == 1000
     assert parse_timestamp("t", format_timestamp(1707160482123)) == 1707160482123
     assert format_timestamp(0) == "1970-01-01T00:00:00.000Z"
+    assert parse_timestamp("t", format_timestamp(MAX_TIMESTAMP_MS)) == MAX_TIMESTAMP_MS
 
 
 def test_partitioner_matches_kafka_murmur2_and_round_robins_null_keys() -> None:

@@ -79,6 +79,7 @@ async def test_cluster_and_brokers(running: RunningBroker) -> None:
     ({"json": {"partition_id": 7}}, 404, 40402, "partition 7"),
     ({"json": {"headers": [{"name": "h", "value": "!"}]}}, 400, 40002, "headers[0]"),
     ({"json": {"key": {"type": "AVRO", "data": 1}}}, 400, 40002, "key.type"),
+    ({"json": {"timestamp": 10**15, "value": {"data": 1}}}, 400, 40002, "timestamp"),
     ({"json": [1, 2]}, 400, 40002, "JSON object"),
     ({"data": b"x" * (64 * 1024 + 10)}, 413, 41301, "limit"),
 ])

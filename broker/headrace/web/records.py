@@ -89,6 +89,10 @@ def decode_base64(field: str, text: str) -> bytes:
         raise InvalidRecordError(f"{field} is not valid base64: {exc}") from None
 
 
+#: The last millisecond ISO 8601 answers (and Python's datetime) can show: 9999-12-31T23:59:59.999Z.
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+
+
 def parse_timestamp(field: str, value: Any) -> int | None:
     """Milliseconds since the epoch from an ISO 8601 string or an integer of milliseconds."""
     if value is None:
@@ -98,6 +102,9 @@ def parse_timestamp(field: str, value: Any) -> int | None:
     if isinstance(value, int):
         if value < 0:
             raise InvalidRecordError(f"{field} must not be negative")
+        if value > MAX_TIMESTAMP_MS:
+            raise InvalidRecordError(f"{field} must be before the year 10000 (at most "
+                                     f"{MAX_TIMESTAMP_MS} ms)")
         return value
     if isinstance(value, str):
         try:
@@ -116,7 +123,8 @@ def parse_timestamp(field: str, value: Any) -> int | None:
 @functools.lru_cache(maxsize=1024)  # records of one request share their timestamp
 def format_timestamp(millis: int) -> str:
     """ISO 8601 in UTC with milliseconds, as Confluent's responses show timestamps."""
-    moment = datetime.fromtimestamp(millis / 1000, UTC)
+    seconds, remainder = divmod(millis, 1000)  # integers: float division loses milliseconds
+    moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=remainder * 1000)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
