@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 
 import pytest
@@ -11,7 +12,11 @@ from cluster_helpers import StoreFactory
 from headrace.cluster.controller import Controller
 from headrace.cluster.etcd_launcher import EtcdProcess
 from headrace.cluster.model import BrokerRegistration, KeySpace, PartitionState, TopicRecord
-from headrace.cluster.store import BrokerIdConflictError, EtcdMetadataStore
+from headrace.cluster.store import (
+    BrokerIdConflictError,
+    EtcdMetadataStore,
+    EtcdUnavailableError,
+)
 
 
 def registration(broker_id: int, log_dir: str | None = None, rack: str = "a") -> BrokerRegistration:
@@ -178,8 +183,9 @@ async def test_store_survives_an_etcd_restart(private_etcd: EtcdProcess) -> None
     await writer.start()
     try:
         await reader.register(registration(1))
-        private_etcd.stop()
-        private_etcd.start()
+        # In a thread, so the stores keep running (keep-alives, watch) through the outage.
+        await asyncio.to_thread(private_etcd.stop)
+        await asyncio.to_thread(private_etcd.start)
         state = PartitionState("t", 0, (1,), 1, 0, (1,))
         deadline = asyncio.get_running_loop().time() + 20
         while True:
@@ -194,8 +200,39 @@ async def test_store_survives_an_etcd_restart(private_etcd: EtcdProcess) -> None
         # The lease (10 s) outlived the short outage: the registration is still there.
         assert 1 in snap.brokers
     finally:
-        await reader.close()
-        await writer.close()
+        # close() must never hang on a connection to an etcd that went away meanwhile.
+        await asyncio.wait_for(reader.close(), 15)
+        await asyncio.wait_for(writer.close(), 15)
+
+
+async def test_calls_to_a_frozen_etcd_fail_within_the_deadline(
+    private_etcd: EtcdProcess,
+) -> None:
+    endpoint = [("127.0.0.1", private_etcd.client_port)]
+    store = EtcdMetadataStore(endpoint, keys=KeySpace("/frozen"), lease_ttl=10, request_timeout=1)
+    await store.start()
+    await store.register(registration(1))
+    private_etcd.signal(signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        loop = asyncio.get_running_loop()
+        state = PartitionState("t", 0, (1,), 1, 0, (1,))
+        calls = {
+            "write": lambda: store.write_partition(state, expected_revision=0),
+            "read": store.resync,
+            "campaign": lambda: store.campaign(1),
+            "producer ids": lambda: store.reserve_producer_ids(10),
+        }
+        for name, call in calls.items():
+            started = loop.time()
+            with pytest.raises(EtcdUnavailableError):
+                await asyncio.wait_for(call(), 10)
+            assert loop.time() - started < 5, f"{name} overran its deadline"
+        started = loop.time()
+        await asyncio.wait_for(store.close(), 15)
+        assert loop.time() - started < 10
+    finally:
+        private_etcd.signal(signal.SIGCONT)
+        await store.close()
 
 
 async def test_producer_id_blocks_never_overlap(make_store: StoreFactory) -> None:

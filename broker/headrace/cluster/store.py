@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import aetcd
 import aetcd.exceptions
@@ -38,9 +38,28 @@ MAX_TXN_OPS = 100
 
 Listener = Callable[[ClusterSnapshot], None]
 
+_T = TypeVar("_T")
+
+#: gRPC reconnects with exponential backoff (up to 120 s by default): after an etcd restart the
+#: channel could sit in backoff long after etcd is back. Cap it, and probe idle connections so a
+#: silently dead one is noticed.
+_CHANNEL_OPTIONS = {
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
+    "grpc.keepalive_time_ms": 5000,
+    "grpc.keepalive_timeout_ms": 3000,
+    "grpc.keepalive_permit_without_calls": 1,
+}
+
 
 class BrokerIdConflictError(RuntimeError):
     """Another live broker (a different data directory) holds this broker id."""
+
+
+class EtcdUnavailableError(aetcd.exceptions.ConnectionTimeoutError):  # type: ignore[misc]
+    """etcd did not answer within the store's request deadline (a ``ClientError``, so callers
+    that handle etcd failures handle this too)."""
 
 
 class SessionLostError(RuntimeError):
@@ -87,8 +106,30 @@ class EtcdMetadataStore:
     def client(self) -> aetcd.Client:
         if self._client is None:
             host, port = self.endpoints[self._endpoint_index]
-            self._client = aetcd.Client(host=host, port=port, timeout=self.request_timeout)
+            self._client = aetcd.Client(
+                host=host, port=port, timeout=self.request_timeout, options=_CHANNEL_OPTIONS
+            )
         return self._client
+
+    async def _bounded(self, call: Awaitable[_T], deadline: float | None = None) -> _T:
+        """Await one etcd call, but never longer than ``deadline`` s (``request_timeout``).
+
+        aetcd passes the timeout to unary gRPC calls only; connecting, creating a watch and the
+        waits around them have none, and a broker must never hang on its metadata store. A call
+        that overruns is cancelled and abandoned rather than awaited (aetcd swallows some
+        cancellations, so waiting for it to finish could itself hang).
+        """
+        limit = self.request_timeout if deadline is None else deadline
+        task = asyncio.ensure_future(call)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=limit)
+        except asyncio.CancelledError:
+            _abandon(task)
+            raise
+        if not done:
+            _abandon(task)
+            raise EtcdUnavailableError(f"etcd did not answer within {limit} s")
+        return task.result()
 
     async def _rotate_endpoint(self) -> None:
         """After a failure, try the next endpoint (a no-op with one endpoint but a reconnect).
@@ -101,10 +142,10 @@ class EtcdMetadataStore:
         watch, self._current_watch = self._current_watch, None
         if watch is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(watch.cancel(), 1.0)
+                await self._bounded(watch.cancel())
         if client is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close(), 2.0)
+                await self._bounded(client.close())
 
     async def start(self, *, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Read everything once and keep following changes."""
@@ -131,10 +172,12 @@ class EtcdMetadataStore:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._watch_task = self._keepalive_task = self._watchdog_task = None
-        if self._client is not None:
+        client, self._client = self._client, None
+        if client is not None:
+            # Closing shuts the watch stream down through a bounded queue and the gRPC channel:
+            # either can wait forever on a connection to an etcd that went away.
             with contextlib.suppress(Exception):
-                await self._client.close()
-            self._client = None
+                await self._bounded(client.close())
 
     # -- following changes --------------------------------------------------------------------
 
@@ -146,7 +189,7 @@ class EtcdMetadataStore:
         return self.cache.snapshot()
 
     async def resync(self) -> None:
-        result = await self.client.get_prefix(self.keys.prefix)
+        result = await self._bounded(self.client.get_prefix(self.keys.prefix))
         events = [KeyEvent(kv.key, kv.value, kv.mod_revision, kv.create_revision) for kv in result]
         self.cache.reset(events, result.header.revision)
         self._synced.set()
@@ -165,9 +208,9 @@ class EtcdMetadataStore:
         backoff = 0.1
         while not self._closed:
             try:
-                watch = await self.client.watch_prefix(
+                watch = await self._bounded(self.client.watch_prefix(
                     self.keys.prefix, start_revision=self.cache.revision + 1
-                )
+                ))
                 self._current_watch = watch
                 backoff = 0.1
                 async for event in watch:
@@ -181,6 +224,9 @@ class EtcdMetadataStore:
                 raise
             except Exception as error:
                 log.info("etcd watch interrupted (%s); re-reading metadata", error)
+                # aetcd's watcher shares one stream and request queue per connection; after a
+                # failure (or an abandoned create) it can stay wedged, so start a fresh one.
+                await self._rotate_endpoint()
             # The stream ended or failed: catch up with a full read, then watch again.
             while not self._closed:
                 await asyncio.sleep(backoff)
@@ -218,7 +264,7 @@ class EtcdMetadataStore:
                 log.debug("watchdog check failed: %s", error)
 
     async def _cache_matches_etcd(self) -> bool:
-        result = await self.client.get_prefix(self.keys.prefix, keys_only=True)
+        result = await self._bounded(self.client.get_prefix(self.keys.prefix, keys_only=True))
         current = {kv.key: kv.mod_revision for kv in result}
         return current == self.cache.mod_revisions
 
@@ -254,14 +300,14 @@ class EtcdMetadataStore:
         deadline = time.monotonic() + self.lease_ttl * 2 + 2
         tx = self.client.transactions
         while True:
-            lease = await self.client.lease(self.lease_ttl)
-            succeeded, _ = await self.client.transaction(
+            lease = await self._bounded(self.client.lease(self.lease_ttl))
+            succeeded, _ = await self._bounded(self.client.transaction(
                 compare=[tx.create(key) == 0],
                 success=[tx.put(key, registration.to_json(), lease=lease.id)],
                 failure=[],
-            )
+            ))
             if succeeded:
-                current = await self.client.get(key)
+                current = await self._bounded(self.client.get(key))
                 if current is None:  # pragma: no cover - lease expired in between
                     continue
                 self.lease_id = lease.id
@@ -275,8 +321,8 @@ class EtcdMetadataStore:
                         self._keepalive_loop(), name="etcd-lease-keepalive"
                     )
                 return self.registration
-            await self.client.revoke_lease(lease.id)
-            existing = await self.client.get(key)
+            await self._bounded(self.client.revoke_lease(lease.id))
+            existing = await self._bounded(self.client.get(key))
             if existing is None:
                 continue
             holder = BrokerRegistration.from_json(
@@ -285,7 +331,7 @@ class EtcdMetadataStore:
             if holder.log_dir_id == registration.log_dir_id and existing.lease:
                 log.info("revoking the lease of broker %d's previous incarnation", holder.broker_id)
                 with contextlib.suppress(aetcd.exceptions.ClientError):
-                    await self.client.revoke_lease(existing.lease)
+                    await self._bounded(self.client.revoke_lease(existing.lease))
                 continue
             if time.monotonic() > deadline:
                 raise BrokerIdConflictError(
@@ -300,11 +346,11 @@ class EtcdMetadataStore:
             raise SessionLostError("not registered")
         key = self.keys.broker(registration.broker_id)
         tx = self.client.transactions
-        succeeded, _ = await self.client.transaction(
+        succeeded, _ = await self._bounded(self.client.transaction(
             compare=[tx.create(key) == registration.broker_epoch],
             success=[tx.put(key, registration.to_json(), lease=self.lease_id)],
             failure=[],
-        )
+        ))
         if not succeeded:
             raise SessionLostError("registration replaced or expired")
         self.registration = registration
@@ -318,7 +364,7 @@ class EtcdMetadataStore:
                 await task
         if self.lease_id is not None:
             with contextlib.suppress(Exception):
-                await self.client.revoke_lease(self.lease_id)
+                await self._bounded(self.client.revoke_lease(self.lease_id))
         self.lease_id = None
 
     def session_fresh(self) -> bool:
@@ -354,12 +400,10 @@ class EtcdMetadataStore:
             if lease_id is None:
                 continue
             try:
-                reply = await asyncio.wait_for(
-                    self.client.refresh_lease(lease_id), attempt_timeout
-                )
+                reply = await self._bounded(self.client.refresh_lease(lease_id), attempt_timeout)
             except asyncio.CancelledError:
                 raise
-            except TimeoutError:
+            except EtcdUnavailableError:
                 log.info("lease keep-alive timed out; retrying")
                 if time.monotonic() - self.last_lease_refresh > self.lease_ttl:
                     await self._rotate_endpoint()  # a dead connection: start afresh
@@ -386,10 +430,10 @@ class EtcdMetadataStore:
         """The cluster's id: ``candidate`` if we are the first to set it, else the stored one."""
         tx = self.client.transactions
         key = self.keys.cluster_id
-        await self.client.transaction(
+        await self._bounded(self.client.transaction(
             compare=[tx.create(key) == 0], success=[tx.put(key, candidate.encode())], failure=[]
-        )
-        stored = await self.client.get(key)
+        ))
+        stored = await self._bounded(self.client.get(key))
         return stored.value.decode() if stored is not None else candidate
 
     async def reserve_producer_ids(self, count: int) -> range:
@@ -397,14 +441,14 @@ class EtcdMetadataStore:
         tx = self.client.transactions
         key = self.keys.producer_id_block
         while True:
-            current = await self.client.get(key)
+            current = await self._bounded(self.client.get(key))
             start = int(current.value) if current is not None else 0
             revision = current.mod_revision if current is not None else 0
-            succeeded, _ = await self.client.transaction(
+            succeeded, _ = await self._bounded(self.client.transaction(
                 compare=[tx.mod(key) == revision],
                 success=[tx.put(key, str(start + count).encode())],
                 failure=[],
-            )
+            ))
             if succeeded:
                 return range(start, start + count)
 
@@ -415,11 +459,11 @@ class EtcdMetadataStore:
         if self.lease_id is None:
             return None
         tx = self.client.transactions
-        current = await self.client.get(self.keys.controller_epoch)
+        current = await self._bounded(self.client.get(self.keys.controller_epoch))
         epoch = int(current.value) if current is not None else 0
         epoch_revision = current.mod_revision if current is not None else 0
         record = ControllerRecord(broker_id=broker_id, epoch=epoch + 1)
-        succeeded, _ = await self.client.transaction(
+        succeeded, _ = await self._bounded(self.client.transaction(
             compare=[
                 tx.create(self.keys.controller) == 0,
                 tx.mod(self.keys.controller_epoch) == epoch_revision,
@@ -429,16 +473,16 @@ class EtcdMetadataStore:
                 tx.put(self.keys.controller_epoch, str(record.epoch).encode()),
             ],
             failure=[],
-        )
+        ))
         return record if succeeded else None
 
     async def resign(self, record: ControllerRecord) -> None:
         tx = self.client.transactions
-        await self.client.transaction(
+        await self._bounded(self.client.transaction(
             compare=[tx.value(self.keys.controller) == record.to_json()],
             success=[tx.delete(self.keys.controller)],
             failure=[],
-        )
+        ))
 
     # -- fenced writes ------------------------------------------------------------------------
 
@@ -459,20 +503,20 @@ class EtcdMetadataStore:
         key = self.keys.partition(state.topic, state.partition)
         tx = self.client.transactions
         compare = [tx.mod(key) == expected_revision, *self._fence(controller)]
-        succeeded, _ = await self.client.transaction(
+        succeeded, _ = await self._bounded(self.client.transaction(
             compare=compare, success=[tx.put(key, state.to_json())], failure=[]
-        )
+        ))
         return bool(succeeded)
 
     async def write_seen(
         self, broker_id: int, seen: SeenBroker, *, controller: ControllerRecord
     ) -> bool:
         tx = self.client.transactions
-        succeeded, _ = await self.client.transaction(
+        succeeded, _ = await self._bounded(self.client.transaction(
             compare=self._fence(controller),
             success=[tx.put(self.keys.seen(broker_id), seen.to_json())],
             failure=[],
-        )
+        ))
         return bool(succeeded)
 
     async def create_topic(self, topic: TopicRecord, states: Iterable[PartitionState]) -> bool:
@@ -481,21 +525,21 @@ class EtcdMetadataStore:
         topic_key = self.keys.topic(topic.name)
         puts = [tx.put(self.keys.partition(s.topic, s.partition), s.to_json()) for s in states]
         first, rest = puts[: MAX_TXN_OPS - 1], puts[MAX_TXN_OPS - 1 :]
-        succeeded, _ = await self.client.transaction(
+        succeeded, _ = await self._bounded(self.client.transaction(
             compare=[tx.create(topic_key) == 0],
             success=[tx.put(topic_key, topic.to_json()), *first],
             failure=[],
-        )
+        ))
         if not succeeded:
             return False
         # Very large topics: the rest follows in further transactions (the controller would
         # also fill in any partition state still missing if we died half-way).
         for start in range(0, len(rest), MAX_TXN_OPS):
-            await self.client.transaction(
+            await self._bounded(self.client.transaction(
                 compare=[tx.version(topic_key) > 0],
                 success=rest[start : start + MAX_TXN_OPS],
                 failure=[],
-            )
+            ))
         return True
 
     async def update_topic(self, topic: TopicRecord, states: Iterable[PartitionState]) -> bool:
@@ -504,31 +548,42 @@ class EtcdMetadataStore:
         topic_key = self.keys.topic(topic.name)
         expected = self.cache.mod_revisions.get(topic_key, 0)
         puts = [tx.put(self.keys.partition(s.topic, s.partition), s.to_json()) for s in states]
-        succeeded, _ = await self.client.transaction(
+        succeeded, _ = await self._bounded(self.client.transaction(
             compare=[tx.mod(topic_key) == expected],
             success=[tx.put(topic_key, topic.to_json()), *puts[: MAX_TXN_OPS - 1]],
             failure=[],
-        )
+        ))
         rest = puts[MAX_TXN_OPS - 1 :]
         for start in range(0, len(rest), MAX_TXN_OPS):
-            await self.client.transaction(
+            await self._bounded(self.client.transaction(
                 compare=[], success=rest[start : start + MAX_TXN_OPS], failure=[]
-            )
+            ))
         return bool(succeeded)
 
     async def delete_topic(self, name: str) -> bool:
         tx = self.client.transactions
         topic_key = self.keys.topic(name)
         partitions = self.keys.partitions_of(name)
-        succeeded, _ = await self.client.transaction(
+        succeeded, _ = await self._bounded(self.client.transaction(
             compare=[tx.version(topic_key) > 0],
             success=[
                 tx.delete(topic_key),
                 tx.delete(partitions, range_end=_prefix_end(partitions)),
             ],
             failure=[],
-        )
+        ))
         return bool(succeeded)
+
+
+def _abandon(task: asyncio.Future[Any]) -> None:
+    """Cancel an overrunning etcd call without waiting for it; its outcome is dropped."""
+    task.cancel()
+    task.add_done_callback(_drop_outcome)
+
+
+def _drop_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as unhandled
 
 
 def _prefix_end(prefix: bytes) -> bytes:
