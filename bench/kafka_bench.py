@@ -37,7 +37,7 @@ def start_broker(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         [sys.executable, "-m", "headrace", "broker", "--data-dir", str(data_dir),
          "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
          "--ready-file", str(ready), "--log-level", "warning"],
-        env=env, cwd=ROOT,
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL,  # keep --json output clean
     )
     deadline = time.monotonic() + 30
     while not ready.exists():
