@@ -500,7 +500,11 @@ def test_running_consumer_survives_broker_restart_without_rebalance(
     create_topic(broker.bootstrap, topic, 2)
     events: list[tuple[str, int]] = []
     got: list[Record] = []
-    consumer = confluent_consumer(broker.bootstrap, group)
+    # The member must outlive the restart: librdkafka itself revokes and rejoins once it has
+    # had no heartbeat answer for session.timeout.ms, and a restart (mostly interpreter start
+    # and imports) takes well over FAST_GROUP's 6 s on a loaded 2-core machine. Nothing here
+    # waits for this timeout, so a generous one (Kafka's default) costs no time.
+    consumer = confluent_consumer(broker.bootstrap, group, **{"session.timeout.ms": 45000})
     with closing(consumer):
         consumer.subscribe(
             [topic],
