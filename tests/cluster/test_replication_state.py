@@ -71,3 +71,18 @@ def test_a_follower_leaving_the_isr_must_fetch_again_to_return() -> None:
     assert state.caught_up_followers(20) == set()
     state.record_fetch(3, 20, 20, 104.0)
     assert state.caught_up_followers(20) == {3}
+
+
+def test_a_new_leader_admits_only_followers_that_reached_its_epoch_start() -> None:
+    # A freshly elected leader with 30 records whose high watermark is still 0 (not learnt yet):
+    # records below 30 may have been acknowledged by the previous leader.
+    state = LeaderPartitionState(
+        leader_id=1, leader_epoch=5, replicas=(1, 2, 3), isr=(1, 2), high_watermark=0,
+        now=100.0, epoch_start_offset=30,
+    )
+    state.record_fetch(3, 0, 30, 101.0)  # a wiped replica starting from scratch
+    assert state.caught_up_followers(30) == set()
+    state.record_fetch(3, 29, 30, 102.0)
+    assert state.caught_up_followers(30) == set()
+    state.record_fetch(3, 30, 30, 103.0)
+    assert state.caught_up_followers(30) == {3}

@@ -180,6 +180,7 @@ class ClusteredReplicaManager(ReplicaManager):
             isr=state.isr,
             high_watermark=min(known_hw, end),
             now=now,
+            epoch_start_offset=end,
         )
         role = LeaderRole(state, progress)
         self.leaders[key] = role

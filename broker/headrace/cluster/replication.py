@@ -37,12 +37,17 @@ class LeaderPartitionState:
         isr: Iterable[int],
         high_watermark: int,
         now: float,
+        epoch_start_offset: int = 0,
     ) -> None:
         self.leader_id = leader_id
         self.leader_epoch = leader_epoch
         self.replicas = tuple(replicas)
         self.isr = tuple(isr)
         self.high_watermark = high_watermark
+        #: Our log end when we became leader. Everything ever committed lies below it (we were
+        #: in the ISR), while our high watermark may lag behind the committed offset (it is
+        #: learnt from the previous leader's fetch responses, or 0 after a restart).
+        self.epoch_start_offset = epoch_start_offset
         # Every follower gets a full lag period from the moment we become leader.
         self.followers = {
             replica: FollowerProgress(last_caught_up=now, last_fetch_time=now)
@@ -114,12 +119,18 @@ class LeaderPartitionState:
         }
 
     def caught_up_followers(self, leader_end: int) -> set[int]:
-        """Out-of-ISR replicas whose log reached the high watermark (eligible to rejoin)."""
+        """Out-of-ISR replicas eligible to rejoin: their log reached the high watermark and the
+        start of our leader epoch (Kafka's ``isFollowerInSync``).
+
+        The high watermark alone is not enough: a new leader's may still be behind records that
+        were acknowledged under the previous leader, and a replica missing those (a wiped disk)
+        must not become electable.
+        """
         return {
             replica
             for replica, progress in self.followers.items()
             if replica not in self.isr
             and progress.log_end_offset != UNKNOWN_OFFSET
-            and progress.log_end_offset >= self.high_watermark
+            and progress.log_end_offset >= max(self.high_watermark, self.epoch_start_offset)
             and progress.log_end_offset <= leader_end
         }
