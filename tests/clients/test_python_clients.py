@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import defaultdict
 
@@ -11,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition as AioTopicPartition
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from tests.clients.conftest import BrokerProcess
@@ -45,13 +47,16 @@ def test_kafka_python_default_producer_and_assigned_consumer(broker: BrokerProce
         partition_of[f"k{i % 3}".encode()].add(record.partition)
     assert all(len(parts) == 1 for parts in partition_of.values())
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=broker.bootstrap, consumer_timeout_ms=3000, request_timeout_ms=10_000
-    )
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, request_timeout_ms=10_000)
     partitions = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
     consumer.assign(partitions)
     consumer.seek_to_beginning()
-    records = list(consumer)
+    # Poll until everything arrived (not "until idle for N s", which ends early under load).
+    records: list[ConsumerRecord] = []
+    deadline = time.monotonic() + 30
+    while len(records) < 60 and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=200).values():
+            records.extend(batch)
     consumer.close()
     assert len(records) == 60
     by_key: dict[bytes, list[int]] = defaultdict(list)
