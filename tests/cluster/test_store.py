@@ -252,3 +252,24 @@ async def test_watchdog_recovers_from_a_silently_dead_watch(make_store: StoreFac
     assert await writer.write_partition(state, expected_revision=0)
     snap = await reader.wait_until(lambda s: ("t", 0) in s.partitions, timeout=15)
     assert snap.partitions["t", 0] == state
+
+
+async def test_controller_key_stays_bound_to_the_campaigning_lease(
+    make_store: StoreFactory,
+) -> None:
+    store = await make_store(lease_ttl=5)
+    await store.register(registration(1))
+    lease = store.lease_id
+    campaign = asyncio.create_task(store.campaign(1))
+    await asyncio.sleep(0)  # the campaign is now waiting for etcd (its first read)
+    store.lease_id = None  # what a session expiry does while the campaign is in flight
+    try:
+        record = await campaign
+        assert record is not None
+        stored = await store.client.get(store.keys.controller)
+        assert stored is not None
+        # Bound to the lease it campaigned with, so it vanishes with that lease (a lease-less
+        # key would name this broker controller forever and no election would ever happen).
+        assert stored.lease == lease
+    finally:
+        store.lease_id = lease

@@ -456,7 +456,11 @@ class EtcdMetadataStore:
 
     async def campaign(self, broker_id: int) -> ControllerRecord | None:
         """Try once to become controller; returns the record (with a fresh epoch) on success."""
-        if self.lease_id is None:
+        # The lease is read once, before any await: if the session expires meanwhile
+        # (``lease_id`` becomes None) the put must fail on the dead lease, never write a
+        # lease-less controller key that outlives us and blocks every later election.
+        lease_id = self.lease_id
+        if lease_id is None:
             return None
         tx = self.client.transactions
         current = await self._bounded(self.client.get(self.keys.controller_epoch))
@@ -469,7 +473,7 @@ class EtcdMetadataStore:
                 tx.mod(self.keys.controller_epoch) == epoch_revision,
             ],
             success=[
-                tx.put(self.keys.controller, record.to_json(), lease=self.lease_id),
+                tx.put(self.keys.controller, record.to_json(), lease=lease_id),
                 tx.put(self.keys.controller_epoch, str(record.epoch).encode()),
             ],
             failure=[],
