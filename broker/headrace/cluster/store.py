@@ -222,11 +222,13 @@ class EtcdMetadataStore:
                         self._notify()
             except asyncio.CancelledError:
                 raise
+            except (aetcd.exceptions.WatchTimeoutError, EtcdUnavailableError) as error:
+                # aetcd's watcher shares one stream and request queue per connection; a watch
+                # that could not even be created (or was abandoned) can leave it wedged.
+                log.info("etcd watch could not be created (%r); reconnecting", error)
+                await self._rotate_endpoint()
             except Exception as error:
                 log.info("etcd watch interrupted (%s); re-reading metadata", error)
-                # aetcd's watcher shares one stream and request queue per connection; after a
-                # failure (or an abandoned create) it can stay wedged, so start a fresh one.
-                await self._rotate_endpoint()
             # The stream ended or failed: catch up with a full read, then watch again.
             while not self._closed:
                 await asyncio.sleep(backoff)
