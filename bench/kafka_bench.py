@@ -88,11 +88,13 @@ def await_topic(producer: Producer, topic: str) -> None:
     raise RuntimeError(f"topic {topic} was not created")
 
 
-def produce_throughput(config: dict[str, Any], topic: str, records: int) -> float:
+def produce_throughput(config: dict[str, Any], topic: str, records: int) -> tuple[float, int]:
+    """Records/s, and how often the producer's queue was full (it then waited 1 ms for acks:
+    a sign the target acknowledged too slowly, rather than the producer running out of CPU)."""
     # Delivery reports for failures only: a Python callback per record would dominate.
     producer = Producer({**config, "acks": "all", "linger.ms": 5,
                          "delivery.report.only.error": True})
-    failures = 0
+    failures = queue_full = 0
     await_topic(producer, topic)
 
     def delivered(error: Any, _message: Any) -> None:
@@ -107,12 +109,13 @@ def produce_throughput(config: dict[str, Any], topic: str, records: int) -> floa
                 producer.produce(topic, VALUE, partition=0, on_delivery=delivered)
                 break
             except BufferError:
+                queue_full += 1
                 producer.poll(0.001)
     producer.flush(120)
     elapsed = time.perf_counter() - started
     if failures:
         raise RuntimeError(f"{failures} deliveries failed")
-    return records / elapsed
+    return records / elapsed, queue_full
 
 
 def consume_throughput(config: dict[str, Any], topic: str, records: int) -> tuple[float, int]:
@@ -182,12 +185,14 @@ class Target:
         self.client_cpu: list[float] = []
         self.broker_cpu: list[float] = []
         self.produce_seconds: list[float] = []
+        self.queue_full: list[int] = []
 
     def run_round(self, records: int) -> None:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
         client_before = own_cpu_seconds()
         broker_before = process_cpu_seconds(self.broker_pid) if self.broker_pid else 0.0
-        rate = produce_throughput(self.config, topic, records)
+        rate, queue_full = produce_throughput(self.config, topic, records)
+        self.queue_full.append(queue_full)
         self.client_cpu.append(own_cpu_seconds() - client_before)
         if self.broker_pid:
             self.broker_cpu.append(process_cpu_seconds(self.broker_pid) - broker_before)
@@ -213,6 +218,7 @@ class Target:
             "produce_wall_s": self.produce_seconds,
             "produce_client_cpu_s": self.client_cpu,
             "produce_broker_cpu_s": self.broker_cpu or None,
+            "produce_queue_full_waits": self.queue_full,
             "latency": end_to_end_latency(self.config, latency_topic, samples),
         }
 
