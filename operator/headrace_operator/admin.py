@@ -123,7 +123,10 @@ class KafkaClusterAdmin:
 
     def _topic(self, name: str) -> ObservedTopic | None:
         ck = _confluent()
-        metadata = self._client.list_topics(topic=name, timeout=_TIMEOUT_S)
+        # All topics, not ``topic=name``: librdkafka asks for that one with auto-creation
+        # allowed, so probing for a missing topic would make the broker create it with its
+        # defaults (one partition, broker-side placement) instead of the operator's plan.
+        metadata = self._client.list_topics(timeout=_TIMEOUT_S)
         topic = metadata.topics.get(name)
         if topic is None or topic.error is not None or not topic.partitions:
             return None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 from cluster_helpers import StoreFactory
@@ -273,3 +275,47 @@ async def test_controller_key_stays_bound_to_the_campaigning_lease(
         assert stored.lease == lease
     finally:
         store.lease_id = lease
+
+
+async def test_back_to_back_topic_changes_on_a_broker_both_reach_etcd(
+    etcd: EtcdProcess, keyspace: KeySpace, tmp_path: Path
+) -> None:
+    """New partitions and then new configs, requested before the broker's cache has seen the
+    first write: the second write must not replace the record by its stale copy (that once
+    left a 3-partition topic recorded in etcd with one partition after an operator reconcile)."""
+    from headrace.cluster.decisions import initial_states
+    from headrace.cluster.node import ClusterSettings, attach_cluster
+    from headrace.server.broker import Broker, BrokerConfig
+
+    broker = Broker(BrokerConfig(data_dir=tmp_path / "broker", kafka_port=0, http_host=None,
+                                 offsets_topic_partitions=1))
+    node = attach_cluster(broker, ClusterSettings(
+        etcd.metadata_url, key_root=keyspace.root, default_replication_factor=1,
+        offsets_topic_replication_factor=1))
+    await broker.start()
+    try:
+        me = broker.config.node_id
+        record = TopicRecord("grown", uuid.uuid4().hex, {0: (me,)}, {})
+        snapshot = await node.store.wait_until(lambda s: me in s.brokers, timeout=10)
+        assert await node.store.create_topic(
+            record, initial_states(record, snapshot.brokers, range(1)))
+        await node.store.wait_until(
+            lambda s: "grown" in s.topics and node.logs.topics().get("grown") is not None,
+            timeout=10)
+
+        node.topic_manager.add_partitions("grown", 3)
+        node.topic_manager.set_configs("grown", {"min.insync.replicas": "1"})
+
+        deadline = time.monotonic() + 10
+        while True:
+            stored = await node.store.client.get(keyspace.topic("grown"))
+            assert stored is not None
+            written = TopicRecord.from_json(stored.value)
+            if (dict(written.configs) and len(written.assignment) == 3) or \
+                    time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(written.assignment) == [0, 1, 2], written
+        assert dict(written.configs) == {"min.insync.replicas": "1"}, written
+    finally:
+        await broker.stop()

@@ -115,15 +115,25 @@ class Controller:
 
     async def _sync_assignments(self, snapshot: ClusterSnapshot) -> None:
         """After reassignments complete, make the topic records name the new replicas."""
-        for topic in snapshot.topics.values():
+        def settled(topic: TopicRecord) -> dict[int, tuple[int, ...]]:
             assignment = dict(topic.assignment)
             for partition in topic.assignment:
                 state = snapshot.partitions.get((topic.name, partition))
                 if state is not None and not state.adding and not state.removing:
                     assignment[partition] = state.replicas
-            if assignment != dict(topic.assignment):
-                updated = TopicRecord(topic.name, topic.topic_id, assignment, topic.configs)
-                await self.store.update_topic(updated, [])
+            return assignment
+
+        def sync(topic: TopicRecord) -> tuple[TopicRecord, list[PartitionState]] | None:
+            assignment = settled(topic)
+            if assignment == dict(topic.assignment):
+                return None
+            return TopicRecord(topic.name, topic.topic_id, assignment, topic.configs), []
+
+        for topic in snapshot.topics.values():
+            if settled(topic) != dict(topic.assignment):
+                # Rewritten from etcd's current record: configs or partitions changed since
+                # ``snapshot`` was taken must survive.
+                await self.store.modify_topic(topic.name, sync)
 
     async def _write_all(
         self, states: Iterable[PartitionState], record: ControllerRecord

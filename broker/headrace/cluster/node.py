@@ -727,29 +727,38 @@ class ClusterTopicManager(TopicManager):
         updated = super().add_partitions(name, total, validate_only=validate_only)
         if validate_only or record is None:
             return updated
-        snapshot = self._node.store.snapshot()
-        current = max(record.assignment, default=-1) + 1
-        replication = len(next(iter(record.assignment.values()), ())) or 1
-        extra = place_partitions(
-            snapshot, total - current, replication, existing=record.assignment,
-            first_partition=current,
-        )
-        new_record = TopicRecord(
-            name, record.topic_id, {**record.assignment, **extra}, dict(record.configs)
-        )
-        states = initial_states(new_record, snapshot.brokers, range(current, total))
-        self._background(name, self._node.store.update_topic(new_record, states))
+
+        def grow(record: TopicRecord) -> tuple[TopicRecord, list[PartitionState]] | None:
+            snapshot = self._node.store.snapshot()
+            current = max(record.assignment, default=-1) + 1
+            if current >= total:
+                return None
+            replication = len(next(iter(record.assignment.values()), ())) or 1
+            extra = place_partitions(
+                snapshot, total - current, replication, existing=record.assignment,
+                first_partition=current,
+            )
+            new_record = TopicRecord(
+                name, record.topic_id, {**record.assignment, **extra}, dict(record.configs)
+            )
+            return new_record, initial_states(new_record, snapshot.brokers, range(current, total))
+
+        # Derived from etcd's current record at write time, not the cached one, which may
+        # not yet show a change just made (a stale copy would drop that change).
+        self._background(name, self._node.store.modify_topic(name, grow))
         return updated
 
     def set_configs(
         self, name: str, configs: Mapping[str, str], *, validate_only: bool = False
     ) -> None:
         super().set_configs(name, configs, validate_only=validate_only)
-        record = self._node.store.cache.topics.get(name)
-        if validate_only or record is None:
+        if validate_only or name not in self._node.store.cache.topics:
             return
-        new_record = TopicRecord(name, record.topic_id, record.assignment, dict(configs))
-        self._background(name, self._node.store.update_topic(new_record, []))
+
+        def reconfigure(record: TopicRecord) -> tuple[TopicRecord, list[PartitionState]]:
+            return TopicRecord(name, record.topic_id, record.assignment, dict(configs)), []
+
+        self._background(name, self._node.store.modify_topic(name, reconfigure))
 
 
 def place_partitions(

@@ -548,23 +548,68 @@ class EtcdMetadataStore:
             ))
         return True
 
-    async def update_topic(self, topic: TopicRecord, states: Iterable[PartitionState]) -> bool:
-        """Replace a topic record (new partitions, configs) and write new partition states."""
+    async def update_topic(
+        self,
+        topic: TopicRecord,
+        states: Iterable[PartitionState],
+        *,
+        expected_revision: int | None = None,
+    ) -> bool:
+        """Replace a topic record (new partitions, configs) and write new partition states.
+
+        The write succeeds only if the record is still at ``expected_revision`` (default: the
+        cached one): pass the revision of the copy ``topic`` was derived from, or use
+        :meth:`modify_topic`, so a stale copy never overwrites a newer record.
+        """
         tx = self.client.transactions
         topic_key = self.keys.topic(topic.name)
-        expected = self.cache.mod_revisions.get(topic_key, 0)
+        expected = (
+            self.cache.mod_revisions.get(topic_key, 0)
+            if expected_revision is None
+            else expected_revision
+        )
         puts = [tx.put(self.keys.partition(s.topic, s.partition), s.to_json()) for s in states]
         succeeded, _ = await self._bounded(self.client.transaction(
             compare=[tx.mod(topic_key) == expected],
             success=[tx.put(topic_key, topic.to_json()), *puts[: MAX_TXN_OPS - 1]],
             failure=[],
         ))
+        if not succeeded:
+            return False
         rest = puts[MAX_TXN_OPS - 1 :]
         for start in range(0, len(rest), MAX_TXN_OPS):
             await self._bounded(self.client.transaction(
                 compare=[], success=rest[start : start + MAX_TXN_OPS], failure=[]
             ))
-        return bool(succeeded)
+        return True
+
+    async def modify_topic(
+        self,
+        name: str,
+        change: Callable[[TopicRecord], tuple[TopicRecord, list[PartitionState]] | None],
+        *,
+        attempts: int = 20,
+    ) -> bool:
+        """Read-modify-write a topic record; False if it is gone or ``change`` wants nothing.
+
+        ``change`` gets the record as etcd holds it now (not the cache, which may lag behind
+        a write just made) and returns the new record plus any new partition states. The write
+        compares against the revision that was read, and on a race reads again: two changes
+        made back to back (new partitions, then configs) both land, neither overwriting the
+        other with a stale copy.
+        """
+        topic_key = self.keys.topic(name)
+        for _ in range(attempts):
+            stored = await self._bounded(self.client.get(topic_key))
+            if stored is None:
+                return False
+            wanted = change(TopicRecord.from_json(stored.value))
+            if wanted is None:
+                return False
+            record, states = wanted
+            if await self.update_topic(record, states, expected_revision=stored.mod_revision):
+                return True
+        raise EtcdUnavailableError(f"topic {name} kept changing; gave up after {attempts} tries")
 
     async def delete_topic(self, name: str) -> bool:
         tx = self.client.transactions
