@@ -94,10 +94,15 @@ def _read_round(
                     data.error_code = error.code
                     any_error = True
                 else:
-                    reads.append(read)
-                    data.records = list(read.regions)
-                    total += read.size
-                    budget -= read.size
+                    if total > 0 and read.size > limit:
+                        # Only the first partition with data may exceed the limits (as in
+                        # headrace.server.handlers.fetch, which this loop mirrors).
+                        read.close()
+                    else:
+                        reads.append(read)
+                        data.records = list(read.regions)
+                        total += read.size
+                        budget -= read.size
             partitions.append(data)
         topics.append((name, partitions))
     return topics, total, any_error
