@@ -28,7 +28,12 @@ from headrace.cluster.decisions import expand_isr, shrink_isr
 from headrace.cluster.model import NO_LEADER, PartitionState
 from headrace.cluster.replication import LeaderPartitionState
 from headrace.server.errors import KafkaError
-from headrace.server.replica import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, ReplicaManager
+from headrace.server.replica import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    FetchBounds,
+    ReplicaManager,
+)
 from headrace.server.topics import kafka_error_from_storage
 from headrace.storage import AppendResult, LogManagerAPI, LogRead, StorageError
 
@@ -332,15 +337,37 @@ class ClusteredReplicaManager(ReplicaManager):
         except StorageError as error:
             raise kafka_error_from_storage(error) from error
 
-    def read_for_follower(
-        self, topic: str, partition: int, offset: int, max_bytes: int
-    ) -> LogRead:
-        """Followers read up to the log end, not just the high watermark."""
-        self.leader_role(topic, partition)
-        try:
-            return self.log(topic, partition).read(offset, max_bytes)
-        except StorageError as error:
-            raise kafka_error_from_storage(error) from error
+    # -- the Fetch handler's seam: leaders serve consumers and followers ------------------
+
+    def is_replica_fetch(self, replica_id: int) -> bool:
+        return replica_id >= 0
+
+    def fetch_bounds(
+        self,
+        topic: str,
+        partition: int,
+        *,
+        fetch_offset: int,
+        current_leader_epoch: int,
+        replica_id: int,
+    ) -> FetchBounds:
+        """Only the leader serves fetches, fenced by the epoch the fetcher believes in; a
+        follower's fetch offset is its progress (HW, acks=all, ISR expansion) and it may read
+        up to the log end, consumers only up to the high watermark."""
+        role = self.leader_role(topic, partition)
+        self.check_epoch(role, current_leader_epoch)
+        log_ = self.log(topic, partition)
+        from_follower = self.is_replica_fetch(replica_id)
+        if from_follower:
+            self.record_follower_fetch(topic, partition, replica_id, fetch_offset)
+        log_end = log_.log_end_offset
+        high_watermark = role.progress.high_watermark
+        return FetchBounds(
+            log_.log_start_offset,
+            high_watermark,
+            log_end,
+            log_end if from_follower else high_watermark,
+        )
 
     def list_offset(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
         role = self.leader_role(topic, partition)

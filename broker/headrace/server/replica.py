@@ -5,6 +5,11 @@ high watermark = log end offset), maps storage errors to Kafka error codes, and 
 purgatory: long-polling fetches park a future per partition and every append wakes the waiters
 of its partition at once, so consumers see new records without any timer-driven polling.
 Replication extends this class (leader checks, ISR, high watermark from follower fetches).
+
+It is also the Fetch handler's seam (:meth:`ReplicaManager.fetch_bounds`,
+:meth:`ReplicaManager.read_for_fetch`, :meth:`ReplicaManager.is_replica_fetch`): the one Fetch
+loop asks it who may read where, and the clustered subclass answers with leader checks, epoch
+fencing and follower progress while this class answers for a lone broker.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
 
@@ -35,6 +41,21 @@ PartitionKey = tuple[str, int]
 LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
 MAX_TIMESTAMP = -3
+
+
+@dataclass(frozen=True, slots=True)
+class FetchBounds:
+    """Where one partition's Fetch may read, as the replica manager decides for that fetcher.
+
+    Offsets outside ``[log_start_offset, log_end_offset]`` are out of range; records are read up
+    to ``readable_end`` (the high watermark for consumers, the log end for followers), so a
+    consumer between the high watermark and the log end simply gets nothing yet.
+    """
+
+    log_start_offset: int
+    high_watermark: int
+    log_end_offset: int
+    readable_end: int
 
 
 class ReplicaManager:
@@ -80,10 +101,38 @@ class ReplicaManager:
     def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> LogRead:
         """Whole committed batches from ``offset`` (at least one if any is available)."""
         log = self.log(topic, partition)
-        try:
-            return log.read(offset, max_bytes, max_offset=log.log_end_offset)
-        except StorageError as error:
-            raise kafka_error_from_storage(error) from error
+        return _read_log(log, offset, max_bytes, log.log_end_offset)
+
+    # -- the Fetch handler's seam ----------------------------------------------------------------
+
+    def is_replica_fetch(self, replica_id: int) -> bool:
+        """Whether a Fetch carrying ``replica_id`` comes from a follower broker, not a consumer
+        (followers' reads are replication traffic, not consumption). A lone broker has none."""
+        return False
+
+    def fetch_bounds(
+        self,
+        topic: str,
+        partition: int,
+        *,
+        fetch_offset: int,
+        current_leader_epoch: int,
+        replica_id: int,
+    ) -> FetchBounds:
+        """Check that this broker serves the fetch of one partition and say where it may read.
+
+        ``current_leader_epoch`` is -1 when the request carries none; a lone broker leads
+        every partition at every epoch, and its high watermark is the log end.
+        """
+        log = self.log(topic, partition)
+        end = log.log_end_offset
+        return FetchBounds(log.log_start_offset, end, end, end)
+
+    def read_for_fetch(
+        self, topic: str, partition: int, offset: int, max_bytes: int, bounds: FetchBounds
+    ) -> LogRead:
+        """Whole batches from ``offset`` below ``bounds.readable_end`` (at least one)."""
+        return _read_log(self.log(topic, partition), offset, max_bytes, bounds.readable_end)
 
     def list_offset(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
         """ListOffsets: (offset, timestamp) for -1 latest, -2 earliest, -3 max timestamp or a
@@ -172,6 +221,13 @@ class ReplicaManager:
                     waiters.discard(waiter)
                     if not waiters:
                         del self._waiters[key]
+
+
+def _read_log(log: PartitionLogAPI, offset: int, max_bytes: int, max_offset: int) -> LogRead:
+    try:
+        return log.read(offset, max_bytes, max_offset=max_offset)
+    except StorageError as error:
+        raise kafka_error_from_storage(error) from error
 
 
 def _expire(waiter: asyncio.Future[bool]) -> None:

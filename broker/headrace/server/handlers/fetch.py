@@ -1,9 +1,13 @@
-"""Fetch v4-12 with long polling woken by appends and zero-copy record transfer.
+"""Fetch v4-12 for consumers and follower brokers: long polling woken by appends, zero-copy.
 
-Each round reads every requested partition (whole batches, at least one batch for the first
-partition with data even when it exceeds the limits); if fewer than ``min_bytes`` came back the
-reads are released and the request parks in the broker's purgatory until an append to one of
-its partitions or ``max_wait`` runs out. Records leave as file slices for ``os.sendfile``.
+The one Fetch loop of the broker, single or clustered. Each round asks the replica manager (the
+seam, :class:`~headrace.server.replica.ReplicaManager`) where each requested partition may be
+read: it fences leaders and epochs, records a follower's progress and puts consumers' reads below
+the high watermark and followers' up to the log end. Each round reads every requested partition
+(whole batches, at least one batch for the first partition with data even when it exceeds the
+limits); if fewer than ``min_bytes`` came back the reads are released and the request parks in
+the broker's purgatory until an append to one of its partitions or ``max_wait`` runs out.
+Records leave as file slices for ``os.sendfile``.
 """
 
 from __future__ import annotations
@@ -21,18 +25,21 @@ from headrace.protocol.fetch import (
     PartitionData,
     encode_fetch_body,
 )
-from headrace.server.broker import Broker
 from headrace.server.dispatch import ApiHandler, RequestContext
 from headrace.server.errors import KafkaError
+from headrace.server.replica import ReplicaManager
 from headrace.storage import LogRead
 
 _FETCH_SESSION_ID_NOT_FOUND = 70
+#: The first Fetch version that carries the leader epoch the fetcher believes in (KIP-320).
+_FIRST_VERSION_WITH_LEADER_EPOCH = 9
 
 
 def _read_round(
-    broker: Broker, request: Any, reads: list[LogRead]
+    replicas: ReplicaManager, request: Any, version: int, reads: list[LogRead]
 ) -> tuple[list[tuple[str, list[PartitionData]]], int, bool]:
     """One pass over the requested partitions: (topics, bytes read, any partition error)."""
+    replica_id = int(getattr(request, "replica_id", -1))
     budget = max(int(request.max_bytes), 0)
     total = 0
     any_error = False
@@ -42,21 +49,35 @@ def _read_round(
         partitions = []
         for fetch_partition in fetch_topic.partitions:
             index = int(fetch_partition.partition)
+            offset = int(fetch_partition.fetch_offset)
+            leader_epoch = (
+                int(fetch_partition.current_leader_epoch)
+                if version >= _FIRST_VERSION_WITH_LEADER_EPOCH
+                else -1
+            )
             try:
-                log_start, high_watermark = broker.offsets(name, index)
+                bounds = replicas.fetch_bounds(
+                    name,
+                    index,
+                    fetch_offset=offset,
+                    current_leader_epoch=leader_epoch,
+                    replica_id=replica_id,
+                )
             except KafkaError as error:
                 any_error = True
                 partitions.append(PartitionData(index, error.code, -1, -1, -1))
                 continue
-            data = PartitionData(index, 0, high_watermark, high_watermark, log_start)
-            offset = int(fetch_partition.fetch_offset)
-            if offset < log_start or offset > high_watermark:
+            high_watermark = bounds.high_watermark
+            data = PartitionData(
+                index, 0, high_watermark, high_watermark, bounds.log_start_offset
+            )
+            if offset < bounds.log_start_offset or offset > bounds.log_end_offset:
                 data.error_code = ErrorCode.offset_out_of_range
                 any_error = True
-            elif offset < high_watermark and (budget > 0 or total == 0):
+            elif offset < bounds.readable_end and (budget > 0 or total == 0):
                 limit = min(int(fetch_partition.partition_max_bytes), budget)
                 try:
-                    read = broker.read(name, index, offset, max(limit, 1))
+                    read = replicas.read_for_fetch(name, index, offset, max(limit, 1), bounds)
                 except KafkaError as error:
                     data.error_code = error.code
                     any_error = True
@@ -76,6 +97,7 @@ def _read_round(
 
 async def handle_fetch(request: Any, ctx: RequestContext) -> Any:
     broker = ctx.broker
+    replicas = broker.replicas
     version = ctx.api_version
     session_id = int(getattr(request, "session_id", 0))
     session_epoch = int(getattr(request, "session_epoch", -1))
@@ -96,7 +118,7 @@ async def handle_fetch(request: Any, ctx: RequestContext) -> Any:
     while True:
         reads: list[LogRead] = []
         try:
-            topics, total, any_error = _read_round(broker, request, reads)
+            topics, total, any_error = _read_round(replicas, request, version, reads)
         except BaseException:
             _close_all(reads)
             raise
@@ -105,12 +127,13 @@ async def handle_fetch(request: Any, ctx: RequestContext) -> Any:
             break
         _close_all(reads)
         await broker.wait_for_append(keys, remaining)
-    observer = broker.observer
-    for name, partitions in topics:
-        for partition in partitions:
-            size = partition.records_size
-            if size:
-                observer.on_fetched(name, partition.partition, size)
+    if not replicas.is_replica_fetch(int(getattr(request, "replica_id", -1))):
+        observer = broker.observer
+        for name, partitions in topics:
+            for partition in partitions:
+                size = partition.records_size
+                if size:
+                    observer.on_fetched(name, partition.partition, size)
     body = encode_fetch_body(version, topics)
     first_error = next(
         (p.error_code for _, ps in topics for p in ps if p.error_code), 0
