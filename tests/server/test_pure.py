@@ -21,12 +21,12 @@ def test_illegal_topic_names(name: str | None) -> None:
     assert topic_name_problem(name) is not None
 
 
-def test_producer_ids_are_never_reused_across_restarts(tmp_path: Path) -> None:
+async def test_producer_ids_are_never_reused_across_restarts(tmp_path: Path) -> None:
     first = ProducerIdAllocator(tmp_path, block_size=10)
-    issued = [first.allocate() for _ in range(15)]
+    issued = [await first.allocate() for _ in range(15)]
     assert issued == list(range(15))
     second = ProducerIdAllocator(tmp_path, block_size=10)  # "restart" mid-block
-    later = [second.allocate() for _ in range(3)]
+    later = [await second.allocate() for _ in range(3)]
     assert min(later) >= 20 > max(issued)
     assert len(set(issued + later)) == 18
 

@@ -88,8 +88,20 @@ def load_log_dir_id(data_dir: Path) -> str:
 
 def attach_cluster(broker: Broker, settings: ClusterSettings) -> ClusterNode:
     """Make ``broker`` a member of the etcd-coordinated cluster; call before ``start()``."""
+    from headrace.cluster.handlers import cluster_api_handlers
+
     broker.open_storage()
     node = ClusterNode(broker, settings)
+    broker.attach(
+        replicas=node.replicas,
+        topics=node.topic_manager,
+        metadata=node.view,
+        producer_ids=node.producer_ids,
+    )
+    # /readyz (headrace.web) is not ready while followed replicas catch up.
+    broker.add_readiness_check("replication", node.replication_ready)
+    # Registered before start, so they take precedence over the single-broker handlers.
+    broker.registry.register_all(cluster_api_handlers(node))
     broker.add_service(node.start, node.stop)
     return node
 
@@ -133,28 +145,10 @@ class ClusterNode:
         self._coordinator: Any = None
         self._coordinated: dict[int, int] = {}
         self._coordination_changed = asyncio.Event()
-        # Take over the broker's seams (see headrace.server.broker.Broker).
-        broker._replicas = self.replicas
-        broker._topics = self.topic_manager
-        broker._metadata = self.view
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        from headrace.cluster.handlers import cluster_api_handlers
-        from headrace.cluster.producer_ids import init_producer_id_handler
-
-        # Services start after the broker registered its default handlers and bound its
-        # listener (which also reset the metadata view): take over those seams now.
-        self.broker.registry.register_all(cluster_api_handlers(self))
-        self.broker.registry.register(init_producer_id_handler(self.producer_ids))
-        # /readyz consults these (headrace.web): not ready while replicas catch up.
-        vars(self.broker).setdefault("readiness_checks", {})["replication"] = (
-            self.replication_ready
-        )
-        self.broker._metadata = self.view
-        self.broker._replicas = self.replicas
-        self.broker._topics = self.topic_manager
         await self.store.start()
         self.broker.cluster_id = await self.store.ensure_cluster_id(self.broker.cluster_id)
         self._adopt_group_coordinator()
@@ -292,8 +286,7 @@ class ClusterNode:
                 return None
             return CoordinatorNode(registration.broker_id, registration.host, registration.port)
 
-        # The coordinator's routing hook (constructor argument ``partition_leader``).
-        coordinator._partition_leader = leader_of
+        coordinator.set_partition_leader(leader_of)
         self._tasks.append(asyncio.create_task(self._coordination_loop(), name="group-loads"))
 
     def _update_group_coordination(self) -> None:

@@ -1,22 +1,20 @@
-"""Cluster-wide producer ids: InitProducerId answered from blocks reserved in etcd.
+"""Cluster-wide producer ids: the broker's producer-id source, answered from blocks in etcd.
 
 Each broker allocating ids on its own would hand the same id to two producers, and the
 partition leaders' idempotence checks would then reject one of them. Brokers instead reserve
-blocks of ids with a compare-and-swap on one etcd counter and answer from their block.
+blocks of ids with a compare-and-swap on one etcd counter and answer from their block. The
+server's InitProducerId handler asks this allocator through the broker's producer-id seam.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from kio.schema.errors import ErrorCode
 
 from headrace.cluster.store import EtcdMetadataStore
-from headrace.server.dispatch import ApiHandler, RequestContext
-from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
+from headrace.server.errors import KafkaError
 
-INIT_PRODUCER_ID_KEY = 22
 BLOCK_SIZE = 1000
 
 
@@ -31,42 +29,16 @@ class ClusterProducerIds:
         self._lock = asyncio.Lock()
 
     async def allocate(self) -> int:
+        """The next id of our block; COORDINATOR_NOT_AVAILABLE while etcd cannot give one."""
         async with self._lock:
             if self._next >= self._block.stop:
-                self._block = await self._store.reserve_producer_ids(self._block_size)
+                try:
+                    self._block = await self._store.reserve_producer_ids(self._block_size)
+                except Exception as error:
+                    raise KafkaError(
+                        ErrorCode.coordinator_not_available, f"cannot reserve producer ids: {error}"
+                    ) from error
                 self._next = self._block.start
             producer_id = self._next
             self._next += 1
             return producer_id
-
-
-def init_producer_id_handler(ids: ClusterProducerIds) -> ApiHandler:
-    async def handle(request: Any, ctx: RequestContext) -> Any:
-        module = response_classes(INIT_PRODUCER_ID_KEY, ctx.api_version)
-        if request.transactional_id is not None:
-            return build(
-                module.InitProducerIdResponse,
-                throttle_time=NO_THROTTLE,
-                error_code=ErrorCode.transactional_id_authorization_failed,
-                producer_id=-1,
-                producer_epoch=-1,
-            )
-        try:
-            producer_id = await ids.allocate()
-        except Exception:
-            return build(
-                module.InitProducerIdResponse,
-                throttle_time=NO_THROTTLE,
-                error_code=ErrorCode.coordinator_not_available,
-                producer_id=-1,
-                producer_epoch=-1,
-            )
-        return build(
-            module.InitProducerIdResponse,
-            throttle_time=NO_THROTTLE,
-            error_code=ErrorCode.none,
-            producer_id=producer_id,
-            producer_epoch=0,
-        )
-
-    return ApiHandler(INIT_PRODUCER_ID_KEY, 0, 4, handle)

@@ -5,6 +5,11 @@ Kafka handlers, the HTTP API and the group coordinator all call the same in-proc
 front end shares one code path and one set of Kafka error codes (:class:`KafkaError`).
 ``start()``/``stop()`` run the whole broker: log recovery, the Kafka listener, the HTTP listener,
 registered services (the group coordinator) and periodic retention.
+
+Its layers are seams: the replica manager (who leads, what is committed, who may fetch where),
+the topic manager, the metadata view, the producer-id source and readiness checks. A lone broker
+uses the local ones; the cluster layer supplies its own through :meth:`Broker.attach` and
+:meth:`Broker.add_readiness_check` before ``start()``, and nothing replaces them afterwards.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from kio.schema.errors import ErrorCode
 from headrace.server.dispatch import ApiRegistry, NullObserver, RequestObserver
 from headrace.server.errors import KafkaError
 from headrace.server.metadata import BrokerEndpoint, LocalMetadataView, MetadataView
-from headrace.server.producer_ids import ProducerIdAllocator
+from headrace.server.producer_ids import ProducerIdAllocator, ProducerIdSource
 from headrace.server.replica import ReplicaManager
 from headrace.server.topics import TopicManager, TopicSpec, is_internal, topic_name_problem
 from headrace.storage import AppendResult, LogManagerAPI, LogRead, TopicMetadata
@@ -57,6 +62,8 @@ class BrokerConfig:
 
 
 Service = tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]
+#: A readiness condition for /readyz: true when ready; raising counts as not ready.
+ReadinessCheck = Callable[[], bool]
 
 
 class Broker:
@@ -70,7 +77,9 @@ class Broker:
         self._topics: TopicManager | None = None
         self._replicas: ReplicaManager | None = None
         self._metadata: MetadataView | None = None
-        self.producer_ids: ProducerIdAllocator | None = None
+        self._producer_ids: ProducerIdSource | None = None
+        #: /readyz conditions besides storage and listeners, by name (see add_readiness_check).
+        self.readiness_checks: dict[str, ReadinessCheck] = {}
         self.cluster_id = ""
         self.kafka_port = 0
         self.http_port = 0
@@ -101,6 +110,39 @@ class Broker:
         return self._metadata
 
     @property
+    def producer_ids(self) -> ProducerIdSource:
+        assert self._producer_ids is not None, "broker not started"
+        return self._producer_ids
+
+    def attach(
+        self,
+        *,
+        replicas: ReplicaManager | None = None,
+        topics: TopicManager | None = None,
+        metadata: MetadataView | None = None,
+        producer_ids: ProducerIdSource | None = None,
+    ) -> None:
+        """Supply layers in place of the single-broker ones (the cluster layer does).
+
+        Only before ``start()``: handlers and services see one set of layers for the broker's
+        whole life. Layers not given stay the local ones ``open_storage`` creates.
+        """
+        if self._kafka_server is not None:
+            raise RuntimeError("layers are attached before the broker starts")
+        if replicas is not None:
+            self._replicas = replicas
+        if topics is not None:
+            self._topics = topics
+        if metadata is not None:
+            self._metadata = metadata
+        if producer_ids is not None:
+            self._producer_ids = producer_ids
+
+    def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
+        """Make /readyz also require ``check()`` (e.g. replication: "caught up with leaders")."""
+        self.readiness_checks[name] = check
+
+    @property
     def endpoint(self) -> BrokerEndpoint:
         """This broker's advertised Kafka listener."""
         return BrokerEndpoint(
@@ -116,7 +158,8 @@ class Broker:
         self._services.append((start, stop))
 
     def open_storage(self, logs: LogManagerAPI | None = None) -> None:
-        """Open (recover) the data directory; ``start`` calls this if nobody did."""
+        """Open (recover) the data directory and create the local layers not attached yet;
+        ``start`` calls this if nobody did."""
         if self.logs is not None:
             return
         data_dir = self.config.data_dir
@@ -128,16 +171,21 @@ class Broker:
             logs = LogManager(data_dir, default_config=defaults)
         self.logs = logs
         self.cluster_id = _load_cluster_id(data_dir)
-        self.producer_ids = ProducerIdAllocator(data_dir)
-        self._topics = TopicManager(
-            logs,
-            default_partitions=self.config.default_partitions,
-            live_brokers=lambda: len(self.metadata.brokers()),
-        )
-        self._replicas = ReplicaManager(logs, self.config.node_id)
-        self._metadata = LocalMetadataView(
-            self.endpoint, logs.topics, is_internal, self.cluster_id
-        )
+        if self._producer_ids is None:
+            self._producer_ids = ProducerIdAllocator(data_dir)
+        if self._topics is None:
+            self._topics = TopicManager(
+                logs,
+                default_partitions=self.config.default_partitions,
+                live_brokers=lambda: len(self.metadata.brokers()),
+            )
+        if self._replicas is None:
+            self._replicas = ReplicaManager(logs, self.config.node_id)
+        if self._metadata is None:
+            # The endpoint is read on use: the advertised port is known only once bound.
+            self._metadata = LocalMetadataView(
+                lambda: self.endpoint, logs.topics, is_internal, self.cluster_id
+            )
 
     async def start(self) -> None:
         from headrace.server.connection import KafkaServer
@@ -148,10 +196,6 @@ class Broker:
         server.bind()
         self._kafka_server = server
         self.kafka_port = server.bound_port
-        # The advertised port is only known once bound (port 0 in tests).
-        self._metadata = LocalMetadataView(
-            self.endpoint, self.topics.topics, is_internal, self.cluster_id
-        )
         # Handlers registered earlier (e.g. by the cluster layer) take precedence.
         registered = {key for key, _low, _high in self.registry.supported()}
         self.registry.register_all(

@@ -62,7 +62,7 @@ class LocalMetadataView:
 
     def __init__(
         self,
-        endpoint: BrokerEndpoint,
+        endpoint: Callable[[], BrokerEndpoint],
         topics: Callable[[], Mapping[str, TopicMetadata]],
         is_internal: Callable[[str], bool],
         cluster_id: str,
@@ -78,10 +78,10 @@ class LocalMetadataView:
         return self._cluster_id
 
     def brokers(self) -> list[BrokerEndpoint]:
-        return [self._endpoint]
+        return [self._endpoint()]
 
     def controller_id(self) -> int:
-        return self._endpoint.node_id
+        return self._endpoint().node_id
 
     def topic_names(self) -> list[str]:
         return sorted(self._topics())
@@ -93,7 +93,7 @@ class LocalMetadataView:
         key = (name, meta.topic_id, meta.partitions)
         state = self._cache.get(key)
         if state is None:
-            me = self._endpoint.node_id
+            me = self._endpoint().node_id
             partition = PartitionState(me, UNKNOWN_LEADER_EPOCH, (me,), (me,))
             state = TopicState(
                 name, meta.topic_id, (partition,) * meta.partitions, self._is_internal(name)

@@ -1,6 +1,8 @@
-"""Durable producer-id allocation for InitProducerId.
+"""Producer-id allocation for InitProducerId: the seam and the single broker's durable allocator.
 
-Ids are handed out from blocks: the end of the current block is persisted (write, fsync, rename)
+:class:`ProducerIdSource` is what the one InitProducerId handler asks; a lone broker supplies
+:class:`ProducerIdAllocator`, the cluster an allocator reserving blocks in etcd. Locally, ids
+are handed out from blocks: the end of the current block is persisted (write, fsync, rename)
 before any id in it is used, so after a crash or restart the broker starts past every id it may
 have given out and never reuses one, at the cost of one small file write per block.
 """
@@ -9,9 +11,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
 BLOCK_SIZE = 1000
 _FILE_NAME = "producer-id-block"
+
+
+class ProducerIdSource(Protocol):
+    """Hands out producer ids no producer of the cluster was ever given."""
+
+    async def allocate(self) -> int:
+        """A fresh producer id; a ``KafkaError`` names why none can be given now."""
+        ...
 
 
 class ProducerIdAllocator:
@@ -49,7 +60,7 @@ class ProducerIdAllocator:
         finally:
             os.close(directory)
 
-    def allocate(self) -> int:
+    async def allocate(self) -> int:
         """A producer id never returned before by any allocator on this data dir."""
         if self._next >= self._block_end:
             self._block_end = self._next + self._block_size

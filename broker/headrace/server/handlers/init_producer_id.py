@@ -1,7 +1,8 @@
 """InitProducerId v0-4 for idempotent producers (transactions are not supported).
 
-Every call allocates a fresh durable producer id with epoch 0; the storage engine tracks the
-sequence numbers per producer id. Transactional producers get TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+Every call allocates a fresh producer id with epoch 0 from the broker's producer-id source (a
+durable local allocator, or cluster-wide blocks in etcd); the storage engine tracks the sequence
+numbers per producer id. Transactional producers get TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from headrace.server.dispatch import ApiHandler, RequestContext
+from headrace.server.errors import KafkaError
 from headrace.server.handlers.common import NO_THROTTLE, OK, build, response_classes
 
 API_KEY = 22
@@ -19,21 +21,27 @@ API_KEY = 22
 async def handle_init_producer_id(request: Any, ctx: RequestContext) -> Any:
     module = response_classes(API_KEY, ctx.api_version)
     if request.transactional_id is not None:
-        return build(
-            module.InitProducerIdResponse,
-            throttle_time=NO_THROTTLE,
-            error_code=ErrorCode.transactional_id_authorization_failed,
-            producer_id=-1,
-            producer_epoch=-1,
-        )
-    allocator = ctx.broker.producer_ids
-    assert allocator is not None
+        return _failure(module, ErrorCode.transactional_id_authorization_failed)
+    try:
+        producer_id = await ctx.broker.producer_ids.allocate()
+    except KafkaError as error:
+        return _failure(module, error.code)
     return build(
         module.InitProducerIdResponse,
         throttle_time=NO_THROTTLE,
         error_code=OK,
-        producer_id=allocator.allocate(),
+        producer_id=producer_id,
         producer_epoch=0,
+    )
+
+
+def _failure(module: Any, code: ErrorCode) -> Any:
+    return build(
+        module.InitProducerIdResponse,
+        throttle_time=NO_THROTTLE,
+        error_code=code,
+        producer_id=-1,
+        producer_epoch=-1,
     )
 
 
