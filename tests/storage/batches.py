@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import google_crc32c
 
@@ -24,7 +24,7 @@ def zigzag_varint(value: int) -> bytes:
 
 
 def encode_record(
-    offset_delta: int, timestamp_delta: int, key: bytes | None, value: bytes
+    offset_delta: int, timestamp_delta: int, key: bytes | None, value: bytes | None
 ) -> bytes:
     body = bytearray(b"\x00")  # record attributes
     body += zigzag_varint(timestamp_delta)
@@ -33,7 +33,7 @@ def encode_record(
         body += zigzag_varint(-1)
     else:
         body += zigzag_varint(len(key)) + key
-    body += zigzag_varint(len(value)) + value
+    body += zigzag_varint(-1) if value is None else zigzag_varint(len(value)) + value
     body += zigzag_varint(0)  # no headers
     return zigzag_varint(len(body)) + bytes(body)
 
@@ -51,8 +51,41 @@ def make_batch(
     attributes: int = 0,
 ) -> bytes:
     """One valid batch holding ``values`` as records (keys None)."""
-    records = b"".join(encode_record(i, i * timestamp_step, None, v) for i, v in enumerate(values))
-    count = len(values)
+    return make_keyed_batch(
+        [(None, v) for v in values],
+        base_offset=base_offset,
+        timestamp_ms=timestamp_ms,
+        timestamp_step=timestamp_step,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        leader_epoch=leader_epoch,
+        attributes=attributes,
+    )
+
+
+def make_keyed_batch(
+    records: Sequence[tuple[bytes | None, bytes | None]],
+    *,
+    base_offset: int = 0,
+    timestamp_ms: int = 1_700_000_000_000,
+    timestamp_step: int = 1,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    leader_epoch: int = -1,
+    attributes: int = 0,
+    compress: Callable[[bytes], bytes] | None = None,
+) -> bytes:
+    """One valid batch of (key, value) records; value None is a tombstone. ``compress`` turns
+    the records section into the payload of a compressed batch (set the codec in
+    ``attributes``)."""
+    encoded = b"".join(
+        encode_record(i, i * timestamp_step, k, v) for i, (k, v) in enumerate(records)
+    )
+    if compress is not None:
+        encoded = compress(encoded)
+    count = len(records)
     max_ts = timestamp_ms + (count - 1) * timestamp_step
     tail = (
         HEADER_TAIL.pack(
@@ -65,7 +98,7 @@ def make_batch(
             base_sequence,
             count,
         )
-        + records
+        + encoded
     )
     crc = google_crc32c.value(tail)
     batch_length = 4 + 1 + 4 + len(tail)  # leader epoch, magic, crc, rest

@@ -4,6 +4,7 @@ Import everything from here; submodules are an implementation detail. See docs/s
 Not thread-safe: call from one thread (the broker's event loop).
 """
 
+from headrace.storage.cleaner import CleanerCheckpoint, CleaningStats, CleaningTask
 from headrace.storage.config import LogConfig, TimestampType
 from headrace.storage.errors import (
     BatchTooLargeError,
@@ -36,6 +37,9 @@ from headrace.storage.results import (
 __all__ = [
     "AppendResult",
     "BatchTooLargeError",
+    "CleanerCheckpoint",
+    "CleaningStats",
+    "CleaningTask",
     "CorruptBatchError",
     "DuplicateSequenceError",
     "FileRegion",

@@ -22,18 +22,14 @@ _INT_MAX = 2**31 - 1
 PASSTHROUGH_TOPIC_CONFIGS: frozenset[str] = frozenset(
     {
         "compression.type",
-        "delete.retention.ms",
         "file.delete.delay.ms",
         "follower.replication.throttled.replicas",
         "leader.replication.throttled.replicas",
-        "max.compaction.lag.ms",
         "message.downconversion.enable",
         "message.format.version",
         "message.timestamp.difference.max.ms",
         "message.timestamp.before.max.ms",
         "message.timestamp.after.max.ms",
-        "min.cleanable.dirty.ratio",
-        "min.compaction.lag.ms",
         "preallocate",
         "segment.index.bytes",
         "segment.jitter.ms",
@@ -58,7 +54,14 @@ class LogConfig:
     flush_messages: int | None = None  # fsync after this many records; None = leave it to the OS
     flush_ms: int | None = None  # fsync when the last fsync is older than this
     index_interval_bytes: int = 4096
-    cleanup_policy: str = "delete"  # "delete", "compact" or "compact,delete" (compaction: not yet)
+    cleanup_policy: str = "delete"  # "delete", "compact" or "compact,delete"
+    # Compaction (see cleaner.py): how long tombstones stay readable after their first cleaning,
+    # how old a record must be before it may be compacted, the age that forces a cleaning
+    # (None = never), and the share of dirty bytes that triggers one.
+    delete_retention_ms: int = 24 * 3600 * 1000
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int | None = None
+    min_cleanable_dirty_ratio: float = 0.5
     min_insync_replicas: int = 1
     # Accepted Kafka configs the engine stores but does not interpret, as sorted (key, value).
     passthrough: tuple[tuple[str, str], ...] = field(default=())
@@ -75,6 +78,10 @@ class LogConfig:
                 f"message.timestamp.type: {self.message_timestamp_type!r} is not "
                 "CreateTime or LogAppendTime"
             )
+        if not 0.0 <= self.min_cleanable_dirty_ratio <= 1.0:
+            raise InvalidConfigError(
+                f"min.cleanable.dirty.ratio: {self.min_cleanable_dirty_ratio} is not in [0, 1]"
+            )
         policies = set(self.cleanup_policy.split(","))
         if not policies or not policies <= {"delete", "compact"}:
             raise InvalidConfigError(f"cleanup.policy: {self.cleanup_policy!r} is not valid")
@@ -83,6 +90,11 @@ class LogConfig:
     def deletes_by_retention(self) -> bool:
         """Whether time/size retention applies (cleanup.policy contains ``delete``)."""
         return "delete" in self.cleanup_policy.split(",")
+
+    @property
+    def compacts(self) -> bool:
+        """Whether the log cleaner compacts this log (cleanup.policy contains ``compact``)."""
+        return "compact" in self.cleanup_policy.split(",")
 
     @classmethod
     def from_kafka_configs(
@@ -123,6 +135,10 @@ class LogConfig:
             "index.interval.bytes": str(self.index_interval_bytes),
             "cleanup.policy": self.cleanup_policy,
             "min.insync.replicas": str(self.min_insync_replicas),
+            "delete.retention.ms": str(self.delete_retention_ms),
+            "min.compaction.lag.ms": str(self.min_compaction_lag_ms),
+            "max.compaction.lag.ms": _long_or_max(self.max_compaction_lag_ms),
+            "min.cleanable.dirty.ratio": str(self.min_cleanable_dirty_ratio),
         }
         out.update(self.passthrough)
         return out
@@ -139,6 +155,10 @@ def _parse_int(raw: str) -> int:
 def _parse_optional_long(raw: str) -> int | None:
     value = int(raw.strip())
     return None if value >= _LONG_MAX else value
+
+
+def _parse_ratio(raw: str) -> float:
+    return float(raw.strip())
 
 
 def _parse_timestamp_type(raw: str) -> str:
@@ -166,6 +186,10 @@ _KAFKA_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "index.interval.bytes": ("index_interval_bytes", _parse_int),
     "cleanup.policy": ("cleanup_policy", _parse_cleanup_policy),
     "min.insync.replicas": ("min_insync_replicas", _parse_int),
+    "delete.retention.ms": ("delete_retention_ms", _parse_int),
+    "min.compaction.lag.ms": ("min_compaction_lag_ms", _parse_int),
+    "max.compaction.lag.ms": ("max_compaction_lag_ms", _parse_optional_long),
+    "min.cleanable.dirty.ratio": ("min_cleanable_dirty_ratio", _parse_ratio),
 }
 
 # (Kafka key, attribute, minimum) checked in __post_init__.
@@ -179,4 +203,7 @@ _RANGES: tuple[tuple[str, str, int], ...] = (
     ("flush.ms", "flush_ms", 0),
     ("index.interval.bytes", "index_interval_bytes", 0),
     ("min.insync.replicas", "min_insync_replicas", 1),
+    ("delete.retention.ms", "delete_retention_ms", 0),
+    ("min.compaction.lag.ms", "min_compaction_lag_ms", 0),
+    ("max.compaction.lag.ms", "max_compaction_lag_ms", 1),
 )

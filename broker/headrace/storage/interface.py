@@ -9,9 +9,10 @@ other call on the same partition may run concurrently.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
+from headrace.storage.cleaner import CleaningTask
 from headrace.storage.config import LogConfig
 from headrace.storage.results import (
     AppendResult,
@@ -104,5 +105,8 @@ class LogManagerAPI(Protocol):
     def topic_config(self, name: str) -> LogConfig: ...
     def alter_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicMetadata: ...
     def enforce_retention(self, now_ms: int | None = None) -> RetentionReport: ...
+    def cleaning_tasks(self, now_ms: int | None = None) -> Iterator[CleaningTask]:
+        """Due compaction passes: ``task.run()`` on any thread, then ``task.finish()``."""
+        ...
     def flush(self) -> None: ...
     def close(self) -> None: ...

@@ -32,6 +32,18 @@ from headrace.storage.batch import (
     read_header,
     rewritten_prefix,
 )
+from headrace.storage.cleaner import (
+    CLEANED_SUFFIX,
+    DEFAULT_MAX_MAP_KEYS,
+    SWAP_SUFFIX,
+    CleanerCheckpoint,
+    CleaningTask,
+    SegmentStats,
+    SourceSegment,
+    cleanable_count,
+    cleaning_due,
+    swap_name,
+)
 from headrace.storage.config import LogConfig
 from headrace.storage.epoch_cache import CHECKPOINT_NAME, LeaderEpochCache
 from headrace.storage.errors import (
@@ -48,6 +60,7 @@ from headrace.storage.producer_state import (
     ProducerStateManager,
     list_snapshots,
 )
+from headrace.storage.records import require_keys
 from headrace.storage.results import AppendResult, FileRegion, LogRead, RecoveryEvent
 from headrace.storage.segment import (
     INDEX_SUFFIX,
@@ -56,6 +69,7 @@ from headrace.storage.segment import (
     TIME_INDEX_SUFFIX,
     Segment,
 )
+from headrace.storage.segment import segment_name as segment_name_of
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +122,12 @@ class PartitionLog:
         self._closed = False
         # Something changed since the files were last made durable (close() skips idle logs).
         self._dirty = False
+        # Bumped whenever sealed segments are removed or cut: a cleaning prepared before that
+        # must not be swapped in.
+        self._generation = 0
+        self._cleaner_checkpoint = CleanerCheckpoint()
+        # Tests inject crashes between the steps of a cleaning swap through this hook.
+        self.cleaner_fault: Callable[[str], None] | None = None
         self._open(clean_shutdown=clean_shutdown, verify_all=verify_all)
 
     # -- properties ------------------------------------------------------------------------------
@@ -177,6 +197,8 @@ class PartitionLog:
         view = memoryview(batches).cast("B")
         config = self._config
         headers = parse_batches(view, max_batch_bytes=config.max_message_bytes, leader=True)
+        if config.compacts:
+            require_keys(view, headers, f"{self._topic}-{self._partition}")
         pending: dict[int, ProducerEntry] = {}
         offsets: list[int] = []
         next_offset = self.log_end_offset
@@ -253,8 +275,12 @@ class PartitionLog:
         view = memoryview(batches).cast("B")
         headers = parse_batches(view, max_batch_bytes=None, leader=False)
         expected = self.log_end_offset
+        # A compacted leader's log has offset gaps, which its followers copy as they are.
+        gaps_allowed = self._config.compacts
         for header in headers:
-            if header.base_offset != expected:
+            if header.base_offset < expected or (
+                header.base_offset != expected and not gaps_allowed
+            ):
                 raise InvalidBatchError(
                     f"replica batch starts at offset {header.base_offset}, expected {expected}"
                 )
@@ -362,7 +388,11 @@ class PartitionLog:
 
     def _age_roll_due(self, segment: Segment, now: int) -> bool:
         reference = segment.rolling_timestamp_ms
-        return reference is not None and now - reference >= self._config.segment_ms
+        limit = self._config.segment_ms
+        if self._config.compacts and self._config.max_compaction_lag_ms is not None:
+            # KIP-354: the active segment is never cleaned, so roll it once it is that old.
+            limit = min(limit, self._config.max_compaction_lag_ms)
+        return reference is not None and now - reference >= limit
 
     def roll(self) -> Segment:
         """Seal the active segment and start a new one at the log end offset."""
@@ -556,6 +586,7 @@ class PartitionLog:
             self.producer_state.write_snapshot(
                 self.directory, self.log_end_offset, durable=self._durable_policy
             )
+        self._generation += 1
         removed = self.segments[:count]
         del self.segments[:count]
         del self._bases[:count]
@@ -609,6 +640,209 @@ class PartitionLog:
             return 2**63 - 1  # an empty segment never expires
         return int(segment.log_path.stat().st_mtime * 1000)
 
+    # -- compaction (see cleaner.py) -------------------------------------------------------------
+    @property
+    def cleaner_checkpoint(self) -> CleanerCheckpoint:
+        return self._cleaner_checkpoint
+
+    def prepare_cleaning(
+        self, now_ms: int, *, max_map_keys: int = DEFAULT_MAX_MAP_KEYS
+    ) -> CleaningTask | None:
+        """A cleaning pass over the cleanable sealed segments if one is due, else None.
+
+        Run the task's ``run()`` on any thread, then ``finish()`` on this log's thread.
+        """
+        config = self._config
+        if self._closed or not config.compacts or len(self.segments) < 2:
+            return None
+        sealed = self.segments[:-1]
+        stats = [
+            SegmentStats(s.base_offset, s.next_offset, s.size, self._segment_time(s))
+            for s in sealed
+        ]
+        count = cleanable_count(stats, now_ms, config.min_compaction_lag_ms)
+        if not count:
+            return None
+        checkpoint = self._cleaner_checkpoint
+        first_dirty = max(checkpoint.first_dirty, self.segments[0].base_offset)
+        first_dirty_ts: int | None = None
+        for segment in sealed[:count]:
+            if segment.next_offset > first_dirty:
+                header = read_header(segment.log_fd(), 0)
+                stamps = [] if header is None else [header.base_timestamp, header.max_timestamp]
+                first_dirty_ts = min((t for t in stamps if t >= 0), default=None)
+                break
+        if not cleaning_due(
+            stats[:count],
+            first_dirty,
+            config,
+            now_ms,
+            first_dirty_timestamp_ms=first_dirty_ts,
+            tombstone_expiry_ms=checkpoint.tombstone_expiry_ms,
+        ):
+            return None
+        sources = [
+            SourceSegment(
+                s.base_offset, s.next_offset, s.size, os.dup(s.log_fd()), stat.newest_timestamp_ms
+            )
+            for s, stat in zip(sealed[:count], stats[:count], strict=True)
+        ]
+        return CleaningTask(
+            topic=self._topic,
+            partition=self._partition,
+            directory=self.directory,
+            config=config,
+            now_ms=now_ms,
+            first_dirty=first_dirty,
+            sources=sources,
+            producer_last_offsets={
+                pid: entry.batches[-1].last_offset
+                for pid, entry in self.producer_state.producers.items()
+                if entry.batches
+            },
+            checkpoint=CleanerCheckpoint(
+                checkpoint.first_dirty, list(checkpoint.cleaned), checkpoint.tombstone_expiry_ms
+            ),
+            generation=self._generation,
+            max_map_keys=max_map_keys,
+            on_finish=self._finish_cleaning,
+        )
+
+    def clean(self, now_ms: int | None = None) -> CleaningTask | None:
+        """Prepare, run and finish a cleaning pass on this thread (tests, simple callers)."""
+        task = self.prepare_cleaning(self._clock_ms() if now_ms is None else now_ms)
+        if task is not None:
+            task.run()
+            task.finish()
+        return task
+
+    def _finish_cleaning(self, task: CleaningTask) -> bool:
+        if task.error is not None:
+            log.warning(
+                "%s-%d: cleaning failed: %s", self._topic, self._partition, task.error
+            )
+            return False
+        if self._closed or task.generation != self._generation:
+            log.info("%s-%d: log changed during cleaning; discarded", self._topic, self._partition)
+            task.remove_outputs()
+            return False
+        for group in task.outputs:
+            self._swap_in(group.base_offset, group.next_offset, group.source_bases)
+        self._generation += 1
+        self._dirty = True
+        self._cleaner_checkpoint.record_pass(
+            task.cleaned_end, self._clock_ms(), task.tombstone_expiry_ms
+        )
+        self._cleaner_checkpoint.save(self.directory)
+        return True
+
+    def _fault(self, step: str) -> None:
+        if self.cleaner_fault is not None:
+            self.cleaner_fault(step)
+
+    def _swap_in(self, base: int, next_offset: int, source_bases: tuple[int, ...]) -> None:
+        """Replace the segments ``source_bases`` by the cleaned ``base`` segment, crash-safely:
+        a ``.log.swap`` file is the commit point (see ``_recover_cleaner_files``)."""
+        directory = self.directory
+        first = self._bases.index(base)
+        count = len(source_bases)
+        if tuple(self._bases[first : first + count]) != source_bases:
+            raise StorageError(f"cleaned segment {base} no longer matches the log")
+        suffixes = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)  # the log first: commit point
+        self._fault("before-swap")
+        for suffix in suffixes:
+            cleaned = directory / f"{segment_name_of(base)}{suffix}{CLEANED_SUFFIX}"
+            os.replace(cleaned, swap_name(directory, base, suffix))
+            self._fault(f"swap{suffix}")
+        fsync_dir(directory)
+        self._fault("swap-durable")
+        old = self.segments[first : first + count]
+        for segment in old:
+            segment.forget_files()
+            if segment in self._unflushed_sealed:
+                self._unflushed_sealed.remove(segment)
+        for segment in old[1:]:
+            segment.delete_files()
+            self._fault("deleted-source")
+        fsync_dir(directory)
+        self._fault("sources-deleted")
+        for suffix in suffixes:
+            final = directory / f"{segment_name_of(base)}{suffix}"
+            os.replace(swap_name(directory, base, suffix), final)
+            self._fault(f"final{suffix}")
+        fsync_dir(directory)
+        self._fault("swapped")
+        new = Segment(directory, base, self.files)
+        if not new.load_sealed(next_offset):
+            self._repair_index(new, "cleaned segment index unusable")
+        self.segments[first : first + count] = [new]
+        self._bases[first : first + count] = [base]
+
+    def _recover_cleaner_files(self) -> None:
+        """Finish or discard a cleaning interrupted by a crash. A ``<base>.log.swap`` means the
+        cleaned data was durable before anything was deleted: complete the swap (delete the
+        segments it covers, move it and its indexes to the final names). Index ``.swap`` files
+        without it belong to a log already moved. ``.cleaned`` files without a ``.log.swap``
+        were never committed and are deleted."""
+        directory = self.directory
+        swap_log_suffix = LOG_SUFFIX + SWAP_SUFFIX
+        changed = False
+        for path in sorted(directory.iterdir()):
+            stem = path.name[: -len(swap_log_suffix)]
+            if path.name.endswith(swap_log_suffix) and stem.isdigit():
+                self._complete_swap(int(stem), path)
+                changed = True
+        for path in directory.iterdir():
+            name = path.name
+            if name.endswith(SWAP_SUFFIX):
+                os.replace(path, directory / name[: -len(SWAP_SUFFIX)])
+                changed = True
+            elif name.endswith(CLEANED_SUFFIX):
+                path.unlink(missing_ok=True)
+                self._report("removed-file", f"uncommitted cleaning output {name}", 0)
+                changed = True
+        if changed:
+            fsync_dir(directory)
+
+    def _complete_swap(self, base: int, swap: Path) -> None:
+        directory = self.directory
+        fd = os.open(swap, os.O_RDONLY)
+        try:
+            scanner = FileBatchScanner(
+                fd, os.fstat(fd).st_size, verify_crc=False, expected_base=base
+            )
+            end = base
+            for header in scanner:
+                end = header.next_offset
+        finally:
+            os.close(fd)
+        replaced = 0
+        for path in directory.iterdir():
+            stem = path.name[: -len(LOG_SUFFIX)]
+            if path.name.endswith(LOG_SUFFIX) and stem.isdigit() and base < int(stem) < end:
+                for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                    (directory / f"{stem}{suffix}").unlink(missing_ok=True)
+                replaced += 1
+        name = segment_name_of(base)
+        for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+            final = directory / f"{name}{suffix}"
+            for candidate in (
+                directory / f"{name}{suffix}{SWAP_SUFFIX}",
+                directory / f"{name}{suffix}{CLEANED_SUFFIX}",
+            ):
+                if candidate.exists():
+                    os.replace(candidate, final)
+                    break
+            else:
+                final.unlink(missing_ok=True)  # rebuilt from the log when the segment opens
+        fsync_dir(directory)  # the replaced segments are gone before the new one takes over
+        os.replace(swap, directory / f"{name}{LOG_SUFFIX}")
+        self._report(
+            "completed-swap",
+            f"cleaned segment {name} (offsets {base}..{end}) replaced {replaced + 1} segment(s)",
+            0,
+        )
+
     def truncate_to(self, offset: int) -> None:
         """Remove everything at and after ``offset`` (a batch containing it goes entirely)."""
         if offset >= self.log_end_offset:
@@ -620,6 +854,9 @@ class PartitionLog:
         if index == 0 and offset <= self.segments[0].base_offset:
             self.truncate_fully_and_start_at(offset)
             return
+        self._generation += 1
+        self._cleaner_checkpoint.truncate(offset)
+        self._cleaner_checkpoint.save(self.directory)
         for segment in self.segments[index + 1 :]:
             segment.delete_files()
         del self.segments[index + 1 :]
@@ -645,6 +882,9 @@ class PartitionLog:
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """Drop every segment and restart the log empty at ``offset`` (replica rebuild)."""
+        self._generation += 1
+        self._cleaner_checkpoint = CleanerCheckpoint(first_dirty=offset)
+        self._cleaner_checkpoint.save(self.directory)
         for segment in self.segments:
             segment.delete_files()
         self.segments.clear()
@@ -692,6 +932,7 @@ class PartitionLog:
         if self._dirty:
             self._flush(final=True)
         self._closed = True
+        self._generation += 1
         for segment in self.segments:
             segment.forget_files()
 
@@ -721,6 +962,7 @@ class PartitionLog:
     def _open(self, *, clean_shutdown: bool, verify_all: bool) -> None:
         directory = self.directory
         directory.mkdir(parents=True, exist_ok=True)
+        self._recover_cleaner_files()
         bases: list[int] = []
         for path in directory.iterdir():
             name = path.name
@@ -774,6 +1016,10 @@ class PartitionLog:
         self.epoch_cache.truncate_from_end(end)
         self.epoch_cache.truncate_from_start(self._log_start)
         self._load_producer_state()
+        self._cleaner_checkpoint = CleanerCheckpoint.load(directory)
+        if self._cleaner_checkpoint.first_dirty > end:  # the tail was lost in recovery
+            self._cleaner_checkpoint.truncate(end)
+            self._cleaner_checkpoint.save(directory)
 
     def _recover_segments(self, recovery_point: int) -> None:
         interval = self._config.index_interval_bytes

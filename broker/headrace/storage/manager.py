@@ -14,9 +14,10 @@ import re
 import resource
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+from headrace.storage.cleaner import DEFAULT_MAX_MAP_KEYS, CleaningTask
 from headrace.storage.config import LogConfig
 from headrace.storage.errors import (
     InvalidPartitionsError,
@@ -285,6 +286,34 @@ class LogManager:
             if partition_log.log_start_offset != before:
                 report.log_start_offsets[key] = partition_log.log_start_offset
         return report
+
+    def cleaning_tasks(
+        self, now_ms: int | None = None, *, max_map_keys: int = DEFAULT_MAX_MAP_KEYS
+    ) -> Iterator[CleaningTask]:
+        """One compaction pass per partition that needs one, prepared lazily: for each task
+        call ``run()`` (any thread, e.g. ``asyncio.to_thread``) and then ``finish()`` on this
+        thread before asking for the next. A task left unfinished is discarded."""
+        now = self._clock_ms() if now_ms is None else now_ms
+        for partition_log in list(self._logs.values()):
+            if self._closed:
+                return
+            task = partition_log.prepare_cleaning(now, max_map_keys=max_map_keys)
+            if task is None:
+                continue
+            try:
+                yield task
+            finally:
+                if not task.finished:
+                    task.discard()
+
+    def clean(self, now_ms: int | None = None) -> list[CleaningTask]:
+        """Run every due compaction pass on this thread; returns the tasks (with stats)."""
+        done = []
+        for task in self.cleaning_tasks(now_ms):
+            task.run()
+            task.finish()
+            done.append(task)
+        return done
 
     def maybe_flush(self, now_ms: int | None = None) -> int:
         """Apply flush.ms to every partition (for a periodic task); returns how many fsynced."""

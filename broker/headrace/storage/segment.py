@@ -294,6 +294,12 @@ class Segment:
         self._offset_entries = None
         self._time_entries = None
 
+    def finish_index_entries(self) -> tuple[bytes, bytes]:
+        """Seal the in-memory indexes without touching files: (offset index, time index)
+        bytes, for a segment built elsewhere (the cleaner's output)."""
+        self._maybe_add_time_entry()
+        return bytes(self.offset_entries), bytes(self.time_entries)
+
     def fsync(self, *, with_indexes: bool) -> None:
         os.fsync(self.log_fd())
         if with_indexes:
