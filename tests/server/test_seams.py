@@ -29,12 +29,7 @@ class CommittedBelowLogEnd(ReplicaManager):
         return replica_id == FOLLOWER
 
     def fetch_bounds(
-        self,
-        topic: str,
-        partition: int,
-        *,
-        fetch_offset: int,
-        current_leader_epoch: int,
+        self, topic: str, partition: int, fetch_offset: int, current_leader_epoch: int,
         replica_id: int,
     ) -> FetchBounds:
         if current_leader_epoch > 7:

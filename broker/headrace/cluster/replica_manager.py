@@ -343,12 +343,7 @@ class ClusteredReplicaManager(ReplicaManager):
         return replica_id >= 0
 
     def fetch_bounds(
-        self,
-        topic: str,
-        partition: int,
-        *,
-        fetch_offset: int,
-        current_leader_epoch: int,
+        self, topic: str, partition: int, fetch_offset: int, current_leader_epoch: int,
         replica_id: int,
     ) -> FetchBounds:
         """Only the leader serves fetches, fenced by the epoch the fetcher believes in; a

@@ -111,12 +111,7 @@ class ReplicaManager:
         return False
 
     def fetch_bounds(
-        self,
-        topic: str,
-        partition: int,
-        *,
-        fetch_offset: int,
-        current_leader_epoch: int,
+        self, topic: str, partition: int, fetch_offset: int, current_leader_epoch: int,
         replica_id: int,
     ) -> FetchBounds:
         """Check that this broker serves the fetch of one partition and say where it may read.
