@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -14,6 +16,17 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from headrace.cluster.etcd_launcher import EtcdProcess
 from headrace.cluster.model import KeySpace
 from headrace.cluster.store import EtcdMetadataStore
+
+
+@contextlib.contextmanager
+def running_etcd(data_dir: Path, *extra_args: str) -> Iterator[EtcdProcess]:
+    """A real etcd on loopback ports for the duration of the block."""
+    process = EtcdProcess(data_dir, extra_args=extra_args)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 class StoreFactory:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from cluster_helpers import FAST_FLAGS, StoreFactory
+from cluster_helpers import FAST_FLAGS, StoreFactory, running_etcd
 
 from headrace.cluster.devcluster import DevCluster
 from headrace.cluster.etcd_launcher import EtcdProcess
@@ -20,22 +20,14 @@ from headrace.cluster.model import KeySpace
 
 @pytest.fixture(scope="session")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdProcess]:
-    process = EtcdProcess(tmp_path_factory.mktemp("etcd") / "data")
-    process.start()
-    try:
+    with running_etcd(tmp_path_factory.mktemp("etcd") / "data") as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture
 def private_etcd(tmp_path: Path) -> Iterator[EtcdProcess]:
-    process = EtcdProcess(tmp_path / "etcd-data")
-    process.start()
-    try:
+    with running_etcd(tmp_path / "etcd-data") as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -53,9 +54,16 @@ class EtcdProcess:
     """One etcd member as a child process; restartable on the same ports and data dir."""
 
     def __init__(
-        self, data_dir: Path, *, name: str = "headrace-etcd", host: str = "127.0.0.1"
+        self,
+        data_dir: Path,
+        *,
+        name: str = "headrace-etcd",
+        host: str = "127.0.0.1",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
+        #: Further etcd flags (tests: e.g. a small ``--max-request-bytes``).
+        self.extra_args = tuple(extra_args)
         self.name = name
         #: Address etcd listens on (loopback; the network-namespace test uses a veth address).
         self.host = host
@@ -93,6 +101,7 @@ class EtcdProcess:
             # Local development: small WAL fsync cost is fine, but keep snapshots rare.
             "--snapshot-count", "100000",
             "--log-level", "warn",
+            *self.extra_args,
         ]
         log = self._log_path.open("ab")
         try:

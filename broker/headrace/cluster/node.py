@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,10 +36,17 @@ from headrace.cluster.model import (
 from headrace.cluster.producer_ids import ClusterProducerIds
 from headrace.cluster.replica_manager import ClusteredReplicaManager
 from headrace.cluster.store import EtcdMetadataStore
+from headrace.cluster.topic_writes import TopicWrites, WriteDone
 from headrace.server.errors import KafkaError
 from headrace.server.metadata import BrokerEndpoint, TopicState
 from headrace.server.metadata import PartitionState as ViewPartition
-from headrace.server.topics import TopicManager, TopicSpec, is_internal
+from headrace.server.topics import (
+    ConfigChange,
+    TopicManager,
+    TopicSpec,
+    is_internal,
+    kafka_error_from_storage,
+)
 from headrace.storage import StorageError, TopicMetadata
 
 if TYPE_CHECKING:
@@ -248,6 +255,10 @@ class ClusterNode:
             return None
         return registration.host, registration.port
 
+    def follow_metadata(self) -> None:
+        """Bring local logs and roles in line with the cached metadata now."""
+        self._on_metadata(self.store.snapshot())
+
     def _on_metadata(self, snapshot: ClusterSnapshot) -> None:
         self._materialize_topics(snapshot)
         registration = self.registration
@@ -323,14 +334,18 @@ class ClusterNode:
 
     def _materialize_topics(self, snapshot: ClusterSnapshot) -> None:
         """Create, grow, reconfigure and delete local logs to match the topics in etcd."""
+        topics = self.topic_manager
+        topics.forget_confirmed_deletions(snapshot)
         local = self.logs.topics()
         for name, record in snapshot.topics.items():
             wanted_id = uuid.UUID(record.topic_id)
             count = max(record.assignment, default=-1) + 1
             existing = local.get(name)
             try:
+                if existing is None and topics.deletion_unconfirmed(name, wanted_id):
+                    continue  # we deleted it; the cache has not seen the deletion yet
                 if existing is not None and existing.topic_id != wanted_id:
-                    if name in self.topic_manager.pending:
+                    if topics.creation_unconfirmed(name, existing.topic_id):
                         continue  # our own creation is still on its way to etcd
                     log.warning("replacing local topic %s (id %s) by the cluster's (id %s)",
                                 name, existing.topic_id, wanted_id)
@@ -346,7 +361,7 @@ class ClusterNode:
             except StorageError as error:
                 log.warning("cannot materialize topic %s locally: %s", name, error)
         for name in self._known_topics - set(snapshot.topics):
-            if name in local and name not in self.topic_manager.pending:
+            if name in local and not topics.creation_unconfirmed(name, local[name].topic_id):
                 with contextlib.suppress(StorageError):
                     self.logs.delete_topic(name)
                     log.info("deleted local topic %s (deleted in the cluster)", name)
@@ -615,13 +630,27 @@ class EtcdMetadataView:
         return TopicState(name, uuid.UUID(record.topic_id), tuple(partitions), is_internal(name))
 
 
+@dataclass
+class _LocalChange:
+    """A local creation or deletion whose etcd write or watch echo is still to come."""
+
+    topic_id: uuid.UUID
+    #: The etcd revision that records it, once written (creations); None before.
+    revision: int | None = None
+    written: bool = False
+
+
 class ClusterTopicManager(TopicManager):
     """Topic changes go to etcd (the source of truth); local logs follow via the watch.
 
-    The handlers' API is synchronous, so a change is applied locally at once (Kafka clients
-    retry until leaders are elected, as with Kafka's own asynchronous topic creation) and
-    written to etcd in the background; if another broker won a race for the same name, the
-    local log is replaced by the cluster's when the watch delivers it.
+    The handlers' API is synchronous, so creations and deletions are applied to the local logs
+    at once (Kafka clients retry until leaders are elected, as with Kafka's own asynchronous
+    topic creation) and written to etcd in the background, one name's writes in the order they
+    were made. Until etcd and then the cached metadata confirm such a local change, the watch
+    neither undoes it nor replays the older state over it; a creation etcd refused (another
+    broker won the name) or that failed is removed again, so the cluster's topic (if any) takes
+    its place and a retry can create it. Config changes are not applied locally at all: they are
+    written to etcd and the local config follows the watch, so a failed write changes nothing.
     """
 
     def __init__(self, node: ClusterNode) -> None:
@@ -632,24 +661,55 @@ class ClusterTopicManager(TopicManager):
             live_brokers=lambda: max(1, len(node.store.cache.brokers)),
         )
         self._node = node
-        self.pending: set[str] = set()
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writes = TopicWrites()
+        self._creations: dict[str, _LocalChange] = {}
+        self._deletions: dict[str, _LocalChange] = {}
 
-    def _background(self, name: str, coroutine: Any) -> None:
-        self.pending.add(name)
+    def pending(self, name: str) -> bool:
+        """Whether a write of topic ``name`` to etcd is queued or running."""
+        return self._writes.pending(name)
 
-        async def run() -> None:
-            try:
-                await coroutine
-            except Exception:
-                log.exception("writing topic %s to etcd failed", name)
-            finally:
-                self.pending.discard(name)
-                self._node._on_metadata(self._node.store.snapshot())
+    async def settled(self) -> None:
+        """Wait until every topic write made so far has reached etcd or failed."""
+        await self._writes.settled()
 
-        task = asyncio.create_task(run())
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+    def _write(
+        self, name: str, write: Callable[[], Awaitable[Any]], done: WriteDone | None = None
+    ) -> None:
+        def finished(outcome: Any) -> None:
+            if done is not None:
+                done(outcome)
+            self._node.follow_metadata()
+
+        self._writes.submit(name, write, finished)
+
+    # -- what the metadata watch must leave alone ---------------------------------------------
+
+    def creation_unconfirmed(self, name: str, topic_id: uuid.UUID) -> bool:
+        """Whether our local creation of ``name`` as ``topic_id`` has not reached the cached
+        metadata yet (the watch must neither replace nor delete that local log)."""
+        creation = self._creations.get(name)
+        if creation is None or creation.topic_id != topic_id:
+            return False
+        revision = creation.revision
+        if revision is not None and self._node.store.cache.revision >= revision:
+            del self._creations[name]
+            return False
+        return True
+
+    def deletion_unconfirmed(self, name: str, topic_id: uuid.UUID) -> bool:
+        """Whether we deleted ``name`` (as ``topic_id``) locally and the cached metadata may
+        still show it from before the deletion (the watch must not re-create it)."""
+        deletion = self._deletions.get(name)
+        return deletion is not None and deletion.topic_id == topic_id
+
+    def forget_confirmed_deletions(self, snapshot: ClusterSnapshot) -> None:
+        for name, deletion in list(self._deletions.items()):
+            record = snapshot.topics.get(name)
+            if deletion.written and (record is None or record.topic_id != deletion.topic_id.hex):
+                del self._deletions[name]
+
+    # -- TopicManager ----------------------------------------------------------------------------
 
     def get(self, name: str) -> TopicMetadata | None:
         local = super().get(name)
@@ -701,24 +761,59 @@ class ClusterTopicManager(TopicManager):
         try:
             created = self._logs.create_topic(spec.name, partitions, configs, topic_id)
         except StorageError as error:
-            from headrace.server.topics import kafka_error_from_storage
-
             raise kafka_error_from_storage(error) from error
-        self._background(spec.name, self._node.store.create_topic(record, states))
+        name = spec.name
+        self._creations[name] = _LocalChange(topic_id)
+
+        def written(outcome: Any) -> None:
+            creation = self._creations.get(name)
+            if creation is None or creation.topic_id != topic_id:
+                return  # deleted (or re-created) locally since
+            if isinstance(outcome, int) and outcome > 0:
+                creation.revision = outcome
+                creation.written = True
+            else:
+                del self._creations[name]
+                self._remove_refused_creation(name, topic_id)
+
+        self._write(name, lambda: self._node.store.create_topic(record, states), written)
         return created
 
+    def _remove_refused_creation(self, name: str, topic_id: uuid.UUID) -> None:
+        """etcd refused (the name was taken) or failed our creation: drop the local log."""
+        record = self._node.store.cache.topics.get(name)
+        if record is not None and record.topic_id == topic_id.hex:
+            return  # it did land (a write that timed out after etcd applied it)
+        local = self._logs.topics().get(name)
+        if local is not None and local.topic_id == topic_id:
+            log.warning("topic %s (id %s) was not created in the cluster; removing its log",
+                        name, topic_id)
+            with contextlib.suppress(StorageError):
+                self._logs.delete_topic(name)
+
     def delete(self, name: str) -> None:
-        self.require(name)
+        topic = self.require(name)
+        self._creations.pop(name, None)
         with contextlib.suppress(StorageError):
             self._logs.delete_topic(name)
-        self._background(name, self._node.store.delete_topic(name))
+        deletion = self._deletions[name] = _LocalChange(topic.topic_id)
+
+        def written(outcome: Any) -> None:
+            if self._deletions.get(name) is not deletion:
+                return
+            if isinstance(outcome, BaseException):
+                del self._deletions[name]  # etcd still has it: the watch brings it back
+            else:
+                deletion.written = True
+
+        self._write(name, lambda: self._node.store.delete_topic(name), written)
 
     def add_partitions(
         self, name: str, total: int, *, validate_only: bool = False
     ) -> TopicMetadata:
         record = self._node.store.cache.topics.get(name)
         updated = super().add_partitions(name, total, validate_only=validate_only)
-        if validate_only or record is None:
+        if validate_only or (record is None and name not in self._creations):
             return updated
 
         def grow(record: TopicRecord) -> tuple[TopicRecord, list[PartitionState]] | None:
@@ -738,20 +833,29 @@ class ClusterTopicManager(TopicManager):
 
         # Derived from etcd's current record at write time, not the cached one, which may
         # not yet show a change just made (a stale copy would drop that change).
-        self._background(name, self._node.store.modify_topic(name, grow))
+        self._write(name, lambda: self._node.store.modify_topic(name, grow))
         return updated
 
     def set_configs(
         self, name: str, configs: Mapping[str, str], *, validate_only: bool = False
     ) -> None:
-        super().set_configs(name, configs, validate_only=validate_only)
-        if validate_only or name not in self._node.store.cache.topics:
+        wanted = dict(configs)
+        self.update_configs(name, lambda _current: wanted, validate_only=validate_only)
+
+    def update_configs(
+        self, name: str, change: ConfigChange, *, validate_only: bool = False
+    ) -> None:
+        """Write ``change(overrides)`` to etcd, applied to the record etcd holds at write time
+        (so back-to-back changes compose); the local config follows the watch."""
+        self.check_configs(name, change(self.require(name).configs))
+        if validate_only:
             return
 
         def reconfigure(record: TopicRecord) -> tuple[TopicRecord, list[PartitionState]]:
-            return TopicRecord(name, record.topic_id, record.assignment, dict(configs)), []
+            configs = dict(change(record.configs))
+            return TopicRecord(name, record.topic_id, record.assignment, configs), []
 
-        self._background(name, self._node.store.modify_topic(name, reconfigure))
+        self._write(name, lambda: self._node.store.modify_topic(name, reconfigure))
 
 
 def place_partitions(

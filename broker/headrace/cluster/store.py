@@ -525,19 +525,21 @@ class EtcdMetadataStore:
         ))
         return bool(succeeded)
 
-    async def create_topic(self, topic: TopicRecord, states: Iterable[PartitionState]) -> bool:
-        """Create a topic and its partition states; False if the name is taken."""
+    async def create_topic(self, topic: TopicRecord, states: Iterable[PartitionState]) -> int:
+        """Create a topic and its partition states: the etcd revision of the new record, or 0
+        (false) if the name is taken. A cache at that revision or later has seen the creation."""
         tx = self.client.transactions
         topic_key = self.keys.topic(topic.name)
         puts = [tx.put(self.keys.partition(s.topic, s.partition), s.to_json()) for s in states]
         first, rest = puts[: MAX_TXN_OPS - 1], puts[MAX_TXN_OPS - 1 :]
-        succeeded, _ = await self._bounded(self.client.transaction(
+        succeeded, responses = await self._bounded(self.client.transaction(
             compare=[tx.create(topic_key) == 0],
             success=[tx.put(topic_key, topic.to_json()), *first],
             failure=[],
         ))
         if not succeeded:
-            return False
+            return 0
+        revision = int(responses[0].response_put.header.revision)
         # Very large topics: the rest follows in further transactions (the controller would
         # also fill in any partition state still missing if we died half-way).
         for start in range(0, len(rest), MAX_TXN_OPS):
@@ -546,7 +548,7 @@ class EtcdMetadataStore:
                 success=rest[start : start + MAX_TXN_OPS],
                 failure=[],
             ))
-        return True
+        return revision
 
     async def update_topic(
         self,

@@ -369,17 +369,23 @@ class Broker:
         validate_only: bool = False,
     ) -> None:
         """Apply (key, op, value) changes: op 0 SET, 1 DELETE (2/3 list ops: INVALID_CONFIG)."""
-        current = dict(self.topics.require(name).configs)
+        self.topics.require(name)
         for key, op, value in changes:
-            if op == 0:
-                if value is None:
-                    raise KafkaError(ErrorCode.invalid_config, f"{key}: null value")
-                current[key] = value
-            elif op == 1:
-                current.pop(key, None)
-            else:
+            if op == 0 and value is None:
+                raise KafkaError(ErrorCode.invalid_config, f"{key}: null value")
+            if op not in (0, 1):
                 raise KafkaError(ErrorCode.invalid_config, f"{key}: list operations unsupported")
-        self.topics.set_configs(name, current, validate_only=validate_only)
+
+        def apply(current: Mapping[str, str]) -> dict[str, str]:
+            updated = dict(current)
+            for key, op, value in changes:
+                if op == 0 and value is not None:
+                    updated[key] = value
+                else:
+                    updated.pop(key, None)
+            return updated
+
+        self.topics.update_configs(name, apply, validate_only=validate_only)
 
 
 def _load_cluster_id(data_dir: Path) -> str:

@@ -63,6 +63,10 @@ def kafka_error_from_storage(error: StorageError) -> KafkaError:
     return KafkaError(code, str(error) or code.name)
 
 
+#: A change of a topic's config overrides: the new overrides from the current ones.
+ConfigChange = Callable[[Mapping[str, str]], Mapping[str, str]]
+
+
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     """A request to create one topic, as CreateTopics or the HTTP API express it."""
@@ -187,6 +191,13 @@ class TopicManager:
             LogConfig.from_kafka_configs(configs, self._logs.default_config)
         except InvalidConfigError as error:
             raise KafkaError(ErrorCode.invalid_config, str(error)) from error
+
+    def update_configs(
+        self, name: str, change: ConfigChange, *, validate_only: bool = False
+    ) -> None:
+        """Replace the topic's overrides with ``change(current overrides)``
+        (IncrementalAlterConfigs: a clustered manager applies it to the newest overrides)."""
+        self.set_configs(name, change(self.require(name).configs), validate_only=validate_only)
 
     def set_configs(
         self, name: str, configs: Mapping[str, str], *, validate_only: bool = False
