@@ -19,6 +19,7 @@ from headrace.web.records import (
     choose_partition,
     decode_batches,
     format_timestamp,
+    parse_produce_lines,
     parse_produce_request,
     parse_timestamp,
     render_record,
@@ -39,7 +40,7 @@ def test_all_three_data_types_and_headers() -> None:
     assert record.partition == 2
     assert record.key == b"user-1"
     assert json.loads(record.value or b"") == {"n": 1, "s": "é"}
-    assert record.headers == (("h", b"\x00\x01"), ("empty", None))
+    assert record.headers == [("h", b"\x00\x01"), ("empty", None)]
     assert record.timestamp_ms == 1707160482123
     binary = parse_produce_request({"value": {"type": "BINARY", "data": "AAEC"}})
     assert binary.value == b"\x00\x01\x02" and binary.key is None and binary.partition is None
@@ -179,9 +180,126 @@ def test_a_malformed_whole_body_is_refused_even_when_lines_would_join(
 
 
 def test_the_one_parse_path_keeps_what_the_general_parser_accepts() -> None:
-    # Big integers stay exact (a reason not to use orjson) and NaN is read as Python reads it.
+    # Big integers stay exact (a reason not to use orjson).
     assert split_json_body(b'{"n": 123456789012345678901234567890}\n{"m": 1}') == (
         [{"n": 123456789012345678901234567890}, {"m": 1}], None)
-    values, problem = split_json_body(b'{"n": NaN}\n{"m": 1}')
-    assert problem is None and len(values) == 2
     assert split_json_body(b"  \n ") == ([], None)
+
+
+@pytest.mark.parametrize("body", [b'{"n": NaN}\n{"m": 1}', b'{"n": -Infinity}', b"[Infinity]"])
+def test_nan_and_infinity_are_not_json(body: bytes) -> None:
+    # Python's parser accepts them, but a JSON-typed value would then be stored as text that no
+    # JSON parser reads back.
+    _, problem = split_json_body(body)
+    assert problem is not None and "not JSON" in problem
+    assert parse_produce_lines(body) is None
+
+
+def test_a_lone_surrogate_is_a_bad_record_not_a_crash() -> None:
+    with pytest.raises(InvalidRecordError, match=r"value\.data"):
+        parse_produce_request({"value": {"type": "STRING", "data": "\ud800"}})
+    with pytest.raises(InvalidRecordError, match=r"key\.data"):
+        parse_produce_request({"key": {"type": "JSON", "data": ["\udfff"]}})
+
+
+# -- the fast path (msgspec) must agree with the general path ----------------------------------
+
+data_specs = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(["STRING", "string", "JSON", "BINARY", "XML"]),
+                           "data": st.none() | st.text(max_size=6) | st.integers()
+                           | st.sampled_from(["AAEC", "%%", "aGk="]) | json_objects}),
+    st.fixed_dictionaries({"data": json_objects | st.integers(-2**70, 2**70) | st.floats(
+        allow_nan=False, allow_infinity=False)}),
+    st.fixed_dictionaries({"type": st.just("STRING")}),  # no data
+    st.fixed_dictionaries({"type": st.just("STRING"), "data": st.text(max_size=3),
+                           "extra": st.integers()}),
+    st.none(), st.text(max_size=3), st.integers(),
+)
+request_objects = st.fixed_dictionaries({}, optional={
+    "partition_id": st.none() | st.integers(-2, 2**65) | st.booleans() | st.floats(0, 3)
+                    | st.text(max_size=2),
+    "key": data_specs,
+    "value": data_specs,
+    "headers": st.none() | st.lists(st.fixed_dictionaries(
+        {"name": st.text(max_size=3) | st.integers()},
+        optional={"value": st.none() | st.sampled_from(["aGk=", "%%"]) | st.integers(),
+                  "other": st.integers()}), max_size=2) | st.integers() | st.just({}),
+    "timestamp": st.none() | st.integers(-5, 10**15) | st.sampled_from(
+        ["2024-02-05T19:14:42.123Z", "yesterday", "1969-12-31T00:00:00Z"]) | st.booleans(),
+    "colour": st.integers(),
+}) | st.integers() | st.lists(st.integers(), max_size=2)
+
+
+def _general(values: list[Any]) -> list[Any] | None:
+    try:
+        return [parse_produce_request(value) for value in values]
+    except InvalidRecordError:
+        return None
+
+
+@given(st.lists(request_objects, min_size=1, max_size=6), st.sampled_from(["\n", "\r\n"]))
+def test_the_fast_path_gives_what_the_general_path_gives(objects: list[Any],
+                                                        newline: str) -> None:
+    body = (newline.join(json.dumps(o) for o in objects) + "\n").encode()
+    fast = parse_produce_lines(body)
+    general = _general([json.loads(line) for line in body.splitlines()])
+    if fast is not None:  # it may decline anything, but what it accepts must be exact
+        assert fast == general
+    if general is not None and not any(_unusual(o) for o in objects):
+        assert fast is not None
+
+
+def _unusual(request: Any) -> bool:
+    """Shapes the fast path may decline although the general path accepts them."""
+    return request.get("partition_id") is not None and request["partition_id"] >= 2**63
+
+
+base64_text = st.binary(max_size=9).map(lambda raw: base64.b64encode(raw).decode())
+valid_data = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(["STRING", "string"]), "data": st.text()}),
+    st.fixed_dictionaries({"type": st.just("BINARY"), "data": base64_text}),
+    st.fixed_dictionaries({"data": json_objects | st.integers(-2**70, 2**70)},
+                          optional={"type": st.just("JSON"), "subject": st.text(max_size=3)}),
+    st.fixed_dictionaries({"type": st.sampled_from(["STRING", "JSON", "BINARY"]),
+                           "data": st.none()}),
+)
+valid_requests = st.fixed_dictionaries({}, optional={
+    "partition_id": st.none() | st.integers(0, 2**40),
+    "key": st.none() | valid_data,
+    "value": st.none() | valid_data,
+    "headers": st.none() | st.lists(st.fixed_dictionaries(
+        {"name": st.text(max_size=3)},
+        optional={"value": st.none() | base64_text}), max_size=2),
+    "timestamp": st.none() | st.integers(0, 2**40) | st.sampled_from(
+        ["2024-02-05T19:14:42.123Z", "2024-02-05T19:14:42+02:00"]),
+})
+
+
+@given(st.lists(valid_requests, min_size=1, max_size=6))
+def test_valid_requests_of_every_shape_take_the_fast_path(objects: list[Any]) -> None:
+    body = "\n".join(json.dumps(o, ensure_ascii=False) for o in objects).encode()
+    fast = parse_produce_lines(body)
+    assert fast is not None
+    assert fast == [parse_produce_request(o) for o in objects]
+
+
+@given(st.lists(st.fixed_dictionaries({
+    "partition_id": st.integers(0, 5),
+    "value": st.fixed_dictionaries({"type": st.just("STRING"), "data": st.text(max_size=20)}),
+}), min_size=1, max_size=30))
+def test_plain_bodies_take_the_fast_path(objects: list[Any]) -> None:
+    body = "\n".join(json.dumps(o) for o in objects).encode()
+    fast = parse_produce_lines(body)
+    assert fast is not None
+    assert [(r.partition, r.value) for r in fast] == [
+        (o["partition_id"], o["value"]["data"].encode("utf-8", "surrogatepass")) for o in objects]
+
+
+@pytest.mark.parametrize("body", [
+    b'{"partition_id": 0\n"value": {"data": 1}}',  # a newline standing for a missing comma
+    b'{"value": {"data": 1}} {"value": {"data": 2}}',  # two objects on one line
+    b'{"value": {"data": 1}}\n{"value": ',
+    b"",
+])
+def test_the_fast_path_declines_what_it_cannot_vouch_for(body: bytes) -> None:
+    assert parse_produce_lines(body) is None

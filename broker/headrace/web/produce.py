@@ -29,39 +29,36 @@ from headrace.web.records import (
     InvalidRecordError,
     JsonStream,
     ProduceRecord,
-    build_batch,
     choose_partition,
     format_timestamp,
+    new_batch_builder,
+    parse_produce_lines,
     parse_produce_request,
     split_json_body,
 )
 
-#: (record, partition, error): one parsed request awaiting its append.
-_Pending = tuple[ProduceRecord | None, int, ApiError | None]
 
-
-def _prepare(ctx: WebContext, topic: str, partitions: int, bodies: list[Any]
-             ) -> list[_Pending]:
-    """Validate each request object and pick its partition (one loop: this runs per record)."""
-    pending: list[_Pending] = []
-    add = pending.append
+def _parse_each(bodies: list[Any]) -> list[ProduceRecord | ApiError]:
+    """The general path: validate each request object on its own (errors answer that record)."""
+    parsed: list[ProduceRecord | ApiError] = []
+    add = parsed.append
     for body in bodies:
         try:
-            record = parse_produce_request(body)
+            add(parse_produce_request(body))
         except InvalidRecordError as exc:
-            add((None, -1, ApiError(400, errors.INVALID_FIELD, str(exc))))
-            continue
-        partition = record.partition
-        if partition is None:
-            ctx.round_robin += 1
-            add((record, choose_partition(record.key, partitions, ctx.round_robin), None))
-        elif partition < partitions:
-            add((record, partition, None))
-        else:
-            add((record, -1, ApiError(
-                404, errors.UNKNOWN_PARTITION,
-                f"partition {partition} of topic {topic!r} not found (it has {partitions})")))
-    return pending
+            add(ApiError(400, errors.INVALID_FIELD, str(exc)))
+    return parsed
+
+
+class _PartitionBatch:
+    """The records of one request bound for one partition: their batch and where they answer."""
+
+    __slots__ = ("append", "builder", "indexes")
+
+    def __init__(self) -> None:
+        self.builder = new_batch_builder()
+        self.append = self.builder.append
+        self.indexes: list[int] = []
 
 
 def _error_line(error: ApiError) -> str:
@@ -79,7 +76,6 @@ def _data_json(data_type: str | None, size: int) -> str:
     return f'{{"type":"{data_type}","size":{size}}}'
 
 
-@functools.lru_cache(maxsize=1024)
 def _result_tail(timestamp: int, key_type: str | None, key_size: int,
                  value_type: str | None, value_size: int) -> str:
     """The part of a success line after the offset; records of a request mostly share it."""
@@ -88,49 +84,66 @@ def _result_tail(timestamp: int, key_type: str | None, key_size: int,
             f'"value":{_data_json(value_type, value_size)}}}\n')
 
 
-async def _append(ctx: WebContext, topic: str, pending: Sequence[_Pending]) -> list[str]:
+async def _append(ctx: WebContext, topic: str, partitions: int,
+                  records: Sequence[ProduceRecord | ApiError]) -> list[str]:
     """Append the valid records (one batch per partition); one NDJSON result line per record.
 
-    Success lines are formatted from a cached tail (json.dumps per record was the hot spot):
-    between alike records of a request only the offset differs."""
-    lines: list[str] = [""] * len(pending)
-    by_partition: dict[int, list[int]] = {}
-    for index, (_, partition, error) in enumerate(pending):
-        if error is not None:
-            lines[index] = _error_line(error)
-        else:
-            by_partition.setdefault(partition, []).append(index)
+    One pass picks each record's partition and writes it into that partition's batch (this is
+    the per-record cost of HTTP produce, so it is kept to one loop). Success lines are formatted
+    from a cached tail: between alike records of a request only the offset differs."""
+    lines: list[str] = [""] * len(records)
+    batches: dict[int, _PartitionBatch] = {}
     now_ms = int(time.time() * 1000)
     trace_header = traceparent_header()
     trace_entry = (TRACEPARENT, trace_header.encode()) if trace_header is not None else None
-    for partition, indexes in by_partition.items():
-        records = [pending[index][0] for index in indexes]
-        entries = []
-        for record in records:
-            assert record is not None
-            headers = record.headers
-            if trace_entry is not None and all(name != TRACEPARENT for name, _ in headers):
-                headers = (*headers, trace_entry)
-            timestamp = record.timestamp_ms
-            entries.append((now_ms if timestamp is None else timestamp, record.key,
-                            record.value, headers))
+    for index, record in enumerate(records):
+        if isinstance(record, ApiError):
+            lines[index] = _error_line(record)
+            continue
+        # Unpacking beats attribute access on this path (it runs once per record).
+        partition, key, value, headers, timestamp, _, _ = record
+        if partition is None:
+            ctx.round_robin += 1
+            partition = choose_partition(key, partitions, ctx.round_robin)
+        elif partition >= partitions:
+            lines[index] = _error_line(ApiError(
+                404, errors.UNKNOWN_PARTITION,
+                f"partition {partition} of topic {topic!r} not found (it has {partitions})"))
+            continue
+        batch = batches.get(partition)
+        if batch is None:
+            batch = batches[partition] = _PartitionBatch()
+        if trace_entry is not None and all(name != TRACEPARENT for name, _ in headers):
+            headers = [*headers, trace_entry]
+        indexes = batch.indexes
+        batch.append(len(indexes), now_ms if timestamp is None else timestamp, key, value,
+                     headers)
+        indexes.append(index)
+    tails: dict[tuple[int, str | None, int, str | None, int], str] = {}
+    for partition, batch in batches.items():
         try:
-            appended = await ctx.broker.produce(topic, partition, build_batch(entries), acks=-1)
+            appended = await ctx.broker.produce(topic, partition, bytes(batch.builder.build()),
+                                              acks=-1)
         except KafkaError as exc:
             failure = _error_line(from_kafka_error(exc))
-            for index in indexes:
+            for index in batch.indexes:
                 lines[index] = failure
             continue
         head = (f'{{"error_code":200,"cluster_id":{_json_text(ctx.broker.cluster_id)},'
                 f'"topic_name":{_json_text(topic)},"partition_id":{partition},"offset":')
         append_time = appended.log_append_time_ms
         offset = appended.base_offset
-        for index, entry, record in zip(indexes, entries, records, strict=True):
-            assert record is not None
-            key, value = entry[1], entry[2]
-            tail = _result_tail(append_time if append_time >= 0 else entry[0],
-                                record.key_type, 0 if key is None else len(key),
-                                record.value_type, 0 if value is None else len(value))
+        for index in batch.indexes:
+            record = records[index]
+            assert not isinstance(record, ApiError)
+            _, key, value, _, timestamp, key_type, value_type = record
+            shape = (append_time if append_time >= 0 else
+                     now_ms if timestamp is None else timestamp,
+                     key_type, 0 if key is None else len(key),
+                     value_type, 0 if value is None else len(value))
+            tail = tails.get(shape)
+            if tail is None:
+                tail = tails[shape] = _result_tail(*shape)
             lines[index] = f"{head}{offset}{tail}"
             offset += 1
     return lines
@@ -148,7 +161,13 @@ async def produce_records(request: web.Request) -> web.StreamResponse:
             "messaging.system": "kafka", "messaging.destination.name": topic_name,
             "messaging.operation": "publish"}):
         if request.headers.get("Transfer-Encoding", "").lower() != "chunked":
-            values, problem = split_json_body(await read_body(request))
+            body = await read_body(request)
+            records = parse_produce_lines(body)
+            if records is not None and len(records) > 1:  # the fast path accepted the body
+                lines = await _append(ctx, topic_name, topic.partitions, records)
+                return web.Response(body="".join(lines).encode(),
+                                    content_type="application/x-ndjson")
+            values, problem = split_json_body(body)
             if problem is not None:
                 raise ApiError(400, errors.MALFORMED_JSON, problem)
             if not values:
@@ -156,8 +175,7 @@ async def produce_records(request: web.Request) -> web.StreamResponse:
             if len(values) == 1:
                 return await _produce_one(ctx, topic_name, topic.partitions, values[0])
             # The whole body is here: answer every record in one response body.
-            lines = await _append(ctx, topic_name, _prepare(ctx, topic_name, topic.partitions,
-                                                            values))
+            lines = await _append(ctx, topic_name, topic.partitions, _parse_each(values))
             return web.Response(body="".join(lines).encode(),
                                 content_type="application/x-ndjson")
         return await _produce_stream(request, ctx, topic_name, topic.partitions)
@@ -165,10 +183,10 @@ async def produce_records(request: web.Request) -> web.StreamResponse:
 
 async def _produce_one(ctx: WebContext, topic: str, partitions: int, body: Any
                        ) -> web.Response:
-    (pending,) = _prepare(ctx, topic, partitions, [body])
-    if pending[2] is not None:
-        raise pending[2]
-    (line,) = await _append(ctx, topic, [pending])
+    (record,) = _parse_each([body])
+    if isinstance(record, ApiError):
+        raise record
+    (line,) = await _append(ctx, topic, partitions, [record])
     result = json.loads(line)
     if result["error_code"] != 200:
         status = int(str(result["error_code"])[:3])
@@ -183,7 +201,7 @@ async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, par
     await response.prepare(request)
 
     async def answer(values: list[Any]) -> None:
-        lines = await _append(ctx, topic, _prepare(ctx, topic, partitions, values))
+        lines = await _append(ctx, topic, partitions, _parse_each(values))
         await response.write("".join(lines).encode())
 
     stream = JsonStream()
