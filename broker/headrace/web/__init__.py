@@ -184,7 +184,7 @@ def create_app(
     OTLP exporter when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, else the global provider (no-op
     unless the process configured one).
     """
-    from headrace.web import consumers, stream, v3
+    from headrace.web import consumers, produce, stream, v3
 
     app = web.Application(middlewares=[_observe, _errors], client_max_size=max_body_bytes)
     provider = tracer_provider or getattr(broker, "tracer_provider", None)
@@ -209,6 +209,7 @@ def create_app(
     router.add_get("/readyz", _readyz)
     router.add_get("/metrics", _metrics)
     router.add_get("/openapi.json", _openapi)
+    produce.add_routes(app)
     v3.add_routes(app)
     stream.add_routes(app)
     consumers.add_routes(app)

@@ -16,7 +16,8 @@ _JSON = "application/json"
 
 def _error_responses(*statuses: int) -> dict[str, Any]:
     reasons = {400: "Bad request", 404: "Not found", 409: "Conflict", 413: "Body too large",
-               503: "Unavailable", 403: "Forbidden"}
+               503: "Unavailable", 403: "Forbidden", 415: "Unsupported media type",
+               422: "Invalid records"}
     return {str(status): {"description": reasons[status],
                           "content": {_JSON: {"schema": _ERROR}}} for status in statuses}
 
@@ -78,6 +79,47 @@ _OFFSET_LIST = {
                        "offset": {"type": "integer", "minimum": 0},
                        "metadata": {"type": "string"}}}}},
 }
+
+_V2_HEADERS = {"type": "array", "items": {
+    "type": "object", "required": ["key"],
+    "properties": {"key": {"type": "string"},
+                   "value": {"type": ["string", "null"], "description": "base64"}}}}
+
+
+def _v2_records(data: dict[str, Any]) -> dict[str, Any]:
+    """A v2 produce request whose keys and values take the ``data`` schema."""
+    return {"type": "object", "required": ["records"], "additionalProperties": False,
+            "properties": {"records": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "additionalProperties": False,
+                "properties": {"key": data, "value": data,
+                               "partition": {"type": ["integer", "null"], "minimum": 0},
+                               "headers": _V2_HEADERS,
+                               "timestamp": {"type": ["integer", "null"], "minimum": 0,
+                                             "description": "milliseconds since the epoch"}},
+            }}}}
+
+
+_V2_OFFSETS = {"type": "object", "required": ["offsets"], "properties": {
+    "offsets": {"type": "array", "items": {"type": "object", "properties": {
+        "partition": {"type": ["integer", "null"]}, "offset": {"type": ["integer", "null"]},
+        "error_code": {"type": ["integer", "null"]}, "error": {"type": ["string", "null"]}}}},
+    "key_schema_id": {"type": "null"}, "value_schema_id": {"type": "null"}}}
+
+
+def _v2_produce(summary: str, params: list[dict[str, Any]]) -> dict[str, Any]:
+    text = {"type": ["string", "null"]}
+    return {"post": {
+        "summary": summary, "tags": ["v2"], "parameters": params,
+        "requestBody": {"required": True, "content": {
+            "application/vnd.kafka.binary.v2+json": {"schema": _v2_records(text)},
+            "application/vnd.kafka.json.v2+json": {"schema": _v2_records({})},
+            "application/vnd.kafka.text.v2+json": {"schema": _v2_records(text)}}},
+        "responses": {
+            "200": {"description": "One offsets entry per record, in order (an entry with an "
+                                   "error_code for a record that was not written)",
+                    "content": {"application/vnd.kafka.v2+json": {"schema": _V2_OFFSETS}}},
+            **_error_responses(400, 403, 404, 413, 415, 422, 503)}}}
+
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -291,6 +333,12 @@ def _paths() -> dict[str, Any]:
             params=_GROUP)},
         g + "/lag-summary": {"get": _op("Total and maximum lag of a group", {
             **_ok("Lag summary", _OBJECT), **_error_responses(404, 503)}, params=_GROUP)},
+        "/topics/{topic_name}": _v2_produce(
+            "Produce records (v2: Confluent REST Proxy v2, Redpanda, Strimzi bridge)",
+            [_path_param("topic_name")]),
+        "/topics/{topic_name}/partitions/{partition_id}": _v2_produce(
+            "Produce records to one partition (v2)",
+            [_path_param("topic_name"), _path_param("partition_id", {"type": "integer"})]),
         "/consumers/{group_name}": {"post": _op(
             "Create a consumer instance (a real Kafka consumer in the group)",
             {**_ok("Created", {"type": "object", "required": ["instance_id", "base_uri"],

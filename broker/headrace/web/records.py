@@ -284,6 +284,108 @@ def _record_of(spec: _RequestSpec) -> ProduceRecord:
         spec.partition_id, key, value, headers, timestamp, key_type, value_type))
 
 
+# -- v2 produce: Confluent REST Proxy v2, Redpanda's HTTP proxy, Strimzi's Kafka Bridge ---------
+#
+# ``POST /topics/{topic}`` with ``{"records": [{"key", "value", "partition"}, ...]}``; the
+# Content-Type names how keys and values are embedded (application/vnd.kafka.<format>.v2+json).
+# Headers ({"key", "value": base64}) and timestamps are the Strimzi bridge's additions.
+
+#: Embedded formats by Content-Type: base64 bytes, any JSON value (stored as its JSON text),
+#: or UTF-8 text (the Strimzi bridge's).
+V2_FORMATS = {
+    "application/vnd.kafka.binary.v2+json": "BINARY",
+    "application/vnd.kafka.json.v2+json": "JSON",
+    "application/vnd.kafka.text.v2+json": "STRING",
+}
+_JSON_NULL = msgspec.Raw(b"null")
+
+
+class _V2Header(msgspec.Struct):
+    key: str
+    value: str | None = None
+
+
+class _V2JsonRecord(msgspec.Struct, forbid_unknown_fields=True):
+    key: msgspec.Raw = _JSON_NULL
+    value: msgspec.Raw = _JSON_NULL
+    partition: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    headers: list[_V2Header] | None = None
+    timestamp: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMESTAMP_MS)] | None = None
+
+
+class _V2TextRecord(msgspec.Struct, forbid_unknown_fields=True):
+    key: str | None = None
+    value: str | None = None
+    partition: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    headers: list[_V2Header] | None = None
+    timestamp: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMESTAMP_MS)] | None = None
+
+
+class _V2JsonRequest(msgspec.Struct, forbid_unknown_fields=True):
+    records: list[_V2JsonRecord]
+
+
+class _V2TextRequest(msgspec.Struct, forbid_unknown_fields=True):
+    records: list[_V2TextRecord]
+
+
+_decode_v2_json = msgspec.json.Decoder(_V2JsonRequest).decode
+_decode_v2_text = msgspec.json.Decoder(_V2TextRequest).decode
+
+
+class MalformedJsonError(ValueError):
+    """A body that is not JSON at all (as opposed to JSON of the wrong shape)."""
+
+
+def parse_v2_produce(body: bytes, data_type: str, partition: int | None = None
+                     ) -> list[ProduceRecord]:
+    """The records of a v2 produce request; ``data_type`` from :data:`V2_FORMATS`.
+
+    The whole request is checked before anything is written: a record of the wrong shape or
+    with bad base64 raises InvalidRecordError naming it (``$.records[3].partition``), a body
+    that is no JSON raises MalformedJsonError. ``partition`` (from the URL) overrides the
+    records' own."""
+    try:
+        if data_type == "JSON":
+            request: _V2JsonRequest | _V2TextRequest = _decode_v2_json(body)
+        else:
+            request = _decode_v2_text(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidRecordError(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedJsonError(f"malformed JSON: {exc}") from None
+    if not request.records:
+        raise InvalidRecordError("records must not be empty")
+    records: list[ProduceRecord] = []
+    add = records.append
+    specs: list[_V2JsonRecord | _V2TextRecord] = list(request.records)
+    for index, spec in enumerate(specs):
+        key, value = _v2_bytes(spec.key, data_type, index, "key"), _v2_bytes(
+            spec.value, data_type, index, "value")
+        headers = NO_HEADERS
+        if spec.headers:
+            headers = [(header.key, None if header.value is None else decode_base64(
+                f"records[{index}].headers[{number}].value", header.value))
+                for number, header in enumerate(spec.headers)]
+        add(tuple.__new__(ProduceRecord, (
+            spec.partition if partition is None else partition, key, value, headers,
+            spec.timestamp, None if key is None else data_type,
+            None if value is None else data_type)))
+    return records
+
+
+def _v2_bytes(data: msgspec.Raw | str | None, data_type: str, index: int, field: str
+              ) -> bytes | None:
+    if data is None:
+        return None
+    if isinstance(data, msgspec.Raw):  # JSON: the value's own JSON text
+        raw = bytes(data)
+        return None if raw == b"null" else raw
+    if data_type == "STRING":
+        return _utf8(f"records[{index}].{field}", data)
+    return decode_base64(f"records[{index}].{field}", data)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
 
@@ -488,9 +590,11 @@ __all__ = [
     "DATA_TYPES",
     "NO_HEADERS",
     "RECORD_FORMATS",
+    "V2_FORMATS",
     "ConsumedRecord",
     "InvalidRecordError",
     "JsonStream",
+    "MalformedJsonError",
     "ProduceRecord",
     "RecordFormat",
     "build_batch",
@@ -502,6 +606,7 @@ __all__ = [
     "parse_produce_lines",
     "parse_produce_request",
     "parse_timestamp",
+    "parse_v2_produce",
     "render_data",
     "render_record",
     "split_json_body",

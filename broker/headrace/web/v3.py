@@ -435,12 +435,7 @@ async def group_lag_summary(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    from headrace.web.produce import produce_records
-
-    router = app.router
-    # First: aiohttp tries routes in order, and produce is the hot one (each failed pattern
-    # match costs about a microsecond).
-    router.add_post(TOPIC + "/records", produce_records)
+    router = app.router  # produce's route is headrace.web.produce's
     router.add_get(CLUSTERS, list_clusters)
     router.add_get(CLUSTER, get_cluster)
     router.add_get(BROKERS, list_brokers)
