@@ -277,6 +277,11 @@ class Broker:
             try:
                 assert self.logs is not None
                 self.logs.enforce_retention()
+                # Compaction: the rewrite reads sealed segments through its own descriptors,
+                # so it runs in a worker thread; only the swap (renames) runs on the loop.
+                for task in self.logs.cleaning_tasks():
+                    await asyncio.to_thread(task.run)
+                    task.finish()
             except Exception:
                 log.exception("retention pass failed")
 
