@@ -192,8 +192,8 @@ class GroupCoordinator:
 
     def _ensure_offsets_topic(self) -> None:
         if OFFSETS_TOPIC not in self.logs.topics():
-            # Compacted in Kafka; our engine does not compact yet, but "compact" keeps
-            # time/size retention from deleting live commits.
+            # Compacted, as in Kafka: the cleaner keeps the latest record per key, and
+            # time/size retention never deletes live commits.
             self.logs.create_topic(
                 OFFSETS_TOPIC,
                 self.config.offsets_topic_partitions,
