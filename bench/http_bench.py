@@ -2,11 +2,13 @@
 
 Runs brokers as subprocesses (this file with ``--serve``) on ephemeral ports and, in one run:
 
-1. HTTP produce: requests of 100 records each (one JSON object per line, the REST Proxy
-   streaming shape, one result line per record) sent by wrk (a C load generator, one thread, 8
-   connections, for ``--http-seconds``) vs a confluent-kafka producer (acks=all, linger.ms=5)
-   on the same broker; reports records/s, the ratio (goal: HTTP >= 0.3x Kafka) and the broker's
-   CPU time per record on each path (which other processes on the machine barely move).
+1. HTTP produce: requests of 100 records each sent by wrk (a C load generator, one thread, 8
+   connections, for ``--http-seconds``) in both REST shapes -- v3 (one JSON object per line,
+   the REST Proxy streaming shape, one result line per record) and v2 (``{"records": [...]}``
+   with base64 values, one offsets entry per record) -- vs a confluent-kafka producer
+   (acks=all, linger.ms=5) on the same broker; reports records/s, the ratios (goal: HTTP >=
+   0.3x Kafka) and the broker's CPU time per record on each path (which other processes on the
+   machine barely move).
 2. Streaming read: the Server-Sent Events stream from the beginning vs a confluent-kafka
    consumer reading the same records; records/s and ratio.
 3. Metrics cost: the same confluent-kafka produce against a broker with metrics on and one with
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -157,7 +160,7 @@ async def http_create_topic(broker: BrokerProcess, topic: str) -> None:
 #: carrying only successful results. Globals are per wrk thread, read back with ``thread:get``.
 WRK_SCRIPT = r"""
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE")
 local file = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
 wrk.body = file:read("*a")
 file:close()
@@ -182,21 +185,30 @@ end
 
 
 def http_produce(broker: BrokerProcess, topic: str, seconds: float, workdir: Path,
-                 connections: int = 8) -> float:
+                 api: str = "v3", connections: int = 8) -> float:
     """HTTP produce driven by wrk (C, one thread): the client costs little of the shared CPU.
 
     A Python client (aiohttp) spent about as much CPU per request as the broker did, on the same
     two cores, so it measured the client as much as the server."""
-    body = "\n".join(json.dumps({"partition_id": 0, "value": {"type": "STRING", "data": VALUE}})
-                     for _ in range(RECORDS_PER_REQUEST)).encode()
+    if api == "v3":  # one request object per line, one NDJSON result line per record
+        body = "\n".join(json.dumps({"partition_id": 0, "value": {"type": "STRING",
+                                                                  "data": VALUE}})
+                         for _ in range(RECORDS_PER_REQUEST)).encode()
+        url, content_type = f"{broker.cluster_url}/topics/{topic}/records", "application/json"
+    else:  # v2: {"records": [...]} with base64 values, one offsets entry per record
+        value = base64.b64encode(VALUE.encode()).decode()
+        body = json.dumps({"records": [{"value": value, "partition": 0}
+                                       for _ in range(RECORDS_PER_REQUEST)]}).encode()
+        url = f"{broker.http}/topics/{topic}"
+        content_type = "application/vnd.kafka.binary.v2+json"
     (workdir / "body.json").write_bytes(body)
     (workdir / "post.lua").write_text(WRK_SCRIPT)
-    url = f"{broker.cluster_url}/topics/{topic}/records"
     completed = subprocess.run(
         ["wrk", "--threads", "1", "--connections", str(connections),
          "--duration", f"{seconds:g}s", "--timeout", "30s", "--script",
          str(workdir / "post.lua"), url],
-        env={**os.environ, "BENCH_BODY": str(workdir / "body.json")},
+        env={**os.environ, "BENCH_BODY": str(workdir / "body.json"),
+             "BENCH_CONTENT_TYPE": content_type},
         capture_output=True, text=True, timeout=seconds + 60, check=True)
     report_line = next((line for line in completed.stdout.splitlines()
                         if line.startswith("BENCH ")), None)
@@ -276,23 +288,26 @@ def run(records: int, http_seconds: float) -> dict[str, Any]:
         workdir = Path(tmp)
         broker = BrokerProcess(workdir, "main")
         try:
-            kafka_rates, http_rates = [], []
-            broker_cpu: dict[str, list[float]] = {"kafka": [], "http": []}
+            rates: dict[str, list[float]] = {"kafka": [], "http": [], "http_v2": []}
+            broker_cpu: dict[str, list[float]] = {path: [] for path in rates}
             for round_number in range(ROUNDS):  # alternate; keep each path's best round
-                for path in ("kafka", "http"):
-                    topic = f"via-{path}-{round_number}"
+                for path in rates:
+                    topic = f"via-{path.replace('_', '-')}-{round_number}"
                     asyncio.run(http_create_topic(broker, topic))
                     cpu_before = broker.cpu_seconds()
                     if path == "kafka":
-                        kafka_rates.append(kafka_produce(broker.bootstrap, topic, records))
+                        rates[path].append(kafka_produce(broker.bootstrap, topic, records))
                     else:
-                        http_rates.append(http_produce(broker, topic, http_seconds, workdir))
+                        rates[path].append(http_produce(
+                            broker, topic, http_seconds, workdir,
+                            api="v2" if path == "http_v2" else "v3"))
                     written = asyncio.run(http_log_end_offset(broker, topic))
                     broker_cpu[path].append((broker.cpu_seconds() - cpu_before) / written)
-            kafka_rate, http_rate = max(kafka_rates), max(http_rates)
+            kafka_rate = max(rates["kafka"])
             results["kafka_produce_records_per_s"] = round(kafka_rate)
-            results["http_produce_records_per_s"] = round(http_rate)
-            results["http_produce_ratio"] = round(http_rate / kafka_rate, 3)
+            for path in ("http", "http_v2"):
+                results[f"{path}_produce_records_per_s"] = round(max(rates[path]))
+                results[f"{path}_produce_ratio"] = round(max(rates[path]) / kafka_rate, 3)
             for path, seconds in broker_cpu.items():  # CPU time: robust to other processes
                 results[f"{path}_produce_broker_cpu_us_per_record"] = round(min(seconds) * 1e6, 2)
             kafka_reads, http_reads = [], []

@@ -125,12 +125,18 @@ async def test_readiness_follows_extra_checks(running: RunningBroker) -> None:
     assert status == 200 and body["checks"] == {"storage": True, "kafka_listener": True,
                                                 "started": True}
     caught_up = {"value": False}
-    running.broker.readiness_checks = {  # type: ignore[attr-defined]
-        "replicas_caught_up": lambda: caught_up["value"]}
+    running.broker.add_readiness_check("replicas_caught_up", lambda: caught_up["value"])
     status, body = await _call(running, "GET", url)
     assert status == 503 and body["checks"]["replicas_caught_up"] is False
     caught_up["value"] = True
     status, body = await _call(running, "GET", url)
     assert status == 200 and body["status"] == "ready"
+
+    def broken() -> bool:
+        raise RuntimeError("cannot tell")
+
+    running.broker.add_readiness_check("broken", broken)  # not ready, not a 500
+    status, body = await _call(running, "GET", url)
+    assert status == 503 and body["checks"]["broken"] is False
     status, body = await _call(running, "GET", running.base_url + "/healthz")
     assert (status, body) == (200, {"status": "ok"})

@@ -48,25 +48,21 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     """Ready once storage has recovered and the Kafka listener is open.
 
-    Other parts add conditions through ``broker.readiness_checks`` (name -> callable returning
-    bool), e.g. replication's "caught up with the leaders"; a check that raises counts as failed.
+    Other parts add conditions with ``broker.add_readiness_check`` (e.g. replication's "caught
+    up with the leaders"); a check that raises counts as failed.
     """
     broker = context_of(request).broker
     checks = {
         "storage": broker.logs is not None,
-        "kafka_listener": bool(getattr(broker, "kafka_port", 0)),
+        "kafka_listener": bool(broker.kafka_port),
         "started": broker.started.is_set(),
     }
-    extra: dict[str, Callable[[], bool]] = getattr(broker, "readiness_checks", None) or {}
-    for name, check in extra.items():
+    for name, check in broker.readiness_checks.items():
         try:
             checks[name] = bool(check())
         except Exception:
             log.exception("readiness check %s failed", name)
             checks[name] = False
-    # Checks other parts register on the broker (the cluster adds "replication").
-    for name, check in getattr(broker, "readiness_checks", {}).items():
-        checks[name] = bool(check())
     ready = all(checks.values())
     return json_response({"status": "ready" if ready else "not ready", "checks": checks},
                          status=200 if ready else 503)
