@@ -7,11 +7,12 @@ run off the broker's event loop:
 
 1. ``PartitionLog.prepare_cleaning`` (owner thread) decides whether a pass is due (dirty ratio,
    ``max.compaction.lag.ms``, tombstones past ``delete.retention.ms``) and captures what the
-   pass needs: duplicated descriptors of the source segments, the producers' last offsets and
-   the cleaner checkpoint.
-2. ``CleaningTask.run`` (any thread; touches nothing shared) builds the key -> latest offset map
-   from the dirty records and writes the cleaned segments to ``<base>.log.cleaned`` (+ indexes),
-   merging neighbours while they fit in ``segment.bytes``.
+   pass needs: the source segments (paths and sizes), the producers' last offsets and a copy
+   of the cleaner checkpoint.
+2. ``CleaningTask.run`` (any thread; touches no shared object, opens the sources itself)
+   builds the key -> latest offset map from the dirty records and writes the cleaned segments
+   to ``<base>.log.cleaned`` (+ indexes), merging neighbours while they fit in
+   ``segment.bytes``.
 3. ``CleaningTask.finish`` (owner thread) swaps each cleaned segment in, crash-safely:
    ``.cleaned`` -> ``.swap`` (the commit point), delete the replaced segments, ``.swap`` -> final.
    If the log changed meanwhile (truncation, retention, deletion) the work is discarded.
@@ -221,14 +222,16 @@ def record_survives(
 
 
 # -- the task ----------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class SourceSegment:
-    """A sealed segment being cleaned, read through a private duplicate descriptor."""
+    """A sealed segment to clean. The worker opens it by path, one at a time (a pass over
+    thousands of segments must not hold thousands of descriptors); if the log changed it
+    meanwhile, the generation check in ``finish`` discards whatever was read."""
 
+    path: Path
     base_offset: int
     next_offset: int
     size: int
-    fd: int
     newest_timestamp_ms: int
 
 
@@ -333,7 +336,6 @@ class CleaningTask:
             self.error = error
             self.remove_outputs()
         finally:
-            self._close_sources()
             with self._lock:
                 self._running = False
                 self.ran = True
@@ -365,12 +367,6 @@ class CleaningTask:
                         latest[span.key] = offset
         return latest, len(self.sources)
 
-    def _close_sources(self) -> None:
-        for source in self.sources:
-            if source.fd >= 0:
-                os.close(source.fd)
-                source.fd = -1
-
     def remove_outputs(self) -> None:
         """Delete whatever this task wrote (after a failure or when discarded)."""
         for group in self.outputs:
@@ -391,7 +387,6 @@ class CleaningTask:
             return False
         self.finished = True
         if not self.ran:
-            self._close_sources()
             return False
         return self._on_finish(self)
 
@@ -401,20 +396,23 @@ class CleaningTask:
             self.finished = True
             if self._running:
                 return
-        self._close_sources()
         self.remove_outputs()
 
 
 def _batches(source: SourceSegment) -> Iterator[tuple[BatchHeader, bytes]]:
     """Every batch of a source segment, CRC-verified, with its bytes (batch-relative)."""
-    scanner = FileBatchScanner(
-        source.fd, source.size, verify_crc=True, expected_base=source.base_offset
-    )
-    for header in scanner:
-        data = os.pread(source.fd, header.size, header.position)
-        if len(data) != header.size:
-            raise StorageError(f"short read cleaning segment {source.base_offset}")
-        yield header._replace(position=0), data
+    fd = os.open(source.path, os.O_RDONLY)
+    try:
+        scanner = FileBatchScanner(
+            fd, source.size, verify_crc=True, expected_base=source.base_offset
+        )
+        for header in scanner:
+            data = os.pread(fd, header.size, header.position)
+            if len(data) != header.size:
+                raise StorageError(f"short read cleaning segment {source.base_offset}")
+            yield header._replace(position=0), data
+    finally:
+        os.close(fd)
     if scanner.outcome.problem:
         raise StorageError(
             f"cannot clean segment {segment_name(source.base_offset)}: {scanner.outcome.problem}"

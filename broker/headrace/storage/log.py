@@ -683,7 +683,7 @@ class PartitionLog:
             return None
         sources = [
             SourceSegment(
-                s.base_offset, s.next_offset, s.size, os.dup(s.log_fd()), stat.newest_timestamp_ms
+                s.log_path, s.base_offset, s.next_offset, s.size, stat.newest_timestamp_ms
             )
             for s, stat in zip(sealed[:count], stats[:count], strict=True)
         ]
