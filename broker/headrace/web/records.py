@@ -97,9 +97,12 @@ def _utf8(field: str, text: str) -> bytes:
 
 
 def decode_base64(field: str, text: str) -> bytes:
-    """Strict base64 (padding and alphabet checked); InvalidRecordError names ``field``."""
+    """Strict base64 (padding and alphabet checked); InvalidRecordError names ``field``.
+
+    binascii's strict mode checks in C what ``b64decode(validate=True)`` checks with a regular
+    expression, several times faster on the produce path."""
     try:
-        return base64.b64decode(text, validate=True)
+        return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidRecordError(f"{field} is not valid base64: {exc}") from None
 
@@ -360,8 +363,12 @@ def parse_v2_produce(body: bytes, data_type: str, partition: int | None = None
     add = records.append
     specs: list[_V2JsonRecord | _V2TextRecord] = list(request.records)
     for index, spec in enumerate(specs):
-        key, value = _v2_bytes(spec.key, data_type, index, "key"), _v2_bytes(
-            spec.value, data_type, index, "value")
+        # An absent key or value is the struct's default object itself: no call for it.
+        key_data, value_data = spec.key, spec.value
+        key = None if key_data is None or key_data is _JSON_NULL else _v2_bytes(
+            key_data, data_type, index, "key")
+        value = None if value_data is None or value_data is _JSON_NULL else _v2_bytes(
+            value_data, data_type, index, "value")
         headers = NO_HEADERS
         if spec.headers:
             headers = [(header.key, None if header.value is None else decode_base64(
@@ -374,16 +381,20 @@ def parse_v2_produce(body: bytes, data_type: str, partition: int | None = None
     return records
 
 
-def _v2_bytes(data: msgspec.Raw | str | None, data_type: str, index: int, field: str
-              ) -> bytes | None:
-    if data is None:
-        return None
+def _v2_bytes(data: msgspec.Raw | str, data_type: str, index: int, field: str) -> bytes | None:
     if isinstance(data, msgspec.Raw):  # JSON: the value's own JSON text
         raw = bytes(data)
         return None if raw == b"null" else raw
-    if data_type == "STRING":
-        return _utf8(f"records[{index}].{field}", data)
-    return decode_base64(f"records[{index}].{field}", data)
+    try:  # the field's name is only spelled out for an error (this runs once per record)
+        if data_type == "STRING":
+            return data.encode()
+        return binascii.a2b_base64(data, strict_mode=True)
+    except UnicodeEncodeError:
+        raise InvalidRecordError(
+            f"records[{index}].{field} holds a lone UTF-16 surrogate") from None
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRecordError(
+            f"records[{index}].{field} is not valid base64: {exc}") from None
 
 
 def _reject_constant(name: str) -> Any:
