@@ -3,7 +3,8 @@
 ``PartitionLog`` and ``LogManager`` in this package implement these protocols. Threading: the
 engine is NOT thread-safe; the broker calls it from its one event-loop thread. Appends fsync
 only as the topic's flush policy demands; ``flush()`` may be run in an executor, but then no
-other call on the same partition may run concurrently.
+other call on the same partition may run concurrently. A compaction task's ``run()`` is the
+exception: it touches no shared object and may run on any thread (``finish()`` may not).
 """
 
 from __future__ import annotations
