@@ -146,3 +146,20 @@ def test_exit_codes(cli: CliRunner) -> None:
     assert bad_property.returncode == 1 and "KEY=VALUE" in bad_property.stderr
     no_separator = cli("produce", "whatever", "-K", ":", stdin="no separator here\n")
     assert no_separator.returncode == 1 and "separator" in no_separator.stderr
+
+
+def test_topic_and_time_errors_read_alike_in_consume_and_groups(cli: CliRunner) -> None:
+    assert cli("topics", "create", "checked", "--partitions", "2").returncode == 0
+    for command in (("consume", "checked", "--count", "1"),
+                    ("groups", "reset-offsets", "g", "--topic", "checked", "--to-earliest")):
+        unknown = cli(*command, "--partition", "0", "--partition", "7")
+        assert unknown.returncode == 1 and "no partition 7" in unknown.stderr, unknown.stderr
+    bad_start = cli("consume", "checked", "--timestamp", "yesterday", "--count", "1")
+    assert bad_start.returncode == 1 and "--timestamp must be" in bad_start.stderr
+    bad_target = cli("groups", "reset-offsets", "g", "--topic", "checked",
+                     "--to-datetime", "yesterday")
+    assert bad_target.returncode == 1 and "--to-datetime must be" in bad_target.stderr
+    by_time = cli("groups", "reset-offsets", "g", "--topic", "checked", "--to-datetime",
+                  "2999-01-01T00:00:00Z", "-o", "json")
+    assert by_time.returncode == 0, by_time.stderr
+    assert [row["new_offset"] for row in json.loads(by_time.stdout)] == [0, 0]

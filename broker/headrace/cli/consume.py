@@ -14,17 +14,18 @@ import contextlib
 import json
 import sys
 import time
-from datetime import datetime
 from typing import Any
 
 from headrace.cli.kafka_tools import (
     CliError,
     add_connection_arguments,
+    admin_client,
     client_config,
-    cluster_metadata,
     describe_kafka_error,
+    parse_timestamp_ms,
     progress,
     run_guarded,
+    topic_partitions,
 )
 
 NAME = "consume"
@@ -53,16 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return run_guarded(_consume, args)
-
-
-def _timestamp_ms(text: str) -> int:
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise CliError(f"--timestamp must be milliseconds or ISO 8601, got {text!r}") from None
-    return int(moment.timestamp() * 1000)
 
 
 def _render(message: Any, args: argparse.Namespace) -> str:
@@ -110,24 +101,13 @@ def _consume(args: argparse.Namespace) -> int:
                  "auto.offset.reset": "earliest" if args.from_beginning else "latest",
                  "enable.partition.eof": False}))
     try:
-        from headrace.cli.kafka_tools import admin_client
-
-        metadata = cluster_metadata(args, admin_client(args), args.topic)
-        topic = metadata.topics.get(args.topic)
-        if topic is None or topic.error is not None:
-            raise CliError(f"topic {args.topic} does not exist")
-        partitions = sorted(topic.partitions)
-        if args.partition:
-            unknown = set(args.partition) - set(partitions)
-            if unknown:
-                raise CliError(f"topic {args.topic} has no partition {sorted(unknown)[0]}")
-            partitions = sorted(args.partition)
+        partitions = topic_partitions(args, admin_client(args), args.topic, args.partition)
         if grouped and args.offset is None and args.timestamp is None and not args.partition:
             consumer.subscribe([args.topic])
         else:
             if args.timestamp is not None:
-                wanted = [TopicPartition(args.topic, p, _timestamp_ms(args.timestamp))
-                          for p in partitions]
+                start_ms = parse_timestamp_ms(args.timestamp, "--timestamp")
+                wanted = [TopicPartition(args.topic, p, start_ms) for p in partitions]
                 assignment = consumer.offsets_for_times(wanted, timeout=args.timeout)
                 assignment = [tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition,
                                                                        OFFSET_END)

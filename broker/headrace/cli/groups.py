@@ -8,7 +8,6 @@ the Kafka protocol (ListOffsets and OffsetFetch), like ``kafka-consumer-groups.s
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
 from typing import Any
 
 from headrace.cli.kafka_tools import (
@@ -16,11 +15,12 @@ from headrace.cli.kafka_tools import (
     add_connection_arguments,
     admin_client,
     admin_module,
-    cluster_metadata,
     emit,
+    parse_timestamp_ms,
     print_table,
     progress,
     run_guarded,
+    topic_partitions,
     wait_future,
 )
 
@@ -147,29 +147,12 @@ def _describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _timestamp_ms(text: str) -> int:
-    if text.isdigit():
-        return int(text)
-    try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        raise CliError(f"--to-datetime must be milliseconds or ISO 8601, got {text!r}") from None
-
-
 def _reset(args: argparse.Namespace) -> int:
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
     admin = admin_client(args)
     kafka_admin = admin_module()
-    topic = cluster_metadata(args, admin, args.topic).topics.get(args.topic)
-    if topic is None or topic.error is not None:
-        raise CliError(f"topic {args.topic} does not exist")
-    partitions = sorted(topic.partitions)
-    if args.partition:
-        unknown = set(args.partition) - set(partitions)
-        if unknown:
-            raise CliError(f"topic {args.topic} has no partition {sorted(unknown)[0]}")
-        partitions = sorted(args.partition)
+    partitions = topic_partitions(args, admin, args.topic, args.partition)
     keys = [(args.topic, p) for p in partitions]
     earliest = _end_offsets(args, admin, keys, kafka_admin.OffsetSpec.earliest())
     latest = _end_offsets(args, admin, keys)
@@ -178,7 +161,7 @@ def _reset(args: argparse.Namespace) -> int:
     if args.to_datetime is not None:
         by_time = _end_offsets(args, admin, keys,
                                kafka_admin.OffsetSpec.for_timestamp(
-                                   _timestamp_ms(args.to_datetime)))
+                                   parse_timestamp_ms(args.to_datetime, "--to-datetime")))
     for key in keys:
         if args.to_earliest:
             target = earliest[key]

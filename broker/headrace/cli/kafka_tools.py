@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TextIO
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -109,6 +110,34 @@ def cluster_metadata(args: argparse.Namespace, admin: Any, topic: str | None = N
                        f"{describe_kafka_error(exc.args[0])}") from None
 
 
+def topic_partitions(args: argparse.Namespace, admin: Any, topic_name: str,
+                     wanted: Iterable[int] | None = None) -> list[int]:
+    """The sorted partition ids of an existing topic, or of ``wanted`` among them (a CliError
+    names a missing topic or the first unknown partition)."""
+    topic = cluster_metadata(args, admin, topic_name).topics.get(topic_name)
+    if topic is None or topic.error is not None:
+        raise CliError(f"topic {topic_name} does not exist")
+    partitions = sorted(topic.partitions)
+    if wanted:
+        unknown = set(wanted) - set(partitions)
+        if unknown:
+            raise CliError(f"topic {topic_name} has no partition {sorted(unknown)[0]}")
+        partitions = sorted(wanted)
+    return partitions
+
+
+def parse_timestamp_ms(text: str, option: str) -> int:
+    """Milliseconds since the epoch from ``text`` given as milliseconds or ISO 8601 (``Z`` ok);
+    a CliError names ``option`` when it is neither."""
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"{option} must be milliseconds or ISO 8601, got {text!r}") from None
+    return int(moment.timestamp() * 1000)
+
+
 def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
                 stream: TextIO | None = None) -> None:
     """Left-aligned columns with upper-case headings, like kafka-topics.sh."""
@@ -165,8 +194,10 @@ __all__ = [
     "cluster_metadata",
     "emit",
     "parse_key_values",
+    "parse_timestamp_ms",
     "print_table",
     "progress",
     "run_guarded",
+    "topic_partitions",
     "wait_future",
 ]
