@@ -25,7 +25,11 @@ from tests.storage.test_compaction import COMPACT, _fill
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class InjectedCrash(Exception):
+class InjectedCrash(BaseException):
+    """The process dies here: a BaseException, so the log's error handling does not run."""
+
+
+class InjectedIOError(OSError):
     pass
 
 
@@ -148,3 +152,57 @@ def test_sigkill_while_appending_and_cleaning_loses_no_latest_value(tmp_path: Pa
             acknowledged[key] = latest[key].offset  # survivors count as durable from now on
         manager.close()
     assert cleanings > 0, f"{rounds} rounds without a single cleaning"
+
+
+def test_an_error_in_the_middle_of_a_swap_reloads_the_partition_from_disk(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock()
+    manager, log = _prepare(tmp_path / "dry", clock)
+    steps: list[str] = []
+    log.cleaner_fault = steps.append
+    manager.clean()
+    manager.close()
+    third_group = [i for i, step in enumerate(steps) if step == "before-swap"][2]
+    for fail_at in range(third_group):
+        clock = ManualClock()
+        data_dir = tmp_path / f"error-{fail_at}"
+        manager, log = _prepare(data_dir, clock)
+        before = read_records(log)
+        calls = 0
+
+        def fault(step: str, fail_at: int = fail_at) -> None:
+            nonlocal calls
+            calls += 1
+            if calls > fail_at:
+                raise InjectedIOError(step)
+
+        log.cleaner_fault = fault
+        task = log.prepare_cleaning(clock.now_ms)
+        assert task is not None
+        task.run()
+        with pytest.raises(InjectedIOError):
+            task.finish()
+        log.cleaner_fault = None
+        # The same, still open log is consistent: reads, appends and cleaning go on.
+        assert _leftovers(log.directory) == []
+        after = read_records(log)
+        assert set(after) <= set(before)
+        assert latest_by_key(after) == latest_by_key(before)
+        end = log.log_end_offset
+        assert end == before[-1].offset + 1
+        _fill(log, clock, 5)
+        manager.clean()
+        manager.close()
+        _check_recovered_end(data_dir, clock, end + 5)
+
+
+def _check_recovered_end(data_dir: Path, clock: ManualClock, end: int) -> None:
+    manager = LogManager(data_dir, clock_ms=clock)
+    try:
+        log = manager.get_partition("c", 0)
+        assert log.log_end_offset == end
+        assert not [e for e in manager.recovery_report.events if e.action == "truncated"]
+        read_records(log)
+    finally:
+        manager.close()

@@ -726,8 +726,12 @@ class PartitionLog:
             log.info("%s-%d: log changed during cleaning; discarded", self._topic, self._partition)
             task.remove_outputs()
             return False
-        for group in task.outputs:
-            self._swap_in(group.base_offset, group.next_offset, group.source_bases)
+        try:
+            for group in task.outputs:
+                self._swap_in(group.base_offset, group.next_offset, group.source_bases)
+        except Exception:
+            self._reload_after_failed_swap()
+            raise
         self._generation += 1
         self._dirty = True
         self._cleaner_checkpoint.record_pass(
@@ -735,6 +739,22 @@ class PartitionLog:
         )
         self._cleaner_checkpoint.save(self.directory)
         return True
+
+    def _reload_after_failed_swap(self) -> None:
+        """An error in the middle of a swap leaves the files ahead of memory: do what a restart
+        would (finish or discard the swap, reopen the segments from disk). If even that fails,
+        the partition goes offline until the broker restarts."""
+        log.error("%s-%d: cleaning swap failed; reloading from disk", self._topic, self._partition)
+        self._generation += 1
+        for segment in self.segments:
+            segment.forget_files()
+        self._unflushed_sealed.clear()
+        self._unflushed_records = 0
+        try:
+            self._open(clean_shutdown=False, verify_all=False)
+        except BaseException:
+            self._closed = True
+            raise
 
     def _fault(self, step: str) -> None:
         if self.cleaner_fault is not None:
