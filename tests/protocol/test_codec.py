@@ -20,12 +20,14 @@ from kio.schema.request_header.v2.header import RequestHeader as RequestHeaderV2
 from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import Records, i16, i32, i32Timedelta
 
+from headrace.cluster.wire import decode_response, encode_request
 from headrace.protocol.codec import (
     MalformedRequestError,
     decode_request,
     encode_response,
     parse_request_header,
     request_schema,
+    response_schema,
 )
 from headrace.protocol.fetch import PartitionData, encode_fetch_body
 from headrace.protocol.produce import PartitionResult, encode_produce_body
@@ -67,6 +69,34 @@ def test_flexible_request_round_trips_through_header_and_body() -> None:
     assert body.topic_data[0].name == "orders"
     assert body.topic_data[0].partition_data[0].records == b"abc"
     assert body.acks == -1
+
+
+@pytest.mark.parametrize(("api_key", "version"), [(3, 1), (3, 12), (60, 0), (60, 1)])
+def test_broker_client_frames_meet_the_server_codec(api_key: int, version: int) -> None:
+    """Requests the cluster's wire client frames decode on the server side, and the server's
+    response frames decode in that client (Metadata v1 and v12: header v1 and v2)."""
+    request = request_schema(api_key, version)
+    assert request is not None
+    sent = _with_fields(request, topics=None, allow_auto_topic_creation=False,
+                        include_topic_authorized_operations=False,
+                        include_cluster_authorized_operations=False, endpoint_type=1)
+    frame = encode_request(sent, 41, "replica-9")
+    assert struct.unpack_from(">i", frame)[0] == len(frame) - 4
+    header, body = decode_request(frame[4:], request)
+    assert (header.api_key, header.api_version, header.correlation_id) == (api_key, version, 41)
+    assert header.client_id == "replica-9" and body == sent
+
+    answer = _with_fields(response_schema(api_key, version),
+                          throttle_time=i32Timedelta.parse(datetime.timedelta(0)), brokers=(),
+                          topics=(), cluster_id="c", error_code=ErrorCode.none)
+    correlation_id, decoded = decode_response(encode_response(41, answer)[4:], sent)
+    assert correlation_id == 41 and decoded == answer
+
+
+def _with_fields(cls: type[Any], **values: Any) -> Any:
+    """``cls`` built from those of ``values`` this version declares."""
+    names = set(cls.__dataclass_fields__)
+    return cls(**{name: value for name, value in values.items() if name in names})
 
 
 def test_non_flexible_header_with_null_client_id() -> None:

@@ -10,67 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import struct
 from typing import Any
 
-from kio.index import load_response_schema
-from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
-from kio.schema.request_header.v2.header import RequestHeader as RequestHeaderV2
-from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import i16, i32
 
+from headrace.protocol.codec import encode_frame, response_schema, schema_reader
+
 _INT32 = struct.Struct(">i")
-_readers: dict[type[Any], Any] = {}
-_writers: dict[type[Any], Any] = {}
-
-
-def _writer(schema: type[Any]) -> Any:
-    writer = _writers.get(schema)
-    if writer is None:
-        writer = _writers[schema] = entity_writer(schema)
-    return writer
-
-
-def _reader(schema: type[Any]) -> Any:
-    reader = _readers.get(schema)
-    if reader is None:
-        reader = _readers[schema] = entity_reader(schema)
-    return reader
 
 
 def encode_request(request: Any, correlation_id: int, client_id: str) -> bytes:
     """A complete request frame (size prefix included) for a kio request dataclass."""
-    api_key = int(request.__api_key__)
-    version = int(request.__version__)
-    header: Any
-    if request.__flexible__:
-        header = RequestHeaderV2(
-            request_api_key=i16(api_key),
-            request_api_version=i16(version),
-            correlation_id=i32(correlation_id),
-            client_id=client_id,
-        )
-    else:
-        header = RequestHeaderV1(
-            request_api_key=i16(api_key),
-            request_api_version=i16(version),
-            correlation_id=i32(correlation_id),
-            client_id=client_id,
-        )
-    buffer = io.BytesIO()
-    buffer.write(b"\x00\x00\x00\x00")
-    _writer(type(header))(buffer, header)
-    _writer(type(request))(buffer, request)
-    frame = buffer.getbuffer()
-    _INT32.pack_into(frame, 0, len(frame) - 4)
-    del frame
-    return buffer.getvalue()
+    header_schema = request.__header_schema__  # v2 for flexible versions, v1 before
+    header = header_schema(
+        request_api_key=i16(int(request.__api_key__)),
+        request_api_version=i16(int(request.__version__)),
+        correlation_id=i32(correlation_id),
+        client_id=client_id,
+    )
+    return encode_frame((header, request))
 
 
 def decode_response(frame: bytes, request: Any) -> tuple[int, Any]:
     """``(correlation_id, response)`` from a response frame without its size prefix."""
-    schema = load_response_schema(int(request.__api_key__), int(request.__version__))
+    schema = response_schema(int(request.__api_key__), int(request.__version__))
     (correlation_id,) = _INT32.unpack_from(frame, 0)
     offset = 4
     if schema.__flexible__:
@@ -79,7 +43,7 @@ def decode_response(frame: bytes, request: Any) -> tuple[int, Any]:
         if tagged != 0:
             raise ValueError("unexpected tagged fields in response header")
         offset += 1
-    body, _size = _reader(schema)(frame, offset)
+    body, _size = schema_reader(schema)(frame, offset)
     return correlation_id, body
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
@@ -114,18 +114,33 @@ _readers: dict[type[Any], Any] = {}
 _writers: dict[type[Any], Any] = {}
 
 
-def _reader(schema: type[Any]) -> Any:
+def schema_reader(schema: type[Any]) -> Any:
+    """kio's reader for ``schema``, built once (building one walks the whole schema)."""
     reader = _readers.get(schema)
     if reader is None:
         reader = _readers[schema] = entity_reader(schema)
     return reader
 
 
-def _writer(schema: type[Any]) -> Any:
+def schema_writer(schema: type[Any]) -> Any:
+    """kio's writer for ``schema``, built once."""
     writer = _writers.get(schema)
     if writer is None:
         writer = _writers[schema] = entity_writer(schema)
     return writer
+
+
+def encode_frame(entities: Iterable[Any], header: bytes = b"") -> bytes:
+    """A complete frame, size prefix included: ``header`` bytes, then each kio entity in turn."""
+    buffer = io.BytesIO()
+    buffer.write(b"\x00\x00\x00\x00")
+    buffer.write(header)
+    for entity in entities:
+        schema_writer(type(entity))(buffer, entity)
+    frame = buffer.getbuffer()
+    _INT32.pack_into(frame, 0, len(frame) - 4)
+    del frame
+    return buffer.getvalue()
 
 
 def is_flexible(api_key: int, api_version: int) -> bool:
@@ -139,7 +154,7 @@ def decode_request(
     """Decode a whole request frame (without the 4-byte size prefix) into header and body."""
     header = parse_request_header(frame, schema.__flexible__)
     try:
-        body, size = _reader(schema)(frame, header.body_offset)
+        body, size = schema_reader(schema)(frame, header.body_offset)
     except Exception as error:
         raise MalformedRequestError(f"cannot decode {schema.__name__}: {error}") from error
     if header.body_offset + size > len(frame):
@@ -160,16 +175,8 @@ def response_header_bytes(correlation_id: int, api_key: int, flexible: bool) -> 
 
 def encode_response(correlation_id: int, response: Any) -> bytes:
     """Encode a kio response dataclass into a complete frame, size prefix included."""
-    buffer = io.BytesIO()
-    buffer.write(b"\x00\x00\x00\x00")
-    buffer.write(
-        response_header_bytes(correlation_id, response.__api_key__, response.__flexible__)
-    )
-    _writer(type(response))(buffer, response)
-    frame = buffer.getbuffer()
-    _INT32.pack_into(frame, 0, len(frame) - 4)
-    del frame
-    return buffer.getvalue()
+    header = response_header_bytes(correlation_id, response.__api_key__, response.__flexible__)
+    return encode_frame((response,), header)
 
 
 def frame_bytes(payload_parts: list[bytes]) -> bytes:
