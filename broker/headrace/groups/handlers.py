@@ -1,26 +1,24 @@
 """Kafka API handlers for consumer groups: kio requests in, coordinator calls, kio responses out.
 
 Each API spans many versions whose kio classes differ only by which fields exist, so requests are
-read with defaults for fields an old version lacks and responses are built by
-:func:`_build`, which keeps only the fields the negotiated version's class declares.
+read with defaults for fields an old version lacks and responses are built by the server's
+:func:`~headrace.server.handlers.common.build`, which keeps only the fields the negotiated
+version's class declares.
 The server registers the list from :func:`group_api_handlers`; ApiVersions advertises it.
 """
 
 from __future__ import annotations
 
 import datetime
-import sys
 from collections.abc import Callable, Iterable
-from dataclasses import fields
-from functools import cache
 from typing import Any
 
-from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
-from kio.static.primitive import i32Timedelta
 
 from headrace.groups.coordinator import GroupCoordinator, OffsetCommit
+from headrace.protocol.codec import response_schema
 from headrace.server.dispatch import ApiHandler, RequestContext
+from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
 
 FIND_COORDINATOR = 10
 OFFSET_COMMIT = 8
@@ -49,32 +47,8 @@ SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
     OFFSET_DELETE: (0, 0),
 }
 
-_NO_THROTTLE = i32Timedelta.parse(datetime.timedelta(0))
 _GROUP_KEY_TYPE = 0
 _TRANSACTION_KEY_TYPE = 1
-
-
-@cache
-def _response_module(api_key: int, version: int) -> Any:
-    return sys.modules[load_response_schema(api_key, version).__module__]
-
-
-_FIELD_NAMES: dict[type[Any], frozenset[str]] = {}
-
-
-def _build(cls: type[Any], **values: Any) -> Any:
-    """Instantiate ``cls`` with the given values that this version of it declares."""
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))
-    return cls(**{name: value for name, value in values.items() if name in names})
-
-
-def _response(api_key: int, version: int, class_name: str | None = None) -> type[Any]:
-    if class_name is None:
-        return load_response_schema(api_key, version)
-    cls: type[Any] = getattr(_response_module(api_key, version), class_name)
-    return cls
 
 
 def _ms(value: Any) -> int:
@@ -133,12 +107,12 @@ async def _find_coordinator(
     version = ctx.api_version
     key_type = int(getattr(request, "key_type", _GROUP_KEY_TYPE))
     if version >= 4:
-        entry_cls = _response(FIND_COORDINATOR, version, "Coordinator")
+        entry_cls = response_classes(FIND_COORDINATOR, version).Coordinator
         coordinators = []
         for key in request.coordinator_keys:
             error, message, node_id, host, port = _coordinator_entry(coordinator, key, key_type)
             coordinators.append(
-                _build(
+                build(
                     entry_cls,
                     key=key,
                     node_id=node_id,
@@ -148,15 +122,15 @@ async def _find_coordinator(
                     error_message=message,
                 )
             )
-        return _build(
-            _response(FIND_COORDINATOR, version),
-            throttle_time=_NO_THROTTLE,
+        return build(
+            response_schema(FIND_COORDINATOR, version),
+            throttle_time=NO_THROTTLE,
             coordinators=tuple(coordinators),
         )
     error, message, node_id, host, port = _coordinator_entry(coordinator, request.key, key_type)
-    return _build(
-        _response(FIND_COORDINATOR, version),
-        throttle_time=_NO_THROTTLE,
+    return build(
+        response_schema(FIND_COORDINATOR, version),
+        throttle_time=NO_THROTTLE,
         error_code=error,
         error_message=message,
         node_id=node_id,
@@ -184,9 +158,9 @@ async def _join_group(coordinator: GroupCoordinator, request: Any, ctx: RequestC
         protocols=[(p.name, p.metadata) for p in request.protocols],
         require_known_member_id=version >= 4,
     )
-    member_cls = _response(JOIN_GROUP, version, "JoinGroupResponseMember")
+    member_cls = response_classes(JOIN_GROUP, version).JoinGroupResponseMember
     members = tuple(
-        _build(
+        build(
             member_cls,
             member_id=m.member_id,
             group_instance_id=m.group_instance_id,
@@ -198,9 +172,9 @@ async def _join_group(coordinator: GroupCoordinator, request: Any, ctx: RequestC
     protocol_name = result.protocol_name
     if protocol_name is None and version < 7:
         protocol_name = ""
-    return _build(
-        _response(JOIN_GROUP, version),
-        throttle_time=_NO_THROTTLE,
+    return build(
+        response_schema(JOIN_GROUP, version),
+        throttle_time=NO_THROTTLE,
         error_code=result.error,
         generation_id=result.generation_id,
         protocol_type=result.protocol_type,
@@ -222,9 +196,9 @@ async def _sync_group(coordinator: GroupCoordinator, request: Any, ctx: RequestC
         protocol_name=getattr(request, "protocol_name", None),
         assignments={a.member_id: a.assignment for a in request.assignments},
     )
-    return _build(
-        _response(SYNC_GROUP, version),
-        throttle_time=_NO_THROTTLE,
+    return build(
+        response_schema(SYNC_GROUP, version),
+        throttle_time=NO_THROTTLE,
         error_code=result.error,
         protocol_type=result.protocol_type,
         protocol_name=result.protocol_name,
@@ -239,8 +213,8 @@ async def _heartbeat(coordinator: GroupCoordinator, request: Any, ctx: RequestCo
         request.member_id,
         getattr(request, "group_instance_id", None),
     )
-    return _build(
-        _response(HEARTBEAT, ctx.api_version), throttle_time=_NO_THROTTLE, error_code=error
+    return build(
+        response_schema(HEARTBEAT, ctx.api_version), throttle_time=NO_THROTTLE, error_code=error
     )
 
 
@@ -251,19 +225,19 @@ async def _leave_group(coordinator: GroupCoordinator, request: Any, ctx: Request
             request.group_id, [(request.member_id, None)]
         )
         error = group_error if group_error is not ErrorCode.none else errors[0]
-        return _build(
-            _response(LEAVE_GROUP, version), throttle_time=_NO_THROTTLE, error_code=error
+        return build(
+            response_schema(LEAVE_GROUP, version), throttle_time=NO_THROTTLE, error_code=error
         )
     leavers = [(m.member_id, m.group_instance_id) for m in request.members]
     group_error, errors = await coordinator.leave_group(request.group_id, leavers)
-    member_cls = _response(LEAVE_GROUP, version, "MemberResponse")
+    member_cls = response_classes(LEAVE_GROUP, version).MemberResponse
     members = tuple(
-        _build(member_cls, member_id=member_id, group_instance_id=instance_id, error_code=error)
+        build(member_cls, member_id=member_id, group_instance_id=instance_id, error_code=error)
         for (member_id, instance_id), error in zip(leavers, errors, strict=True)
     )
-    return _build(
-        _response(LEAVE_GROUP, version),
-        throttle_time=_NO_THROTTLE,
+    return build(
+        response_schema(LEAVE_GROUP, version),
+        throttle_time=NO_THROTTLE,
         error_code=group_error,
         members=members if group_error is ErrorCode.none else (),
     )
@@ -311,24 +285,38 @@ async def _offset_commit(
         getattr(request, "group_instance_id", None),
         commits,
     )
-    partition_cls = _response(OFFSET_COMMIT, version, "OffsetCommitResponsePartition")
-    topic_cls = _response(OFFSET_COMMIT, version, "OffsetCommitResponseTopic")
-    topics = tuple(
-        _build(
+    module = response_classes(OFFSET_COMMIT, version)
+    topics = _partition_errors(
+        module.OffsetCommitResponseTopic,
+        module.OffsetCommitResponsePartition,
+        request.topics,
+        results,
+    )
+    return build(response_schema(OFFSET_COMMIT, version), throttle_time=NO_THROTTLE, topics=topics)
+
+
+def _partition_errors(
+    topic_cls: type[Any],
+    partition_cls: type[Any],
+    requested_topics: Iterable[Any],
+    errors: dict[tuple[str, int], ErrorCode],
+) -> tuple[Any, ...]:
+    """Response topics echoing each requested partition with its error (OffsetCommit/-Delete)."""
+    return tuple(
+        build(
             topic_cls,
             name=topic.name,
             partitions=tuple(
-                _build(
+                build(
                     partition_cls,
                     partition_index=p.partition_index,
-                    error_code=results[(topic.name, int(p.partition_index))],
+                    error_code=errors[(topic.name, int(p.partition_index))],
                 )
                 for p in topic.partitions
             ),
         )
-        for topic in request.topics
+        for topic in requested_topics
     )
-    return _build(_response(OFFSET_COMMIT, version), throttle_time=_NO_THROTTLE, topics=topics)
 
 
 def _fetch_group_offsets(
@@ -354,7 +342,7 @@ def _fetch_group_offsets(
     by_topic: dict[str, list[Any]] = {}
     for (topic, partition), committed in offsets.items():
         by_topic.setdefault(topic, []).append(
-            _build(
+            build(
                 partition_cls,
                 partition_index=partition,
                 committed_offset=committed.offset if committed else -1,
@@ -364,7 +352,7 @@ def _fetch_group_offsets(
             )
         )
     topics = tuple(
-        _build(topic_cls, name=topic, partitions=tuple(parts)) for topic, parts in by_topic.items()
+        build(topic_cls, name=topic, partitions=tuple(parts)) for topic, parts in by_topic.items()
     )
     return error, topics
 
@@ -372,28 +360,28 @@ def _fetch_group_offsets(
 async def _offset_fetch(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
     version = ctx.api_version
     if version >= 8:
-        partition_cls = _response(OFFSET_FETCH, version, "OffsetFetchResponsePartitions")
-        topic_cls = _response(OFFSET_FETCH, version, "OffsetFetchResponseTopics")
-        group_cls = _response(OFFSET_FETCH, version, "OffsetFetchResponseGroup")
+        partition_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponsePartitions
+        topic_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponseTopics
+        group_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponseGroup
         groups = []
         for group in request.groups:
             error, topics = _fetch_group_offsets(
                 coordinator, version, group.group_id, group.topics, partition_cls, topic_cls
             )
             groups.append(
-                _build(group_cls, group_id=group.group_id, topics=topics, error_code=error)
+                build(group_cls, group_id=group.group_id, topics=topics, error_code=error)
             )
-        return _build(
-            _response(OFFSET_FETCH, version), throttle_time=_NO_THROTTLE, groups=tuple(groups)
+        return build(
+            response_schema(OFFSET_FETCH, version), throttle_time=NO_THROTTLE, groups=tuple(groups)
         )
-    partition_cls = _response(OFFSET_FETCH, version, "OffsetFetchResponsePartition")
-    topic_cls = _response(OFFSET_FETCH, version, "OffsetFetchResponseTopic")
+    partition_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponsePartition
+    topic_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponseTopic
     error, topics = _fetch_group_offsets(
         coordinator, version, request.group_id, request.topics, partition_cls, topic_cls
     )
-    return _build(
-        _response(OFFSET_FETCH, version),
-        throttle_time=_NO_THROTTLE,
+    return build(
+        response_schema(OFFSET_FETCH, version),
+        throttle_time=NO_THROTTLE,
         topics=topics,
         error_code=error,
     )
@@ -405,29 +393,19 @@ async def _offset_delete(
     version = ctx.api_version
     wanted = [(t.name, int(p.partition_index)) for t in request.topics for p in t.partitions]
     error, results = await coordinator.delete_offsets(request.group_id, wanted)
-    partition_cls = _response(OFFSET_DELETE, version, "OffsetDeleteResponsePartition")
-    topic_cls = _response(OFFSET_DELETE, version, "OffsetDeleteResponseTopic")
+    module = response_classes(OFFSET_DELETE, version)
     topics: tuple[Any, ...] = ()
     if error is ErrorCode.none:
-        topics = tuple(
-            _build(
-                topic_cls,
-                name=t.name,
-                partitions=tuple(
-                    _build(
-                        partition_cls,
-                        partition_index=p.partition_index,
-                        error_code=results[(t.name, int(p.partition_index))],
-                    )
-                    for p in t.partitions
-                ),
-            )
-            for t in request.topics
+        topics = _partition_errors(
+            module.OffsetDeleteResponseTopic,
+            module.OffsetDeleteResponsePartition,
+            request.topics,
+            results,
         )
-    return _build(
-        _response(OFFSET_DELETE, version),
+    return build(
+        response_schema(OFFSET_DELETE, version),
         error_code=error,
-        throttle_time=_NO_THROTTLE,
+        throttle_time=NO_THROTTLE,
         topics=topics,
     )
 
@@ -437,14 +415,14 @@ async def _offset_delete(
 
 async def _list_groups(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
     version = ctx.api_version
-    listed_cls = _response(LIST_GROUPS, version, "ListedGroup")
+    listed_cls = response_classes(LIST_GROUPS, version).ListedGroup
     overviews = coordinator.list_groups(getattr(request, "states_filter", ()))
-    return _build(
-        _response(LIST_GROUPS, version),
-        throttle_time=_NO_THROTTLE,
+    return build(
+        response_schema(LIST_GROUPS, version),
+        throttle_time=NO_THROTTLE,
         error_code=ErrorCode.none,
         groups=tuple(
-            _build(
+            build(
                 listed_cls,
                 group_id=o.group_id,
                 protocol_type=o.protocol_type,
@@ -459,13 +437,13 @@ async def _describe_groups(
     coordinator: GroupCoordinator, request: Any, ctx: RequestContext
 ) -> Any:
     version = ctx.api_version
-    member_cls = _response(DESCRIBE_GROUPS, version, "DescribedGroupMember")
-    group_cls = _response(DESCRIBE_GROUPS, version, "DescribedGroup")
+    member_cls = response_classes(DESCRIBE_GROUPS, version).DescribedGroupMember
+    group_cls = response_classes(DESCRIBE_GROUPS, version).DescribedGroup
     groups = []
     for group_id in request.groups:
         description = coordinator.describe_group(group_id)
         groups.append(
-            _build(
+            build(
                 group_cls,
                 error_code=description.error,
                 group_id=group_id,
@@ -473,7 +451,7 @@ async def _describe_groups(
                 protocol_type=description.protocol_type,
                 protocol_data=description.protocol_name,
                 members=tuple(
-                    _build(
+                    build(
                         member_cls,
                         member_id=m.member_id,
                         group_instance_id=m.group_instance_id,
@@ -487,20 +465,20 @@ async def _describe_groups(
                 authorized_operations=-(2**31),  # Kafka's "not requested" sentinel
             )
         )
-    return _build(
-        _response(DESCRIBE_GROUPS, version), throttle_time=_NO_THROTTLE, groups=tuple(groups)
+    return build(
+        response_schema(DESCRIBE_GROUPS, version), throttle_time=NO_THROTTLE, groups=tuple(groups)
     )
 
 
 async def _delete_groups(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
     version = ctx.api_version
-    result_cls = _response(DELETE_GROUPS, version, "DeletableGroupResult")
+    result_cls = response_classes(DELETE_GROUPS, version).DeletableGroupResult
     results = await coordinator.delete_groups(list(request.groups_names))
-    return _build(
-        _response(DELETE_GROUPS, version),
-        throttle_time=_NO_THROTTLE,
+    return build(
+        response_schema(DELETE_GROUPS, version),
+        throttle_time=NO_THROTTLE,
         results=tuple(
-            _build(result_cls, group_id=group_id, error_code=error)
+            build(result_cls, group_id=group_id, error_code=error)
             for group_id, error in results.items()
         ),
     )
