@@ -1,12 +1,12 @@
 """Kafka APIs a clustered broker serves differently or additionally.
 
-(Fetch and InitProducerId are not here: the server's single handlers serve both modes through
-the replica manager and producer-id seams the cluster supplies to the broker.)
+(Fetch, InitProducerId and DescribeCluster are not here: the server's single handlers serve
+both modes through the replica manager, producer-id and metadata-view seams the cluster supplies
+to the broker.)
 
 * OffsetForLeaderEpoch (v0-4, KIP-101/279): end offset of an epoch, for follower truncation and
   librdkafka's consumer-side epoch validation.
 * ElectLeaders (v0-2): preferred-leader election through the etcd metadata.
-* DescribeCluster (v0-1): brokers, racks and the controller.
 * AlterPartitionReassignments / ListPartitionReassignments (v0, KIP-455).
 
 They replace/extend the single-broker handlers only when the broker runs with ``--metadata``.
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 OFFSET_FOR_LEADER_EPOCH_KEY = 23
 ELECT_LEADERS_KEY = 43
-DESCRIBE_CLUSTER_KEY = 60
 ALTER_PARTITION_REASSIGNMENTS_KEY = 45
 LIST_PARTITION_REASSIGNMENTS_KEY = 46
 
@@ -90,9 +89,6 @@ def cluster_api_handlers(node: ClusterNode) -> list[ApiHandler]:
     async def handle_elect_leaders(request: Any, ctx: RequestContext) -> Any:
         return await node.handle_elect_leaders(request, ctx)
 
-    async def handle_describe_cluster(request: Any, ctx: RequestContext) -> Any:
-        return node.handle_describe_cluster(request, ctx)
-
     async def handle_alter_reassignments(request: Any, ctx: RequestContext) -> Any:
         return await node.handle_alter_partition_reassignments(request, ctx)
 
@@ -102,7 +98,6 @@ def cluster_api_handlers(node: ClusterNode) -> list[ApiHandler]:
     return [
         ApiHandler(OFFSET_FOR_LEADER_EPOCH_KEY, 0, 4, handle_offset_for_leader_epoch),
         ApiHandler(ELECT_LEADERS_KEY, 0, 2, handle_elect_leaders),
-        ApiHandler(DESCRIBE_CLUSTER_KEY, 0, 1, handle_describe_cluster),
         ApiHandler(ALTER_PARTITION_REASSIGNMENTS_KEY, 0, 0, handle_alter_reassignments),
         ApiHandler(LIST_PARTITION_REASSIGNMENTS_KEY, 0, 0, handle_list_reassignments),
     ]

@@ -563,27 +563,6 @@ class ClusterNode:
                                partitions=tuple(parts)) for name, parts in ongoing.items()),
         )
 
-    def handle_describe_cluster(self, request: Any, ctx: RequestContext) -> Any:
-        from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
-
-        module = response_classes(60, ctx.api_version)
-        brokers = tuple(
-            build(module.DescribeClusterBroker, broker_id=e.node_id, host=e.host, port=e.port,
-                  rack=e.rack)
-            for e in self.view.brokers()
-        )
-        return build(
-            module.DescribeClusterResponse,
-            throttle_time=NO_THROTTLE,
-            error_code=ErrorCode.none,
-            error_message=None,
-            endpoint_type=1,
-            cluster_id=self.view.cluster_id,
-            controller_id=self.view.controller_id(),
-            brokers=brokers,
-            cluster_authorized_operations=-2147483648,
-        )
-
 
 class EtcdMetadataView:
     """The server's ``MetadataView`` answered from the etcd cache (consistent on every broker)."""
