@@ -58,12 +58,15 @@ def _requests(api_key: int, version: int) -> list[tuple[dict[str, Any], ErrorCod
     if api_key == 18:
         return [({"client_software_name": "t", "client_software_version": "1"}, ErrorCode.none)]
     if api_key == 19:
-        def create(name: str, partitions: int) -> dict[str, Any]:
+        def create(name: str, partitions: int, assignments: tuple[Any, ...] = ()
+                   ) -> dict[str, Any]:
             return {"timeout": SECOND, "validate_only": True, "topics": (
                 build(m.CreatableTopic, name=name, num_partitions=partitions,
-                      replication_factor=1, assignments=(), configs=()),)}
+                      replication_factor=1, assignments=assignments, configs=()),)}
+        placed = (build(m.CreatableReplicaAssignment, partition_index=0, broker_ids=(1,)),)
         return [(create("fresh", 2), ErrorCode.none),
-                (create("known", 1), ErrorCode.topic_already_exists)]
+                (create("known", 1), ErrorCode.topic_already_exists),
+                (create("placed", 1, placed), ErrorCode.invalid_replica_assignment)]
     if api_key == 20:
         return [({"topic_names": ("missing",), "timeout": SECOND,
                   "topics": (build(m.DeleteTopicState, name="missing", topic_id=uuid.UUID(int=0))
@@ -87,26 +90,31 @@ def _requests(api_key: int, version: int) -> list[tuple[dict[str, Any], ErrorCod
         return [(describe(2, "known"), ErrorCode.none), (describe(4, "1"), ErrorCode.none),
                 (describe(2, "missing"), ErrorCode.unknown_topic_or_partition)]
     if api_key == 33:
-        def alter(name: str, value: str) -> dict[str, Any]:
+        def alter(name: str, value: str, kind: int = 2) -> dict[str, Any]:
             return {"validate_only": True, "resources": (
-                build(m.AlterConfigsResource, resource_type=2, resource_name=name, configs=(
+                build(m.AlterConfigsResource, resource_type=kind, resource_name=name, configs=(
                     build(m.AlterableConfig, name="retention.ms", value=value),)),)}
         return [(alter("known", "1000"), ErrorCode.none),
                 (alter("known", "soon"), ErrorCode.invalid_config),
-                (alter("missing", "1000"), ErrorCode.unknown_topic_or_partition)]
+                (alter("missing", "1000"), ErrorCode.unknown_topic_or_partition),
+                (alter("1", "1000", kind=4), ErrorCode.invalid_request)]
     if api_key == 37:
-        def grow(count: int) -> dict[str, Any]:
+        def grow(count: int, assignments: tuple[Any, ...] | None = None) -> dict[str, Any]:
             return {"timeout": SECOND, "validate_only": True, "topics": (
-                build(m.CreatePartitionsTopic, name="known", count=count, assignments=None),)}
-        return [(grow(3), ErrorCode.none), (grow(1), ErrorCode.invalid_partitions)]
+                build(m.CreatePartitionsTopic, name="known", count=count,
+                      assignments=assignments),)}
+        placed = (build(m.CreatePartitionsAssignment, broker_ids=(1,)),) * 2
+        return [(grow(3), ErrorCode.none), (grow(1), ErrorCode.invalid_partitions),
+                (grow(3, placed), ErrorCode.invalid_replica_assignment)]
     if api_key == 44:
-        def alter_incrementally(value: str) -> dict[str, Any]:
+        def alter_incrementally(value: str, kind: int = 2) -> dict[str, Any]:
             return {"validate_only": True, "resources": (
-                build(m.AlterConfigsResource, resource_type=2, resource_name="known", configs=(
-                    build(m.AlterableConfig, name="segment.ms", config_operation=0,
-                          value=value),)),)}
+                build(m.AlterConfigsResource, resource_type=kind, resource_name="known",
+                      configs=(build(m.AlterableConfig, name="segment.ms", config_operation=0,
+                                     value=value),)),)}
         return [(alter_incrementally("1000"), ErrorCode.none),
-                (alter_incrementally("x"), ErrorCode.invalid_config)]
+                (alter_incrementally("x"), ErrorCode.invalid_config),
+                (alter_incrementally("1000", kind=4), ErrorCode.invalid_request)]
     if api_key == 60:
         return [({"include_cluster_authorized_operations": False}, ErrorCode.none)]
     raise AssertionError(f"no request builder for API {api_key}")

@@ -8,6 +8,7 @@ others. Broker resources are described from the broker's own settings (read-only
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -57,10 +58,7 @@ async def handle_create_topics(request: Any, ctx: RequestContext) -> Any:
             configs={c.name: c.value for c in topic.configs if c.value is not None},
         )
         try:
-            if topic.assignments:
-                raise KafkaError(
-                    ErrorCode.invalid_replica_assignment, "manual replica assignment unsupported"
-                )
+            _refuse_manual_assignment(topic)
             created = broker.create_topic(spec, validate_only=bool(request.validate_only))
         except KafkaError as error:
             results.append(
@@ -101,6 +99,14 @@ async def handle_create_topics(request: Any, ctx: RequestContext) -> Any:
             )
         )
     return build(module.CreateTopicsResponse, throttle_time=NO_THROTTLE, topics=tuple(results))
+
+
+def _refuse_manual_assignment(topic: Any) -> None:
+    """CreateTopics and CreatePartitions: replicas are placed by the broker, never by the client."""
+    if topic.assignments:
+        raise KafkaError(
+            ErrorCode.invalid_replica_assignment, "manual replica assignment unsupported"
+        )
 
 
 def _topic_configs(
@@ -157,10 +163,7 @@ async def handle_create_partitions(request: Any, ctx: RequestContext) -> Any:
     results = []
     for topic in request.topics:
         try:
-            if topic.assignments:
-                raise KafkaError(
-                    ErrorCode.invalid_replica_assignment, "manual replica assignment unsupported"
-                )
+            _refuse_manual_assignment(topic)
             broker.topics.add_partitions(
                 topic.name, int(topic.count), validate_only=bool(request.validate_only)
             )
@@ -278,39 +281,48 @@ def _require_topic_resource(resource: Any) -> None:
         )
 
 
-async def handle_alter_configs(request: Any, ctx: RequestContext) -> Any:
-    broker = ctx.broker
-    module = response_classes(ALTER_CONFIGS, ctx.api_version)
+def _alter_each(
+    module: Any, resources: Iterable[Any], alter: Callable[[Any], None]
+) -> tuple[Any, ...]:
+    """``alter`` each topic resource; one result per resource, with its own error."""
     results = []
-    for resource in request.resources:
+    for resource in resources:
         try:
             _require_topic_resource(resource)
-            configs = {c.name: c.value for c in resource.configs if c.value is not None}
-            broker.alter_configs(
-                resource.resource_name, configs, validate_only=bool(request.validate_only)
-            )
+            alter(resource)
             results.append(_alter_result(module, resource, None))
         except KafkaError as error:
             results.append(_alter_result(module, resource, error))
-    return build(module.AlterConfigsResponse, throttle_time=NO_THROTTLE, responses=tuple(results))
+    return tuple(results)
+
+
+async def handle_alter_configs(request: Any, ctx: RequestContext) -> Any:
+    broker = ctx.broker
+    module = response_classes(ALTER_CONFIGS, ctx.api_version)
+
+    def alter(resource: Any) -> None:
+        configs = {c.name: c.value for c in resource.configs if c.value is not None}
+        broker.alter_configs(
+            resource.resource_name, configs, validate_only=bool(request.validate_only)
+        )
+
+    results = _alter_each(module, request.resources, alter)
+    return build(module.AlterConfigsResponse, throttle_time=NO_THROTTLE, responses=results)
 
 
 async def handle_incremental_alter_configs(request: Any, ctx: RequestContext) -> Any:
     broker = ctx.broker
     module = response_classes(INCREMENTAL_ALTER_CONFIGS, ctx.api_version)
-    results = []
-    for resource in request.resources:
-        try:
-            _require_topic_resource(resource)
-            changes = [(c.name, int(c.config_operation), c.value) for c in resource.configs]
-            broker.incremental_alter_configs(
-                resource.resource_name, changes, validate_only=bool(request.validate_only)
-            )
-            results.append(_alter_result(module, resource, None))
-        except KafkaError as error:
-            results.append(_alter_result(module, resource, error))
+
+    def alter(resource: Any) -> None:
+        changes = [(c.name, int(c.config_operation), c.value) for c in resource.configs]
+        broker.incremental_alter_configs(
+            resource.resource_name, changes, validate_only=bool(request.validate_only)
+        )
+
+    results = _alter_each(module, request.resources, alter)
     return build(
-        module.IncrementalAlterConfigsResponse, throttle_time=NO_THROTTLE, responses=tuple(results)
+        module.IncrementalAlterConfigsResponse, throttle_time=NO_THROTTLE, responses=results
     )
 
 
