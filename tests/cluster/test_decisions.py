@@ -231,3 +231,15 @@ def test_unclean_election_only_for_leaderless_partitions() -> None:
     assert (elected.topic, elected.leader, elected.isr, elected.leader_epoch) == ("t", 2, (2,), 7)
     assert elected.leader_broker_epoch == 20
     assert unclean_leader_elections(snapshot([], [offline])) == []
+
+
+def test_elections_consider_only_the_named_known_partitions() -> None:
+    moved = [PartitionState(t, 0, (1, 2), 2, 6, (1, 2), 8, 20) for t in ("a", "b")]
+    offline = [PartitionState(t, 0, (1, 2), NO_LEADER, 6, (1,), 8, -1) for t in ("c", "d")]
+    snap = snapshot([reg(1, 10), reg(2, 20)], [*moved, *offline])
+    named = [("b", 0), ("missing", 3), ("d", 0)]
+    # a leaderless partition whose preferred replica is in sync gets it back too
+    assert [s.topic for s in preferred_leader_elections(snap, named)] == ["b", "d"]
+    assert [s.topic for s in unclean_leader_elections(snap, iter(named))] == ["d"]
+    assert [s.topic for s in preferred_leader_elections(snap)] == ["a", "b", "c", "d"]
+    assert [s.topic for s in unclean_leader_elections(snap)] == ["c", "d"]

@@ -19,7 +19,7 @@ Rules (Kafka's, simplified where noted):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from headrace.cluster.model import (
@@ -177,16 +177,26 @@ def reconcile(snapshot: ClusterSnapshot) -> Reconciliation:
     return Reconciliation(partitions=changed, seen=seen, seen_after=seen_after)
 
 
+def _elected_states(
+    snapshot: ClusterSnapshot, only: Iterable[tuple[str, int]] | None
+) -> Iterator[PartitionState]:
+    """The states an election looks at: ``only`` those partitions (unknown ones skipped) or all,
+    in key order."""
+    keys = sorted(snapshot.partitions) if only is None else only
+    for key in keys:
+        state = snapshot.partitions.get(key)
+        if state is not None:
+            yield state
+
+
 def preferred_leader_elections(
     snapshot: ClusterSnapshot, only: Iterable[tuple[str, int]] | None = None
 ) -> list[PartitionState]:
     """Move leadership back to each partition's first replica where it is an eligible ISR member."""
     health = broker_health(snapshot.brokers, snapshot.seen)
-    keys = sorted(snapshot.partitions) if only is None else list(only)
     result: list[PartitionState] = []
-    for key in keys:
-        state = snapshot.partitions.get(key)
-        if state is None or not state.replicas:
+    for state in _elected_states(snapshot, only):
+        if not state.replicas:
             continue
         preferred = state.replicas[0]
         preferred_health = health.get(preferred, _GONE)
@@ -211,11 +221,9 @@ def unclean_leader_elections(
 ) -> list[PartitionState]:
     """ElectLeaders(UNCLEAN): give leaderless partitions any live replica, accepting data loss."""
     health = broker_health(snapshot.brokers, snapshot.seen)
-    keys = sorted(snapshot.partitions) if only is None else list(only)
     result: list[PartitionState] = []
-    for key in keys:
-        state = snapshot.partitions.get(key)
-        if state is None or state.leader != NO_LEADER:
+    for state in _elected_states(snapshot, only):
+        if state.leader != NO_LEADER:
             continue
         candidates = [
             b for b in state.replicas
