@@ -378,14 +378,7 @@ class GroupStateMachine:
         assert member.group_instance_id is not None
         old_id = group.static_members[member.group_instance_id]
         old = group.members.pop(old_id)
-        if old.awaiting_join:
-            self._effects.join_results.append(
-                (group.group_id, old_id, JoinResult(ErrorCode.fenced_instance_id, old_id))
-            )
-        if old.awaiting_sync:
-            self._effects.sync_results.append(
-                (group.group_id, old_id, SyncResult(ErrorCode.fenced_instance_id))
-            )
+        self._answer_parked_calls(group, old, ErrorCode.fenced_instance_id)
         member.assignment = old.assignment
         member.heartbeat_deadline_ms = now_ms + member.session_timeout_ms
         group.members[member.member_id] = member
@@ -483,6 +476,17 @@ class GroupStateMachine:
                 (group.group_id, member.member_id, self._join_result_for(group, member))
             )
 
+    def _answer_parked_calls(self, group: Group, member: Member, error: ErrorCode) -> None:
+        """A member leaving the group: its parked JoinGroup/SyncGroup calls end with ``error``."""
+        if member.awaiting_join:
+            self._effects.join_results.append(
+                (group.group_id, member.member_id, JoinResult(error, member.member_id))
+            )
+        if member.awaiting_sync:
+            self._effects.sync_results.append(
+                (group.group_id, member.member_id, SyncResult(error))
+            )
+
     def _remove_member(
         self, group: Group, member_id: str, now_ms: int, *, rebalance: bool = True
     ) -> None:
@@ -490,14 +494,7 @@ class GroupStateMachine:
         instance_id = member.group_instance_id
         if instance_id is not None and group.static_members.get(instance_id) == member_id:
             del group.static_members[instance_id]
-        if member.awaiting_join:
-            self._effects.join_results.append(
-                (group.group_id, member_id, JoinResult(ErrorCode.unknown_member_id, member_id))
-            )
-        if member.awaiting_sync:
-            self._effects.sync_results.append(
-                (group.group_id, member_id, SyncResult(ErrorCode.unknown_member_id))
-            )
+        self._answer_parked_calls(group, member, ErrorCode.unknown_member_id)
         if not rebalance:
             return
         if group.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
