@@ -83,29 +83,10 @@ async def test_spans_are_exported_over_otlp_http(monkeypatch: pytest.MonkeyPatch
     """A real OTLP/HTTP exchange: an aiohttp server stands in for the collector."""
     import asyncio
 
-    from aiohttp import web
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
+    from tests.observability.otlp_collector import otlp_collector
 
-    received: list[ExportTraceServiceRequest] = []
-
-    async def collect(request: web.Request) -> web.Response:
-        assert request.content_type == "application/x-protobuf"
-        message = ExportTraceServiceRequest()
-        message.ParseFromString(await request.read())
-        received.append(message)
-        return web.Response(body=b"", content_type="application/x-protobuf")
-
-    app = web.Application()
-    app.router.add_post("/v1/traces", collect)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    async with otlp_collector() as collector:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint)
         provider = setup_tracing(broker_id=3)
         assert provider is not None
         with get_tracer(provider).start_as_current_span("exported-span"):
@@ -113,11 +94,8 @@ async def test_spans_are_exported_over_otlp_http(monkeypatch: pytest.MonkeyPatch
         # The batch processor exports from its own thread; flush without blocking the loop.
         assert await asyncio.to_thread(provider.force_flush, 10_000)
         provider.shutdown()
-    finally:
-        await runner.cleanup()
-    spans = [span for message in received for resource_spans in message.resource_spans
-             for scope_spans in resource_spans.scope_spans for span in scope_spans.spans]
-    assert [span.name for span in spans] == ["exported-span"]
-    attributes = {a.key: a.value for a in received[0].resource_spans[0].resource.attributes}
+    assert [span.name for span in collector.spans()] == ["exported-span"]
+    resource = collector.received[0].resource_spans[0].resource
+    attributes = {a.key: a.value for a in resource.attributes}
     assert attributes["service.name"].string_value == "headrace-broker"
     assert attributes["headrace.broker_id"].int_value == 3
