@@ -27,6 +27,7 @@ from headrace.groups import (
     records,
 )
 from headrace.groups.coordinator import append_error_to_group_error
+from headrace.groups.state import JoinProtocol, JoinRequest
 from headrace.server.errors import KafkaError
 from headrace.storage import BatchTooLargeError, LogManager, StorageError
 
@@ -34,7 +35,15 @@ NODE = CoordinatorNode(7, "127.0.0.1", 9092)
 CONFIG = GroupConfig(
     offsets_topic_partitions=3, limits=GroupLimits(min_session_timeout_ms=100)
 )
-PROTOCOLS = [("range", b"\x00\x01\x00\x00\x00\x01\x00\x06orders\xff\xff\xff\xff")]
+PROTOCOLS = (JoinProtocol("range", b"\x00\x01\x00\x00\x00\x01\x00\x06orders\xff\xff\xff\xff"),)
+
+
+def join_request(
+    group: str, member_id: str = "", instance: str | None = None, session_ms: int = 10_000
+) -> JoinRequest:
+    """A JoinGroup v4+ call of a "consumer" member with the range protocol."""
+    return JoinRequest(group, member_id, instance, "c", "h", session_ms, 10_000, "consumer",
+                       PROTOCOLS, False)
 
 
 class Broker:
@@ -75,10 +84,7 @@ async def join_one(
     instance: str | None = None,
     session_ms: int = 10_000,
 ) -> tuple[str, int]:
-    result = await coordinator.join_group(
-        group, member_id, instance, "client", "127.0.0.1", session_ms, 10_000, "consumer",
-        PROTOCOLS, require_known_member_id=False,
-    )
+    result = await coordinator.join_group(join_request(group, member_id, instance, session_ms))
     assert result.error is ErrorCode.none
     sync = await coordinator.sync_group(
         group, result.generation_id, result.member_id, instance, None, None,
@@ -165,17 +171,13 @@ async def test_two_members_join_concurrently(broker: Broker) -> None:
     assert coordinator is not None
 
     async def join() -> tuple[str, int, str, int]:
-        result = await coordinator.join_group(
-            "pair", "", None, "c", "h", 10_000, 10_000, "consumer", PROTOCOLS, False
-        )
+        result = await coordinator.join_group(join_request("pair"))
         return result.member_id, result.generation_id, result.leader_id, len(result.members)
 
     first = await join()  # a lone member completes generation 1 at once
     second_task = asyncio.create_task(join())
     await wait_for(lambda: coordinator.describe_group("pair").state == "PreparingRebalance")
-    rejoin = await coordinator.join_group(
-        "pair", first[0], None, "c", "h", 10_000, 10_000, "consumer", PROTOCOLS, False
-    )
+    rejoin = await coordinator.join_group(join_request("pair", first[0]))
     second = await second_task
     assert rejoin.generation_id == second[1] == 2
     assert rejoin.leader_id == second[2] == first[0]
@@ -212,9 +214,7 @@ async def test_not_coordinator_until_partition_loaded(tmp_path: Path) -> None:
     coordinator = await node.start()
     try:
         partition = offsets_partition_for("late", 3)
-        result = await coordinator.join_group(
-            "late", "", None, "c", "h", 10_000, 10_000, "consumer", PROTOCOLS, False
-        )
+        result = await coordinator.join_group(join_request("late"))
         assert result.error is ErrorCode.not_coordinator
         assert coordinator.fetch_offsets("late", None)[0] is ErrorCode.not_coordinator
         await coordinator.load_partition(partition, leader_epoch=1)
@@ -285,9 +285,7 @@ async def test_coordinator_load_in_progress_while_replaying(tmp_path: Path) -> N
         await asyncio.sleep(0)  # the load runs up to its first yield, mid-replay
         assert not loading.done()
         assert coordinator.ownership_error("loading") is ErrorCode.coordinator_load_in_progress
-        result = await coordinator.join_group(
-            "loading", "", None, "c", "h", 10_000, 10_000, "consumer", PROTOCOLS, False
-        )
+        result = await coordinator.join_group(join_request("loading"))
         assert result.error is ErrorCode.coordinator_load_in_progress
         await loading
         error, offsets = coordinator.fetch_offsets("loading", None)
@@ -332,9 +330,7 @@ async def test_failed_appends_map_to_group_errors_and_release_waiters(
     coordinator = GroupCoordinator(logs, NODE, CONFIG, append=append)
     await coordinator.start()
     try:
-        joined = await coordinator.join_group(
-            "g", "", None, "c", "h", 10_000, 10_000, "consumer", PROTOCOLS, False
-        )
+        joined = await coordinator.join_group(join_request("g"))
         failing = True
         # The leader's SyncGroup must still be answered although storing the group failed.
         synced = await asyncio.wait_for(

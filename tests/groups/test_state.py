@@ -17,6 +17,7 @@ from headrace.groups.state import (
     GroupState,
     GroupStateMachine,
     JoinProtocol,
+    JoinRequest,
     JoinResult,
     PendingJoin,
     SyncResult,
@@ -48,8 +49,9 @@ def join(
     session: int = SESSION,
 ) -> JoinResult | PendingJoin:
     return machine.join(
-        group, member_id, instance, client, "127.0.0.1", session, REBALANCE,
-        protocol_type, protocols, v4, now,
+        JoinRequest(group, member_id, instance, client, "127.0.0.1", session, REBALANCE,
+                    protocol_type, protocols, v4),
+        now,
     )
 
 

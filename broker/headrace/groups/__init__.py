@@ -17,7 +17,13 @@ from headrace.groups.coordinator import (
     OffsetCommit,
     offsets_partition_for,
 )
-from headrace.groups.state import CommittedOffset, GroupLimits, GroupState
+from headrace.groups.state import (
+    CommittedOffset,
+    GroupLimits,
+    GroupState,
+    JoinProtocol,
+    JoinRequest,
+)
 
 __all__ = [
     "OFFSETS_TOPIC",
@@ -29,6 +35,8 @@ __all__ = [
     "GroupLimits",
     "GroupOverview",
     "GroupState",
+    "JoinProtocol",
+    "JoinRequest",
     "MemberDescription",
     "OffsetCommit",
     "offsets_partition_for",

@@ -31,6 +31,7 @@ from headrace.groups.state import (
     GroupState,
     GroupStateMachine,
     JoinProtocol,
+    JoinRequest,
     JoinResult,
     Member,
     SyncResult,
@@ -315,40 +316,16 @@ class GroupCoordinator:
 
     # ------------------------------------------------------------------- membership
 
-    async def join_group(
-        self,
-        group_id: str,
-        member_id: str,
-        group_instance_id: str | None,
-        client_id: str,
-        client_host: str,
-        session_timeout_ms: int,
-        rebalance_timeout_ms: int,
-        protocol_type: str,
-        protocols: Iterable[tuple[str, bytes]],
-        require_known_member_id: bool,
-    ) -> JoinResult:
-        error = self.ownership_error(group_id)
+    async def join_group(self, request: JoinRequest) -> JoinResult:
+        error = self.ownership_error(request.group_id)
         if error is not ErrorCode.none:
-            return JoinResult(error, member_id)
-        outcome = self.machine.join(
-            group_id,
-            member_id,
-            group_instance_id,
-            client_id,
-            client_host,
-            session_timeout_ms,
-            rebalance_timeout_ms,
-            protocol_type,
-            tuple(JoinProtocol(name, metadata) for name, metadata in protocols),
-            require_known_member_id,
-            self._clock_ms(),
-        )
+            return JoinResult(error, request.member_id)
+        outcome = self.machine.join(request, self._clock_ms())
         if isinstance(outcome, JoinResult):
             await self._apply(self.machine.drain_effects())
             return outcome
         # Park before applying the effects: they may already hold this member's answer.
-        key = (group_id, outcome.member_id)
+        key = (request.group_id, outcome.member_id)
         waiter = self._new_waiter(
             self._join_waiters, key, JoinResult(ErrorCode.rebalance_in_progress, key[1])
         )

@@ -16,6 +16,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from headrace.groups.coordinator import GroupCoordinator, OffsetCommit
+from headrace.groups.state import JoinProtocol, JoinRequest
 from headrace.protocol.codec import response_schema
 from headrace.server.dispatch import ApiHandler, RequestContext
 from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
@@ -147,16 +148,18 @@ async def _join_group(coordinator: GroupCoordinator, request: Any, ctx: RequestC
     session_ms = _ms(request.session_timeout)
     rebalance_ms = _ms(getattr(request, "rebalance_timeout", -1))
     result = await coordinator.join_group(
-        group_id=request.group_id,
-        member_id=request.member_id,
-        group_instance_id=getattr(request, "group_instance_id", None),
-        client_id=_client_id(ctx),
-        client_host=ctx.client_host,
-        session_timeout_ms=session_ms,
-        rebalance_timeout_ms=rebalance_ms if rebalance_ms >= 0 else session_ms,
-        protocol_type=request.protocol_type,
-        protocols=[(p.name, p.metadata) for p in request.protocols],
-        require_known_member_id=version >= 4,
+        JoinRequest(
+            group_id=request.group_id,
+            member_id=request.member_id,
+            group_instance_id=getattr(request, "group_instance_id", None),
+            client_id=_client_id(ctx),
+            client_host=ctx.client_host,
+            session_timeout_ms=session_ms,
+            rebalance_timeout_ms=rebalance_ms if rebalance_ms >= 0 else session_ms,
+            protocol_type=request.protocol_type,
+            protocols=tuple(JoinProtocol(p.name, p.metadata) for p in request.protocols),
+            require_known_member_id=version >= 4,
+        )
     )
     member_cls = response_classes(JOIN_GROUP, version).JoinGroupResponseMember
     members = tuple(

@@ -53,6 +53,23 @@ class JoinProtocol:
     metadata: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    """One JoinGroup call, whatever its version (the coordinator adds the clock)."""
+
+    group_id: str
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    session_timeout_ms: int
+    #: -1 for JoinGroup v0, which has none: the session timeout stands in.
+    rebalance_timeout_ms: int
+    protocol_type: str
+    protocols: tuple[JoinProtocol, ...]
+    require_known_member_id: bool
+
+
 @dataclass(slots=True)
 class Member:
     member_id: str
@@ -250,21 +267,12 @@ class GroupStateMachine:
 
     # ------------------------------------------------------------------------------ join
 
-    def join(
-        self,
-        group_id: str,
-        member_id: str,
-        group_instance_id: str | None,
-        client_id: str,
-        client_host: str,
-        session_timeout_ms: int,
-        rebalance_timeout_ms: int,
-        protocol_type: str,
-        protocols: tuple[JoinProtocol, ...],
-        require_known_member_id: bool,
-        now_ms: int,
-    ) -> JoinResult | PendingJoin:
+    def join(self, request: JoinRequest, now_ms: int) -> JoinResult | PendingJoin:
         """Answer at once, or park the member until the rebalance's effects carry its answer."""
+        group_id, member_id = request.group_id, request.member_id
+        group_instance_id, protocols = request.group_instance_id, request.protocols
+        session_timeout_ms = request.session_timeout_ms
+        rebalance_timeout_ms = request.rebalance_timeout_ms
         if rebalance_timeout_ms < 0:  # JoinGroup v0 has no rebalance timeout
             rebalance_timeout_ms = session_timeout_ms
         if not group_id:
@@ -279,31 +287,31 @@ class GroupStateMachine:
         if group is None:
             if member_id:
                 return JoinResult(ErrorCode.unknown_member_id, member_id)
-            if not protocol_type or not protocols:  # refuse before creating a phantom group
+            if not request.protocol_type or not protocols:  # refuse before a phantom group
                 return JoinResult(ErrorCode.inconsistent_group_protocol, member_id)
             group = self.groups[group_id] = Group(group_id)
         if group.state is GroupState.DEAD:
             return JoinResult(ErrorCode.coordinator_not_available, member_id)
-        if not self._supports(group, protocol_type, protocols):
+        if not self._supports(group, request.protocol_type, protocols):
             return JoinResult(ErrorCode.inconsistent_group_protocol, member_id)
 
         def make_member(new_id: str) -> Member:
             return Member(
                 member_id=new_id,
                 group_instance_id=group_instance_id,
-                client_id=client_id,
-                client_host=client_host,
+                client_id=request.client_id,
+                client_host=request.client_host,
                 session_timeout_ms=session_timeout_ms,
                 rebalance_timeout_ms=rebalance_timeout_ms,
-                protocol_type=protocol_type,
+                protocol_type=request.protocol_type,
                 protocols=protocols,
             )
 
         if not member_id:
-            new_id = self._new_member_id(group_instance_id or client_id)
+            new_id = self._new_member_id(group_instance_id or request.client_id)
             if group_instance_id is not None and group_instance_id in group.static_members:
                 return self._replace_static_member(group, make_member(new_id), now_ms)
-            if group_instance_id is None and require_known_member_id:
+            if group_instance_id is None and request.require_known_member_id:
                 group.pending_members[new_id] = now_ms + session_timeout_ms
                 return JoinResult(ErrorCode.member_id_required, new_id)
             return self._add_member_and_rebalance(group, make_member(new_id), now_ms)
