@@ -16,7 +16,7 @@ import google_crc32c
 
 from headrace.storage import LogManager
 from tests.storage.batches import base_offset_of, split_batches
-from tests.storage.conftest import simulate_crash
+from tests.storage.conftest import ManualClock, simulate_crash
 from tests.storage.crash_writer import CONFIG, RECORDS_PER_BATCH, TOPIC, batch_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,8 @@ def _spawn(data_dir: Path, stderr: IO[bytes]) -> subprocess.Popen[bytes]:
 
 def _verify(data_dir: Path, acknowledged: int) -> int:
     """Reopen (recovering), check every batch, return the log end offset."""
-    manager = LogManager(data_dir, default_config=CONFIG)
+    # The writer's clock (the batches' era), or the rebuilt producer would count as expired.
+    manager = LogManager(data_dir, default_config=CONFIG, clock_ms=ManualClock())
     if TOPIC not in manager.topics():  # killed before the writer created its topic
         assert acknowledged == 0
         manager.close()

@@ -20,7 +20,7 @@ from hypothesis.stateful import (
 
 from headrace.storage import LogConfig, LogManager, OutOfOrderSequenceError, PartitionLog
 from tests.storage.batches import make_batch
-from tests.storage.conftest import simulate_crash
+from tests.storage.conftest import ManualClock, simulate_crash
 
 CONFIG = LogConfig(segment_bytes=500, index_interval_bytes=64)
 PID = 77
@@ -41,7 +41,10 @@ class ProducerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(dir=self.base_dir))
-        self.manager = LogManager(self.dir, default_config=CONFIG)
+        # The broker clock lives in the batches' era (their timestamps are from 2023), so a
+        # rebuild from the log does not see every producer as idle for years and expire it.
+        self.clock = ManualClock()
+        self.manager = LogManager(self.dir, default_config=CONFIG, clock_ms=self.clock)
         self.manager.create_topic("p", 1)
         self.sent: list[Sent] = []  # idempotent batches still in the log
         self.end = 0
@@ -131,7 +134,7 @@ class ProducerMachine(RuleBasedStateMachine):
             self.manager.close()
         else:
             simulate_crash(self.manager)
-        self.manager = LogManager(self.dir, default_config=CONFIG)
+        self.manager = LogManager(self.dir, default_config=CONFIG, clock_ms=self.clock)
         assert self.log.log_end_offset == self.end
 
     def teardown(self) -> None:

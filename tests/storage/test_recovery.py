@@ -12,7 +12,7 @@ import pytest
 
 from headrace.storage import LogConfig, LogManager, PartitionLog
 from tests.storage.batches import base_offset_of, batch_body, make_batch, split_batches
-from tests.storage.conftest import simulate_crash
+from tests.storage.conftest import ManualClock, simulate_crash
 
 CONFIG = LogConfig(segment_bytes=1500, index_interval_bytes=100)
 
@@ -190,7 +190,8 @@ def test_garbled_indexes_never_misdirect_reads(tmp_path: Path) -> None:
 
 
 def test_damaged_producer_snapshot_is_rebuilt_from_log(tmp_path: Path) -> None:
-    manager = LogManager(tmp_path, default_config=CONFIG)
+    clock = ManualClock()  # in the batches' era, so the rebuilt producer is not expired
+    manager = LogManager(tmp_path, default_config=CONFIG, clock_ms=clock)
     manager.create_topic("t", 1)
     log = manager.get_partition("t", 0)
     for seq in range(0, 30, 3):
@@ -199,7 +200,7 @@ def test_damaged_producer_snapshot_is_rebuilt_from_log(tmp_path: Path) -> None:
     manager.close()
     for snapshot in (tmp_path / "t-0").glob("*.snapshot"):
         snapshot.write_bytes(b"garbage")
-    reopened = _reopen(tmp_path)
+    reopened = _reopen(tmp_path, clock_ms=clock)
     log = reopened.get_partition("t", 0)
     retry = make_batch([b"a", b"b", b"c"], producer_id=7, producer_epoch=0, base_sequence=27)
     assert log.append(retry, leader_epoch=0).duplicate

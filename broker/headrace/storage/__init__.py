@@ -24,6 +24,7 @@ from headrace.storage.errors import (
 from headrace.storage.interface import LogManagerAPI, PartitionLogAPI
 from headrace.storage.log import PartitionLog
 from headrace.storage.manager import LogManager
+from headrace.storage.producer_state import DEFAULT_PRODUCER_ID_EXPIRATION_MS
 from headrace.storage.results import (
     AppendResult,
     FileRegion,
@@ -35,6 +36,7 @@ from headrace.storage.results import (
 )
 
 __all__ = [
+    "DEFAULT_PRODUCER_ID_EXPIRATION_MS",
     "AppendResult",
     "BatchTooLargeError",
     "CleanerCheckpoint",

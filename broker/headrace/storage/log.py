@@ -56,9 +56,11 @@ from headrace.storage.errors import (
 )
 from headrace.storage.files import TMP_SUFFIX, FileHandleCache, fsync_dir, write_atomic
 from headrace.storage.producer_state import (
+    DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     ProducerEntry,
     ProducerStateManager,
     list_snapshots,
+    replayed_write_time,
 )
 from headrace.storage.records import require_keys
 from headrace.storage.results import AppendResult, FileRegion, LogRead, RecoveryEvent
@@ -100,6 +102,7 @@ class PartitionLog:
         verify_all: bool = False,
         clock_ms: Callable[[], int] = wall_clock_ms,
         on_recovery: Callable[[RecoveryEvent], None] | None = None,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     ) -> None:
         self.directory = directory
         self._topic = topic
@@ -116,7 +119,7 @@ class PartitionLog:
         self._unflushed_sealed: list[Segment] = []
         self._dir_dirty = False
         self._last_flush_ms = clock_ms()
-        self.producer_state = ProducerStateManager()
+        self.producer_state = ProducerStateManager(producer_id_expiration_ms)
         self.epoch_cache = LeaderEpochCache(directory / CHECKPOINT_NAME)
         self.segments_scanned = 0  # full CRC scans done while opening (for the recovery report)
         self._closed = False
@@ -204,6 +207,8 @@ class PartitionLog:
         next_offset = self.log_end_offset
         state = self.producer_state
         records = 0
+        now = self._clock_ms()
+        log_append_time = config.message_timestamp_type == "LogAppendTime"
         for header in headers:
             if header.batch_length + LOG_OVERHEAD > config.segment_bytes:
                 raise BatchTooLargeError(
@@ -225,12 +230,11 @@ class PartitionLog:
                         f"producer {header.producer_id} resent sequence {header.base_sequence} "
                         "inside a multi-batch append"
                     )
-                state.apply(pending, state.producers.get(header.producer_id), header, next_offset)
+                current = state.producers.get(header.producer_id)
+                state.apply(pending, current, header, next_offset, now)
             offsets.append(next_offset)
             next_offset += header.last_offset_delta + 1
-        now = self._clock_ms()
         self._maybe_roll(len(view), next_offset, now)
-        log_append_time = config.message_timestamp_type == "LogAppendTime"
         iov: list[bytes | memoryview] = []
         for header, offset in zip(headers, offsets, strict=True):
             end = header.position + header.batch_length + LOG_OVERHEAD
@@ -303,7 +307,7 @@ class PartitionLog:
             )
             if header.leader_epoch > self.epoch_cache.latest_epoch:
                 self.epoch_cache.assign(header.leader_epoch, header.base_offset)
-            self.producer_state.observe(header)
+            self.producer_state.observe(header, now)
         self._after_write(sum(h.record_count for h in headers), now)
         return AppendResult(headers[0].base_offset, expected - 1, -1, self._log_start)
 
@@ -413,7 +417,9 @@ class PartitionLog:
         if durable:
             fsync_dir(self.directory)
             self._dir_dirty = False
-        self.producer_state.write_snapshot(self.directory, new.base_offset, durable=durable)
+        self.producer_state.write_snapshot(
+            self.directory, new.base_offset, durable=durable, now_ms=self._clock_ms()
+        )
         return new
 
     def roll_if_aged(self, now_ms: int) -> bool:
@@ -584,7 +590,10 @@ class PartitionLog:
             return 0, 0
         if self.producer_state.changed_since_snapshot:
             self.producer_state.write_snapshot(
-                self.directory, self.log_end_offset, durable=self._durable_policy
+                self.directory,
+                self.log_end_offset,
+                durable=self._durable_policy,
+                now_ms=self._clock_ms(),
             )
         self._generation += 1
         removed = self.segments[:count]
@@ -632,6 +641,11 @@ class PartitionLog:
             doomed = max(doomed, by_size)
         more, more_bytes = self._delete_oldest(doomed)
         return deleted + more, freed + more_bytes, rolled
+
+    def expire_producers(self, now_ms: int) -> int:
+        """Forget idempotent producers whose last write is at least ``producer.id.expiration.ms``
+        old (the periodic retention pass calls this); returns how many were forgotten."""
+        return self.producer_state.remove_expired(now_ms)
 
     def _segment_time(self, segment: Segment) -> int:
         if segment.max_timestamp != NO_TIMESTAMP:
@@ -939,7 +953,9 @@ class PartitionLog:
         self._sync_data(self._clock_ms())
         end = self.log_end_offset
         if self.producer_state.changed_since_snapshot:
-            self.producer_state.write_snapshot(self.directory, end, durable=final)
+            self.producer_state.write_snapshot(
+                self.directory, end, durable=final, now_ms=self._clock_ms()
+            )
         if final or (end != self._recovery_point and self._recovery_point < active.base_offset):
             self._recovery_point = end
             self._write_state()
@@ -1119,19 +1135,23 @@ class PartitionLog:
     def _load_producer_state(self) -> None:
         """Newest usable snapshot at or below the log end, then replay batch headers after it."""
         end = self.log_end_offset
+        now = self._clock_ms()
         state = self.producer_state
         start = -1
-        state.producers = {}
+        written_ms = -1  # when the snapshot the replay starts from was written
+        state.clear()
         for offset, path in reversed(list_snapshots(self.directory)):
             if offset > end:
                 path.unlink(missing_ok=True)
                 continue
             try:
-                start = state.load_snapshot(path.read_bytes())
+                start, written_ms = state.load_snapshot(path.read_bytes(), now)
                 break
             except (OSError, ValueError, KeyError, TypeError):
                 path.unlink(missing_ok=True)
                 self._report("rebuilt-index", f"producer snapshot {path.name} unreadable", 0)
+        # load_snapshot marks the state changed when it left expired entries out.
+        expired_in_snapshot = start >= 0 and state.changed_since_snapshot
         for segment in self.segments:
             if segment.next_offset <= start or segment.size == 0:
                 continue
@@ -1146,5 +1166,9 @@ class PartitionLog:
             )
             for header in scanner:
                 if header.base_offset >= start:
-                    state.observe(header)
-        state.changed_since_snapshot = start != end and bool(state.producers)
+                    state.observe(header, replayed_write_time(header, now, written_ms))
+        # Entries expired while the broker was down (or before a truncation) are not restored.
+        expired = state.remove_expired(now)
+        state.changed_since_snapshot = (
+            (start != end and bool(state.producers)) or expired_in_snapshot or expired > 0
+        )

@@ -20,6 +20,7 @@ from pathlib import Path
 from headrace.storage.cleaner import DEFAULT_MAX_MAP_KEYS, CleaningTask
 from headrace.storage.config import LogConfig
 from headrace.storage.errors import (
+    InvalidConfigError,
     InvalidPartitionsError,
     InvalidTopicError,
     TopicExistsError,
@@ -27,6 +28,7 @@ from headrace.storage.errors import (
 )
 from headrace.storage.files import FileHandleCache, fsync_dir, write_atomic
 from headrace.storage.log import PartitionLog, wall_clock_ms
+from headrace.storage.producer_state import DEFAULT_PRODUCER_ID_EXPIRATION_MS
 from headrace.storage.results import (
     RecoveryEvent,
     RecoveryReport,
@@ -71,7 +73,13 @@ class LogManager:
         max_open_files: int | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         verify_all: bool = False,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     ) -> None:
+        if producer_id_expiration_ms < 0:
+            raise InvalidConfigError(
+                f"producer.id.expiration.ms must be >= 0, not {producer_id_expiration_ms}"
+            )
+        self.producer_id_expiration_ms = producer_id_expiration_ms
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._default_config = default_config or LogConfig()
@@ -198,6 +206,7 @@ class LogManager:
             verify_all=verify_all,
             clock_ms=self._clock_ms,
             on_recovery=self._report.events.append,
+            producer_id_expiration_ms=self.producer_id_expiration_ms,
         )
         self._report.partitions_opened += 1
         self._report.segments_scanned += partition_log.segments_scanned
@@ -274,7 +283,8 @@ class LogManager:
 
     # -- housekeeping ----------------------------------------------------------------------------
     def enforce_retention(self, now_ms: int | None = None) -> RetentionReport:
-        """Roll aged segments and delete segments past retention, in every partition."""
+        """Roll aged segments, delete segments past retention and forget idempotent producers
+        idle for ``producer_id_expiration_ms``, in every partition."""
         now = self._clock_ms() if now_ms is None else now_ms
         report = RetentionReport()
         for key, partition_log in self._logs.items():
@@ -283,6 +293,7 @@ class LogManager:
             report.segments_deleted += deleted
             report.bytes_deleted += freed
             report.segments_rolled += rolled
+            report.producers_expired += partition_log.expire_producers(now)
             if partition_log.log_start_offset != before:
                 report.log_start_offsets[key] = partition_log.log_start_offset
         return report

@@ -5,6 +5,14 @@ For every producer id the partition remembers the epoch and the last five batche
 it: a retry of a remembered batch is answered with its original offsets, a gap in sequences or a
 stale epoch is refused. The state is snapshotted to ``<offset>.snapshot`` files and rebuilt from
 batch headers after the newest usable snapshot.
+
+Entries expire (Kafka's ``producer.id.expiration.ms``, KIP-854): each entry remembers its
+producer's last write time — the broker clock when its newest batch was appended — and
+``remove_expired`` (the periodic retention pass) and every load drop entries idle for at least
+the expiration, so memory and snapshots do not grow with every short-lived producer id seen.
+Kafka records the batch's max timestamp instead; that would expire a producer backfilling old
+CreateTime timestamps at every pass while it is still writing, which Kafka tolerates (since
+KIP-360 it accepts any sequence from an unknown producer) but this engine refuses.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from headrace.storage.files import write_atomic
 log = logging.getLogger(__name__)
 
 BATCHES_RETAINED = 5  # Kafka keeps the last five batches per producer
+DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000  # Kafka's producer.id.expiration.ms default
+_NEVER = 2**63 - 1
 SNAPSHOT_SUFFIX = ".snapshot"
 SNAPSHOTS_KEPT = 2
 
@@ -42,17 +52,37 @@ class BatchRecord:
 class ProducerEntry:
     epoch: int
     batches: deque[BatchRecord] = field(default_factory=lambda: deque(maxlen=BATCHES_RETAINED))
+    #: The producer's last write time (ms): the newest of its batches' write times.
+    last_write_ms: int = -1
 
     def copy(self) -> ProducerEntry:
-        return ProducerEntry(self.epoch, deque(self.batches, maxlen=BATCHES_RETAINED))
+        return ProducerEntry(
+            self.epoch, deque(self.batches, maxlen=BATCHES_RETAINED), self.last_write_ms
+        )
+
+
+def replayed_write_time(header: BatchHeader, now_ms: int, floor_ms: int) -> int:
+    """Best estimate of when a batch found in the log (rebuild after a restart or truncation)
+    was appended, its append clock being lost: its max timestamp capped at ``now_ms``, but no
+    earlier than ``floor_ms`` — the time the snapshot the replay starts from was written, as
+    every batch after a snapshot was appended after it. Never later than the truth for a sane
+    clock, so a rebuild cannot keep an expired producer alive."""
+    stamp = header.max_timestamp
+    return max(floor_ms, now_ms if stamp < 0 else min(stamp, now_ms))
 
 
 class ProducerStateManager:
-    """Producer id -> ProducerEntry, with validation for the leader path."""
+    """Producer id -> ProducerEntry, with validation for the leader path and expiry."""
 
-    def __init__(self) -> None:
+    def __init__(self, expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS) -> None:
+        if expiration_ms < 0:
+            raise ValueError(f"producer id expiration must be >= 0 ms, not {expiration_ms}")
+        self.expiration_ms = expiration_ms
         self.producers: dict[int, ProducerEntry] = {}
         self.changed_since_snapshot = False
+        # A lower bound of every entry's last_write_ms: while nothing can be due, an expiry
+        # pass costs O(1) instead of a walk over every producer.
+        self._earliest_write_ms = _NEVER
 
     # -- leader path -------------------------------------------------------------------------
     def check(self, header: BatchHeader, pending: dict[int, ProducerEntry]) -> BatchRecord | None:
@@ -94,8 +124,10 @@ class ProducerStateManager:
         current: ProducerEntry | None,
         header: BatchHeader,
         first_offset: int,
+        write_ms: int,
     ) -> None:
-        """Record a batch (with its assigned first offset) into ``pending``."""
+        """Record a batch (with its assigned first offset and its ``batch_write_time``) into
+        ``pending``."""
         pid = header.producer_id
         entry = pending.get(pid)
         if entry is None:
@@ -104,6 +136,7 @@ class ProducerStateManager:
         if header.producer_epoch != entry.epoch:
             entry.epoch = header.producer_epoch
             entry.batches.clear()
+        entry.last_write_ms = max(entry.last_write_ms, write_ms)
         entry.batches.append(
             BatchRecord(
                 header.base_sequence,
@@ -117,30 +150,57 @@ class ProducerStateManager:
         if pending:
             self.producers.update(pending)
             self.changed_since_snapshot = True
+            for entry in pending.values():
+                self._earliest_write_ms = min(self._earliest_write_ms, entry.last_write_ms)
+
+    # -- expiry ----------------------------------------------------------------------------------
+    def is_expired(self, entry: ProducerEntry, now_ms: int) -> bool:
+        """Idle for at least the expiration (Kafka's test, ``>=``)."""
+        return now_ms - entry.last_write_ms >= self.expiration_ms
+
+    def remove_expired(self, now_ms: int) -> int:
+        """Forget producers idle for at least the expiration; returns how many went.
+
+        A later batch from one of them is treated as from an unknown producer. Entries are
+        only dropped here (and on load), never while validating an append, as in Kafka."""
+        if now_ms - self._earliest_write_ms < self.expiration_ms:
+            return 0
+        expired = [pid for pid, e in self.producers.items() if self.is_expired(e, now_ms)]
+        for pid in expired:
+            del self.producers[pid]
+        self._earliest_write_ms = min(
+            (e.last_write_ms for e in self.producers.values()), default=_NEVER
+        )
+        if expired:
+            self.changed_since_snapshot = True
+        return len(expired)
 
     # -- replica path and rebuild ---------------------------------------------------------------
-    def observe(self, header: BatchHeader) -> None:
-        """Track a batch already in the log (follower append, rebuild); no validation."""
+    def observe(self, header: BatchHeader, write_ms: int) -> None:
+        """Track a batch already in the log (follower append, rebuild) written at
+        ``write_ms``; no validation."""
         if header.producer_id < 0 or header.is_control:
             return
         pending: dict[int, ProducerEntry] = {}
         entry = self.producers.get(header.producer_id)
         if entry is not None and header.producer_epoch < entry.epoch:
             return
-        self.apply(pending, entry, header, header.base_offset)
+        self.apply(pending, entry, header, header.base_offset, write_ms)
         self.commit(pending)
 
     def clear(self) -> None:
         self.producers.clear()
+        self._earliest_write_ms = _NEVER
         self.changed_since_snapshot = True
 
     # -- snapshots -------------------------------------------------------------------------------
-    def to_snapshot(self, offset: int) -> bytes:
+    def to_snapshot(self, offset: int, written_ms: int) -> bytes:
         body = json.dumps(
             {
                 "offset": offset,
+                "written_ms": written_ms,
                 "producers": {
-                    str(pid): [e.epoch, [list(_as_tuple(b)) for b in e.batches]]
+                    str(pid): [e.epoch, [list(_as_tuple(b)) for b in e.batches], e.last_write_ms]
                     for pid, e in self.producers.items()
                 },
             },
@@ -148,29 +208,38 @@ class ProducerStateManager:
         ).encode()
         return b"%08x\n" % zlib.crc32(body) + body
 
-    def write_snapshot(self, directory: Path, offset: int, *, durable: bool) -> Path:
+    def write_snapshot(self, directory: Path, offset: int, *, durable: bool, now_ms: int) -> Path:
         path = directory / snapshot_name(offset)
-        write_atomic(path, self.to_snapshot(offset), durable=durable)
+        write_atomic(path, self.to_snapshot(offset, now_ms), durable=durable)
         self.changed_since_snapshot = False
         for old in list_snapshots(directory)[:-SNAPSHOTS_KEPT]:
             old[1].unlink(missing_ok=True)
         return path
 
-    def load_snapshot(self, data: bytes) -> int:
-        """Replace the state with a snapshot; returns its offset. ValueError if damaged."""
+    def load_snapshot(self, data: bytes, now_ms: int) -> tuple[int, int]:
+        """Replace the state with a snapshot, leaving out entries expired at ``now_ms``;
+        returns its (offset, time written or -1). ValueError if damaged.
+
+        Snapshots written before expiry existed carry no write times: their entries count as
+        written at ``now_ms`` (a full expiration from the restart) rather than guessing older."""
         checksum, _, body = data.partition(b"\n")
         if not checksum or int(checksum, 16) != zlib.crc32(body):
             raise ValueError("snapshot checksum mismatch")
         parsed = json.loads(body)
         producers: dict[int, ProducerEntry] = {}
-        for pid, (epoch, batches) in parsed["producers"].items():
-            entry = ProducerEntry(int(epoch))
+        dropped = False
+        for pid, (epoch, batches, *rest) in parsed["producers"].items():
+            entry = ProducerEntry(int(epoch), last_write_ms=int(rest[0]) if rest else now_ms)
+            if self.is_expired(entry, now_ms):
+                dropped = True
+                continue
             for b in batches:
                 entry.batches.append(BatchRecord(*(int(x) for x in b)))
             producers[int(pid)] = entry
         self.producers = producers
-        self.changed_since_snapshot = False
-        return int(parsed["offset"])
+        self._earliest_write_ms = min((e.last_write_ms for e in producers.values()), default=_NEVER)
+        self.changed_since_snapshot = dropped
+        return int(parsed["offset"]), int(parsed.get("written_ms", -1))
 
 
 def _as_tuple(record: BatchRecord) -> tuple[int, int, int, int]:

@@ -125,5 +125,7 @@ class RetentionReport:
     segments_deleted: int = 0
     bytes_deleted: int = 0
     segments_rolled: int = 0
+    #: idempotent producer ids forgotten (idle for producer.id.expiration.ms)
+    producers_expired: int = 0
     # (topic, partition) -> new log start offset, for partitions whose start moved.
     log_start_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
