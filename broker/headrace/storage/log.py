@@ -1150,8 +1150,6 @@ class PartitionLog:
             except (OSError, ValueError, KeyError, TypeError):
                 path.unlink(missing_ok=True)
                 self._report("rebuilt-index", f"producer snapshot {path.name} unreadable", 0)
-        # load_snapshot marks the state changed when it left expired entries out.
-        expired_in_snapshot = start >= 0 and state.changed_since_snapshot
         for segment in self.segments:
             if segment.next_offset <= start or segment.size == 0:
                 continue
@@ -1169,6 +1167,6 @@ class PartitionLog:
                     state.observe(header, replayed_write_time(header, now, written_ms))
         # Entries expired while the broker was down (or before a truncation) are not restored.
         expired = state.remove_expired(now)
-        state.changed_since_snapshot = (
-            (start != end and bool(state.producers)) or expired_in_snapshot or expired > 0
-        )
+        if expired:
+            self._dirty = True  # so even an otherwise idle close() writes the smaller snapshot
+        state.changed_since_snapshot = (start != end and bool(state.producers)) or expired > 0

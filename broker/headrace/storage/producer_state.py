@@ -217,8 +217,9 @@ class ProducerStateManager:
         return path
 
     def load_snapshot(self, data: bytes, now_ms: int) -> tuple[int, int]:
-        """Replace the state with a snapshot, leaving out entries expired at ``now_ms``;
-        returns its (offset, time written or -1). ValueError if damaged.
+        """Replace the state with a snapshot; returns its (offset, time written or -1).
+        ValueError if damaged. Expired entries are dropped by the caller's ``remove_expired``
+        after replaying the log past the snapshot, which may show a later write.
 
         Snapshots written before expiry existed carry no write times: their entries count as
         written at ``now_ms`` (a full expiration from the restart) rather than guessing older."""
@@ -227,18 +228,14 @@ class ProducerStateManager:
             raise ValueError("snapshot checksum mismatch")
         parsed = json.loads(body)
         producers: dict[int, ProducerEntry] = {}
-        dropped = False
         for pid, (epoch, batches, *rest) in parsed["producers"].items():
             entry = ProducerEntry(int(epoch), last_write_ms=int(rest[0]) if rest else now_ms)
-            if self.is_expired(entry, now_ms):
-                dropped = True
-                continue
             for b in batches:
                 entry.batches.append(BatchRecord(*(int(x) for x in b)))
             producers[int(pid)] = entry
         self.producers = producers
         self._earliest_write_ms = min((e.last_write_ms for e in producers.values()), default=_NEVER)
-        self.changed_since_snapshot = dropped
+        self.changed_since_snapshot = False
         return int(parsed["offset"]), int(parsed.get("written_ms", -1))
 
 
