@@ -69,6 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offsets-topic-partitions", type=int,
                         default=int(_env("OFFSETS_TOPIC_PARTITIONS", "50")),
                         help="partitions of __consumer_offsets when it is created")
+    parser.add_argument("--producer-id-expiration-ms", type=int,
+                        default=int(_env("PRODUCER_ID_EXPIRATION_MS", "86400000")),
+                        help="forget an idempotent producer's state after this long without a "
+                        "write (Kafka's producer.id.expiration.ms)")
     parser.add_argument("--auto-create-topics", action=argparse.BooleanOptionalAction,
                         default=_bool_env("AUTO_CREATE_TOPICS", True),
                         help="create unknown topics on Metadata/Produce")
@@ -116,6 +120,7 @@ async def _serve(args: argparse.Namespace) -> int:
         default_partitions=args.default_partitions,
         auto_create_topics=args.auto_create_topics,
         offsets_topic_partitions=args.offsets_topic_partitions,
+        producer_id_expiration_ms=args.producer_id_expiration_ms,
     )
     metrics = BrokerMetrics(args.broker_id, headrace.__version__)
     broker = Broker(config, observer=metrics)

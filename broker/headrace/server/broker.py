@@ -32,7 +32,13 @@ from headrace.server.metadata import BrokerEndpoint, LocalMetadataView, Metadata
 from headrace.server.producer_ids import ProducerIdAllocator, ProducerIdSource
 from headrace.server.replica import ReplicaManager
 from headrace.server.topics import TopicManager, TopicSpec, is_internal, topic_name_problem
-from headrace.storage import AppendResult, LogManagerAPI, LogRead, TopicMetadata
+from headrace.storage import (
+    DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    AppendResult,
+    LogManagerAPI,
+    LogRead,
+    TopicMetadata,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,8 @@ class BrokerConfig:
     auto_create_topics: bool = True
     offsets_topic_partitions: int = 50
     retention_check_seconds: float = 30.0
+    #: Kafka's producer.id.expiration.ms: idempotent producer state idle this long is forgotten.
+    producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS
     topic_defaults: dict[str, str] = field(default_factory=dict)
 
 
@@ -168,7 +176,11 @@ class Broker:
             from headrace.storage import LogConfig, LogManager
 
             defaults = LogConfig.from_kafka_configs(self.config.topic_defaults)
-            logs = LogManager(data_dir, default_config=defaults)
+            logs = LogManager(
+                data_dir,
+                default_config=defaults,
+                producer_id_expiration_ms=self.config.producer_id_expiration_ms,
+            )
         self.logs = logs
         self.cluster_id = _load_cluster_id(data_dir)
         if self._producer_ids is None:
