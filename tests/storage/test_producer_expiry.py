@@ -163,6 +163,23 @@ def test_a_write_after_the_snapshot_keeps_the_snapshotted_window(
     assert not log.append(_idem(1, 2, clock), leader_epoch=0).duplicate
 
 
+def test_replay_of_a_fresh_start_after_expiry_keeps_only_the_new_window(
+    open_manager: OpenManager, clock: ManualClock
+) -> None:
+    manager = _open(open_manager)
+    log = manager.get_partition("t", 0)
+    log.append(_idem(4, 0, clock), leader_epoch=0)  # offset 0
+    clock.advance(EXPIRATION_MS)
+    assert manager.enforce_retention().producers_expired == 1
+    restart = _idem(4, 0, clock)
+    log.append(restart, leader_epoch=0)  # offset 1: sequence 0 again, same epoch
+    simulate_crash(manager)  # the replay sees sequence 0 twice in one epoch
+    log = _open(open_manager).get_partition("t", 0)
+    retry = log.append(restart, leader_epoch=0)  # answered with the newer batch's offset
+    assert retry.duplicate and retry.base_offset == 1
+    assert not log.append(_idem(4, 1, clock), leader_epoch=0).duplicate
+
+
 def test_producers_idle_while_the_broker_was_down_are_dropped_on_open(
     open_manager: OpenManager, clock: ManualClock
 ) -> None:
@@ -218,7 +235,7 @@ STEP = st.tuples(
 
 
 @settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -136,6 +136,14 @@ class ProducerStateManager:
         if header.producer_epoch != entry.epoch:
             entry.epoch = header.producer_epoch
             entry.batches.clear()
+        elif (
+            header.base_sequence == 0
+            and entry.batches
+            and increment_sequence(entry.batches[-1].last_sequence, 1) != 0
+        ):
+            # Sequence 0 that does not continue the window: the producer had expired and
+            # started afresh (only a replay sees this; the leader had forgotten it already).
+            entry.batches.clear()
         entry.last_write_ms = max(entry.last_write_ms, write_ms)
         entry.batches.append(
             BatchRecord(
