@@ -20,6 +20,7 @@ from headrace.storage import (
     LogManager,
     OutOfOrderSequenceError,
     PartitionLog,
+    UnknownProducerIdError,
 )
 from headrace.storage.producer_state import ProducerStateManager
 from tests.storage.batches import make_batch
@@ -48,10 +49,13 @@ def _open(open_manager: OpenManager) -> LogManager:
 
 
 def _refuses_continuation(log: PartitionLog, pid: int, seq: int, clock: ManualClock) -> bool:
+    """The partition answers a non-zero sequence as from an unknown producer (and writes
+    nothing)."""
+    end = log.log_end_offset
     try:
         log.append(_idem(pid, seq, clock), leader_epoch=0)
-    except OutOfOrderSequenceError as error:
-        return error.kafka_error_code == 45
+    except UnknownProducerIdError as error:
+        return error.kafka_error_code == 59 and log.log_end_offset == end
     return False
 
 
@@ -68,7 +72,7 @@ def test_retention_pass_forgets_idle_producers_and_keeps_active_ones(
     report = manager.enforce_retention()
     assert report.producers_expired == 1
     assert set(log.producer_state.producers) == {2}
-    # Producer 1 is now unknown: a continuation is out of order, sequence 0 starts afresh.
+    # Producer 1 is now unknown: a continuation is refused, sequence 0 starts afresh.
     assert _refuses_continuation(log, 1, 1, clock)
     assert not log.append(_idem(1, 0, clock), leader_epoch=0).duplicate
     # Producer 2 kept its state: a retry is answered with the original offsets.
@@ -197,6 +201,18 @@ def test_producers_idle_while_the_broker_was_down_are_dropped_on_open(
     snapshots = sorted((log.directory).glob("*.snapshot"))
     newest = json.loads(snapshots[-1].read_bytes().partition(b"\n")[2])
     assert set(newest["producers"]) == {"2"}
+
+
+def test_unknown_producer_answer_is_unknown_producer_id_and_a_known_gap_stays_out_of_order(
+    open_manager: OpenManager, clock: ManualClock
+) -> None:
+    log = _open(open_manager).get_partition("t", 0)
+    assert _refuses_continuation(log, 8, 3, clock)  # never seen
+    log.append(_idem(8, 0, clock), leader_epoch=0)
+    with pytest.raises(OutOfOrderSequenceError) as info:
+        log.append(_idem(8, 3, clock), leader_epoch=0)
+    assert info.value.kafka_error_code == 45
+    assert issubclass(UnknownProducerIdError, OutOfOrderSequenceError)  # as in Kafka
 
 
 def test_snapshot_without_write_times_counts_its_producers_as_written_at_load() -> None:

@@ -20,6 +20,7 @@ from headrace.storage.errors import (
     StorageError,
     TopicExistsError,
     UnknownPartitionError,
+    UnknownProducerIdError,
 )
 from headrace.storage.interface import LogManagerAPI, PartitionLogAPI
 from headrace.storage.log import PartitionLog
@@ -66,4 +67,5 @@ __all__ = [
     "TopicExistsError",
     "TopicMetadata",
     "UnknownPartitionError",
+    "UnknownProducerIdError",
 ]

@@ -82,6 +82,15 @@ class OutOfOrderSequenceError(StorageError):
     kafka_error_code = 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
 
 
+class UnknownProducerIdError(OutOfOrderSequenceError):
+    """A producer the partition has no state for (never seen, or expired after
+    producer.id.expiration.ms) did not start at sequence 0. Kafka's pre-KIP-360 answer, which
+    librdkafka handles by bumping its epoch and starting again at 0 (OUT_OF_ORDER_SEQUENCE_NUMBER
+    would be fatal to it); a subclass of ``OutOfOrderSequenceError`` as in Kafka."""
+
+    kafka_error_code = 59  # UNKNOWN_PRODUCER_ID
+
+
 class InvalidProducerEpochError(StorageError):
     """An idempotent producer wrote with an epoch older than the one already seen."""
 

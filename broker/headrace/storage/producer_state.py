@@ -28,6 +28,7 @@ from headrace.storage.batch import BatchHeader, increment_sequence
 from headrace.storage.errors import (
     InvalidProducerEpochError,
     OutOfOrderSequenceError,
+    UnknownProducerIdError,
 )
 from headrace.storage.files import write_atomic
 
@@ -98,6 +99,11 @@ class ProducerStateManager:
             if entry is not None and epoch < entry.epoch:
                 raise InvalidProducerEpochError(
                     f"producer {pid} epoch {epoch} is older than {entry.epoch}"
+                )
+            if first != 0 and entry is None:
+                raise UnknownProducerIdError(
+                    f"no state for producer {pid} (never seen, or expired): it must start at "
+                    f"sequence 0, not {first}"
                 )
             if first != 0:
                 raise OutOfOrderSequenceError(
