@@ -11,8 +11,9 @@ producer's last write time — the broker clock when its newest batch was append
 ``remove_expired`` (the periodic retention pass) and every load drop entries idle for at least
 the expiration, so memory and snapshots do not grow with every short-lived producer id seen.
 Kafka records the batch's max timestamp instead; that would expire a producer backfilling old
-CreateTime timestamps at every pass while it is still writing, which Kafka tolerates (since
-KIP-360 it accepts any sequence from an unknown producer) but this engine refuses.
+CreateTime timestamps at every pass while it is still writing: harmless in newer Kafka, which
+accepts any sequence from an unknown producer (KIP-360), but here such a producer would get
+UNKNOWN_PRODUCER_ID, bump its epoch and lose its deduplication at every pass.
 """
 
 from __future__ import annotations
@@ -132,8 +133,8 @@ class ProducerStateManager:
         first_offset: int,
         write_ms: int,
     ) -> None:
-        """Record a batch (with its assigned first offset and its ``batch_write_time``) into
-        ``pending``."""
+        """Record a batch (with its assigned first offset and the time ``write_ms`` it was
+        written) into ``pending``."""
         pid = header.producer_id
         entry = pending.get(pid)
         if entry is None:
