@@ -215,6 +215,21 @@ def test_unknown_producer_answer_is_unknown_producer_id_and_a_known_gap_stays_ou
     assert issubclass(UnknownProducerIdError, OutOfOrderSequenceError)  # as in Kafka
 
 
+def test_close_after_a_pass_writes_a_snapshot_without_the_expired(
+    open_manager: OpenManager, clock: ManualClock
+) -> None:
+    manager = _open(open_manager)
+    manager.get_partition("t", 0).append(_idem(1, 0, clock), leader_epoch=0)
+    manager.close()
+    manager = _open(open_manager)  # a clean open: nothing to flush so far
+    log = manager.get_partition("t", 0)
+    clock.advance(EXPIRATION_MS)
+    assert manager.enforce_retention().producers_expired == 1
+    manager.close()
+    newest = sorted(log.directory.glob("*.snapshot"))[-1]
+    assert json.loads(newest.read_bytes().partition(b"\n")[2])["producers"] == {}
+
+
 def test_snapshot_without_write_times_counts_its_producers_as_written_at_load() -> None:
     body = json.dumps({"offset": 4, "producers": {"9": [0, [[0, 3, 0, 3]]]}}).encode()
     state = ProducerStateManager(EXPIRATION_MS)

@@ -645,7 +645,10 @@ class PartitionLog:
     def expire_producers(self, now_ms: int) -> int:
         """Forget idempotent producers whose last write is at least ``producer.id.expiration.ms``
         old (the periodic retention pass calls this); returns how many were forgotten."""
-        return self.producer_state.remove_expired(now_ms)
+        expired = self.producer_state.remove_expired(now_ms)
+        if expired:
+            self._dirty = True  # so even an otherwise idle close() writes the smaller snapshot
+        return expired
 
     def _segment_time(self, segment: Segment) -> int:
         if segment.max_timestamp != NO_TIMESTAMP:
