@@ -22,7 +22,8 @@ from headrace.storage import (
     PartitionLog,
     UnknownProducerIdError,
 )
-from headrace.storage.producer_state import ProducerStateManager
+from headrace.storage.batch import BatchHeader, parse_batches
+from headrace.storage.producer_state import ProducerEntry, ProducerStateManager
 from tests.storage.batches import make_batch
 from tests.storage.conftest import ManualClock, OpenManager, simulate_crash
 
@@ -228,6 +229,46 @@ def test_close_after_a_pass_writes_a_snapshot_without_the_expired(
     manager.close()
     newest = sorted(log.directory.glob("*.snapshot"))[-1]
     assert json.loads(newest.read_bytes().partition(b"\n")[2])["producers"] == {}
+
+
+def _header(pid: int, seq: int = 0) -> BatchHeader:
+    batch = make_batch([b"x"], producer_id=pid, producer_epoch=0, base_sequence=seq)
+    (header,) = parse_batches(memoryview(batch), max_batch_bytes=None, leader=False)
+    return header
+
+
+class CountingState(ProducerStateManager):
+    """Counts the entries an expiry pass looks at."""
+
+    looked_at = 0
+
+    def is_expired(self, entry: ProducerEntry, now_ms: int) -> bool:
+        self.looked_at += 1
+        return super().is_expired(entry, now_ms)
+
+
+def test_a_pass_looks_only_at_the_expired_entries_and_one_more() -> None:
+    state = CountingState(1_000)
+    for pid in range(1_000):
+        state.observe(_header(pid), pid)  # written at pid ms, in order
+    assert state.remove_expired(1_009) == 10  # written at 0..9 ms
+    assert state.looked_at == 11
+    state.looked_at = 0
+    assert state.remove_expired(1_009) == 0 and state.looked_at == 1
+    state.observe(_header(10, 1), 2_000)  # producer 10 writes again: now the newest
+    assert state.remove_expired(1_011) == 1 and next(iter(state.producers)) == 12
+
+
+def test_out_of_order_write_times_are_still_expired_exactly() -> None:
+    state = ProducerStateManager(1_000)
+    times = {1: 500, 2: 100, 3: 300, 4: 900, 5: 200}  # as a replay's estimates may come
+    for pid, at in times.items():
+        state.observe(_header(pid), at)
+    assert state.remove_expired(1_250) == 2
+    assert set(state.producers) == {1, 3, 4}
+    state.observe(_header(6), 50)  # a clock stepping back
+    assert state.remove_expired(1_300) == 2  # producers 3 and 6
+    assert set(state.producers) == {1, 4}
 
 
 def test_snapshot_without_write_times_counts_its_producers_as_written_at_load() -> None:

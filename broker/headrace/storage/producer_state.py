@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 BATCHES_RETAINED = 5  # Kafka keeps the last five batches per producer
 DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000  # Kafka's producer.id.expiration.ms default
-_NEVER = 2**63 - 1
+_LONG_AGO = -(2**63)
 SNAPSHOT_SUFFIX = ".snapshot"
 SNAPSHOTS_KEPT = 2
 
@@ -82,9 +82,12 @@ class ProducerStateManager:
         self.expiration_ms = expiration_ms
         self.producers: dict[int, ProducerEntry] = {}
         self.changed_since_snapshot = False
-        # A lower bound of every entry's last_write_ms: while nothing can be due, an expiry
-        # pass costs O(1) instead of a walk over every producer.
-        self._earliest_write_ms = _NEVER
+        # ``producers`` is kept in last-write order while this holds (appends re-insert their
+        # entry at the end), so an expiry pass stops at the first live entry: it costs the
+        # number of expired entries, not of producers. Replays, whose times are estimates, and
+        # a clock stepping back break the order; the next pass sorts once to restore it.
+        self._in_write_order = True
+        self._newest_write_ms = _LONG_AGO
 
     # -- leader path -------------------------------------------------------------------------
     def check(self, header: BatchHeader, pending: dict[int, ProducerEntry]) -> BatchRecord | None:
@@ -162,11 +165,17 @@ class ProducerStateManager:
         )
 
     def commit(self, pending: dict[int, ProducerEntry]) -> None:
-        if pending:
-            self.producers.update(pending)
-            self.changed_since_snapshot = True
-            for entry in pending.values():
-                self._earliest_write_ms = min(self._earliest_write_ms, entry.last_write_ms)
+        if not pending:
+            return
+        producers = self.producers
+        for pid, entry in pending.items():
+            producers.pop(pid, None)  # re-inserted at the end, where the newest writes are
+            producers[pid] = entry
+            if entry.last_write_ms >= self._newest_write_ms:
+                self._newest_write_ms = entry.last_write_ms
+            else:
+                self._in_write_order = False
+        self.changed_since_snapshot = True
 
     # -- expiry ----------------------------------------------------------------------------------
     def is_expired(self, entry: ProducerEntry, now_ms: int) -> bool:
@@ -178,14 +187,19 @@ class ProducerStateManager:
 
         A later batch from one of them is treated as from an unknown producer. Entries are
         only dropped here (and on load), never while validating an append, as in Kafka."""
-        if now_ms - self._earliest_write_ms < self.expiration_ms:
-            return 0
-        expired = [pid for pid, e in self.producers.items() if self.is_expired(e, now_ms)]
+        producers = self.producers
+        if not self._in_write_order:
+            in_order = sorted(producers.items(), key=lambda item: item[1].last_write_ms)
+            producers.clear()
+            producers.update(in_order)
+            self._in_write_order = True
+        expired: list[int] = []
+        for pid, entry in producers.items():
+            if not self.is_expired(entry, now_ms):
+                break  # every later entry was written at the same time or later
+            expired.append(pid)
         for pid in expired:
-            del self.producers[pid]
-        self._earliest_write_ms = min(
-            (e.last_write_ms for e in self.producers.values()), default=_NEVER
-        )
+            del producers[pid]
         if expired:
             self.changed_since_snapshot = True
         return len(expired)
@@ -205,7 +219,8 @@ class ProducerStateManager:
 
     def clear(self) -> None:
         self.producers.clear()
-        self._earliest_write_ms = _NEVER
+        self._in_write_order = True
+        self._newest_write_ms = _LONG_AGO
         self.changed_since_snapshot = True
 
     # -- snapshots -------------------------------------------------------------------------------
@@ -249,7 +264,10 @@ class ProducerStateManager:
                 entry.batches.append(BatchRecord(*(int(x) for x in b)))
             producers[int(pid)] = entry
         self.producers = producers
-        self._earliest_write_ms = min((e.last_write_ms for e in producers.values()), default=_NEVER)
+        self._in_write_order = False  # sorted by the first expiry pass
+        self._newest_write_ms = max(
+            (e.last_write_ms for e in producers.values()), default=_LONG_AGO
+        )
         self.changed_since_snapshot = False
         return int(parsed["offset"]), int(parsed.get("written_ms", -1))
 
