@@ -14,7 +14,8 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from aiohttp import web
 from headrace.observability.tracing import TRACEPARENT, traceparent_header
 from headrace.server.errors import KafkaError
 from headrace.server.topics import is_internal
+from headrace.storage import TopicMetadata
 from headrace.web import errors
 from headrace.web.context import WebContext, context_of, json_response, path_int, read_body
 from headrace.web.errors import ApiError, from_kafka_error
@@ -146,6 +148,21 @@ def _result_tail(timestamp: int, key_type: str | None, key_size: int,
             f'"value":{_data_json(value_type, value_size)}}}\n')
 
 
+def _answer_slots(appended: _Appended, count: int, render: Callable[[ApiError], str]
+                  ) -> list[str]:
+    """One answer per record, the refused ones and those of failed batches already rendered;
+    the caller fills in the written ones."""
+    answers = [""] * count
+    for index, error in appended.refused.items():
+        answers[index] = render(error)
+    for batch in appended.batches.values():
+        if batch.error is not None:
+            failure = render(batch.error)
+            for index in batch.indexes:
+                answers[index] = failure
+    return answers
+
+
 async def _produce_v3(ctx: WebContext, topic: str, partitions: int,
                       records: Sequence[ProduceRecord | ApiError]) -> list[str]:
     """Append, then answer each record with its v3 result as one NDJSON line, in order.
@@ -153,16 +170,11 @@ async def _produce_v3(ctx: WebContext, topic: str, partitions: int,
     Success lines are formatted from a cached tail: between alike records of a request only
     the offset differs."""
     appended = await _append(ctx, topic, partitions, records)
-    lines: list[str] = [""] * len(records)
-    for index, error in appended.refused.items():
-        lines[index] = _error_line(error)
+    lines = _answer_slots(appended, len(records), _error_line)
     now_ms = appended.now_ms
     tails: dict[tuple[int, str | None, int, str | None, int], str] = {}
     for partition, batch in appended.batches.items():
         if batch.error is not None:
-            failure = _error_line(batch.error)
-            for index in batch.indexes:
-                lines[index] = failure
             continue
         head = (f'{{"error_code":200,"cluster_id":{_json_text(ctx.broker.cluster_id)},'
                 f'"topic_name":{_json_text(topic)},"partition_id":{partition},"offset":')
@@ -184,17 +196,27 @@ async def _produce_v3(ctx: WebContext, topic: str, partitions: int,
     return lines
 
 
-async def produce_records(request: web.Request) -> web.StreamResponse:
-    ctx = context_of(request)
-    ctx.require_cluster(request.match_info["cluster_id"])
-    topic_name = request.match_info["topic_name"]
+def _producible_topic(ctx: WebContext, topic_name: str) -> TopicMetadata:
+    """The topic a produce request names: 404 if unknown, 403 if internal."""
     topic = ctx.require_topic(topic_name)
     if is_internal(topic_name):
         raise ApiError(403, errors.FORBIDDEN,
                        f"cannot produce to internal topic {topic_name!r}")
-    with ctx.span("produce", {
-            "messaging.system": "kafka", "messaging.destination.name": topic_name,
-            "messaging.operation": "publish"}):
+    return topic
+
+
+def _produce_span(ctx: WebContext, topic_name: str) -> AbstractContextManager[object]:
+    return ctx.span("produce", {"messaging.system": "kafka",
+                                "messaging.destination.name": topic_name,
+                                "messaging.operation": "publish"})
+
+
+async def produce_records(request: web.Request) -> web.StreamResponse:
+    ctx = context_of(request)
+    ctx.require_cluster(request.match_info["cluster_id"])
+    topic_name = request.match_info["topic_name"]
+    topic = _producible_topic(ctx, topic_name)
+    with _produce_span(ctx, topic_name):
         if request.headers.get("Transfer-Encoding", "").lower() != "chunked":
             body = await read_body(request)
             records = parse_produce_lines(body)
@@ -230,17 +252,12 @@ async def produce_v2(request: web.Request) -> web.Response:
         raise ApiError(415, errors.UNSUPPORTED_MEDIA_TYPE,
                        f"Content-Type {request.content_type!r} is not a v2 embedded format; "
                        f"use one of {', '.join(V2_FORMATS)}")
-    topic = ctx.require_topic(topic_name)
+    topic = _producible_topic(ctx, topic_name)
     partition: int | None = None
     if "partition_id" in request.match_info:
         partition = path_int(request, "partition_id")
         ctx.require_partition(topic_name, partition)
-    if is_internal(topic_name):
-        raise ApiError(403, errors.FORBIDDEN,
-                       f"cannot produce to internal topic {topic_name!r}")
-    with ctx.span("produce", {
-            "messaging.system": "kafka", "messaging.destination.name": topic_name,
-            "messaging.operation": "publish"}):
+    with _produce_span(ctx, topic_name):
         try:
             records = parse_v2_produce(await read_body(request), data_type, partition)
         except MalformedJsonError as exc:
@@ -248,14 +265,9 @@ async def produce_v2(request: web.Request) -> web.Response:
         except InvalidRecordError as exc:
             raise ApiError(422, errors.INVALID_RECORD, str(exc)) from None
         appended = await _append(ctx, topic_name, topic.partitions, records)
-    offsets: list[str] = [""] * len(records)
-    for index, error in appended.refused.items():
-        offsets[index] = _v2_failure(error)
+    offsets = _answer_slots(appended, len(records), _v2_failure)
     for number, batch in appended.batches.items():
         if batch.error is not None:
-            failure = _v2_failure(batch.error)
-            for index in batch.indexes:
-                offsets[index] = failure
             continue
         offset = batch.base_offset
         for index in batch.indexes:
