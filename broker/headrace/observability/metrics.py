@@ -7,7 +7,9 @@ path is a dict lookup and an integer add (no lock: the hooks run on the broker's
 thread, as do scrapes); a collector turns them into Prometheus counters and a histogram.
 Storage, group and partition gauges are not updated on the hot path at all:
 :class:`ScrapeCollector` reads them from a :class:`BrokerStatsSource` when Prometheus scrapes.
-docs/metrics.md documents every name.
+Log maintenance (retention deletions, producer-id expiry, log cleaner passes) reaches the
+metrics through the broker's retention loop calling ``on_retention_pass`` / ``on_cleaning_pass``
+(the storage package itself never imports prometheus). docs/metrics.md documents every name.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from headrace.storage import CleaningTask, RetentionReport
+
 #: Default bound on per-partition series (per gauge name); see docs/metrics.md.
 DEFAULT_MAX_PARTITION_SERIES = 2000
 #: Environment variable that overrides the bound for a broker process.
@@ -55,6 +59,10 @@ def default_max_partition_series() -> int:
         return max(0, int(raw))
     except ValueError:
         raise ValueError(f"{MAX_PARTITION_SERIES_ENV} must be an integer, got {raw!r}") from None
+
+#: ``result`` label values of ``headrace_log_cleaner_passes_total``: committed, failed (an I/O
+#: or corruption error while cleaning or swapping), or given up because the log changed meanwhile.
+CLEANING_RESULTS = ("ok", "error", "aborted")
 
 #: Kafka request latencies span ~50 µs (metadata) to the long-poll wait of a fetch (seconds).
 REQUEST_DURATION_BUCKETS = (
@@ -332,6 +340,7 @@ class BrokerMetrics:
             "headrace_http_request_duration_seconds", "Time to serve an HTTP request.",
             ["method", "route"], registry=registry,
         )
+        self._register_log_maintenance(registry)
         if max_partition_series is None:
             max_partition_series = default_max_partition_series()
         registry.register(ScrapeCollector(lambda: self.stats_source, max_partition_series))
@@ -347,6 +356,66 @@ class BrokerMetrics:
         #: Set (by ``headrace.web.create_app``) when tracing is on: every Kafka request then
         #: also becomes a span named ``kafka <Api>``. None costs one comparison per request.
         self.tracer: Tracer | None = None
+
+    def _register_log_maintenance(self, registry: CollectorRegistry) -> None:
+        # A pass is rare (every retention check at most), so plain prometheus_client children
+        # do. Every series exists from the start at 0, so rate()/increase() see the first pass.
+        self.cleaner_passes = Counter(
+            "headrace_log_cleaner_passes", "Log cleaner (compaction) passes, by result.",
+            ["result"], registry=registry)
+        for result in CLEANING_RESULTS:
+            self.cleaner_passes.labels(result)
+        self.cleaner_bytes_read = Counter(
+            "headrace_log_cleaner_bytes_read", "Bytes of batches read by committed cleaner passes.",
+            registry=registry)
+        self.cleaner_bytes_written = Counter(
+            "headrace_log_cleaner_bytes_written",
+            "Bytes of batches written by committed cleaner passes.", registry=registry)
+        self.cleaner_records_removed = Counter(
+            "headrace_log_cleaner_records_removed",
+            "Records removed by committed cleaner passes (superseded values and tombstones).",
+            registry=registry)
+        self.cleaner_tombstones_removed = Counter(
+            "headrace_log_cleaner_tombstones_removed",
+            "Tombstones removed after delete.retention.ms by committed cleaner passes.",
+            registry=registry)
+        self.cleaner_last_pass_seconds = Gauge(
+            "headrace_log_cleaner_last_pass_seconds",
+            "Duration of the most recent cleaner pass, whatever its result.", registry=registry)
+        self.retention_segments_deleted = Counter(
+            "headrace_log_retention_segments_deleted",
+            "Segments deleted by time/size retention.", registry=registry)
+        self.retention_bytes_deleted = Counter(
+            "headrace_log_retention_bytes_deleted",
+            "Bytes of segments deleted by time/size retention.", registry=registry)
+        self.producer_ids_expired = Counter(
+            "headrace_producer_ids_expired",
+            "Idempotent producer states forgotten after producer.id.expiration.ms idle.",
+            registry=registry)
+
+    # -- the log maintenance observer (called by the broker's retention loop) -------------------
+
+    def on_retention_pass(self, report: RetentionReport) -> None:
+        """One ``LogManager.enforce_retention`` pass over every partition finished."""
+        self.retention_segments_deleted.inc(report.segments_deleted)
+        self.retention_bytes_deleted.inc(report.bytes_deleted)
+        self.producer_ids_expired.inc(report.producers_expired)
+
+    def on_cleaning_pass(self, task: CleaningTask, result: str, seconds: float) -> None:
+        """One partition's cleaning pass ended with ``result`` (one of :data:`CLEANING_RESULTS`).
+
+        Bytes and records count only committed passes: a failed or aborted pass changed nothing.
+        """
+        if result not in CLEANING_RESULTS:
+            raise ValueError(f"unknown cleaning result {result!r}")
+        self.cleaner_passes.labels(result).inc()
+        self.cleaner_last_pass_seconds.set(seconds)
+        if result == "ok":
+            stats = task.stats
+            self.cleaner_bytes_read.inc(stats.bytes_before)
+            self.cleaner_bytes_written.inc(stats.bytes_after)
+            self.cleaner_records_removed.inc(stats.records_removed)
+            self.cleaner_tombstones_removed.inc(stats.tombstones_removed)
 
     # -- the hot-path observer -------------------------------------------------------------------
 
@@ -485,6 +554,7 @@ def counter_value(registry: CollectorRegistry, name: str, labels: dict[str, str]
 
 
 __all__ = [
+    "CLEANING_RESULTS",
     "DEFAULT_MAX_PARTITION_SERIES",
     "MAX_PARTITION_SERIES_ENV",
     "BrokerMetrics",

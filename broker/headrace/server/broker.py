@@ -18,11 +18,12 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from kio.schema.errors import ErrorCode
 
@@ -35,8 +36,10 @@ from headrace.server.topics import TopicManager, TopicSpec, is_internal, topic_n
 from headrace.storage import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     AppendResult,
+    CleaningTask,
     LogManagerAPI,
     LogRead,
+    RetentionReport,
     TopicMetadata,
 )
 
@@ -67,6 +70,27 @@ class BrokerConfig:
     #: Kafka's producer.id.expiration.ms: idempotent producer state idle this long is forgotten.
     producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS
     topic_defaults: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class LogMaintenanceObserver(Protocol):
+    """What the retention loop reports to, when the broker's observer has these hooks
+    (``BrokerMetrics`` does); the storage package stays free of metrics code."""
+
+    def on_retention_pass(self, report: RetentionReport) -> None:
+        """One retention pass (deletions, rolls, producer-id expiry) over every partition."""
+
+    def on_cleaning_pass(self, task: CleaningTask, result: str, seconds: float) -> None:
+        """One partition's compaction pass ended: ``result`` is ``ok``, ``error`` or
+        ``aborted`` (:func:`cleaning_result`); ``seconds`` is its wall time."""
+
+
+def cleaning_result(committed: bool, error: BaseException | None) -> str:
+    """``ok`` when the pass was swapped in, ``error`` when it failed, ``aborted`` when it was
+    discarded because the log changed (truncation, retention, deletion) while it ran."""
+    if committed:
+        return "ok"
+    return "error" if error is not None else "aborted"
 
 
 Service = tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]
@@ -286,14 +310,25 @@ class Broker:
     async def _retention_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.retention_check_seconds)
+            observer = self.observer
+            maintenance = observer if isinstance(observer, LogMaintenanceObserver) else None
             try:
                 assert self.logs is not None
-                self.logs.enforce_retention()
+                report = self.logs.enforce_retention()
+                if maintenance is not None:
+                    maintenance.on_retention_pass(report)
                 # Compaction: the rewrite reads sealed segments through its own descriptors,
                 # so it runs in a worker thread; only the swap (renames) runs on the loop.
                 for task in self.logs.cleaning_tasks():
-                    await asyncio.to_thread(task.run)
-                    task.finish()
+                    started = time.monotonic()
+                    result = "error"  # unless finish() returns: a failed swap raises
+                    try:
+                        await asyncio.to_thread(task.run)
+                        committed = task.finish()
+                        result = cleaning_result(committed, task.error)
+                    finally:
+                        if maintenance is not None:
+                            maintenance.on_cleaning_pass(task, result, time.monotonic() - started)
             except Exception:
                 log.exception("retention pass failed")
 
