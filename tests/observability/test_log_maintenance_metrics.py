@@ -117,7 +117,8 @@ async def test_cleaner_retention_and_expiry_move_the_metrics(running: Running) -
     for name in ("headrace_log_cleaner_bytes_read_total",
                  "headrace_log_cleaner_records_removed_total",
                  "headrace_log_retention_segments_deleted_total",
-                 "headrace_producer_ids_expired_total", "headrace_log_cleaner_last_pass_seconds"):
+                 "headrace_producer_ids_expired_total", "headrace_log_cleaner_last_pass_seconds",
+                 "headrace_log_cleaner_failing_partitions"):
         assert _sample(before, name) == 0, name
 
     small = {"segment.bytes": SEGMENT_BYTES}
@@ -145,6 +146,7 @@ async def test_cleaner_retention_and_expiry_move_the_metrics(running: Running) -
     assert 0 < written < read
     assert _sample(samples, "headrace_log_cleaner_tombstones_removed_total") == 0
     assert _sample(samples, "headrace_log_cleaner_passes_total", result="error") == 0
+    assert _sample(samples, "headrace_log_cleaner_failing_partitions") == 0
     assert 0 < _sample(samples, "headrace_log_cleaner_last_pass_seconds") < DEADLINE_S
 
     sized = broker.logs.get_partition("sized", 0)
@@ -159,6 +161,7 @@ async def test_cleaner_retention_and_expiry_move_the_metrics(running: Running) -
     broker.alter_configs("broken", {**small, "cleanup.policy": "compact"})
     failed = await running.poll("a failed cleaner pass", lambda s: _sample(
         s, "headrace_log_cleaner_passes_total", result="error") >= 1)
+    assert _sample(failed, "headrace_log_cleaner_failing_partitions") == 1
     # Failed passes change nothing, so they add no bytes or records.
     assert _sample(failed, "headrace_log_cleaner_bytes_read_total") == read
     assert _sample(failed, "headrace_log_cleaner_records_removed_total") == RECORDS - kept

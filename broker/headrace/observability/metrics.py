@@ -382,6 +382,12 @@ class BrokerMetrics:
         self.cleaner_last_pass_seconds = Gauge(
             "headrace_log_cleaner_last_pass_seconds",
             "Duration of the most recent cleaner pass, whatever its result.", registry=registry)
+        # Kafka's uncleanable-partitions-count: partitions whose latest pass failed (a
+        # corrupt segment fails every pass until repaired). Bounded by the hosted partitions.
+        self._failing_cleaner_partitions: set[tuple[str, int]] = set()
+        Gauge("headrace_log_cleaner_failing_partitions",
+              "Partitions whose most recent cleaner pass failed.",
+              registry=registry).set_function(lambda: len(self._failing_cleaner_partitions))
         self.retention_segments_deleted = Counter(
             "headrace_log_retention_segments_deleted",
             "Segments deleted by time/size retention.", registry=registry)
@@ -410,7 +416,10 @@ class BrokerMetrics:
             raise ValueError(f"unknown cleaning result {result!r}")
         self.cleaner_passes.labels(result).inc()
         self.cleaner_last_pass_seconds.set(seconds)
+        if result == "error":
+            self._failing_cleaner_partitions.add((task.topic, task.partition))
         if result == "ok":
+            self._failing_cleaner_partitions.discard((task.topic, task.partition))
             stats = task.stats
             self.cleaner_bytes_read.inc(stats.bytes_before)
             self.cleaner_bytes_written.inc(stats.bytes_after)
@@ -510,6 +519,8 @@ class BrokerMetrics:
     def forget_topic(self, topic: str) -> None:
         """Drop a deleted topic's counter series so the exposition doesn't grow forever."""
         self._topics.pop(topic, None)
+        self._failing_cleaner_partitions = {
+            key for key in self._failing_cleaner_partitions if key[0] != topic}
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
