@@ -213,7 +213,8 @@ CONSUMER_GROUPS = Dashboard(
 BROKER_INTERNALS = Dashboard(
     uid="headrace-broker-internals",
     title="Headrace / Broker internals",
-    description="Request latencies and errors, waiting fetches, connections, log and process.",
+    description="Request latencies and errors, waiting fetches, connections, log, log cleaner "
+                "and process.",
     variables=(_namespace_var("headrace_broker_info"), _pod_var()),
     rows=(
         ("Requests", (
@@ -260,6 +261,52 @@ BROKER_INTERNALS = Dashboard(
                      "bytes {{pod}}"),
                    q(f"sum by (pod) (headrace_log_segments{{{BROKER_FILTER}}})",
                      "segments {{pod}}"))),
+            Panel("Retention deletions",
+                  (q(f"sum by (pod) (rate(headrace_log_retention_bytes_deleted_total"
+                     f"{{{BROKER_FILTER}}}[{RATE}]))", "{{pod}}"),), unit="Bps",
+                  description="Bytes of segments deleted by retention.ms / retention.bytes."),
+            Panel("Segments deleted and producer ids expired",
+                  (q(f"sum by (pod) (increase(headrace_log_retention_segments_deleted_total"
+                     f"{{{BROKER_FILTER}}}[{RATE}]))", "segments {{pod}}"),
+                   q(f"sum by (pod) (increase(headrace_producer_ids_expired_total"
+                     f"{{{BROKER_FILTER}}}[{RATE}]))", "producer ids {{pod}}")),
+                  description="Idempotent producer states forgotten after "
+                              "producer.id.expiration.ms; such a producer's next batch gets "
+                              "UNKNOWN_PRODUCER_ID and it bumps its epoch."),
+        )),
+        ("Log cleaner", (
+            Panel("Cleaner passes by result",
+                  (q(f"sum by (result) (increase(headrace_log_cleaner_passes_total"
+                     f"{{{BROKER_FILTER}}}[{RATE}]))", "{{result}}"),),
+                  description="Compaction passes: ok (swapped in), error (I/O or a corrupt "
+                              "segment; alerted), aborted (the log changed meanwhile)."),
+            Panel("Partitions failing to clean",
+                  (q(f"sum by (pod) (headrace_log_cleaner_failing_partitions"
+                     f"{{{BROKER_FILTER}}})", "{{pod}}"),),
+                  description="Partitions whose latest pass failed; their dirty data and "
+                              "tombstones stay until the cause is fixed."),
+            Panel("Cleaner bytes read and written",
+                  (q(f"sum by (pod) (rate(headrace_log_cleaner_bytes_read_total"
+                     f"{{{BROKER_FILTER}}}[{RATE}]))", "read {{pod}}"),
+                   q(f"sum by (pod) (rate(headrace_log_cleaner_bytes_written_total"
+                     f"{{{BROKER_FILTER}}}[{RATE}]))", "written {{pod}}")), unit="Bps"),
+            Panel("Cleaner recopy ratio",
+                  (q(f"sum by (pod) (rate(headrace_log_cleaner_bytes_written_total"
+                     f"{{{BROKER_FILTER}}}[{RATE}])) / sum by (pod) (rate("
+                     f"headrace_log_cleaner_bytes_read_total{{{BROKER_FILTER}}}[{RATE}]))",
+                     "{{pod}}"),), unit="percentunit",
+                  description="Share of the bytes read that passes write back (Kafka's "
+                              "cleaner-recopy-percent); near 1 means little was compacted away."),
+            Panel("Records removed by the cleaner",
+                  (q(f"sum by (pod) (rate(headrace_log_cleaner_records_removed_total"
+                     f"{{{BROKER_FILTER}}}[{RATE}]))", "records {{pod}}"),
+                   q(f"sum by (pod) (rate(headrace_log_cleaner_tombstones_removed_total"
+                     f"{{{BROKER_FILTER}}}[{RATE}]))", "tombstones {{pod}}")), unit="rps"),
+            Panel("Last cleaner pass duration",
+                  (q(f"max by (pod) (headrace_log_cleaner_last_pass_seconds"
+                     f"{{{BROKER_FILTER}}})", "{{pod}}"),), unit="s",
+                  description="Wall time of the most recent pass (Kafka's max-clean-time-secs "
+                              "in spirit)."),
         )),
         ("HTTP and process", (
             Panel("HTTP requests by route and status",

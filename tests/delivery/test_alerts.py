@@ -13,7 +13,7 @@ RULES = CHART_DIR / "files" / "alerts.yaml"
 REQUIRED_ALERTS = {
     "HeadraceOfflinePartitions", "HeadraceUnderReplicatedPartitions", "HeadraceIsrShrinking",
     "HeadraceConsumerLagGrowing", "HeadraceDiskFilling", "HeadraceDiskAlmostFull",
-    "HeadraceBrokerDown", "HeadraceOperatorReconcileErrors",
+    "HeadraceBrokerDown", "HeadraceOperatorReconcileErrors", "HeadraceLogCleanerFailing",
 }
 
 
