@@ -41,8 +41,10 @@ class GroupLimits:
 
     min_session_timeout_ms: int = 1_000
     max_session_timeout_ms: int = 1_800_000
-    #: Kafka waits 3 s before the first rebalance of an empty group to batch joiners; we default
-    #: to 0 so a single consumer starts at once.
+    #: Kafka's group.initial.rebalance.delay.ms: the first rebalance of an Empty group waits this
+    #: long (more per member joining meanwhile, up to the rebalance timeout) so consumers starting
+    #: together share one generation. 0 here, so a lone state machine answers at once; the broker
+    #: passes its own default, 3000 ms like Kafka.
     initial_rebalance_delay_ms: int = 0
     max_metadata_size: int = 4096
 
@@ -155,6 +157,11 @@ class Group:
     static_members: dict[str, str] = field(default_factory=dict)
     offsets: dict[TopicPartition, CommittedOffset] = field(default_factory=dict)
     rebalance_deadline_ms: int | None = None
+    #: While the initial rebalance delay runs (Kafka's InitialDelayedJoin): how much of the
+    #: rebalance timeout is left for extensions; None when no initial delay is running.
+    initial_delay_remaining_ms: int | None = None
+    #: A member joined during the current delay window, so the window may be extended once.
+    joined_during_initial_delay: bool = False
     sync_deadline_ms: int | None = None
     rebalances: int = 0
 
@@ -370,6 +377,8 @@ class GroupStateMachine:
         group.members[member.member_id] = member
         if member.group_instance_id is not None:
             group.static_members[member.group_instance_id] = member.member_id
+        if group.initial_delay_remaining_ms is not None:
+            group.joined_during_initial_delay = True
         return self._await_join(group, member, now_ms)
 
     def _await_join(self, group: Group, member: Member, now_ms: int) -> PendingJoin:
@@ -430,11 +439,44 @@ class GroupStateMachine:
         was_empty = group.state is GroupState.EMPTY
         group.state = GroupState.PREPARING_REBALANCE
         group.sync_deadline_ms = None
-        if was_empty and self.limits.initial_rebalance_delay_ms > 0:
-            group.rebalance_deadline_ms = now_ms + self.limits.initial_rebalance_delay_ms
+        timeout = self._rebalance_timeout(group)
+        delay = self.limits.initial_rebalance_delay_ms
+        if was_empty and delay > 0:
+            # Kafka's InitialDelayedJoin: the first window is the full delay, extensions come
+            # out of whatever the rebalance timeout leaves after it.
+            group.rebalance_deadline_ms = now_ms + delay
+            group.initial_delay_remaining_ms = max(timeout - delay, 0)
+            group.joined_during_initial_delay = False
         else:
-            timeout = max((m.rebalance_timeout_ms for m in group.members.values()), default=0)
             group.rebalance_deadline_ms = now_ms + timeout
+
+    @staticmethod
+    def _rebalance_timeout(group: Group) -> int:
+        return max((m.rebalance_timeout_ms for m in group.members.values()), default=0)
+
+    def _initial_delay_holds(self, group: Group, now_ms: int) -> bool:
+        """Whether the initial delay still holds the join phase open (extending it if due).
+
+        When a window ends and members joined during it, a new window of at most the delay
+        starts, paid from the remaining rebalance timeout. When the delay is over the group
+        falls back to the ordinary join phase, bounded by the rebalance timeout.
+        """
+        remaining = group.initial_delay_remaining_ms
+        deadline = group.rebalance_deadline_ms
+        if remaining is None or deadline is None:
+            return False
+        if deadline > now_ms:
+            return True
+        if group.joined_during_initial_delay and remaining > 0:
+            window = min(self.limits.initial_rebalance_delay_ms, remaining)
+            group.initial_delay_remaining_ms = remaining - window
+            group.joined_during_initial_delay = False
+            group.rebalance_deadline_ms = now_ms + window
+            return True
+        group.initial_delay_remaining_ms = None
+        group.joined_during_initial_delay = False
+        group.rebalance_deadline_ms = now_ms + self._rebalance_timeout(group)
+        return False
 
     def _fail_pending_syncs(self, group: Group, error: ErrorCode) -> None:
         for member in group.members.values():
@@ -447,21 +489,18 @@ class GroupStateMachine:
     def _maybe_complete_join(self, group: Group, now_ms: int) -> None:
         if group.state is not GroupState.PREPARING_REBALANCE:
             return
-        initial_delay_running = (
-            group.generation_id == 0
-            and self.limits.initial_rebalance_delay_ms > 0
-            and group.rebalance_deadline_ms is not None
-            and group.rebalance_deadline_ms > now_ms
-        )
+        if self._initial_delay_holds(group, now_ms):
+            return
         deadline = group.rebalance_deadline_ms
         timed_out = deadline is not None and deadline <= now_ms
-        if not timed_out and (initial_delay_running or not group.all_members_joined()):
+        if not timed_out and not group.all_members_joined():
             return
         for member in list(group.members.values()):
             if not member.awaiting_join:
                 self._remove_member(group, member.member_id, now_ms, rebalance=False)
         group.pending_members.clear()
         group.rebalance_deadline_ms = None
+        group.initial_delay_remaining_ms = None
         group.generation_id += 1
         group.rebalances += 1
         self._effects.rebalances_completed.append(group.group_id)
@@ -712,6 +751,9 @@ class GroupStateMachine:
             if member.group_instance_id is not None:
                 group.static_members[member.group_instance_id] = member.member_id
         group.state = GroupState.STABLE if members else GroupState.EMPTY
+        group.rebalance_deadline_ms = None
+        group.initial_delay_remaining_ms = None
+        group.joined_during_initial_delay = False
 
     def forget_group(self, group_id: str) -> None:
         self.groups.pop(group_id, None)
