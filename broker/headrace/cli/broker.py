@@ -69,6 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offsets-topic-partitions", type=int,
                         default=int(_env("OFFSETS_TOPIC_PARTITIONS", "50")),
                         help="partitions of __consumer_offsets when it is created")
+    parser.add_argument("--group-initial-rebalance-delay-ms", type=int,
+                        default=int(_env("GROUP_INITIAL_REBALANCE_DELAY_MS", "3000")),
+                        help="how long an empty consumer group waits for more members before "
+                        "its first rebalance; each joiner extends it, up to the rebalance "
+                        "timeout (Kafka's group.initial.rebalance.delay.ms; 0 = at once)")
     parser.add_argument("--producer-id-expiration-ms", type=int,
                         default=int(_env("PRODUCER_ID_EXPIRATION_MS", "86400000")),
                         help="forget an idempotent producer's state after this long without a "
@@ -120,6 +125,7 @@ async def _serve(args: argparse.Namespace) -> int:
         default_partitions=args.default_partitions,
         auto_create_topics=args.auto_create_topics,
         offsets_topic_partitions=args.offsets_topic_partitions,
+        group_initial_rebalance_delay_ms=args.group_initial_rebalance_delay_ms,
         producer_id_expiration_ms=args.producer_id_expiration_ms,
     )
     metrics = BrokerMetrics(args.broker_id, headrace.__version__)

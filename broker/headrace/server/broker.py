@@ -66,6 +66,9 @@ class BrokerConfig:
     default_partitions: int = 1
     auto_create_topics: bool = True
     offsets_topic_partitions: int = 50
+    #: Kafka's group.initial.rebalance.delay.ms: how long an Empty group waits for more joiners
+    #: before its first rebalance (see docs/groups.md).
+    group_initial_rebalance_delay_ms: int = 3000
     retention_check_seconds: float = 30.0
     #: Kafka's producer.id.expiration.ms: idempotent producer state idle this long is forgotten.
     producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS
@@ -251,6 +254,7 @@ class Broker:
     def _wire_groups(self) -> None:
         from headrace.groups.coordinator import CoordinatorNode, GroupConfig, GroupCoordinator
         from headrace.groups.handlers import group_api_handlers
+        from headrace.groups.state import GroupLimits
 
         assert self.logs is not None
         endpoint = self.endpoint
@@ -267,7 +271,12 @@ class Broker:
         coordinator = GroupCoordinator(
             self.logs,
             CoordinatorNode(endpoint.node_id, endpoint.host, endpoint.port),
-            GroupConfig(offsets_topic_partitions=self.config.offsets_topic_partitions),
+            GroupConfig(
+                offsets_topic_partitions=self.config.offsets_topic_partitions,
+                limits=GroupLimits(
+                    initial_rebalance_delay_ms=self.config.group_initial_rebalance_delay_ms
+                ),
+            ),
             append=append,
         )
         self.groups = coordinator
