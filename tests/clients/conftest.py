@@ -57,6 +57,8 @@ class BrokerProcess:
             "--http-listen", "127.0.0.1:0",
             "--ready-file", str(ready_file),
             "--offsets-topic-partitions", "5",
+            # Tests expect a lone consumer's first assignment at once; extra_args may override.
+            "--group-initial-rebalance-delay-ms", "0",
             *self.extra_args,
         ]
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process

@@ -54,7 +54,7 @@ class RunningBroker:
 async def start_running_broker(data_dir: Path, tracer_provider: TracerProvider | None = None,
                                max_body_bytes: int | None = None) -> tuple[Broker, web.AppRunner]:
     config = BrokerConfig(data_dir=data_dir, kafka_port=0, http_host=None,
-                          offsets_topic_partitions=3)
+                          offsets_topic_partitions=3, group_initial_rebalance_delay_ms=0)
     broker = Broker(config, observer=BrokerMetrics(config.node_id, "test"))
     await broker.start()
     extra: dict[str, Any] = {}
