@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from kio.schema.errors import ErrorCode
 
 from headrace.groups.state import (
@@ -201,3 +202,22 @@ def test_member_id_required_joiners_are_waited_for_after_the_delay() -> None:
     results = completed_joins(machine)
     assert set(results) == {first, required.member_id}
     assert {r.generation_id for r in results.values()} == {1}
+
+
+def test_broker_flag_and_env_mirror(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kafka's default of 3 s, the HEADRACE_ env mirror, and the flag winning over it."""
+    import argparse
+
+    from headrace.cli.broker import add_arguments
+
+    def parsed(*argv: str) -> int:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        value: int = parser.parse_args(list(argv)).group_initial_rebalance_delay_ms
+        return value
+
+    monkeypatch.delenv("HEADRACE_GROUP_INITIAL_REBALANCE_DELAY_MS", raising=False)
+    assert parsed() == 3_000
+    monkeypatch.setenv("HEADRACE_GROUP_INITIAL_REBALANCE_DELAY_MS", "250")
+    assert parsed() == 250
+    assert parsed("--group-initial-rebalance-delay-ms", "0") == 0
