@@ -48,6 +48,8 @@ _CONFIG_FLAGS = {
     "num.partitions": "--default-partitions",
     "replica.lag.time.max.ms": "--replica-lag-time-max-ms",
     "message.max.bytes": "--max-request-bytes",
+    "group.initial.rebalance.delay.ms": "--group-initial-rebalance-delay-ms",
+    "producer.id.expiration.ms": "--producer-id-expiration-ms",
 }
 
 

@@ -108,12 +108,15 @@ def test_scale_down_keeps_statefulset_sizes_until_drained() -> None:
 
 
 def test_broker_config_becomes_flags() -> None:
-    spec = ClusterSpec.parse({"brokers": 3, "config": {"default.replication.factor": "3",
-                                                       "auto.create.topics.enable": "false"}})
+    spec = ClusterSpec.parse({"brokers": 3, "config": {
+        "default.replication.factor": "3", "auto.create.topics.enable": "false",
+        "group.initial.rebalance.delay.ms": "0", "producer.id.expiration.ms": "3600000"}})
     args = _by_kind(desired_objects(REF, spec, []), "StatefulSet")[-1][
         "spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--default-replication-factor") + 1] == "3"
     assert "--no-auto-create-topics" in args
+    assert args[args.index("--group-initial-rebalance-delay-ms") + 1] == "0"
+    assert args[args.index("--producer-id-expiration-ms") + 1] == "3600000"
 
 
 def test_topic_spec_defaults_and_errors() -> None:
