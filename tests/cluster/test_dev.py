@@ -45,7 +45,8 @@ def test_dev_cluster_serves_replicated_topics_and_stops_on_ctrl_c(tmp_path: Path
     try:
         assert process.stdout is not None
         ready = json.loads(process.stdout.readline())
-        assert ready["event"] == "cluster ready"
+        if ready["event"] != "cluster ready":  # it failed to start: show why (it exits now)
+            raise AssertionError(f"dev cluster did not start: {process.stdout.read()[-4000:]}")
         assert [b["zone"] for b in ready["brokers"]] == ["a", "b"]
         bootstrap = ready["bootstrap"]
         create_topic(bootstrap, "dev-topic", 2, 2)
