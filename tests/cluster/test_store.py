@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -319,3 +320,24 @@ async def test_back_to_back_topic_changes_on_a_broker_both_reach_etcd(
         assert dict(written.configs) == {"min.insync.replicas": "1"}, written
     finally:
         await broker.stop()
+
+
+def test_etcd_started_on_a_port_taken_meanwhile_moves_to_free_ports(tmp_path: Path) -> None:
+    # The ports are picked before start; something else binds one in between (any outgoing
+    # connection takes an ephemeral port). The first start moves to new ports; restarts keep them.
+    etcd = EtcdProcess(tmp_path / "etcd")
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", etcd.client_port))
+    squatter.listen()
+    taken = etcd.client_port
+    try:
+        etcd.start()
+        assert etcd.running and etcd.client_port != taken
+        moved = (etcd.client_port, etcd.peer_port)
+        etcd.stop()
+        etcd.start()
+        assert (etcd.client_port, etcd.peer_port) == moved
+    finally:
+        etcd.stop()
+        squatter.close()

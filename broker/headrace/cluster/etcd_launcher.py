@@ -71,6 +71,8 @@ class EtcdProcess:
         self.peer_port = free_loopback_port()
         self._process: subprocess.Popen[bytes] | None = None
         self._log_path = data_dir.parent / f"{data_dir.name}.log"
+        #: Ports are only re-picked before the first successful start (restarts keep them).
+        self._started = False
 
     @property
     def endpoint(self) -> str:
@@ -83,9 +85,38 @@ class EtcdProcess:
         return f"etcd://{self.endpoint}"
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start etcd and wait until it answers ``/health``."""
+        """Start etcd and wait until it answers ``/health``.
+
+        The ports were free when picked, but another process (any outgoing connection takes an
+        ephemeral port) may take one before etcd binds it: on the first start, a bind failure
+        picks new ports and tries again."""
         if self._process is not None and self._process.poll() is None:
             return
+        attempts = 1 if self._started else 3
+        for attempt in range(attempts):
+            log_size = self._log_path.stat().st_size if self._log_path.exists() else 0
+            self._spawn()
+            try:
+                self.wait_healthy(timeout)
+            except RuntimeError:
+                if attempt + 1 == attempts or not self._lost_a_port(log_size):
+                    raise
+                self.client_port = free_loopback_port()
+                self.peer_port = free_loopback_port()
+                continue
+            self._started = True
+            return
+
+    def _lost_a_port(self, log_size: int) -> bool:
+        """Whether this attempt's log says a port was taken."""
+        try:
+            with self._log_path.open("rb") as log:
+                log.seek(log_size)
+                return b"address already in use" in log.read()
+        except OSError:
+            return False
+
+    def _spawn(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         client_url = f"http://{self.host}:{self.client_port}"
         peer_url = f"http://127.0.0.1:{self.peer_port}"
@@ -110,7 +141,6 @@ class EtcdProcess:
             )
         finally:
             log.close()
-        self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
