@@ -1,12 +1,15 @@
-"""HTTP produce: ``POST /v3/clusters/{cluster_id}/topics/{topic}/records``.
+"""HTTP produce: v3 ``POST /v3/clusters/{cluster_id}/topics/{topic}/records`` and v2
+``POST /topics/{topic}[/partitions/{partition}]``; one append path, each answering in its shape.
 
-One JSON object in the body gets one JSON answer (and any bad input is a 4xx with nothing
+v3: one JSON object in the body gets one JSON answer (and any bad input is a 4xx with nothing
 written). Several objects concatenated in the body, or a chunked body, is Confluent's streaming
 mode: records are parsed as they arrive, each group of records available at once is appended as
 one RecordBatch per partition through ``Broker.produce`` (the Kafka produce path: validation,
 metrics, replication), and the response streams one JSON result per record, in order, as
 newline-delimited JSON; a bad record gets an error result of its own and does not stop the
-stream. When tracing is on, every record carries the request's ``traceparent`` header.
+stream. v2 (Confluent REST Proxy v2, Redpanda, Strimzi's bridge): ``{"records": [...]}`` checked as
+a whole, answered with one ``offsets`` entry per record. When tracing is on, every record carries
+the request's ``traceparent`` header.
 """
 
 from __future__ import annotations
