@@ -71,29 +71,33 @@ def _encode_data(field: str, spec: Any) -> tuple[bytes | None, str | None]:
 
 def _encode_value(field: str, data_type: Any, data: Any) -> tuple[bytes | None, str | None]:
     """The bytes of one key or value given its declared type (the shape is already checked)."""
-    if data_type == "STRING" and data.__class__ is str:  # the common case, first
-        return _utf8(field, data), "STRING"
-    if data_type not in DATA_TYPES:
-        if not isinstance(data_type, str) or data_type.upper() not in DATA_TYPES:
-            raise InvalidRecordError(f"{field}.type must be one of {', '.join(DATA_TYPES)}")
-        data_type = data_type.upper()
-    if data is None:
-        return None, data_type
-    if data_type == "JSON":
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return _utf8(field, text), data_type
-    if data.__class__ is not str:
-        raise InvalidRecordError(f"{field}.data must be a string for type {data_type}")
-    if data_type == "STRING":
-        return _utf8(field, data), data_type
-    return decode_base64(f"{field}.data", data), data_type
-
-
-def _utf8(field: str, text: str) -> bytes:
     try:
-        return text.encode()
+        if data_type == "STRING" and data.__class__ is str:  # the common case, first
+            return data.encode(), "STRING"
+        if data_type not in DATA_TYPES:
+            if not isinstance(data_type, str) or data_type.upper() not in DATA_TYPES:
+                raise InvalidRecordError(f"{field}.type must be one of {', '.join(DATA_TYPES)}")
+            data_type = data_type.upper()
+        if data is None:
+            return None, data_type
+        if data_type == "JSON":
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            return text.encode(), data_type
+        if data.__class__ is not str:
+            raise InvalidRecordError(f"{field}.data must be a string for type {data_type}")
+        if data_type == "STRING":
+            return data.encode(), data_type
+        return decode_base64(f"{field}.data", data), data_type
     except UnicodeEncodeError:  # a lone surrogate escape such as "\\ud800" in the JSON text
-        raise InvalidRecordError(f"{field}.data holds a lone UTF-16 surrogate") from None
+        raise _lone_surrogate(f"{field}.data") from None
+
+
+def _lone_surrogate(field: str) -> InvalidRecordError:
+    return InvalidRecordError(f"{field} holds a lone UTF-16 surrogate")
+
+
+def _bad_base64(field: str, problem: Exception) -> InvalidRecordError:
+    return InvalidRecordError(f"{field} is not valid base64: {problem}")
 
 
 def decode_base64(field: str, text: str) -> bytes:
@@ -104,7 +108,7 @@ def decode_base64(field: str, text: str) -> bytes:
     try:
         return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidRecordError(f"{field} is not valid base64: {exc}") from None
+        raise _bad_base64(field, exc) from None
 
 
 #: The last millisecond ISO 8601 answers (and Python's datetime) can show: 9999-12-31T23:59:59.999Z.
@@ -269,12 +273,8 @@ def _record_of(spec: _RequestSpec) -> ProduceRecord:
     key_spec, value_spec = spec.key, spec.value
     key, key_type = (None, None) if key_spec is None else _encode_value(
         "key", key_spec.type, key_spec.data)
-    if value_spec is None:
-        value, value_type = None, None
-    elif value_spec.type == "STRING" and value_spec.data.__class__ is str:
-        value, value_type = _utf8("value", value_spec.data), "STRING"
-    else:
-        value, value_type = _encode_value("value", value_spec.type, value_spec.data)
+    value, value_type = (None, None) if value_spec is None else _encode_value(
+        "value", value_spec.type, value_spec.data)
     headers = NO_HEADERS
     if spec.headers:
         headers = [(header.name, None if header.value is None
@@ -390,11 +390,9 @@ def _v2_bytes(data: msgspec.Raw | str, data_type: str, index: int, field: str) -
             return data.encode()
         return binascii.a2b_base64(data, strict_mode=True)
     except UnicodeEncodeError:
-        raise InvalidRecordError(
-            f"records[{index}].{field} holds a lone UTF-16 surrogate") from None
+        raise _lone_surrogate(f"records[{index}].{field}") from None
     except (binascii.Error, ValueError) as exc:
-        raise InvalidRecordError(
-            f"records[{index}].{field} is not valid base64: {exc}") from None
+        raise _bad_base64(f"records[{index}].{field}", exc) from None
 
 
 def _reject_constant(name: str) -> Any:
