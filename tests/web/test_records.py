@@ -15,11 +15,12 @@ from headrace.web.records import (
     MAX_TIMESTAMP_MS,
     InvalidRecordError,
     JsonStream,
+    RequestBatches,
+    UnknownPartitionError,
     build_batch,
     choose_partition,
     decode_batches,
     format_timestamp,
-    parse_produce_lines,
     parse_produce_request,
     parse_timestamp,
     render_record,
@@ -192,7 +193,7 @@ def test_nan_and_infinity_are_not_json(body: bytes) -> None:
     # JSON parser reads back.
     _, problem = split_json_body(body)
     assert problem is not None and "not JSON" in problem
-    assert parse_produce_lines(body) is None
+    assert not RequestBatches("t", 1, 0).add_lines(body)
 
 
 def test_a_lone_surrogate_is_a_bad_record_not_a_crash() -> None:
@@ -230,18 +231,43 @@ request_objects = st.fixed_dictionaries({}, optional={
 }) | st.integers() | st.lists(st.integers(), max_size=2)
 
 
-def _general(values: list[Any]) -> list[Any] | None:
-    try:
-        return [parse_produce_request(value) for value in values]
-    except InvalidRecordError:
+#: The fast and the general path sort records into batches for a topic of this many partitions
+#: (the strategies address some beyond it), at this time.
+PARTITIONS, NOW_MS = 3, 1_700_000_000_000
+
+
+def _summary(batches: RequestBatches) -> Any:
+    """Everything a request's batches hold: built batches, answer positions and shapes,
+    refusals, and where round-robin got to."""
+    return ({partition: (batch.build(), batch.indexes, batch.shapes)
+             for partition, batch in batches.batches.items()},
+            {index: repr(problem) for index, problem in batches.refused.items()},
+            batches.round_robin)
+
+
+def _fast(body: bytes) -> Any:
+    batches = RequestBatches("t", PARTITIONS, NOW_MS, round_robin=7)
+    if not batches.add_lines(body):  # declined: as untouched as it was
+        assert (batches.batches, batches.refused, batches.round_robin) == ({}, {}, 7)
         return None
+    return _summary(batches)
+
+
+def _general(values: list[Any]) -> Any:
+    batches = RequestBatches("t", PARTITIONS, NOW_MS, round_robin=7)
+    for index, value in enumerate(values):
+        try:
+            batches.add(index, parse_produce_request(value))
+        except InvalidRecordError:
+            return None
+    return _summary(batches)
 
 
 @given(st.lists(request_objects, min_size=1, max_size=6), st.sampled_from(["\n", "\r\n"]))
 def test_the_fast_path_gives_what_the_general_path_gives(objects: list[Any],
                                                         newline: str) -> None:
     body = (newline.join(json.dumps(o) for o in objects) + "\n").encode()
-    fast = parse_produce_lines(body)
+    fast = _fast(body)
     general = _general([json.loads(line) for line in body.splitlines()])
     if fast is not None:  # it may decline anything, but what it accepts must be exact
         assert fast == general
@@ -278,9 +304,9 @@ valid_requests = st.fixed_dictionaries({}, optional={
 @given(st.lists(valid_requests, min_size=1, max_size=6))
 def test_valid_requests_of_every_shape_take_the_fast_path(objects: list[Any]) -> None:
     body = "\n".join(json.dumps(o, ensure_ascii=False) for o in objects).encode()
-    fast = parse_produce_lines(body)
+    fast = _fast(body)
     assert fast is not None
-    assert fast == [parse_produce_request(o) for o in objects]
+    assert fast == _general(objects)
 
 
 @given(st.lists(st.fixed_dictionaries({
@@ -289,10 +315,17 @@ def test_valid_requests_of_every_shape_take_the_fast_path(objects: list[Any]) ->
 }), min_size=1, max_size=30))
 def test_plain_bodies_take_the_fast_path(objects: list[Any]) -> None:
     body = "\n".join(json.dumps(o) for o in objects).encode()
-    fast = parse_produce_lines(body)
-    assert fast is not None
-    assert [(r.partition, r.value) for r in fast] == [
-        (o["partition_id"], o["value"]["data"].encode("utf-8", "surrogatepass")) for o in objects]
+    batches = RequestBatches("t", 6, NOW_MS)
+    assert batches.add_lines(body)
+    assert not batches.refused
+    for partition, batch in batches.batches.items():
+        assert [(r.offset, r.timestamp_ms, r.key, r.value, r.headers)
+                for r in decode_batches(batch.build())] == [
+            (offset, NOW_MS, None, objects[index]["value"]["data"].encode("utf-8", "surrogatepass"),
+             ()) for offset, index in enumerate(batch.indexes)]
+        assert all(objects[index]["partition_id"] == partition for index in batch.indexes)
+    assert sorted(i for b in batches.batches.values() for i in b.indexes) == list(
+        range(len(objects)))
 
 
 @pytest.mark.parametrize("body", [
@@ -302,4 +335,35 @@ def test_plain_bodies_take_the_fast_path(objects: list[Any]) -> None:
     b"",
 ])
 def test_the_fast_path_declines_what_it_cannot_vouch_for(body: bytes) -> None:
-    assert parse_produce_lines(body) is None
+    assert _fast(body) is None
+
+
+def test_records_for_missing_partitions_are_refused_and_the_rest_written() -> None:
+    batches = RequestBatches("orders", 2, NOW_MS)
+    assert batches.add_lines(b'{"partition_id": 1, "value": {"type": "STRING", "data": "a"}}\n'
+                             b'{"partition_id": 5, "value": {"type": "STRING", "data": "b"}}\n'
+                             b'{"partition_id": 1, "value": {"type": "STRING", "data": "c"}}')
+    (problem,) = batches.refused.values()
+    assert isinstance(problem, UnknownPartitionError)
+    assert str(problem) == "partition 5 of topic 'orders' not found (it has 2)"
+    assert list(batches.refused) == [1]
+    assert batches.batches[1].indexes == [0, 2]
+    assert [r.value for r in decode_batches(batches.batches[1].build())] == [b"a", b"c"]
+
+
+def test_the_extra_header_joins_every_record_that_lacks_it() -> None:
+    batches = RequestBatches("t", 1, NOW_MS, extra_header=("traceparent", b"00-abc"))
+    assert batches.add_lines(
+        b'{"partition_id": 0, "value": {"type": "STRING", "data": "a"}}\n'
+        b'{"partition_id": 0, "value": {"type": "STRING", "data": "b"},'
+        b' "headers": [{"name": "traceparent", "value": "b3du"}]}')
+    assert [r.headers for r in decode_batches(batches.batches[0].build())] == [
+        (("traceparent", b"00-abc"),), (("traceparent", b"own"),)]
+
+
+def test_null_partitions_go_round_robin_from_where_the_last_request_stopped() -> None:
+    batches = RequestBatches("t", 3, NOW_MS, round_robin=4)
+    assert batches.add_lines(b'{"value": {"type": "STRING", "data": "a"}}\n'
+                             b'{"value": {"type": "STRING", "data": "b"}}')
+    assert batches.round_robin == 6
+    assert {p: b.indexes for p, b in batches.batches.items()} == {5 % 3: [0], 6 % 3: [1]}

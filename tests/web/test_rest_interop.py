@@ -9,9 +9,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from headrace.web.records import choose_partition
+from headrace.web.records import choose_partition, parse_timestamp
 from tests.web.conftest import RunningBroker
 
 
@@ -239,3 +240,29 @@ async def test_a_body_arriving_in_pieces_is_read_whole(running: RunningBroker) -
     assert head.startswith(b"HTTP/1.1 200")
     results = [json.loads(line) for line in payload.decode().splitlines()]
     assert [r["offset"] for r in results] == list(range(300))
+
+
+@pytest.mark.parametrize("timestamp_type", ["CreateTime", "LogAppendTime"])
+async def test_answers_show_the_timestamp_the_log_keeps(running: RunningBroker,
+                                                        timestamp_type: str) -> None:
+    # Records with their own timestamps and without, alike and not (the answers of alike
+    # records are rendered together): each answer shows the timestamp the record was stored
+    # with, which is the log's when the topic says LogAppendTime.
+    topic = f"stamped-{timestamp_type.lower()}"
+    await running.create_topic(topic, message_timestamp_type=timestamp_type)
+    own = [1_600_000_000_000 + n for n in range(3)]
+    lines = [json.dumps({"partition_id": 0, "value": {"type": "STRING", "data": "same"},
+                         "timestamp": stamp}) for stamp in own]
+    lines += [json.dumps({"partition_id": 0, "value": {"type": "STRING", "data": "same"}})] * 2
+    async with running.session.post(f"{running.cluster_url}/topics/{topic}/records",
+                                    data="\n".join(lines).encode()) as response:
+        assert response.status == 200
+        results = [json.loads(line) for line in (await response.text()).splitlines()]
+    assert [r["offset"] for r in results] == list(range(5))
+    messages = await asyncio.to_thread(consume_all, running.bootstrap, topic, 1, 5)
+    stored = [message.timestamp()[1] for message in sorted(messages, key=lambda m: m.offset())]
+    assert [parse_timestamp("t", r["timestamp"]) for r in results] == stored
+    if timestamp_type == "LogAppendTime":
+        assert len(set(stored)) == 1 and stored[0] not in own
+    else:
+        assert stored[:3] == own and stored[3] == stored[4] != own[0]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
@@ -32,100 +32,116 @@ from headrace.web.context import WebContext, context_of, json_response, path_int
 from headrace.web.errors import ApiError, from_kafka_error
 from headrace.web.records import (
     V2_FORMATS,
+    AnswerShape,
     InvalidRecordError,
     JsonStream,
     MalformedJsonError,
-    ProduceRecord,
-    choose_partition,
+    RequestBatches,
+    UnknownPartitionError,
     format_timestamp,
-    new_batch_builder,
-    parse_produce_lines,
     parse_produce_request,
     parse_v2_produce,
     split_json_body,
 )
 
 
-def _parse_each(bodies: list[Any]) -> list[ProduceRecord | ApiError]:
-    """The general path: validate each request object on its own (errors answer that record)."""
-    parsed: list[ProduceRecord | ApiError] = []
-    add = parsed.append
-    for body in bodies:
-        try:
-            add(parse_produce_request(body))
-        except InvalidRecordError as exc:
-            add(ApiError(400, errors.INVALID_FIELD, str(exc)))
-    return parsed
-
-
-class _PartitionBatch:
-    """The records of one request bound for one partition: their batch, where they answer, and
-    (once appended) the outcome."""
-
-    __slots__ = ("append", "base_offset", "builder", "error", "indexes", "log_append_time_ms")
-
-    def __init__(self) -> None:
-        self.builder = new_batch_builder()
-        self.append = self.builder.append
-        self.indexes: list[int] = []
-        self.base_offset = -1
-        self.log_append_time_ms = -1
-        self.error: ApiError | None = None
-
-
-class _Appended(NamedTuple):
-    """What became of a request's records: an error for each record that was not placed, and
-    the batch (with its outcome) of each partition written to."""
-
-    now_ms: int
-    refused: dict[int, ApiError]
-    batches: dict[int, _PartitionBatch]
-
-
-async def _append(ctx: WebContext, topic: str, partitions: int,
-                   records: Sequence[ProduceRecord | ApiError]) -> _Appended:
-    """Append the valid records of one request, one RecordBatch per partition.
-
-    One pass picks each record's partition and writes it into that partition's batch: this is
-    the per-record cost of HTTP produce, so it is kept to one loop."""
-    refused: dict[int, ApiError] = {}
-    batches: dict[int, _PartitionBatch] = {}
-    now_ms = int(time.time() * 1000)
+def _batches(ctx: WebContext, topic: str, partitions: int) -> RequestBatches:
+    """An empty :class:`RequestBatches` for one request: now, the broker's round-robin
+    position, and the trace context to put in every record when tracing is on."""
     trace_header = traceparent_header()
-    trace_entry = (TRACEPARENT, trace_header.encode()) if trace_header is not None else None
-    for index, record in enumerate(records):
-        if isinstance(record, ApiError):
-            refused[index] = record
-            continue
-        # Unpacking beats attribute access on this path (it runs once per record).
-        partition, key, value, headers, timestamp, _, _ = record
-        if partition is None:
-            ctx.round_robin += 1
-            partition = choose_partition(key, partitions, ctx.round_robin)
-        elif partition >= partitions:
-            refused[index] = ApiError(
-                404, errors.UNKNOWN_PARTITION,
-                f"partition {partition} of topic {topic!r} not found (it has {partitions})")
-            continue
-        batch = batches.get(partition)
-        if batch is None:
-            batch = batches[partition] = _PartitionBatch()
-        if trace_entry is not None and all(name != TRACEPARENT for name, _ in headers):
-            headers = [*headers, trace_entry]
-        indexes = batch.indexes
-        batch.append(len(indexes), now_ms if timestamp is None else timestamp, key, value,
-                     headers)
-        indexes.append(index)
-    for partition, batch in batches.items():
+    return RequestBatches(
+        topic, partitions, int(time.time() * 1000), round_robin=ctx.round_robin,
+        extra_header=None if trace_header is None else (TRACEPARENT, trace_header.encode()))
+
+
+def _add_each(batches: RequestBatches, bodies: list[Any]) -> None:
+    """The general path: validate each request object on its own (errors answer that record)."""
+    for index, body in enumerate(bodies):
         try:
-            appended = await ctx.broker.produce(topic, partition, bytes(batch.builder.build()),
-                                              acks=-1)
+            batches.add(index, parse_produce_request(body))
+        except InvalidRecordError as exc:
+            batches.refuse(index, exc)
+
+
+class _Written(NamedTuple):
+    base_offset: int
+    #: -1 unless the topic stamps records with the time the log appended them.
+    log_append_time_ms: int
+
+
+async def _write(ctx: WebContext, batches: RequestBatches) -> dict[int, _Written | ApiError]:
+    """Append each partition's batch through ``Broker.produce`` (the Kafka produce path:
+    validation, metrics, replication); what became of each, by partition."""
+    outcomes: dict[int, _Written | ApiError] = {}
+    ctx.round_robin = batches.round_robin
+    for partition, batch in batches.batches.items():
+        try:
+            appended = await ctx.broker.produce(batches.topic, partition, batch.build(), acks=-1)
         except KafkaError as exc:
-            batch.error = from_kafka_error(exc)
+            outcomes[partition] = from_kafka_error(exc)
         else:
-            batch.base_offset = appended.base_offset
-            batch.log_append_time_ms = appended.log_append_time_ms
-    return _Appended(now_ms, refused, batches)
+            outcomes[partition] = _Written(appended.base_offset, appended.log_append_time_ms)
+    return outcomes
+
+
+def _refusal(problem: InvalidRecordError) -> ApiError:
+    if isinstance(problem, UnknownPartitionError):
+        return ApiError(404, errors.UNKNOWN_PARTITION, str(problem))
+    return ApiError(400, errors.INVALID_FIELD, str(problem))
+
+
+#: How a written partition's answers look: the text before each record's offset, and the
+#: text after it, the same for every record or given by the record's :data:`AnswerShape`.
+AnswerForm = tuple[str, str | Callable[[AnswerShape], str]]
+
+
+def _answers(batches: RequestBatches, outcomes: dict[int, _Written | ApiError], count: int,
+             separator: str, render_failure: Callable[[ApiError], str],
+             form_of: Callable[[int, _Written], AnswerForm]) -> str:
+    """One answer per record, in request order, joined by ``separator``.
+
+    Between alike records of a partition only the offset differs: when all of a request's
+    records went to one partition and look alike (the common case), their answers are one
+    join over the offsets instead of a string per record."""
+    batch_list = list(batches.batches.items())
+    if not batches.refused and len(batch_list) == 1:
+        ((partition, batch),) = batch_list
+        outcome = outcomes[partition]
+        if isinstance(outcome, _Written):
+            head, tail_of = form_of(partition, outcome)
+            tail = _shared_tail(tail_of, batch.shapes)
+            if tail is not None:
+                base = outcome.base_offset
+                return head + (tail + separator + head).join(
+                    map(str, range(base, base + len(batch.indexes)))) + tail
+    answers = [""] * count
+    for index, problem in batches.refused.items():
+        answers[index] = render_failure(_refusal(problem))
+    for partition, batch in batch_list:
+        outcome = outcomes[partition]
+        if isinstance(outcome, ApiError):
+            failure = render_failure(outcome)
+            for index in batch.indexes:
+                answers[index] = failure
+            continue
+        head, tail_of = form_of(partition, outcome)
+        if isinstance(tail_of, str):
+            for offset, index in enumerate(batch.indexes, outcome.base_offset):
+                answers[index] = f"{head}{offset}{tail_of}"
+            continue
+        for offset, (index, shape) in enumerate(zip(batch.indexes, batch.shapes, strict=True),
+                                                outcome.base_offset):
+            answers[index] = f"{head}{offset}{tail_of(shape)}"
+    return separator.join(answers)
+
+
+def _shared_tail(tail_of: str | Callable[[AnswerShape], str], shapes: list[AnswerShape]
+                 ) -> str | None:
+    """The tail of every answer of a batch when they all have the same one."""
+    if isinstance(tail_of, str):
+        return tail_of
+    first = shapes[0]
+    return tail_of(first) if shapes.count(first) == len(shapes) else None
 
 
 def _error_line(error: ApiError) -> str:
@@ -143,60 +159,35 @@ def _data_json(data_type: str | None, size: int) -> str:
     return f'{{"type":"{data_type}","size":{size}}}'
 
 
-def _result_tail(timestamp: int, key_type: str | None, key_size: int,
-                 value_type: str | None, value_size: int) -> str:
-    """The part of a success line after the offset; records of a request mostly share it."""
+@functools.lru_cache(maxsize=1024)  # records of a request mostly share it
+def _result_tail(timestamp: int, shape: AnswerShape, log_time: bool) -> str:
+    """The part of a v3 success line after the offset: ``timestamp`` unless the record has
+    its own and the log keeps it (``log_time`` False)."""
+    if isinstance(shape, int):  # a plain STRING value
+        shape = (None, None, 0, "STRING", shape)
+    own_timestamp, key_type, key_size, value_type, value_size = shape
+    if own_timestamp is not None and not log_time:
+        timestamp = own_timestamp
     return (f',"timestamp":"{format_timestamp(timestamp)}",'
             f'"key":{_data_json(key_type, key_size)},'
             f'"value":{_data_json(value_type, value_size)}}}\n')
 
 
-def _answer_slots(appended: _Appended, count: int, render: Callable[[ApiError], str]
-                  ) -> list[str]:
-    """One answer per record, the refused ones and those of failed batches already rendered;
-    the caller fills in the written ones."""
-    answers = [""] * count
-    for index, error in appended.refused.items():
-        answers[index] = render(error)
-    for batch in appended.batches.values():
-        if batch.error is not None:
-            failure = render(batch.error)
-            for index in batch.indexes:
-                answers[index] = failure
-    return answers
+async def _produce_v3(ctx: WebContext, batches: RequestBatches, count: int) -> bytes:
+    """Append, then answer each of the ``count`` records with its v3 result as one NDJSON
+    line, in order."""
+    outcomes = await _write(ctx, batches)
+    head_start = (f'{{"error_code":200,"cluster_id":{_json_text(ctx.broker.cluster_id)},'
+                  f'"topic_name":{_json_text(batches.topic)},"partition_id":')
+    now_ms = batches.now_ms
 
+    def form_of(partition: int, written: _Written) -> AnswerForm:
+        log_time = written.log_append_time_ms >= 0  # the log's time replaces the records' own
+        timestamp = written.log_append_time_ms if log_time else now_ms
+        return (f'{head_start}{partition},"offset":',
+                lambda shape: _result_tail(timestamp, shape, log_time))
 
-async def _produce_v3(ctx: WebContext, topic: str, partitions: int,
-                      records: Sequence[ProduceRecord | ApiError]) -> list[str]:
-    """Append, then answer each record with its v3 result as one NDJSON line, in order.
-
-    Success lines are formatted from a cached tail: between alike records of a request only
-    the offset differs."""
-    appended = await _append(ctx, topic, partitions, records)
-    lines = _answer_slots(appended, len(records), _error_line)
-    now_ms = appended.now_ms
-    tails: dict[tuple[int, str | None, int, str | None, int], str] = {}
-    for partition, batch in appended.batches.items():
-        if batch.error is not None:
-            continue
-        head = (f'{{"error_code":200,"cluster_id":{_json_text(ctx.broker.cluster_id)},'
-                f'"topic_name":{_json_text(topic)},"partition_id":{partition},"offset":')
-        append_time = batch.log_append_time_ms
-        offset = batch.base_offset
-        for index in batch.indexes:
-            record = records[index]
-            assert not isinstance(record, ApiError)
-            _, key, value, _, timestamp, key_type, value_type = record
-            shape = (append_time if append_time >= 0 else
-                     now_ms if timestamp is None else timestamp,
-                     key_type, 0 if key is None else len(key),
-                     value_type, 0 if value is None else len(value))
-            tail = tails.get(shape)
-            if tail is None:
-                tail = tails[shape] = _result_tail(*shape)
-            lines[index] = f"{head}{offset}{tail}"
-            offset += 1
-    return lines
+    return _answers(batches, outcomes, count, "", _error_line, form_of).encode()
 
 
 def _producible_topic(ctx: WebContext, topic_name: str) -> TopicMetadata:
@@ -221,25 +212,41 @@ async def produce_records(request: web.Request) -> web.StreamResponse:
     topic = _producible_topic(ctx, topic_name)
     with _produce_span(ctx, topic_name):
         if request.headers.get("Transfer-Encoding", "").lower() != "chunked":
-            body = await read_body(request)
-            records = parse_produce_lines(body)
-            if records is not None and len(records) > 1:  # the fast path accepted the body
-                lines = await _produce_v3(ctx, topic_name, topic.partitions, records)
-                return web.Response(body="".join(lines).encode(),
-                                    content_type="application/x-ndjson")
-            values, problem = split_json_body(body)
-            if problem is not None:
-                raise ApiError(400, errors.MALFORMED_JSON, problem)
-            if not values:
-                raise ApiError(400, errors.MALFORMED_JSON, "request body has no JSON object")
-            if len(values) == 1:
-                return await _produce_one(ctx, topic_name, topic.partitions, values[0])
-            # The whole body is here: answer every record in one response body.
-            lines = await _produce_v3(ctx, topic_name, topic.partitions,
-                                      _parse_each(values))
-            return web.Response(body="".join(lines).encode(),
-                                content_type="application/x-ndjson")
+            return await _produce_body(ctx, topic_name, topic.partitions,
+                                       await read_body(request))
         return await _produce_stream(request, ctx, topic_name, topic.partitions)
+
+
+async def _produce_body(ctx: WebContext, topic: str, partitions: int, body: bytes
+                        ) -> web.Response:
+    """A whole body: one object is answered with one JSON result (a bad one with a 4xx),
+    several with one NDJSON line each."""
+    batches = _batches(ctx, topic, partitions)
+    if batches.add_lines(body):  # the fast path took it
+        count = sum(len(batch.indexes) for batch in batches.batches.values())
+        count += len(batches.refused)
+        if count > 1:
+            return _ndjson(await _produce_v3(ctx, batches, count))
+        batches = _batches(ctx, topic, partitions)  # one object: answered in its own shape
+    values, problem = split_json_body(body)
+    if problem is not None:
+        raise ApiError(400, errors.MALFORMED_JSON, problem)
+    if not values:
+        raise ApiError(400, errors.MALFORMED_JSON, "request body has no JSON object")
+    _add_each(batches, values)
+    if len(values) > 1:
+        return _ndjson(await _produce_v3(ctx, batches, len(values)))
+    if batches.refused:
+        raise _refusal(batches.refused[0])
+    result = json.loads(await _produce_v3(ctx, batches, 1))
+    if result["error_code"] != 200:
+        raise ApiError(int(str(result["error_code"])[:3]), result["error_code"],
+                       result["message"])
+    return json_response(result)
+
+
+def _ndjson(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/x-ndjson")
 
 
 async def produce_v2(request: web.Request) -> web.Response:
@@ -261,43 +268,26 @@ async def produce_v2(request: web.Request) -> web.Response:
         partition = path_int(request, "partition_id")
         ctx.require_partition(topic_name, partition)
     with _produce_span(ctx, topic_name):
+        batches = _batches(ctx, topic_name, topic.partitions)
         try:
-            records = parse_v2_produce(await read_body(request), data_type, partition)
+            count = parse_v2_produce(await read_body(request), data_type, batches, partition)
         except MalformedJsonError as exc:
             raise ApiError(400, errors.MALFORMED_JSON, str(exc)) from None
         except InvalidRecordError as exc:
             raise ApiError(422, errors.INVALID_RECORD, str(exc)) from None
-        appended = await _append(ctx, topic_name, topic.partitions, records)
-    offsets = _answer_slots(appended, len(records), _v2_failure)
-    for number, batch in appended.batches.items():
-        if batch.error is not None:
-            continue
-        offset = batch.base_offset
-        for index in batch.indexes:
-            offsets[index] = (f'{{"partition":{number},"offset":{offset},'
-                              f'"error_code":null,"error":null}}')
-            offset += 1
-    body = ('{"offsets":[' + ",".join(offsets)
-            + '],"key_schema_id":null,"value_schema_id":null}')
+        outcomes = await _write(ctx, batches)
+
+    def form_of(partition: int, written: _Written) -> AnswerForm:
+        return f'{{"partition":{partition},"offset":', ',"error_code":null,"error":null}'
+
+    offsets = _answers(batches, outcomes, count, ",", _v2_failure, form_of)
+    body = '{"offsets":[' + offsets + '],"key_schema_id":null,"value_schema_id":null}'
     return web.Response(body=body.encode(), content_type="application/vnd.kafka.v2+json")
 
 
 def _v2_failure(error: ApiError) -> str:
     return json.dumps({"partition": None, "offset": None, "error_code": error.error_code,
                        "error": error.message}, separators=(",", ":"))
-
-
-async def _produce_one(ctx: WebContext, topic: str, partitions: int, body: Any
-                       ) -> web.Response:
-    (record,) = _parse_each([body])
-    if isinstance(record, ApiError):
-        raise record
-    (line,) = await _produce_v3(ctx, topic, partitions, [record])
-    result = json.loads(line)
-    if result["error_code"] != 200:
-        status = int(str(result["error_code"])[:3])
-        raise ApiError(status, result["error_code"], result["message"])
-    return json_response(result)
 
 
 async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, partitions: int
@@ -307,8 +297,9 @@ async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, par
     await response.prepare(request)
 
     async def answer(values: list[Any]) -> None:
-        lines = await _produce_v3(ctx, topic, partitions, _parse_each(values))
-        await response.write("".join(lines).encode())
+        batches = _batches(ctx, topic, partitions)
+        _add_each(batches, values)
+        await response.write(await _produce_v3(ctx, batches, len(values)))
 
     stream = JsonStream()
     limit = ctx.max_body_bytes

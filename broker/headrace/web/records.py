@@ -203,29 +203,162 @@ def _parse_headers(headers_in: Any) -> list[tuple[str, bytes | None]]:
     return headers
 
 
-# -- the fast path for whole bodies of well-formed records --------------------------------------
-#
-# The general path above parses JSON into dicts and validates them in Python: about 1.6 µs per
-# record, most of HTTP produce's cost. msgspec (a maintained C library) parses AND checks the
-# shape in one pass into these structs; only the type-dependent encoding stays in Python. It is
-# only an accelerator: a body it declines (any shape problem, anything unusual) goes through the
-# general path, which then names each problem per record as before. Both produce equal records
-# for every body the fast path accepts (tests/web/test_records.py checks that property).
+# -- sorting a request's records into RecordBatches ---------------------------------------------
 
 
-class _DataSpec(msgspec.Struct, forbid_unknown_fields=True):
+class UnknownPartitionError(InvalidRecordError):
+    """A record addressed to a partition the topic does not have."""
+
+
+#: What a v3 answer says of a written record besides its offset: (its own timestamp or None
+#: for the request's time, key type, key size, value type, value size). A plain STRING value
+#: with neither key nor timestamp (the common record) is stood for by its size alone: the fast
+#: path then builds no tuple per record.
+AnswerShape = int | tuple[int | None, str | None, int, str | None, int]
+
+
+class PartitionBatch:
+    """The records of one request bound for one partition: their RecordBatch as it is built,
+    the request positions they answer, and what each answer says of them."""
+
+    __slots__ = ("append", "builder", "indexes", "shapes")
+
+    def __init__(self) -> None:
+        self.builder = new_batch_builder()
+        self.append = self.builder.append
+        self.indexes: list[int] = []
+        self.shapes: list[AnswerShape] = []
+
+    def build(self) -> bytes:
+        return bytes(self.builder.build())
+
+
+class RequestBatches:
+    """A produce request's records sorted into one RecordBatch per partition as they are read.
+
+    Pure (no I/O): the caller appends each built batch and answers each record from
+    ``batches``' ``indexes`` and ``shapes``, and from ``refused``. Records without a partition
+    go round-robin (or by key hash) from ``round_robin``, which the caller keeps between
+    requests; ``extra_header`` (the trace context) joins every record lacking a header of its
+    name.
+    """
+
+    __slots__ = ("batches", "extra_header", "now_ms", "partitions", "refused", "round_robin",
+                 "topic")
+
+    def __init__(self, topic: str, partitions: int, now_ms: int, *, round_robin: int = 0,
+                 extra_header: tuple[str, bytes] | None = None) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self.now_ms = now_ms
+        self.round_robin = round_robin
+        self.extra_header = extra_header
+        self.batches: dict[int, PartitionBatch] = {}
+        #: Records not written, by request position, with the reason.
+        self.refused: dict[int, InvalidRecordError] = {}
+
+    def add(self, index: int, record: ProduceRecord) -> None:
+        """Place the record at request position ``index`` (positions only ever increase)."""
+        partition, key, value, headers, timestamp, key_type, value_type = record
+        batch = self.place(index, partition, key)
+        if batch is None:
+            return
+        extra = self.extra_header
+        if extra is not None and all(name != extra[0] for name, _ in headers):
+            headers = [*headers, extra]
+        indexes = batch.indexes
+        batch.append(len(indexes), self.now_ms if timestamp is None else timestamp, key, value,
+                     headers)
+        indexes.append(index)
+        if key is None and timestamp is None and value_type == "STRING" and value is not None:
+            batch.shapes.append(len(value))  # as the fast path says it
+        else:
+            batch.shapes.append((timestamp, key_type, 0 if key is None else len(key),
+                                 value_type, 0 if value is None else len(value)))
+
+    def place(self, index: int, partition: int | None, key: bytes | None
+              ) -> PartitionBatch | None:
+        """The batch of the record at ``index``: its own partition, else the key's hash, else
+        the next in round-robin; None (and the record refused) for a partition not there."""
+        if partition is None:
+            self.round_robin += 1
+            partition = choose_partition(key, self.partitions, self.round_robin)
+        elif partition >= self.partitions:
+            self.refused[index] = UnknownPartitionError(
+                f"partition {partition} of topic {self.topic!r} not found "
+                f"(it has {self.partitions})")
+            return None
+        batch = self.batches.get(partition)
+        if batch is None:
+            batch = self.batches[partition] = PartitionBatch()
+        return batch
+
+    def refuse(self, index: int, problem: InvalidRecordError) -> None:
+        self.refused[index] = problem
+
+    def add_lines(self, body: bytes) -> bool:
+        """Add every record of a body of one v3 produce request object per line, or none.
+
+        The fast path of HTTP produce: msgspec (a maintained C library) parses and checks the
+        shape of the whole body in one pass, and the common record (a STRING value for a
+        given partition, nothing else) goes from its struct straight into its batch; other
+        records take :func:`_record_of`. False, with nothing added, declines the body: it is
+        malformed, has a record with a problem, or has a shape this path does not handle
+        (several objects on one line, say); the general path (:func:`split_json_body`,
+        :func:`parse_produce_request`) then names each problem per record. Both paths build
+        the same batches for every body this one accepts (tests/web/test_records.py checks
+        that property).
+        """
+        specs = _decode_lines(body)
+        if specs is None:
+            return False
+        batches, now_ms, partitions = self.batches, self.now_ms, self.partitions
+        round_robin = self.round_robin
+        # The common record is handled inline: a call per record costs a tenth of its budget.
+        plain = self.extra_header is None
+        try:
+            for index, spec in enumerate(specs):
+                value = spec.value
+                partition = spec.partition_id
+                if (plain and partition is not None and partition < partitions
+                        and spec.key is None and value is not None and value.type == "STRING"
+                        and value.data.__class__ is str and not spec.headers
+                        and spec.timestamp is None):
+                    data = value.data.encode()
+                    batch = batches.get(partition)
+                    if batch is None:
+                        batch = batches[partition] = PartitionBatch()
+                    indexes = batch.indexes
+                    batch.append(len(indexes), now_ms, None, data, NO_HEADERS)
+                    indexes.append(index)
+                    batch.shapes.append(len(data))
+                else:
+                    self.add(index, _record_of(spec))
+        except (InvalidRecordError, UnicodeEncodeError):
+            batches.clear()
+            self.refused.clear()
+            self.round_robin = round_robin
+            return False
+        return True
+
+
+# msgspec structs of the v3 request shape; gc=False as they hold no reference cycles (the
+# collector then skips them, which a body of hundreds of records makes worth it).
+
+
+class _DataSpec(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     data: Any
     type: Any = "JSON"
     subject: Any = None
     schema_version: Any = None
 
 
-class _HeaderSpec(msgspec.Struct):  # other fields ignored, as the general path does
+class _HeaderSpec(msgspec.Struct, gc=False):  # other fields ignored, as the general path does
     name: str
     value: str | None = None
 
 
-class _RequestSpec(msgspec.Struct, forbid_unknown_fields=True):
+class _RequestSpec(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     partition_id: Annotated[int, msgspec.Meta(ge=0)] | None = None
     key: _DataSpec | None = None
     value: _DataSpec | None = None
@@ -233,40 +366,21 @@ class _RequestSpec(msgspec.Struct, forbid_unknown_fields=True):
     timestamp: int | str | None = None
 
 
-_decode_request_lines = msgspec.json.Decoder(list[_RequestSpec]).decode
+_decode_request_list = msgspec.json.Decoder(list[_RequestSpec]).decode
 
 
-def parse_produce_lines(body: bytes) -> list[ProduceRecord] | None:
-    """The records of a body of one produce request object per line, or None to decline.
-
-    None means "use the general path" (:func:`split_json_body` and
-    :func:`parse_produce_request`): the body is malformed, has a record with a problem, or has
-    a shape this path does not handle (several objects on one line, say)."""
+def _decode_lines(body: bytes) -> list[_RequestSpec] | None:
+    """The requests of a body of one object per line, shape-checked; None if it is not that."""
     stripped = body.strip()
     if not stripped:
         return None
     try:
-        specs = _decode_request_lines(b"[" + stripped.replace(b"\n", b",") + b"]")
+        specs = _decode_request_list(b"[" + stripped.replace(b"\n", b",") + b"]")
     except msgspec.DecodeError:  # also ValidationError
         return None
     if len(specs) != stripped.count(b"\n") + 1:  # a newline stood for a missing comma
         return None
-    records: list[ProduceRecord] = []
-    add = records.append
-    try:
-        for spec in specs:
-            value = spec.value
-            if (spec.key is None and value is not None and value.type == "STRING"
-                    and value.data.__class__ is str and not spec.headers
-                    and spec.timestamp is None):  # the common shape, inline
-                add(tuple.__new__(ProduceRecord, (
-                    spec.partition_id, None, value.data.encode(), NO_HEADERS, None, None,
-                    "STRING")))
-            else:
-                add(_record_of(spec))
-    except (InvalidRecordError, UnicodeEncodeError):
-        return None
-    return records
+    return specs
 
 
 def _record_of(spec: _RequestSpec) -> ProduceRecord:
@@ -340,14 +454,16 @@ class MalformedJsonError(ValueError):
     """A body that is not JSON at all (as opposed to JSON of the wrong shape)."""
 
 
-def parse_v2_produce(body: bytes, data_type: str, partition: int | None = None
-                     ) -> list[ProduceRecord]:
-    """The records of a v2 produce request; ``data_type`` from :data:`V2_FORMATS`.
+def parse_v2_produce(body: bytes, data_type: str, batches: RequestBatches,
+                     partition: int | None = None) -> int:
+    """Add the records of a v2 produce request to ``batches``; how many there were.
 
-    The whole request is checked before anything is written: a record of the wrong shape or
-    with bad base64 raises InvalidRecordError naming it (``$.records[3].partition``), a body
-    that is no JSON raises MalformedJsonError. ``partition`` (from the URL) overrides the
-    records' own."""
+    ``data_type`` is from :data:`V2_FORMATS`. The whole request is checked before anything is
+    written: a record of the wrong shape or with bad base64 raises InvalidRecordError naming it
+    (``$.records[3].partition``; ``batches`` is then to be discarded), a body that is no JSON
+    raises MalformedJsonError. ``partition`` (from the URL) overrides the records' own. The
+    v2 answers say nothing of a record but where it went, so no answer shapes are kept.
+    """
     try:
         if data_type == "JSON":
             request: _V2JsonRequest | _V2TextRequest = _decode_v2_json(body)
@@ -359,8 +475,7 @@ def parse_v2_produce(body: bytes, data_type: str, partition: int | None = None
         raise MalformedJsonError(f"malformed JSON: {exc}") from None
     if not request.records:
         raise InvalidRecordError("records must not be empty")
-    records: list[ProduceRecord] = []
-    add = records.append
+    place, now_ms, extra = batches.place, batches.now_ms, batches.extra_header
     specs: list[_V2JsonRecord | _V2TextRecord] = list(request.records)
     for index, spec in enumerate(specs):
         # An absent key or value is the struct's default object itself: no call for it.
@@ -374,11 +489,16 @@ def parse_v2_produce(body: bytes, data_type: str, partition: int | None = None
             headers = [(header.key, None if header.value is None else decode_base64(
                 f"records[{index}].headers[{number}].value", header.value))
                 for number, header in enumerate(spec.headers)]
-        add(tuple.__new__(ProduceRecord, (
-            spec.partition if partition is None else partition, key, value, headers,
-            spec.timestamp, None if key is None else data_type,
-            None if value is None else data_type)))
-    return records
+        batch = place(index, spec.partition if partition is None else partition, key)
+        if batch is None:
+            continue
+        if extra is not None and all(name != extra[0] for name, _ in headers):
+            headers = [*headers, extra]
+        indexes = batch.indexes
+        batch.append(len(indexes), now_ms if spec.timestamp is None else spec.timestamp, key,
+                     value, headers)
+        indexes.append(index)
+    return len(specs)
 
 
 def _v2_bytes(data: msgspec.Raw | str, data_type: str, index: int, field: str) -> bytes | None:
@@ -600,19 +720,22 @@ __all__ = [
     "NO_HEADERS",
     "RECORD_FORMATS",
     "V2_FORMATS",
+    "AnswerShape",
     "ConsumedRecord",
     "InvalidRecordError",
     "JsonStream",
     "MalformedJsonError",
+    "PartitionBatch",
     "ProduceRecord",
     "RecordFormat",
+    "RequestBatches",
+    "UnknownPartitionError",
     "build_batch",
     "choose_partition",
     "decode_base64",
     "decode_batches",
     "format_timestamp",
     "new_batch_builder",
-    "parse_produce_lines",
     "parse_produce_request",
     "parse_timestamp",
     "parse_v2_produce",
