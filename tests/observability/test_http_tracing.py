@@ -132,3 +132,23 @@ async def test_group_operations_are_traced(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
         await broker.stop()
+
+
+async def test_a_refused_request_records_its_error_status(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    broker, runner = await start_running_broker(tmp_path / "data", tracer_provider=provider)
+    try:
+        base = f"http://127.0.0.1:{broker.http_port}/v3/clusters/{broker.cluster_id}"
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{base}/topics/missing/records", json={"value": {"data": 1}}) as response:
+            assert response.status == 404
+            assert (await response.json())["error_code"] == 40401
+        (server,) = [span for span in exporter.get_finished_spans()
+                     if span.kind is SpanKind.SERVER]
+        assert server.attributes is not None
+        assert server.attributes["http.response.status_code"] == 404
+    finally:
+        await runner.cleanup()
+        await broker.stop()

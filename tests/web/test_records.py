@@ -15,14 +15,18 @@ from headrace.web.records import (
     MAX_TIMESTAMP_MS,
     InvalidRecordError,
     JsonStream,
+    PartitionBatch,
     RequestBatches,
     UnknownPartitionError,
     build_batch,
     choose_partition,
     decode_batches,
     format_timestamp,
+    new_batch_builder,
     parse_produce_request,
     parse_timestamp,
+    plain_batch,
+    plain_batch_fits,
     render_record,
     split_json_body,
     split_json_values,
@@ -367,3 +371,40 @@ def test_null_partitions_go_round_robin_from_where_the_last_request_stopped() ->
                              b'{"value": {"type": "STRING", "data": "b"}}')
     assert batches.round_robin == 6
     assert {p: b.indexes for p, b in batches.batches.items()} == {5 % 3: [0], 6 % 3: [1]}
+
+
+def _builder_batch(records: list[tuple[int, bytes | None, bytes | None, list[Any]]]) -> bytes:
+    """aiokafka's own batch of (timestamp, key, value, headers) records: the reference."""
+    builder = new_batch_builder()
+    for offset_delta, (timestamp, key, value, headers) in enumerate(records):
+        builder.append(offset_delta, timestamp, key, value, headers)
+    return bytes(builder.build())
+
+
+@given(st.integers(0, 300), st.integers(1, 200), st.integers(0, MAX_TIMESTAMP_MS),
+       st.binary(min_size=1, max_size=1))
+def test_a_plain_batch_is_what_aiokafka_builds(size: int, count: int, timestamp: int,
+                                              fill: bytes) -> None:
+    # Sizes and counts cross a varint width (from 64 on, a second byte).
+    values = [bytes([(fill[0] + n) % 256]) * size for n in range(count)]
+    assert plain_batch_fits(values)
+    assert plain_batch(values, timestamp) == _builder_batch(
+        [(timestamp, None, value, []) for value in values])
+
+
+@given(st.lists(st.tuples(st.booleans(), st.binary(max_size=20)), min_size=1, max_size=30))
+def test_partition_batches_of_plain_and_other_records_build_what_aiokafka_builds(
+        records: list[tuple[bool, bytes]]) -> None:
+    # Plain records (kept as values) and keyed ones (which move them into the builder),
+    # in any order and of any sizes (mixed sizes are the builder's too).
+    batch = PartitionBatch(NOW_MS)
+    expected = []
+    for offset_delta, (keyed, value) in enumerate(records):
+        if keyed:
+            batch.append(offset_delta, NOW_MS + 1, b"k", value, [("h", None)])
+            expected.append((NOW_MS + 1, b"k", value, [("h", None)]))
+        else:
+            batch.append_plain(value)
+            expected.append((NOW_MS, None, value, []))
+        batch.indexes.append(offset_delta)
+    assert batch.build() == _builder_batch(expected)

@@ -45,10 +45,13 @@ from headrace.web.records import (
 )
 
 
-def _batches(ctx: WebContext, topic: str, partitions: int) -> RequestBatches:
+def _batches(ctx: WebContext, request: web.Request, topic: str, partitions: int
+             ) -> RequestBatches:
     """An empty :class:`RequestBatches` for one request: now, the broker's round-robin
-    position, and the trace context to put in every record when tracing is on."""
-    trace_header = traceparent_header()
+    position, and the trace context to put in every record when there is one (tracing is on,
+    or the request carries a ``traceparent`` to pass on)."""
+    trace_header = (traceparent_header() if ctx.tracing or TRACEPARENT in request.headers
+                    else None)
     return RequestBatches(
         topic, partitions, int(time.time() * 1000), round_robin=ctx.round_robin,
         extra_header=None if trace_header is None else (TRACEPARENT, trace_header.encode()))
@@ -97,12 +100,12 @@ AnswerForm = tuple[str, str | Callable[[AnswerShape], str]]
 
 def _answers(batches: RequestBatches, outcomes: dict[int, _Written | ApiError], count: int,
              separator: str, render_failure: Callable[[ApiError], str],
-             form_of: Callable[[int, _Written], AnswerForm]) -> str:
-    """One answer per record, in request order, joined by ``separator``.
+             form_of: Callable[[int, _Written], AnswerForm]) -> bytes:
+    """One answer per record, in request order, joined by ``separator``, as UTF-8.
 
     Between alike records of a partition only the offset differs: when all of a request's
     records went to one partition and look alike (the common case), their answers are one
-    join over the offsets instead of a string per record."""
+    join over the offsets, in bytes, instead of a string per record."""
     batch_list = list(batches.batches.items())
     if not batches.refused and len(batch_list) == 1:
         ((partition, batch),) = batch_list
@@ -112,8 +115,9 @@ def _answers(batches: RequestBatches, outcomes: dict[int, _Written | ApiError], 
             tail = _shared_tail(tail_of, batch.shapes)
             if tail is not None:
                 base = outcome.base_offset
-                return head + (tail + separator + head).join(
-                    map(str, range(base, base + len(batch.indexes)))) + tail
+                offsets = map(b"%d".__mod__, range(base, base + len(batch.indexes)))
+                return b"".join((head.encode(), (tail + separator + head).encode().join(offsets),
+                                 tail.encode()))
     answers = [""] * count
     for index, problem in batches.refused.items():
         answers[index] = render_failure(_refusal(problem))
@@ -132,7 +136,7 @@ def _answers(batches: RequestBatches, outcomes: dict[int, _Written | ApiError], 
         for offset, (index, shape) in enumerate(zip(batch.indexes, batch.shapes, strict=True),
                                                 outcome.base_offset):
             answers[index] = f"{head}{offset}{tail_of(shape)}"
-    return separator.join(answers)
+    return separator.join(answers).encode()
 
 
 def _shared_tail(tail_of: str | Callable[[AnswerShape], str], shapes: list[AnswerShape]
@@ -187,7 +191,7 @@ async def _produce_v3(ctx: WebContext, batches: RequestBatches, count: int) -> b
         return (f'{head_start}{partition},"offset":',
                 lambda shape: _result_tail(timestamp, shape, log_time))
 
-    return _answers(batches, outcomes, count, "", _error_line, form_of).encode()
+    return _answers(batches, outcomes, count, "", _error_line, form_of)
 
 
 def _producible_topic(ctx: WebContext, topic_name: str) -> TopicMetadata:
@@ -212,22 +216,22 @@ async def produce_records(request: web.Request) -> web.StreamResponse:
     topic = _producible_topic(ctx, topic_name)
     with _produce_span(ctx, topic_name):
         if request.headers.get("Transfer-Encoding", "").lower() != "chunked":
-            return await _produce_body(ctx, topic_name, topic.partitions,
+            return await _produce_body(ctx, request, topic_name, topic.partitions,
                                        await read_body(request))
         return await _produce_stream(request, ctx, topic_name, topic.partitions)
 
 
-async def _produce_body(ctx: WebContext, topic: str, partitions: int, body: bytes
-                        ) -> web.Response:
+async def _produce_body(ctx: WebContext, request: web.Request, topic: str, partitions: int,
+                        body: bytes) -> web.Response:
     """A whole body: one object is answered with one JSON result (a bad one with a 4xx),
     several with one NDJSON line each."""
-    batches = _batches(ctx, topic, partitions)
+    batches = _batches(ctx, request, topic, partitions)
     if batches.add_lines(body):  # the fast path took it
         count = sum(len(batch.indexes) for batch in batches.batches.values())
         count += len(batches.refused)
         if count > 1:
             return _ndjson(await _produce_v3(ctx, batches, count))
-        batches = _batches(ctx, topic, partitions)  # one object: answered in its own shape
+        batches = _batches(ctx, request, topic, partitions)  # one object: answered in its own shape
     values, problem = split_json_body(body)
     if problem is not None:
         raise ApiError(400, errors.MALFORMED_JSON, problem)
@@ -268,7 +272,7 @@ async def produce_v2(request: web.Request) -> web.Response:
         partition = path_int(request, "partition_id")
         ctx.require_partition(topic_name, partition)
     with _produce_span(ctx, topic_name):
-        batches = _batches(ctx, topic_name, topic.partitions)
+        batches = _batches(ctx, request, topic_name, topic.partitions)
         try:
             count = parse_v2_produce(await read_body(request), data_type, batches, partition)
         except MalformedJsonError as exc:
@@ -281,8 +285,8 @@ async def produce_v2(request: web.Request) -> web.Response:
         return f'{{"partition":{partition},"offset":', ',"error_code":null,"error":null}'
 
     offsets = _answers(batches, outcomes, count, ",", _v2_failure, form_of)
-    body = '{"offsets":[' + offsets + '],"key_schema_id":null,"value_schema_id":null}'
-    return web.Response(body=body.encode(), content_type="application/vnd.kafka.v2+json")
+    body = b"".join((b'{"offsets":[', offsets, b'],"key_schema_id":null,"value_schema_id":null}'))
+    return web.Response(body=body, content_type="application/vnd.kafka.v2+json")
 
 
 def _v2_failure(error: ApiError) -> str:
@@ -297,7 +301,7 @@ async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, par
     await response.prepare(request)
 
     async def answer(values: list[Any]) -> None:
-        batches = _batches(ctx, topic, partitions)
+        batches = _batches(ctx, request, topic, partitions)
         _add_each(batches, values)
         await response.write(await _produce_v3(ctx, batches, len(values)))
 

@@ -13,14 +13,19 @@ import binascii
 import codecs
 import functools
 import json
-from collections.abc import Iterator, Sequence
+import struct
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import chain, repeat
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 from aiokafka.partitioner import murmur2
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.record.util import encode_varint
+
+from headrace.storage.batch import crc32c
 
 #: Confluent's data types for keys and values in a produce request.
 DATA_TYPES = ("JSON", "STRING", "BINARY")
@@ -219,18 +224,56 @@ AnswerShape = int | tuple[int | None, str | None, int, str | None, int]
 
 class PartitionBatch:
     """The records of one request bound for one partition: their RecordBatch as it is built,
-    the request positions they answer, and what each answer says of them."""
+    the request positions they answer, and what each answer says of them.
 
-    __slots__ = ("append", "builder", "indexes", "shapes")
+    While every record is plain (no key, no headers, the request's timestamp) only their
+    values are kept, and :meth:`build` makes the batch in a few joins (:func:`plain_batch`);
+    the first other record moves them into aiokafka's builder, which takes it from there.
+    """
 
-    def __init__(self) -> None:
-        self.builder = new_batch_builder()
-        self.append = self.builder.append
+    __slots__ = ("append", "builder", "indexes", "plain", "shapes", "timestamp_ms")
+
+    def __init__(self, timestamp_ms: int) -> None:
+        self.timestamp_ms = timestamp_ms
+        #: The values of the records so far while all are plain; None once the builder has them.
+        self.plain: list[bytes] | None = []
+        self.builder: DefaultRecordBatchBuilder | None = None
+        #: ``append(offset_delta, timestamp_ms, key, value, headers)`` of any record (after a
+        #: first call that starts the builder, aiokafka's own).
+        self.append: Callable[[int, int, bytes | None, bytes | None,
+                               list[tuple[str, bytes | None]]], object] = self._start_builder
         self.indexes: list[int] = []
         self.shapes: list[AnswerShape] = []
 
+    def _start_builder(self, offset_delta: int, timestamp_ms: int, key: bytes | None,
+                       value: bytes | None, headers: list[tuple[str, bytes | None]]) -> None:
+        builder = self._builder()
+        builder.append(offset_delta, timestamp_ms, key, value, headers)
+
+    def _builder(self) -> DefaultRecordBatchBuilder:
+        builder = self.builder
+        if builder is None:
+            builder = self.builder = new_batch_builder()
+            for offset_delta, value in enumerate(self.plain or ()):
+                builder.append(offset_delta, self.timestamp_ms, None, value, NO_HEADERS)
+            self.plain = None
+            self.append = builder.append
+        return builder
+
+    def append_plain(self, value: bytes) -> None:
+        """Add a plain record (no key, no headers, the request's timestamp) after the others;
+        the caller then adds its request position to ``indexes``."""
+        plain = self.plain
+        if plain is not None:
+            plain.append(value)
+        else:
+            self.append(len(self.indexes), self.timestamp_ms, None, value, NO_HEADERS)
+
     def build(self) -> bytes:
-        return bytes(self.builder.build())
+        plain = self.plain
+        if plain and plain_batch_fits(plain):
+            return plain_batch(plain, self.timestamp_ms)
+        return bytes(self._builder().build())
 
 
 class RequestBatches:
@@ -267,8 +310,11 @@ class RequestBatches:
         if extra is not None and all(name != extra[0] for name, _ in headers):
             headers = [*headers, extra]
         indexes = batch.indexes
-        batch.append(len(indexes), self.now_ms if timestamp is None else timestamp, key, value,
-                     headers)
+        if key is None and not headers and timestamp is None and value is not None:
+            batch.append_plain(value)
+        else:
+            batch.append(len(indexes), self.now_ms if timestamp is None else timestamp, key,
+                         value, headers)
         indexes.append(index)
         if key is None and timestamp is None and value_type == "STRING" and value is not None:
             batch.shapes.append(len(value))  # as the fast path says it
@@ -290,7 +336,7 @@ class RequestBatches:
             return None
         batch = self.batches.get(partition)
         if batch is None:
-            batch = self.batches[partition] = PartitionBatch()
+            batch = self.batches[partition] = PartitionBatch(self.now_ms)
         return batch
 
     def refuse(self, index: int, problem: InvalidRecordError) -> None:
@@ -327,9 +373,13 @@ class RequestBatches:
                     data = value.data.encode()
                     batch = batches.get(partition)
                     if batch is None:
-                        batch = batches[partition] = PartitionBatch()
+                        batch = batches[partition] = PartitionBatch(now_ms)
                     indexes = batch.indexes
-                    batch.append(len(indexes), now_ms, None, data, NO_HEADERS)
+                    plain_values = batch.plain  # batch.append_plain(data), inline
+                    if plain_values is not None:
+                        plain_values.append(data)
+                    else:
+                        batch.append(len(indexes), now_ms, None, data, NO_HEADERS)
                     indexes.append(index)
                     batch.shapes.append(len(data))
                 else:
@@ -495,8 +545,11 @@ def parse_v2_produce(body: bytes, data_type: str, batches: RequestBatches,
         if extra is not None and all(name != extra[0] for name, _ in headers):
             headers = [*headers, extra]
         indexes = batch.indexes
-        batch.append(len(indexes), now_ms if spec.timestamp is None else spec.timestamp, key,
-                     value, headers)
+        if key is None and not headers and spec.timestamp is None and value is not None:
+            batch.append_plain(value)
+        else:
+            batch.append(len(indexes), now_ms if spec.timestamp is None else spec.timestamp,
+                         key, value, headers)
         indexes.append(index)
     return len(specs)
 
@@ -624,6 +677,55 @@ def choose_partition(key: bytes | None, partitions: int, counter: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
+#: A RecordBatch v2 header up to the CRC (baseOffset, batchLength, partitionLeaderEpoch, magic,
+#: crc), and from there to the records (what the CRC covers with them).
+_BATCH_HEAD = struct.Struct(">qiibI")
+_BATCH_REST = struct.Struct(">hiqqqhii")
+#: Each record's last byte: its header count, 0.
+_NO_HEADER_COUNT = b"\x00"
+#: Past this many records a plain batch is left to the builder (prefix lists stay small).
+_PLAIN_MAX_RECORDS = 4096
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    encode_varint(value, out.append)  # aiokafka's zigzag varint
+    return bytes(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_prefixes(value_size: int, count: int) -> list[bytes]:
+    """What comes before the value in each of ``count`` plain records of ``value_size`` bytes:
+    length, attributes 0, timestamp delta 0, offset delta, null key, value length."""
+    prefixes = []
+    size_field = _varint(value_size)
+    for offset_delta in range(count):
+        body = b"\x00\x00" + _varint(offset_delta) + b"\x01" + size_field
+        prefixes.append(_varint(len(body) + value_size + 1) + body)
+    return prefixes
+
+
+def plain_batch_fits(values: list[bytes]) -> bool:
+    """Whether :func:`plain_batch` takes these values: all of one size, and not too many."""
+    return (len(values) <= _PLAIN_MAX_RECORDS and values.count(values[0]) == len(values)) or (
+        len(values) <= _PLAIN_MAX_RECORDS and len(set(map(len, values))) == 1)
+
+
+def plain_batch(values: list[bytes], timestamp_ms: int) -> bytes:
+    """The uncompressed RecordBatch v2 of records with these values (one size), no key, no
+    headers and ``timestamp_ms``: byte for byte what aiokafka's builder makes of them (the
+    tests hold the two equal), in a few C-level joins instead of a call per record.
+
+    HTTP produce's common batch: the builder's per-record call was a tenth of its cost."""
+    count = len(values)
+    records = b"".join(chain.from_iterable(zip(
+        _plain_prefixes(len(values[0]), count), values, repeat(_NO_HEADER_COUNT))))
+    rest = _BATCH_REST.pack(0, count - 1, timestamp_ms, timestamp_ms, -1, -1, -1, count)
+    crc = crc32c(records, crc32c(rest))
+    length = _BATCH_HEAD.size - 12 + len(rest) + len(records)  # batchLength: after its field
+    return b"".join((_BATCH_HEAD.pack(0, length, -1, 2, crc), rest, records))
+
+
 def new_batch_builder() -> DefaultRecordBatchBuilder:
     """A builder of one uncompressed RecordBatch v2 (aiokafka's, in C).
 
@@ -739,6 +841,8 @@ __all__ = [
     "parse_produce_request",
     "parse_timestamp",
     "parse_v2_produce",
+    "plain_batch",
+    "plain_batch_fits",
     "render_data",
     "render_record",
     "split_json_body",
