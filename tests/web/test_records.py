@@ -334,7 +334,7 @@ def test_plain_bodies_take_the_fast_path(objects: list[Any]) -> None:
 
 @pytest.mark.parametrize("body", [
     b'{"partition_id": 0\n"value": {"data": 1}}',  # a newline standing for a missing comma
-    b'{"value": {"data": 1}} {"value": {"data": 2}}',  # two objects on one line
+    b'{"value": {"data": 1}}, {"value": {"data": 2}}',  # commas between objects
     b'{"value": {"data": 1}}\n{"value": ',
     b"",
 ])
@@ -408,3 +408,19 @@ def test_partition_batches_of_plain_and_other_records_build_what_aiokafka_builds
             expected.append((NOW_MS, None, value, []))
         batch.indexes.append(offset_delta)
     assert batch.build() == _builder_batch(expected)
+
+
+@given(st.sampled_from([None, 0, 2, 3, 7]),
+       st.lists(st.text(max_size=8) | st.sampled_from(["\ud800", "é", "x" * 70]), min_size=1,
+                max_size=12),
+       st.booleans())
+def test_plain_bodies_of_one_partition_or_none_batch_as_the_general_path_does(
+        partition: int | None, data: list[str], write_partition: bool) -> None:
+    # The whole-list path: one partition for all (or round-robin from 7), sizes alike or not,
+    # a partition the topic lacks, text that is no UTF-8 (a lone surrogate).
+    objects = [{"value": {"type": "STRING", "data": text}} for text in data]
+    if write_partition or partition is not None:
+        for record in objects:
+            record["partition_id"] = partition
+    body = "\n".join(json.dumps(o) for o in objects).encode()
+    assert _fast(body) == _general(objects)

@@ -13,11 +13,12 @@ import binascii
 import codecs
 import functools
 import json
+import operator
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain, repeat
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
 import msgspec
 from aiokafka.partitioner import murmur2
@@ -339,23 +340,63 @@ class RequestBatches:
             batch = self.batches[partition] = PartitionBatch(self.now_ms)
         return batch
 
+    def _add_plain(self, body: bytes) -> bool:
+        """:meth:`add_lines` for a body of plain records (a STRING value and nothing else but
+        one partition for all, or none), in whole-list steps: msgspec checks that shape, then
+        C-level maps take the values out. False, with nothing added, for any other body."""
+        specs = _decode_requests(_decode_plain_lines, body)
+        if specs is None:
+            return False
+        count = len(specs)
+        targets = set(map(_PARTITION_ID, specs))
+        if len(targets) != 1:
+            return False
+        (partition,) = targets
+        try:
+            values = list(map(str.encode, map(_VALUE_DATA, specs)))
+        except UnicodeEncodeError:
+            return False
+        partitions = self.partitions
+        if partition is None:  # round-robin, where choose_partition would put each in turn
+            first = self.round_robin + 1
+            self.round_robin += count
+            for start in range(min(partitions, count)):
+                self._add_plain_batch((first + start) % partitions, values[start::partitions],
+                                      range(start, count, partitions))
+        elif partition < partitions:
+            self._add_plain_batch(partition, values, range(count))
+        else:
+            return False
+        return True
+
+    def _add_plain_batch(self, partition: int, values: list[bytes], indexes: range) -> None:
+        batch = self.batches[partition] = PartitionBatch(self.now_ms)
+        batch.plain = values
+        batch.indexes = list(indexes)
+        batch.shapes = list(map(len, values))  # a plain record's answer shape: its size
+
     def refuse(self, index: int, problem: InvalidRecordError) -> None:
         self.refused[index] = problem
 
     def add_lines(self, body: bytes) -> bool:
-        """Add every record of a body of one v3 produce request object per line, or none.
+        """Add every record of a body of v3 produce request objects (one per line, as a rule:
+        newline-delimited JSON), or none.
 
         The fast path of HTTP produce: msgspec (a maintained C library) parses and checks the
-        shape of the whole body in one pass, and the common record (a STRING value for a
-        given partition, nothing else) goes from its struct straight into its batch; other
-        records take :func:`_record_of`. False, with nothing added, declines the body: it is
+        shape of the whole body in one pass (``decode_lines``). A body of plain records for one partition (or
+        round-robin) is taken in whole-list steps (:meth:`_add_plain`); otherwise the common
+        record (a STRING value for a given partition, nothing else) goes from its struct
+        straight into its batch and other records take :func:`_record_of`. Call it on an
+        empty RequestBatches. False, with nothing added, declines the body: it is
         malformed, has a record with a problem, or has a shape this path does not handle
-        (several objects on one line, say); the general path (:func:`split_json_body`,
+        (objects separated by commas, say); the general path (:func:`split_json_body`,
         :func:`parse_produce_request`) then names each problem per record. Both paths build
         the same batches for every body this one accepts (tests/web/test_records.py checks
         that property).
         """
-        specs = _decode_lines(body)
+        if self.extra_header is None and not self.batches and self._add_plain(body):
+            return True
+        specs = _decode_requests(_decode_request_lines, body)
         if specs is None:
             return False
         batches, now_ms, partitions = self.batches, self.now_ms, self.partitions
@@ -416,21 +457,42 @@ class _RequestSpec(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     timestamp: int | str | None = None
 
 
-_decode_request_list = msgspec.json.Decoder(list[_RequestSpec]).decode
+_decode_request_lines = msgspec.json.Decoder(_RequestSpec).decode_lines
 
 
-def _decode_lines(body: bytes) -> list[_RequestSpec] | None:
-    """The requests of a body of one object per line, shape-checked; None if it is not that."""
-    stripped = body.strip()
-    if not stripped:
-        return None
+class _PlainValueSpec(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    data: str
+    type: Literal["STRING"]
+    subject: Any = None
+    schema_version: Any = None
+
+
+class _PlainRequestSpec(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A request of the plain shape: a STRING value, maybe a partition, nothing else."""
+
+    value: _PlainValueSpec
+    partition_id: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    key: None = None
+    headers: None = None
+    timestamp: None = None
+
+
+_decode_plain_lines = msgspec.json.Decoder(_PlainRequestSpec).decode_lines
+_PARTITION_ID = operator.attrgetter("partition_id")
+_VALUE_DATA = operator.attrgetter("value.data")
+
+
+_Spec = TypeVar("_Spec")
+
+
+def _decode_requests(decode_lines: Callable[[bytes], list[_Spec]], body: bytes
+                     ) -> list[_Spec] | None:
+    """The requests of a body of JSON objects separated by whitespace (one per line, as a
+    rule), shape-checked by ``decode_lines``; None if it does not take them or finds none."""
     try:
-        specs = _decode_request_list(b"[" + stripped.replace(b"\n", b",") + b"]")
+        return decode_lines(body) or None
     except msgspec.DecodeError:  # also ValidationError
         return None
-    if len(specs) != stripped.count(b"\n") + 1:  # a newline stood for a missing comma
-        return None
-    return specs
 
 
 def _record_of(spec: _RequestSpec) -> ProduceRecord:
