@@ -383,11 +383,11 @@ class RequestBatches:
         newline-delimited JSON), or none.
 
         The fast path of HTTP produce: msgspec (a maintained C library) parses and checks the
-        shape of the whole body in one pass (``decode_lines``). A body of plain records for one partition (or
-        round-robin) is taken in whole-list steps (:meth:`_add_plain`); otherwise the common
-        record (a STRING value for a given partition, nothing else) goes from its struct
-        straight into its batch and other records take :func:`_record_of`. Call it on an
-        empty RequestBatches. False, with nothing added, declines the body: it is
+        shape of the whole body in one pass (``decode_lines``). A body of plain records for
+        one partition (or round-robin) is taken in whole-list steps (:meth:`_add_plain`);
+        otherwise the common record (a STRING value for a given partition, nothing else) goes
+        from its struct straight into its batch and other records take :func:`_record_of`.
+        Call it on an empty RequestBatches. False, with nothing added, declines the body: it is
         malformed, has a record with a problem, or has a shape this path does not handle
         (objects separated by commas, say); the general path (:func:`split_json_body`,
         :func:`parse_produce_request`) then names each problem per record. Both paths build
