@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from typing import Any
 
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2 as kafka_murmur2
 
+from headrace.web import records as records_module
 from headrace.web.records import (
     MAX_TIMESTAMP_MS,
     InvalidRecordError,
@@ -25,6 +27,7 @@ from headrace.web.records import (
     new_batch_builder,
     parse_produce_request,
     parse_timestamp,
+    parse_v2_produce,
     plain_batch,
     plain_batch_fits,
     render_record,
@@ -398,7 +401,7 @@ def test_partition_batches_of_plain_and_other_records_build_what_aiokafka_builds
     # Plain records (kept as values) and keyed ones (which move them into the builder),
     # in any order and of any sizes (mixed sizes are the builder's too).
     batch = PartitionBatch(NOW_MS)
-    expected = []
+    expected: list[tuple[int, bytes | None, bytes | None, list[Any]]] = []
     for offset_delta, (keyed, value) in enumerate(records):
         if keyed:
             batch.append(offset_delta, NOW_MS + 1, b"k", value, [("h", None)])
@@ -418,9 +421,65 @@ def test_plain_bodies_of_one_partition_or_none_batch_as_the_general_path_does(
         partition: int | None, data: list[str], write_partition: bool) -> None:
     # The whole-list path: one partition for all (or round-robin from 7), sizes alike or not,
     # a partition the topic lacks, text that is no UTF-8 (a lone surrogate).
-    objects = [{"value": {"type": "STRING", "data": text}} for text in data]
+    objects: list[dict[str, Any]] = [{"value": {"type": "STRING", "data": text}}
+                                     for text in data]
     if write_partition or partition is not None:
         for record in objects:
             record["partition_id"] = partition
     body = "\n".join(json.dumps(o) for o in objects).encode()
     assert _fast(body) == _general(objects)
+
+
+# -- v2: the whole-list path for plain records agrees with the per-record one -----------------
+
+v2_plain_records = st.lists(st.fixed_dictionaries(
+    {"value": st.binary(max_size=12).map(lambda raw: base64.b64encode(raw).decode())
+     | st.sampled_from(["aGk", "aGl=", "YR==", "%%", "", "aGk=\n"])},
+    optional={"partition": st.sampled_from([0, 1, 4])}), max_size=8)
+
+
+@given(v2_plain_records, st.sampled_from(["BINARY", "STRING"]),
+       st.sampled_from([None, 1, 5]), st.booleans())
+def test_v2_plain_requests_batch_as_the_per_record_path_does(
+        records: list[dict[str, Any]], data_type: str, url_partition: int | None,
+        same_partition: bool) -> None:
+    if same_partition:  # one partition for all: the whole-list path's shape
+        records = [{**record, "partition": 1} for record in records]
+    body = json.dumps({"records": records}).encode()
+
+    def batched(whole_list: bool) -> Any:
+        batches = RequestBatches("t", PARTITIONS, NOW_MS, round_robin=7)
+        original = records_module._add_v2_plain
+        if not whole_list:
+            records_module._add_v2_plain = lambda *args: 0
+        try:
+            count = parse_v2_produce(body, data_type, batches, url_partition)
+        except InvalidRecordError as exc:
+            return type(exc)
+        finally:
+            records_module._add_v2_plain = original
+        # v2 answers say nothing of a record's shape: batches, positions, refusals count.
+        built = {partition: (batch.build(), batch.indexes)
+                 for partition, batch in batches.batches.items()}
+        refused = {index: repr(problem) for index, problem in batches.refused.items()}
+        return count, built, refused, batches.round_robin
+
+    assert batched(True) == batched(False)
+
+
+@given(st.text(alphabet="aGkYQR=+/-_ \n\u00e9", max_size=10))
+def test_msgspec_base64_is_as_strict_as_binascii(text: str) -> None:
+    # The v2 whole-list path lets msgspec decode base64; the per-record path uses binascii's
+    # strict mode. Whatever msgspec takes, binascii takes alike (msgspec refuses a little more,
+    # "QUJD=" say, which then goes the per-record way and is judged there).
+    body = json.dumps({"records": [{"value": text}]}).encode()
+    try:
+        expected: Any = binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        expected = None
+    batches = RequestBatches("t", 1, NOW_MS)
+    added = records_module._add_v2_plain(body, "BINARY", batches, None)
+    if added:
+        assert expected is not None and batches.batches[0].plain == [expected]
+    else:
+        assert not batches.batches

@@ -347,16 +347,20 @@ class RequestBatches:
         specs = _decode_requests(_decode_plain_lines, body)
         if specs is None:
             return False
-        count = len(specs)
         targets = set(map(_PARTITION_ID, specs))
         if len(targets) != 1:
             return False
-        (partition,) = targets
         try:
             values = list(map(str.encode, map(_VALUE_DATA, specs)))
         except UnicodeEncodeError:
             return False
-        partitions = self.partitions
+        return self.add_plain(values, targets.pop())
+
+    def add_plain(self, values: list[bytes], partition: int | None) -> bool:
+        """Add plain records (no key, no headers, the request's timestamp) of these values,
+        all for ``partition`` (None: round-robin), in whole-list steps; call it on an empty
+        RequestBatches. False, with nothing added, if the topic has no such partition."""
+        count, partitions = len(values), self.partitions
         if partition is None:  # round-robin, where choose_partition would put each in turn
             first = self.round_robin + 1
             self.round_robin += count
@@ -576,6 +580,10 @@ def parse_v2_produce(body: bytes, data_type: str, batches: RequestBatches,
     raises MalformedJsonError. ``partition`` (from the URL) overrides the records' own. The
     v2 answers say nothing of a record but where it went, so no answer shapes are kept.
     """
+    if batches.extra_header is None and not batches.batches:
+        count = _add_v2_plain(body, data_type, batches, partition)
+        if count:
+            return count
     try:
         if data_type == "JSON":
             request: _V2JsonRequest | _V2TextRequest = _decode_v2_json(body)
@@ -614,6 +622,64 @@ def parse_v2_produce(body: bytes, data_type: str, batches: RequestBatches,
                          key, value, headers)
         indexes.append(index)
     return len(specs)
+
+
+class _V2PlainBinaryRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    value: bytes  # msgspec decodes base64 itself, as strictly as binascii's strict mode
+    partition: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    key: None = None
+    headers: None = None
+    timestamp: None = None
+
+
+class _V2PlainTextRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    value: str
+    partition: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    key: None = None
+    headers: None = None
+    timestamp: None = None
+
+
+class _V2PlainBinaryRequest(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    records: list[_V2PlainBinaryRecord]
+
+
+class _V2PlainTextRequest(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    records: list[_V2PlainTextRecord]
+
+
+_decode_v2_plain_binary = msgspec.json.Decoder(_V2PlainBinaryRequest).decode
+_decode_v2_plain_text = msgspec.json.Decoder(_V2PlainTextRequest).decode
+_PARTITION = operator.attrgetter("partition")
+_VALUE = operator.attrgetter("value")
+
+
+def _add_v2_plain(body: bytes, data_type: str, batches: RequestBatches,
+                  partition: int | None) -> int:
+    """:func:`parse_v2_produce` for a request of plain binary or text records (a value and
+    nothing else but one partition for all, or none) in whole-list steps; how many records
+    were added, 0 (nothing added) for any other request."""
+    try:
+        if data_type == "BINARY":
+            request: _V2PlainBinaryRequest | _V2PlainTextRequest = _decode_v2_plain_binary(body)
+        elif data_type == "STRING":
+            request = _decode_v2_plain_text(body)
+        else:
+            return 0
+    except msgspec.DecodeError:  # also ValidationError
+        return 0
+    specs: list[_V2PlainBinaryRecord | _V2PlainTextRecord] = list(request.records)
+    if not specs:
+        return 0
+    targets = {partition} if partition is not None else set(map(_PARTITION, specs))
+    if len(targets) != 1:
+        return 0
+    raw = list(map(_VALUE, specs))
+    try:
+        values = raw if data_type == "BINARY" else list(map(str.encode, raw))
+    except UnicodeEncodeError:
+        return 0
+    return len(values) if batches.add_plain(values, targets.pop()) else 0
 
 
 def _v2_bytes(data: msgspec.Raw | str, data_type: str, index: int, field: str) -> bytes | None:
