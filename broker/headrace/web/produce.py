@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from itertools import chain
 from typing import Any, NamedTuple
 
 from aiohttp import web
@@ -114,10 +115,8 @@ def _answers(batches: RequestBatches, outcomes: dict[int, _Written | ApiError], 
             head, tail_of = form_of(partition, outcome)
             tail = _shared_tail(tail_of, batch.shapes)
             if tail is not None:
-                base = outcome.base_offset
-                offsets = map(b"%d".__mod__, range(base, base + len(batch.indexes)))
-                return b"".join((head.encode(), (tail + separator + head).encode().join(offsets),
-                                 tail.encode()))
+                return _run_of_answers(head, tail, separator, outcome.base_offset,
+                                       len(batch.indexes))
     answers = [""] * count
     for index, problem in batches.refused.items():
         answers[index] = render_failure(_refusal(problem))
@@ -137,6 +136,18 @@ def _answers(batches: RequestBatches, outcomes: dict[int, _Written | ApiError], 
                                                 outcome.base_offset):
             answers[index] = f"{head}{offset}{tail_of(shape)}"
     return separator.join(answers).encode()
+
+
+def _run_of_answers(head: str, tail: str, separator: str, base: int, count: int) -> bytes:
+    """``{head}{offset}{tail}`` for ``count`` offsets from ``base``, joined by ``separator``:
+    one join over the offsets' digits (the first carries the head, the last the tail)."""
+    head_bytes, tail_bytes = head.encode(), tail.encode()
+    if count == 1:
+        return b"%s%d%s" % (head_bytes, base, tail_bytes)
+    last = base + count - 1
+    return (tail + separator + head).encode().join(chain(
+        (b"%s%d" % (head_bytes, base),), map(b"%d".__mod__, range(base + 1, last)),
+        (b"%d%s" % (last, tail_bytes),)))
 
 
 def _shared_tail(tail_of: str | Callable[[AnswerShape], str], shapes: list[AnswerShape]
