@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -12,6 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
+from headrace.server.broker import Broker
 from tests.web.conftest import poll_until, start_running_broker
 from tests.web.test_rest_interop import consume_all
 
@@ -19,12 +22,22 @@ INCOMING_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 INCOMING_SPAN = "00f067aa0ba902b7"
 
 
-async def test_http_produce_continues_the_trace_into_record_headers(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def traced_broker(tmp_path: Path) -> AsyncIterator[tuple[Broker, InMemorySpanExporter]]:
+    """A broker with its HTTP server whose spans end up in the exporter it yields."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     broker, runner = await start_running_broker(tmp_path / "data", tracer_provider=provider)
     try:
+        yield broker, exporter
+    finally:
+        await runner.cleanup()
+        await broker.stop()
+
+
+async def test_http_produce_continues_the_trace_into_record_headers(tmp_path: Path) -> None:
+    async with traced_broker(tmp_path) as (broker, exporter):
         base = f"http://127.0.0.1:{broker.http_port}/v3/clusters/{broker.cluster_id}"
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{base}/topics", json={"topic_name": "traced"}) as response:
@@ -66,9 +79,6 @@ async def test_http_produce_continues_the_trace_into_record_headers(tmp_path: Pa
         assert fetch.attributes is not None and fetch.attributes["rpc.method"] == "Fetch"
         assert fetch.end_time is not None and fetch.start_time is not None
         assert fetch.end_time >= fetch.start_time
-    finally:
-        await runner.cleanup()
-        await broker.stop()
 
 
 async def test_without_tracing_only_an_incoming_traceparent_is_passed_on(tmp_path: Path
@@ -97,11 +107,7 @@ async def test_without_tracing_only_an_incoming_traceparent_is_passed_on(tmp_pat
 
 
 async def test_group_operations_are_traced(tmp_path: Path) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    broker, runner = await start_running_broker(tmp_path / "data", tracer_provider=provider)
-    try:
+    async with traced_broker(tmp_path) as (broker, exporter):
         base = f"http://127.0.0.1:{broker.http_port}"
         topics = f"{base}/v3/clusters/{broker.cluster_id}/topics"
         async with aiohttp.ClientSession() as session:
@@ -129,17 +135,10 @@ async def test_group_operations_are_traced(tmp_path: Path) -> None:
         names = {span.name for span in exporter.get_finished_spans()}
         assert {"kafka JoinGroup", "kafka SyncGroup", "kafka OffsetCommit", "commit_offsets",
                 "fetch"} <= names, names
-    finally:
-        await runner.cleanup()
-        await broker.stop()
 
 
 async def test_a_refused_request_records_its_error_status(tmp_path: Path) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    broker, runner = await start_running_broker(tmp_path / "data", tracer_provider=provider)
-    try:
+    async with traced_broker(tmp_path) as (broker, exporter):
         base = f"http://127.0.0.1:{broker.http_port}/v3/clusters/{broker.cluster_id}"
         async with aiohttp.ClientSession() as session, session.post(
                 f"{base}/topics/missing/records", json={"value": {"data": 1}}) as response:
@@ -149,6 +148,3 @@ async def test_a_refused_request_records_its_error_status(tmp_path: Path) -> Non
                      if span.kind is SpanKind.SERVER]
         assert server.attributes is not None
         assert server.attributes["http.response.status_code"] == 404
-    finally:
-        await runner.cleanup()
-        await broker.stop()
