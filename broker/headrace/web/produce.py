@@ -238,19 +238,18 @@ async def _produce_body(ctx: WebContext, request: web.Request, topic: str, parti
     several with one NDJSON line each."""
     batches = _batches(ctx, request, topic, partitions)
     if batches.add_lines(body):  # the fast path took it
-        count = sum(len(batch.indexes) for batch in batches.batches.values())
-        count += len(batches.refused)
-        if count > 1:
-            return _ndjson(await _produce_v3(ctx, batches, count))
-        batches = _batches(ctx, request, topic, partitions)  # one object: answered in its own shape
-    values, problem = split_json_body(body)
-    if problem is not None:
-        raise ApiError(400, errors.MALFORMED_JSON, problem)
-    if not values:
-        raise ApiError(400, errors.MALFORMED_JSON, "request body has no JSON object")
-    _add_each(batches, values)
-    if len(values) > 1:
-        return _ndjson(await _produce_v3(ctx, batches, len(values)))
+        count = len(batches.refused) + sum(
+            len(batch.indexes) for batch in batches.batches.values())
+    else:  # the general path, which names each problem
+        values, problem = split_json_body(body)
+        if problem is not None:
+            raise ApiError(400, errors.MALFORMED_JSON, problem)
+        if not values:
+            raise ApiError(400, errors.MALFORMED_JSON, "request body has no JSON object")
+        _add_each(batches, values)
+        count = len(values)
+    if count > 1:
+        return _ndjson(await _produce_v3(ctx, batches, count))
     if batches.refused:
         raise _refusal(batches.refused[0])
     result = json.loads(await _produce_v3(ctx, batches, 1))

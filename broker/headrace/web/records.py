@@ -811,8 +811,9 @@ _BATCH_HEAD = struct.Struct(">qiibI")
 _BATCH_REST = struct.Struct(">hiqqqhii")
 #: Each record's last byte: its header count, 0.
 _NO_HEADER_COUNT = b"\x00"
-#: Past this many records a plain batch is left to the builder (prefix lists stay small).
-_PLAIN_MAX_RECORDS = 4096
+#: Past this many records a plain batch is left to the builder: the cached prefix lists stay
+#: small (at most 32 of them, about 1.5 MB in all).
+_PLAIN_MAX_RECORDS = 1024
 
 
 def _varint(value: int) -> bytes:
@@ -821,7 +822,7 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=32)
 def _plain_prefixes(value_size: int, count: int) -> list[bytes]:
     """What comes before the value in each of ``count`` plain records of ``value_size`` bytes:
     length, attributes 0, timestamp delta 0, offset delta, null key, value length."""
