@@ -168,10 +168,12 @@ def _json_text(value: str) -> str:
     return json.dumps(value)
 
 
-def _data_json(data_type: str | None, size: int) -> str:
+def _data_json(field: str, data_type: str | None, size: int) -> str:
+    """``,"key":{...}`` for a key or value the record has; nothing for one it lacks (as the
+    REST Proxy leaves absent fields out)."""
     if data_type is None:
-        return "null"
-    return f'{{"type":"{data_type}","size":{size}}}'
+        return ""
+    return f',"{field}":{{"type":"{data_type}","size":{size}}}'
 
 
 @functools.lru_cache(maxsize=1024)  # records of a request mostly share it
@@ -183,9 +185,9 @@ def _result_tail(timestamp: int, shape: AnswerShape, log_time: bool) -> str:
     own_timestamp, key_type, key_size, value_type, value_size = shape
     if own_timestamp is not None and not log_time:
         timestamp = own_timestamp
-    return (f',"timestamp":"{format_timestamp(timestamp)}",'
-            f'"key":{_data_json(key_type, key_size)},'
-            f'"value":{_data_json(value_type, value_size)}}}\n')
+    return (f',"timestamp":"{format_timestamp(timestamp)}"'
+            f'{_data_json("key", key_type, key_size)}'
+            f'{_data_json("value", value_type, value_size)}}}\n')
 
 
 async def _produce_v3(ctx: WebContext, batches: RequestBatches, count: int) -> bytes:
