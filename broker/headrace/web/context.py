@@ -102,6 +102,8 @@ async def read_body(request: web.Request) -> bytes:
                        f"request body of {request.content_length} bytes is over the "
                        f"{limit}-byte limit")
     try:
+        if request.content_length is not None:  # within the limit: read it as it came
+            return await request.content.read()
         return await request.read()  # aiohttp enforces client_max_size (= the limit)
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, errors.BODY_TOO_LARGE,
