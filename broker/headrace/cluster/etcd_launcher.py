@@ -173,6 +173,32 @@ class EtcdProcess:
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signum)
 
+    def pause(self, timeout: float = 10.0) -> None:
+        """SIGSTOP etcd and return only once all its threads have stopped.
+
+        Sending SIGSTOP only starts a stop: the kernel wakes one thread, which then stops the
+        others, and until they have (on a busy machine, milliseconds or more) etcd still runs
+        and answers requests sent after the signal. The kernel reports the stop to the parent
+        (``waitid(WSTOPPED)``) once every thread has stopped; ``WNOWAIT`` leaves the report, and
+        an exit, for ``Popen`` to collect.
+        """
+        process = self._process
+        if process is None or process.poll() is not None:
+            raise RuntimeError(f"etcd is not running: {self.log_tail()}")
+        process.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        flags = os.WSTOPPED | os.WEXITED | os.WNOWAIT | os.WNOHANG
+        while (info := os.waitid(os.P_PID, process.pid, flags)) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"etcd did not stop within {timeout} s of SIGSTOP")
+            time.sleep(0.001)
+        if info.si_code != os.CLD_STOPPED:
+            raise RuntimeError(f"etcd exited instead of stopping: {self.log_tail()}")
+
+    def resume(self) -> None:
+        """SIGCONT: undo :meth:`pause`."""
+        self.signal(signal.SIGCONT)
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
         process = self._process

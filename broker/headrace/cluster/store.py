@@ -118,6 +118,12 @@ class EtcdMetadataStore:
         waits around them have none, and a broker must never hang on its metadata store. A call
         that overruns is cancelled and abandoned rather than awaited (aetcd swallows some
         cancellations, so waiting for it to finish could itself hang).
+
+        Every way of not getting an answer in time is an :class:`EtcdUnavailableError`: our
+        deadline, gRPC's own (aetcd gives unary calls ``request_timeout`` too, so which of the
+        two fires first is a race), and a call cancelled under us because another task closed
+        the connection to reconnect (gRPC then raises ``CancelledError``, which must not reach
+        a caller that was never cancelled: the keep-alive and watch loops would end on it).
         """
         limit = self.request_timeout if deadline is None else deadline
         task = asyncio.ensure_future(call)
@@ -129,7 +135,14 @@ class EtcdMetadataStore:
         if not done:
             _abandon(task)
             raise EtcdUnavailableError(f"etcd did not answer within {limit} s")
-        return task.result()
+        if task.cancelled():
+            raise EtcdUnavailableError("the etcd connection was closed during the call")
+        try:
+            return task.result()
+        except EtcdUnavailableError:
+            raise
+        except aetcd.exceptions.ConnectionTimeoutError as error:
+            raise EtcdUnavailableError(f"etcd did not answer in gRPC's time: {error}") from error
 
     async def _rotate_endpoint(self) -> None:
         """After a failure, try the next endpoint (a no-op with one endpoint but a reconnect).
