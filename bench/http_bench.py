@@ -8,9 +8,9 @@ Runs brokers as subprocesses (this file with ``--serve``) on ephemeral ports and
    with base64 values, one offsets entry per record) -- vs a confluent-kafka producer
    (acks=all, linger.ms=5) on the same broker for as long; reports records/s, the ratios (goal:
    HTTP >= 0.3x Kafka) and the broker's CPU time per record on each path (less moved by other
-   processes than records/s, though not by a machine whose own speed drifts). Rounds of equal length matter on a shared machine whose speed
-   drifts: the best of three 0.2 s windows beat the best of three 5 s windows by 10-15% in the
-   same run, which biased the ratio against whichever path ran longer.
+   processes than records/s, though not by a machine whose own speed drifts). Rounds of equal
+   length matter on such a machine: the best of three 0.2 s windows beat the best of three 5 s
+   windows by 10-15% in the same run, which biased the ratio against whichever path ran longer.
 2. Streaming read: the Server-Sent Events stream from the beginning vs a confluent-kafka
    consumer reading the same records; records/s and ratio.
 3. Metrics cost: the same confluent-kafka produce against a broker with metrics on and one with
