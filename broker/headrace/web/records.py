@@ -14,7 +14,6 @@ import codecs
 import functools
 import json
 import operator
-import struct
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain, repeat
@@ -26,7 +25,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import encode_varint
 
-from headrace.storage.batch import crc32c
+from headrace.storage.batch import CRC_START, HEADER, HEADER_SIZE, LOG_OVERHEAD, MAGIC, crc32c
 
 #: Confluent's data types for keys and values in a produce request.
 DATA_TYPES = ("JSON", "STRING", "BINARY")
@@ -307,21 +306,26 @@ class RequestBatches:
         batch = self.place(index, partition, key)
         if batch is None:
             return
-        extra = self.extra_header
-        if extra is not None and all(name != extra[0] for name, _ in headers):
-            headers = [*headers, extra]
-        indexes = batch.indexes
-        if key is None and not headers and timestamp is None and value is not None:
-            batch.append_plain(value)
-        else:
-            batch.append(len(indexes), self.now_ms if timestamp is None else timestamp, key,
-                         value, headers)
-        indexes.append(index)
+        self.write(batch, index, key, value, headers, timestamp)
         if key is None and timestamp is None and value_type == "STRING" and value is not None:
             batch.shapes.append(len(value))  # as the fast path says it
         else:
             batch.shapes.append((timestamp, key_type, 0 if key is None else len(key),
                                  value_type, 0 if value is None else len(value)))
+
+    def write(self, batch: PartitionBatch, index: int, key: bytes | None, value: bytes | None,
+              headers: list[tuple[str, bytes | None]], timestamp: int | None) -> None:
+        """Write the record at request position ``index`` into its :meth:`place`'d batch, with
+        the extra header if it lacks one of that name."""
+        extra = self.extra_header
+        if extra is not None and all(name != extra[0] for name, _ in headers):
+            headers = [*headers, extra]
+        if key is None and not headers and timestamp is None and value is not None:
+            batch.append_plain(value)
+        else:
+            batch.append(len(batch.indexes), self.now_ms if timestamp is None else timestamp,
+                         key, value, headers)
+        batch.indexes.append(index)
 
     def place(self, index: int, partition: int | None, key: bytes | None
               ) -> PartitionBatch | None:
@@ -595,7 +599,7 @@ def parse_v2_produce(body: bytes, data_type: str, batches: RequestBatches,
         raise MalformedJsonError(f"malformed JSON: {exc}") from None
     if not request.records:
         raise InvalidRecordError("records must not be empty")
-    place, now_ms, extra = batches.place, batches.now_ms, batches.extra_header
+    place, write = batches.place, batches.write
     specs: list[_V2JsonRecord | _V2TextRecord] = list(request.records)
     for index, spec in enumerate(specs):
         # An absent key or value is the struct's default object itself: no call for it.
@@ -610,17 +614,8 @@ def parse_v2_produce(body: bytes, data_type: str, batches: RequestBatches,
                 f"records[{index}].headers[{number}].value", header.value))
                 for number, header in enumerate(spec.headers)]
         batch = place(index, spec.partition if partition is None else partition, key)
-        if batch is None:
-            continue
-        if extra is not None and all(name != extra[0] for name, _ in headers):
-            headers = [*headers, extra]
-        indexes = batch.indexes
-        if key is None and not headers and spec.timestamp is None and value is not None:
-            batch.append_plain(value)
-        else:
-            batch.append(len(indexes), now_ms if spec.timestamp is None else spec.timestamp,
-                         key, value, headers)
-        indexes.append(index)
+        if batch is not None:
+            write(batch, index, key, value, headers, spec.timestamp)
     return len(specs)
 
 
@@ -805,10 +800,6 @@ def choose_partition(key: bytes | None, partitions: int, counter: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
-#: A RecordBatch v2 header up to the CRC (baseOffset, batchLength, partitionLeaderEpoch, magic,
-#: crc), and from there to the records (what the CRC covers with them).
-_BATCH_HEAD = struct.Struct(">qiibI")
-_BATCH_REST = struct.Struct(">hiqqqhii")
 #: Each record's last byte: its header count, 0.
 _NO_HEADER_COUNT = b"\x00"
 #: Past this many records a plain batch is left to the builder: the cached prefix lists stay
@@ -836,8 +827,7 @@ def _plain_prefixes(value_size: int, count: int) -> list[bytes]:
 
 def plain_batch_fits(values: list[bytes]) -> bool:
     """Whether :func:`plain_batch` takes these values: all of one size, and not too many."""
-    return (len(values) <= _PLAIN_MAX_RECORDS and values.count(values[0]) == len(values)) or (
-        len(values) <= _PLAIN_MAX_RECORDS and len(set(map(len, values))) == 1)
+    return len(values) <= _PLAIN_MAX_RECORDS and len(set(map(len, values))) == 1
 
 
 def plain_batch(values: list[bytes], timestamp_ms: int) -> bytes:
@@ -849,10 +839,11 @@ def plain_batch(values: list[bytes], timestamp_ms: int) -> bytes:
     count = len(values)
     records = b"".join(chain.from_iterable(zip(
         _plain_prefixes(len(values[0]), count), values, repeat(_NO_HEADER_COUNT))))
-    rest = _BATCH_REST.pack(0, count - 1, timestamp_ms, timestamp_ms, -1, -1, -1, count)
-    crc = crc32c(records, crc32c(rest))
-    length = _BATCH_HEAD.size - 12 + len(rest) + len(records)  # batchLength: after its field
-    return b"".join((_BATCH_HEAD.pack(0, length, -1, 2, crc), rest, records))
+    # The header in the log's own layout; its CRC covers it from CRC_START on, and the records.
+    header = [0, HEADER_SIZE - LOG_OVERHEAD + len(records), -1, MAGIC, 0, 0, count - 1,
+              timestamp_ms, timestamp_ms, -1, -1, -1, count]
+    header[4] = crc32c(records, crc32c(HEADER.pack(*header)[CRC_START:]))
+    return HEADER.pack(*header) + records
 
 
 def new_batch_builder() -> DefaultRecordBatchBuilder:
