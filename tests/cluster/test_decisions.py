@@ -12,6 +12,7 @@ from headrace.cluster.decisions import (
     cancel_reassignment,
     expand_isr,
     initial_states,
+    isr_candidates,
     preferred_leader_elections,
     reconcile,
     round_robin_assignment,
@@ -189,6 +190,20 @@ def test_round_robin_assignment_spreads_zones() -> None:
 def test_health_flags() -> None:
     health = broker_health({1: reg(1, 11, log_dir="x")}, {1: SeenBroker(10, "dir-1")})
     assert health[1].restarted and health[1].wiped and health[1].must_leave_isr()
+
+
+def test_isr_candidates_are_live_seen_and_not_leaving() -> None:
+    brokers = {
+        1: reg(1, 10),
+        2: reg(2, 21),  # re-registered; the controller has not seen this incarnation yet
+        3: reg(3, 30, shutting_down=True),
+        5: reg(5, 50),  # brand new: nothing seen, nothing to fence
+    }
+    seen = {1: SeenBroker(10, "dir-1"), 2: SeenBroker(20, "dir-2"), 3: SeenBroker(30, "dir-3"),
+            4: SeenBroker(40, "dir-4")}  # 4: lease expired, not registered
+    assert isr_candidates(brokers, seen) == {1, 5}
+    seen[2] = SeenBroker(21, "dir-2")  # the controller caught up with the restart
+    assert isr_candidates(brokers, seen) == {1, 2, 5}
 
 
 def test_reassignment_adds_first_then_removes_and_moves_leadership() -> None:

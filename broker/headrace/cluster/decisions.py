@@ -83,6 +83,22 @@ def broker_health(
     return health
 
 
+def isr_candidates(
+    brokers: Mapping[int, BrokerRegistration], seen: Mapping[int, SeenBroker]
+) -> frozenset[int]:
+    """Brokers a leader may (re-)admit to an ISR.
+
+    Kafka's rule (KIP-841): never a fenced or shutting-down replica. Here that is a broker
+    that is not registered, is shutting down, or whose current incarnation the controller
+    has not yet seen: the controller is about to drop such a broker from every ISR, so
+    admitting it first would only make the ISR flap (and acks=all fail in between).
+    """
+    return frozenset(
+        broker_id for broker_id, health in broker_health(brokers, seen).items()
+        if not health.must_leave_isr()
+    )
+
+
 def reconcile_partition(
     state: PartitionState, health: Mapping[int, BrokerHealth], *, unclean: bool
 ) -> PartitionState | None:

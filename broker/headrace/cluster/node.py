@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from headrace.cluster.controller import Controller
-from headrace.cluster.decisions import initial_states, round_robin_assignment
+from headrace.cluster.decisions import initial_states, isr_candidates, round_robin_assignment
 from headrace.cluster.fetcher import ReplicaFetcher
 from headrace.cluster.model import (
     NO_LEADER,
@@ -271,7 +271,10 @@ class ClusterNode:
             if self._has_local_log(*key)
         }
         self.replicas.apply_states(
-            states, epoch, {b: r.broker_epoch for b, r in snapshot.brokers.items()}
+            states,
+            epoch,
+            {b: r.broker_epoch for b, r in snapshot.brokers.items()},
+            isr_candidates(snapshot.brokers, snapshot.seen),
         )
         self.fetcher.update()
         self._update_group_coordination()

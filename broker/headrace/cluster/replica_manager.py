@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
@@ -104,6 +104,7 @@ class ClusteredReplicaManager(ReplicaManager):
         self.propose_isr: Callable[[PartitionState], None] = lambda state: None
         self.broker_epoch = -1
         self._peer_epochs: dict[int, int] = {}
+        self.isr_candidates: Set[int] = frozenset()
 
     # -- roles from metadata ------------------------------------------------------------
 
@@ -112,13 +113,17 @@ class ClusteredReplicaManager(ReplicaManager):
         states: Mapping[PartitionKey, PartitionState],
         broker_epoch: int,
         broker_epochs: Mapping[int, int] | None = None,
+        isr_candidates: Set[int] = frozenset(),
     ) -> tuple[set[PartitionKey], set[PartitionKey]]:
         """Adopt the roles the metadata gives us; returns (became leader, became follower).
 
         ``broker_epochs`` (broker id -> current broker epoch) lets leaders forget the recorded
-        positions of followers that restarted since they last fetched.
+        positions of followers that restarted since they last fetched. Only
+        ``isr_candidates`` (see :func:`~headrace.cluster.decisions.isr_candidates`) are
+        re-admitted to an ISR when they catch up.
         """
         self.broker_epoch = broker_epoch
+        self.isr_candidates = isr_candidates
         if broker_epochs is not None:
             restarted = {
                 b for b, epoch in broker_epochs.items()
@@ -246,7 +251,7 @@ class ClusteredReplicaManager(ReplicaManager):
         role.progress.record_fetch(replica_id, fetch_offset, end, self.clock())
         self._advance(key, role)
         if not role.isr_change_pending:
-            caught_up = role.progress.caught_up_followers(end)
+            caught_up = role.progress.caught_up_followers(end) & self.isr_candidates
             for replica in sorted(caught_up):
                 proposal = expand_isr(role.state, replica)
                 if proposal is not None:
