@@ -395,6 +395,15 @@ def test_a_plain_batch_is_what_aiokafka_builds(size: int, count: int, timestamp:
         [(timestamp, None, value, []) for value in values])
 
 
+@pytest.mark.parametrize("size", [37, 2368, 2400, 2431])
+def test_a_plain_batch_whose_lengths_hold_a_percent_byte(size: int) -> None:
+    # plain_batch fills a template with %: a length varint with a 0x25 ('%') byte in it (the
+    # second byte of a value length from 2368 to 2431) must come out as itself; and values
+    # holding % are only ever filled in.
+    values = [b"%s%%" * (size // 4) + b"%" * (size % 4)] * 3
+    assert plain_batch(values, NOW_MS) == _builder_batch([(NOW_MS, None, v, []) for v in values])
+
+
 @given(st.lists(st.tuples(st.booleans(), st.binary(max_size=20)), min_size=1, max_size=30))
 def test_partition_batches_of_plain_and_other_records_build_what_aiokafka_builds(
         records: list[tuple[bool, bytes]]) -> None:

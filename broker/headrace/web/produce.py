@@ -19,7 +19,6 @@ import json
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from itertools import chain
 from typing import Any, NamedTuple
 
 from aiohttp import web
@@ -138,16 +137,34 @@ def _answers(batches: RequestBatches, outcomes: dict[int, _Written | ApiError], 
     return separator.join(answers).encode()
 
 
+#: "00" to "99", and "0" to "99": the last two digits of an offset, and a whole one below 100.
+_LAST_TWO_DIGITS = tuple(f"{n:02d}" for n in range(100))
+_BELOW_100 = tuple(map(str, range(100)))
+
+
 def _run_of_answers(head: str, tail: str, separator: str, base: int, count: int) -> bytes:
-    """``{head}{offset}{tail}`` for ``count`` offsets from ``base``, joined by ``separator``:
-    one join over the offsets' digits (the first carries the head, the last the tail)."""
-    head_bytes, tail_bytes = head.encode(), tail.encode()
-    if count == 1:
-        return b"%s%d%s" % (head_bytes, base, tail_bytes)
-    last = base + count - 1
-    return (tail + separator + head).encode().join(chain(
-        (b"%s%d" % (head_bytes, base),), map(b"%d".__mod__, range(base + 1, last)),
-        (b"%d%s" % (last, tail_bytes),)))
+    """``{head}{offset}{tail}`` for ``count`` offsets from ``base``, joined by ``separator``.
+
+    Consecutive offsets share all but their last two digits within each hundred, so each
+    hundred is one join over a table of two-digit endings: turning each offset into text on
+    its own was most of the cost of a 100-record answer."""
+    between = tail + separator + head
+    parts = [head]
+    offset, end = base, base + count
+    while offset < end:
+        hundreds, low = divmod(offset, 100)
+        stop = min(end, offset - low + 100)
+        if hundreds:
+            leading = str(hundreds)
+            parts.append(leading)
+            parts.append((between + leading).join(_LAST_TWO_DIGITS[low:low + stop - offset]))
+        else:
+            parts.append(between.join(_BELOW_100[low:low + stop - offset]))
+        if stop < end:
+            parts.append(between)
+        offset = stop
+    parts.append(tail)
+    return "".join(parts).encode()
 
 
 def _shared_tail(tail_of: str | Callable[[AnswerShape], str], shapes: list[AnswerShape]

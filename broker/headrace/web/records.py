@@ -16,7 +16,6 @@ import json
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from itertools import chain, repeat
 from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
 import msgspec
@@ -802,8 +801,8 @@ def choose_partition(key: bytes | None, partitions: int, counter: int) -> int:
 
 #: Each record's last byte: its header count, 0.
 _NO_HEADER_COUNT = b"\x00"
-#: Past this many records a plain batch is left to the builder: the cached prefix lists stay
-#: small (at most 32 of them, about 1.5 MB in all).
+#: Past this many records a plain batch is left to the builder: the cached templates stay
+#: small (at most 32 of them, about 11 kB each at most).
 _PLAIN_MAX_RECORDS = 1024
 
 
@@ -814,15 +813,17 @@ def _varint(value: int) -> bytes:
 
 
 @functools.lru_cache(maxsize=32)
-def _plain_prefixes(value_size: int, count: int) -> list[bytes]:
-    """What comes before the value in each of ``count`` plain records of ``value_size`` bytes:
-    length, attributes 0, timestamp delta 0, offset delta, null key, value length."""
-    prefixes = []
+def _plain_records_template(value_size: int, count: int) -> bytes:
+    """The records of a plain batch with ``%s`` for each value: before it the length,
+    attributes 0, timestamp delta 0, offset delta, null key and value length; after it no
+    headers. One ``%`` then fills in every value, in C."""
     size_field = _varint(value_size)
+    parts = []
     for offset_delta in range(count):
         body = b"\x00\x00" + _varint(offset_delta) + b"\x01" + size_field
-        prefixes.append(_varint(len(body) + value_size + 1) + body)
-    return prefixes
+        prefix = _varint(len(body) + value_size + 1) + body
+        parts.append(prefix.replace(b"%", b"%%") + b"%s" + _NO_HEADER_COUNT)
+    return b"".join(parts)
 
 
 def plain_batch_fits(values: list[bytes]) -> bool:
@@ -833,12 +834,11 @@ def plain_batch_fits(values: list[bytes]) -> bool:
 def plain_batch(values: list[bytes], timestamp_ms: int) -> bytes:
     """The uncompressed RecordBatch v2 of records with these values (one size), no key, no
     headers and ``timestamp_ms``: byte for byte what aiokafka's builder makes of them (the
-    tests hold the two equal), in a few C-level joins instead of a call per record.
+    tests hold the two equal), by one C-level formatting instead of a call per record.
 
     HTTP produce's common batch: the builder's per-record call was a tenth of its cost."""
     count = len(values)
-    records = b"".join(chain.from_iterable(zip(
-        _plain_prefixes(len(values[0]), count), values, repeat(_NO_HEADER_COUNT))))
+    records = _plain_records_template(len(values[0]), count) % tuple(values)
     # The header in the log's own layout; its CRC covers it from CRC_START on, and the records.
     header = [0, HEADER_SIZE - LOG_OVERHEAD + len(records), -1, MAGIC, 0, 0, count - 1,
               timestamp_ms, timestamp_ms, -1, -1, -1, count]
