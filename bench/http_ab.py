@@ -4,7 +4,8 @@ On a shared machine whose speed drifts, comparing two versions of the produce pa
 runs minutes apart measures the drift as much as the code. This runs one broker per tree (each
 tree's own ``bench/http_bench.py --serve``, so each its own code), drives both with the same wrk
 load (this tree's client) in short rounds, alternating which goes first, and reports per tree
-the best round's records/s and the best and median CPU per record.
+the best round's records/s and the best and median CPU per record, and the median over
+rounds of b's CPU per record divided by a's in the same round.
 
 Usage (from the repository root; ``wrk`` from ``tests/tools/install.sh``)::
 
@@ -58,12 +59,17 @@ def compare(trees: dict[str, Path], api: str, rounds: int, seconds: float) -> di
         finally:
             for broker in brokers.values():
                 broker.stop()
-    return {label: {"tree": str(trees[label]),
-                    "best_records_per_s": round(max(rate for rate, _ in rounds_)),
-                    "best_cpu_us_per_record": round(min(cpu for _, cpu in rounds_), 3),
-                    "median_cpu_us_per_record": round(statistics.median(
-                        cpu for _, cpu in rounds_), 3)}
-            for label, rounds_ in figures.items()}
+    first, second = figures.values()
+    return {**{label: {"tree": str(trees[label]),
+                       "best_records_per_s": round(max(rate for rate, _ in rounds_)),
+                       "best_cpu_us_per_record": round(min(cpu for _, cpu in rounds_), 3),
+                       "median_cpu_us_per_record": round(statistics.median(
+                           cpu for _, cpu in rounds_), 3)}
+               for label, rounds_ in figures.items()},
+            # Rounds next to each other in time share the machine's speed of the moment: the
+            # median of their ratios is the steadiest figure on a drifting machine.
+            "median_paired_cpu_ratio_b_to_a": round(statistics.median(
+                b_cpu / a_cpu for (_, a_cpu), (_, b_cpu) in zip(first, second, strict=True)), 3)}
 
 
 def main() -> None:
