@@ -36,6 +36,8 @@ def test_topics_persist_with_ids_and_overrides(tmp_path: Path) -> None:
     assert topics["orders"].topic_id == topic_id
     assert topics["orders"].partitions == 3
     assert topics["orders"].configs == {"retention.ms": "1000"}
+    assert reopened.topic("orders") == topics["orders"]
+    assert reopened.topic("missing") is None
     assert reopened.topic_config("orders").retention_ms == 1000
     assert reopened.get_partition("orders", 2).log_end_offset == 1
     assert reopened.recovery_report.clean_shutdown

@@ -332,7 +332,7 @@ class ClusterNode:
                 await asyncio.sleep(0.5)
 
     def _has_local_log(self, topic: str, partition: int) -> bool:
-        meta = self.logs.topics().get(topic)
+        meta = self.logs.topic(topic)
         return meta is not None and partition < meta.partitions
 
     def _materialize_topics(self, snapshot: ClusterSnapshot) -> None:
@@ -766,7 +766,7 @@ class ClusterTopicManager(TopicManager):
         record = self._node.store.cache.topics.get(name)
         if record is not None and record.topic_id == topic_id.hex:
             return  # it did land (a write that timed out after etcd applied it)
-        local = self._logs.topics().get(name)
+        local = self._logs.topic(name)
         if local is not None and local.topic_id == topic_id:
             log.warning("topic %s (id %s) was not created in the cluster; removing its log",
                         name, topic_id)

@@ -192,7 +192,7 @@ class GroupCoordinator:
             await self.unload_partition(partition)
 
     def _ensure_offsets_topic(self) -> None:
-        if OFFSETS_TOPIC not in self.logs.topics():
+        if self.logs.topic(OFFSETS_TOPIC) is None:
             # Compacted, as in Kafka: the cleaner keeps the latest record per key, and
             # time/size retention never deletes live commits.
             self.logs.create_topic(

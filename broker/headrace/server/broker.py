@@ -223,7 +223,7 @@ class Broker:
         if self._metadata is None:
             # The endpoint is read on use: the advertised port is known only once bound.
             self._metadata = LocalMetadataView(
-                lambda: self.endpoint, logs.topics, is_internal, self.cluster_id
+                lambda: self.endpoint, logs, is_internal, self.cluster_id
             )
 
     async def start(self) -> None:

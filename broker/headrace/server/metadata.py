@@ -8,11 +8,11 @@ broker leads every partition and is the only replica and ISR member.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from headrace.storage import TopicMetadata
+from headrace.storage import LogManagerAPI
 
 #: Leader epoch reported to clients; -1 keeps librdkafka from validating epochs (pitfall 7).
 UNKNOWN_LEADER_EPOCH = -1
@@ -63,12 +63,12 @@ class LocalMetadataView:
     def __init__(
         self,
         endpoint: Callable[[], BrokerEndpoint],
-        topics: Callable[[], Mapping[str, TopicMetadata]],
+        logs: LogManagerAPI,
         is_internal: Callable[[str], bool],
         cluster_id: str,
     ) -> None:
         self._endpoint = endpoint
-        self._topics = topics
+        self._logs = logs
         self._is_internal = is_internal
         self._cluster_id = cluster_id
         self._cache: dict[tuple[str, uuid.UUID, int], TopicState] = {}
@@ -84,10 +84,10 @@ class LocalMetadataView:
         return self._endpoint().node_id
 
     def topic_names(self) -> list[str]:
-        return sorted(self._topics())
+        return sorted(self._logs.topics())
 
     def topic(self, name: str) -> TopicState | None:
-        meta = self._topics().get(name)
+        meta = self._logs.topic(name)
         if meta is None:
             return None
         key = (name, meta.topic_id, meta.partitions)

@@ -103,7 +103,7 @@ class TopicManager:
         return self._logs.topics()
 
     def get(self, name: str) -> TopicMetadata | None:
-        return self._logs.topics().get(name)
+        return self._logs.topic(name)
 
     def require(self, name: str) -> TopicMetadata:
         topic = self.get(name)

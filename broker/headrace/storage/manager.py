@@ -113,6 +113,9 @@ class LogManager:
     def topics(self) -> Mapping[str, TopicMetadata]:
         return dict(self._topics)
 
+    def topic(self, name: str) -> TopicMetadata | None:
+        return self._topics.get(name)
+
     def topic_config(self, name: str) -> LogConfig:
         """The effective config (broker default plus the topic's overrides)."""
         self._require_topic(name)

@@ -69,7 +69,7 @@ class WebContext:
 
     def require_topic(self, name: str) -> TopicMetadata:
         logs = self.broker.logs
-        topic = logs.topics().get(name) if logs is not None else None
+        topic = logs.topic(name) if logs is not None else None
         if topic is None:
             raise ApiError(404, errors.UNKNOWN_TOPIC, f"topic {name!r} not found")
         return topic
