@@ -7,6 +7,7 @@ string configs a client sends in CreateTopics / AlterConfigs (``segment.bytes`` 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -86,12 +87,13 @@ class LogConfig:
         if not policies or not policies <= {"delete", "compact"}:
             raise InvalidConfigError(f"cleanup.policy: {self.cleanup_policy!r} is not valid")
 
-    @property
+    # Cached (a frozen dataclass keeps its __dict__): appends ask on every write.
+    @functools.cached_property
     def deletes_by_retention(self) -> bool:
         """Whether time/size retention applies (cleanup.policy contains ``delete``)."""
         return "delete" in self.cleanup_policy.split(",")
 
-    @property
+    @functools.cached_property
     def compacts(self) -> bool:
         """Whether the log cleaner compacts this log (cleanup.policy contains ``compact``)."""
         return "compact" in self.cleanup_policy.split(",")

@@ -13,7 +13,6 @@ import binascii
 import codecs
 import functools
 import json
-import operator
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple, TypeVar
@@ -350,11 +349,12 @@ class RequestBatches:
         specs = _decode_requests(_decode_plain_lines, body)
         if specs is None:
             return False
-        targets = set(map(_PARTITION_ID, specs))
+        # Comprehensions: Python 3.11 reads slot attributes faster than attrgetter does.
+        targets = {spec.partition_id for spec in specs}
         if len(targets) != 1:
             return False
         try:
-            values = list(map(str.encode, map(_VALUE_DATA, specs)))
+            values = [spec.value.data.encode() for spec in specs]
         except UnicodeEncodeError:
             return False
         return self.add_plain(values, targets.pop())
@@ -485,8 +485,6 @@ class _PlainRequestSpec(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 _decode_plain_lines = msgspec.json.Decoder(_PlainRequestSpec).decode_lines
-_PARTITION_ID = operator.attrgetter("partition_id")
-_VALUE_DATA = operator.attrgetter("value.data")
 
 
 _Spec = TypeVar("_Spec")
@@ -644,8 +642,6 @@ class _V2PlainTextRequest(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 _decode_v2_plain_binary = msgspec.json.Decoder(_V2PlainBinaryRequest).decode
 _decode_v2_plain_text = msgspec.json.Decoder(_V2PlainTextRequest).decode
-_PARTITION = operator.attrgetter("partition")
-_VALUE = operator.attrgetter("value")
 
 
 def _add_v2_plain(body: bytes, data_type: str, batches: RequestBatches,
@@ -665,10 +661,10 @@ def _add_v2_plain(body: bytes, data_type: str, batches: RequestBatches,
     specs: list[_V2PlainBinaryRecord | _V2PlainTextRecord] = list(request.records)
     if not specs:
         return 0
-    targets = {partition} if partition is not None else set(map(_PARTITION, specs))
+    targets = {partition} if partition is not None else {spec.partition for spec in specs}
     if len(targets) != 1:
         return 0
-    raw = list(map(_VALUE, specs))
+    raw = [spec.value for spec in specs]
     try:
         values = raw if data_type == "BINARY" else list(map(str.encode, raw))
     except UnicodeEncodeError:
