@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import importlib
 import os
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -56,6 +57,11 @@ class KafkaClusterAdmin:
         self._client = _confluent().AdminClient({"bootstrap.servers": bootstrap_servers,
                                     "socket.timeout.ms": int(_TIMEOUT_S * 1000)})
         self._reassigner: Any = None
+        # Worker threads create the kafka-python client on first use; a call still running
+        # when ``close`` comes must not leave a fresh one behind (its network thread would
+        # retry a gone broker for the rest of the process).
+        self._reassigner_lock = threading.Lock()
+        self._closed = False
 
     async def _probe(self) -> None:
         """Fail fast when no bootstrap address accepts a connection.
@@ -107,12 +113,15 @@ class KafkaClusterAdmin:
             return False
 
     def _kafka_python(self) -> Any:
-        if self._reassigner is None:
-            from kafka.admin import KafkaAdminClient
+        with self._reassigner_lock:
+            if self._closed:
+                raise AdminError("the cluster admin is closed")
+            if self._reassigner is None:
+                from kafka.admin import KafkaAdminClient
 
-            self._reassigner = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
-                                                request_timeout_ms=int(_TIMEOUT_S * 1000))
-        return self._reassigner
+                self._reassigner = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
+                                                    request_timeout_ms=int(_TIMEOUT_S * 1000))
+            return self._reassigner
 
     async def topic(self, name: str) -> ObservedTopic | None:
         await self._probe()
@@ -193,7 +202,8 @@ class KafkaClusterAdmin:
         await asyncio.to_thread(self._reassign, topic, assignment)
 
     def _drop_kafka_python(self) -> None:
-        client, self._reassigner = self._reassigner, None
+        with self._reassigner_lock:
+            client, self._reassigner = self._reassigner, None
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
@@ -221,9 +231,9 @@ class KafkaClusterAdmin:
             raise AdminError(str(error)) from None
 
     async def close(self) -> None:
-        if self._reassigner is not None:
-            await asyncio.to_thread(self._reassigner.close)
-            self._reassigner = None
+        with self._reassigner_lock:
+            self._closed = True
+        await asyncio.to_thread(self._drop_kafka_python)
 
 
 def _assignment_unsupported(error: AdminError) -> bool:

@@ -130,7 +130,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Log, **_: Any) -> None:
     # State of a previous run in this process (tests run the operator more than once).
     _locks.clear()
-    _admins.clear()
+    await _close_admins()
     _applied.clear()
     settings.peering.standalone = True  # one operator replica (the chart enforces 0 or 1)
     settings.posting.level = logging.INFO
@@ -144,10 +144,15 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Log, **_: 
 
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
-    for admin in list(_admins.values()):
-        await admin.close()
-    _admins.clear()
+    await _close_admins()
     await _kube(memo).close()
+
+
+async def _close_admins() -> None:
+    admins = list(_admins.values())
+    _admins.clear()
+    for admin in admins:
+        await admin.close()
 
 
 # -- Cluster -------------------------------------------------------------------------------------

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from headrace.server.broker import Broker, BrokerConfig
-from headrace_operator.admin import KafkaClusterAdmin
+from headrace_operator.admin import AdminError, KafkaClusterAdmin
 
 
 async def test_looking_up_a_missing_topic_does_not_auto_create_it(tmp_path: Path) -> None:
@@ -21,6 +23,26 @@ async def test_looking_up_a_missing_topic_does_not_auto_create_it(tmp_path: Path
         assert await admin.topic("not-yet-created") is None
         assert "not-yet-created" not in broker.topics.topics()
         assert await admin.topic("not-yet-created") is None
+    finally:
+        await admin.close()
+        await broker.stop()
+
+
+async def test_a_closed_admin_starts_no_new_client(tmp_path: Path) -> None:
+    """A reassignment call still running when the operator stops must not leave a fresh
+    kafka-python client behind: its network thread would retry the gone broker forever."""
+    broker = Broker(BrokerConfig(data_dir=tmp_path, kafka_port=0, http_host=None,
+                                 offsets_topic_partitions=1))
+    await broker.start()
+    admin = KafkaClusterAdmin(f"127.0.0.1:{broker.kafka_port}")
+    try:
+        # A single broker has no reassignment API: the client is opened, asked, and dropped.
+        assert (await admin.describe()).reassigning is False
+        await admin.close()
+        with pytest.raises(AdminError, match="closed"):
+            await admin.reassign("t", {0: (0,)})
+        assert (await admin.describe()).reassigning is False
+        assert admin._reassigner is None
     finally:
         await admin.close()
         await broker.stop()
