@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from headrace.cluster.etcd_launcher import EtcdProcess
+from headrace.cluster.processes import pause_process
 
 STARTUP_TIMEOUT = 60.0
 
@@ -133,8 +134,11 @@ class BrokerProcess:
             self.process.kill()
             self.process.wait(10)
 
-    def pause(self) -> None:
-        self.signal(signal.SIGSTOP)
+    def pause(self, timeout: float = 10.0) -> None:
+        """SIGSTOP the broker and return once it has stopped (it runs on until then)."""
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError(f"broker {self.broker_id} is not running")
+        pause_process(self.process, timeout)
 
     def resume(self) -> None:
         self.signal(signal.SIGCONT)

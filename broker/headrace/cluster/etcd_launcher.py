@@ -20,6 +20,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from headrace.cluster.processes import pause_process
+
 
 class EtcdNotAvailableError(RuntimeError):
     """No etcd binary could be found."""
@@ -174,26 +176,15 @@ class EtcdProcess:
             self._process.send_signal(signum)
 
     def pause(self, timeout: float = 10.0) -> None:
-        """SIGSTOP etcd and return only once all its threads have stopped.
-
-        Sending SIGSTOP only starts a stop: the kernel wakes one thread, which then stops the
-        others, and until they have (on a busy machine, milliseconds or more) etcd still runs
-        and answers requests sent after the signal. The kernel reports the stop to the parent
-        (``waitid(WSTOPPED)``) once every thread has stopped; ``WNOWAIT`` leaves the report, and
-        an exit, for ``Popen`` to collect.
-        """
+        """SIGSTOP etcd and return only once all its threads have stopped (see
+        :mod:`headrace.cluster.processes`): until then it still answers requests."""
         process = self._process
         if process is None or process.poll() is not None:
             raise RuntimeError(f"etcd is not running: {self.log_tail()}")
-        process.send_signal(signal.SIGSTOP)
-        deadline = time.monotonic() + timeout
-        flags = os.WSTOPPED | os.WEXITED | os.WNOWAIT | os.WNOHANG
-        while (info := os.waitid(os.P_PID, process.pid, flags)) is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"etcd did not stop within {timeout} s of SIGSTOP")
-            time.sleep(0.001)
-        if info.si_code != os.CLD_STOPPED:
-            raise RuntimeError(f"etcd exited instead of stopping: {self.log_tail()}")
+        try:
+            pause_process(process, timeout)
+        except ChildProcessError:
+            raise RuntimeError(f"etcd exited instead of stopping: {self.log_tail()}") from None
 
     def resume(self) -> None:
         """SIGCONT: undo :meth:`pause`."""

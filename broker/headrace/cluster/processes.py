@@ -1,0 +1,36 @@
+"""Stopping a child process with SIGSTOP and knowing it has stopped (dev clusters, tests).
+
+Sending SIGSTOP only starts a stop: the kernel wakes one thread, which then stops the others,
+and until they have (on a busy machine, milliseconds or more) the process still runs and
+answers requests sent after the signal. The kernel reports the stop to the parent
+(``waitid(WSTOPPED)``) once every thread has stopped; ``WNOWAIT`` leaves the report, and an
+exit, for ``Popen`` to collect.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+
+def pause_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGSTOP ``process`` and return once all its threads have stopped.
+
+    Raises TimeoutError if it has not stopped within ``timeout`` seconds and ChildProcessError
+    if it exited instead.
+    """
+    exited = ChildProcessError(f"process {process.pid} exited instead of stopping")
+    process.send_signal(signal.SIGSTOP)  # (Popen collects an exit first, and then sends none)
+    deadline = time.monotonic() + timeout
+    flags = os.WSTOPPED | os.WEXITED | os.WNOWAIT | os.WNOHANG
+    try:
+        while (info := os.waitid(os.P_PID, process.pid, flags)) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"process {process.pid} did not stop within {timeout} s")
+            time.sleep(0.001)
+    except ChildProcessError:  # already collected
+        raise exited from None
+    if info.si_code != os.CLD_STOPPED:
+        raise exited
