@@ -19,6 +19,7 @@ from headrace.storage import TopicMetadata
 from headrace.web import errors
 from headrace.web.broker_view import BrokerView
 from headrace.web.errors import ApiError
+from headrace.web.group_commit import GroupCommit
 
 if TYPE_CHECKING:
     from headrace.server.broker import Broker
@@ -35,6 +36,7 @@ class WebContext:
     tracer: trace.Tracer
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     view: BrokerView = field(init=False)
+    group_commit: GroupCommit = field(init=False)
     consumers: ConsumerInstances | None = None
     round_robin: int = 0
     #: A tracer provider is configured (else the tracer is OpenTelemetry's no-op).
@@ -44,6 +46,9 @@ class WebContext:
 
     def __post_init__(self) -> None:
         self.view = BrokerView(self.broker)
+        broker = self.broker
+        self.group_commit = GroupCommit(
+            lambda topic, partition, batches: broker.produce(topic, partition, batches, acks=-1))
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request; label children are looked up once per (method, route,

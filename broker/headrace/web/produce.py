@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, NamedTuple
+from typing import Any
 
 from aiohttp import web
 
@@ -30,6 +30,7 @@ from headrace.storage import TopicMetadata
 from headrace.web import errors
 from headrace.web.context import WebContext, context_of, json_response, path_int, read_body
 from headrace.web.errors import ApiError, from_kafka_error
+from headrace.web.group_commit import Appended
 from headrace.web.records import (
     V2_FORMATS,
     AnswerShape,
@@ -66,24 +67,19 @@ def _add_each(batches: RequestBatches, bodies: list[Any]) -> None:
             batches.refuse(index, exc)
 
 
-class _Written(NamedTuple):
-    base_offset: int
-    #: -1 unless the topic stamps records with the time the log appended them.
-    log_append_time_ms: int
-
-
-async def _write(ctx: WebContext, batches: RequestBatches) -> dict[int, _Written | ApiError]:
+async def _write(ctx: WebContext, batches: RequestBatches) -> dict[int, Appended | ApiError]:
     """Append each partition's batch through ``Broker.produce`` (the Kafka produce path:
-    validation, metrics, replication); what became of each, by partition."""
-    outcomes: dict[int, _Written | ApiError] = {}
+    validation, metrics, replication), grouped with other requests' (:mod:`group_commit`);
+    what became of each, by partition."""
+    outcomes: dict[int, Appended | ApiError] = {}
     ctx.round_robin = batches.round_robin
+    topic, append = batches.topic, ctx.group_commit.append
     for partition, batch in batches.batches.items():
         try:
-            appended = await ctx.broker.produce(batches.topic, partition, batch.build(), acks=-1)
+            outcomes[partition] = await append(topic, partition, batch.build(),
+                                               len(batch.indexes))
         except KafkaError as exc:
             outcomes[partition] = from_kafka_error(exc)
-        else:
-            outcomes[partition] = _Written(appended.base_offset, appended.log_append_time_ms)
     return outcomes
 
 
@@ -98,9 +94,9 @@ def _refusal(problem: InvalidRecordError) -> ApiError:
 AnswerForm = tuple[str, str | Callable[[AnswerShape], str]]
 
 
-def _answers(batches: RequestBatches, outcomes: dict[int, _Written | ApiError], count: int,
+def _answers(batches: RequestBatches, outcomes: dict[int, Appended | ApiError], count: int,
              separator: str, render_failure: Callable[[ApiError], str],
-             form_of: Callable[[int, _Written], AnswerForm]) -> bytes:
+             form_of: Callable[[int, Appended], AnswerForm]) -> bytes:
     """One answer per record, in request order, joined by ``separator``, as UTF-8.
 
     Between alike records of a partition only the offset differs: when all of a request's
@@ -110,7 +106,7 @@ def _answers(batches: RequestBatches, outcomes: dict[int, _Written | ApiError], 
     if not batches.refused and len(batch_list) == 1:
         ((partition, batch),) = batch_list
         outcome = outcomes[partition]
-        if isinstance(outcome, _Written):
+        if isinstance(outcome, Appended):
             head, tail_of = form_of(partition, outcome)
             tail = _shared_tail(tail_of, batch.shapes)
             if tail is not None:
@@ -215,7 +211,7 @@ async def _produce_v3(ctx: WebContext, batches: RequestBatches, count: int) -> b
                   f'"topic_name":{_json_text(batches.topic)},"partition_id":')
     now_ms = batches.now_ms
 
-    def form_of(partition: int, written: _Written) -> AnswerForm:
+    def form_of(partition: int, written: Appended) -> AnswerForm:
         log_time = written.log_append_time_ms >= 0  # the log's time replaces the records' own
         timestamp = written.log_append_time_ms if log_time else now_ms
         return (f'{head_start}{partition},"offset":',
@@ -310,7 +306,7 @@ async def produce_v2(request: web.Request) -> web.Response:
             raise ApiError(422, errors.INVALID_RECORD, str(exc)) from None
         outcomes = await _write(ctx, batches)
 
-    def form_of(partition: int, written: _Written) -> AnswerForm:
+    def form_of(partition: int, written: Appended) -> AnswerForm:
         return f'{{"partition":{partition},"offset":', ',"error_code":null,"error":null}'
 
     offsets = _answers(batches, outcomes, count, ",", _v2_failure, form_of)

@@ -658,17 +658,19 @@ def _add_v2_plain(body: bytes, data_type: str, batches: RequestBatches,
             return 0
     except msgspec.DecodeError:  # also ValidationError
         return 0
-    specs: list[_V2PlainBinaryRecord | _V2PlainTextRecord] = list(request.records)
+    specs: list[_V2PlainBinaryRecord] | list[_V2PlainTextRecord] = request.records
     if not specs:
         return 0
     targets = {partition} if partition is not None else {spec.partition for spec in specs}
     if len(targets) != 1:
         return 0
-    raw = [spec.value for spec in specs]
-    try:
-        values = raw if data_type == "BINARY" else list(map(str.encode, raw))
-    except UnicodeEncodeError:
-        return 0
+    if isinstance(request, _V2PlainBinaryRequest):
+        values = [spec.value for spec in request.records]
+    else:
+        try:
+            values = [spec.value.encode() for spec in request.records]
+        except UnicodeEncodeError:
+            return 0
     return len(values) if batches.add_plain(values, targets.pop()) else 0
 
 
