@@ -68,9 +68,9 @@ async def test_appends_ready_together_are_one_log_append(broker: Broker) -> None
     produce = CountedProduce(broker)
     group_commit = GroupCommit(produce)
     batches = [batch_of(b"a1", b"a2"), batch_of(b"b1"), batch_of(b"c1", b"c2", b"c3")]
-    placed = await asyncio.gather(*(group_commit.append(TOPIC, 0, batch, count) for batch, count
+    placed = await asyncio.gather(*(group_commit.submit(TOPIC, 0, batch, count) for batch, count
                                     in zip(batches, [2, 1, 3], strict=True)))
-    other = await group_commit.append(TOPIC, 1, batch_of(b"alone"), 1)  # a later turn
+    other = await group_commit.submit(TOPIC, 1, batch_of(b"alone"), 1)  # a later turn
     assert produce.calls == 2
     assert [p.base_offset for p in placed] == [0, 2, 3]
     assert other.base_offset == 0
@@ -81,9 +81,9 @@ async def test_a_refused_batch_fails_only_its_own_append(broker: Broker) -> None
     group_commit = GroupCommit(CountedProduce(broker))
     too_large = batch_of(b"x" * 3000)  # over the topic's max.message.bytes
     outcomes = await asyncio.gather(
-        group_commit.append(TOPIC, 0, batch_of(b"first"), 1),
-        group_commit.append(TOPIC, 0, too_large, 1),
-        group_commit.append(TOPIC, 0, batch_of(b"third"), 1),
+        group_commit.submit(TOPIC, 0, batch_of(b"first"), 1),
+        group_commit.submit(TOPIC, 0, too_large, 1),
+        group_commit.submit(TOPIC, 0, batch_of(b"third"), 1),
         return_exceptions=True)
     assert outcomes[0] == Appended(0, -1) and outcomes[2] == Appended(1, -1)
     assert isinstance(outcomes[1], KafkaError)
@@ -102,8 +102,8 @@ async def test_a_failure_after_the_write_is_every_batchs_answer_and_nothing_is_r
 
     group_commit = GroupCommit(written_then_timed_out)
     outcomes = await asyncio.gather(
-        group_commit.append(TOPIC, 0, batch_of(b"one"), 1),
-        group_commit.append(TOPIC, 0, batch_of(b"two"), 1),
+        group_commit.submit(TOPIC, 0, batch_of(b"one"), 1),
+        group_commit.submit(TOPIC, 0, batch_of(b"two"), 1),
         return_exceptions=True)
     assert all(isinstance(o, KafkaError) and o.code == ErrorCode.request_timed_out
                for o in outcomes), outcomes
@@ -112,10 +112,9 @@ async def test_a_failure_after_the_write_is_every_batchs_answer_and_nothing_is_r
 
 async def test_a_cancelled_append_is_not_written(broker: Broker) -> None:
     group_commit = GroupCommit(CountedProduce(broker))
-    kept = asyncio.ensure_future(group_commit.append(TOPIC, 0, batch_of(b"kept"), 1))
-    dropped = asyncio.ensure_future(group_commit.append(TOPIC, 0, batch_of(b"dropped"), 1))
-    await asyncio.sleep(0)  # both joined the group (one turn), which is not written yet
-    dropped.cancel()
+    kept = group_commit.submit(TOPIC, 0, batch_of(b"kept"), 1)
+    dropped = group_commit.submit(TOPIC, 0, batch_of(b"dropped"), 1)
+    dropped.cancel()  # its request went away before the turn ended
     assert await kept == Appended(0, -1)
     with pytest.raises(asyncio.CancelledError):
         await dropped

@@ -68,10 +68,12 @@ class GroupCommit:
         self._open: dict[tuple[str, int], list[_Entry]] = {}
         self._writes: set[asyncio.Task[None]] = set()  # strong references while they run
 
-    async def append(self, topic: str, partition: int, batch: bytes, records: int) -> Appended:
-        """Append ``batch`` (a RecordBatch of ``records`` records) to the partition, with the
-        others ready in this turn; where it landed, or raises what refused it (a KafkaError as
-        a rule)."""
+    def submit(self, topic: str, partition: int, batch: bytes, records: int
+               ) -> asyncio.Future[Appended]:
+        """Queue ``batch`` (a RecordBatch of ``records`` records) for the partition, with the
+        others submitted in this turn. The future gives where it landed, or raises what
+        refused it (a KafkaError as a rule); cancelling it before the turn ends withdraws it.
+        A request submits each of its partitions' batches before awaiting any."""
         loop = asyncio.get_running_loop()
         key = (topic, partition)
         group = self._open.get(key)
@@ -81,7 +83,7 @@ class GroupCommit:
             loop.call_soon(self._close, key)
         outcome: asyncio.Future[Appended] = loop.create_future()
         group.append(_Entry(batch, records, outcome))
-        return await outcome
+        return outcome
 
     def _close(self, key: tuple[str, int]) -> None:
         group = self._open.pop(key)

@@ -71,13 +71,14 @@ async def _write(ctx: WebContext, batches: RequestBatches) -> dict[int, Appended
     """Append each partition's batch through ``Broker.produce`` (the Kafka produce path:
     validation, metrics, replication), grouped with other requests' (:mod:`group_commit`);
     what became of each, by partition."""
-    outcomes: dict[int, Appended | ApiError] = {}
     ctx.round_robin = batches.round_robin
-    topic, append = batches.topic, ctx.group_commit.append
-    for partition, batch in batches.batches.items():
+    topic, submit = batches.topic, ctx.group_commit.submit
+    submitted = [(partition, submit(topic, partition, batch.build(), len(batch.indexes)))
+                 for partition, batch in batches.batches.items()]
+    outcomes: dict[int, Appended | ApiError] = {}
+    for partition, appended in submitted:
         try:
-            outcomes[partition] = await append(topic, partition, batch.build(),
-                                               len(batch.indexes))
+            outcomes[partition] = await appended
         except KafkaError as exc:
             outcomes[partition] = from_kafka_error(exc)
     return outcomes
