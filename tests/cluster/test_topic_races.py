@@ -16,12 +16,17 @@ from typing import Any
 
 import pytest
 from cluster_helpers import running_etcd
+from confluent_kafka import KafkaError as KafkaError_
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource
+from kio.schema.errors import ErrorCode
 
 from headrace.cluster.etcd_launcher import EtcdProcess
-from headrace.cluster.model import KeySpace
+from headrace.cluster.model import KeySpace, TopicRecord
 from headrace.cluster.node import ClusterNode, ClusterSettings, attach_cluster
 from headrace.cluster.topic_writes import TopicWrites
 from headrace.server.broker import Broker, BrokerConfig
+from headrace.server.errors import KafkaError
 from headrace.server.topics import TopicSpec
 
 MAX_REQUEST_BYTES = 16 * 1024
@@ -98,6 +103,9 @@ async def test_a_config_change_etcd_refused_leaves_the_local_config(
 
     broker.alter_configs("configured", {"retention.ms": "1000", **TOO_LARGE})
     assert local_configs(node, "configured") == before, "local config changed before etcd"
+    with pytest.raises(KafkaError) as refused:  # what the request that made it is answered
+        await asyncio.wait_for(broker.topics.committed("configured"), 20)
+    assert refused.value.code == ErrorCode.request_timed_out
     await asyncio.wait_for(node.topic_manager.settled(), 20)
     assert local_configs(node, "configured") == before, "local config changed without etcd"
     assert dict(node.store.snapshot().topics["configured"].configs) == before
@@ -114,6 +122,33 @@ async def test_a_config_change_etcd_refused_leaves_the_local_config(
     await until(lambda: local_configs(node, "configured") == wanted, "the local config")
     described = broker.describe_topic_configs("configured")
     assert described["retention.ms"] == ("1000", False)
+
+
+async def test_alter_configs_is_answered_once_etcd_holds_the_change(
+    member: tuple[Broker, ClusterNode],
+) -> None:
+    """Kafka answers AlterConfigs once its controller has committed the change; a change etcd
+    refused is an error for the client, not a success that silently never happens."""
+    broker, node = member
+    broker.create_topic(TopicSpec("answered", 1, 1))
+    await node.topic_manager.settled()
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{broker.kafka_port}"})
+
+    def alter(client: AdminClient, configs: dict[str, str]) -> None:
+        resource = ConfigResource("TOPIC", "answered", set_config=configs)
+        client.alter_configs([resource], request_timeout=30)[resource].result(timeout=30)
+
+    await asyncio.to_thread(alter, admin, {"retention.ms": "5000"})
+    stored = await node.store.client.get(node.store.keys.topic("answered"))
+    assert TopicRecord.from_json(stored.value).configs == {"retention.ms": "5000"}
+
+    with pytest.raises(KafkaException) as refused:
+        await asyncio.to_thread(alter, admin, {"retention.ms": "6000", **TOO_LARGE})
+    code = refused.value.args[0].code()
+    del refused, admin  # the client goes before the broker does (else it logs reconnects)
+    assert code == KafkaError_.REQUEST_TIMED_OUT
+    stored = await node.store.client.get(node.store.keys.topic("answered"))
+    assert TopicRecord.from_json(stored.value).configs == {"retention.ms": "5000"}
 
 
 async def test_writes_of_one_topic_run_in_order_and_keep_it_pending() -> None:

@@ -632,7 +632,8 @@ class ClusterTopicManager(TopicManager):
     neither undoes it nor replays the older state over it; a creation etcd refused (another
     broker won the name) or that failed is removed again, so the cluster's topic (if any) takes
     its place and a retry can create it. Config changes are not applied locally at all: they are
-    written to etcd and the local config follows the watch, so a failed write changes nothing.
+    written to etcd and the local config follows the watch, so a failed write changes nothing;
+    the request that made one awaits its write (:meth:`committed`) and reports a failure.
     """
 
     def __init__(self, node: ClusterNode) -> None:
@@ -646,6 +647,8 @@ class ClusterTopicManager(TopicManager):
         self._writes = TopicWrites()
         self._creations: dict[str, _LocalChange] = {}
         self._deletions: dict[str, _LocalChange] = {}
+        #: The outcome of the latest config write of each name, until it is collected.
+        self._config_writes: dict[str, asyncio.Future[None]] = {}
 
     def pending(self, name: str) -> bool:
         """Whether a write of topic ``name`` to etcd is queued or running."""
@@ -837,7 +840,36 @@ class ClusterTopicManager(TopicManager):
             configs = dict(change(record.configs))
             return TopicRecord(name, record.topic_id, record.assignment, configs), []
 
-        self._write(name, lambda: self._node.store.modify_topic(name, reconfigure))
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def written(outcome: Any) -> None:
+            if stored.done():
+                return
+            if outcome is True:
+                stored.set_result(None)
+            elif outcome is False:  # the record was gone: the topic was deleted meanwhile
+                stored.set_exception(KafkaError(
+                    ErrorCode.unknown_topic_or_partition, f"topic {name!r} was deleted"))
+            else:
+                stored.set_exception(KafkaError(
+                    ErrorCode.request_timed_out,
+                    f"the config change of {name!r} could not be stored in the cluster "
+                    f"metadata (etcd): {outcome!r}"))
+
+        # The request that made the change collects it right away (``committed``).
+        self._config_writes[name] = stored
+        stored.add_done_callback(lambda f: f.exception())  # retrieved even if nobody asks
+        self._write(name, lambda: self._node.store.modify_topic(name, reconfigure), written)
+
+    async def committed(self, name: str) -> None:
+        stored = self._config_writes.get(name)
+        if stored is None:
+            return
+        try:
+            await asyncio.shield(stored)
+        finally:
+            if self._config_writes.get(name) is stored and stored.done():
+                del self._config_writes[name]
 
 
 def place_partitions(

@@ -192,6 +192,11 @@ class TopicManager:
         except InvalidConfigError as error:
             raise KafkaError(ErrorCode.invalid_config, str(error)) from error
 
+    async def committed(self, name: str) -> None:
+        """Return once the config changes of ``name`` made so far are stored where the cluster
+        keeps them, or raise the KafkaError that kept one out. A lone broker's are stored by the
+        time the change returns; a clustered broker writes them to etcd in the background."""
+
     def update_configs(
         self, name: str, change: ConfigChange, *, validate_only: bool = False
     ) -> None:

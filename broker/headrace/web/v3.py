@@ -266,11 +266,13 @@ async def get_topic_config(request: web.Request) -> web.Response:
     return json_response(_config_entry(ctx, name, key, value, default))
 
 
-def _apply_config_changes(ctx: WebContext, name: str,
-                          changes: list[tuple[str, int, str | None]]) -> None:
+async def _apply_config_changes(ctx: WebContext, name: str,
+                                changes: list[tuple[str, int, str | None]]) -> None:
+    """Apply the changes and answer once they are stored (a clustered broker's, in etcd)."""
     ctx.require_topic(name)
     try:
         ctx.broker.incremental_alter_configs(name, changes)
+        await ctx.broker.topics.committed(name)
     except KafkaError as error:
         raise from_kafka_error(error) from None
 
@@ -283,7 +285,7 @@ async def update_topic_config(request: web.Request) -> web.Response:
     value = body.get("value")
     if not isinstance(value, str):
         raise ApiError(400, errors.INVALID_FIELD, "value must be a string")
-    _apply_config_changes(ctx, name, [(key, 0, value)])
+    await _apply_config_changes(ctx, name, [(key, 0, value)])
     return web.Response(status=204)
 
 
@@ -291,7 +293,7 @@ async def reset_topic_config(request: web.Request) -> web.Response:
     ctx = context_of(request)
     ctx.require_cluster(request.match_info["cluster_id"])
     name, key = request.match_info["topic_name"], request.match_info["name"]
-    _apply_config_changes(ctx, name, [(key, 1, None)])
+    await _apply_config_changes(ctx, name, [(key, 1, None)])
     return web.Response(status=204)
 
 
@@ -317,7 +319,7 @@ async def alter_topic_configs(request: web.Request) -> web.Response:
         else:
             raise ApiError(400, errors.INVALID_FIELD,
                            f"data[{index}].operation must be SET or DELETE")
-    _apply_config_changes(ctx, name, changes)
+    await _apply_config_changes(ctx, name, changes)
     return web.Response(status=204)
 
 

@@ -281,15 +281,20 @@ def _require_topic_resource(resource: Any) -> None:
         )
 
 
-def _alter_each(
-    module: Any, resources: Iterable[Any], alter: Callable[[Any], None]
+async def _alter_each(
+    module: Any, resources: Iterable[Any], alter: Callable[[Any], None], broker: Any,
+    validate_only: bool,
 ) -> tuple[Any, ...]:
-    """``alter`` each topic resource; one result per resource, with its own error."""
+    """``alter`` each topic resource; one result per resource, with its own error. A change
+    is answered once it is stored (a clustered broker's, in etcd), as Kafka answers once its
+    controller has committed it."""
     results = []
     for resource in resources:
         try:
             _require_topic_resource(resource)
             alter(resource)
+            if not validate_only:
+                await broker.topics.committed(resource.resource_name)
             results.append(_alter_result(module, resource, None))
         except KafkaError as error:
             results.append(_alter_result(module, resource, error))
@@ -306,7 +311,8 @@ async def handle_alter_configs(request: Any, ctx: RequestContext) -> Any:
             resource.resource_name, configs, validate_only=bool(request.validate_only)
         )
 
-    results = _alter_each(module, request.resources, alter)
+    results = await _alter_each(module, request.resources, alter, broker,
+                                bool(request.validate_only))
     return build(module.AlterConfigsResponse, throttle_time=NO_THROTTLE, responses=results)
 
 
@@ -320,7 +326,8 @@ async def handle_incremental_alter_configs(request: Any, ctx: RequestContext) ->
             resource.resource_name, changes, validate_only=bool(request.validate_only)
         )
 
-    results = _alter_each(module, request.resources, alter)
+    results = await _alter_each(module, request.resources, alter, broker,
+                                bool(request.validate_only))
     return build(
         module.IncrementalAlterConfigsResponse, throttle_time=NO_THROTTLE, responses=results
     )
