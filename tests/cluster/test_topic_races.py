@@ -18,7 +18,7 @@ import pytest
 from cluster_helpers import running_etcd
 from confluent_kafka import KafkaError as KafkaError_
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from kio.schema.errors import ErrorCode
 
 from headrace.cluster.etcd_launcher import EtcdProcess
@@ -124,11 +124,12 @@ async def test_a_config_change_etcd_refused_leaves_the_local_config(
     assert described["retention.ms"] == ("1000", False)
 
 
-async def test_alter_configs_is_answered_once_etcd_holds_the_change(
+async def test_topic_changes_are_answered_once_etcd_holds_them(
     member: tuple[Broker, ClusterNode],
 ) -> None:
-    """Kafka answers AlterConfigs once its controller has committed the change; a change etcd
-    refused is an error for the client, not a success that silently never happens."""
+    """Kafka answers AlterConfigs and CreateTopics once its controller has committed the
+    change; a change etcd refused is an error for the client, not a success that silently
+    never happens."""
     broker, node = member
     broker.create_topic(TopicSpec("answered", 1, 1))
     await node.topic_manager.settled()
@@ -145,10 +146,25 @@ async def test_alter_configs_is_answered_once_etcd_holds_the_change(
     with pytest.raises(KafkaException) as refused:
         await asyncio.to_thread(alter, admin, {"retention.ms": "6000", **TOO_LARGE})
     code = refused.value.args[0].code()
-    del refused, admin  # the client goes before the broker does (else it logs reconnects)
+    del refused
     assert code == KafkaError_.REQUEST_TIMED_OUT
     stored = await node.store.client.get(node.store.keys.topic("answered"))
     assert TopicRecord.from_json(stored.value).configs == {"retention.ms": "5000"}
+
+    # CreateTopics too: a creation etcd refused is the client's error, not a topic that
+    # exists for a moment and then vanishes; one it took is in etcd when the answer comes.
+    def create(client: AdminClient, name: str, configs: dict[str, str]) -> None:
+        client.create_topics([NewTopic(name, 1, 1, config=configs)],
+                             request_timeout=30)[name].result(timeout=30)
+
+    with pytest.raises(KafkaException) as refused:
+        await asyncio.to_thread(create, admin, "refused-too", TOO_LARGE)
+    code = refused.value.args[0].code()
+    del refused
+    assert code == KafkaError_.REQUEST_TIMED_OUT
+    await asyncio.to_thread(create, admin, "taken", {})
+    assert await node.store.client.get(node.store.keys.topic("taken")) is not None
+    del admin  # the client goes before the broker does (else it logs reconnects)
 
 
 async def test_writes_of_one_topic_run_in_order_and_keep_it_pending() -> None:

@@ -647,8 +647,8 @@ class ClusterTopicManager(TopicManager):
         self._writes = TopicWrites()
         self._creations: dict[str, _LocalChange] = {}
         self._deletions: dict[str, _LocalChange] = {}
-        #: The outcome of the latest config write of each name, until it is collected.
-        self._config_writes: dict[str, asyncio.Future[None]] = {}
+        #: The outcome of the latest write of each name, until its request collects it.
+        self._stored: dict[str, asyncio.Future[None]] = {}
 
     def pending(self, name: str) -> bool:
         """Whether a write of topic ``name`` to etcd is queued or running."""
@@ -751,16 +751,20 @@ class ClusterTopicManager(TopicManager):
         self._creations[name] = _LocalChange(topic_id)
 
         def written(outcome: Any) -> None:
+            landed = isinstance(outcome, int) and outcome > 0
+            settle(outcome if landed or isinstance(outcome, BaseException) else KafkaError(
+                ErrorCode.topic_already_exists, f"topic {name!r} already exists"))
             creation = self._creations.get(name)
             if creation is None or creation.topic_id != topic_id:
                 return  # deleted (or re-created) locally since
-            if isinstance(outcome, int) and outcome > 0:
+            if landed:
                 creation.revision = outcome
                 creation.written = True
             else:
                 del self._creations[name]
                 self._remove_refused_creation(name, topic_id)
 
+        settle = self._track(name)
         self._write(name, lambda: self._node.store.create_topic(record, states), written)
         return created
 
@@ -784,6 +788,7 @@ class ClusterTopicManager(TopicManager):
         deletion = self._deletions[name] = _LocalChange(topic.topic_id)
 
         def written(outcome: Any) -> None:
+            settle(outcome)  # False (etcd had no such topic) is gone all the same
             if self._deletions.get(name) is not deletion:
                 return
             if isinstance(outcome, BaseException):
@@ -791,6 +796,7 @@ class ClusterTopicManager(TopicManager):
             else:
                 deletion.written = True
 
+        settle = self._track(name)
         self._write(name, lambda: self._node.store.delete_topic(name), written)
 
     def add_partitions(
@@ -799,6 +805,7 @@ class ClusterTopicManager(TopicManager):
         record = self._node.store.cache.topics.get(name)
         updated = super().add_partitions(name, total, validate_only=validate_only)
         if validate_only or (record is None and name not in self._creations):
+            self._stored.pop(name, None)  # nothing written now: no earlier outcome to report
             return updated
 
         def grow(record: TopicRecord) -> tuple[TopicRecord, list[PartitionState]] | None:
@@ -817,8 +824,9 @@ class ClusterTopicManager(TopicManager):
             return new_record, initial_states(new_record, snapshot.brokers, range(current, total))
 
         # Derived from etcd's current record at write time, not the cached one, which may
-        # not yet show a change just made (a stale copy would drop that change).
-        self._write(name, lambda: self._node.store.modify_topic(name, grow))
+        # not yet show a change just made (a stale copy would drop that change). False (no
+        # change: the partitions were already there) counts as stored.
+        self._write(name, lambda: self._node.store.modify_topic(name, grow), self._track(name))
         return updated
 
     def set_configs(
@@ -840,36 +848,49 @@ class ClusterTopicManager(TopicManager):
             configs = dict(change(record.configs))
             return TopicRecord(name, record.topic_id, record.assignment, configs), []
 
-        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
         def written(outcome: Any) -> None:
-            if stored.done():
-                return
-            if outcome is True:
-                stored.set_result(None)
-            elif outcome is False:  # the record was gone: the topic was deleted meanwhile
-                stored.set_exception(KafkaError(
-                    ErrorCode.unknown_topic_or_partition, f"topic {name!r} was deleted"))
-            else:
-                stored.set_exception(KafkaError(
-                    ErrorCode.request_timed_out,
-                    f"the config change of {name!r} could not be stored in the cluster "
-                    f"metadata (etcd): {outcome!r}"))
+            if outcome is False:  # the record was gone: the topic was deleted meanwhile
+                outcome = KafkaError(
+                    ErrorCode.unknown_topic_or_partition, f"topic {name!r} was deleted")
+            settle(outcome)
 
-        # The request that made the change collects it right away (``committed``).
-        self._config_writes[name] = stored
-        stored.add_done_callback(lambda f: f.exception())  # retrieved even if nobody asks
+        settle = self._track(name)
         self._write(name, lambda: self._node.store.modify_topic(name, reconfigure), written)
 
+    def _track(self, name: str) -> Callable[[Any], None]:
+        """Let the request making a change of ``name`` await its write (:meth:`committed`);
+        the returned function settles it with the write's outcome: an exception (or a
+        KafkaError saying what the client should hear) fails it, anything else stores it."""
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        stored.add_done_callback(lambda f: f.cancelled() or f.exception())  # never unretrieved
+        self._stored[name] = stored
+
+        def settle(outcome: Any) -> None:
+            if stored.done():
+                return
+            if isinstance(outcome, KafkaError):
+                stored.set_exception(outcome)
+            elif isinstance(outcome, BaseException):
+                stored.set_exception(KafkaError(
+                    ErrorCode.request_timed_out,
+                    f"the change of topic {name!r} could not be stored in the cluster "
+                    f"metadata (etcd): {outcome!r}"))
+            else:
+                stored.set_result(None)
+
+        return settle
+
     async def committed(self, name: str) -> None:
-        stored = self._config_writes.get(name)
+        # The request that made a change collects it right away, before any other change of
+        # the name: the future found here is that change's.
+        stored = self._stored.get(name)
         if stored is None:
             return
         try:
             await asyncio.shield(stored)
         finally:
-            if self._config_writes.get(name) is stored and stored.done():
-                del self._config_writes[name]
+            if self._stored.get(name) is stored and stored.done():
+                del self._stored[name]
 
 
 def place_partitions(

@@ -153,6 +153,8 @@ async def create_topic(request: web.Request) -> web.Response:
     validate_only = body.get("validate_only", False) is True
     try:
         ctx.broker.create_topic(spec, validate_only=validate_only)
+        if not validate_only:  # answered once stored (a clustered broker's, in etcd)
+            await ctx.broker.topics.committed(name)
     except KafkaError as error:
         raise from_kafka_error(error) from None
     if validate_only:
@@ -173,6 +175,7 @@ async def delete_topic(request: web.Request) -> web.Response:
     ctx.require_topic(name)
     try:
         ctx.broker.delete_topic(name)
+        await ctx.broker.topics.committed(name)
     except KafkaError as error:
         raise from_kafka_error(error) from None
     ctx.metrics.forget_topic(name)

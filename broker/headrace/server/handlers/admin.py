@@ -8,6 +8,7 @@ others. Broker resources are described from the broker's own settings (read-only
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -46,6 +47,27 @@ _CONFIG_TYPES = {
 }
 
 
+def _timeout_ms(request: Any) -> int:
+    """The ``timeout`` a topic request carries (a timedelta), in milliseconds."""
+    return int(request.timeout.total_seconds() * 1000)
+
+
+async def _stored(broker: Broker, name: str, timeout_ms: int | None) -> None:
+    """Return once the change just made to topic ``name`` is stored where the cluster keeps
+    it (a clustered broker's in etcd), as Kafka answers once its controller has committed it;
+    raise its KafkaError. ``timeout_ms`` is the request's (0: answer without waiting, as
+    Kafka does); past it, REQUEST_TIMED_OUT (the change may still complete)."""
+    if timeout_ms is not None and timeout_ms <= 0:
+        return
+    try:
+        await asyncio.wait_for(broker.topics.committed(name),
+                               None if timeout_ms is None else timeout_ms / 1000)
+    except TimeoutError:
+        raise KafkaError(ErrorCode.request_timed_out,
+                         f"the change of topic {name!r} was not stored within "
+                         f"{timeout_ms} ms; it may still complete") from None
+
+
 async def handle_create_topics(request: Any, ctx: RequestContext) -> Any:
     broker = ctx.broker
     module = response_classes(CREATE_TOPICS, ctx.api_version)
@@ -60,6 +82,8 @@ async def handle_create_topics(request: Any, ctx: RequestContext) -> Any:
         try:
             _refuse_manual_assignment(topic)
             created = broker.create_topic(spec, validate_only=bool(request.validate_only))
+            if not request.validate_only:
+                await _stored(broker, topic.name, _timeout_ms(request))
         except KafkaError as error:
             results.append(
                 build(
@@ -142,6 +166,7 @@ async def handle_delete_topics(request: Any, ctx: RequestContext) -> Any:
                     f"unknown topic {name or topic_id}",
                 )
             broker.delete_topic(name)
+            await _stored(broker, name, _timeout_ms(request))
             code, message = OK, None
         except KafkaError as error:
             code, message = error.code, error.message
@@ -167,6 +192,8 @@ async def handle_create_partitions(request: Any, ctx: RequestContext) -> Any:
             broker.topics.add_partitions(
                 topic.name, int(topic.count), validate_only=bool(request.validate_only)
             )
+            if not request.validate_only:
+                await _stored(broker, topic.name, _timeout_ms(request))
             code, message = OK, None
         except KafkaError as error:
             code, message = error.code, error.message
@@ -294,7 +321,7 @@ async def _alter_each(
             _require_topic_resource(resource)
             alter(resource)
             if not validate_only:
-                await broker.topics.committed(resource.resource_name)
+                await _stored(broker, resource.resource_name, None)
             results.append(_alter_result(module, resource, None))
         except KafkaError as error:
             results.append(_alter_result(module, resource, error))
