@@ -38,6 +38,7 @@ from headrace_operator.model import (
     ClusterSpec,
     SpecError,
     TopicSpec,
+    stable_zones,
     zone_groups,
     zone_of_broker,
 )
@@ -218,7 +219,10 @@ async def reconcile_cluster(body: Mapping[str, Any], kube: Kube,
             _event(body, "Warning", reason="InvalidSpec", message=message)
         return "invalid"
 
-    zones = await _zones(kube, spec)
+    zones, zones_refused = stable_zones(status.get("zones") or [], await _zones(kube, spec),
+                                        named=bool(spec.zone_names))
+    if zones_refused and status.get("zonesRefused") != zones_refused:
+        _event(body, "Warning", reason="ZonesRefused", message=zones_refused)
     groups = zone_groups(spec.brokers, zones)
     current_sizes: dict[int, int] = {}
     sts_names = {}
@@ -276,12 +280,13 @@ async def reconcile_cluster(body: Mapping[str, Any], kube: Kube,
         zone = zone_of_broker(state.broker_id, groups) or "default"
         ready_per_zone[zone] = ready_per_zone.get(zone, 0) + 1
     conditions = cluster_conditions(conditions, plan, roll, ready_count, spec.brokers, brokers,
-                                    now, generation, error)
+                                    now, generation, error, zones_refused)
     new_status: dict[str, Any] = {
         "observedGeneration": generation,
         "conditions": conditions,
         "phase": plan.phase,
         "scaleRefused": plan.refused,
+        "zonesRefused": zones_refused,
         "brokers": spec.brokers,
         "readyBrokers": ready_count,
         "brokersReadyPerZone": ready_per_zone,
@@ -295,7 +300,7 @@ async def reconcile_cluster(body: Mapping[str, Any], kube: Kube,
                           underReplicatedPartitions=brokers.under_replicated,
                           offlinePartitions=brokers.offline)
     await _patch_status(kube, "Cluster", ref.namespace, ref.name, new_status, status)
-    if plan.refused:
+    if plan.refused or zones_refused:
         return "refused"
     return "error" if error else "success"
 

@@ -9,7 +9,7 @@ cannot express (e.g. an external metadata store without endpoints).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,6 +179,30 @@ def zone_groups(brokers: int, zones: tuple[str, ...] | list[str]) -> list[ZoneGr
         return [ZoneGroup(0, None, brokers)]
     base, extra = divmod(brokers, len(zones))
     return [ZoneGroup(i, zone, base + (1 if i < extra else 0)) for i, zone in enumerate(zones)]
+
+
+def stable_zones(recorded: Sequence[str], found: Sequence[str], *, named: bool
+                 ) -> tuple[list[str], str | None]:
+    """The zones to run with, in an order that keeps every broker's id, and why not the ones
+    asked for if they cannot be.
+
+    A zone's position is its brokers' id prefix, so once a cluster has run with ``recorded``
+    zones those keep their places and new zones only go after them. Zones found on nodes
+    (``named`` False) are kept that way by themselves: a new zone whose name sorts first joins
+    at the end, and a zone with no nodes left stays (its brokers keep their ids, pending).
+    Named zones that drop or reorder a recorded one are refused: the cluster keeps running
+    with ``recorded``.
+    """
+    if not recorded:
+        return list(found), None
+    if not named:
+        return [*recorded, *sorted(z for z in found if z not in recorded)], None
+    if list(found[:len(recorded)]) == list(recorded):
+        return list(found), None
+    return list(recorded), (
+        f"zones {list(found)} would move or drop zones of {list(recorded)}: a zone's place in "
+        "the list is its brokers' id prefix, so zones can only be added at the end; keeping "
+        f"{list(recorded)}")
 
 
 def zone_of_broker(broker_id: int, groups: list[ZoneGroup]) -> str | None:

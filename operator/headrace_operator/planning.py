@@ -364,7 +364,8 @@ def set_condition(conditions: Sequence[Mapping[str, Any]], type_: str, status: b
 def cluster_conditions(previous: Sequence[Mapping[str, Any]], plan: ScalePlan,
                        roll: RollDecision, brokers_ready: int, brokers_wanted: int,
                        brokers: BrokerState | None, now: str, generation: int,
-                       error: str | None = None) -> list[dict[str, Any]]:
+                       error: str | None = None, zones_refused: str | None = None
+                       ) -> list[dict[str, Any]]:
     """Ready, Progressing and Degraded for a Cluster, from the plans and observations."""
     conditions = [dict(c) for c in previous]
     progressing = plan.phase in ("ScalingUp", "ScalingDown", "Draining", "Rebalancing") \
@@ -378,6 +379,8 @@ def cluster_conditions(previous: Sequence[Mapping[str, Any]], plan: ScalePlan,
         conditions = set_condition(conditions, "Progressing", False, "Reconciled",
                                    "spec applied", now, generation)
     problems = []
+    if zones_refused:
+        problems.append(("ZonesRefused", zones_refused))
     if plan.refused:
         problems.append(("ScaleRefused", plan.refused))
     if error:
@@ -395,10 +398,11 @@ def cluster_conditions(previous: Sequence[Mapping[str, Any]], plan: ScalePlan,
     else:
         conditions = set_condition(conditions, "Degraded", False, "Healthy",
                                    "no problems found", now, generation)
+    refused = ("ZonesRefused" if zones_refused else "ScaleRefused" if plan.refused else None)
     ready = brokers_ready >= brokers_wanted and brokers is not None and not brokers.offline \
-        and not plan.refused and error is None
+        and refused is None and error is None
     conditions = set_condition(
         conditions, "Ready", ready,
-        "AllBrokersReady" if ready else ("ScaleRefused" if plan.refused else "BrokersNotReady"),
+        "AllBrokersReady" if ready else (refused or "BrokersNotReady"),
         f"{brokers_ready}/{brokers_wanted} brokers ready", now, generation)
     return conditions

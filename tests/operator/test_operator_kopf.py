@@ -366,6 +366,54 @@ def _check_discovered_zones(kube: EmulatedCluster, ns: str) -> None:
         "zones"), "zones in status")
     assert status == ["east", "west"]
 
+    # A zone appears whose name sorts first. It joins at the end: were the zones re-sorted,
+    # east's brokers would become 1000, 1001 and west's 2000 (a new identity for every broker).
+    kube.create({"apiVersion": "v1", "kind": "Node", "metadata": {
+        "name": "n4", "labels": {"topology.kubernetes.io/zone": "central"}}})
+    kube.patch(API, "Cluster", ns, "auto", {"spec": {"brokers": 4}})
+    central = wait_for(lambda: kube.get("apps/v1", "StatefulSet", ns, "auto-central"),
+                       "a StatefulSet for the new zone")
+    assert _id_base(central) == "2000"
+    assert _id_base(kube.get("apps/v1", "StatefulSet", ns, "auto-east")) == "0"
+    assert _id_base(kube.get("apps/v1", "StatefulSet", ns, "auto-west")) == "1000"
+    assert wait_for(lambda: (lambda z: z if z and len(z) == 3 else None)(
+        (kube.get(API, "Cluster", ns, "auto").get("status") or {}).get("zones")),
+        "three zones in status") == ["east", "west", "central"]
+
+
+def _id_base(statefulset: dict[str, Any]) -> str:
+    env = statefulset["spec"]["template"]["spec"]["containers"][0]["env"]
+    return str(next(e["value"] for e in env if e["name"] == "BROKER_ID_BASE"))
+
+
+def test_named_zones_cannot_move_or_drop(kube: EmulatedCluster) -> None:
+    ns = "t-zone-order"
+    kube.create(_cluster(ns, "z", {"brokers": 3, "zones": {"names": ["a", "b", "c"]}}))
+    wait_for(lambda: (kube.get(API, "Cluster", ns, "z").get("status") or {}).get("zones"),
+             "zones in status")
+    kube.patch(API, "Cluster", ns, "z", {"spec": {"zones": {"names": ["a", "c"]}}})
+    ready = wait_for(lambda: (lambda c: c if c.get("reason") == "ZonesRefused" else None)(
+        _condition(kube.get(API, "Cluster", ns, "z"), "Ready")), "a ZonesRefused condition")
+    assert ready["status"] == "False"
+    degraded = _condition(kube.get(API, "Cluster", ns, "z"), "Degraded")
+    assert degraded["reason"] == "ZonesRefused"
+    assert "can only be added at the end" in degraded["message"]
+    status = kube.get(API, "Cluster", ns, "z")["status"]
+    assert status["zones"] == ["a", "b", "c"] and status["zonesRefused"]
+    # The cluster keeps running as it was: zone c's brokers keep their ids.
+    assert _id_base(kube.get("apps/v1", "StatefulSet", ns, "z-b")) == "1000"
+    assert _id_base(kube.get("apps/v1", "StatefulSet", ns, "z-c")) == "2000"
+    wait_for(lambda: any(e.get("reason") == "ZonesRefused" for e in kube.events(ns, "z")),
+             "a ZonesRefused event")
+    # Adding a zone at the end is fine.
+    kube.patch(API, "Cluster", ns, "z", {"spec": {"brokers": 4,
+                                                  "zones": {"names": ["a", "b", "c", "d"]}}})
+    d = wait_for(lambda: kube.get("apps/v1", "StatefulSet", ns, "z-d"), "zone d's StatefulSet")
+    assert _id_base(d) == "3000"
+    wait_for(lambda: (kube.get(API, "Cluster", ns, "z").get("status") or {}).get(
+        "zonesRefused") is None and _condition(kube.get(API, "Cluster", ns, "z"), "Ready").get(
+        "reason") != "ZonesRefused", "the refusal cleared")
+
 
 class Kubelet:
     """Plays StatefulSet controller and kubelet for one Cluster with REAL replicated brokers.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from headrace.placement import BrokerSlot, place_new_partitions
-from headrace_operator.model import TopicSpec, zone_groups
+from headrace_operator.model import TopicSpec, stable_zones, zone_groups
 from headrace_operator.planning import (
     BrokerState,
     ObservedTopic,
@@ -219,3 +219,17 @@ def test_cluster_conditions_report_refusal_and_health() -> None:
     unreachable = cluster_conditions([], ScalePlan("Steady", {0: 3}), RollDecision("done"),
                                      3, 3, None, "now", 4)
     assert {c["type"]: c for c in unreachable}["Degraded"]["reason"] == "BrokersUnreachable"
+
+
+def test_zones_keep_their_places_once_a_cluster_has_run() -> None:
+    # A new cluster takes the zones as found (named, or sorted when discovered).
+    assert stable_zones([], ["b", "a"], named=True) == (["b", "a"], None)
+    # Discovered: a new zone joins at the end whatever its name; a vanished one stays.
+    assert stable_zones(["east", "west"], ["central", "east", "west"], named=False) == (
+        ["east", "west", "central"], None)
+    assert stable_zones(["east", "west"], ["west"], named=False) == (["east", "west"], None)
+    # Named: appending is fine; dropping or reordering is refused and the recorded kept.
+    assert stable_zones(["a", "b"], ["a", "b", "c"], named=True) == (["a", "b", "c"], None)
+    for wanted in (["a", "c"], ["b", "a"], ["a"]):
+        zones, refused = stable_zones(["a", "b", "c"], wanted, named=True)
+        assert zones == ["a", "b", "c"] and refused is not None
