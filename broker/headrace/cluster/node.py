@@ -750,6 +750,8 @@ class ClusterTopicManager(TopicManager):
         name = spec.name
         self._creations[name] = _LocalChange(topic_id)
 
+        settle = self._track(name)
+
         def written(outcome: Any) -> None:
             landed = isinstance(outcome, int) and outcome > 0
             settle(outcome if landed or isinstance(outcome, BaseException) else KafkaError(
@@ -764,7 +766,6 @@ class ClusterTopicManager(TopicManager):
                 del self._creations[name]
                 self._remove_refused_creation(name, topic_id)
 
-        settle = self._track(name)
         self._write(name, lambda: self._node.store.create_topic(record, states), written)
         return created
 
@@ -787,6 +788,8 @@ class ClusterTopicManager(TopicManager):
             self._logs.delete_topic(name)
         deletion = self._deletions[name] = _LocalChange(topic.topic_id)
 
+        settle = self._track(name)
+
         def written(outcome: Any) -> None:
             settle(outcome)  # False (etcd had no such topic) is gone all the same
             if self._deletions.get(name) is not deletion:
@@ -796,7 +799,6 @@ class ClusterTopicManager(TopicManager):
             else:
                 deletion.written = True
 
-        settle = self._track(name)
         self._write(name, lambda: self._node.store.delete_topic(name), written)
 
     def add_partitions(
@@ -848,13 +850,14 @@ class ClusterTopicManager(TopicManager):
             configs = dict(change(record.configs))
             return TopicRecord(name, record.topic_id, record.assignment, configs), []
 
+        settle = self._track(name)
+
         def written(outcome: Any) -> None:
             if outcome is False:  # the record was gone: the topic was deleted meanwhile
                 outcome = KafkaError(
                     ErrorCode.unknown_topic_or_partition, f"topic {name!r} was deleted")
             settle(outcome)
 
-        settle = self._track(name)
         self._write(name, lambda: self._node.store.modify_topic(name, reconfigure), written)
 
     def _track(self, name: str) -> Callable[[Any], None]:

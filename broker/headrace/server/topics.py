@@ -193,9 +193,10 @@ class TopicManager:
             raise KafkaError(ErrorCode.invalid_config, str(error)) from error
 
     async def committed(self, name: str) -> None:
-        """Return once the config changes of ``name`` made so far are stored where the cluster
-        keeps them, or raise the KafkaError that kept one out. A lone broker's are stored by the
-        time the change returns; a clustered broker writes them to etcd in the background."""
+        """Return once the change just made to topic ``name`` (creation, deletion, partitions,
+        configs) is stored where the cluster keeps it, or raise the KafkaError that kept it
+        out. A lone broker's is stored by the time the change returns; a clustered broker
+        writes it to etcd in the background."""
 
     def update_configs(
         self, name: str, change: ConfigChange, *, validate_only: bool = False

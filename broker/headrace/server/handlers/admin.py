@@ -309,7 +309,7 @@ def _require_topic_resource(resource: Any) -> None:
 
 
 async def _alter_each(
-    module: Any, resources: Iterable[Any], alter: Callable[[Any], None], broker: Any,
+    module: Any, resources: Iterable[Any], alter: Callable[[Any], None], broker: Broker,
     validate_only: bool,
 ) -> tuple[Any, ...]:
     """``alter`` each topic resource; one result per resource, with its own error. A change
