@@ -25,9 +25,9 @@ from headrace.cluster.etcd_launcher import EtcdProcess
 from headrace.cluster.model import KeySpace, TopicRecord
 from headrace.cluster.node import ClusterNode, ClusterSettings, attach_cluster
 from headrace.cluster.topic_writes import TopicWrites
+from headrace.core.errors import KafkaError
+from headrace.core.topics import TopicSpec
 from headrace.server.broker import Broker, BrokerConfig
-from headrace.server.errors import KafkaError
-from headrace.server.topics import TopicSpec
 
 MAX_REQUEST_BYTES = 16 * 1024
 #: A valid topic config (passed through to clients) whose value no etcd request here may carry.

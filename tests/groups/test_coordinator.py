@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
 
+from headrace.core.errors import KafkaError
 from headrace.groups import (
     OFFSETS_TOPIC,
     CoordinatorNode,
@@ -28,7 +29,6 @@ from headrace.groups import (
 )
 from headrace.groups.coordinator import append_error_to_group_error
 from headrace.groups.state import JoinProtocol, JoinRequest
-from headrace.server.errors import KafkaError
 from headrace.storage import BatchTooLargeError, LogManager, StorageError
 
 NODE = CoordinatorNode(7, "127.0.0.1", 9092)

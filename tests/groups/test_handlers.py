@@ -18,6 +18,7 @@ from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
 
+from headrace.core.requests import ApiHandler, RequestContext
 from headrace.groups import CoordinatorNode, GroupConfig, GroupCoordinator
 from headrace.groups.handlers import (
     DELETE_GROUPS,
@@ -34,7 +35,6 @@ from headrace.groups.handlers import (
     SYNC_GROUP,
     group_api_handlers,
 )
-from headrace.server.dispatch import ApiHandler, RequestContext
 from headrace.storage import LogManager
 
 NODE = CoordinatorNode(3, "127.0.0.1", 19092)

@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from headrace.core.topics import TopicSpec
 from headrace.observability.metrics import CLEANING_RESULTS, BrokerMetrics
 from headrace.server.broker import (
     Broker,
@@ -28,7 +29,6 @@ from headrace.server.broker import (
     LogMaintenanceObserver,
     cleaning_result,
 )
-from headrace.server.topics import TopicSpec
 from headrace.storage import PartitionLog
 from headrace.web import create_app
 from tests.storage.compaction_helpers import read_records

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from headrace.core.requests import RequestObserver
 from headrace.observability.metrics import (
     BrokerMetrics,
     GroupStats,
@@ -16,7 +17,6 @@ from headrace.observability.metrics import (
     counter_value,
     error_name,
 )
-from headrace.server.dispatch import RequestObserver
 
 
 @dataclass

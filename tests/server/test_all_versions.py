@@ -13,9 +13,9 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from headrace.core.responses import build
+from headrace.core.topics import TopicSpec
 from headrace.server.broker import Broker
-from headrace.server.handlers.common import build
-from headrace.server.topics import TopicSpec
 from tests.server.test_wire import request_module
 from tests.server.wire import WireClient, build_batch
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from headrace.server.dispatch import ApiHandler, ApiRegistry, RequestContext
-from headrace.server.producer_ids import ProducerIdAllocator
-from headrace.server.topics import topic_name_problem
+from headrace.core.producer_ids import ProducerIdAllocator
+from headrace.core.requests import ApiHandler, ApiRegistry, RequestContext
+from headrace.core.topics import topic_name_problem
 
 
 @pytest.mark.parametrize("name", ["a", "orders.v1", "A-b_c.9", "x" * 249, "__consumer_offsets"])

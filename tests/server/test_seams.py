@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from kio.schema.errors import ErrorCode
 
+from headrace.core.errors import KafkaError
+from headrace.core.replica import FetchBounds, ReplicaManager
+from headrace.core.requests import NullObserver
+from headrace.core.topics import TopicSpec
 from headrace.server.broker import Broker, BrokerConfig
-from headrace.server.dispatch import NullObserver
-from headrace.server.errors import KafkaError
-from headrace.server.replica import FetchBounds, ReplicaManager
-from headrace.server.topics import TopicSpec
 from tests.server.test_wire import fetch_fields, produce
 from tests.server.wire import WireClient, build_batch
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import uvloop
 
+from headrace.core.topics import TopicSpec
 from headrace.server.broker import Broker, BrokerConfig
-from headrace.server.topics import TopicSpec
 from tests.server.test_wire import fetch_fields, produce
 from tests.server.wire import WireClient, build_batch
 

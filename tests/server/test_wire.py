@@ -13,8 +13,8 @@ from typing import Any
 from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 
+from headrace.core.topics import TopicSpec
 from headrace.server.broker import Broker
-from headrace.server.topics import TopicSpec
 from tests.server.wire import WireClient, build_batch
 
 ZERO = datetime.timedelta(0)
@@ -313,7 +313,7 @@ async def test_invalid_acks_and_auto_create_switch(broker: Broker) -> None:
 
 
 async def test_disconnect_drops_parked_fetch(broker: Broker) -> None:
-    from headrace.server.dispatch import NullObserver
+    from headrace.core.requests import NullObserver
 
     class Counting(NullObserver):
         def __init__(self) -> None:

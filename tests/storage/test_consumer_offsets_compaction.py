@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from kio.schema.errors import ErrorCode
 
+from headrace.core.topics import TopicSpec
 from headrace.groups import (
     OFFSETS_TOPIC,
     CoordinatorNode,
@@ -23,7 +24,6 @@ from headrace.groups import (
     OffsetCommit,
 )
 from headrace.server.broker import Broker, BrokerConfig
-from headrace.server.topics import TopicSpec
 from headrace.storage import LogManager
 
 NODE = CoordinatorNode(1, "127.0.0.1", 9092)

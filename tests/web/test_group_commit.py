@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from kio.schema.errors import ErrorCode
 
+from headrace.core.errors import KafkaError
+from headrace.core.topics import TopicSpec
 from headrace.server.broker import Broker, BrokerConfig
-from headrace.server.errors import KafkaError
-from headrace.server.topics import TopicSpec
 from headrace.storage import AppendResult
 from headrace.web.group_commit import Appended, GroupCommit, group_offsets
 from headrace.web.records import build_batch, decode_batches

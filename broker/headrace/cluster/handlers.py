@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.errors import ErrorCode
 
 from headrace.cluster.replica_manager import ClusteredReplicaManager
-from headrace.server.dispatch import ApiHandler, RequestContext
-from headrace.server.errors import KafkaError
-from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
+from headrace.core.errors import KafkaError
+from headrace.core.requests import ApiHandler, RequestContext
+from headrace.core.responses import NO_THROTTLE, build, response_classes
 
 if TYPE_CHECKING:
     from headrace.cluster.node import ClusterNode

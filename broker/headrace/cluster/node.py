@@ -37,10 +37,10 @@ from headrace.cluster.producer_ids import ClusterProducerIds
 from headrace.cluster.replica_manager import ClusteredReplicaManager
 from headrace.cluster.store import EtcdMetadataStore
 from headrace.cluster.topic_writes import TopicWrites, WriteDone
-from headrace.server.errors import KafkaError
-from headrace.server.metadata import BrokerEndpoint, TopicState
-from headrace.server.metadata import PartitionState as ViewPartition
-from headrace.server.topics import (
+from headrace.core.errors import KafkaError
+from headrace.core.metadata import BrokerEndpoint, TopicState
+from headrace.core.metadata import PartitionState as ViewPartition
+from headrace.core.topics import (
     ConfigChange,
     TopicManager,
     TopicSpec,
@@ -50,8 +50,8 @@ from headrace.server.topics import (
 from headrace.storage import StorageError, TopicMetadata
 
 if TYPE_CHECKING:
+    from headrace.core.requests import RequestContext
     from headrace.server.broker import Broker
-    from headrace.server.dispatch import RequestContext
 
 log = logging.getLogger(__name__)
 
@@ -434,7 +434,7 @@ class ClusterNode:
     # -- Kafka APIs served via the node ---------------------------------------------------------
 
     async def handle_elect_leaders(self, request: Any, ctx: RequestContext) -> Any:
-        from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
+        from headrace.core.responses import NO_THROTTLE, build, response_classes
 
         module = response_classes(43, ctx.api_version)
         election_type = int(getattr(request, "election_type", 0))
@@ -492,7 +492,7 @@ class ClusterNode:
             cancel_reassignment,
             start_reassignment,
         )
-        from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
+        from headrace.core.responses import NO_THROTTLE, build, response_classes
 
         module = response_classes(45, ctx.api_version)
         snapshot = self.store.snapshot()
@@ -538,7 +538,7 @@ class ClusterNode:
                      error_code=ErrorCode.none, error_message=None, responses=tuple(topics))
 
     def handle_list_partition_reassignments(self, request: Any, ctx: RequestContext) -> Any:
-        from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
+        from headrace.core.responses import NO_THROTTLE, build, response_classes
 
         module = response_classes(46, ctx.api_version)
         snapshot = self.store.snapshot()

@@ -13,7 +13,7 @@ import asyncio
 from kio.schema.errors import ErrorCode
 
 from headrace.cluster.store import EtcdMetadataStore
-from headrace.server.errors import KafkaError
+from headrace.core.errors import KafkaError
 
 BLOCK_SIZE = 1000
 

@@ -1,7 +1,7 @@
 """Partition roles on a clustered broker: leader (HW, acks=all, ISR upkeep) or follower.
 
 :class:`ClusteredReplicaManager` extends the server's single-broker
-:class:`~headrace.server.replica.ReplicaManager`, so every handler keeps going through the same
+:class:`~headrace.core.replica.ReplicaManager`, so every handler keeps going through the same
 methods, but now:
 
 * only the elected leader (leader id and broker epoch as written by the controller) appends;
@@ -27,14 +27,14 @@ from kio.schema.errors import ErrorCode
 from headrace.cluster.decisions import expand_isr, shrink_isr
 from headrace.cluster.model import NO_LEADER, PartitionState
 from headrace.cluster.replication import LeaderPartitionState
-from headrace.server.errors import KafkaError
-from headrace.server.replica import (
+from headrace.core.errors import KafkaError
+from headrace.core.replica import (
     EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
     FetchBounds,
     ReplicaManager,
 )
-from headrace.server.topics import kafka_error_from_storage
+from headrace.core.topics import kafka_error_from_storage
 from headrace.storage import AppendResult, LogManagerAPI, LogRead, StorageError
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Each API spans many versions whose kio classes differ only by which fields exist, so requests are
 read with defaults for fields an old version lacks and responses are built by the server's
-:func:`~headrace.server.handlers.common.build`, which keeps only the fields the negotiated
+:func:`~headrace.core.responses.build`, which keeps only the fields the negotiated
 version's class declares.
 The server registers the list from :func:`group_api_handlers`; ApiVersions advertises it.
 """
@@ -15,11 +15,11 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from headrace.core.requests import ApiHandler, RequestContext
+from headrace.core.responses import NO_THROTTLE, build, response_classes
 from headrace.groups.coordinator import GroupCoordinator, OffsetCommit
 from headrace.groups.state import JoinProtocol, JoinRequest
 from headrace.protocol.codec import response_schema
-from headrace.server.dispatch import ApiHandler, RequestContext
-from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
 
 FIND_COORDINATOR = 10
 OFFSET_COMMIT = 8

@@ -27,12 +27,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from kio.schema.errors import ErrorCode
 
-from headrace.server.dispatch import ApiRegistry, NullObserver, RequestObserver
-from headrace.server.errors import KafkaError
-from headrace.server.metadata import BrokerEndpoint, LocalMetadataView, MetadataView
-from headrace.server.producer_ids import ProducerIdAllocator, ProducerIdSource
-from headrace.server.replica import ReplicaManager
-from headrace.server.topics import TopicManager, TopicSpec, is_internal, topic_name_problem
+from headrace.core.errors import KafkaError
+from headrace.core.metadata import BrokerEndpoint, LocalMetadataView, MetadataView
+from headrace.core.producer_ids import ProducerIdAllocator, ProducerIdSource
+from headrace.core.replica import ReplicaManager
+from headrace.core.requests import ApiRegistry, NullObserver, RequestObserver
+from headrace.core.topics import TopicManager, TopicSpec, is_internal, topic_name_problem
 from headrace.storage import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     AppendResult,

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from headrace.core.requests import RequestContext
 from headrace.protocol.codec import (
     API_VERSIONS_KEY,
     FileSlice,
@@ -35,7 +36,6 @@ from headrace.protocol.codec import (
 from headrace.protocol.produce import MAX_VERSION as PRODUCE_MAX_VERSION
 from headrace.protocol.produce import MIN_VERSION as PRODUCE_MIN_VERSION
 from headrace.protocol.produce import ProduceDecodeError, decode_produce_request
-from headrace.server.dispatch import RequestContext
 
 if TYPE_CHECKING:
     from headrace.server.broker import Broker

@@ -149,7 +149,7 @@ def metrics_for(broker: Broker) -> BrokerMetrics:
 
     A broker given some other observer keeps it (its Kafka request metrics then stay at zero).
     """
-    from headrace.server.dispatch import NullObserver
+    from headrace.core.requests import NullObserver
 
     observer: Any = broker.observer
     if isinstance(observer, BrokerMetrics):

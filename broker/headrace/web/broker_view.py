@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.consumer_protocol_assignment.v0 import ConsumerProtocolAssignment
 from kio.serial import entity_reader
 
+from headrace.core.errors import KafkaError
+from headrace.core.topics import is_internal
 from headrace.observability.metrics import GroupStats, PartitionStats
-from headrace.server.errors import KafkaError
-from headrace.server.topics import is_internal
 
 if TYPE_CHECKING:
     from headrace.groups.coordinator import GroupCoordinator

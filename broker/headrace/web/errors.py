@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from kio.schema.errors import ErrorCode
 
-from headrace.server.errors import KafkaError
+from headrace.core.errors import KafkaError
 
 MALFORMED_JSON = 40001
 INVALID_FIELD = 40002

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from kio.schema.errors import ErrorCode
 
-from headrace.server.errors import KafkaError
+from headrace.core.errors import KafkaError
 from headrace.storage import AppendResult
 
 #: ``produce(topic, partition, batches)``: one leader append of one or more RecordBatches.

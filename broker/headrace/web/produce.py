@@ -23,9 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
+from headrace.core.errors import KafkaError
+from headrace.core.topics import is_internal
 from headrace.observability.tracing import TRACEPARENT, traceparent_header
-from headrace.server.errors import KafkaError
-from headrace.server.topics import is_internal
 from headrace.storage import TopicMetadata
 from headrace.web import errors
 from headrace.web.context import WebContext, context_of, json_response, path_int, read_body

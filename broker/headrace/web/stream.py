@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from headrace.server.errors import KafkaError
+from headrace.core.errors import KafkaError
 from headrace.web import errors
 from headrace.web.broker_view import group_coordinator
 from headrace.web.context import WebContext, context_of, int_param

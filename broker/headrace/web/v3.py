@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from headrace.server.errors import KafkaError
-from headrace.server.topics import TopicSpec, is_internal
+from headrace.core.errors import KafkaError
+from headrace.core.topics import TopicSpec, is_internal
 from headrace.web import errors
 from headrace.web.broker_view import decode_assignment, group_coordinator
 from headrace.web.context import (

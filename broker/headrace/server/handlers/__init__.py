@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from headrace.server.dispatch import ApiHandler
+from headrace.core.requests import ApiHandler
 
 
 def default_api_handlers() -> list[ApiHandler]:

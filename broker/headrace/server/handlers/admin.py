@@ -14,11 +14,11 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from headrace.core.errors import KafkaError
+from headrace.core.requests import ApiHandler, RequestContext
+from headrace.core.responses import NO_THROTTLE, OK, build, response_classes
+from headrace.core.topics import TopicSpec
 from headrace.server.broker import Broker
-from headrace.server.dispatch import ApiHandler, RequestContext
-from headrace.server.errors import KafkaError
-from headrace.server.handlers.common import NO_THROTTLE, OK, build, response_classes
-from headrace.server.topics import TopicSpec
 
 CREATE_TOPICS = 19
 DELETE_TOPICS = 20

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from kio.schema.api_versions.v0 import response as v0
 from kio.schema.errors import ErrorCode
 
-from headrace.server.dispatch import ApiHandler, RequestContext
-from headrace.server.handlers.common import NO_THROTTLE, build, response_classes
+from headrace.core.requests import ApiHandler, RequestContext
+from headrace.core.responses import NO_THROTTLE, build, response_classes
 
 if TYPE_CHECKING:
     from headrace.server.broker import Broker

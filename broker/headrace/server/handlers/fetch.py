@@ -1,7 +1,7 @@
 """Fetch v4-12 for consumers and follower brokers: long polling woken by appends, zero-copy.
 
 The one Fetch loop of the broker, single or clustered. Each round asks the replica manager (the
-seam, :class:`~headrace.server.replica.ReplicaManager`) where each requested partition may be
+seam, :class:`~headrace.core.replica.ReplicaManager`) where each requested partition may be
 read: it fences leaders and epochs, records a follower's progress and puts consumers' reads below
 the high watermark and followers' up to the log end. Each round reads every requested partition
 (whole batches, at least one batch for the first partition with data even when it exceeds the
@@ -17,6 +17,9 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from headrace.core.errors import KafkaError
+from headrace.core.replica import ReplicaManager
+from headrace.core.requests import ApiHandler, RequestContext
 from headrace.protocol.codec import PreEncodedResponse
 from headrace.protocol.fetch import (
     API_KEY,
@@ -25,9 +28,6 @@ from headrace.protocol.fetch import (
     PartitionData,
     encode_fetch_body,
 )
-from headrace.server.dispatch import ApiHandler, RequestContext
-from headrace.server.errors import KafkaError
-from headrace.server.replica import ReplicaManager
 from headrace.storage import LogRead
 
 _FETCH_SESSION_ID_NOT_FOUND = 70

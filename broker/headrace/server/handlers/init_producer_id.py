@@ -11,9 +11,9 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from headrace.server.dispatch import ApiHandler, RequestContext
-from headrace.server.errors import KafkaError
-from headrace.server.handlers.common import NO_THROTTLE, OK, build, response_classes
+from headrace.core.errors import KafkaError
+from headrace.core.requests import ApiHandler, RequestContext
+from headrace.core.responses import NO_THROTTLE, OK, build, response_classes
 
 API_KEY = 22
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from headrace.server.dispatch import ApiHandler, RequestContext
-from headrace.server.errors import KafkaError
-from headrace.server.handlers.common import NO_THROTTLE, OK, build, response_classes
-from headrace.server.metadata import UNKNOWN_LEADER_EPOCH
+from headrace.core.errors import KafkaError
+from headrace.core.metadata import UNKNOWN_LEADER_EPOCH
+from headrace.core.requests import ApiHandler, RequestContext
+from headrace.core.responses import NO_THROTTLE, OK, build, response_classes
 
 API_KEY = 2
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from headrace.server.dispatch import ApiHandler, RequestContext
-from headrace.server.errors import KafkaError
-from headrace.server.handlers.common import NO_THROTTLE, OK, build, response_classes
-from headrace.server.metadata import TopicState
-from headrace.server.topics import topic_name_problem
+from headrace.core.errors import KafkaError
+from headrace.core.metadata import TopicState
+from headrace.core.requests import ApiHandler, RequestContext
+from headrace.core.responses import NO_THROTTLE, OK, build, response_classes
+from headrace.core.topics import topic_name_problem
 
 API_KEY = 3
 _NIL_UUID = uuid.UUID(int=0)

@@ -12,6 +12,8 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from headrace.core.errors import KafkaError
+from headrace.core.requests import ApiHandler, RequestContext
 from headrace.protocol.codec import PreEncodedResponse
 from headrace.protocol.produce import (
     FLEXIBLE_FROM,
@@ -20,8 +22,6 @@ from headrace.protocol.produce import (
     PartitionResult,
     encode_produce_body,
 )
-from headrace.server.dispatch import ApiHandler, RequestContext
-from headrace.server.errors import KafkaError
 
 API_KEY = 0
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from headrace.core.errors import KafkaError
 from headrace.protocol.codec import response_schema
-from headrace.server.errors import KafkaError
 
 NO_THROTTLE = datetime.timedelta(0)
 OK = ErrorCode.none

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
 
-from headrace.server.errors import KafkaError
+from headrace.core.errors import KafkaError
 from headrace.storage import (
     InvalidConfigError,
     LogConfig,

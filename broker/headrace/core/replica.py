@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
 
-from headrace.server.errors import KafkaError
-from headrace.server.topics import kafka_error_from_storage
+from headrace.core.errors import KafkaError
+from headrace.core.topics import kafka_error_from_storage
 from headrace.storage import (
     AppendResult,
     LogManagerAPI,
