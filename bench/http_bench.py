@@ -57,21 +57,23 @@ METRIC_ROUNDS = 5
 
 async def _serve(data_dir: Path, ready_file: Path, metrics_on: bool) -> None:
     import headrace
+    from headrace.app import BrokerApp
+    from headrace.core.config import BrokerConfig
     from headrace.observability.metrics import BrokerMetrics, NullMetrics
-    from headrace.server.broker import Broker, BrokerConfig
 
     config = BrokerConfig(data_dir=data_dir, kafka_port=0, http_port=0,
                           offsets_topic_partitions=1)
     metrics_type = BrokerMetrics if metrics_on else NullMetrics
-    broker = Broker(config, observer=metrics_type(config.node_id, headrace.__version__))
+    broker_app = BrokerApp(config, observer=metrics_type(config.node_id, headrace.__version__))
+    broker = broker_app.broker
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await broker.start()
+    await broker_app.start()
     ready_file.write_text(json.dumps({"kafka_port": broker.kafka_port,  # noqa: ASYNC240
                                       "http_port": broker.http_port,
                                       "cluster_id": broker.cluster_id}))
     await stop.wait()
-    await broker.stop()
+    await broker_app.stop()
 
 
 class BrokerProcess:

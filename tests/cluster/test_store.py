@@ -289,16 +289,18 @@ async def test_back_to_back_topic_changes_on_a_broker_both_reach_etcd(
     """New partitions and then new configs, requested before the broker's cache has seen the
     first write: the second write must not replace the record by its stale copy (that once
     left a 3-partition topic recorded in etcd with one partition after an operator reconcile)."""
+    from headrace.app import BrokerApp
     from headrace.cluster.decisions import initial_states
-    from headrace.cluster.node import ClusterSettings, attach_cluster
-    from headrace.server.broker import Broker, BrokerConfig
+    from headrace.cluster.node import ClusterSettings
+    from headrace.core.config import BrokerConfig
 
-    broker = Broker(BrokerConfig(data_dir=tmp_path / "broker", kafka_port=0, http_host=None,
-                                 offsets_topic_partitions=1))
-    node = attach_cluster(broker, ClusterSettings(
+    app = BrokerApp(BrokerConfig(data_dir=tmp_path / "broker", kafka_port=0, http_host=None,
+                                 offsets_topic_partitions=1), cluster=ClusterSettings(
         etcd.metadata_url, key_root=keyspace.root, default_replication_factor=1,
         offsets_topic_replication_factor=1))
-    await broker.start()
+    broker, node = app.broker, app.node
+    assert node is not None
+    await app.start()
     try:
         me = broker.config.node_id
         record = TopicRecord("grown", uuid.uuid4().hex, {0: (me,)}, {})
@@ -324,7 +326,7 @@ async def test_back_to_back_topic_changes_on_a_broker_both_reach_etcd(
         assert sorted(written.assignment) == [0, 1, 2], written
         assert dict(written.configs) == {"min.insync.replicas": "1"}, written
     finally:
-        await broker.stop()
+        await app.stop()
 
 
 def test_etcd_started_on_a_port_taken_meanwhile_moves_to_free_ports(tmp_path: Path) -> None:

@@ -21,13 +21,15 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from kio.schema.errors import ErrorCode
 
+from headrace.app import BrokerApp
 from headrace.cluster.etcd_launcher import EtcdProcess
 from headrace.cluster.model import KeySpace, TopicRecord
-from headrace.cluster.node import ClusterNode, ClusterSettings, attach_cluster
+from headrace.cluster.node import ClusterNode, ClusterSettings
 from headrace.cluster.topic_writes import TopicWrites
+from headrace.core.broker import Broker
+from headrace.core.config import BrokerConfig
 from headrace.core.errors import KafkaError
 from headrace.core.topics import TopicSpec
-from headrace.server.broker import Broker, BrokerConfig
 
 MAX_REQUEST_BYTES = 16 * 1024
 #: A valid topic config (passed through to clients) whose value no etcd request here may carry.
@@ -45,18 +47,19 @@ def strict_etcd(tmp_path: Path) -> Iterator[EtcdProcess]:
 async def member(
     strict_etcd: EtcdProcess, tmp_path: Path
 ) -> AsyncIterator[tuple[Broker, ClusterNode]]:
-    broker = Broker(BrokerConfig(data_dir=tmp_path / "broker", kafka_port=0, http_host=None,
-                                 offsets_topic_partitions=1))
-    node = attach_cluster(broker, ClusterSettings(
+    app = BrokerApp(BrokerConfig(data_dir=tmp_path / "broker", kafka_port=0, http_host=None,
+                                 offsets_topic_partitions=1), cluster=ClusterSettings(
         strict_etcd.metadata_url, key_root=KeySpace("/races").root,
         default_replication_factor=1, offsets_topic_replication_factor=1))
-    await broker.start()
+    broker, node = app.broker, app.node
+    assert node is not None
+    await app.start()
     try:
         me = broker.config.node_id
         await node.store.wait_until(lambda s: me in s.brokers, timeout=15)
         yield broker, node
     finally:
-        await broker.stop()
+        await app.stop()
 
 
 async def until(condition: Callable[[], bool], what: str, seconds: float = 15) -> None:

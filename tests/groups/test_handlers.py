@@ -11,14 +11,14 @@ import io
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
 
-from headrace.core.requests import ApiHandler, RequestContext
+from headrace.core.requests import ApiHandler, RequestContext, Session
 from headrace.groups import CoordinatorNode, GroupConfig, GroupCoordinator
 from headrace.groups.handlers import (
     DELETE_GROUPS,
@@ -53,9 +53,7 @@ class Api:
         handler = self.handlers[api_key]
         assert handler.min_version <= version <= handler.max_version
         request = build(load_request_schema(api_key, version), **values)
-        ctx = RequestContext(
-            api_key, version, 1, "test-client", "10.0.0.7", cast(Any, None)
-        )
+        ctx = RequestContext(api_key, version, 1, "test-client", Session("PLAINTEXT", "10.0.0.7"))
         response = await handler.handle(request, ctx)
         return roundtrip(response)
 

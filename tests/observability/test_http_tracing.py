@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
-from headrace.server.broker import Broker
+from headrace.core.broker import Broker
 from tests.web.conftest import poll_until, start_running_broker
 from tests.web.test_rest_interop import consume_all
 
@@ -28,12 +28,12 @@ async def traced_broker(tmp_path: Path) -> AsyncIterator[tuple[Broker, InMemoryS
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    broker, runner = await start_running_broker(tmp_path / "data", tracer_provider=provider)
+    app = await start_running_broker(tmp_path / "data", tracer_provider=provider)
+    broker = app.broker
     try:
         yield broker, exporter
     finally:
-        await runner.cleanup()
-        await broker.stop()
+        await app.stop()
 
 
 async def test_http_produce_continues_the_trace_into_record_headers(tmp_path: Path) -> None:
@@ -83,7 +83,8 @@ async def test_http_produce_continues_the_trace_into_record_headers(tmp_path: Pa
 
 async def test_without_tracing_only_an_incoming_traceparent_is_passed_on(tmp_path: Path
                                                                        ) -> None:
-    broker, runner = await start_running_broker(tmp_path / "data")
+    app = await start_running_broker(tmp_path / "data")
+    broker = app.broker
     try:
         base = f"http://127.0.0.1:{broker.http_port}/v3/clusters/{broker.cluster_id}"
         incoming = f"00-{INCOMING_TRACE}-{INCOMING_SPAN}-01"
@@ -102,8 +103,7 @@ async def test_without_tracing_only_an_incoming_traceparent_is_passed_on(tmp_pat
         assert not first.headers()  # no span, no caller context: nothing added
         assert second.headers() == [("traceparent", incoming.encode())]
     finally:
-        await runner.cleanup()
-        await broker.stop()
+        await app.stop()
 
 
 async def test_group_operations_are_traced(tmp_path: Path) -> None:

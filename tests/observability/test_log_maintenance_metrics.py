@@ -18,19 +18,15 @@ from pathlib import Path
 import aiohttp
 import confluent_kafka
 import pytest
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from headrace.app import BrokerApp
+from headrace.core.broker import Broker
+from headrace.core.config import BrokerConfig
+from headrace.core.maintenance import LogMaintenanceObserver, cleaning_result
 from headrace.core.topics import TopicSpec
 from headrace.observability.metrics import CLEANING_RESULTS, BrokerMetrics
-from headrace.server.broker import (
-    Broker,
-    BrokerConfig,
-    LogMaintenanceObserver,
-    cleaning_result,
-)
 from headrace.storage import PartitionLog
-from headrace.web import create_app
 from tests.storage.compaction_helpers import read_records
 
 DEADLINE_S = 30.0
@@ -69,23 +65,17 @@ def _sample(samples: Samples, name: str, **labels: str) -> float:
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    config = BrokerConfig(data_dir=tmp_path / "data", kafka_port=0, http_host=None,
+    config = BrokerConfig(data_dir=tmp_path / "data", kafka_port=0, http_port=0,
                           offsets_topic_partitions=1, retention_check_seconds=0.05,
                           producer_id_expiration_ms=300)
-    broker = Broker(config, observer=BrokerMetrics(config.node_id, "test",
+    app = BrokerApp(config, observer=BrokerMetrics(config.node_id, "test",
                                                    process_metrics=False))
-    await broker.start()
-    runner = web.AppRunner(create_app(broker))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    await app.start()
     try:
         async with aiohttp.ClientSession() as session:
-            yield Running(broker, session, f"http://127.0.0.1:{port}/metrics")
+            yield Running(app.broker, session, f"http://127.0.0.1:{app.http_port}/metrics")
     finally:
-        await runner.cleanup()
-        await broker.stop()
+        await app.stop()
 
 
 def _keyed(count: int, first_key: int = 0, keys: int = KEYS) -> list[tuple[bytes, bytes | None]]:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from headrace.server.broker import Broker, BrokerConfig
+from headrace.app import BrokerApp
+from headrace.core.config import BrokerConfig
 from headrace_operator.admin import AdminError, KafkaClusterAdmin
 
 
@@ -14,9 +15,10 @@ async def test_looking_up_a_missing_topic_does_not_auto_create_it(tmp_path: Path
     """The Topic reconcile asks whether its topic exists before creating it with the operator's
     placement; that question must not make the broker auto-create the topic with its defaults
     (one partition), which the operator then grew and reconfigured instead of creating it."""
-    broker = Broker(BrokerConfig(data_dir=tmp_path, kafka_port=0, http_host=None,
+    broker_app = BrokerApp(BrokerConfig(data_dir=tmp_path, kafka_port=0, http_host=None,
                                  offsets_topic_partitions=1))
-    await broker.start()
+    broker = broker_app.broker
+    await broker_app.start()
     admin = KafkaClusterAdmin(f"127.0.0.1:{broker.kafka_port}")
     try:
         assert broker.config.auto_create_topics  # the broker would create it if asked to
@@ -25,15 +27,16 @@ async def test_looking_up_a_missing_topic_does_not_auto_create_it(tmp_path: Path
         assert await admin.topic("not-yet-created") is None
     finally:
         await admin.close()
-        await broker.stop()
+        await broker_app.stop()
 
 
 async def test_a_closed_admin_starts_no_new_client(tmp_path: Path) -> None:
     """A reassignment call still running when the operator stops must not leave a fresh
     kafka-python client behind: its network thread would retry the gone broker forever."""
-    broker = Broker(BrokerConfig(data_dir=tmp_path, kafka_port=0, http_host=None,
+    broker_app = BrokerApp(BrokerConfig(data_dir=tmp_path, kafka_port=0, http_host=None,
                                  offsets_topic_partitions=1))
-    await broker.start()
+    broker = broker_app.broker
+    await broker_app.start()
     admin = KafkaClusterAdmin(f"127.0.0.1:{broker.kafka_port}")
     try:
         # A single broker has no reassignment API: the client is opened, asked, and dropped.
@@ -45,4 +48,4 @@ async def test_a_closed_admin_starts_no_new_client(tmp_path: Path) -> None:
         assert admin._reassigner is None
     finally:
         await admin.close()
-        await broker.stop()
+        await broker_app.stop()

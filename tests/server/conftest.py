@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from headrace.server.broker import Broker, BrokerConfig
+from headrace.app import BrokerApp
+from headrace.core.broker import Broker
+from headrace.core.config import BrokerConfig
 
 
 @pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    instance = Broker(
+async def app(tmp_path: Path) -> AsyncIterator[BrokerApp]:
+    instance = BrokerApp(
         BrokerConfig(
             data_dir=tmp_path / "data", kafka_port=0, http_host=None,
             offsets_topic_partitions=2, max_request_bytes=1 << 20,
@@ -23,3 +25,8 @@ async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
         yield instance
     finally:
         await instance.stop()
+
+
+@pytest.fixture
+def broker(app: BrokerApp) -> Broker:
+    return app.broker

@@ -7,7 +7,7 @@ import asyncio
 
 from kio.schema.errors import ErrorCode
 
-from headrace.server.broker import Broker
+from headrace.core.broker import Broker
 from headrace.server.connection import FrameBufferPool
 from tests.server.test_wire import produce_fields
 from tests.server.wire import WireClient, build_batch

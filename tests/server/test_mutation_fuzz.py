@@ -12,8 +12,8 @@ import contextlib
 import random
 import struct
 
+from headrace.core.broker import Broker
 from headrace.core.topics import TopicSpec
-from headrace.server.broker import Broker
 from tests.server.test_wire import fetch_fields, produce, produce_fields
 from tests.server.wire import WireClient, build_batch
 

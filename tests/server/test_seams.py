@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from kio.schema.errors import ErrorCode
 
+from headrace.app import BrokerApp
+from headrace.core.broker import Broker
+from headrace.core.config import BrokerConfig
 from headrace.core.errors import KafkaError
 from headrace.core.replica import FetchBounds, ReplicaManager
 from headrace.core.requests import NullObserver
 from headrace.core.topics import TopicSpec
-from headrace.server.broker import Broker, BrokerConfig
 from tests.server.test_wire import fetch_fields, produce
 from tests.server.wire import WireClient, build_batch
 
@@ -59,20 +61,19 @@ class FetchCounter(NullObserver):
 @pytest.fixture
 async def seamed(tmp_path: Path) -> AsyncIterator[tuple[Broker, FetchCounter]]:
     observer = FetchCounter()
-    broker = Broker(
+    app = BrokerApp(
         BrokerConfig(data_dir=tmp_path / "data", kafka_port=0, http_host=None,
                      offsets_topic_partitions=1),
         observer=observer,
     )
-    broker.open_storage()
-    assert broker.logs is not None
+    broker = app.broker
     broker.attach(replicas=CommittedBelowLogEnd(broker.logs, 1), producer_ids=Exhausted())
     broker.add_readiness_check("stand-in", lambda: True)
-    await broker.start()
+    await app.start()
     try:
         yield broker, observer
     finally:
-        await broker.stop()
+        await app.stop()
 
 
 async def test_attached_replica_manager_decides_what_fetches_see(

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import uvloop
 
+from headrace.app import BrokerApp
+from headrace.core.config import BrokerConfig
 from headrace.core.topics import TopicSpec
-from headrace.server.broker import Broker, BrokerConfig
 from tests.server.test_wire import fetch_fields, produce
 from tests.server.wire import WireClient, build_batch
 
@@ -20,9 +21,10 @@ VALUE_BYTES = 600_000
 
 
 async def _large_fetch_round_trip(data_dir: Path) -> None:
-    broker = Broker(BrokerConfig(data_dir=data_dir, kafka_port=0, http_host=None,
+    broker_app = BrokerApp(BrokerConfig(data_dir=data_dir, kafka_port=0, http_host=None,
                                  offsets_topic_partitions=1))
-    await broker.start()
+    broker = broker_app.broker
+    await broker_app.start()
     try:
         broker.create_topic(TopicSpec("big", 1))
         producer = await WireClient.connect(broker.kafka_port)
@@ -62,7 +64,7 @@ async def _large_fetch_round_trip(data_dir: Path) -> None:
         await consumer.close()
         await producer.close()
     finally:
-        await broker.stop()
+        await broker_app.stop()
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])

@@ -7,14 +7,17 @@ import datetime
 import struct
 import sys
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 
+from headrace.app import BrokerApp
+from headrace.core.broker import Broker
+from headrace.core.config import BrokerConfig
 from headrace.core.topics import TopicSpec
-from headrace.server.broker import Broker
 from tests.server.wire import WireClient, build_batch
 
 ZERO = datetime.timedelta(0)
@@ -67,12 +70,12 @@ async def produce(client: WireClient, topic: str, records: bytes, partition: int
     return response.responses[0].partition_responses[0]
 
 
-async def test_api_versions_advertises_registered_ranges(broker: Broker) -> None:
+async def test_api_versions_advertises_registered_ranges(app: BrokerApp, broker: Broker) -> None:
     client = await WireClient.connect(broker.kafka_port)
     response = await client.request(18, 3, client_software_name="t", client_software_version="1")
     assert response.error_code == ErrorCode.none
     ranges = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
-    assert ranges == {key: (low, high) for key, low, high in broker.registry.supported()}
+    assert ranges == {key: (low, high) for key, low, high in app.registry.supported()}
     assert ranges[0] == (3, 9) and ranges[1] == (4, 12) and ranges[3] == (0, 12)
     await client.close()
 
@@ -312,7 +315,7 @@ async def test_invalid_acks_and_auto_create_switch(broker: Broker) -> None:
     await client.close()
 
 
-async def test_disconnect_drops_parked_fetch(broker: Broker) -> None:
+async def test_disconnect_drops_parked_fetch(tmp_path: Path) -> None:
     from headrace.core.requests import NullObserver
 
     class Counting(NullObserver):
@@ -340,15 +343,20 @@ async def test_disconnect_drops_parked_fetch(broker: Broker) -> None:
                     await self.changed.wait()
 
     observer = Counting()
-    broker.observer = observer
-    broker.create_topic(TopicSpec("parked", 1))
-    client = await WireClient.connect(broker.kafka_port)
-    client.send(1, 12, **fetch_fields("parked", 0, 0, max_wait_ms=60_000))
-    await observer.until(lambda: observer.waiting == 1)
-    assert observer.open == 1
-    await client.close()
-    # Both drop long before the 60 s max_wait.
-    await observer.until(lambda: (observer.open, observer.waiting) == (0, 0))
+    app = BrokerApp(BrokerConfig(data_dir=tmp_path / "data", kafka_port=0, http_host=None,
+                                 offsets_topic_partitions=1), observer=observer)
+    await app.start()
+    try:
+        app.broker.create_topic(TopicSpec("parked", 1))
+        client = await WireClient.connect(app.kafka_port)
+        client.send(1, 12, **fetch_fields("parked", 0, 0, max_wait_ms=60_000))
+        await observer.until(lambda: observer.waiting == 1)
+        assert observer.open == 1
+        await client.close()
+        # Both drop long before the 60 s max_wait.
+        await observer.until(lambda: (observer.open, observer.waiting) == (0, 0))
+    finally:
+        await app.stop()
 
 
 async def test_create_topics_validation_codes(broker: Broker) -> None:

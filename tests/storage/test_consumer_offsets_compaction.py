@@ -15,6 +15,8 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from kio.schema.errors import ErrorCode
 
+from headrace.app import BrokerApp
+from headrace.core.config import BrokerConfig
 from headrace.core.topics import TopicSpec
 from headrace.groups import (
     OFFSETS_TOPIC,
@@ -23,7 +25,6 @@ from headrace.groups import (
     GroupCoordinator,
     OffsetCommit,
 )
-from headrace.server.broker import Broker, BrokerConfig
 from headrace.storage import LogManager
 
 NODE = CoordinatorNode(1, "127.0.0.1", 9092)
@@ -155,8 +156,9 @@ async def test_the_broker_compacts_in_its_loop_and_clients_read_across_gaps(
         data_dir=tmp_path / "data", kafka_port=0, http_host=None, offsets_topic_partitions=1,
         retention_check_seconds=0.1, topic_defaults={"segment.bytes": "1024"},
     )
-    broker = Broker(config)
-    await broker.start()
+    broker_app = BrokerApp(config)
+    broker = broker_app.broker
+    await broker_app.start()
     try:
         bootstrap = f"127.0.0.1:{broker.kafka_port}"
         broker.create_topic(TopicSpec("table", 1, configs={"cleanup.policy": "compact"}))
@@ -177,11 +179,12 @@ async def test_the_broker_compacts_in_its_loop_and_clients_read_across_gaps(
         offsets_log.roll()
         await _until(lambda: offsets_log.size_bytes < grown / 4, "__consumer_offsets to shrink")
     finally:
-        await broker.stop()
-    broker = Broker(config)
-    await broker.start()
+        await broker_app.stop()
+    broker_app = BrokerApp(config)
+    broker = broker_app.broker
+    await broker_app.start()
     try:
         bootstrap = f"127.0.0.1:{broker.kafka_port}"
         assert await asyncio.to_thread(_committed, bootstrap, "app") == 300
     finally:
-        await broker.stop()
+        await broker_app.stop()

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import confluent_kafka
 
-from headrace.server.broker import Broker, BrokerConfig
+from headrace.app import BrokerApp
+from headrace.core.config import BrokerConfig
 
 EXPIRATION_MS = 200
 DEADLINE_S = 30.0
@@ -41,8 +42,9 @@ async def _scenario(data_dir: Path) -> None:
         retention_check_seconds=0.05,
         producer_id_expiration_ms=EXPIRATION_MS,
     )
-    broker = Broker(config)
-    await broker.start()
+    broker_app = BrokerApp(config)
+    broker = broker_app.broker
+    await broker_app.start()
     try:
         fatal: list[confluent_kafka.KafkaError] = []
         producer = confluent_kafka.Producer(
@@ -70,7 +72,7 @@ async def _scenario(data_dir: Path) -> None:
         assert entry.epoch == 1 and entry.batches[0].first_sequence == 0
         producer.flush(DEADLINE_S)
     finally:
-        await broker.stop()
+        await broker_app.stop()
 
 
 def test_librdkafka_producer_survives_expiry_of_its_state(tmp_path: Path) -> None:

@@ -15,12 +15,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 
+from headrace.app import BrokerApp
+from headrace.core.broker import Broker
+from headrace.core.config import BrokerConfig
 from headrace.observability.metrics import BrokerMetrics
-from headrace.server.broker import Broker, BrokerConfig
-from headrace.web import create_app
 
 
 @dataclass
@@ -52,29 +52,23 @@ class RunningBroker:
 
 
 async def start_running_broker(data_dir: Path, tracer_provider: TracerProvider | None = None,
-                               max_body_bytes: int | None = None) -> tuple[Broker, web.AppRunner]:
-    config = BrokerConfig(data_dir=data_dir, kafka_port=0, http_host=None,
+                               max_body_bytes: int | None = None) -> BrokerApp:
+    config = BrokerConfig(data_dir=data_dir, kafka_port=0, http_port=0,
                           offsets_topic_partitions=3, group_initial_rebalance_delay_ms=0)
-    broker = Broker(config, observer=BrokerMetrics(config.node_id, "test"))
-    await broker.start()
-    extra: dict[str, Any] = {}
     if max_body_bytes is not None:
-        extra["max_body_bytes"] = max_body_bytes
-    runner = web.AppRunner(create_app(broker, tracer_provider=tracer_provider, **extra))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    broker.http_port = runner.addresses[0][1]
-    return broker, runner
+        config.http_max_body_bytes = max_body_bytes
+    app = BrokerApp(config, observer=BrokerMetrics(config.node_id, "test"),
+                    tracer_provider=tracer_provider)
+    await app.start()
+    return app
 
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[RunningBroker]:
-    broker, runner = await start_running_broker(tmp_path / "data", max_body_bytes=64 * 1024)
+    app = await start_running_broker(tmp_path / "data", max_body_bytes=64 * 1024)
     async with aiohttp.ClientSession() as session:
-        yield RunningBroker(broker, f"http://127.0.0.1:{broker.http_port}", session)
-    await runner.cleanup()
-    await broker.stop()
+        yield RunningBroker(app.broker, f"http://127.0.0.1:{app.http_port}", session)
+    await app.stop()
 
 
 async def poll_until(condition: Callable[[], Any], within: float = 20.0,

@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from kio.schema.errors import ErrorCode
 
+from headrace.app import BrokerApp
+from headrace.core.broker import Broker
+from headrace.core.config import BrokerConfig
 from headrace.core.errors import KafkaError
 from headrace.core.topics import TopicSpec
-from headrace.server.broker import Broker, BrokerConfig
 from headrace.storage import AppendResult
 from headrace.web.group_commit import Appended, GroupCommit, group_offsets
 from headrace.web.records import build_batch, decode_batches
@@ -32,12 +34,13 @@ def test_each_batch_of_a_shared_append_starts_after_the_ones_before() -> None:
 
 @pytest.fixture
 async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    broker = Broker(BrokerConfig(data_dir=tmp_path, kafka_port=0, http_host=None,
+    broker_app = BrokerApp(BrokerConfig(data_dir=tmp_path, kafka_port=0, http_host=None,
                                  offsets_topic_partitions=1))
-    await broker.start()
+    broker = broker_app.broker
+    await broker_app.start()
     broker.topics.create(TopicSpec(TOPIC, 2, configs={"max.message.bytes": "2000"}))
     yield broker
-    await broker.stop()
+    await broker_app.stop()
 
 
 class CountedProduce:

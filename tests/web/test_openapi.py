@@ -29,12 +29,12 @@ def _router_operations(app: web.Application) -> set[tuple[str, str]]:
 async def test_document_lists_exactly_the_routes(tmp_path: Path) -> None:
     from tests.web.conftest import start_running_broker
 
-    broker, runner = await start_running_broker(tmp_path / "data")
+    app = await start_running_broker(tmp_path / "data")
     try:
-        served = _router_operations(runner.app)
+        assert app.http_app is not None
+        served = _router_operations(app.http_app)
     finally:
-        await runner.cleanup()
-        await broker.stop()
+        await app.stop()
     document = openapi_document()
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
     assert documented == served, {"undocumented": served - documented,

@@ -105,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    import headrace
-    from headrace.observability.metrics import BrokerMetrics
-    from headrace.server.broker import Broker, BrokerConfig
+    from headrace.app import BrokerApp
+    from headrace.cluster.options import settings_from_args
+    from headrace.core.config import BrokerConfig
 
     kafka_host, kafka_port = args.kafka_listen
     http_host, http_port = args.http_listen
@@ -128,23 +128,19 @@ async def _serve(args: argparse.Namespace) -> int:
         group_initial_rebalance_delay_ms=args.group_initial_rebalance_delay_ms,
         producer_id_expiration_ms=args.producer_id_expiration_ms,
     )
-    metrics = BrokerMetrics(args.broker_id, headrace.__version__)
-    broker = Broker(config, observer=metrics)
-    from headrace.cluster.options import attach_from_args
-
-    cluster = attach_from_args(broker, args)  # None without --metadata (single broker)
+    app = BrokerApp(config, cluster=settings_from_args(args))  # no --metadata: single broker
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await broker.start()
-    endpoint = broker.endpoint
+    await app.start()
+    endpoint = app.broker.endpoint
     ready: dict[str, Any] = {
         "event": "listening",
         "broker_id": config.node_id,
         "kafka_host": kafka_host,
-        "kafka_port": broker.kafka_port,
-        "http_port": broker.http_port,
+        "kafka_port": app.kafka_port,
+        "http_port": app.http_port,
         "advertised": f"{endpoint.host}:{endpoint.port}",
         "pid": os.getpid(),
     }
@@ -157,7 +153,7 @@ async def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
         log.info("shutting down")
     finally:
-        if cluster is not None:
-            await cluster.prepare_shutdown()  # controlled shutdown: leadership moves first
-        await broker.stop()
+        if app.node is not None:
+            await app.node.prepare_shutdown()  # controlled shutdown: leadership moves first
+        await app.stop()
     return 0

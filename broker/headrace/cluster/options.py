@@ -11,8 +11,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from headrace.cluster.node import ClusterNode
-    from headrace.server.broker import Broker
+    from headrace.cluster.node import ClusterSettings
 
 
 def _env(name: str) -> str | None:
@@ -50,13 +49,13 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
                        help="/readyz fails while this broker's replicas are catching up")
 
 
-def attach_from_args(broker: Broker, args: argparse.Namespace) -> ClusterNode | None:
-    """Join the cluster named by ``--metadata``; None (single broker) without it."""
+def settings_from_args(args: argparse.Namespace) -> ClusterSettings | None:
+    """The cluster membership ``--metadata`` and its companions ask for; None without it."""
     if not getattr(args, "metadata", None):
         return None
-    from headrace.cluster.node import ClusterSettings, attach_cluster
+    from headrace.cluster.node import ClusterSettings
 
-    settings = ClusterSettings(
+    return ClusterSettings(
         metadata_url=args.metadata,
         zone=args.zone,
         key_root=args.metadata_root,
@@ -68,4 +67,3 @@ def attach_from_args(broker: Broker, args: argparse.Namespace) -> ClusterNode | 
         ready_requires_in_sync=args.ready_requires_in_sync,
         reassignment_throttle_bytes_per_second=args.reassignment_throttle_bytes_per_sec,
     )
-    return attach_cluster(broker, settings)

@@ -3,19 +3,29 @@
 A handler is an async callable ``(request, ctx) -> response | None`` where ``request`` is the kio
 request dataclass of the negotiated version and the response is the kio response dataclass of the
 same version (or a :class:`~headrace.protocol.codec.PreEncodedResponse` for hand-framed answers,
-or None for "send nothing", as for acks=0 Produce). Other packages (the group coordinator) plug in
-by returning :class:`ApiHandler` records; ApiVersions advertises exactly the registered ranges.
-The :class:`RequestObserver` hook is the single place metrics learn about requests.
+or None for "send nothing", as for acks=0 Produce). The services a handler works on are bound
+when the composition root builds it; the :class:`RequestContext` says only who asks, where and
+what. Packages plug in by returning :class:`ApiHandler` records; ApiVersions advertises exactly
+the registered ranges. The :class:`RequestObserver` hook is the single place metrics and tracing
+learn about requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from headrace.server.broker import Broker
+from headrace.core.security import ANONYMOUS, Action, Principal
+
+
+@dataclass(slots=True)
+class Session:
+    """One client connection, as the pipeline and handlers see it."""
+
+    listener: str
+    client_host: str
+    principal: Principal = ANONYMOUS
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +36,24 @@ class RequestContext:
     api_version: int
     correlation_id: int
     client_id: str | None
-    client_host: str
-    broker: Broker
+    session: Session
+    #: ``throttle_time_ms`` the quota manager set for this request's response.
+    throttle_ms: int = 0
+    #: Resources ((resource type, name)) the authorizer denied this request: the per-partition
+    #: helper answers them with their ``*_AUTHORIZATION_FAILED`` code.
+    denied: frozenset[tuple[int, str]] = field(default_factory=frozenset)
+
+    @property
+    def principal(self) -> Principal:
+        return self.session.principal
+
+    @property
+    def listener(self) -> str:
+        return self.session.listener
+
+    @property
+    def client_host(self) -> str:
+        return self.session.client_host
 
 
 #: ``async def handle(request, ctx) -> response | None``
@@ -42,6 +68,8 @@ class ApiHandler:
     min_version: int
     max_version: int
     handle: Handler
+    #: What a request of this API needs authorized (consulted only with an authorizer on).
+    actions: Callable[[Any], Sequence[Action]] | None = None
 
 
 class RequestObserver(Protocol):

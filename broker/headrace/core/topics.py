@@ -26,9 +26,6 @@ from headrace.storage import (
 MAX_TOPIC_NAME_LENGTH = 249
 _LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
 _NIL_UUID = uuid.UUID(int=0)
-INTERNAL_TOPICS: frozenset[str] = frozenset({"__consumer_offsets", "__transaction_state"})
-
-
 def topic_name_problem(name: str | None) -> str | None:
     """Why Kafka would reject ``name`` as a topic name, or None if it is legal."""
     if not name:
@@ -48,10 +45,6 @@ def validate_topic_name(name: str | None) -> str:
         raise KafkaError(ErrorCode.invalid_topic_exception, problem)
     assert name is not None
     return name
-
-
-def is_internal(name: str) -> bool:
-    return name in INTERNAL_TOPICS
 
 
 def kafka_error_from_storage(error: StorageError) -> KafkaError:

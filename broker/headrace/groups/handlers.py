@@ -16,7 +16,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from headrace.core.requests import ApiHandler, RequestContext
-from headrace.core.responses import NO_THROTTLE, build, response_classes
+from headrace.core.responses import build, response_classes
 from headrace.groups.coordinator import GroupCoordinator, OffsetCommit
 from headrace.groups.state import JoinProtocol, JoinRequest
 from headrace.protocol.codec import response_schema
@@ -66,15 +66,26 @@ def _client_id(ctx: RequestContext) -> str:
 Handle = Callable[[Any, RequestContext], Any]
 
 
-def group_api_handlers(coordinator: GroupCoordinator) -> list[ApiHandler]:
-    """The handlers the server registers for every group and offset API."""
+#: Whether the cluster has this topic-partition (commits for others are refused one by one).
+PartitionExists = Callable[[str, int], bool]
+
+
+def _any_partition(topic: str, partition: int) -> bool:
+    return True
+
+
+def group_api_handlers(
+    coordinator: GroupCoordinator, partition_exists: PartitionExists = _any_partition
+) -> list[ApiHandler]:
+    """The handlers for every group and offset API; ``partition_exists`` comes from the
+    broker's metadata (the default, for coordinator-only tests, accepts every partition)."""
     handles: dict[int, Callable[[Any, RequestContext], Any]] = {
         FIND_COORDINATOR: lambda req, ctx: _find_coordinator(coordinator, req, ctx),
         JOIN_GROUP: lambda req, ctx: _join_group(coordinator, req, ctx),
         SYNC_GROUP: lambda req, ctx: _sync_group(coordinator, req, ctx),
         HEARTBEAT: lambda req, ctx: _heartbeat(coordinator, req, ctx),
         LEAVE_GROUP: lambda req, ctx: _leave_group(coordinator, req, ctx),
-        OFFSET_COMMIT: lambda req, ctx: _offset_commit(coordinator, req, ctx),
+        OFFSET_COMMIT: lambda req, ctx: _offset_commit(coordinator, partition_exists, req, ctx),
         OFFSET_FETCH: lambda req, ctx: _offset_fetch(coordinator, req, ctx),
         DESCRIBE_GROUPS: lambda req, ctx: _describe_groups(coordinator, req, ctx),
         LIST_GROUPS: lambda req, ctx: _list_groups(coordinator, req, ctx),
@@ -125,13 +136,11 @@ async def _find_coordinator(
             )
         return build(
             response_schema(FIND_COORDINATOR, version),
-            throttle_time=NO_THROTTLE,
             coordinators=tuple(coordinators),
         )
     error, message, node_id, host, port = _coordinator_entry(coordinator, request.key, key_type)
     return build(
         response_schema(FIND_COORDINATOR, version),
-        throttle_time=NO_THROTTLE,
         error_code=error,
         error_message=message,
         node_id=node_id,
@@ -177,7 +186,6 @@ async def _join_group(coordinator: GroupCoordinator, request: Any, ctx: RequestC
         protocol_name = ""
     return build(
         response_schema(JOIN_GROUP, version),
-        throttle_time=NO_THROTTLE,
         error_code=result.error,
         generation_id=result.generation_id,
         protocol_type=result.protocol_type,
@@ -201,7 +209,6 @@ async def _sync_group(coordinator: GroupCoordinator, request: Any, ctx: RequestC
     )
     return build(
         response_schema(SYNC_GROUP, version),
-        throttle_time=NO_THROTTLE,
         error_code=result.error,
         protocol_type=result.protocol_type,
         protocol_name=result.protocol_name,
@@ -217,7 +224,7 @@ async def _heartbeat(coordinator: GroupCoordinator, request: Any, ctx: RequestCo
         getattr(request, "group_instance_id", None),
     )
     return build(
-        response_schema(HEARTBEAT, ctx.api_version), throttle_time=NO_THROTTLE, error_code=error
+        response_schema(HEARTBEAT, ctx.api_version), error_code=error
     )
 
 
@@ -229,7 +236,7 @@ async def _leave_group(coordinator: GroupCoordinator, request: Any, ctx: Request
         )
         error = group_error if group_error is not ErrorCode.none else errors[0]
         return build(
-            response_schema(LEAVE_GROUP, version), throttle_time=NO_THROTTLE, error_code=error
+            response_schema(LEAVE_GROUP, version), error_code=error
         )
     leavers = [(m.member_id, m.group_instance_id) for m in request.members]
     group_error, errors = await coordinator.leave_group(request.group_id, leavers)
@@ -240,7 +247,6 @@ async def _leave_group(coordinator: GroupCoordinator, request: Any, ctx: Request
     )
     return build(
         response_schema(LEAVE_GROUP, version),
-        throttle_time=NO_THROTTLE,
         error_code=group_error,
         members=members if group_error is ErrorCode.none else (),
     )
@@ -249,24 +255,18 @@ async def _leave_group(coordinator: GroupCoordinator, request: Any, ctx: Request
 # ------------------------------------------------------------------------------- offsets
 
 
-def _partition_known(ctx: RequestContext, topic: str, partition: int) -> bool:
-    """Whether the cluster has this topic-partition (unknown without a broker, as in tests)."""
-    broker: Any = ctx.broker
-    if broker is None:
-        return True
-    state = broker.metadata.topic(topic)
-    return state is not None and 0 <= partition < len(state.partitions)
-
-
 async def _offset_commit(
-    coordinator: GroupCoordinator, request: Any, ctx: RequestContext
+    coordinator: GroupCoordinator,
+    partition_exists: PartitionExists,
+    request: Any,
+    ctx: RequestContext,
 ) -> Any:
     version = ctx.api_version
     commits: list[OffsetCommit] = []
     results: dict[tuple[str, int], ErrorCode] = {}
     for topic in request.topics:
         for p in topic.partitions:
-            if not _partition_known(ctx, topic.name, int(p.partition_index)):
+            if not partition_exists(topic.name, int(p.partition_index)):
                 # As Kafka: commits for partitions that do not exist are refused one by one.
                 results[(topic.name, int(p.partition_index))] = (
                     ErrorCode.unknown_topic_or_partition
@@ -295,7 +295,7 @@ async def _offset_commit(
         request.topics,
         results,
     )
-    return build(response_schema(OFFSET_COMMIT, version), throttle_time=NO_THROTTLE, topics=topics)
+    return build(response_schema(OFFSET_COMMIT, version), topics=topics)
 
 
 def _partition_errors(
@@ -375,7 +375,7 @@ async def _offset_fetch(coordinator: GroupCoordinator, request: Any, ctx: Reques
                 build(group_cls, group_id=group.group_id, topics=topics, error_code=error)
             )
         return build(
-            response_schema(OFFSET_FETCH, version), throttle_time=NO_THROTTLE, groups=tuple(groups)
+            response_schema(OFFSET_FETCH, version), groups=tuple(groups)
         )
     partition_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponsePartition
     topic_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponseTopic
@@ -384,7 +384,6 @@ async def _offset_fetch(coordinator: GroupCoordinator, request: Any, ctx: Reques
     )
     return build(
         response_schema(OFFSET_FETCH, version),
-        throttle_time=NO_THROTTLE,
         topics=topics,
         error_code=error,
     )
@@ -408,7 +407,6 @@ async def _offset_delete(
     return build(
         response_schema(OFFSET_DELETE, version),
         error_code=error,
-        throttle_time=NO_THROTTLE,
         topics=topics,
     )
 
@@ -422,7 +420,6 @@ async def _list_groups(coordinator: GroupCoordinator, request: Any, ctx: Request
     overviews = coordinator.list_groups(getattr(request, "states_filter", ()))
     return build(
         response_schema(LIST_GROUPS, version),
-        throttle_time=NO_THROTTLE,
         error_code=ErrorCode.none,
         groups=tuple(
             build(
@@ -469,7 +466,7 @@ async def _describe_groups(
             )
         )
     return build(
-        response_schema(DESCRIBE_GROUPS, version), throttle_time=NO_THROTTLE, groups=tuple(groups)
+        response_schema(DESCRIBE_GROUPS, version), groups=tuple(groups)
     )
 
 
@@ -479,7 +476,6 @@ async def _delete_groups(coordinator: GroupCoordinator, request: Any, ctx: Reque
     results = await coordinator.delete_groups(list(request.groups_names))
     return build(
         response_schema(DELETE_GROUPS, version),
-        throttle_time=NO_THROTTLE,
         results=tuple(
             build(result_cls, group_id=group_id, error_code=error)
             for group_id, error in results.items()

@@ -211,6 +211,8 @@ class PreEncodedResponse:
     error_code: int = 0
     #: Called once the response was sent or dropped (e.g. closes file descriptors).
     release: Callable[[], None] | None = None
+    #: Where ``throttle_time_ms`` (int32) sits in ``body_parts[0]``; None: this version has none.
+    throttle_at: int | None = None
 
     def body_size(self) -> int:
         return sum(len(part) if isinstance(part, bytes) else part.size for part in self.body_parts)

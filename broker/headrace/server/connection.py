@@ -1,4 +1,4 @@
-"""The TCP side of the Kafka server: accept loop, one reader and one writer per connection.
+"""One Kafka connection over a plaintext socket: one reader and one writer task.
 
 Frames are read from a raw non-blocking socket, each request is handled in its own task (so a
 pipelined Produce is not stuck behind a long-polling Fetch's decoding), and a writer task sends
@@ -16,37 +16,17 @@ import logging
 import os
 import socket
 import struct
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from headrace.core.requests import RequestContext
-from headrace.protocol.codec import (
-    API_VERSIONS_KEY,
-    FileSlice,
-    MalformedRequestError,
-    PreEncodedResponse,
-    decode_request,
-    encode_response,
-    parse_request_header,
-    request_schema,
-    response_header_bytes,
-)
-from headrace.protocol.produce import MAX_VERSION as PRODUCE_MAX_VERSION
-from headrace.protocol.produce import MIN_VERSION as PRODUCE_MIN_VERSION
-from headrace.protocol.produce import ProduceDecodeError, decode_produce_request
-
-if TYPE_CHECKING:
-    from headrace.server.broker import Broker
+from headrace.core.requests import Session
+from headrace.protocol.codec import FileSlice
+from headrace.server.pipeline import PRODUCE_KEY, ConnectionClosed, Outgoing, RequestPipeline
 
 log = logging.getLogger(__name__)
 
 _SIZE = struct.Struct(">i")
-_API_PREFIX = struct.Struct(">hhi")
 _API_KEY = struct.Struct(">h")
 _FETCH_KEY = 1
-PRODUCE_KEY = 0
 _READ_CHUNK = 256 * 1024
 #: Requests decoded ahead of the writer on one connection; beyond this reading pauses.
 _MAX_IN_FLIGHT = 64
@@ -103,98 +83,26 @@ class FrameBufferPool:
         self._spare_bytes += size
 
 
-@dataclass(slots=True)
-class Outgoing:
-    """An encoded response in wire order, plus what to release once it is sent."""
-
-    parts: list[bytes | FileSlice]
-    release: Callable[[], None] | None = None
-
-    def done(self) -> None:
-        if self.release is not None:
-            release, self.release = self.release, None
-            release()
-
-
 #: A request being handled, with its API key.
 Pending = tuple["asyncio.Future[Outgoing | None]", int]
-
-
-class ConnectionClosed(Exception):
-    """The peer went away or sent something that forces us to hang up."""
-
-
-class KafkaServer:
-    """Listens on one address and serves Kafka connections for ``broker``."""
-
-    def __init__(self, broker: Broker, host: str, port: int) -> None:
-        self._broker = broker
-        self._host = host
-        self._port = port
-        self._listener: socket.socket | None = None
-        self._accept_task: asyncio.Task[None] | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-
-    @property
-    def bound_port(self) -> int:
-        assert self._listener is not None, "server not started"
-        return int(self._listener.getsockname()[1])
-
-    def bind(self) -> None:
-        """Bind and listen (so the port is known) without accepting yet."""
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self._host, self._port))
-        listener.listen(512)
-        listener.setblocking(False)
-        self._listener = listener
-
-    async def start(self) -> None:
-        """Start accepting connections (binds first if ``bind`` was not called)."""
-        if self._listener is None:
-            self.bind()
-        assert self._listener is not None
-        self._accept_task = asyncio.create_task(self._accept_loop(self._listener))
-
-    async def stop(self) -> None:
-        if self._accept_task is not None:
-            self._accept_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._accept_task
-        if self._listener is not None:
-            self._listener.close()
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    async def _accept_loop(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                sock, address = await loop.sock_accept(listener)
-            except OSError as error:  # e.g. EMFILE: back off instead of spinning
-                log.warning("accept failed: %s", error)
-                await asyncio.sleep(0.1)
-                continue
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            host = str(address[0]) if isinstance(address, tuple) else str(address)
-            connection = Connection(self._broker, sock, host)
-            task = asyncio.create_task(connection.run())
-            self._connections.add(task)
-            task.add_done_callback(self._connections.discard)
 
 
 class Connection:
     """One client connection: read frames, handle them concurrently, answer in order."""
 
-    def __init__(self, broker: Broker, sock: socket.socket, client_host: str) -> None:
-        self._broker = broker
+    def __init__(
+        self,
+        pipeline: RequestPipeline,
+        sock: socket.socket,
+        session: Session,
+        *,
+        max_request_bytes: int,
+    ) -> None:
+        self._pipeline = pipeline
         self._sock = sock
-        self._client_host = client_host
+        self._session = session
+        self._client_host = session.client_host
+        self._max_request_bytes = max_request_bytes
         self._loop = asyncio.get_running_loop()
         self._pending: asyncio.Queue[Pending | None] = asyncio.Queue()
         self._writing: Pending | None = None  # the request the writer is waiting on
@@ -209,7 +117,7 @@ class Connection:
 
     async def run(self) -> None:
         stopping = False  # the broker is shutting down: cancel everything
-        observer = self._broker.observer
+        observer = self._pipeline.observer
         observer.on_connection_opened()
         reader = asyncio.create_task(self._read_loop())
         writer = asyncio.create_task(self._write_loop())
@@ -252,7 +160,7 @@ class Connection:
     async def _read_loop(self) -> None:
         loop = self._loop
         sock = self._sock
-        limit = self._broker.config.max_request_bytes
+        limit = self._max_request_bytes
         # Small frames are parsed out of one reusable buffer; a frame larger than it is
         # received straight into its own buffer, so big produce requests are copied once.
         buffer = bytearray(_READ_CHUNK)
@@ -319,7 +227,7 @@ class Connection:
             self._bytes_released.clear()
             await self._bytes_released.wait()
         self._in_flight_bytes += len(frame)
-        future = asyncio.ensure_future(self._process(frame))
+        future = asyncio.ensure_future(self._pipeline.process(frame, self._session))
         future.add_done_callback(lambda _: self._release_bytes(len(frame), recycle))
         (api_key,) = _API_KEY.unpack_from(frame, 0)
         self._pending.put_nowait((future, api_key))
@@ -329,74 +237,6 @@ class Connection:
         if recycle is not None:
             self._frame_buffers.give_back(recycle)
         self._bytes_released.set()
-
-    async def _process(self, frame: bytes | memoryview) -> Outgoing | None:
-        started = time.perf_counter()
-        api_key, api_version, correlation_id = _API_PREFIX.unpack_from(frame, 0)
-        broker = self._broker
-        handler = broker.registry.lookup(api_key, api_version)
-        if handler is None:
-            if api_key == API_VERSIONS_KEY:
-                # Pitfall 2: an unknown ApiVersions version gets a v0-shaped error 35 answer.
-                from headrace.server.handlers.api_versions import unsupported_version_response
-
-                out = encode_response(correlation_id, unsupported_version_response(broker))
-                broker.observer.on_request(
-                    api_key, api_version, time.perf_counter() - started, 35, len(frame), len(out)
-                )
-                return Outgoing([out])
-            raise ConnectionClosed(f"unsupported API {api_key} v{api_version}")
-        schema = request_schema(api_key, api_version)
-        if schema is None:
-            raise ConnectionClosed(f"no schema for API {api_key} v{api_version}")
-        try:
-            if api_key == PRODUCE_KEY and PRODUCE_MIN_VERSION <= api_version <= PRODUCE_MAX_VERSION:
-                # Hand-decoded: record bytes stay views of the frame instead of kio's copies.
-                header = parse_request_header(frame, schema.__flexible__)
-                request: Any = decode_produce_request(frame, header.body_offset, api_version)
-            else:
-                header, request = decode_request(frame, schema)
-        except (MalformedRequestError, ProduceDecodeError) as error:
-            raise ConnectionClosed(
-                f"malformed API {api_key} v{api_version}: {error} (frame starts {frame[:48].hex()})"
-            ) from error
-        ctx = RequestContext(
-            api_key=api_key,
-            api_version=api_version,
-            correlation_id=correlation_id,
-            client_id=header.client_id,
-            client_host=self._client_host,
-            broker=broker,
-        )
-        response = await handler.handle(request, ctx)
-        if response is None:
-            broker.observer.on_request(
-                api_key, api_version, time.perf_counter() - started, 0, len(frame), 0
-            )
-            return None
-        release = None
-        parts: list[bytes | FileSlice]
-        if isinstance(response, PreEncodedResponse):
-            release = response.release
-            header_bytes = response_header_bytes(correlation_id, api_key, response.flexible)
-            total = len(header_bytes) + response.body_size()
-            parts = [_SIZE.pack(total) + header_bytes, *response.body_parts]
-            error_code = response.error_code
-            response_size = total + 4
-        else:
-            encoded = encode_response(correlation_id, response)
-            parts = [encoded]
-            error_code = _error_code_of(response)
-            response_size = len(encoded)
-        broker.observer.on_request(
-            api_key,
-            api_version,
-            time.perf_counter() - started,
-            error_code,
-            len(frame),
-            response_size,
-        )
-        return Outgoing(parts, release)
 
     async def _write_loop(self) -> None:
         pending = self._pending
@@ -487,8 +327,3 @@ def _next_is_ready(pending: asyncio.Queue[Any]) -> bool:
     queue = pending._queue  # type: ignore[attr-defined]
     head = queue[0] if queue else None
     return head is None or bool(head[0].done())
-
-
-def _error_code_of(response: Any) -> int:
-    code = getattr(response, "error_code", 0)
-    return int(code) if code is not None else 0

@@ -8,20 +8,17 @@ an incoming ``traceparent``), and renders errors as ``{"error_code", "message"}`
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from headrace import __version__
 from headrace.observability.metrics import BrokerMetrics
-from headrace.observability.tracing import extract_context, get_tracer, setup_tracing
+from headrace.observability.tracing import extract_context, get_tracer
 from headrace.web import errors
 from headrace.web.context import (
     DEFAULT_MAX_BODY_BYTES,
@@ -33,12 +30,12 @@ from headrace.web.context import (
 from headrace.web.errors import ApiError
 
 if TYPE_CHECKING:
-    from headrace.server.broker import Broker
+    from headrace.core.broker import Broker
+    from headrace.groups.coordinator import GroupCoordinator
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_EXPIRY_TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("consumer_expiry", asyncio.Task)
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -144,62 +141,24 @@ def _error_response(request: web.Request, exc: Exception) -> web.Response:
                           "message": "internal error; see the broker log"}, status=500)
 
 
-def metrics_for(broker: Broker) -> BrokerMetrics:
-    """The broker's :class:`BrokerMetrics`, installed as its request observer if it had none.
-
-    A broker given some other observer keeps it (its Kafka request metrics then stay at zero).
-    """
-    from headrace.core.requests import NullObserver
-
-    observer: Any = broker.observer
-    if isinstance(observer, BrokerMetrics):
-        metrics = observer
-    else:
-        metrics = BrokerMetrics(broker_id=broker.config.node_id, version=__version__)
-        if isinstance(observer, NullObserver):
-            broker.observer = metrics
-    from headrace.web.broker_view import BrokerView, group_coordinator
-
-    if metrics.stats_source is None:
-        metrics.stats_source = BrokerView(broker)
-    coordinator = group_coordinator(broker)
-    if coordinator is not None:
-        metrics.watch_rebalances(coordinator)
-    return metrics
-
-
 def create_app(
     broker: Broker,
+    groups: GroupCoordinator | None,
+    metrics: BrokerMetrics,
     *,
     tracer_provider: trace.TracerProvider | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     consumer_instances: bool = True,
 ) -> web.Application:
-    """Build the HTTP application for ``broker`` (the in-process services object).
-
-    ``tracer_provider`` defaults to ``broker.tracer_provider`` when the broker has one, else an
-    OTLP exporter when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, else the global provider (no-op
-    unless the process configured one).
-    """
+    """Build the HTTP application over ``broker`` (the in-process services object) and its
+    group coordinator; the composition root (:mod:`headrace.app`) supplies the telemetry:
+    ``metrics`` for ``/metrics`` and ``tracer_provider`` (None: tracing off)."""
     from headrace.web import consumers, produce, stream, v3
 
     app = web.Application(middlewares=[_serve], client_max_size=max_body_bytes)
-    provider = tracer_provider or getattr(broker, "tracer_provider", None)
-    if provider is None:
-        # OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on without any flag; otherwise None (off).
-        own_provider = setup_tracing(broker_id=broker.config.node_id)
-        if own_provider is not None:
-            provider = own_provider
-
-            async def flush_spans(app: web.Application) -> None:
-                await asyncio.to_thread(own_provider.shutdown)  # exports what is queued
-
-            app.on_cleanup.append(flush_spans)
-    metrics = metrics_for(broker)
-    ctx = WebContext(broker=broker, metrics=metrics, tracer=get_tracer(provider),
-                     max_body_bytes=max_body_bytes, tracing=provider is not None)
-    if provider is not None:
-        metrics.tracer = ctx.tracer  # Kafka requests become spans too
+    ctx = WebContext(broker=broker, groups=groups, metrics=metrics,
+                     tracer=get_tracer(tracer_provider), max_body_bytes=max_body_bytes,
+                     tracing=tracer_provider is not None)
     app[WEB_CONTEXT] = ctx
     router = app.router
     router.add_get("/healthz", _healthz)
@@ -212,25 +171,9 @@ def create_app(
     consumers.add_routes(app)
 
     if consumer_instances:
-        async def start_consumers(app: web.Application) -> None:
-            from headrace.web.consumers import ConsumerInstances
-
-            endpoint = broker.endpoint
-            ctx.consumers = ConsumerInstances(f"{endpoint.host}:{endpoint.port}")
-            app[_EXPIRY_TASK] = asyncio.create_task(ctx.consumers.run_expiry())
-
-        async def stop_consumers(app: web.Application) -> None:
-            task = app.get(_EXPIRY_TASK)
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if ctx.consumers is not None:
-                await ctx.consumers.close()
-
-        app.on_startup.append(start_consumers)
-        app.on_cleanup.append(stop_consumers)
+        endpoint = broker.endpoint
+        consumers.serve_instances(app, f"{endpoint.host}:{endpoint.port}")
     return app
 
 
-__all__ = ["create_app", "metrics_for"]
+__all__ = ["create_app"]

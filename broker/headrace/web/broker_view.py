@@ -1,6 +1,6 @@
 """Read-only figures about a running broker, shared by the REST API and the metrics scrape.
 
-It adapts the broker services object (``headrace.server.broker.Broker``) and its group
+It adapts the broker services object (``headrace.core.broker.Broker``) and its group
 coordinator to :class:`headrace.observability.metrics.BrokerStatsSource`, and computes consumer
 lag (log end offset - committed offset) in one place for ``/metrics``, ``/v3/.../lags`` and the
 CLI-equivalent HTTP views.
@@ -17,30 +17,18 @@ from kio.schema.consumer_protocol_assignment.v0 import ConsumerProtocolAssignmen
 from kio.serial import entity_reader
 
 from headrace.core.errors import KafkaError
-from headrace.core.topics import is_internal
+from headrace.core.internal_topics import is_internal
 from headrace.observability.metrics import GroupStats, PartitionStats
 
 if TYPE_CHECKING:
+    from headrace.core.broker import Broker
     from headrace.groups.coordinator import GroupCoordinator
-    from headrace.server.broker import Broker
 
 log = logging.getLogger(__name__)
 
 _read_assignment = entity_reader(ConsumerProtocolAssignment)
 
 #: Attribute names under which the broker may hold its group coordinator.
-_COORDINATOR_ATTRIBUTES = ("group_coordinator", "groups", "coordinator")
-
-
-def group_coordinator(broker: Broker) -> GroupCoordinator | None:
-    """The broker's group coordinator, or None when groups are not wired (yet)."""
-    for name in _COORDINATOR_ATTRIBUTES:
-        candidate = getattr(broker, name, None)
-        if candidate is not None and hasattr(candidate, "describe_group"):
-            return candidate  # type: ignore[no-any-return]
-    return None
-
-
 def decode_assignment(data: bytes) -> list[tuple[str, int]]:
     """Topic-partitions in a consumer protocol assignment (any version; empty if unreadable)."""
     if len(data) < 2:
@@ -68,15 +56,14 @@ class PartitionLag:
 class BrokerView:
     """Scrape-time and REST-time figures computed from a broker; no state of its own."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, groups: GroupCoordinator | None) -> None:
         self.broker = broker
+        self.groups = groups
 
     # -- BrokerStatsSource ----------------------------------------------------------------
 
     def partition_stats(self) -> Iterator[PartitionStats]:
         logs = self.broker.logs
-        if logs is None:
-            return
         node_id = self.broker.config.node_id
         for name, topic in list(logs.topics().items()):
             # Leadership and ISR come from the metadata view, which replication keeps current.
@@ -107,7 +94,7 @@ class BrokerView:
                 )
 
     def group_stats(self) -> Iterator[GroupStats]:
-        coordinator = group_coordinator(self.broker)
+        coordinator = self.groups
         if coordinator is None:
             return
         for overview in coordinator.list_groups():
@@ -123,7 +110,7 @@ class BrokerView:
 
     def group_lags(self, group: str) -> list[PartitionLag]:
         """Lag of every partition the group has committed or is assigned."""
-        coordinator = group_coordinator(self.broker)
+        coordinator = self.groups
         if coordinator is None:
             return []
         description = coordinator.describe_group(group)
@@ -161,4 +148,4 @@ class BrokerView:
         return sorted(n for n in logs.topics() if include_internal or not is_internal(n))
 
 
-__all__ = ["BrokerView", "PartitionLag", "decode_assignment", "group_coordinator"]
+__all__ = ["BrokerView", "PartitionLag", "decode_assignment"]

@@ -9,6 +9,7 @@ instances are closed after ``instance_timeout_seconds`` without a request, as in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import time
@@ -129,8 +130,35 @@ class ConsumerInstances:
             await instance.consumer.stop()
 
 
+CONSUMER_INSTANCES: web.AppKey[ConsumerInstances] = web.AppKey(
+    "consumer_instances", ConsumerInstances
+)
+_EXPIRY_TASK: web.AppKey[asyncio.Task[None]] = web.AppKey("consumer_expiry", asyncio.Task)
+
+
+def serve_instances(app: web.Application, bootstrap: str) -> None:
+    """Run the app's consumer instances (Kafka consumers of ``bootstrap``) while it serves."""
+
+    async def start(app: web.Application) -> None:
+        instances = app[CONSUMER_INSTANCES] = ConsumerInstances(bootstrap)
+        app[_EXPIRY_TASK] = asyncio.create_task(instances.run_expiry())
+
+    async def stop(app: web.Application) -> None:
+        task = app.get(_EXPIRY_TASK)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        instances = app.get(CONSUMER_INSTANCES)
+        if instances is not None:
+            await instances.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+
+
 def _instances(request: web.Request) -> ConsumerInstances:
-    consumers = context_of(request).consumers
+    consumers = request.app.get(CONSUMER_INSTANCES)
     if consumers is None:
         raise ApiError(503, errors.GROUPS_UNAVAILABLE, "consumer instances are not available")
     return consumers

@@ -22,8 +22,8 @@ from headrace.web.errors import ApiError
 from headrace.web.group_commit import GroupCommit
 
 if TYPE_CHECKING:
-    from headrace.server.broker import Broker
-    from headrace.web.consumers import ConsumerInstances
+    from headrace.core.broker import Broker
+    from headrace.groups.coordinator import GroupCoordinator
 
 #: Default bound on one HTTP request body (and on one record in a streamed produce).
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -32,12 +32,12 @@ DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 @dataclass
 class WebContext:
     broker: Broker
+    groups: GroupCoordinator | None
     metrics: BrokerMetrics
     tracer: trace.Tracer
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     view: BrokerView = field(init=False)
     group_commit: GroupCommit = field(init=False)
-    consumers: ConsumerInstances | None = None
     round_robin: int = 0
     #: A tracer provider is configured (else the tracer is OpenTelemetry's no-op).
     tracing: bool = False
@@ -45,7 +45,7 @@ class WebContext:
         init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.view = BrokerView(self.broker)
+        self.view = BrokerView(self.broker, self.groups)
         broker = self.broker
         self.group_commit = GroupCommit(
             lambda topic, partition, batches: broker.produce(topic, partition, batches, acks=-1))

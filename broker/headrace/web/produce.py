@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from headrace.core.errors import KafkaError
-from headrace.core.topics import is_internal
+from headrace.core.internal_topics import is_internal
 from headrace.observability.tracing import TRACEPARENT, traceparent_header
 from headrace.storage import TopicMetadata
 from headrace.web import errors

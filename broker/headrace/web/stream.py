@@ -17,7 +17,6 @@ from aiohttp import web
 
 from headrace.core.errors import KafkaError
 from headrace.web import errors
-from headrace.web.broker_view import group_coordinator
 from headrace.web.context import WebContext, context_of, int_param
 from headrace.web.errors import ApiError, from_kafka_error
 from headrace.web.records import (
@@ -65,7 +64,7 @@ def _start_positions(request: web.Request, ctx: WebContext, topic: str,
                 offset, _ = ctx.broker.list_offsets(topic, p, millis)
                 positions[p] = offset if offset >= 0 else ctx.broker.offsets(topic, p)[1]
         elif "group" in query:
-            coordinator = group_coordinator(ctx.broker)
+            coordinator = ctx.groups
             if coordinator is None:
                 raise ApiError(503, errors.GROUPS_UNAVAILABLE, "this broker has no groups")
             committed = coordinator.committed_offsets(query["group"])

@@ -13,9 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from headrace.core.errors import KafkaError
-from headrace.core.topics import TopicSpec, is_internal
+from headrace.core.internal_topics import is_internal
+from headrace.core.topics import TopicSpec
 from headrace.web import errors
-from headrace.web.broker_view import decode_assignment, group_coordinator
+from headrace.web.broker_view import decode_assignment
 from headrace.web.context import (
     WebContext,
     base_url,
@@ -330,7 +331,7 @@ async def alter_topic_configs(request: web.Request) -> web.Response:
 
 
 def _coordinator(ctx: WebContext) -> Any:
-    coordinator = group_coordinator(ctx.broker)
+    coordinator = ctx.groups
     if coordinator is None:
         raise ApiError(503, errors.GROUPS_UNAVAILABLE, "this broker has no group coordinator")
     return coordinator

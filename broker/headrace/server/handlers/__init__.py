@@ -1,28 +1,32 @@
-"""Kafka API handlers served by the broker itself (the group APIs come from headrace.groups)."""
+"""Kafka API handlers served by the broker itself (group and cluster APIs come from their
+packages; :mod:`headrace.app` registers them all in one registry)."""
 
 from __future__ import annotations
 
+from headrace.core.broker import Broker
 from headrace.core.requests import ApiHandler
+from headrace.server.handlers import (
+    admin,
+    fetch,
+    init_producer_id,
+    list_offsets,
+    metadata,
+    produce,
+)
+from headrace.server.handlers.binding import bind
 
 
-def default_api_handlers() -> list[ApiHandler]:
-    """Every API this package implements, with the exact version ranges it serves."""
-    from headrace.server.handlers import (
-        admin,
-        api_versions,
-        fetch,
-        init_producer_id,
-        list_offsets,
-        metadata,
-        produce,
+def broker_api_handlers(broker: Broker) -> list[ApiHandler]:
+    """Every API this package implements over ``broker``, with the version ranges it serves
+    (ApiVersions is :func:`~headrace.server.handlers.api_versions.api_versions_handler`)."""
+    return bind(
+        [
+            *metadata.HANDLERS,
+            *produce.HANDLERS,
+            *fetch.HANDLERS,
+            *list_offsets.HANDLERS,
+            *init_producer_id.HANDLERS,
+            *admin.HANDLERS,
+        ],
+        broker,
     )
-
-    return [
-        *api_versions.HANDLERS,
-        *metadata.HANDLERS,
-        *produce.HANDLERS,
-        *fetch.HANDLERS,
-        *list_offsets.HANDLERS,
-        *init_producer_id.HANDLERS,
-        *admin.HANDLERS,
-    ]

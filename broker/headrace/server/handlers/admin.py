@@ -14,11 +14,12 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
-from headrace.core.requests import ApiHandler, RequestContext
-from headrace.core.responses import NO_THROTTLE, OK, build, response_classes
+from headrace.core.requests import RequestContext
+from headrace.core.responses import OK, build, partition_results, response_classes
 from headrace.core.topics import TopicSpec
-from headrace.server.broker import Broker
+from headrace.server.handlers.binding import BrokerApi
 
 CREATE_TOPICS = 19
 DELETE_TOPICS = 20
@@ -68,8 +69,7 @@ async def _stored(broker: Broker, name: str, timeout_ms: int | None) -> None:
                          f"{timeout_ms} ms; it may still complete") from None
 
 
-async def handle_create_topics(request: Any, ctx: RequestContext) -> Any:
-    broker = ctx.broker
+async def handle_create_topics(broker: Broker, request: Any, ctx: RequestContext) -> Any:
     module = response_classes(CREATE_TOPICS, ctx.api_version)
     results = []
     for topic in request.topics:
@@ -122,7 +122,7 @@ async def handle_create_topics(request: Any, ctx: RequestContext) -> Any:
                 configs=configs,
             )
         )
-    return build(module.CreateTopicsResponse, throttle_time=NO_THROTTLE, topics=tuple(results))
+    return build(module.CreateTopicsResponse, topics=tuple(results))
 
 
 def _refuse_manual_assignment(topic: Any) -> None:
@@ -144,8 +144,7 @@ def _topic_configs(
     return [(k, (v, k not in overrides)) for k, v in sorted(config.to_kafka_configs().items())]
 
 
-async def handle_delete_topics(request: Any, ctx: RequestContext) -> Any:
-    broker = ctx.broker
+async def handle_delete_topics(broker: Broker, request: Any, ctx: RequestContext) -> Any:
     module = response_classes(DELETE_TOPICS, ctx.api_version)
     if ctx.api_version >= 6:
         wanted = [(t.name, t.topic_id) for t in request.topics]
@@ -179,11 +178,10 @@ async def handle_delete_topics(request: Any, ctx: RequestContext) -> Any:
                 error_message=message,
             )
         )
-    return build(module.DeleteTopicsResponse, throttle_time=NO_THROTTLE, responses=tuple(results))
+    return build(module.DeleteTopicsResponse, responses=tuple(results))
 
 
-async def handle_create_partitions(request: Any, ctx: RequestContext) -> Any:
-    broker = ctx.broker
+async def handle_create_partitions(broker: Broker, request: Any, ctx: RequestContext) -> Any:
     module = response_classes(CREATE_PARTITIONS, ctx.api_version)
     results = []
     for topic in request.topics:
@@ -202,14 +200,14 @@ async def handle_create_partitions(request: Any, ctx: RequestContext) -> Any:
                 name=topic.name, error_code=code, error_message=message
             )
         )
-    return build(module.CreatePartitionsResponse, throttle_time=NO_THROTTLE, results=tuple(results))
+    return build(module.CreatePartitionsResponse, results=tuple(results))
 
 
 def broker_configs(broker: Broker) -> dict[str, str]:
     """The broker-level settings AdminClient tools ask about, with Kafka's names."""
     config = broker.config
-    logs = broker.logs
-    defaults = logs.default_config.to_kafka_configs() if logs is not None else {}
+    listener = config.listener
+    defaults = broker.logs.default_config.to_kafka_configs()
     values = {
         "broker.id": str(config.node_id),
         "node.id": str(config.node_id),
@@ -226,13 +224,15 @@ def broker_configs(broker: Broker) -> dict[str, str]:
         "log.cleanup.policy": defaults.get("cleanup.policy", "delete"),
         "min.insync.replicas": defaults.get("min.insync.replicas", "1"),
         "log.dirs": str(config.data_dir),
-        "advertised.listeners": f"PLAINTEXT://{broker.endpoint.host}:{broker.endpoint.port}",
+        "advertised.listeners": f"{listener.name}://{broker.endpoint.host}:{broker.endpoint.port}",
+        "listeners": f"{listener.name}://{listener.host}:{broker.kafka_port or listener.port}",
+        "listener.security.protocol.map": f"{listener.name}:{listener.security_protocol}",
+        "inter.broker.listener.name": listener.name,
     }
     return values
 
 
-async def handle_describe_configs(request: Any, ctx: RequestContext) -> Any:
-    broker = ctx.broker
+async def handle_describe_configs(broker: Broker, request: Any, ctx: RequestContext) -> Any:
     module = response_classes(DESCRIBE_CONFIGS, ctx.api_version)
     results = []
     for resource in request.resources:
@@ -288,7 +288,7 @@ async def handle_describe_configs(request: Any, ctx: RequestContext) -> Any:
                 configs=configs,
             )
         )
-    return build(module.DescribeConfigsResponse, throttle_time=NO_THROTTLE, results=tuple(results))
+    return build(module.DescribeConfigsResponse, results=tuple(results))
 
 
 def _alter_result(module: Any, resource: Any, error: KafkaError | None) -> Any:
@@ -328,8 +328,7 @@ async def _alter_each(
     return tuple(results)
 
 
-async def handle_alter_configs(request: Any, ctx: RequestContext) -> Any:
-    broker = ctx.broker
+async def handle_alter_configs(broker: Broker, request: Any, ctx: RequestContext) -> Any:
     module = response_classes(ALTER_CONFIGS, ctx.api_version)
 
     def alter(resource: Any) -> None:
@@ -340,11 +339,12 @@ async def handle_alter_configs(request: Any, ctx: RequestContext) -> Any:
 
     results = await _alter_each(module, request.resources, alter, broker,
                                 bool(request.validate_only))
-    return build(module.AlterConfigsResponse, throttle_time=NO_THROTTLE, responses=results)
+    return build(module.AlterConfigsResponse, responses=results)
 
 
-async def handle_incremental_alter_configs(request: Any, ctx: RequestContext) -> Any:
-    broker = ctx.broker
+async def handle_incremental_alter_configs(
+    broker: Broker, request: Any, ctx: RequestContext
+) -> Any:
     module = response_classes(INCREMENTAL_ALTER_CONFIGS, ctx.api_version)
 
     def alter(resource: Any) -> None:
@@ -356,36 +356,35 @@ async def handle_incremental_alter_configs(request: Any, ctx: RequestContext) ->
     results = await _alter_each(module, request.resources, alter, broker,
                                 bool(request.validate_only))
     return build(
-        module.IncrementalAlterConfigsResponse, throttle_time=NO_THROTTLE, responses=results
+        module.IncrementalAlterConfigsResponse, responses=results
     )
 
 
-async def handle_delete_records(request: Any, ctx: RequestContext) -> Any:
-    broker = ctx.broker
+async def handle_delete_records(broker: Broker, request: Any, ctx: RequestContext) -> Any:
     module = response_classes(DELETE_RECORDS, ctx.api_version)
-    topics = []
-    for topic in request.topics:
-        partitions = []
-        for partition in topic.partitions:
-            index = int(partition.partition_index)
-            try:
-                low = broker.delete_records(topic.name, index, int(partition.offset))
-                code = OK
-            except KafkaError as error:
-                low, code = -1, error.code
-            partitions.append(
-                module.DeleteRecordsPartitionResult(
-                    partition_index=index, low_watermark=low, error_code=code
-                )
-            )
-        topics.append(
-            module.DeleteRecordsTopicResult(name=topic.name, partitions=tuple(partitions))
+
+    def answer(name: str, partition: Any) -> Any:
+        index = int(partition.partition_index)
+        low = broker.delete_records(name, index, int(partition.offset))
+        return module.DeleteRecordsPartitionResult(
+            partition_index=index, low_watermark=low, error_code=OK
         )
-    return build(module.DeleteRecordsResponse, throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+    def failed(name: str, partition: Any, code: ErrorCode) -> Any:
+        return module.DeleteRecordsPartitionResult(
+            partition_index=int(partition.partition_index), low_watermark=-1, error_code=code
+        )
+
+    topics = partition_results(
+        ctx, request.topics, answer=answer, failed=failed,
+        topic=lambda name, partitions: module.DeleteRecordsTopicResult(
+            name=name, partitions=partitions),
+    )
+    return build(module.DeleteRecordsResponse, topics=topics)
 
 
-async def handle_describe_cluster(request: Any, ctx: RequestContext) -> Any:
-    view = ctx.broker.metadata
+async def handle_describe_cluster(broker: Broker, request: Any, ctx: RequestContext) -> Any:
+    view = broker.metadata
     module = response_classes(DESCRIBE_CLUSTER, ctx.api_version)
     brokers = tuple(
         module.DescribeClusterBroker(
@@ -396,7 +395,6 @@ async def handle_describe_cluster(request: Any, ctx: RequestContext) -> Any:
     )
     return build(
         module.DescribeClusterResponse,
-        throttle_time=NO_THROTTLE,
         error_code=OK,
         error_message=None,
         cluster_id=view.cluster_id,
@@ -406,12 +404,12 @@ async def handle_describe_cluster(request: Any, ctx: RequestContext) -> Any:
 
 
 HANDLERS = [
-    ApiHandler(CREATE_TOPICS, 2, 7, handle_create_topics),
-    ApiHandler(DELETE_TOPICS, 1, 6, handle_delete_topics),
-    ApiHandler(DELETE_RECORDS, 0, 2, handle_delete_records),
-    ApiHandler(DESCRIBE_CONFIGS, 1, 4, handle_describe_configs),
-    ApiHandler(ALTER_CONFIGS, 0, 2, handle_alter_configs),
-    ApiHandler(CREATE_PARTITIONS, 0, 3, handle_create_partitions),
-    ApiHandler(INCREMENTAL_ALTER_CONFIGS, 0, 1, handle_incremental_alter_configs),
-    ApiHandler(DESCRIBE_CLUSTER, 0, 1, handle_describe_cluster),
+    BrokerApi(CREATE_TOPICS, 2, 7, handle_create_topics),
+    BrokerApi(DELETE_TOPICS, 1, 6, handle_delete_topics),
+    BrokerApi(DELETE_RECORDS, 0, 2, handle_delete_records),
+    BrokerApi(DESCRIBE_CONFIGS, 1, 4, handle_describe_configs),
+    BrokerApi(ALTER_CONFIGS, 0, 2, handle_alter_configs),
+    BrokerApi(CREATE_PARTITIONS, 0, 3, handle_create_partitions),
+    BrokerApi(INCREMENTAL_ALTER_CONFIGS, 0, 1, handle_incremental_alter_configs),
+    BrokerApi(DESCRIBE_CLUSTER, 0, 1, handle_describe_cluster),
 ]

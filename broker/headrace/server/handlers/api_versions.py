@@ -6,41 +6,38 @@ a v0-shaped UNSUPPORTED_VERSION answer that still lists our ranges, so the clien
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+from typing import Any
 
 from kio.schema.api_versions.v0 import response as v0
 from kio.schema.errors import ErrorCode
 
-from headrace.core.requests import ApiHandler, RequestContext
-from headrace.core.responses import NO_THROTTLE, build, response_classes
-
-if TYPE_CHECKING:
-    from headrace.server.broker import Broker
+from headrace.core.requests import ApiHandler, ApiRegistry, RequestContext
+from headrace.core.responses import build, response_classes
 
 API_KEY = 18
 
 
-def _api_keys(module: Any, broker: Broker) -> tuple[Any, ...]:
+def _api_keys(module: Any, registry: ApiRegistry) -> tuple[Any, ...]:
     return tuple(
         module.ApiVersion(api_key=key, min_version=low, max_version=high)
-        for key, low, high in broker.registry.supported()
+        for key, low, high in registry.supported()
     )
 
 
-def unsupported_version_response(broker: Broker) -> Any:
+def unsupported_version_response(registry: ApiRegistry) -> Any:
     return v0.ApiVersionsResponse(
-        error_code=ErrorCode.unsupported_version, api_keys=_api_keys(v0, broker)
+        error_code=ErrorCode.unsupported_version, api_keys=_api_keys(v0, registry)
     )
 
 
-async def handle_api_versions(request: Any, ctx: RequestContext) -> Any:
+async def handle_api_versions(registry: ApiRegistry, request: Any, ctx: RequestContext) -> Any:
     module = response_classes(API_KEY, ctx.api_version)
     return build(
-        module.ApiVersionsResponse,
-        error_code=ErrorCode.none,
-        api_keys=_api_keys(module, ctx.broker),
-        throttle_time=NO_THROTTLE,
+        module.ApiVersionsResponse, error_code=ErrorCode.none, api_keys=_api_keys(module, registry)
     )
 
 
-HANDLERS = [ApiHandler(API_KEY, 0, 4, handle_api_versions)]
+def api_versions_handler(registry: ApiRegistry) -> ApiHandler:
+    """ApiVersions answering from ``registry`` (which it is usually registered in)."""
+    return ApiHandler(API_KEY, 0, 4, functools.partial(handle_api_versions, registry))

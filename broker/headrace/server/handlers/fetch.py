@@ -17,9 +17,10 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.replica import ReplicaManager
-from headrace.core.requests import ApiHandler, RequestContext
+from headrace.core.requests import RequestContext
 from headrace.protocol.codec import PreEncodedResponse
 from headrace.protocol.fetch import (
     API_KEY,
@@ -28,6 +29,7 @@ from headrace.protocol.fetch import (
     PartitionData,
     encode_fetch_body,
 )
+from headrace.server.handlers.binding import BrokerApi
 from headrace.storage import LogRead
 
 _FETCH_SESSION_ID_NOT_FOUND = 70
@@ -95,8 +97,7 @@ def _read_round(
     return topics, total, any_error
 
 
-async def handle_fetch(request: Any, ctx: RequestContext) -> Any:
-    broker = ctx.broker
+async def handle_fetch(broker: Broker, request: Any, ctx: RequestContext) -> Any:
     replicas = broker.replicas
     version = ctx.api_version
     session_id = int(getattr(request, "session_id", 0))
@@ -138,8 +139,10 @@ async def handle_fetch(request: Any, ctx: RequestContext) -> Any:
     first_error = next(
         (p.error_code for _, ps in topics for p in ps if p.error_code), 0
     )
+    # v1+ bodies open with throttle_time_ms.
     return PreEncodedResponse(
-        API_KEY, version >= 12, body, int(first_error), lambda: _close_all(reads)
+        API_KEY, version >= 12, body, int(first_error), lambda: _close_all(reads),
+        throttle_at=0 if version >= 1 else None,
     )
 
 
@@ -148,4 +151,4 @@ def _close_all(reads: list[LogRead]) -> None:
         read.close()
 
 
-HANDLERS = [ApiHandler(API_KEY, MIN_VERSION, MAX_VERSION, handle_fetch)]
+HANDLERS = [BrokerApi(API_KEY, MIN_VERSION, MAX_VERSION, handle_fetch)]

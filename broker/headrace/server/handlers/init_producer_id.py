@@ -11,24 +11,25 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
-from headrace.core.requests import ApiHandler, RequestContext
-from headrace.core.responses import NO_THROTTLE, OK, build, response_classes
+from headrace.core.requests import RequestContext
+from headrace.core.responses import OK, build, response_classes
+from headrace.server.handlers.binding import BrokerApi
 
 API_KEY = 22
 
 
-async def handle_init_producer_id(request: Any, ctx: RequestContext) -> Any:
+async def handle_init_producer_id(broker: Broker, request: Any, ctx: RequestContext) -> Any:
     module = response_classes(API_KEY, ctx.api_version)
     if request.transactional_id is not None:
         return _failure(module, ErrorCode.transactional_id_authorization_failed)
     try:
-        producer_id = await ctx.broker.producer_ids.allocate()
+        producer_id = await broker.producer_ids.allocate()
     except KafkaError as error:
         return _failure(module, error.code)
     return build(
         module.InitProducerIdResponse,
-        throttle_time=NO_THROTTLE,
         error_code=OK,
         producer_id=producer_id,
         producer_epoch=0,
@@ -38,11 +39,10 @@ async def handle_init_producer_id(request: Any, ctx: RequestContext) -> Any:
 def _failure(module: Any, code: ErrorCode) -> Any:
     return build(
         module.InitProducerIdResponse,
-        throttle_time=NO_THROTTLE,
         error_code=code,
         producer_id=-1,
         producer_epoch=-1,
     )
 
 
-HANDLERS = [ApiHandler(API_KEY, 0, 4, handle_init_producer_id)]
+HANDLERS = [BrokerApi(API_KEY, 0, 4, handle_init_producer_id)]

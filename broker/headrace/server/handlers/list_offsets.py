@@ -5,42 +5,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from headrace.core.errors import KafkaError
+from kio.schema.errors import ErrorCode
+
+from headrace.core.broker import Broker
 from headrace.core.metadata import UNKNOWN_LEADER_EPOCH
-from headrace.core.requests import ApiHandler, RequestContext
-from headrace.core.responses import NO_THROTTLE, OK, build, response_classes
+from headrace.core.requests import RequestContext
+from headrace.core.responses import OK, build, partition_results, response_classes
+from headrace.server.handlers.binding import BrokerApi
 
 API_KEY = 2
 
 
-async def handle_list_offsets(request: Any, ctx: RequestContext) -> Any:
-    broker = ctx.broker
+async def handle_list_offsets(broker: Broker, request: Any, ctx: RequestContext) -> Any:
     module = response_classes(API_KEY, ctx.api_version)
     partition_cls = module.ListOffsetsPartitionResponse
-    topics = []
-    for topic in request.topics:
-        partitions = []
-        for partition in topic.partitions:
-            index = int(partition.partition_index)
-            try:
-                offset, timestamp = broker.list_offsets(topic.name, index, int(partition.timestamp))
-                code = OK
-            except KafkaError as error:
-                offset, timestamp, code = -1, -1, error.code
-            partitions.append(
-                build(
-                    partition_cls,
-                    partition_index=index,
-                    error_code=code,
-                    timestamp=timestamp,
-                    offset=offset,
-                    leader_epoch=UNKNOWN_LEADER_EPOCH,
-                )
-            )
-        topics.append(
-            module.ListOffsetsTopicResponse(name=topic.name, partitions=tuple(partitions))
-        )
-    return build(module.ListOffsetsResponse, throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+    def answer(name: str, partition: Any) -> Any:
+        index = int(partition.partition_index)
+        offset, timestamp = broker.list_offsets(name, index, int(partition.timestamp))
+        return build(partition_cls, partition_index=index, error_code=OK, timestamp=timestamp,
+                     offset=offset, leader_epoch=UNKNOWN_LEADER_EPOCH)
+
+    def failed(name: str, partition: Any, code: ErrorCode) -> Any:
+        return build(partition_cls, partition_index=int(partition.partition_index),
+                     error_code=code, timestamp=-1, offset=-1, leader_epoch=UNKNOWN_LEADER_EPOCH)
+
+    topics = partition_results(
+        ctx, request.topics, answer=answer, failed=failed,
+        topic=lambda name, partitions: module.ListOffsetsTopicResponse(
+            name=name, partitions=partitions),
+    )
+    return build(module.ListOffsetsResponse, topics=topics)
 
 
-HANDLERS = [ApiHandler(API_KEY, 1, 7, handle_list_offsets)]
+HANDLERS = [BrokerApi(API_KEY, 1, 7, handle_list_offsets)]

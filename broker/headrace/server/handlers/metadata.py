@@ -12,18 +12,19 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.metadata import TopicState
-from headrace.core.requests import ApiHandler, RequestContext
-from headrace.core.responses import NO_THROTTLE, OK, build, response_classes
+from headrace.core.requests import RequestContext
+from headrace.core.responses import OK, build, response_classes
 from headrace.core.topics import topic_name_problem
+from headrace.server.handlers.binding import BrokerApi
 
 API_KEY = 3
 _NIL_UUID = uuid.UUID(int=0)
 
 
-async def handle_metadata(request: Any, ctx: RequestContext) -> Any:
-    broker = ctx.broker
+async def handle_metadata(broker: Broker, request: Any, ctx: RequestContext) -> Any:
     view = broker.metadata
     module = response_classes(API_KEY, ctx.api_version)
     requested = request.topics
@@ -37,7 +38,7 @@ async def handle_metadata(request: Any, ctx: RequestContext) -> Any:
     topics = []
     for name, topic_id in names:
         if name is None and topic_id is not None and topic_id != _NIL_UUID:
-            found = _by_id(ctx, topic_id)
+            found = _by_id(broker, topic_id)
             if found is None:
                 topics.append(_error_topic(module, None, topic_id, ErrorCode.unknown_topic_id))
                 continue
@@ -75,7 +76,6 @@ async def handle_metadata(request: Any, ctx: RequestContext) -> Any:
     )
     return build(
         module.MetadataResponse,
-        throttle_time=NO_THROTTLE,
         brokers=brokers,
         cluster_id=view.cluster_id,
         controller_id=view.controller_id(),
@@ -83,8 +83,8 @@ async def handle_metadata(request: Any, ctx: RequestContext) -> Any:
     )
 
 
-def _by_id(ctx: RequestContext, topic_id: uuid.UUID) -> str | None:
-    for name, meta in ctx.broker.topics.topics().items():
+def _by_id(broker: Broker, topic_id: uuid.UUID) -> str | None:
+    for name, meta in broker.topics.topics().items():
         if meta.topic_id == topic_id:
             return name
     return None
@@ -126,4 +126,4 @@ def _topic(module: Any, state: TopicState) -> Any:
     )
 
 
-HANDLERS = [ApiHandler(API_KEY, 0, 12, handle_metadata)]
+HANDLERS = [BrokerApi(API_KEY, 0, 12, handle_metadata)]

@@ -12,8 +12,9 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
-from headrace.core.requests import ApiHandler, RequestContext
+from headrace.core.requests import RequestContext
 from headrace.protocol.codec import PreEncodedResponse
 from headrace.protocol.produce import (
     FLEXIBLE_FROM,
@@ -22,12 +23,12 @@ from headrace.protocol.produce import (
     PartitionResult,
     encode_produce_body,
 )
+from headrace.server.handlers.binding import BrokerApi
 
 API_KEY = 0
 
 
-async def handle_produce(request: Any, ctx: RequestContext) -> Any:
-    broker = ctx.broker
+async def handle_produce(broker: Broker, request: Any, ctx: RequestContext) -> Any:
     acks = int(request.acks)
     topic_results: list[tuple[str, list[PartitionResult]]] = []
     first_error = 0
@@ -79,7 +80,10 @@ async def handle_produce(request: Any, ctx: RequestContext) -> Any:
         return None
     version = ctx.api_version
     body = encode_produce_body(version, topic_results)
-    return PreEncodedResponse(API_KEY, version >= FLEXIBLE_FROM, [body], first_error)
+    flexible = version >= FLEXIBLE_FROM
+    # v1+ ends with throttle_time_ms (then, when flexible, an empty tagged-field count).
+    throttle_at = len(body) - (5 if flexible else 4) if version >= 1 else None
+    return PreEncodedResponse(API_KEY, flexible, [body], first_error, throttle_at=throttle_at)
 
 
-HANDLERS = [ApiHandler(API_KEY, MIN_VERSION, MAX_VERSION, handle_produce)]
+HANDLERS = [BrokerApi(API_KEY, MIN_VERSION, MAX_VERSION, handle_produce)]

@@ -1,0 +1,270 @@
+"""The composition root: the one place that builds a broker and everything it runs.
+
+From one :class:`~headrace.core.config.BrokerConfig` (plus, for a cluster member,
+:class:`~headrace.cluster.node.ClusterSettings`) :class:`BrokerApp` builds, in order: storage
+(the log directory, recovered), the broker's services and their layers (local, or etcd-backed
+through the cluster node), the internal-topics registry, the group coordinator, one API registry
+(the broker's, the coordinator's and the cluster's handlers), the request pipeline with its
+authorizer and quota manager, the named Kafka listeners, the HTTP app, and telemetry (metrics,
+tracing). Nothing else constructs collaborators; ``start()``/``stop()`` run them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from headrace import __version__
+from headrace.core.broker import Broker
+from headrace.core.config import BrokerConfig
+from headrace.core.errors import KafkaError
+from headrace.core.internal_topics import InternalTopic, InternalTopics
+from headrace.core.maintenance import run_log_maintenance
+from headrace.core.policies import Authorizer, QuotaManager
+from headrace.core.requests import ApiRegistry, RequestObserver
+from headrace.groups.coordinator import (
+    OFFSETS_TOPIC,
+    CoordinatorNode,
+    GroupConfig,
+    GroupCoordinator,
+)
+from headrace.groups.handlers import group_api_handlers
+from headrace.groups.state import GroupLimits
+from headrace.observability.metrics import BrokerMetrics
+from headrace.observability.tracing import get_tracer, setup_tracing
+from headrace.server.handlers import broker_api_handlers
+from headrace.server.handlers.api_versions import api_versions_handler
+from headrace.server.listeners import Listener, PlaintextListener
+from headrace.server.pipeline import RequestPipeline
+from headrace.storage import LogConfig, LogManager, LogManagerAPI, StorageError
+from headrace.web.broker_view import BrokerView
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from headrace.cluster.node import ClusterNode, ClusterSettings
+
+log = logging.getLogger(__name__)
+
+#: A component's (start, stop), run in order and stopped in reverse.
+Service = tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]
+
+
+class BrokerApp:
+    """One running broker. Construct (builds everything), ``await start()``, ``await stop()``."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        cluster: ClusterSettings | None = None,
+        observer: RequestObserver | None = None,
+        tracer_provider: TracerProvider | None = None,
+        authorizer: Authorizer | None = None,
+        quotas: QuotaManager | None = None,
+        logs: LogManagerAPI | None = None,
+    ) -> None:
+        self.config = config
+        # -- storage
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        if logs is None:
+            logs = LogManager(
+                config.data_dir,
+                default_config=LogConfig.from_kafka_configs(config.topic_defaults),
+                producer_id_expiration_ms=config.producer_id_expiration_ms,
+            )
+        # -- telemetry: /metrics always has BrokerMetrics; a caller's other observer keeps
+        # the Kafka request hooks (its own metrics then stay at zero).
+        if isinstance(observer, BrokerMetrics):
+            self.metrics = observer
+        else:
+            self.metrics = BrokerMetrics(broker_id=config.node_id, version=__version__)
+        request_observer: RequestObserver = self.metrics if observer is None else observer
+        self._own_tracer_provider = None
+        if tracer_provider is None:
+            # OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on without any flag; otherwise off.
+            tracer_provider = self._own_tracer_provider = setup_tracing(broker_id=config.node_id)
+        self.tracer_provider = tracer_provider
+        if tracer_provider is not None:
+            self.metrics.tracer = get_tracer(tracer_provider)  # Kafka requests become spans
+        # -- services and their layers
+        self.internal_topics = InternalTopics()
+        self.broker = Broker(
+            config, logs, self.internal_topics,
+            cluster_id=load_cluster_id(config.data_dir), observer=request_observer,
+        )
+        self.node: ClusterNode | None = None
+        if cluster is not None:
+            from headrace.cluster.node import attach_cluster
+
+            self.node = attach_cluster(self.broker, cluster)
+        # -- the Kafka side: named listeners, bound now so the advertised endpoint (which the
+        # coordinators hand out) is known while building; they accept clients on start().
+        self.pipeline = RequestPipeline(
+            ApiRegistry(), request_observer, authorizer=authorizer, quotas=quotas
+        )
+        self.listeners: list[Listener] = [
+            PlaintextListener(
+                config.listener, self.pipeline, max_request_bytes=config.max_request_bytes
+            )
+        ]
+        for listener in self.listeners:
+            listener.bind()
+        self.broker.kafka_port = self.listeners[0].bound_port
+        # -- coordinators
+        self.groups = self._build_group_coordinator()
+        self.metrics.stats_source = BrokerView(self.broker, self.groups)
+        self.metrics.watch_rebalances(self.groups)
+        # -- one registry of every API, served through the pipeline
+        self.registry = self.pipeline.registry
+        self.registry.register_all(broker_api_handlers(self.broker))
+        self.registry.register_all(
+            group_api_handlers(self.groups, self.broker.partition_exists)
+        )
+        if self.node is not None:
+            from headrace.cluster.handlers import cluster_api_handlers
+
+            self.registry.register_all(cluster_api_handlers(self.node))
+        self.registry.register(api_versions_handler(self.registry))
+        self._services: list[Service] = []
+        if self.node is not None:
+            self._services.append((self.node.start, self.node.stop))
+        self._services.append((self._start_groups, self._stop_groups))
+        self._started: list[Service] = []
+        self._http_runner: web.AppRunner | None = None
+        #: The HTTP application once serving (None without an HTTP listener).
+        self.http_app: web.Application | None = None
+        self._maintenance: asyncio.Task[None] | None = None
+
+    @property
+    def kafka_port(self) -> int:
+        return self.broker.kafka_port
+
+    @property
+    def http_port(self) -> int:
+        return self.broker.http_port
+
+    def _build_group_coordinator(self) -> GroupCoordinator:
+        broker = self.broker
+        endpoint = broker.endpoint
+
+        async def append(partition: int, batch: bytes) -> None:
+            try:
+                await broker.produce(OFFSETS_TOPIC, partition, batch)
+            except KafkaError as error:
+                # The coordinator maps storage errors to codes; surface ours the same way.
+                raise StorageError(str(error)) from error
+
+        config = self.config
+        coordinator = GroupCoordinator(
+            broker.logs,
+            CoordinatorNode(endpoint.node_id, endpoint.host, endpoint.port),
+            GroupConfig(
+                offsets_topic_partitions=config.offsets_topic_partitions,
+                limits=GroupLimits(
+                    initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms
+                ),
+                own_all_partitions=False,  # the internal-topics registry loads partitions
+            ),
+            append=append,
+        )
+        if self.node is not None:
+            coordinator.set_partition_leader(self.node.offsets_leader)
+        self.internal_topics.register(
+            InternalTopic(
+                OFFSETS_TOPIC, config.offsets_topic_partitions, {"cleanup.policy": "compact"}
+            ),
+            coordinator,
+        )
+        return coordinator
+
+    async def _start_groups(self) -> None:
+        await self.groups.start()
+        if self.node is None:
+            # A lone broker leads every partition of its internal topics.
+            await self.internal_topics.lead({
+                (topic.name, partition): 0
+                for topic in self.internal_topics.topics()
+                for partition in range(topic.partitions)
+            })
+
+    async def _stop_groups(self) -> None:
+        await self.groups.stop()
+
+    async def start(self) -> None:
+        """Start the services, then accept clients and serve HTTP."""
+        self.broker.freeze()
+        for service in self._services:
+            await service[0]()
+            self._started.append(service)
+        for listener in self.listeners:
+            await listener.start()
+        if self.config.http_host is not None:
+            await self._start_http(self.config.http_host, self.config.http_port)
+        self._maintenance = asyncio.create_task(
+            run_log_maintenance(
+                self.broker.logs, self.config.retention_check_seconds, self.broker.observer
+            ),
+            name="log-maintenance",
+        )
+        self.broker.started.set()
+
+    async def _start_http(self, host: str, port: int) -> None:
+        from aiohttp import web
+
+        from headrace.web import create_app
+
+        app = create_app(
+            self.broker, self.groups, self.metrics, tracer_provider=self.tracer_provider,
+            max_body_bytes=self.config.http_max_body_bytes,
+        )
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._http_runner = runner
+        self.http_app = app
+        server: Any = site._server  # aiohttp exposes the bound sockets only here
+        sockets = getattr(server, "sockets", None) or []
+        self.broker.http_port = int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def stop(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+        for listener in self.listeners:
+            await listener.stop()
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+        for _start, stop in reversed(self._started):
+            try:
+                await stop()
+            except Exception:
+                log.exception("service failed to stop")
+        self._started.clear()
+        if self._own_tracer_provider is not None:
+            await asyncio.to_thread(self._own_tracer_provider.shutdown)  # exports what is queued
+        self.broker.logs.close()
+
+
+def load_cluster_id(data_dir: Path) -> str:
+    """This data directory's cluster id, made at first start (a cluster adopts etcd's)."""
+    path = data_dir / "cluster-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        path.write_text(cluster_id + "\n")
+        return cluster_id

@@ -1,0 +1,216 @@
+"""The broker's services: one object that owns the layers every front end calls.
+
+Kafka handlers, the HTTP API and the coordinators call the same in-process methods here
+(``create_topic``, ``produce``, ``read``, ``list_offsets``, ``alter_configs``...), so every front
+end shares one code path and one set of Kafka error codes (:class:`KafkaError`).
+
+Its layers are seams: the replica manager (who leads, what is committed, who may fetch where),
+the topic manager, the metadata view and the producer-id source. A lone broker uses the local
+ones made here; the cluster layer supplies its own through :meth:`Broker.attach` while the
+composition root (:mod:`headrace.app`) builds the broker, and nothing replaces them afterwards.
+It starts nothing itself: listeners, coordinators and background loops belong to the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+from kio.schema.errors import ErrorCode
+
+from headrace.core.config import BrokerConfig
+from headrace.core.errors import KafkaError
+from headrace.core.internal_topics import InternalTopics, is_internal
+from headrace.core.metadata import BrokerEndpoint, LocalMetadataView, MetadataView
+from headrace.core.producer_ids import ProducerIdAllocator, ProducerIdSource
+from headrace.core.replica import ReplicaManager
+from headrace.core.requests import NullObserver, RequestObserver
+from headrace.core.topics import TopicManager, TopicSpec, topic_name_problem
+from headrace.storage import AppendResult, LogManagerAPI, LogRead, TopicMetadata
+
+#: A readiness condition for /readyz: true when ready; raising counts as not ready.
+ReadinessCheck = Callable[[], bool]
+
+
+class Broker:
+    """The services of one broker over an opened log directory (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        logs: LogManagerAPI,
+        internal_topics: InternalTopics,
+        *,
+        cluster_id: str,
+        observer: RequestObserver | None = None,
+    ) -> None:
+        self.config = config
+        self.logs = logs
+        self.internal_topics = internal_topics
+        self.cluster_id = cluster_id
+        self.observer: RequestObserver = observer or NullObserver()
+        #: /readyz conditions besides storage and listeners, by name (see add_readiness_check).
+        self.readiness_checks: dict[str, ReadinessCheck] = {}
+        #: Bound ports, set by the app once its listeners are bound (0 until then).
+        self.kafka_port = 0
+        self.http_port = 0
+        #: Set by the app once every listener accepts connections.
+        self.started = asyncio.Event()
+        self._frozen = False
+        self.producer_ids: ProducerIdSource = ProducerIdAllocator(config.data_dir)
+        self.topics: TopicManager = TopicManager(
+            logs,
+            default_partitions=config.default_partitions,
+            live_brokers=lambda: len(self.metadata.brokers()),
+        )
+        self.replicas: ReplicaManager = ReplicaManager(logs, config.node_id)
+        # The endpoint is read on use: the advertised port is known only once bound.
+        self.metadata: MetadataView = LocalMetadataView(
+            lambda: self.endpoint, logs, is_internal, cluster_id
+        )
+
+    # -- wiring (composition root only) ---------------------------------------------------
+
+    def attach(
+        self,
+        *,
+        replicas: ReplicaManager | None = None,
+        topics: TopicManager | None = None,
+        metadata: MetadataView | None = None,
+        producer_ids: ProducerIdSource | None = None,
+    ) -> None:
+        """Supply layers in place of the single-broker ones (the cluster layer does).
+
+        Only while the app is being built: handlers and services see one set of layers for
+        the broker's whole life.
+        """
+        if self._frozen:
+            raise RuntimeError("layers are attached before the broker starts")
+        if replicas is not None:
+            self.replicas = replicas
+        if topics is not None:
+            self.topics = topics
+        if metadata is not None:
+            self.metadata = metadata
+        if producer_ids is not None:
+            self.producer_ids = producer_ids
+
+    def freeze(self) -> None:
+        """No more :meth:`attach`: the app is about to start serving."""
+        self._frozen = True
+
+    def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
+        """Make /readyz also require ``check()`` (e.g. replication: "caught up with leaders")."""
+        self.readiness_checks[name] = check
+
+    @property
+    def endpoint(self) -> BrokerEndpoint:
+        """This broker's advertised Kafka listener."""
+        return BrokerEndpoint(
+            self.config.node_id,
+            self.config.advertised_host or self.config.kafka_host,
+            self.config.advertised_port or self.kafka_port,
+        )
+
+    # -- services (called by handlers, the HTTP API and the group coordinator) ------------
+
+    def create_topic(self, spec: TopicSpec, *, validate_only: bool = False) -> TopicMetadata:
+        return self.topics.create(spec, validate_only=validate_only)
+
+    def delete_topic(self, name: str) -> None:
+        if is_internal(name):
+            raise KafkaError(ErrorCode.topic_authorization_failed, "cannot delete internal topic")
+        self.topics.delete(name)
+
+    def ensure_topic(self, name: str, partitions: int | None = None) -> TopicMetadata | None:
+        """Auto-create ``name`` if allowed; returns its metadata or None when it cannot exist."""
+        existing = self.topics.get(name)
+        if existing is not None:
+            return existing
+        if not self.config.auto_create_topics or topic_name_problem(name) is not None:
+            return None
+        try:
+            return self.topics.create(TopicSpec(name, partitions or -1))
+        except KafkaError as error:
+            if error.code == ErrorCode.topic_already_exists:
+                return self.topics.get(name)
+            raise
+
+    def partition_exists(self, topic: str, partition: int) -> bool:
+        """Whether the metadata view knows ``partition`` of ``topic``."""
+        state = self.metadata.topic(topic)
+        return state is not None and 0 <= partition < len(state.partitions)
+
+    async def produce(
+        self, topic: str, partition: int, records: bytes | memoryview, *, acks: int = -1
+    ) -> AppendResult:
+        """Append RecordBatch v2 bytes to a partition this broker leads."""
+        result = await self.replicas.append(topic, partition, records, acks=acks)
+        if not result.duplicate:
+            self.observer.on_produced(
+                topic, partition, result.last_offset - result.base_offset + 1, len(records)
+            )
+        return result
+
+    def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> LogRead:
+        """Committed batches from ``offset``; the caller closes the returned ``LogRead``."""
+        return self.replicas.read(topic, partition, offset, max_bytes)
+
+    async def wait_for_append(
+        self, partitions: list[tuple[str, int]], timeout_seconds: float
+    ) -> bool:
+        """Park until one of ``partitions`` is appended to (True) or the timeout (False)."""
+        self.observer.on_fetch_waiting(1)
+        try:
+            return await self.replicas.wait_for_append(partitions, timeout_seconds)
+        finally:
+            self.observer.on_fetch_waiting(-1)
+
+    def list_offsets(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
+        return self.replicas.list_offset(topic, partition, timestamp)
+
+    def offsets(self, topic: str, partition: int) -> tuple[int, int]:
+        """(log start offset, high watermark)."""
+        log_ = self.replicas.log(topic, partition)
+        return log_.log_start_offset, self.replicas.high_watermark(topic, partition)
+
+    def delete_records(self, topic: str, partition: int, offset: int) -> int:
+        return self.replicas.delete_records(topic, partition, offset)
+
+    def describe_topic_configs(self, name: str) -> dict[str, tuple[str, bool]]:
+        """Every config of a topic: name -> (value, is_default)."""
+        topic = self.topics.require(name)
+        values = self.topics.config(name).to_kafka_configs()
+        return {key: (value, key not in topic.configs) for key, value in values.items()}
+
+    def alter_configs(
+        self, name: str, configs: Mapping[str, str], *, validate_only: bool = False
+    ) -> None:
+        """Replace a topic's config overrides (AlterConfigs semantics)."""
+        self.topics.set_configs(name, configs, validate_only=validate_only)
+
+    def incremental_alter_configs(
+        self,
+        name: str,
+        changes: list[tuple[str, int, str | None]],
+        *,
+        validate_only: bool = False,
+    ) -> None:
+        """Apply (key, op, value) changes: op 0 SET, 1 DELETE (2/3 list ops: INVALID_CONFIG)."""
+        self.topics.require(name)
+        for key, op, value in changes:
+            if op == 0 and value is None:
+                raise KafkaError(ErrorCode.invalid_config, f"{key}: null value")
+            if op not in (0, 1):
+                raise KafkaError(ErrorCode.invalid_config, f"{key}: list operations unsupported")
+
+        def apply(current: Mapping[str, str]) -> dict[str, str]:
+            updated = dict(current)
+            for key, op, value in changes:
+                if op == 0 and value is not None:
+                    updated[key] = value
+                else:
+                    updated.pop(key, None)
+            return updated
+
+        self.topics.update_configs(name, apply, validate_only=validate_only)
