@@ -18,8 +18,9 @@ from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.requests import RequestContext
 from headrace.core.responses import OK, build, partition_results, response_classes
+from headrace.core.security import Operation
 from headrace.core.topics import TopicSpec
-from headrace.server.handlers.binding import BrokerApi
+from headrace.server.handlers.binding import BrokerApi, on_topics
 
 CREATE_TOPICS = 19
 DELETE_TOPICS = 20
@@ -406,7 +407,7 @@ async def handle_describe_cluster(broker: Broker, request: Any, ctx: RequestCont
 HANDLERS = [
     BrokerApi(CREATE_TOPICS, 2, 7, handle_create_topics),
     BrokerApi(DELETE_TOPICS, 1, 6, handle_delete_topics),
-    BrokerApi(DELETE_RECORDS, 0, 2, handle_delete_records),
+    BrokerApi(DELETE_RECORDS, 0, 2, handle_delete_records, on_topics(Operation.DELETE)),
     BrokerApi(DESCRIBE_CONFIGS, 1, 4, handle_describe_configs),
     BrokerApi(ALTER_CONFIGS, 0, 2, handle_alter_configs),
     BrokerApi(CREATE_PARTITIONS, 0, 3, handle_create_partitions),

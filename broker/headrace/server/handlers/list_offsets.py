@@ -11,7 +11,8 @@ from headrace.core.broker import Broker
 from headrace.core.metadata import UNKNOWN_LEADER_EPOCH
 from headrace.core.requests import RequestContext
 from headrace.core.responses import OK, build, partition_results, response_classes
-from headrace.server.handlers.binding import BrokerApi
+from headrace.core.security import Operation
+from headrace.server.handlers.binding import BrokerApi, on_topics
 
 API_KEY = 2
 
@@ -38,4 +39,4 @@ async def handle_list_offsets(broker: Broker, request: Any, ctx: RequestContext)
     return build(module.ListOffsetsResponse, topics=topics)
 
 
-HANDLERS = [BrokerApi(API_KEY, 1, 7, handle_list_offsets)]
+HANDLERS = [BrokerApi(API_KEY, 1, 7, handle_list_offsets, on_topics(Operation.DESCRIBE))]
