@@ -47,6 +47,8 @@ from headrace.core.topics import (
     is_internal,
     kafka_error_from_storage,
 )
+from headrace.observability.metrics import BrokerMetrics
+from headrace.observability.replication import ReplicationStats
 from headrace.storage import StorageError, TopicMetadata
 
 if TYPE_CHECKING:
@@ -107,6 +109,9 @@ def attach_cluster(broker: Broker, settings: ClusterSettings) -> ClusterNode:
     )
     # /readyz (headrace.web) is not ready while followed replicas catch up.
     broker.add_readiness_check("replication", node.replication_ready)
+    if isinstance(broker.observer, BrokerMetrics):  # ISR changes and health reach /metrics
+        node.replicas.isr_observer = broker.observer
+        broker.observer.replication_source = node
     # Registered before start, so they take precedence over the single-broker handlers.
     broker.registry.register_all(cluster_api_handlers(node))
     broker.add_service(node.start, node.stop)
@@ -430,6 +435,11 @@ class ClusterNode:
             if state is not None and self.node_id not in state.isr:
                 return False
         return True
+
+    def replication_stats(self) -> ReplicationStats:
+        """The /metrics replication gauges, from the current roles and metadata."""
+        under, below_min = self.replicas.replication_health()
+        return ReplicationStats(under, below_min, self.controller.offline_partitions())
 
     # -- Kafka APIs served via the node ---------------------------------------------------------
 
