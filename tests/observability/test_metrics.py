@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -151,6 +153,16 @@ def test_replication_gauges_and_isr_counters() -> None:
     metrics.on_isr_expand("t", 0)
     assert counter_value(registry, "headrace_isr_shrinks_total") == 2
     assert counter_value(registry, "headrace_isr_expands_total") == 1
+
+
+def test_the_docs_list_exactly_the_replication_series() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
+    section = docs.split("\n## Replication\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(headrace_\w+)`", section, re.MULTILINE))
+    text = BrokerMetrics(broker_id=1, version="0").exposition().decode()
+    exported = {sample.name for family in text_string_to_metric_families(text)
+                for sample in family.samples if re.search(r"isr|replicated|offline", sample.name)}
+    assert documented == exported
 
 
 def test_partition_series_are_bounded() -> None:
