@@ -251,6 +251,13 @@ BROKER_INTERNALS = Dashboard(
                      "replicas {{pod}}"),
                    q(f"sum by (pod) (headrace_leader_partitions{{{BROKER_FILTER}}})",
                      "leaders {{pod}}"))),
+            Panel("Under-replicated and under min ISR",
+                  (q(f"sum by (pod) (headrace_under_replicated_partitions{{{BROKER_FILTER}}})",
+                     "under-replicated {{pod}}"),
+                   q(f"sum by (pod) (headrace_under_min_isr_partitions{{{BROKER_FILTER}}})",
+                     "under min ISR {{pod}}")),
+                  description="Partitions each broker leads with a replica out of the ISR, and "
+                              "those whose ISR is below min.insync.replicas (acks=all refused)."),
         )),
         ("Log", (
             Panel("Log dir free",

@@ -105,6 +105,9 @@ class BrokerApp:
             from headrace.cluster.node import attach_cluster
 
             self.node = attach_cluster(self.broker, cluster)
+            # ISR changes and replication health reach /metrics.
+            self.node.replicas.isr_observer = self.metrics
+            self.metrics.replication_source = self.node
         # -- the Kafka side: named listeners, bound now so the advertised endpoint (which the
         # coordinators hand out) is known while building; they accept clients on start().
         self.pipeline = RequestPipeline(

@@ -13,12 +13,15 @@ from headrace.cluster.decisions import (
     expand_isr,
     initial_states,
     isr_candidates,
+    offline,
     preferred_leader_elections,
     reconcile,
     round_robin_assignment,
     shrink_isr,
     start_reassignment,
     unclean_leader_elections,
+    under_min_isr,
+    under_replicated,
 )
 from headrace.cluster.model import (
     NO_LEADER,
@@ -166,6 +169,20 @@ def test_isr_shrink_and_expand() -> None:
     assert expanded is not None and expanded.isr == (1, 2, 3)
     assert expand_isr(expanded, 3) is None
     assert expand_isr(expanded, 9) is None  # not a replica
+
+
+def test_replication_health_rules() -> None:
+    assert not under_replicated(state())
+    assert under_replicated(state(isr=(1, 2)))
+    # A replica a reassignment is still adding is not missing yet; an original one is.
+    moving = start_reassignment(state(), [1, 2, 4], live=[1, 2, 3, 4])
+    assert moving is not None and moving.adding == (4,) and not under_replicated(moving)
+    assert under_replicated(shrink_isr(moving, [3]) or moving)
+    assert under_min_isr(state(isr=(1, 2)), 3) and not under_min_isr(state(isr=(1, 2)), 2)
+    live = {1: reg(1, 10), 2: reg(2, 20)}
+    assert not offline(state(), live)
+    assert offline(state(leader=3), live)  # the leader's lease is gone, no election yet
+    assert offline(state(leader=NO_LEADER, isr=(3,)), live)
 
 
 def test_initial_states_lead_with_first_live_replica() -> None:

@@ -11,7 +11,8 @@ from tests.delivery.support import CHART_DIR, ROOT
 
 RULES = CHART_DIR / "files" / "alerts.yaml"
 REQUIRED_ALERTS = {
-    "HeadraceOfflinePartitions", "HeadraceUnderReplicatedPartitions", "HeadraceIsrShrinking",
+    "HeadraceOfflinePartitions", "HeadraceUnderReplicatedPartitions",
+    "HeadraceUnderMinIsrPartitions", "HeadraceIsrShrinking",
     "HeadraceConsumerLagGrowing", "HeadraceDiskFilling", "HeadraceDiskAlmostFull",
     "HeadraceBrokerDown", "HeadraceOperatorReconcileErrors", "HeadraceLogCleanerFailing",
 }

@@ -17,29 +17,32 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-import yaml
 from charts import dashboards
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.delivery.prometheus import (
+    Prometheus,
+    alert_rules,
+    prometheus_binary,
+    start_prometheus,
+    stop,
+    wait_until,
+    write_config,
+)
 from tests.delivery.support import CHART_DIR
 
 pytestmark = pytest.mark.timeout(120)
 
-T = TypeVar("T")
 NAMESPACE = "headrace-test"
 POD = "events-a-0"
 TOPIC = "dashboards"
@@ -65,44 +68,6 @@ print(port, flush=True)
 sys.stdin.read()
 """
 METRIC_NAME = re.compile(r"\b(headrace_[a-z_]+|process_[a-z_]+|up)\b")
-
-
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass
-class Prometheus:
-    url: str
-
-    def api(self, path: str, **params: str) -> Any:
-        query = urllib.parse.urlencode(params)
-        request = f"{self.url}/api/v1/{path}" + (f"?{query}" if query else "")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                body = json.load(response)
-        except urllib.error.HTTPError as error:  # 400 for a bad query: report its message
-            body = json.load(error)
-        return body
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        body = self.api("query", query=expr)
-        assert body["status"] == "success", f"{expr}: {body.get('error')}"
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
 
 
 def _start_broker(data_dir: Path, ready_file: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -158,70 +123,22 @@ def _drive_traffic(bootstrap: str) -> Consumer:
     return consumer
 
 
-def _prometheus_config(directory: Path, http_port: int, operator_port: int) -> Path:
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(CHART_DIR / "files" / "alerts.yaml")],
-        "scrape_configs": [{
-            "job_name": "headrace-broker",
-            "static_configs": [{"targets": [f"127.0.0.1:{http_port}"],
-                                "labels": {"namespace": NAMESPACE, "pod": POD}}],
-        }, {
-            "job_name": "headrace-operator",
-            "static_configs": [{"targets": [f"127.0.0.1:{operator_port}"],
-                                "labels": {"namespace": OPERATOR_NAMESPACE,
-                                           "pod": OPERATOR_POD}}],
-        }],
-    }
-    path = directory / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _start_prometheus(binary: str, config: Path,
-                      storage: Path) -> tuple[subprocess.Popen[bytes], Prometheus]:
-    """Start Prometheus on a free port; try another if someone took it in the meantime."""
-    for _attempt in range(3):
-        port = free_port()
-        server = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={storage}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = Prometheus(f"http://127.0.0.1:{port}")
-
-        def ready_or_exited(server: subprocess.Popen[bytes] = server,
-                            client: Prometheus = client) -> str | None:
-            if server.poll() is not None:
-                return "exited"
-            try:
-                with urllib.request.urlopen(f"{client.url}/-/ready", timeout=5) as response:
-                    return "ready" if response.status == 200 else None
-            except OSError:  # not listening yet, or 503 while it opens its storage
-                return None
-
-        try:
-            state = wait_until("Prometheus to be ready", ready_or_exited, timeout=60)
-        except AssertionError:
-            _stop(server)
-            raise
-        if state == "ready":
-            return server, client
-    raise AssertionError("Prometheus did not start (see its --log.level=warn output)")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
+def _scrape_configs(http_port: int, operator_port: int) -> list[dict[str, Any]]:
+    return [{
+        "job_name": "headrace-broker",
+        "static_configs": [{"targets": [f"127.0.0.1:{http_port}"],
+                            "labels": {"namespace": NAMESPACE, "pod": POD}}],
+    }, {
+        "job_name": "headrace-operator",
+        "static_configs": [{"targets": [f"127.0.0.1:{operator_port}"],
+                            "labels": {"namespace": OPERATOR_NAMESPACE,
+                                       "pod": OPERATOR_POD}}],
+    }]
 
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    binary = shutil.which("prometheus")
-    assert binary, "Debian's prometheus package is installed by tests/tools/install.sh"
+    binary = prometheus_binary()
     workdir = tmp_path_factory.mktemp("observability")
     ready_file = workdir / "broker-ready.json"
     broker_log = workdir / "broker.log"
@@ -240,8 +157,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             consumer = _drive_traffic(f"127.0.0.1:{ready['kafka_port']}")
             assert operator.stdout is not None
             operator_port = int(operator.stdout.readline())  # printed once its metrics are served
-            config = _prometheus_config(workdir, ready["http_port"], operator_port)
-            server, client = _start_prometheus(binary, config, workdir / "tsdb")
+            config = write_config(workdir, _scrape_configs(ready["http_port"], operator_port))
+            server, client = start_prometheus(binary, config, workdir / "tsdb")
 
             def scraped_enough() -> bool:
                 return len(client.query("count_over_time(up[1m]) >= 6")) == 2
@@ -257,9 +174,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         if consumer is not None:
             consumer.close()
         if server is not None:
-            _stop(server)
-        _stop(broker)
-        _stop(operator)
+            stop(server)
+        stop(broker)
+        stop(operator)
 
 
 def _grafana_substitute(expr: str) -> str:
@@ -306,9 +223,7 @@ def test_lag_reflects_the_unread_records(prometheus: Prometheus) -> None:
 
 
 def test_alert_rules_load_and_evaluate_cleanly(prometheus: Prometheus) -> None:
-    expected = {rule["alert"]: rule
-                for group in yaml.safe_load((CHART_DIR / "files" / "alerts.yaml").read_text())
-                ["groups"] for rule in group["rules"]}
+    expected = alert_rules()
 
     def evaluated() -> list[dict[str, Any]] | None:
         groups = prometheus.api("rules")["data"]["groups"]
@@ -330,9 +245,8 @@ def test_alert_rules_load_and_evaluate_cleanly(prometheus: Prometheus) -> None:
 
 
 def test_every_metric_an_alert_reads_exists(prometheus: Prometheus) -> None:
-    for group in yaml.safe_load((CHART_DIR / "files" / "alerts.yaml").read_text())["groups"]:
-        for rule in group["rules"]:
-            for name in set(METRIC_NAME.findall(rule["expr"])):
-                selector = 'up{job="headrace-broker"}' if name == "up" else name
-                series = prometheus.query(selector)
-                assert series, f"{rule['alert']} reads {name}, which the broker does not export"
+    for rule in alert_rules().values():
+        for name in set(METRIC_NAME.findall(rule["expr"])):
+            selector = 'up{job="headrace-broker"}' if name == "up" else name
+            series = prometheus.query(selector)
+            assert series, f"{rule['alert']} reads {name}, which the broker does not export"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,6 +19,7 @@ from headrace.observability.metrics import (
     counter_value,
     error_name,
 )
+from headrace.observability.replication import ReplicationStats
 
 
 @dataclass
@@ -125,6 +128,43 @@ def test_scrape_time_gauges_come_from_the_source(tmp_path: object) -> None:
                                      {"topic": "a", "partition": "1"}) is None
 
 
+@dataclass
+class StaticReplication:
+    stats: ReplicationStats
+
+    def replication_stats(self) -> ReplicationStats:
+        return self.stats
+
+
+def test_replication_gauges_and_isr_counters() -> None:
+    metrics = BrokerMetrics(broker_id=1, version="0")
+    registry = metrics.registry
+    gauges = ("headrace_under_replicated_partitions", "headrace_under_min_isr_partitions",
+              "headrace_offline_partitions")
+    # A single broker (no replication source) exports them at 0, so alerts can read them.
+    assert [registry.get_sample_value(name) for name in gauges] == [0, 0, 0]
+    assert counter_value(registry, "headrace_isr_shrinks_total") == 0
+    metrics.replication_source = StaticReplication(ReplicationStats(3, 1, 2))
+    assert [counter_value(registry, name) for name in gauges] == [3, 1, 2]
+    metrics.replication_source = StaticReplication(ReplicationStats())  # read on each scrape
+    assert [counter_value(registry, name) for name in gauges] == [0, 0, 0]
+    metrics.on_isr_shrink("t", 0)
+    metrics.on_isr_shrink("t", 1)
+    metrics.on_isr_expand("t", 0)
+    assert counter_value(registry, "headrace_isr_shrinks_total") == 2
+    assert counter_value(registry, "headrace_isr_expands_total") == 1
+
+
+def test_the_docs_list_exactly_the_replication_series() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
+    section = docs.split("\n## Replication\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(headrace_\w+)`", section, re.MULTILINE))
+    text = BrokerMetrics(broker_id=1, version="0").exposition().decode()
+    exported = {sample.name for family in text_string_to_metric_families(text)
+                for sample in family.samples if re.search(r"isr|replicated|offline", sample.name)}
+    assert documented == exported
+
+
 def test_partition_series_are_bounded() -> None:
     metrics = BrokerMetrics(broker_id=1, version="0", max_partition_series=3)
     metrics.stats_source = StaticStats(partitions=[_partition("t", p, p) for p in range(10)])
@@ -166,6 +206,7 @@ def test_exposition_has_every_documented_name() -> None:
         "headrace_consumer_group_members", "headrace_consumer_group_rebalances_total",
         "headrace_partitions", "headrace_leader_partitions",
         "headrace_under_replicated_partitions", "headrace_offline_partitions",
-        "headrace_isr_shrinks_total", "headrace_isr_expands_total", "process_cpu_seconds_total",
+        "headrace_under_min_isr_partitions", "headrace_isr_shrinks_total",
+        "headrace_isr_expands_total", "process_cpu_seconds_total",
     }
     assert expected <= names, expected - names

@@ -4,7 +4,9 @@ Every broker runs a :class:`Controller`; the one holding the ``controller`` key 
 lease, numbered by a monotonically increasing controller epoch) acts. On every metadata change it
 computes :func:`~headrace.cluster.decisions.reconcile` and writes the results with
 compare-and-swap transactions that also check it is still the controller, so a deposed controller
-cannot overwrite its successor's decisions.
+cannot overwrite its successor's decisions. The active controller is also the one broker that
+counts offline partitions for /metrics (Kafka's OfflinePartitionsCount), so that summing the
+gauge over brokers counts each partition once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import aetcd.exceptions
 
 from headrace.cluster.decisions import (
     initial_states,
+    offline,
     preferred_leader_elections,
     reconcile,
     unclean_leader_elections,
@@ -45,6 +48,13 @@ class Controller:
     def is_active(self) -> bool:
         snapshot = self.store.cache
         return self.record is not None and snapshot.controller == self.record
+
+    def offline_partitions(self) -> int:
+        """Partitions without a live leader while we are the active controller, else 0."""
+        if not self.is_active:
+            return 0
+        cache = self.store.cache
+        return sum(offline(state, cache.brokers) for state in list(cache.partitions.values()))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="controller")

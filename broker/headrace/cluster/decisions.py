@@ -2,8 +2,9 @@
 
 Given a :class:`~headrace.cluster.model.ClusterSnapshot` these compute the partition states that
 should be written (leader elections on broker loss, restart or controlled shutdown, ISR shrink
-and expansion, preferred-leader election, initial states for new topics). Keeping them free of
-etcd and sockets lets every rule be tested directly; the controller only applies their output
+and expansion, preferred-leader election, initial states for new topics), and which partitions
+count as under-replicated, under min ISR or offline (the replication gauges). Keeping them free
+of etcd and sockets lets every rule be tested directly; the controller only applies their output
 with compare-and-swap.
 
 Rules (Kafka's, simplified where noted):
@@ -299,6 +300,25 @@ def expand_isr(state: PartitionState, caught_up: int) -> PartitionState | None:
         return None
     isr = tuple(b for b in state.replicas if b in state.isr or b == caught_up)
     return state.with_changes(isr=isr)
+
+
+# -- replication health (the gauges of /metrics, and Kafka's) ------------------------------
+
+
+def under_replicated(state: PartitionState) -> bool:
+    """Kafka's UnderReplicatedPartitions rule: a replica the partition keeps is out of its ISR
+    (replicas a reassignment is still adding count once they have joined)."""
+    return not set(original_replicas(state)) <= set(state.isr)
+
+
+def under_min_isr(state: PartitionState, min_insync_replicas: int) -> bool:
+    """Fewer ISR members than ``min.insync.replicas``: acks=all writes are refused."""
+    return len(state.isr) < min_insync_replicas
+
+
+def offline(state: PartitionState, brokers: Mapping[int, BrokerRegistration]) -> bool:
+    """No live leader: no election possible yet (leader -1), or the leader's lease is gone."""
+    return state.leader == NO_LEADER or state.leader not in brokers
 
 
 def round_robin_assignment(

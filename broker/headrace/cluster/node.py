@@ -36,6 +36,7 @@ from headrace.cluster.replica_manager import ClusteredReplicaManager
 from headrace.cluster.store import EtcdMetadataStore
 from headrace.cluster.topic_manager import ClusterTopicManager
 from headrace.groups.coordinator import CoordinatorNode
+from headrace.observability.replication import ReplicationStats
 from headrace.storage import StorageError
 
 if TYPE_CHECKING:
@@ -384,3 +385,8 @@ class ClusterNode:
             if state is not None and self.node_id not in state.isr:
                 return False
         return True
+
+    def replication_stats(self) -> ReplicationStats:
+        """The /metrics replication gauges, from the current roles and metadata."""
+        under, below_min = self.replicas.replication_health()
+        return ReplicationStats(under, below_min, self.controller.offline_partitions())

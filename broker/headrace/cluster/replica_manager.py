@@ -10,7 +10,10 @@ methods, but now:
 * acks=all completes once every ISR member has fetched past the batch, min.insync.replicas is
   enforced before (NOT_ENOUGH_REPLICAS) and after (NOT_ENOUGH_REPLICAS_AFTER_APPEND) the append;
 * followers' Fetch requests (``replica_id >= 0``) move their progress, the high watermark and,
-  through ``propose_isr``, ISR expansion; a periodic check proposes shrinking laggards.
+  through ``propose_isr``, ISR expansion; a periodic check proposes shrinking laggards;
+* every ISR shrink and expansion that reaches a leader (its own proposal or the controller's
+  removal of a lost broker) is reported to ``isr_observer``, and ``replication_health`` counts
+  the led partitions that are under-replicated or under min ISR (the /metrics gauges).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
+from typing import Protocol
 
 from kio.schema.errors import ErrorCode
 
-from headrace.cluster.decisions import expand_isr, shrink_isr
+from headrace.cluster.decisions import expand_isr, shrink_isr, under_min_isr, under_replicated
 from headrace.cluster.model import NO_LEADER, PartitionState
 from headrace.cluster.replication import LeaderPartitionState
 from headrace.core.errors import KafkaError
@@ -35,11 +39,24 @@ from headrace.core.replica import (
     ReplicaManager,
 )
 from headrace.core.topics import kafka_error_from_storage
-from headrace.storage import AppendResult, LogManagerAPI, LogRead, StorageError
+from headrace.storage import AppendResult, LogManagerAPI, LogRead, PartitionLogAPI, StorageError
 
 log = logging.getLogger(__name__)
 
 PartitionKey = tuple[str, int]
+
+
+class IsrChangeObserver(Protocol):
+    """Told of ISR changes of partitions this broker leads (``BrokerMetrics`` counts them)."""
+
+    def on_isr_shrink(self, topic: str, partition: int) -> None: ...
+
+    def on_isr_expand(self, topic: str, partition: int) -> None: ...
+
+
+def min_insync_replicas(log_: PartitionLogAPI) -> int:
+    """The partition's ``min.insync.replicas`` (at least 1)."""
+    return max(1, int(getattr(log_.config, "min_insync_replicas", 1)))
 
 
 @dataclass(slots=True)
@@ -105,6 +122,7 @@ class ClusteredReplicaManager(ReplicaManager):
         self.broker_epoch = -1
         self._peer_epochs: dict[int, int] = {}
         self.isr_candidates: Set[int] = frozenset()
+        self.isr_observer: IsrChangeObserver | None = None
 
     # -- roles from metadata ------------------------------------------------------------
 
@@ -150,6 +168,7 @@ class ClusteredReplicaManager(ReplicaManager):
                     self._become_leader(key, state, now)
                     new_leaders.add(key)
                 else:
+                    self._report_isr_change(current.state, state)
                     current.state = state
                     current.isr_change_pending = False
                     current.progress.update_membership(state.replicas, state.isr, now)
@@ -174,6 +193,21 @@ class ClusteredReplicaManager(ReplicaManager):
             if key not in states:
                 self._drop(key)
         return new_leaders, new_followers
+
+    def _report_isr_change(self, before: PartitionState, after: PartitionState) -> None:
+        """One shrink and/or one expansion per partition whose ISR changed while we lead it.
+
+        Replicas a completed reassignment removed leave the ISR with the replica set: that is a
+        planned move, not a shrink.
+        """
+        observer = self.isr_observer
+        if observer is None or before.isr == after.isr:
+            return
+        old, new = set(before.isr), set(after.isr)
+        if (old - new) & set(after.replicas):
+            observer.on_isr_shrink(after.topic, after.partition)
+        if new - old:
+            observer.on_isr_expand(after.topic, after.partition)
 
     def _become_leader(self, key: PartitionKey, state: PartitionState, now: float) -> None:
         self._stop_leading(key)
@@ -282,6 +316,19 @@ class ClusteredReplicaManager(ReplicaManager):
         if role is not None:
             role.isr_change_pending = False
 
+    def replication_health(self) -> tuple[int, int]:
+        """(under-replicated, under min ISR) counts of the partitions we lead, from their
+        current states (Kafka's UnderReplicatedPartitions and UnderMinIsrPartitionCount)."""
+        under = below_min = 0
+        for key, role in list(self.leaders.items()):
+            try:
+                min_isr = min_insync_replicas(self.log(*key))
+            except KafkaError:  # its topic was just deleted: the next metadata drops the role
+                continue
+            under += under_replicated(role.state)
+            below_min += under_min_isr(role.state, min_isr)
+        return under, below_min
+
     # -- ReplicaManager overrides (client-facing paths) -------------------------------------
 
     async def append(
@@ -290,7 +337,7 @@ class ClusteredReplicaManager(ReplicaManager):
         key = (topic, partition)
         role = self.leader_role(topic, partition)
         log_ = self.log(topic, partition)
-        min_isr = max(1, int(getattr(log_.config, "min_insync_replicas", 1)))
+        min_isr = min_insync_replicas(log_)
         if acks == -1 and len(role.state.isr) < min_isr:
             raise KafkaError(
                 ErrorCode.not_enough_replicas,

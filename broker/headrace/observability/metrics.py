@@ -6,7 +6,10 @@ integers in per-API and per-topic slots resolved once and cached, so an update o
 path is a dict lookup and an integer add (no lock: the hooks run on the broker's event loop
 thread, as do scrapes); a collector turns them into Prometheus counters and a histogram.
 Storage, group and partition gauges are not updated on the hot path at all:
-:class:`ScrapeCollector` reads them from a :class:`BrokerStatsSource` when Prometheus scrapes.
+:class:`ScrapeCollector` reads them from a :class:`BrokerStatsSource` when Prometheus scrapes, and
+the replication gauges come from the cluster's state the same way
+(:mod:`headrace.observability.replication`); the cluster's leaders report ISR changes through
+``on_isr_shrink`` / ``on_isr_expand``.
 Log maintenance (retention deletions, producer-id expiry, log cleaner passes) reaches the
 metrics through the broker's retention loop calling ``on_retention_pass`` / ``on_cleaning_pass``
 (the storage package itself never imports prometheus). docs/metrics.md documents every name.
@@ -43,6 +46,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from headrace.observability.replication import ReplicationCollector, ReplicationStatsSource
 from headrace.storage import CleaningTask, RetentionReport
 
 #: Default bound on per-partition series (per gauge name); see docs/metrics.md.
@@ -99,8 +103,6 @@ class PartitionStats:
     log_end_offset: int
     high_watermark: int
     is_leader: bool = True
-    under_replicated: bool = False
-    offline: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +161,11 @@ class ScrapeCollector(Collector):
         hwm = GaugeMetricFamily("headrace_high_watermark",
                                 "Offset up to which records are committed (visible to consumers).",
                                 labels=labels)
-        hosted = led = under = offline = dropped = 0
+        hosted = led = dropped = 0
         stats = sorted(source.partition_stats(), key=lambda s: (s.topic, s.partition))
         for stat in stats:
             hosted += 1
             led += stat.is_leader
-            under += stat.under_replicated
-            offline += stat.offline
             if hosted > self._max_partition_series:
                 dropped += 1
                 continue
@@ -180,11 +180,6 @@ class ScrapeCollector(Collector):
                                 value=hosted)
         yield GaugeMetricFamily("headrace_leader_partitions", "Partitions this broker leads.",
                                 value=led)
-        yield GaugeMetricFamily("headrace_under_replicated_partitions",
-                                "Led partitions whose in-sync replica set is smaller than the "
-                                "replica set.", value=under)
-        yield GaugeMetricFamily("headrace_offline_partitions",
-                                "Partitions without a live leader.", value=offline)
         yield GaugeMetricFamily("headrace_metrics_partition_series_dropped",
                                 "Partitions left out of the per-partition gauges by the series "
                                 "bound (HEADRACE_METRICS_MAX_PARTITION_SERIES).", value=dropped)
@@ -305,7 +300,8 @@ class BrokerMetrics:
     """All metrics of one broker, and the request observer the Kafka dispatch loop calls.
 
     The ``on_*`` methods are the hook the server's dispatch loop calls; they are safe to call from
-    the event loop thread at request rate. ``stats_source`` is consulted only at scrape time.
+    the event loop thread at request rate. ``stats_source`` and ``replication_source`` are
+    consulted only at scrape time.
     """
 
     def __init__(
@@ -320,6 +316,8 @@ class BrokerMetrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         self.stats_source: BrokerStatsSource | None = None
+        #: Set by the cluster layer (``headrace.cluster.node.attach_cluster``); None: one broker.
+        self.replication_source: ReplicationStatsSource | None = None
         registry = self.registry
         if process_metrics:
             ProcessCollector(registry=registry)
@@ -330,10 +328,14 @@ class BrokerMetrics:
         self.group_rebalances = Counter("headrace_consumer_group_rebalances",
                                         "Rebalances started, by consumer group.", ["group"],
                                         registry=registry)
-        self.isr_shrinks = Counter("headrace_isr_shrinks", "In-sync replica set shrinks.",
-                                   registry=registry)
-        self.isr_expands = Counter("headrace_isr_expands", "In-sync replica set expansions.",
-                                   registry=registry)
+        self.isr_shrinks = Counter(
+            "headrace_isr_shrinks",
+            "In-sync replica set shrinks of partitions this broker leads, one per partition.",
+            registry=registry)
+        self.isr_expands = Counter(
+            "headrace_isr_expands",
+            "In-sync replica set expansions of partitions this broker leads, one per partition.",
+            registry=registry)
         self.http_requests = Counter("headrace_http_requests", "HTTP requests served.",
                                      ["method", "route", "status"], registry=registry)
         self.http_request_duration = Histogram(
@@ -344,6 +346,7 @@ class BrokerMetrics:
         if max_partition_series is None:
             max_partition_series = default_max_partition_series()
         registry.register(ScrapeCollector(lambda: self.stats_source, max_partition_series))
+        registry.register(ReplicationCollector(lambda: self.replication_source))
         # Hot-path totals: plain ints updated from the event loop thread, exposed at scrape time
         # by _HotPathCollector (a prometheus_client child's inc() costs a lock; this a dict hit).
         self._apis: dict[int, _ApiTotals] = {}
@@ -510,10 +513,14 @@ class BrokerMetrics:
             add_listener(self.on_group_rebalance)
             self._watched_coordinators.add(id(coordinator))
 
-    def on_isr_shrink(self) -> None:
+    # -- the ISR change observer (called by the cluster's replica manager) ----------------------
+
+    def on_isr_shrink(self, topic: str, partition: int) -> None:
+        """Replicas left the ISR of a partition this broker leads."""
         self.isr_shrinks.inc()
 
-    def on_isr_expand(self) -> None:
+    def on_isr_expand(self, topic: str, partition: int) -> None:
+        """Replicas joined the ISR of a partition this broker leads."""
         self.isr_expands.inc()
 
     def forget_topic(self, topic: str) -> None:

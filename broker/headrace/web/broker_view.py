@@ -66,7 +66,7 @@ class BrokerView:
         logs = self.broker.logs
         node_id = self.broker.config.node_id
         for name, topic in list(logs.topics().items()):
-            # Leadership and ISR come from the metadata view, which replication keeps current.
+            # Leadership comes from the metadata view, which replication keeps current.
             state = self.broker.metadata.topic(name)
             for partition in range(topic.partitions):
                 try:
@@ -74,12 +74,9 @@ class BrokerView:
                     high_watermark = self.broker.replicas.high_watermark(name, partition)
                 except Exception:  # deleted between listing and reading, or not hosted here
                     continue
-                is_leader, under_replicated, offline = True, False, False
+                is_leader = True
                 if state is not None and partition < len(state.partitions):
-                    placement = state.partitions[partition]
-                    is_leader = placement.leader == node_id
-                    under_replicated = is_leader and len(placement.isr) < len(placement.replicas)
-                    offline = placement.leader < 0
+                    is_leader = state.partitions[partition].leader == node_id
                 yield PartitionStats(
                     topic=name,
                     partition=partition,
@@ -89,8 +86,6 @@ class BrokerView:
                     log_end_offset=log_.log_end_offset,
                     high_watermark=high_watermark,
                     is_leader=is_leader,
-                    under_replicated=under_replicated,
-                    offline=offline,
                 )
 
     def group_stats(self) -> Iterator[GroupStats]:
