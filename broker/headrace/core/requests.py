@@ -73,32 +73,11 @@ class ApiHandler:
 
 
 class RequestObserver(Protocol):
-    """Hook for metrics/tracing; every method must be cheap and must not raise."""
+    """Hook for metrics/tracing; every method must be cheap and must not raise.
 
-    def on_request(
-        self,
-        api_key: int,
-        api_version: int,
-        seconds: float,
-        error_code: int,
-        request_bytes: int,
-        response_bytes: int,
-    ) -> None: ...
-
-    def on_connection_opened(self) -> None: ...
-
-    def on_connection_closed(self) -> None: ...
-
-    def on_produced(self, topic: str, partition: int, records: int, size: int) -> None: ...
-
-    def on_fetched(self, topic: str, partition: int, size: int) -> None: ...
-
-    def on_fetch_waiting(self, delta: int) -> None:
-        """``delta`` is +1 when a fetch starts long-polling and -1 when it is answered."""
-
-
-class NullObserver:
-    """The default observer: records nothing."""
+    The bodies do nothing, so an observer that subclasses this explicitly implements only the
+    hooks it cares about (``BrokerMetrics`` implements them all, structurally).
+    """
 
     def on_request(
         self,
@@ -109,22 +88,32 @@ class NullObserver:
         request_bytes: int,
         response_bytes: int,
     ) -> None:
-        pass
+        """One request answered (or, for acks=0 Produce, handled)."""
+        return None
 
     def on_connection_opened(self) -> None:
-        pass
+        """A client connected."""
+        return None
 
     def on_connection_closed(self) -> None:
-        pass
+        """A client connection ended."""
+        return None
 
     def on_produced(self, topic: str, partition: int, records: int, size: int) -> None:
-        pass
+        """``records`` (``size`` bytes) were appended to a partition."""
+        return None
 
     def on_fetched(self, topic: str, partition: int, size: int) -> None:
-        pass
+        """``size`` bytes of a partition were sent to a consumer or follower."""
+        return None
 
     def on_fetch_waiting(self, delta: int) -> None:
-        pass
+        """``delta`` is +1 when a fetch starts long-polling and -1 when it is answered."""
+        return None
+
+
+class NullObserver(RequestObserver):
+    """The default observer: records nothing."""
 
 
 class ApiRegistry:

@@ -534,36 +534,6 @@ class BrokerMetrics:
         return generate_latest(self.registry)
 
 
-class NullMetrics(BrokerMetrics):
-    """Observer whose hot-path hooks record nothing; the bench's "metrics off" baseline."""
-
-    def on_request(
-        self,
-        api_key: int,
-        api_version: int,
-        seconds: float,
-        error_code: int,
-        request_bytes: int = 0,
-        response_bytes: int = 0,
-    ) -> None:
-        return None
-
-    def on_produced(self, topic: str, partition: int, records: int, size: int) -> None:
-        return None
-
-    def on_fetched(self, topic: str, partition: int, size: int, records: int = 0) -> None:
-        return None
-
-    def on_connection_opened(self) -> None:
-        return None
-
-    def on_connection_closed(self) -> None:
-        return None
-
-    def on_fetch_waiting(self, delta: int) -> None:
-        return None
-
-
 def counter_value(registry: CollectorRegistry, name: str, labels: dict[str, str] | None = None
                   ) -> float:
     """A sample's current value (0 when absent); convenient for tests and the bench."""
@@ -578,7 +548,6 @@ __all__ = [
     "BrokerMetrics",
     "BrokerStatsSource",
     "GroupStats",
-    "NullMetrics",
     "PartitionStats",
     "ScrapeCollector",
     "api_name",
