@@ -24,7 +24,7 @@ from headrace.cluster.model import NO_LEADER
 from headrace.cluster.replica_manager import ClusteredReplicaManager
 from headrace.core.errors import KafkaError
 from headrace.core.requests import ApiHandler, RequestContext
-from headrace.core.responses import build, response_classes
+from headrace.core.responses import build, partition_results, response_classes
 
 if TYPE_CHECKING:
     from headrace.cluster.node import ClusterNode
@@ -39,46 +39,33 @@ async def handle_offset_for_leader_epoch(
     manager: ClusteredReplicaManager, request: Any, ctx: RequestContext
 ) -> Any:
     module = response_classes(OFFSET_FOR_LEADER_EPOCH_KEY, ctx.api_version)
-    results = []
-    for topic in request.topics:
-        partitions = []
-        for item in topic.partitions:
-            index = int(item.partition)
-            try:
-                role = manager.leader_role(topic.topic, index)
-                manager.check_epoch(role, int(getattr(item, "current_leader_epoch", -1)))
-                log_ = manager.log(topic.topic, index)
-                requested = int(item.leader_epoch)
-                if requested >= role.leader_epoch:
-                    # The current epoch (or a future one) extends to the log end (KIP-101).
-                    epoch, end_offset = role.leader_epoch, log_.log_end_offset
-                else:
-                    epoch, end_offset = log_.end_offset_for_epoch(requested)
-                    if epoch == log_.latest_leader_epoch:
-                        end_offset = log_.log_end_offset
-                partitions.append(
-                    build(
-                        module.EpochEndOffset,
-                        error_code=ErrorCode.none,
-                        partition=index,
-                        leader_epoch=epoch,
-                        end_offset=end_offset,
-                    )
-                )
-            except KafkaError as error:
-                partitions.append(
-                    build(
-                        module.EpochEndOffset,
-                        error_code=error.code,
-                        partition=index,
-                        leader_epoch=-1,
-                        end_offset=-1,
-                    )
-                )
-        results.append(build(module.OffsetForLeaderTopicResult, topic=topic.topic,
-                             partitions=tuple(partitions)))
-    return build(module.OffsetForLeaderEpochResponse, topics=tuple(results))
 
+    def answer(topic: str, item: Any) -> Any:
+        index = int(item.partition)
+        role = manager.leader_role(topic, index)
+        manager.check_epoch(role, int(getattr(item, "current_leader_epoch", -1)))
+        log_ = manager.log(topic, index)
+        requested = int(item.leader_epoch)
+        if requested >= role.leader_epoch:
+            # The current epoch (or a future one) extends to the log end (KIP-101).
+            epoch, end_offset = role.leader_epoch, log_.log_end_offset
+        else:
+            epoch, end_offset = log_.end_offset_for_epoch(requested)
+            if epoch == log_.latest_leader_epoch:
+                end_offset = log_.log_end_offset
+        return build(module.EpochEndOffset, error_code=ErrorCode.none, partition=index,
+                     leader_epoch=epoch, end_offset=end_offset)
+
+    def failed(topic: str, item: Any, code: ErrorCode) -> Any:
+        return build(module.EpochEndOffset, error_code=code, partition=int(item.partition),
+                     leader_epoch=-1, end_offset=-1)
+
+    topics = partition_results(
+        ctx, request.topics, answer=answer, failed=failed, name_of=lambda t: str(t.topic),
+        topic=lambda name, partitions: build(
+            module.OffsetForLeaderTopicResult, topic=name, partitions=partitions),
+    )
+    return build(module.OffsetForLeaderEpochResponse, topics=topics)
 
 
 async def _elect_leaders(node: ClusterNode, request: Any, ctx: RequestContext) -> Any:
