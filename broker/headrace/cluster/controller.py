@@ -71,9 +71,6 @@ class Controller:
             with contextlib.suppress(Exception):
                 await self.store.resign(record)
 
-    def poke(self) -> None:
-        self._wake.set()
-
     async def _run(self) -> None:
         while not self._stopping:
             with contextlib.suppress(TimeoutError):

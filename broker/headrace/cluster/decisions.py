@@ -347,10 +347,6 @@ def round_robin_assignment(
     return assignment
 
 
-def with_replicas(state: PartitionState, replicas: Sequence[int]) -> PartitionState:
-    return replace(state, replicas=tuple(replicas))
-
-
 # -- reassignment (KIP-455) ---------------------------------------------------------------
 
 
@@ -407,4 +403,3 @@ def complete_reassignment(state: PartitionState) -> PartitionState | None:
     if not isr:
         return None
     return state.with_changes(replicas=target, isr=isr, adding=(), removing=())
-

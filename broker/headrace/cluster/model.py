@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -293,7 +293,3 @@ class KeySpace:
             case ["partitions", name, partition]:
                 return "partition", (name, partition)
         return "unknown", tuple(rest)
-
-
-def sorted_ids(ids: Sequence[int] | set[int]) -> tuple[int, ...]:
-    return tuple(sorted(ids))

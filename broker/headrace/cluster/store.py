@@ -382,13 +382,6 @@ class EtcdMetadataStore:
                 await self._bounded(self.client.revoke_lease(self.lease_id))
         self.lease_id = None
 
-    def session_fresh(self) -> bool:
-        """Whether our lease was confirmed recently enough that it cannot have expired."""
-        return (
-            self.lease_id is not None
-            and time.monotonic() - self.last_lease_refresh < self.lease_ttl * 0.8
-        )
-
     async def _stop_keepalive(self, task: asyncio.Task[None]) -> None:
         """Let the loop finish between keep-alives: cancelling one mid-stream makes gRPC log."""
         self._keepalive_stop.set()

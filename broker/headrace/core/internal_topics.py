@@ -103,10 +103,6 @@ class InternalTopics:
                 self._changed.set()
                 await asyncio.sleep(0.5)
 
-    async def resign_all(self) -> None:
-        """Unload everything (shutdown)."""
-        await self.lead({})
-
     async def _apply(self) -> None:
         wanted = self._wanted
         for key in sorted(set(self._loaded) - set(wanted)):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -228,10 +227,6 @@ def _read_log(log: PartitionLogAPI, offset: int, max_bytes: int, max_offset: int
 def _expire(waiter: asyncio.Future[bool]) -> None:
     if not waiter.done():
         waiter.set_result(False)
-
-
-def monotonic_deadline(timeout_ms: int) -> float:
-    return time.monotonic() + max(0, timeout_ms) / 1000.0
 
 
 def _first_record_at_or_after(
