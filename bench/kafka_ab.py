@@ -107,13 +107,17 @@ def start_broker(label: str, tree: Path, workdir: Path) -> Broker:
              "--ready-file", str(ready), "--log-level", "warning"],
             env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=stderr)
     broker = Broker(label, tree, process, "", log)
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            broker.stop()
-            raise RuntimeError(f"{label}: broker did not start; {log}:\n{log.read_text()[-2000:]}")
-        time.sleep(0.05)
-    broker.bootstrap = f"127.0.0.1:{json.loads(ready.read_text())['kafka_port']}"
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{label}: broker did not start; {log}:\n"
+                                   + log.read_text()[-2000:])
+            time.sleep(0.05)
+        broker.bootstrap = f"127.0.0.1:{json.loads(ready.read_text())['kafka_port']}"
+    except BaseException:  # also Ctrl-C while it starts: not yet in the caller's list
+        broker.stop()
+        raise
     return broker
 
 
