@@ -160,7 +160,7 @@ class BrokerApp:
 
         async def append(partition: int, batch: bytes) -> None:
             try:
-                await broker.produce(OFFSETS_TOPIC, partition, batch)
+                await broker.produce(OFFSETS_TOPIC, partition, batch, internal=True)
             except KafkaError as error:
                 # The coordinator maps storage errors to codes; surface ours the same way.
                 raise StorageError(str(error)) from error

@@ -142,9 +142,20 @@ class Broker:
         return state is not None and 0 <= partition < len(state.partitions)
 
     async def produce(
-        self, topic: str, partition: int, records: bytes | memoryview, *, acks: int = -1
+        self,
+        topic: str,
+        partition: int,
+        records: bytes | memoryview,
+        *,
+        acks: int = -1,
+        internal: bool = False,
     ) -> AppendResult:
-        """Append RecordBatch v2 bytes to a partition this broker leads."""
+        """Append RecordBatch v2 bytes to a partition this broker leads; only a coordinator
+        (``internal=True``) writes an internal topic, as Kafka's ``internalTopicsAllowed``."""
+        if is_internal(topic) and not internal:
+            raise KafkaError(
+                ErrorCode.invalid_topic_exception, f"cannot write internal topic {topic}"
+            )
         result = await self.replicas.append(topic, partition, records, acks=acks)
         if not result.duplicate:
             self.observer.on_produced(
@@ -187,6 +198,7 @@ class Broker:
         self, name: str, configs: Mapping[str, str], *, validate_only: bool = False
     ) -> None:
         """Replace a topic's config overrides (AlterConfigs semantics)."""
+        self.internal_topics.check_configs(name, configs)
         self.topics.set_configs(name, configs, validate_only=validate_only)
 
     def incremental_alter_configs(
@@ -213,4 +225,5 @@ class Broker:
                     updated.pop(key, None)
             return updated
 
+        self.internal_topics.check_configs(name, apply(self.topics.require(name).configs))
         self.topics.update_configs(name, apply, validate_only=validate_only)

@@ -1,5 +1,10 @@
 """Internal topics (``__consumer_offsets``, later ``__transaction_state``): one registry of what
-they are and who owns them, and one way for their owners to follow partition leadership.
+they are, who owns them and what protects them, and one way for their owners to follow
+partition leadership.
+
+Protection: clients never write an internal topic (only its coordinator does, through
+``Broker.produce(..., internal=True)``), never delete it, and cannot change the configs its owner
+registered (:meth:`InternalTopics.check_configs`).
 
 A coordinator keeps its state in an internal topic and serves the keys of the partitions this
 broker leads. It registers its topic here (name, partition count, the configs it needs) with a
@@ -16,6 +21,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from kio.schema.errors import ErrorCode
+
+from headrace.core.errors import KafkaError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +81,19 @@ class InternalTopics:
 
     def topics(self) -> list[InternalTopic]:
         return list(self._topics.values())
+
+    def check_configs(self, name: str, configs: Mapping[str, str]) -> None:
+        """Refuse overrides that would drop what the owner needs (``cleanup.policy=compact``
+        for ``__consumer_offsets``: without it retention would delete live commits)."""
+        topic = self._topics.get(name)
+        if topic is None:
+            return
+        for key, required in topic.configs.items():
+            if configs.get(key) != required:
+                raise KafkaError(
+                    ErrorCode.invalid_config,
+                    f"{key} of internal topic {name} must stay {required}",
+                )
 
     def owned(self, name: str) -> bool:
         """Whether some coordinator on this broker owns ``name`` (and so follows its leaders)."""
