@@ -17,8 +17,9 @@ from kio.schema.errors import ErrorCode
 
 from headrace.core.requests import ApiHandler, RequestContext
 from headrace.core.responses import NO_THROTTLE, build, response_classes
-from headrace.groups.coordinator import GroupCoordinator, OffsetCommit
-from headrace.groups.state import JoinProtocol, JoinRequest
+from headrace.groups.coordinator import GroupCoordinator
+from headrace.groups.model import JoinProtocol, JoinRequest
+from headrace.groups.offsets import OffsetCommit
 from headrace.protocol.codec import response_schema
 
 FIND_COORDINATOR = 10
