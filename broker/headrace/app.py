@@ -28,13 +28,9 @@ from headrace.core.internal_topics import InternalTopic, InternalTopics
 from headrace.core.maintenance import run_log_maintenance
 from headrace.core.policies import Authorizer, QuotaManager
 from headrace.core.requests import ApiRegistry, RequestObserver
-from headrace.groups.coordinator import (
-    OFFSETS_TOPIC,
-    CoordinatorNode,
-    GroupConfig,
-    GroupCoordinator,
-)
+from headrace.groups.coordinator import CoordinatorNode, GroupConfig, GroupCoordinator
 from headrace.groups.handlers import group_api_handlers
+from headrace.groups.partitioning import OFFSETS_TOPIC
 from headrace.groups.state import GroupLimits
 from headrace.observability.metrics import BrokerMetrics
 from headrace.observability.tracing import get_tracer, setup_tracing

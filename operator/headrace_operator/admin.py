@@ -1,11 +1,11 @@
 """Everything the operator asks of the brokers, behind one small ``ClusterAdmin`` protocol.
 
 Planners take the plain data these calls return (``BrokerState``, ``ObservedTopic``), so they stay
-pure; handlers talk to a ``ClusterAdmin``; tests can use real brokers or any object with the same
-methods. ``KafkaClusterAdmin`` speaks the Kafka admin protocol: confluent-kafka's AdminClient for
-metadata, topics and configs, and kafka-python for AlterPartitionReassignments /
-ListPartitionReassignments (confluent-kafka has no reassignment API). Both are blocking clients,
-so calls run in a worker thread.
+pure; the reconcilers talk to a ``ClusterAdmin`` (one per cluster, from an ``AdminPool``); tests
+can use real brokers or any object with the same methods. ``KafkaClusterAdmin`` speaks the Kafka
+admin protocol: confluent-kafka's AdminClient for metadata, topics and configs, and kafka-python
+for AlterPartitionReassignments / ListPartitionReassignments (confluent-kafka has no
+reassignment API). Both are blocking clients, so calls run in a worker thread.
 """
 
 from __future__ import annotations
@@ -252,3 +252,22 @@ _TOPIC_SET_SOURCES = {0, 1}
 
 def _source_number(source: Any) -> int:
     return int(getattr(source, "value", source) or 0)
+
+
+class AdminPool:
+    """One ``ClusterAdmin`` per bootstrap address, kept across reconciles until ``close``."""
+
+    def __init__(self, connect: Callable[[str], ClusterAdmin] = KafkaClusterAdmin) -> None:
+        self._connect = connect
+        self._admins: dict[str, ClusterAdmin] = {}
+
+    def get(self, bootstrap: str) -> ClusterAdmin:
+        if bootstrap not in self._admins:
+            self._admins[bootstrap] = self._connect(bootstrap)
+        return self._admins[bootstrap]
+
+    async def close(self) -> None:
+        admins = list(self._admins.values())
+        self._admins.clear()
+        for admin in admins:
+            await admin.close()

@@ -268,11 +268,6 @@ class TopicPlan:
     config_reset: tuple[str, ...] = ()
     problems: tuple[tuple[str, str], ...] = ()  # (reason, message)
 
-    @property
-    def changes(self) -> bool:
-        return bool(self.create or self.new_partitions or self.reassignment or self.config_set
-                    or self.config_reset)
-
 
 def plan_topic(spec: TopicSpec, observed: ObservedTopic | None, brokers: Sequence[BrokerSlot],
                other_topics: Sequence[Assignment] = ()) -> TopicPlan:

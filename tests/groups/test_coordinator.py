@@ -27,8 +27,8 @@ from headrace.groups import (
     offsets_partition_for,
     records,
 )
-from headrace.groups.coordinator import append_error_to_group_error
-from headrace.groups.state import JoinProtocol, JoinRequest
+from headrace.groups.model import JoinProtocol, JoinRequest
+from headrace.groups.persistence import append_error_to_group_error
 from headrace.storage import BatchTooLargeError, LogManager, StorageError
 
 NODE = CoordinatorNode(7, "127.0.0.1", 9092)

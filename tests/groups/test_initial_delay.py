@@ -12,15 +12,8 @@ import itertools
 import pytest
 from kio.schema.errors import ErrorCode
 
-from headrace.groups.state import (
-    GroupLimits,
-    GroupState,
-    GroupStateMachine,
-    JoinProtocol,
-    JoinRequest,
-    JoinResult,
-    PendingJoin,
-)
+from headrace.groups.model import GroupState, JoinProtocol, JoinRequest, JoinResult, PendingJoin
+from headrace.groups.state import GroupLimits, GroupStateMachine
 
 SESSION = 10_000
 RANGE = (JoinProtocol("range", b"r-meta"),)

@@ -12,17 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
 
-from headrace.groups.state import (
-    GroupLimits,
+from headrace.groups.model import (
     GroupState,
-    GroupStateMachine,
     JoinProtocol,
     JoinRequest,
     JoinResult,
     PendingJoin,
     SyncResult,
-    subscription_topics,
 )
+from headrace.groups.state import GroupLimits, GroupStateMachine, subscription_topics
 
 SESSION = 10_000
 REBALANCE = 30_000
@@ -379,7 +377,8 @@ def test_random_operations_keep_invariants(ops: list[tuple[str, int, int]]) -> N
 
 
 def test_offset_retention_rules(machine: GroupStateMachine) -> None:
-    from headrace.groups.state import CommittedOffset, expired_offsets
+    from headrace.groups.model import CommittedOffset
+    from headrace.groups.offsets import expired_offsets
 
     day = 86_400_000
     machine.validate_commit("simple", -1, "", None)

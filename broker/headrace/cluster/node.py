@@ -36,6 +36,7 @@ from headrace.cluster.replica_manager import ClusteredReplicaManager
 from headrace.cluster.store import EtcdMetadataStore
 from headrace.cluster.topic_manager import ClusterTopicManager
 from headrace.groups.coordinator import CoordinatorNode
+from headrace.groups.partitioning import OFFSETS_TOPIC
 from headrace.observability.replication import ReplicationStats
 from headrace.storage import StorageError
 
@@ -43,8 +44,6 @@ if TYPE_CHECKING:
     from headrace.core.broker import Broker
 
 log = logging.getLogger(__name__)
-
-OFFSETS_TOPIC = "__consumer_offsets"
 
 
 @dataclass

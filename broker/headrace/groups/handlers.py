@@ -17,8 +17,9 @@ from kio.schema.errors import ErrorCode
 
 from headrace.core.requests import ApiHandler, RequestContext
 from headrace.core.responses import build, response_classes
-from headrace.groups.coordinator import GroupCoordinator, OffsetCommit
-from headrace.groups.state import JoinProtocol, JoinRequest
+from headrace.groups.coordinator import GroupCoordinator
+from headrace.groups.model import JoinProtocol, JoinRequest
+from headrace.groups.offsets import OffsetCommit
 from headrace.protocol.codec import response_schema
 
 FIND_COORDINATOR = 10
@@ -61,9 +62,6 @@ def _ms(value: Any) -> int:
 
 def _client_id(ctx: RequestContext) -> str:
     return ctx.client_id or ""
-
-
-Handle = Callable[[Any, RequestContext], Any]
 
 
 #: Whether the cluster has this topic-partition (commits for others are refused one by one).

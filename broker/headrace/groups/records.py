@@ -333,13 +333,3 @@ def parse_batches(data: bytes, on_skip: SkipHandler = _reraise) -> Iterator[Logg
                 continue
             yield LoggedEntry(int(record.offset), key, value)
 
-
-def batch_end(data: bytes) -> int:
-    """Bytes of ``data`` covered by whole batches (where a follow-up read must resume)."""
-    position = 0
-    while position + 12 <= len(data):
-        (batch_length,) = _I32.unpack_from(data, position + 8)
-        if position + 12 + batch_length > len(data):
-            break
-        position += 12 + batch_length
-    return position
