@@ -1,0 +1,2 @@
+"""Compatibility of Headrace with Apache Kafka's own Java tools and broker (tests/peers/kafka.py).
+"""
