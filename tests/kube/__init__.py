@@ -1,0 +1,2 @@
+"""Tests against Kubernetes' own control plane (kube-apiserver, kube-controller-manager,
+kube-scheduler built by tests/tools/install.d/kube.sh; see tests/peers/kube.py)."""
