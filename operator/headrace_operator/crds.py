@@ -171,7 +171,8 @@ def cluster_spec_schema() -> Schema:
                 },
                 "x-kubernetes-validations": [
                     {
-                        "rule": "self.mode != 'external' || "
+                        # has(): the apiserver also checks the {} default, where mode is unset.
+                        "rule": "!has(self.mode) || self.mode != 'external' || "
                         "(has(self.endpoints) && size(self.endpoints) > 0)",
                         "message": "external metadata store needs endpoints",
                     }

@@ -112,14 +112,20 @@ def test_the_topic_crd_registers_and_serves_its_resource(
     assert printed.split("\n")[0].split()[:4] == ["NAME", "CLUSTER", "PARTITIONS", "RF"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect in the Cluster CRD (operator/headrace_operator/crds.py): the apiserver "
-    "checks metadataStore's default {} against its CEL rule, where self.mode is absent "
-    "(no such key: mode); `!has(self.mode) || ...` makes it register",
-)
-def test_the_cluster_crd_registers(control_plane: ControlPlane, crds: AppliedCrds) -> None:
+def test_the_cluster_crd_registers_and_its_cel_rule_refuses(
+    control_plane: ControlPlane, crds: AppliedCrds, namespace: str
+) -> None:
+    # The apiserver checks metadataStore's {} default against the CEL rule too (it once
+    # refused the CRD: "no such key: mode").
     assert "clusters.headrace.io" in crds.established, crds.refused
+    cluster = {"apiVersion": "headrace.io/v1alpha1", "kind": "Cluster",
+               "metadata": {"name": "ext", "namespace": namespace},
+               "spec": {"metadataStore": {"mode": "external"}}}
+    status, body = control_plane.request(
+        f"/apis/headrace.io/v1alpha1/namespaces/{namespace}/clusters", method="POST",
+        body=cluster)
+    assert status == 422, body
+    assert "external metadata store needs endpoints" in body["message"]
 
 
 @pytest.mark.parametrize(
@@ -327,9 +333,9 @@ def test_helm_renders_the_chart(control_plane: ControlPlane, helm: Path) -> None
 def test_helm_installs_the_chart_into_the_control_plane(
     control_plane: ControlPlane, helm: Path, crds: AppliedCrds, namespace: str
 ) -> None:
-    # The chart's crds/ hold the CRDs of manifests/crds.yaml, which the crds fixture applied; the
-    # apiserver refuses the Cluster CRD (see test_the_cluster_crd_registers), so helm leaves
-    # crds/ alone (--skip-crds) and the chart's templates create no Cluster by default.
+    # The chart's crds/ hold the CRDs of manifests/crds.yaml, which the crds fixture applied
+    # already, so helm leaves crds/ alone (--skip-crds); the templates create no Cluster by
+    # default.
     # --dry-run=server: the apiserver validates every object (schemas, admission), stores none.
     dry = control_plane.helm(helm, "install", "hr", str(CHART), "-n", namespace,
                              "--skip-crds", "--dry-run=server").stdout
