@@ -19,17 +19,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from headrace.storage.batch import (
+from headrace.record.layout import (
     HEADER_SIZE,
     INT32_MAX,
     LOG_OVERHEAD,
     MAGIC,
+    PREFIX_SIZE,
     BatchHeader,
-    FileBatchScanner,
-    ScanOutcome,
     log_append_time_header,
-    parse_batches,
-    read_header,
     rewritten_prefix,
 )
 from headrace.storage.cleaner import (
@@ -54,6 +51,7 @@ from headrace.storage.errors import (
     StorageError,
     UnknownPartitionError,
 )
+from headrace.storage.file_batches import FileBatchScanner, ScanOutcome, read_header
 from headrace.storage.files import TMP_SUFFIX, FileHandleCache, fsync_dir, write_atomic
 from headrace.storage.producer_state import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
@@ -62,7 +60,6 @@ from headrace.storage.producer_state import (
     list_snapshots,
     replayed_write_time,
 )
-from headrace.storage.records import require_keys
 from headrace.storage.results import AppendResult, FileRegion, LogRead, RecoveryEvent
 from headrace.storage.segment import (
     INDEX_SUFFIX,
@@ -72,12 +69,12 @@ from headrace.storage.segment import (
     Segment,
 )
 from headrace.storage.segment import segment_name as segment_name_of
+from headrace.storage.validation import require_keys, validate_batches
 
 log = logging.getLogger(__name__)
 
 STATE_NAME = "partition-state.json"
 _IOV_MAX = 1024
-_PREFIX_SIZE = 17  # baseOffset, batchLength, partitionLeaderEpoch, magic
 _TRUSTED = 2**63 - 1  # recovery point meaning "clean shutdown: verify nothing"
 LATEST_TIMESTAMP = -1  # ListOffsets special timestamps
 EARLIEST_TIMESTAMP = -2
@@ -199,7 +196,7 @@ class PartitionLog:
         self._check_open()
         view = memoryview(batches).cast("B")
         config = self._config
-        headers = parse_batches(view, max_batch_bytes=config.max_message_bytes, leader=True)
+        headers = validate_batches(view, max_batch_bytes=config.max_message_bytes, leader=True)
         if config.compacts:
             require_keys(view, headers, f"{self._topic}-{self._partition}")
         pending: dict[int, ProducerEntry] = {}
@@ -243,7 +240,7 @@ class PartitionLog:
                 iov.append(view[header.position + HEADER_SIZE : end])
             else:
                 iov.append(rewritten_prefix(header, offset, leader_epoch))
-                iov.append(view[header.position + _PREFIX_SIZE : end])
+                iov.append(view[header.position + PREFIX_SIZE : end])
         active = self._active
         start_position = active.size
         self._write(active, iov, start_position, len(view))
@@ -277,7 +274,7 @@ class PartitionLog:
         """Follower append: batches keep their leader-assigned offsets and epochs."""
         self._check_open()
         view = memoryview(batches).cast("B")
-        headers = parse_batches(view, max_batch_bytes=None, leader=False)
+        headers = validate_batches(view, max_batch_bytes=None, leader=False)
         expected = self.log_end_offset
         # A compacted leader's log has offset gaps, which its followers copy as they are.
         gaps_allowed = self._config.compacts

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from headrace.storage.batch import BatchHeader, FileBatchScanner, ScanOutcome, read_header
+from headrace.record import BatchHeader
+from headrace.storage.file_batches import FileBatchScanner, ScanOutcome, read_header
 from headrace.storage.files import FileHandleCache
 from headrace.storage.index import (
     OFFSET_ENTRY,
