@@ -2,7 +2,8 @@
 
 Files are named by the segment's base offset, zero-padded to 20 digits, as Kafka names them.
 This module tracks a segment's size, offsets and timestamps and maintains its sparse indexes;
-the policy of when to roll, recover or delete lives in ``log.py``.
+the policy of when to roll, recover or delete lives in the partition log (``log.py`` and the
+``log_*.py`` modules it is built from).
 """
 
 from __future__ import annotations
