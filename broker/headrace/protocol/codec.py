@@ -17,6 +17,9 @@ from typing import Any, Protocol
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
+from headrace.record.errors import VarintError
+from headrace.record.varint import decode_uvarint
+
 API_VERSIONS_KEY = 18
 
 _HEADER_PREFIX = struct.Struct(">hhi")
@@ -69,19 +72,10 @@ def parse_request_header(frame: bytes | memoryview, flexible: bool | None = None
 
 
 def _read_uvarint(data: bytes | memoryview, offset: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if offset >= len(data):
-            raise MalformedRequestError("varint runs past the frame")
-        byte = data[offset]
-        offset += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, offset
-        shift += 7
-        if shift > 28:
-            raise MalformedRequestError("varint too long")
+    try:
+        return decode_uvarint(data, offset)
+    except VarintError as error:
+        raise MalformedRequestError(str(error)) from None
 
 
 def skip_tagged_fields(data: bytes | memoryview, offset: int) -> int:
