@@ -17,8 +17,7 @@ from typing import Any, Protocol
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
-from headrace.record.errors import VarintError
-from headrace.record.varint import decode_uvarint
+from headrace.record.varint import READ_ERRORS, read_uvarint
 
 API_VERSIONS_KEY = 18
 
@@ -73,9 +72,10 @@ def parse_request_header(frame: bytes | memoryview, flexible: bool | None = None
 
 def _read_uvarint(data: bytes | memoryview, offset: int) -> tuple[int, int]:
     try:
-        return decode_uvarint(data, offset)
-    except VarintError as error:
-        raise MalformedRequestError(str(error)) from None
+        value, size = read_uvarint(data, offset)
+    except READ_ERRORS as error:
+        raise MalformedRequestError(f"bad varint at byte {offset}: {error}") from None
+    return value, offset + size
 
 
 def skip_tagged_fields(data: bytes | memoryview, offset: int) -> int:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from headrace.record.errors import VarintError
-from headrace.record.varint import decode_uvarint, encode_uvarint
+from headrace.record.varint import READ_ERRORS, encode_uvarint, read_uvarint
 
 MIN_VERSION = 3
 MAX_VERSION = 9
@@ -81,9 +80,10 @@ class _Reader:
 
     def uvarint(self) -> int:
         try:
-            value, self.offset = decode_uvarint(self.data, self.offset)
-        except VarintError as error:
-            raise ProduceDecodeError(str(error)) from None
+            value, size = read_uvarint(self.data, self.offset)
+        except READ_ERRORS as error:
+            raise ProduceDecodeError(f"bad varint at byte {self.offset}: {error}") from None
+        self.offset += size
         return value
 
     def length(self) -> int:

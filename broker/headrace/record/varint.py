@@ -55,7 +55,7 @@ def decode_uvarint(data: Buffer, position: int) -> tuple[int, int]:
         value, size = read_uvarint(data, position)
     except READ_ERRORS as error:
         raise _varint_error(error, position) from None
-    return int(value), position + size
+    return value, position + size
 
 
 def decode_varint(data: Buffer, position: int) -> tuple[int, int]:
@@ -65,7 +65,7 @@ def decode_varint(data: Buffer, position: int) -> tuple[int, int]:
         value, size = read_varint(data, position)
     except READ_ERRORS as error:
         raise _varint_error(error, position) from None
-    return int(value), position + size
+    return value, position + size
 
 
 def decode_varlong(data: Buffer, position: int) -> tuple[int, int]:
@@ -75,7 +75,7 @@ def decode_varlong(data: Buffer, position: int) -> tuple[int, int]:
         value, size = read_varlong(data, position)
     except READ_ERRORS as error:
         raise _varint_error(error, position) from None
-    return int(value), position + size
+    return value, position + size
 
 
 def _varint_error(error: Exception, position: int) -> VarintError:
