@@ -10,7 +10,7 @@ Three depths, each for the readers that need it:
   check that a compacted topic's records have keys;
 * :func:`iter_records` / :func:`batch_records` decode records with their values and headers,
   in aiokafka's C decoder (a pure-Python one is about seven times slower): what the HTTP
-  consumers, the group coordinator's loading and ListOffsets need.
+  stream and the group coordinator's loading need.
 
 Compressed records are decompressed by :mod:`.compression` in every case.
 """
