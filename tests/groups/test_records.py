@@ -25,6 +25,7 @@ from headrace.groups.records import (
     encode_value,
     parse_batches,
 )
+from headrace.record import batches_end
 
 names = st.text(min_size=0, max_size=30)
 
@@ -97,6 +98,7 @@ def test_batch_is_valid_record_batch_v2_and_parses_back() -> None:
     second = bytearray(build_batch(entries[:1], 5))
     struct.pack_into(">q", second, 0, 10)
     data = batch + bytes(second) + batch[:30]
+    assert batches_end(data) == len(batch) + len(second)
     parsed = list(parse_batches(data))
     assert [(e.offset, e.key, e.value) for e in parsed] == [
         (0, entries[0][0], entries[0][1]),

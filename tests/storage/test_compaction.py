@@ -3,13 +3,13 @@ cleaning, producer state, keyless records, replicas, and the pure planning rules
 
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 
 import pytest
 from kafka.record import MemoryRecords
 
+from headrace.record.compression import GZIP
 from headrace.storage import (
     CleanerCheckpoint,
     InvalidBatchError,
@@ -24,7 +24,6 @@ from headrace.storage.cleaner import (
     group_for_rewrite,
     record_survives,
 )
-from headrace.storage.records import COMPRESSION_GZIP
 from tests.storage.batches import make_keyed_batch, split_batches
 from tests.storage.compaction_helpers import latest_by_key, read_batches, read_records
 from tests.storage.conftest import ManualClock, OpenManager
@@ -274,7 +273,7 @@ def test_gzip_batches_are_compacted_and_unknown_codecs_kept_whole(
     for i in range(12):
         records = [(b"a", b"a%d" % i), (b"b", b"b%d" % i), (b"c%d" % i, b"once")]
         log.append(
-            make_keyed_batch(records, attributes=COMPRESSION_GZIP, compress=gzip.compress),
+            make_keyed_batch(records, compression=GZIP),
             leader_epoch=0,
         )
     # An lz4 batch (codec 3) we cannot decompress: kept byte for byte, never decoded.

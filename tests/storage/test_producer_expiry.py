@@ -13,6 +13,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from headrace.record import BatchHeader, parse_batches
 from headrace.storage import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     InvalidConfigError,
@@ -22,7 +23,6 @@ from headrace.storage import (
     PartitionLog,
     UnknownProducerIdError,
 )
-from headrace.storage.batch import BatchHeader, parse_batches
 from headrace.storage.producer_state import ProducerEntry, ProducerStateManager
 from tests.storage.batches import make_batch
 from tests.storage.conftest import ManualClock, OpenManager, simulate_crash
@@ -233,7 +233,7 @@ def test_close_after_a_pass_writes_a_snapshot_without_the_expired(
 
 def _header(pid: int, seq: int = 0) -> BatchHeader:
     batch = make_batch([b"x"], producer_id=pid, producer_epoch=0, base_sequence=seq)
-    (header,) = parse_batches(memoryview(batch), max_batch_bytes=None, leader=False)
+    (header,) = parse_batches(memoryview(batch), max_batch_bytes=None, dense=False)
     return header
 
 

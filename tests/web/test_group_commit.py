@@ -16,9 +16,9 @@ from headrace.core.broker import Broker
 from headrace.core.config import BrokerConfig
 from headrace.core.errors import KafkaError
 from headrace.core.topics import TopicSpec
+from headrace.record import build_batch, iter_records
 from headrace.storage import AppendResult
 from headrace.web.group_commit import Appended, GroupCommit, group_offsets
-from headrace.web.records import build_batch, decode_batches
 from tests.web.conftest import RunningBroker
 from tests.web.test_rest_interop import consume_all
 
@@ -62,7 +62,7 @@ def batch_of(*values: bytes) -> bytes:
 def logged(broker: Broker, partition: int) -> dict[int, bytes | None]:
     read = broker.read(TOPIC, partition, 0, 1 << 20)
     try:
-        return {record.offset: record.value for record in decode_batches(read.to_bytes())}
+        return {record.offset: record.value for record in iter_records(read.to_bytes())}
     finally:
         read.close()
 

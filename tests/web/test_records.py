@@ -12,7 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2 as kafka_murmur2
 
-from headrace.web import records as records_module
+from headrace.record import (
+    build_batch,
+    iter_records,
+    new_batch_builder,
+)
 from headrace.web.records import (
     MAX_TIMESTAMP_MS,
     InvalidRecordError,
@@ -20,20 +24,16 @@ from headrace.web.records import (
     PartitionBatch,
     RequestBatches,
     UnknownPartitionError,
-    build_batch,
     choose_partition,
-    decode_batches,
     format_timestamp,
-    new_batch_builder,
     parse_produce_request,
     parse_timestamp,
     parse_v2_produce,
-    plain_batch,
-    plain_batch_fits,
     render_record,
     split_json_body,
     split_json_values,
 )
+from headrace.web.records import v2 as records_module
 
 
 def test_all_three_data_types_and_headers() -> None:
@@ -91,26 +91,8 @@ def test_partitioner_matches_kafka_murmur2_and_round_robins_null_keys() -> None:
     assert choose_partition(b"same", 7, 0) == choose_partition(b"same", 7, 5)
 
 
-headers_strategy = st.lists(st.tuples(st.text(max_size=5), st.none() | st.binary(max_size=8)),
-                            max_size=3)
-record_strategy = st.tuples(st.integers(0, 2**40), st.none() | st.binary(max_size=30),
-                            st.none() | st.binary(max_size=30), headers_strategy)
-
-
-@given(st.lists(record_strategy, min_size=1, max_size=20), st.integers(0, 1000))
-def test_batches_round_trip(records: list[Any], base: int) -> None:
-    batch = bytearray(build_batch(records))
-    batch[0:8] = base.to_bytes(8, "big")  # the log rewrites the base offset in place
-    decoded = list(decode_batches(bytes(batch)))
-    assert [r.offset for r in decoded] == list(range(base, base + len(records)))
-    assert [(r.timestamp_ms, r.key, r.value, list(r.headers)) for r in decoded] == [
-        (t, k, v, list(h)) for t, k, v, h in records]
-    assert [r.offset for r in decode_batches(bytes(batch), start_offset=base + 1)] == list(
-        range(base + 1, base + len(records)))
-
-
 def test_render_formats() -> None:
-    (record,) = decode_batches(build_batch([(5, b"k", b'{"a":1}', [("h", b"x")])]))
+    (record,) = iter_records(build_batch([(5, b"k", b'{"a":1}', [("h", b"x")])]))
     assert render_record("t", 0, record, "json")["value"] == {"a": 1}
     assert render_record("t", 0, record, "string")["value"] == '{"a":1}'
     rendered = render_record("t", 0, record, "binary")
@@ -327,7 +309,7 @@ def test_plain_bodies_take_the_fast_path(objects: list[Any]) -> None:
     assert not batches.refused
     for partition, batch in batches.batches.items():
         assert [(r.offset, r.timestamp_ms, r.key, r.value, r.headers)
-                for r in decode_batches(batch.build())] == [
+                for r in iter_records(batch.build())] == [
             (offset, NOW_MS, None, objects[index]["value"]["data"].encode("utf-8", "surrogatepass"),
              ()) for offset, index in enumerate(batch.indexes)]
         assert all(objects[index]["partition_id"] == partition for index in batch.indexes)
@@ -355,7 +337,7 @@ def test_records_for_missing_partitions_are_refused_and_the_rest_written() -> No
     assert str(problem) == "partition 5 of topic 'orders' not found (it has 2)"
     assert list(batches.refused) == [1]
     assert batches.batches[1].indexes == [0, 2]
-    assert [r.value for r in decode_batches(batches.batches[1].build())] == [b"a", b"c"]
+    assert [r.value for r in iter_records(batches.batches[1].build())] == [b"a", b"c"]
 
 
 def test_the_extra_header_joins_every_record_that_lacks_it() -> None:
@@ -364,7 +346,7 @@ def test_the_extra_header_joins_every_record_that_lacks_it() -> None:
         b'{"partition_id": 0, "value": {"type": "STRING", "data": "a"}}\n'
         b'{"partition_id": 0, "value": {"type": "STRING", "data": "b"},'
         b' "headers": [{"name": "traceparent", "value": "b3du"}]}')
-    assert [r.headers for r in decode_batches(batches.batches[0].build())] == [
+    assert [r.headers for r in iter_records(batches.batches[0].build())] == [
         (("traceparent", b"00-abc"),), (("traceparent", b"own"),)]
 
 
@@ -382,26 +364,6 @@ def _builder_batch(records: list[tuple[int, bytes | None, bytes | None, list[Any
     for offset_delta, (timestamp, key, value, headers) in enumerate(records):
         builder.append(offset_delta, timestamp, key, value, headers)
     return bytes(builder.build())
-
-
-@given(st.integers(0, 300), st.integers(1, 200), st.integers(0, MAX_TIMESTAMP_MS),
-       st.binary(min_size=1, max_size=1))
-def test_a_plain_batch_is_what_aiokafka_builds(size: int, count: int, timestamp: int,
-                                              fill: bytes) -> None:
-    # Sizes and counts cross a varint width (from 64 on, a second byte).
-    values = [bytes([(fill[0] + n) % 256]) * size for n in range(count)]
-    assert plain_batch_fits(values)
-    assert plain_batch(values, timestamp) == _builder_batch(
-        [(timestamp, None, value, []) for value in values])
-
-
-@pytest.mark.parametrize("size", [37, 2368, 2400, 2431])
-def test_a_plain_batch_whose_lengths_hold_a_percent_byte(size: int) -> None:
-    # plain_batch fills a template with %: a length varint with a 0x25 ('%') byte in it (the
-    # second byte of a value length from 2368 to 2431) must come out as itself; and values
-    # holding % are only ever filled in.
-    values = [b"%s%%" * (size // 4) + b"%" * (size % 4)] * 3
-    assert plain_batch(values, NOW_MS) == _builder_batch([(NOW_MS, None, v, []) for v in values])
 
 
 @given(st.lists(st.tuples(st.booleans(), st.binary(max_size=20)), min_size=1, max_size=30))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
 
+from headrace import record
 from headrace.core.errors import KafkaError
 from headrace.core.topics import kafka_error_from_storage
 from headrace.storage import (
@@ -237,18 +238,15 @@ def _first_record_at_or_after(
     Only ListOffsets by time pays for decoding (one batch, compressed or not); produce and fetch
     never look inside batches.
     """
-    from aiokafka.record.default_records import DefaultRecordBatch
-
     base_offset, _max_timestamp = batch
     with log.read(base_offset, 1) as read:
         data = read.to_bytes()
-    if len(data) < 61:
-        return batch
-    length = int.from_bytes(data[8:12], "big")
     try:
-        for record in DefaultRecordBatch(data[: 12 + length]):
-            if record.timestamp >= timestamp:
-                return int(record.offset), int(record.timestamp)
-    except Exception:  # an undecodable batch still has a valid batch-level answer
+        for header, whole in record.whole_batches(data):
+            for entry in record.batch_records(whole, header):
+                if entry.timestamp_ms >= timestamp:
+                    return entry.offset, entry.timestamp_ms
+            break  # the first batch is the one storage found
+    except record.RecordError:  # an undecodable batch still has a valid batch-level answer
         log_.exception("cannot decode batch at offset %d", base_offset)
     return batch

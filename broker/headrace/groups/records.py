@@ -8,22 +8,18 @@ The key/value layout follows Kafka's own internal schemas so the log reads like 
   generation, protocol, leader, state timestamp, members[...])``;
 * a record with a null value is a tombstone: the offset or group is gone.
 
-Records travel in RecordBatch v2 batches built and parsed with kio's record codec, so the
+Records travel in RecordBatch v2 batches built and parsed by :mod:`headrace.record`, so the
 storage engine validates them like any producer's batch and replicas copy them verbatim.
 """
 
 from __future__ import annotations
 
-import datetime
 import io
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from kio.records.readers import read_batch
-from kio.records.schema import NewRecordBatch, Record
-from kio.records.writers import write_new_batch
-from kio.static.primitive import TZAwareMicros, i8, i16, i32, i64
+from headrace import record
 
 OFFSET_KEY_VERSION = 1
 GROUP_KEY_VERSION = 2
@@ -33,7 +29,6 @@ GROUP_VALUE_VERSION = 3
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
-_BATCH_PREFIX = struct.Struct(">qi")
 
 
 class RecordFormatError(ValueError):
@@ -252,31 +247,10 @@ def build_batch(entries: list[tuple[Key, Value | None]], timestamp_ms: int) -> b
     """One RecordBatch v2 (base offset 0; the log assigns real offsets) holding all entries."""
     if not entries:
         raise ValueError("a batch needs at least one record")
-    timestamp = TZAwareMicros.parse(
-        datetime.datetime.fromtimestamp(timestamp_ms / 1000, datetime.UTC)
+    return record.build_batch(
+        (timestamp_ms, encode_key(key), None if value is None else encode_value(value), ())
+        for key, value in entries
     )
-    records = tuple(
-        Record(
-            attributes=i8(0),
-            timestamp=timestamp,
-            offset=i64(index),
-            key=encode_key(key),
-            value=None if value is None else encode_value(value),
-            headers=(),
-        )
-        for index, (key, value) in enumerate(entries)
-    )
-    batch = NewRecordBatch(
-        producer_id=i64(-1),
-        producer_epoch=i16(-1),
-        partition_leader_epoch=i32(-1),
-        base_sequence=i32(-1),
-        records=records,
-        attributes=i16(0),
-    )
-    buffer = io.BytesIO()
-    write_new_batch(buffer, batch)
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,38 +272,33 @@ def _reraise(_offset: int, error: Exception) -> None:
 def parse_batches(data: bytes, on_skip: SkipHandler = _reraise) -> Iterator[LoggedEntry]:
     """Decode a run of whole batches (as a log read returns them), in log order.
 
-    A batch that fails its CRC, or a record whose key or value this version cannot read, is
-    passed to ``on_skip(offset, error)``; by default that raises, a loader may log and go on.
+    A batch that fails its CRC or does not decode, or a record whose key or value this
+    version cannot read, is passed to ``on_skip(offset, error)``; by default that raises, a
+    loader may log and go on.
     """
-    position = 0
-    while position + 12 <= len(data):
-        base_offset, batch_length = _BATCH_PREFIX.unpack_from(data, position)
-        end = position + 12 + batch_length
-        if end > len(data):
-            break  # a partial trailing batch: the next read starts there
+    for header, batch in record.whole_batches(data):
         try:
-            batch, _size = read_batch(data, position)
-        except Exception as error:  # kio raises ValueError/DecodeError for a damaged batch
-            on_skip(base_offset, error)
-            position = end
+            record.check_crc(batch, header)
+            logged = list(record.batch_records(batch, header))
+        except record.RecordError as error:
+            on_skip(header.base_offset, error)
             continue
-        position = end
-        if batch.attributes & 0x20:  # control batches carry no coordinator state
+        if header.is_control:  # control batches carry no coordinator state
             continue
-        for record in batch.records:
-            if record.key is None:
+        for entry in logged:
+            if entry.key is None:
                 continue
             try:
-                key = decode_key(record.key)
+                key = decode_key(entry.key)
                 value: Value | None
-                if record.value is None:
+                if entry.value is None:
                     value = None
                 elif isinstance(key, OffsetKey):
-                    value = decode_offset_value(record.value)
+                    value = decode_offset_value(entry.value)
                 else:
-                    value = decode_group_value(record.value)
+                    value = decode_group_value(entry.value)
             except (RecordFormatError, UnicodeDecodeError) as error:
-                on_skip(int(record.offset), error)
+                on_skip(entry.offset, error)
                 continue
-            yield LoggedEntry(int(record.offset), key, value)
+            yield LoggedEntry(entry.offset, key, value)
 

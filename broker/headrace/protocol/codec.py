@@ -17,6 +17,8 @@ from typing import Any, Protocol
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
+from headrace.record.varint import READ_ERRORS, read_uvarint
+
 API_VERSIONS_KEY = 18
 
 _HEADER_PREFIX = struct.Struct(">hhi")
@@ -69,19 +71,11 @@ def parse_request_header(frame: bytes | memoryview, flexible: bool | None = None
 
 
 def _read_uvarint(data: bytes | memoryview, offset: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if offset >= len(data):
-            raise MalformedRequestError("varint runs past the frame")
-        byte = data[offset]
-        offset += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, offset
-        shift += 7
-        if shift > 28:
-            raise MalformedRequestError("varint too long")
+    try:
+        value, size = read_uvarint(data, offset)
+    except READ_ERRORS as error:
+        raise MalformedRequestError(f"bad varint at byte {offset}: {error}") from None
+    return value, offset + size
 
 
 def skip_tagged_fields(data: bytes | memoryview, offset: int) -> int:

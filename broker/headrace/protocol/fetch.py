@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass, field
 
 from headrace.protocol.codec import FileSlice
+from headrace.record.varint import encode_uvarint
 
 MIN_VERSION = 4
 MAX_VERSION = 12
@@ -21,15 +22,6 @@ _I32 = struct.Struct(">i")
 _I16 = struct.Struct(">h")
 _PARTITION_HEAD = struct.Struct(">ihqq")  # index, error, high watermark, last stable offset
 _I64 = struct.Struct(">q")
-
-
-def uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 @dataclass(slots=True)
@@ -64,11 +56,12 @@ def encode_fetch_body(
     head = bytearray(_I32.pack(throttle_ms))
     if version >= 7:
         head += _I16.pack(error_code) + _I32.pack(session_id)
-    head += uvarint(len(topics) + 1) if flexible else _I32.pack(len(topics))
+    head += encode_uvarint(len(topics) + 1) if flexible else _I32.pack(len(topics))
     for name, partitions in topics:
         encoded_name = name.encode()
         if flexible:
-            head += uvarint(len(encoded_name) + 1) + encoded_name + uvarint(len(partitions) + 1)
+            head += encode_uvarint(len(encoded_name) + 1) + encoded_name
+            head += encode_uvarint(len(partitions) + 1)
         else:
             head += _I16.pack(len(encoded_name)) + encoded_name + _I32.pack(len(partitions))
         for partition in partitions:
@@ -85,7 +78,7 @@ def encode_fetch_body(
             if version >= 11:
                 head += _I32.pack(-1)  # preferred_read_replica: none
             size = partition.records_size
-            head += uvarint(size + 1) if flexible else _I32.pack(size)
+            head += encode_uvarint(size + 1) if flexible else _I32.pack(size)
             if size:
                 parts.append(bytes(head))
                 head = bytearray()

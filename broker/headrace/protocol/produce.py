@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from headrace.protocol.fetch import uvarint
+from headrace.record.varint import READ_ERRORS, encode_uvarint, read_uvarint
 
 MIN_VERSION = 3
 MAX_VERSION = 9
@@ -79,15 +79,12 @@ class _Reader:
         return value
 
     def uvarint(self) -> int:
-        result = shift = 0
-        while True:
-            byte = self.take(1)[0]
-            result |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return result
-            shift += 7
-            if shift > 28:
-                raise ProduceDecodeError("varint too long")
+        try:
+            value, size = read_uvarint(self.data, self.offset)
+        except READ_ERRORS as error:
+            raise ProduceDecodeError(f"bad varint at byte {self.offset}: {error}") from None
+        self.offset += size
+        return value
 
     def length(self) -> int:
         """A string/bytes length: -1 for null."""
@@ -176,7 +173,7 @@ class PartitionResult:
 def _string(value: str, flexible: bool) -> bytes:
     encoded = value.encode()
     if flexible:
-        return uvarint(len(encoded) + 1) + encoded
+        return encode_uvarint(len(encoded) + 1) + encoded
     return _I16.pack(len(encoded)) + encoded
 
 
@@ -193,10 +190,10 @@ def encode_produce_body(
     if not MIN_VERSION <= version <= MAX_VERSION:
         raise ValueError(f"Produce v{version} is not hand-framed")
     flexible = version >= FLEXIBLE_FROM
-    out = bytearray(uvarint(len(topics) + 1) if flexible else _I32.pack(len(topics)))
+    out = bytearray(encode_uvarint(len(topics) + 1) if flexible else _I32.pack(len(topics)))
     for name, partitions in topics:
         out += _string(name, flexible)
-        out += uvarint(len(partitions) + 1) if flexible else _I32.pack(len(partitions))
+        out += encode_uvarint(len(partitions) + 1) if flexible else _I32.pack(len(partitions))
         for partition in partitions:
             out += _PARTITION.pack(
                 partition.index,

@@ -31,11 +31,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headrace.storage.batch import INT32_MAX, BatchHeader, FileBatchScanner
+from headrace.record import (
+    BatchHeader,
+    UnsupportedCompressionError,
+    rebuild_batch,
+    record_spans,
+)
+from headrace.record.layout import INT32_MAX
 from headrace.storage.config import LogConfig
 from headrace.storage.errors import StorageError
+from headrace.storage.file_batches import FileBatchScanner
 from headrace.storage.files import FileHandleCache, write_atomic
-from headrace.storage.records import UnsupportedCompressionError, decode_records, rebuild_batch
 from headrace.storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
@@ -358,7 +364,7 @@ class CleaningTask:
                 if header.next_offset <= self.first_dirty or header.is_control:
                     continue
                 try:
-                    _, spans = decode_records(batch, header)
+                    _, spans = record_spans(batch, header)
                 except UnsupportedCompressionError:
                     continue  # kept whole by the rewrite
                 for span in spans:
@@ -490,7 +496,7 @@ class _GroupWriter:
         if header.is_control:
             return batch  # transaction markers are kept (we have no transactions to finish)
         try:
-            payload, spans = decode_records(batch, header)
+            payload, spans = record_spans(batch, header)
         except UnsupportedCompressionError:
             self.opaque_seen = True
             return batch

@@ -27,7 +27,8 @@ from headrace.storage.errors import (
     UnknownPartitionError,
 )
 from headrace.storage.files import FileHandleCache, fsync_dir, write_atomic
-from headrace.storage.log import PartitionLog, wall_clock_ms
+from headrace.storage.log import PartitionLog
+from headrace.storage.log_state import wall_clock_ms
 from headrace.storage.producer_state import DEFAULT_PRODUCER_ID_EXPIRATION_MS
 from headrace.storage.results import (
     RecoveryEvent,

@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headrace.storage.batch import BatchHeader, increment_sequence
+from headrace.record import BatchHeader, increment_sequence
 from headrace.storage.errors import (
     InvalidProducerEpochError,
     OutOfOrderSequenceError,

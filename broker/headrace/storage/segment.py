@@ -2,7 +2,8 @@
 
 Files are named by the segment's base offset, zero-padded to 20 digits, as Kafka names them.
 This module tracks a segment's size, offsets and timestamps and maintains its sparse indexes;
-the policy of when to roll, recover or delete lives in ``log.py``.
+the policy of when to roll, recover or delete lives in the partition log (``log.py`` and the
+``log_*.py`` modules it is built from).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from headrace.storage.batch import BatchHeader, FileBatchScanner, ScanOutcome, read_header
+from headrace.record import BatchHeader
+from headrace.storage.file_batches import FileBatchScanner, ScanOutcome, read_header
 from headrace.storage.files import FileHandleCache
 from headrace.storage.index import (
     OFFSET_ENTRY,

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from headrace.record import Record
 from headrace.web import errors
 from headrace.web.context import (
     context_of,
@@ -27,12 +28,7 @@ from headrace.web.context import (
     require_fields,
 )
 from headrace.web.errors import ApiError
-from headrace.web.records import (
-    RECORD_FORMATS,
-    ConsumedRecord,
-    RecordFormat,
-    render_record,
-)
+from headrace.web.records import RECORD_FORMATS, RecordFormat, render_record
 
 CONSUMERS = "/consumers/{group_name}"
 INSTANCE = CONSUMERS + "/instances/{instance}"
@@ -336,7 +332,7 @@ async def get_records(request: web.Request) -> web.Response:
     size = 0
     for tp, messages in sorted(batches.items()):
         for message in messages:
-            record = ConsumedRecord(
+            record = Record(
                 offset=message.offset,
                 timestamp_ms=message.timestamp,
                 timestamp_type=message.timestamp_type,

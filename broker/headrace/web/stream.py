@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from headrace.core.errors import KafkaError
+from headrace.record import iter_records
 from headrace.web import errors
 from headrace.web.context import WebContext, context_of, int_param
 from headrace.web.errors import ApiError, from_kafka_error
@@ -23,7 +24,6 @@ from headrace.web.records import (
     RECORD_FORMATS,
     InvalidRecordError,
     RecordFormat,
-    decode_batches,
     parse_timestamp,
     render_record,
 )
@@ -152,7 +152,7 @@ def _read_events(ctx: WebContext, topic: str, positions: dict[int, int],
         except KafkaError:
             continue  # the topic vanished or moved; the next round re-checks
         records = 0
-        for record in decode_batches(data, position):
+        for record in iter_records(data, position):
             if budget is not None and count >= budget:
                 break
             payload: dict[str, Any] = render_record(topic, partition, record, record_format)
