@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.storage.batches import make_batch
 
 from headrace.cluster.model import PartitionState
 from headrace.cluster.replica_manager import ClusteredReplicaManager
 from headrace.storage import LogManager
+from tests.support.batches import make_batch
 
 TOPIC = "t"
 LEADER, FOLLOWER, STALLED = 1, 2, 3

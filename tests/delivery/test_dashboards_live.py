@@ -21,25 +21,25 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 from charts import dashboards
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer
 
 from tests.delivery.support import CHART_DIR
+from tests.support.brokers import BrokerProcess
+from tests.support.clients import confluent_consumer, confluent_producer, create_topic
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
-T = TypeVar("T")
 NAMESPACE = "headrace-test"
 POD = "events-a-0"
 TOPIC = "dashboards"
@@ -65,16 +65,6 @@ print(port, flush=True)
 sys.stdin.read()
 """
 METRIC_NAME = re.compile(r"\b(headrace_[a-z_]+|process_[a-z_]+|up)\b")
-
-
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def free_port() -> int:
@@ -105,15 +95,6 @@ class Prometheus:
         return result
 
 
-def _start_broker(data_dir: Path, ready_file: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "headrace", "broker", "--data-dir", str(data_dir),
-             "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-             "--ready-file", str(ready_file), "--log-level", "WARNING"],
-            stdout=log_file, stderr=subprocess.STDOUT)
-
-
 def _answers_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -122,34 +103,26 @@ def _answers_ok(url: str) -> bool:
         return False
 
 
-def _read_ready(path: Path) -> dict[str, Any] | None:
-    """The broker's ready file, once completely written."""
-    try:
-        ready: dict[str, Any] = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return ready if "http_port" in ready else None
-
-
 def _drive_traffic(bootstrap: str) -> Consumer:
     """A topic, records in and out, and a live consumer group that commits and then lags."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(TOPIC, 2, 1)]).values():
-        future.result(timeout=30)
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    create_topic(bootstrap, TOPIC, 2)
+    producer = confluent_producer(bootstrap, {"acks": "all", "linger.ms": 5})
     for index in range(200):
         producer.produce(TOPIC, key=str(index).encode(), value=b"v" * 100)
     assert producer.flush(30) == 0
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = confluent_consumer(bootstrap, {"group.id": GROUP, "auto.offset.reset": "earliest",
+                                              "enable.auto.commit": False})
     consumer.subscribe([TOPIC])
     consumed = 0
-    deadline = time.monotonic() + 60
-    while consumed < 200 and time.monotonic() < deadline:
+
+    def all_consumed() -> bool:
+        nonlocal consumed
         message = consumer.poll(0.5)
         if message is not None and not message.error():
             consumed += 1
-    assert consumed == 200
+        return consumed >= 200
+
+    eventually(all_consumed, timeout=60, interval=0, message=lambda: f"200 records ({consumed})")
     consumer.commit(asynchronous=False)
     # Records the group has not read yet: lag.
     for index in range(50):
@@ -200,7 +173,8 @@ def _start_prometheus(binary: str, config: Path,
                 return None
 
         try:
-            state = wait_until("Prometheus to be ready", ready_or_exited, timeout=60)
+            state = eventually(ready_or_exited, timeout=60, interval=0.2,
+                               message="Prometheus to be ready")
         except AssertionError:
             _stop(server)
             raise
@@ -223,34 +197,33 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     binary = shutil.which("prometheus")
     assert binary, "Debian's prometheus package is installed by tests/tools/install.sh"
     workdir = tmp_path_factory.mktemp("observability")
-    ready_file = workdir / "broker-ready.json"
-    broker_log = workdir / "broker.log"
-    broker = _start_broker(workdir / "data", ready_file, broker_log)
     operator = subprocess.Popen([sys.executable, "-c", OPERATOR_METRICS], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    broker = BrokerProcess(workdir / "data", ("--log-level", "WARNING"))
     server: subprocess.Popen[bytes] | None = None
     consumer: Consumer | None = None
     try:
         try:
-            ready = wait_until("the broker to listen", functools.partial(_read_ready, ready_file))
+            broker.start()
             # The probes the operator gives broker pods answer.
             for probe in ("healthz", "readyz"):
-                wait_until(f"/{probe} to answer 200", functools.partial(
-                    _answers_ok, f"http://127.0.0.1:{ready['http_port']}/{probe}"), timeout=30)
-            consumer = _drive_traffic(f"127.0.0.1:{ready['kafka_port']}")
+                eventually(functools.partial(
+                    _answers_ok, f"http://127.0.0.1:{broker.http_port}/{probe}"), timeout=30,
+                    interval=0.2, message=f"/{probe} to answer 200")
+            consumer = _drive_traffic(broker.bootstrap)
             assert operator.stdout is not None
             operator_port = int(operator.stdout.readline())  # printed once its metrics are served
-            config = _prometheus_config(workdir, ready["http_port"], operator_port)
+            config = _prometheus_config(workdir, broker.http_port, operator_port)
             server, client = _start_prometheus(binary, config, workdir / "tsdb")
 
             def scraped_enough() -> bool:
                 return len(client.query("count_over_time(up[1m]) >= 6")) == 2
 
-            wait_until("6 scrapes of the broker", scraped_enough, timeout=60)
+            eventually(scraped_enough, timeout=60, interval=0.2,
+                       message="6 scrapes of the broker")
             consumer.poll(0.1)  # keep the group member alive
         except BaseException:
-            print(f"broker exit code {broker.poll()}; its log ends with:")
-            print(broker_log.read_text(errors="replace")[-4000:])
+            print(f"the broker's log ends with:\n{broker.log()[-4000:]}")
             raise
         yield client
     finally:
@@ -258,7 +231,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             consumer.close()
         if server is not None:
             _stop(server)
-        _stop(broker)
+        broker.kill()
         _stop(operator)
 
 
@@ -316,7 +289,7 @@ def test_alert_rules_load_and_evaluate_cleanly(prometheus: Prometheus) -> None:
         done = all(not rule["lastEvaluation"].startswith("0001") for rule in rules)
         return rules if done and rules else None
 
-    rules = wait_until("every rule evaluated", evaluated, timeout=30)
+    rules = eventually(evaluated, timeout=30, interval=0.2, message="every rule evaluated")
     assert {rule["name"] for rule in rules} == set(expected)
     for rule in rules:
         assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"

@@ -7,19 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from headrace.server.broker import Broker, BrokerConfig
+from headrace.server.broker import Broker
+from tests.support.brokers import in_process_broker
 
 
 @pytest.fixture
 async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    instance = Broker(
-        BrokerConfig(
-            data_dir=tmp_path / "data", kafka_port=0, http_host=None,
-            offsets_topic_partitions=2, max_request_bytes=1 << 20,
-        )
-    )
-    await instance.start()
-    try:
-        yield instance
-    finally:
-        await instance.stop()
+    async with in_process_broker(
+        tmp_path / "data", offsets_topic_partitions=2, max_request_bytes=1 << 20
+    ) as running:
+        yield running.broker

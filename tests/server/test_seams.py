@@ -14,9 +14,10 @@ from headrace.core.errors import KafkaError
 from headrace.core.replica import FetchBounds, ReplicaManager
 from headrace.core.requests import NullObserver
 from headrace.core.topics import TopicSpec
-from headrace.server.broker import Broker, BrokerConfig
+from headrace.server.broker import Broker
 from tests.server.test_wire import fetch_fields, produce
 from tests.server.wire import WireClient, build_batch
+from tests.support.brokers import in_process_broker
 
 FOLLOWER = 5
 
@@ -59,20 +60,14 @@ class FetchCounter(NullObserver):
 @pytest.fixture
 async def seamed(tmp_path: Path) -> AsyncIterator[tuple[Broker, FetchCounter]]:
     observer = FetchCounter()
-    broker = Broker(
-        BrokerConfig(data_dir=tmp_path / "data", kafka_port=0, http_host=None,
-                     offsets_topic_partitions=1),
-        observer=observer,
-    )
+    running = in_process_broker(tmp_path / "data", observer=observer)
+    broker = running.broker
     broker.open_storage()
     assert broker.logs is not None
     broker.attach(replicas=CommittedBelowLogEnd(broker.logs, 1), producer_ids=Exhausted())
     broker.add_readiness_check("stand-in", lambda: True)
-    await broker.start()
-    try:
+    async with running:
         yield broker, observer
-    finally:
-        await broker.stop()
 
 
 async def test_attached_replica_manager_decides_what_fetches_see(

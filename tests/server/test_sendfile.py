@@ -11,18 +11,17 @@ import pytest
 import uvloop
 
 from headrace.core.topics import TopicSpec
-from headrace.server.broker import Broker, BrokerConfig
 from tests.server.test_wire import fetch_fields, produce
 from tests.server.wire import WireClient, build_batch
+from tests.support.brokers import in_process_broker
 
 BATCHES = 10
 VALUE_BYTES = 600_000
 
 
 async def _large_fetch_round_trip(data_dir: Path) -> None:
-    broker = Broker(BrokerConfig(data_dir=data_dir, kafka_port=0, http_host=None,
-                                 offsets_topic_partitions=1))
-    await broker.start()
+    running = await in_process_broker(data_dir).start()
+    broker = running.broker
     try:
         broker.create_topic(TopicSpec("big", 1))
         producer = await WireClient.connect(broker.kafka_port)
@@ -62,7 +61,7 @@ async def _large_fetch_round_trip(data_dir: Path) -> None:
         await consumer.close()
         await producer.close()
     finally:
-        await broker.stop()
+        await running.stop()
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])

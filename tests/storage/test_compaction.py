@@ -25,9 +25,9 @@ from headrace.storage.cleaner import (
     record_survives,
 )
 from headrace.storage.records import COMPRESSION_GZIP
-from tests.storage.batches import make_keyed_batch, split_batches
-from tests.storage.compaction_helpers import latest_by_key, read_batches, read_records
 from tests.storage.conftest import ManualClock, OpenManager
+from tests.support.batches import make_keyed_batch, split_batches
+from tests.support.log_reads import latest_by_key, read_batches, read_records
 
 COMPACT = {"cleanup.policy": "compact", "segment.bytes": "400", "index.interval.bytes": "64"}
 DAY_MS = 24 * 3600 * 1000

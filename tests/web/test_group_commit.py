@@ -13,12 +13,12 @@ from kio.schema.errors import ErrorCode
 
 from headrace.core.errors import KafkaError
 from headrace.core.topics import TopicSpec
-from headrace.server.broker import Broker, BrokerConfig
+from headrace.server.broker import Broker
 from headrace.storage import AppendResult
 from headrace.web.group_commit import Appended, GroupCommit, group_offsets
 from headrace.web.records import build_batch, decode_batches
-from tests.web.conftest import RunningBroker
-from tests.web.test_rest_interop import consume_all
+from tests.support.brokers import RunningBroker, in_process_broker
+from tests.support.clients import consume_all
 
 TOPIC = "grouped"
 
@@ -32,12 +32,9 @@ def test_each_batch_of_a_shared_append_starts_after_the_ones_before() -> None:
 
 @pytest.fixture
 async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    broker = Broker(BrokerConfig(data_dir=tmp_path, kafka_port=0, http_host=None,
-                                 offsets_topic_partitions=1))
-    await broker.start()
-    broker.topics.create(TopicSpec(TOPIC, 2, configs={"max.message.bytes": "2000"}))
-    yield broker
-    await broker.stop()
+    async with in_process_broker(tmp_path) as running:
+        running.broker.topics.create(TopicSpec(TOPIC, 2, configs={"max.message.bytes": "2000"}))
+        yield running.broker
 
 
 class CountedProduce:

@@ -1,4 +1,5 @@
-"""A tiny RecordBatch v2 encoder for tests (the engine itself never encodes records)."""
+"""A tiny RecordBatch v2 encoder for tests, independent of the broker's record package, so a
+bug there cannot hide in the batches the tests feed the logs (storage and cluster tests)."""
 
 from __future__ import annotations
 
