@@ -77,6 +77,7 @@ def poll_until(
     timeout: float = 30.0,
 ) -> None:
     """Poll every consumer in turn (each one's rebalance needs its own polls) until done()."""
+
     def polled_until_done() -> bool:
         for index, consumer in enumerate(consumers):
             message = consumer.poll(0.05)

@@ -74,16 +74,23 @@ class InProcessBroker:
 
     async def start(self) -> InProcessBroker:
         await self.broker.start()
-        if self._http is not None:
-            extra: dict[str, Any] = {}
-            if self._http.max_body_bytes is not None:
-                extra["max_body_bytes"] = self._http.max_body_bytes
-            app = create_app(self.broker, tracer_provider=self._http.tracer_provider, **extra)
-            self._runner = web.AppRunner(app)
-            await self._runner.setup()
-            await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-            self.broker.http_port = self._runner.addresses[0][1]
+        try:
+            if self._http is not None:
+                await self._serve_http(self._http)
+        except BaseException:
+            await self.stop()
+            raise
         return self
+
+    async def _serve_http(self, options: _HttpOptions) -> None:
+        extra: dict[str, Any] = {}
+        if options.max_body_bytes is not None:
+            extra["max_body_bytes"] = options.max_body_bytes
+        app = create_app(self.broker, tracer_provider=options.tracer_provider, **extra)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.broker.http_port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -122,8 +129,8 @@ def in_process_broker(
 
 @dataclass
 class RunningBroker:
-    """An in-process broker with its HTTP app and a client session to it (tests of the
-    HTTP API: ``tests/web`` and the HTTP tracing tests)."""
+    """An in-process broker with its HTTP app and a client session to it: what the HTTP API
+    tests of tests/web get from their ``running`` fixture."""
 
     broker: Broker
     base_url: str

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from tests.support.waiting import eventually
+
+# kafka-python and aiokafka load with the first test that makes one of their clients (importing
+# kafka-python costs time and a deprecation warning per message schema).
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 Config = Mapping[str, Any]
 
@@ -55,28 +59,38 @@ def confluent_admin(bootstrap: str, config: Config | None = None) -> AdminClient
 
 
 def kafka_python_producer(bootstrap: str, **settings: Any) -> KafkaProducer:
+    from kafka import KafkaProducer
+
     return KafkaProducer(bootstrap_servers=bootstrap,
                          **{"request_timeout_ms": REQUEST_TIMEOUT_MS, **settings})
 
 
 def kafka_python_consumer(bootstrap: str, *topics: str, **settings: Any) -> KafkaConsumer:
+    from kafka import KafkaConsumer
+
     return KafkaConsumer(*topics, bootstrap_servers=bootstrap,
                          **{"request_timeout_ms": REQUEST_TIMEOUT_MS, **settings})
 
 
 def kafka_python_admin(bootstrap: str, **settings: Any) -> KafkaAdminClient:
+    from kafka import KafkaAdminClient
+
     return KafkaAdminClient(bootstrap_servers=bootstrap,
                             **{"request_timeout_ms": REQUEST_TIMEOUT_MS, **settings})
 
 
 def aiokafka_producer(bootstrap: str, **settings: Any) -> AIOKafkaProducer:
     """Not started: ``await producer.start()`` on the loop that uses it."""
+    from aiokafka import AIOKafkaProducer
+
     return AIOKafkaProducer(bootstrap_servers=bootstrap,
                             **{"request_timeout_ms": REQUEST_TIMEOUT_MS, **settings})
 
 
 def aiokafka_consumer(bootstrap: str, *topics: str, **settings: Any) -> AIOKafkaConsumer:
     """Not started: ``await consumer.start()`` on the loop that uses it."""
+    from aiokafka import AIOKafkaConsumer
+
     return AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap,
                             **{"request_timeout_ms": REQUEST_TIMEOUT_MS, **settings})
 

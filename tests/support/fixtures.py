@@ -21,18 +21,24 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from headrace.cluster.devcluster import DevCluster
-from headrace.cluster.etcd_launcher import EtcdProcess
-from headrace.cluster.model import KeySpace
-from tests.support.brokers import BrokerProcess
-from tests.support.clusters import FAST_FLAGS, StoreFactory, running_etcd
+# Every pytest session loads this plugin: the Kafka clients, aiohttp and the broker are imported
+# by the fixtures that use them, so a run of the pure tests (protocol, placement) skips them.
+if TYPE_CHECKING:
+    from headrace.cluster.devcluster import DevCluster
+    from headrace.cluster.etcd_launcher import EtcdProcess
+    from headrace.cluster.model import KeySpace
+    from tests.support.brokers import BrokerProcess
+    from tests.support.clusters import StoreFactory
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    from tests.support.brokers import BrokerProcess
+
     process = BrokerProcess(tmp_path_factory.mktemp("shared-broker") / "data").start()
     try:
         yield process
@@ -42,6 +48,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
 
 @pytest.fixture
 def start_broker(tmp_path: Path) -> Iterator[Callable[..., BrokerProcess]]:
+    from tests.support.brokers import BrokerProcess
+
     started: list[BrokerProcess] = []
 
     def start(*extra_args: str, data_dir: Path | None = None) -> BrokerProcess:
@@ -64,23 +72,31 @@ def fresh_broker(start_broker: Callable[..., BrokerProcess]) -> BrokerProcess:
 
 @pytest.fixture(scope="session")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdProcess]:
+    from tests.support.clusters import running_etcd
+
     with running_etcd(tmp_path_factory.mktemp("etcd") / "data") as process:
         yield process
 
 
 @pytest.fixture
 def private_etcd(tmp_path: Path) -> Iterator[EtcdProcess]:
+    from tests.support.clusters import running_etcd
+
     with running_etcd(tmp_path / "etcd-data") as process:
         yield process
 
 
 @pytest.fixture
 def keyspace() -> KeySpace:
+    from headrace.cluster.model import KeySpace
+
     return KeySpace(f"/test-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
 async def make_store(etcd: EtcdProcess, keyspace: KeySpace) -> AsyncIterator[StoreFactory]:
+    from tests.support.clusters import StoreFactory
+
     factory = StoreFactory(etcd, keyspace)
     try:
         yield factory
@@ -91,6 +107,9 @@ async def make_store(etcd: EtcdProcess, keyspace: KeySpace) -> AsyncIterator[Sto
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[DevCluster]:
     """etcd plus three brokers in zones a, b, c, with quick failure detection."""
+    from headrace.cluster.devcluster import DevCluster
+    from tests.support.clusters import FAST_FLAGS
+
     local = DevCluster(tmp_path / "cluster", 3, extra_args=FAST_FLAGS)
     try:
         local.start()
