@@ -1,4 +1,4 @@
-"""Suite-wide fixtures and the ``e2e`` gate.
+"""Suite-wide fixtures (from tests/support/fixtures.py; see tests/support) and the ``e2e`` gate.
 
 Tests marked ``e2e`` need a real Kubernetes cluster (kind in GitHub Actions). They run only when
 ``HEADRACE_E2E_KUBECONFIG`` (or ``KUBECONFIG``) points at a reachable cluster and
@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 
 import pytest
+
+pytest_plugins = ["tests.support.fixtures"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

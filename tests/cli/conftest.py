@@ -9,42 +9,30 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from headrace.cli import main
-from tests.clients.conftest import ROOT, BrokerProcess
+from tests.support.brokers import ROOT, BrokerProcess, subprocess_env
 
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture(scope="module")
-def cli_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    process = BrokerProcess(tmp_path_factory.mktemp("cli") / "data").start()
-    try:
-        yield process
-    finally:
-        process.kill()
-
-
 @pytest.fixture
-def cli(cli_broker: BrokerProcess, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "broker"), env.get("PYTHONPATH", "")])
+def cli(broker: BrokerProcess, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    env = subprocess_env()
 
     def run(*args: str, stdin: str | None = None, bootstrap: str | None = None,
             timeout: float = 60, in_subprocess: bool = False
             ) -> subprocess.CompletedProcess[str]:
-        argv = [*args, "--bootstrap-server", bootstrap or cli_broker.bootstrap]
+        argv = [*args, "--bootstrap-server", bootstrap or broker.bootstrap]
         if in_subprocess:
             return subprocess.run([sys.executable, "-m", "headrace", *argv], input=stdin,
                                   capture_output=True, text=True, timeout=timeout, env=env,
-                                  cwd=Path(ROOT))
+                                  cwd=ROOT)
         out, err = io.StringIO(), io.StringIO()
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((stdin or "").encode())))
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

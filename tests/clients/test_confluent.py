@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -20,33 +19,31 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from tests.clients.conftest import BrokerProcess
+from tests.support.brokers import BrokerProcess
+from tests.support.clients import (
+    SHORT_TIMEOUTS,
+    confluent_admin,
+    confluent_consumer,
+    confluent_producer,
+)
+from tests.support.waiting import eventually
 
 BASE_TS = 1_700_000_000_000
 
 
-def _common(bootstrap: str) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": bootstrap,
-        "socket.timeout.ms": 10_000,
-        "reconnect.backoff.max.ms": 500,
-    }
-
-
 def _admin(bootstrap: str) -> AdminClient:
-    return AdminClient(_common(bootstrap))
+    return confluent_admin(bootstrap, SHORT_TIMEOUTS)
 
 
 def _producer(bootstrap: str, **extra: Any) -> Producer:
-    config = {
-        **_common(bootstrap),
+    return confluent_producer(bootstrap, {
+        **SHORT_TIMEOUTS,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
         "message.timeout.ms": 20_000,
         **extra,
-    }
-    return Producer(config)
+    })
 
 
 def _error_code(future: Any) -> int:
@@ -60,19 +57,21 @@ def _error_code(future: Any) -> int:
 def consume_assigned(
     bootstrap: str, topic: str, partitions: int, expected: int, timeout: float = 20.0
 ) -> list[Any]:
-    consumer = Consumer({
-        **_common(bootstrap), "group.id": f"unused-{uuid.uuid4()}", "enable.auto.commit": False,
-    })
+    consumer = confluent_consumer(bootstrap, {**SHORT_TIMEOUTS, "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     messages: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(messages) < expected and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is None:
-                continue
+
+    def all_read() -> bool:
+        message = consumer.poll(0.2)
+        if message is not None:
             assert message.error() is None, message.error()
             messages.append(message)
+        return len(messages) >= expected
+
+    try:
+        if expected:
+            eventually(all_read, timeout=timeout, interval=0,
+                       message=lambda: f"{expected} records ({len(messages)} read)")
         # Nothing beyond what was produced.
         extra = consumer.poll(0.3)
         assert extra is None or extra.error() is not None, "unexpected extra record"
@@ -225,7 +224,7 @@ def test_offsets_for_times_finds_exact_records(broker: BrokerProcess) -> None:
     _error_code(admin.create_topics([NewTopic(topic, 1, 1)])[topic])
     acked = _produce_keyed(broker.bootstrap, topic, 50, keys=1)
     offset_of = {ts: offset for _, offset, _, _, ts in acked}
-    consumer = Consumer({**_common(broker.bootstrap), "group.id": "times"})
+    consumer = confluent_consumer(broker.bootstrap, {**SHORT_TIMEOUTS, "group.id": "times"})
     try:
         for target in (BASE_TS, BASE_TS + 17, BASE_TS + 49):
             [found] = consumer.offsets_for_times([TopicPartition(topic, 0, target)], timeout=10)
@@ -234,11 +233,9 @@ def test_offsets_for_times_finds_exact_records(broker: BrokerProcess) -> None:
         assert after.offset == -1  # no record that new: end
         [seek_to] = consumer.offsets_for_times([TopicPartition(topic, 0, BASE_TS + 40)], timeout=10)
         consumer.assign([seek_to])
-        first = None
-        deadline = time.monotonic() + 10
-        while first is None and time.monotonic() < deadline:
-            first = consumer.poll(0.2)
-        assert first is not None and first.error() is None
+        first = eventually(lambda: consumer.poll(0.2), timeout=10, interval=0,
+                           message="the record the timestamp found")
+        assert first.error() is None
         assert first.value() == b"value-40"
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
         assert (low, high) == (0, 50)
@@ -277,10 +274,11 @@ def test_sigkill_during_acks_all_production_loses_nothing_acknowledged(
 
     sent = 0
 
-    def produce_until(condition: Callable[[], bool]) -> None:
-        nonlocal sent
-        deadline = time.monotonic() + 20
-        while not condition() and time.monotonic() < deadline:
+    def produce_until(condition: Callable[[], bool], what: str) -> None:
+        def produced_enough() -> bool:
+            nonlocal sent
+            if condition():
+                return True
             try:
                 producer.produce(topic, key=str(sent % 5).encode(),
                                  value=f"m-{sent}".encode(), on_delivery=delivered)
@@ -288,17 +286,21 @@ def test_sigkill_during_acks_all_production_loses_nothing_acknowledged(
             except BufferError:
                 pass
             producer.poll(0.001)
+            return False
 
-    produce_until(lambda: len(acked) >= 2000)
+        eventually(produced_enough, timeout=20, interval=0, message=what)
+
+    produce_until(lambda: len(acked) >= 2000, "2000 acknowledged records")
     fresh_broker.kill()
-    produce_until(lambda: sent >= len(acked) + 5000)  # more in flight towards a dead broker
+    # More in flight towards a dead broker.
+    produce_until(lambda: sent >= len(acked) + 5000, "5000 records past the acknowledged")
     producer.flush(5)
     with lock:
         acknowledged = list(acked)
     assert len(acknowledged) >= 2000
     fresh_broker.start()
     high = {}
-    consumer = Consumer({**_common(fresh_broker.bootstrap), "group.id": "crash"})
+    consumer = confluent_consumer(fresh_broker.bootstrap, {**SHORT_TIMEOUTS, "group.id": "crash"})
     for partition in (0, 1):
         high[partition] = consumer.get_watermark_offsets(
             TopicPartition(topic, partition), timeout=10)[1]

@@ -18,17 +18,18 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from tests.clients.conftest import BrokerProcess
+from tests.support.brokers import BrokerProcess
+from tests.support.clients import (
+    aiokafka_consumer,
+    confluent_admin,
+    confluent_consumer,
+    confluent_producer,
+    create_topic,
+    kafka_python_consumer,
+)
+from tests.support.waiting import eventually, eventually_async
 
 Record = tuple[int, int, bytes, bytes]  # partition, offset, key, value
 
@@ -45,13 +46,6 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(name, num_partitions=partitions,
-                                            replication_factor=1)])
-    futures[name].result(15)
-
-
 def produce(bootstrap: str, topic: str, rows: Iterable[tuple[int, bytes, bytes]]) -> list[Record]:
     """Produce (partition, key, value) rows; returns them with their assigned offsets."""
     delivered: list[Record] = []
@@ -63,7 +57,7 @@ def produce(bootstrap: str, topic: str, rows: Iterable[tuple[int, bytes, bytes]]
             return
         delivered.append((message.partition(), message.offset(), message.key(), message.value()))
 
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    producer = confluent_producer(bootstrap, {"linger.ms": 5})
     for partition, key, value in rows:
         producer.produce(topic, value=value, key=key, partition=partition,
                          on_delivery=on_delivery)
@@ -83,9 +77,8 @@ def poll_until(
     timeout: float = 30.0,
 ) -> None:
     """Poll every consumer in turn (each one's rebalance needs its own polls) until done()."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "timed out waiting for consumers"
+
+    def polled_until_done() -> bool:
         for index, consumer in enumerate(consumers):
             message = consumer.poll(0.05)
             if message is None:
@@ -94,6 +87,11 @@ def poll_until(
                 assert message.error().code() == KafkaError._PARTITION_EOF, message.error()
                 continue
             on_message(index, message)
+        return done()
+
+    if not done():
+        eventually(polled_until_done, timeout=timeout, interval=0,
+                   message=f"{len(consumers)} consumer(s) to reach what the test awaits")
 
 
 @contextlib.contextmanager
@@ -107,8 +105,8 @@ def closing(*consumers: Consumer) -> Iterator[None]:
                 consumer.close()
 
 
-def confluent_consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
-    return Consumer({"bootstrap.servers": bootstrap, "group.id": group, **FAST_GROUP, **extra})
+def group_consumer(bootstrap: str, group: str, **extra: Any) -> Consumer:
+    return confluent_consumer(bootstrap, {"group.id": group, **FAST_GROUP, **extra})
 
 
 @pytest.mark.parametrize("graceful", [True, False], ids=["sigterm", "sigkill"])
@@ -122,7 +120,7 @@ def test_confluent_commit_restart_resume_exactly(
     produced = produce(broker.bootstrap, topic, rows)
 
     first: list[Record] = []
-    consumer = confluent_consumer(broker.bootstrap, group)
+    consumer = group_consumer(broker.bootstrap, group)
     with closing(consumer):
         consumer.subscribe([topic])
         poll_until([consumer], lambda: len(first) >= 7, lambda _, m: first.append(record_of(m)))
@@ -142,7 +140,7 @@ def test_confluent_commit_restart_resume_exactly(
 
     second: list[Record] = []
     remaining = sorted(set(produced) - set(first)) + more
-    consumer = confluent_consumer(broker.bootstrap, group)
+    consumer = group_consumer(broker.bootstrap, group)
     with closing(consumer):
         consumer.subscribe([topic])
         poll_until([consumer], lambda: len(second) >= len(remaining),
@@ -187,7 +185,7 @@ def test_two_confluent_consumers_split_and_take_over(broker: BrokerProcess, assi
             fenced.add(record)
 
     consumers = [
-        confluent_consumer(broker.bootstrap, group, **{"partition.assignment.strategy": assignor})
+        group_consumer(broker.bootstrap, group, **{"partition.assignment.strategy": assignor})
         for _ in range(2)
     ]
     with closing(*consumers):
@@ -233,7 +231,6 @@ def test_two_confluent_consumers_split_and_take_over(broker: BrokerProcess, assi
 
 
 def test_kafka_python_group_commit_and_resume(broker: BrokerProcess) -> None:
-    from kafka import KafkaConsumer
     from kafka import TopicPartition as KafkaTopicPartition
 
     topic, group = unique("kpy"), unique("kpy-group")
@@ -242,8 +239,8 @@ def test_kafka_python_group_commit_and_resume(broker: BrokerProcess) -> None:
                        [(0, f"k{i}".encode(), f"v{i}".encode()) for i in range(10)])
 
     def consume(count: int) -> list[Record]:
-        consumer = KafkaConsumer(
-            topic, bootstrap_servers=broker.bootstrap, group_id=group,
+        consumer = kafka_python_consumer(
+            broker.bootstrap, topic, group_id=group,
             auto_offset_reset="earliest", enable_auto_commit=False,
         )
         # Wait until the consumer knows the topic before its first poll joins the group.
@@ -255,11 +252,13 @@ def test_kafka_python_group_commit_and_resume(broker: BrokerProcess) -> None:
         # the assignor has run), leaving the consumer with no partitions for good.
         assert consumer.partitions_for_topic(topic) == {0}
         got: list[Record] = []
-        deadline = time.monotonic() + 30
-        while len(got) < count:
-            assert time.monotonic() < deadline
+
+        def got_all() -> bool:
             for records in consumer.poll(timeout_ms=200, max_records=count - len(got)).values():
                 got.extend((r.partition, r.offset, r.key, r.value) for r in records)
+            return len(got) >= count
+
+        eventually(got_all, timeout=30, interval=0, message=f"{count} records for the group")
         consumer.commit()
         assert consumer.committed(KafkaTopicPartition(topic, 0)) == got[-1][1] + 1
         consumer.close()
@@ -270,7 +269,6 @@ def test_kafka_python_group_commit_and_resume(broker: BrokerProcess) -> None:
 
 
 def test_aiokafka_group_commit_and_resume(broker: BrokerProcess) -> None:
-    from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import TopicPartition as AioTopicPartition
 
     topic, group = unique("aio"), unique("aio-group")
@@ -279,19 +277,23 @@ def test_aiokafka_group_commit_and_resume(broker: BrokerProcess) -> None:
                        [(i % 2, f"k{i}".encode(), f"v{i}".encode()) for i in range(10)])
 
     async def consume(count: int) -> list[Record]:
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=broker.bootstrap, group_id=group,
+        consumer = aiokafka_consumer(
+            broker.bootstrap, topic, group_id=group,
             auto_offset_reset="earliest", enable_auto_commit=False,
             session_timeout_ms=6000, heartbeat_interval_ms=200,
         )
         await consumer.start()
         try:
             got: list[Record] = []
-            async with asyncio.timeout(30):
-                while len(got) < count:
-                    batches = await consumer.getmany(timeout_ms=200, max_records=count - len(got))
-                    for records in batches.values():
-                        got.extend((r.partition, r.offset, r.key, r.value) for r in records)
+
+            async def got_all() -> bool:
+                batches = await consumer.getmany(timeout_ms=200, max_records=count - len(got))
+                for records in batches.values():
+                    got.extend((r.partition, r.offset, r.key, r.value) for r in records)
+                return len(got) >= count
+
+            await eventually_async(got_all, timeout=30, interval=0,
+                                   message=f"{count} records for the group")
             await consumer.commit()
             for partition in (0, 1):
                 mine = [o for p, o, _, _ in got if p == partition]
@@ -323,7 +325,7 @@ def test_static_member_restart_keeps_assignment_without_rebalance(broker: Broker
         return {"on_assign": on_assign, "on_revoke": on_revoke}
 
     def static_consumer(instance: str) -> Consumer:
-        return confluent_consumer(
+        return group_consumer(
             broker.bootstrap, group, **{"group.instance.id": instance,
                                         "session.timeout.ms": 15000}
         )
@@ -361,8 +363,8 @@ def test_static_member_restart_keeps_assignment_without_rebalance(broker: Broker
 def test_describe_and_list_groups_through_admin(broker: BrokerProcess) -> None:
     topic, group = unique("admin"), unique("admin-group")
     create_topic(broker.bootstrap, topic, 2)
-    consumer = confluent_consumer(broker.bootstrap, group)
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    consumer = group_consumer(broker.bootstrap, group)
+    admin = confluent_admin(broker.bootstrap)
     with closing(consumer):
         consumer.subscribe([topic])
         poll_until([consumer], lambda: len(consumer.assignment()) == 2, lambda i, m: None)
@@ -419,7 +421,7 @@ def test_crashed_consumer_expires_and_survivor_takes_over(broker: BrokerProcess)
     """A consumer killed without LeaveGroup is removed when its session times out."""
     topic, group = unique("crash"), unique("crash-group")
     create_topic(broker.bootstrap, topic, 4)
-    survivor = confluent_consumer(broker.bootstrap, group, **{"session.timeout.ms": 2000})
+    survivor = group_consumer(broker.bootstrap, group, **{"session.timeout.ms": 2000})
     child = subprocess.Popen(
         [sys.executable, "-c", CRASHING_CONSUMER, broker.bootstrap, group, topic],
         stdout=subprocess.PIPE, text=True,
@@ -504,7 +506,7 @@ def test_running_consumer_survives_broker_restart_without_rebalance(
     # had no heartbeat answer for session.timeout.ms, and a restart (mostly interpreter start
     # and imports) takes well over FAST_GROUP's 6 s on a loaded 2-core machine. Nothing here
     # waits for this timeout, so a generous one (Kafka's default) costs no time.
-    consumer = confluent_consumer(broker.bootstrap, group, **{"session.timeout.ms": 45000})
+    consumer = group_consumer(broker.bootstrap, group, **{"session.timeout.ms": 45000})
     with closing(consumer):
         consumer.subscribe(
             [topic],

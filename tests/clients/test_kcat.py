@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import uuid
 
-from tests.clients.conftest import BrokerProcess
+from tests.support.brokers import BrokerProcess
 
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")  # tests/tools/install.sh installs it
 

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections import defaultdict
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition as AioTopicPartition
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
-from tests.clients.conftest import BrokerProcess
+from tests.support.brokers import BrokerProcess
+from tests.support.clients import (
+    aiokafka_consumer,
+    aiokafka_producer,
+    kafka_python_admin,
+    kafka_python_consumer,
+    kafka_python_producer,
+)
+from tests.support.waiting import eventually
 
 BASE_TS = 1_650_000_000_000
 
 
 def test_kafka_python_default_producer_and_assigned_consumer(broker: BrokerProcess) -> None:
     topic = f"kp-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10_000)
+    admin = kafka_python_admin(broker.bootstrap)
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     # kafka-python asks for the newest versions (CreateTopics v7): error answers must encode too.
     with pytest.raises(TopicAlreadyExistsError):
@@ -30,7 +36,7 @@ def test_kafka_python_default_producer_and_assigned_consumer(broker: BrokerProce
     with pytest.raises(UnknownTopicOrPartitionError):
         admin.delete_topics([f"{topic}-missing"])
     admin.close()
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, request_timeout_ms=10_000)
+    producer = kafka_python_producer(broker.bootstrap)
     assert producer.config["enable_idempotence"] and producer.config["acks"] == -1
     futures = [
         producer.send(
@@ -47,17 +53,22 @@ def test_kafka_python_default_producer_and_assigned_consumer(broker: BrokerProce
         partition_of[f"k{i % 3}".encode()].add(record.partition)
     assert all(len(parts) == 1 for parts in partition_of.values())
 
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, request_timeout_ms=10_000)
+    consumer = kafka_python_consumer(broker.bootstrap)
     partitions = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
     consumer.assign(partitions)
     consumer.seek_to_beginning()
     # Poll until everything arrived (not "until idle for N s", which ends early under load).
     records: list[ConsumerRecord] = []
-    deadline = time.monotonic() + 30
-    while len(records) < 60 and time.monotonic() < deadline:
+
+    def all_read() -> bool:
         for batch in consumer.poll(timeout_ms=200).values():
             records.extend(batch)
-    consumer.close()
+        return len(records) >= 60
+
+    try:
+        eventually(all_read, timeout=30, interval=0, message=lambda: f"60 records ({len(records)})")
+    finally:
+        consumer.close()
     assert len(records) == 60
     by_key: dict[bytes, list[int]] = defaultdict(list)
     for record in records:
@@ -74,7 +85,7 @@ def test_aiokafka_produce_and_seek(broker: BrokerProcess) -> None:
     topic = f"aio-{uuid.uuid4().hex[:8]}"
 
     async def scenario() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, request_timeout_ms=10_000)
+        producer = aiokafka_producer(broker.bootstrap)
         await producer.start()
         try:
             sent = [
@@ -89,9 +100,7 @@ def test_aiokafka_produce_and_seek(broker: BrokerProcess) -> None:
         assert [r.offset for r in sent] == list(range(20))
         assert {r.partition for r in sent} == {0}
 
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=broker.bootstrap, request_timeout_ms=10_000
-        )
+        consumer = aiokafka_consumer(broker.bootstrap)
         await consumer.start()
         try:
             tp = AioTopicPartition(topic, 0)

@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cluster_helpers import all_led, create_topic, partition_states, wait_for
-from confluent_kafka import Consumer, Producer
+from tests.support.clients import confluent_consumer, confluent_producer, create_topic
+from tests.support.clusters import all_led, partition_states
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,17 +51,19 @@ def test_dev_cluster_serves_replicated_topics_and_stops_on_ctrl_c(tmp_path: Path
         assert [b["zone"] for b in ready["brokers"]] == ["a", "b"]
         bootstrap = ready["bootstrap"]
         create_topic(bootstrap, "dev-topic", 2, 2)
-        wait_for(lambda: all_led(bootstrap, "dev-topic", 2), 30, "leaders")
+        eventually(lambda: all_led(bootstrap, "dev-topic", 2), timeout=30, message="leaders",
+                   retry_on=(Exception,))
         assert all(len(isr) == 2 for _, _, isr in partition_states(bootstrap, "dev-topic").values())
-        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        producer = confluent_producer(bootstrap, {"acks": "all"})
         producer.produce("dev-topic", b"hello", partition=1)
         assert producer.flush(20) == 0
         # Consumer groups work with two brokers (__consumer_offsets replicated twice).
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "dev-group",
-                             "auto.offset.reset": "earliest"})
+        consumer = confluent_consumer(bootstrap, {"group.id": "dev-group",
+                                                  "auto.offset.reset": "earliest"})
         consumer.subscribe(["dev-topic"])
         try:
-            received = wait_for(lambda: _value(consumer.poll(0.5)), 60, "a group delivery")
+            received = eventually(lambda: _value(consumer.poll(0.5)), timeout=60,
+                                  message="a group delivery", retry_on=(Exception,))
         finally:
             consumer.close()
         assert received == b"hello"

@@ -24,19 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cluster_helpers import (
-    FAST_FLAGS,
-    ProducerLoad,
-    all_led,
-    check_no_loss_no_duplicates,
-    create_topic,
-    partition_states,
-    wait_for,
-)
 from confluent_kafka import Consumer, TopicPartition
 
 from headrace.cluster.devcluster import BrokerProcess, DevCluster
 from headrace.cluster.etcd_launcher import EtcdProcess
+from tests.support.clients import confluent_admin, confluent_consumer, create_topic
+from tests.support.clusters import (
+    FAST_FLAGS,
+    ProducerLoad,
+    all_led,
+    check_no_loss_no_duplicates,
+    partition_states,
+)
+from tests.support.waiting import eventually
 
 TOPIC = "chaos"
 PARTITIONS = 3
@@ -60,8 +60,7 @@ class GroupReader:
         return self
 
     def _run(self) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap,
+        consumer = confluent_consumer(self.bootstrap, {
             "group.id": GROUP,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": True,
@@ -110,8 +109,7 @@ def read_everything(
     bootstrap: str, acked_offsets: dict[int, int]
 ) -> dict[int, list[tuple[int, bytes, int]]]:
     """Every record up to the highest acknowledged offset per partition, with leader epochs."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+    consumer = confluent_consumer(bootstrap, {
         "group.id": f"verify-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False,
         "topic.metadata.refresh.interval.ms": 1000,
@@ -125,19 +123,21 @@ def read_everything(
             for p in range(PARTITIONS)
         )
 
-    deadline = time.monotonic() + 60
-    try:
-        while not done() and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is None or message.error():
-                continue
+    def read_enough() -> bool:
+        message = consumer.poll(0.2)
+        if message is not None and not message.error():
             epoch = message.leader_epoch()
             records[message.partition()].append(
                 (message.offset(), message.value(), -1 if epoch is None else epoch)
             )
+        return done()
+
+    try:
+        if not done():
+            eventually(read_enough, timeout=60, interval=0,
+                       message="every acknowledged record read back")
     finally:
         consumer.close()
-    assert done(), "could not read back every acknowledged record"
     return records
 
 
@@ -174,16 +174,15 @@ def leader_of(cluster: DevCluster, partition: int) -> int:
 
 
 def controller_of(cluster: DevCluster) -> int:
-    from confluent_kafka.admin import AdminClient
-
-    client = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    client = confluent_admin(cluster.bootstrap)
     return int(client.describe_cluster(request_timeout=10).result(10).controller.id)
 
 
 def kill_leader(cluster: DevCluster, rng: random.Random) -> None:
     victim = cluster.broker(leader_of(cluster, rng.randrange(PARTITIONS)))
     victim.kill()
-    wait_for(lambda: all_led(_without(cluster, victim), TOPIC, PARTITIONS), 30, "new leaders")
+    eventually(lambda: all_led(_without(cluster, victim), TOPIC, PARTITIONS), timeout=30,
+               message="new leaders", retry_on=(Exception,))
     victim.start()
 
 
@@ -193,11 +192,10 @@ def pause_follower(cluster: DevCluster, rng: random.Random) -> None:
     victim = cluster.broker(rng.choice([r for r in replicas if r != leader]))
     victim.pause()
     try:
-        wait_for(
+        eventually(
             lambda: victim.broker_id not in partition_states(
                 _without(cluster, victim), TOPIC)[partition][2],
-            30,
-            "the paused follower out of the ISR",
+            timeout=30, message="the paused follower out of the ISR", retry_on=(Exception,),
         )
     finally:
         victim.resume()
@@ -207,7 +205,8 @@ def kill_controller(cluster: DevCluster, rng: random.Random) -> None:
     victim = cluster.broker(controller_of(cluster))
     victim.kill()
     others = _without(cluster, victim)
-    wait_for(lambda: all_led(others, TOPIC, PARTITIONS), 30, "leaders after controller loss")
+    eventually(lambda: all_led(others, TOPIC, PARTITIONS), timeout=30,
+               message="leaders after controller loss", retry_on=(Exception,))
     victim.start()
 
 
@@ -253,23 +252,28 @@ def test_cluster_keeps_its_promises_under_faults(tmp_path: Path) -> None:
     reader: GroupReader | None = None
     try:
         create_topic(cluster.bootstrap, TOPIC, PARTITIONS, 3, {"min.insync.replicas": "2"})
-        wait_for(lambda: healthy(cluster), 30, "a healthy cluster")
+        eventually(lambda: healthy(cluster), timeout=30, message="a healthy cluster",
+                   retry_on=(Exception,))
         load = ProducerLoad(cluster.bootstrap, TOPIC, PARTITIONS).start()
         reader = GroupReader(cluster.bootstrap).start()
-        wait_for(lambda: load.acked_count() > 200, 30, "production running")
+        eventually(lambda: load.acked_count() > 200, timeout=30, message="production running",
+                   retry_on=(Exception,))
         try:
             for number, fault in enumerate(rounds, start=1):
                 before = load.acked_count()
                 FAULTS[fault](cluster, rng)
-                wait_for(lambda before=before: load.acked_count() > before + 200, 60,
-                         f"acks after round {number} ({fault}, seed {seed})")
-                wait_for(lambda: healthy(cluster), 60, f"full ISRs after {fault} (seed {seed})")
+                eventually(lambda before=before: load.acked_count() > before + 200, timeout=60,
+                           message=f"acks after round {number} ({fault}, seed {seed})",
+                           retry_on=(Exception,))
+                eventually(lambda: healthy(cluster), timeout=60,
+                           message=f"full ISRs after {fault} (seed {seed})", retry_on=(Exception,))
                 check_round(load, reader, cluster.bootstrap)
             load.stop()
             assert not load.errors, f"seed {seed}: {load.errors[:5]}"
             wanted = {record.value for record in load.acked}
-            wait_for(lambda: reader.seen_count(wanted) == len(wanted), 60,
-                     f"the group reading every record (seed {seed})")
+            eventually(lambda: reader.seen_count(wanted) == len(wanted), timeout=60,
+                       message=f"the group reading every record (seed {seed})",
+                       retry_on=(Exception,))
             check_round(load, reader, cluster.bootstrap)
         except AssertionError as failure:
             logs = "\n".join(
@@ -363,24 +367,31 @@ def test_broker_behind_a_cut_link_loses_leadership_and_rejoins(tmp_path: Path) -
         bootstrap = ",".join(b.bootstrap for b in brokers)
         reachable = ",".join(b.bootstrap for b in brokers[:2])
         create_topic(bootstrap, TOPIC, PARTITIONS, 3, {"min.insync.replicas": "2"})
-        wait_for(lambda: all(len(isr) == 3 and leader >= 0 for leader, _, isr
-                             in partition_states(bootstrap, TOPIC).values()), 30, "healthy")
+        eventually(lambda: all(len(isr) == 3 and leader >= 0 for leader, _, isr
+                               in partition_states(bootstrap, TOPIC).values()), timeout=30,
+                   message="healthy", retry_on=(Exception,))
         assert 3 in {leader for leader, _, _ in partition_states(bootstrap, TOPIC).values()}
         load = ProducerLoad(bootstrap, TOPIC, PARTITIONS).start()
-        wait_for(lambda: load.acked_count() > 200, 30, "production running")
+        eventually(lambda: load.acked_count() > 200, timeout=30, message="production running",
+                   retry_on=(Exception,))
         link.cut()
-        wait_for(
+        eventually(
             lambda: all(leader in (1, 2) and 3 not in isr for leader, _, isr
                         in partition_states(reachable, TOPIC).values()),
-            30, "leadership and ISR membership gone from the cut-off broker",
+            timeout=30, message="leadership and ISR membership gone from the cut-off broker",
+            retry_on=(Exception,),
         )
         before = load.acked_count()
-        wait_for(lambda: load.acked_count() > before + 200, 30, "acks while the link is cut")
+        eventually(lambda: load.acked_count() > before + 200, timeout=30,
+                   message="acks while the link is cut", retry_on=(Exception,))
         link.heal()
-        wait_for(lambda: all(3 in isr for _, _, isr in partition_states(reachable, TOPIC).values()),
-                 60, "the cut-off broker back in every ISR")
+        eventually(
+            lambda: all(3 in isr for _, _, isr in partition_states(reachable, TOPIC).values()),
+            timeout=60, message="the cut-off broker back in every ISR", retry_on=(Exception,),
+        )
         before = load.acked_count()
-        wait_for(lambda: load.acked_count() > before + 200, 30, "acks after healing")
+        eventually(lambda: load.acked_count() > before + 200, timeout=30,
+                   message="acks after healing", retry_on=(Exception,))
         load.stop()
         assert not load.errors, load.errors[:5]
         highest: dict[int, int] = {}

@@ -7,19 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_helpers import (
-    FAST_FLAGS,
-    all_led,
-    consume_partitions,
-    create_topic,
-    partition_states,
-    wait_for,
-)
-from confluent_kafka import Producer
 from kafka import TopicPartition as KafkaPythonPartition
-from kafka.admin import KafkaAdminClient
 
 from headrace.cluster.devcluster import DevCluster
+from tests.support.clients import confluent_producer, create_topic, kafka_python_admin
+from tests.support.clusters import FAST_FLAGS, all_led, consume_partitions, partition_states
+from tests.support.waiting import eventually
 
 THROTTLE = 150_000  # bytes/s for replicas added by a reassignment
 RECORDS = 3000
@@ -43,8 +36,9 @@ def test_reassignment_copies_data_under_the_throttle_then_drops_old_replica(
 ) -> None:
     cluster = throttled_cluster
     create_topic(cluster.bootstrap, "moving", 1, 2)
-    wait_for(lambda: all_led(cluster.bootstrap, "moving", 1), 20, "leader")
-    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5})
+    eventually(lambda: all_led(cluster.bootstrap, "moving", 1), timeout=20, message="leader",
+               retry_on=(Exception,))
+    producer = confluent_producer(cluster.bootstrap, {"acks": "all", "linger.ms": 5})
     for index in range(RECORDS):
         producer.produce("moving", b"%0100d" % index, partition=0)
     assert producer.flush(30) == 0
@@ -52,7 +46,7 @@ def test_reassignment_copies_data_under_the_throttle_then_drops_old_replica(
     newcomer = next(b.broker_id for b in cluster.brokers if b.broker_id not in replicas)
     kept = leader
     target = [newcomer, kept]
-    client = KafkaAdminClient(bootstrap_servers=cluster.bootstrap, request_timeout_ms=20000)
+    client = kafka_python_admin(cluster.bootstrap, request_timeout_ms=20000)
     try:
         started = time.monotonic()
         result = client.alter_partition_reassignments({KafkaPythonPartition("moving", 0): target})
@@ -62,9 +56,9 @@ def test_reassignment_copies_data_under_the_throttle_then_drops_old_replica(
         assert entry is not None, ongoing
         assert entry["adding_replicas"] == [newcomer]
         assert sorted(entry["removing_replicas"]) == sorted(set(replicas) - set(target))
-        wait_for(
+        eventually(
             lambda: sorted(partition_states(cluster.bootstrap, "moving")[0][1]) == sorted(target),
-            60, "the reassignment to complete",
+            timeout=60, message="the reassignment to complete", retry_on=(Exception,),
         )
         elapsed = time.monotonic() - started
         assert client.list_partition_reassignments() == {}
@@ -76,8 +70,8 @@ def test_reassignment_copies_data_under_the_throttle_then_drops_old_replica(
     assert sorted(isr) == sorted(target)
     # The newcomer really holds the data: make it the only ISR member left and read from it.
     cluster.broker(kept).kill()
-    wait_for(lambda: partition_states(cluster.broker(newcomer).bootstrap, "moving")[0][0]
-             == newcomer, 30, "the newcomer leading")
+    eventually(lambda: partition_states(cluster.broker(newcomer).bootstrap, "moving")[0][0]
+               == newcomer, timeout=30, message="the newcomer leading", retry_on=(Exception,))
     seen = consume_partitions(
         cluster.broker(newcomer).bootstrap, "moving", 1, lambda s: len(s[0]) >= RECORDS, 30
     )

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.storage.batches import make_batch
 
 from headrace.cluster.model import PartitionState
 from headrace.cluster.replica_manager import ClusteredReplicaManager
 from headrace.storage import LogManager
+from tests.support.batches import make_batch
 
 TOPIC = "t"
 STRICT = "strict"  # min.insync.replicas=3

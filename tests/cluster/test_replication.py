@@ -9,17 +9,7 @@ import signal
 import urllib.error
 import urllib.request
 
-from cluster_helpers import (
-    ProducerLoad,
-    admin,
-    all_led,
-    check_no_loss_no_duplicates,
-    consume_partitions,
-    create_topic,
-    partition_states,
-    wait_for,
-)
-from confluent_kafka import ElectionType, Producer, TopicPartition
+from confluent_kafka import ElectionType, TopicPartition
 from confluent_kafka.admin import NewPartitions
 from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v12 import request as fetch_v12
@@ -32,20 +22,31 @@ from headrace.cluster.devcluster import DevCluster
 from headrace.cluster.model import ClusterSnapshot
 from headrace.cluster.store import EtcdMetadataStore
 from headrace.cluster.wire import BrokerConnection
+from tests.support.clients import confluent_producer, create_topic
+from tests.support.clusters import (
+    ProducerLoad,
+    admin,
+    all_led,
+    check_no_loss_no_duplicates,
+    consume_partitions,
+    partition_states,
+)
+from tests.support.waiting import eventually
 
 
 def test_every_broker_reports_the_same_zone_aware_metadata(cluster: DevCluster) -> None:
     create_topic(cluster.bootstrap, "spread", 6, 3)
-    wait_for(lambda: all_led(cluster.bootstrap, "spread", 6), 20, "leaders")
+    eventually(lambda: all_led(cluster.bootstrap, "spread", 6), timeout=20, message="leaders",
+               retry_on=(Exception,))
     views = [
-        wait_for(lambda b=b: partition_states(b.bootstrap, "spread"), 10, "metadata")
+        eventually(lambda b=b: partition_states(b.bootstrap, "spread"), timeout=10,
+                   message="metadata", retry_on=(Exception,))
         for b in cluster.brokers
     ]
-    wait_for(
+    eventually(
         lambda: len({str(sorted(partition_states(b.bootstrap, "spread").items()))
                      for b in cluster.brokers}) == 1,
-        10,
-        "identical metadata on every broker",
+        timeout=10, message="identical metadata on every broker", retry_on=(Exception,),
     )
     zone_of = {b.broker_id: b.zone for b in cluster.brokers}
     for leader, replicas, isr in views[0].values():
@@ -61,36 +62,39 @@ def test_every_broker_reports_the_same_zone_aware_metadata(cluster: DevCluster) 
     # Growing and deleting a topic through any broker reaches every broker.
     client.create_partitions([NewPartitions("spread", 8)])["spread"].result(20)
     for broker in cluster.brokers:
-        wait_for(lambda b=broker: all_led(b.bootstrap, "spread", 8), 20, "8 led partitions")
+        eventually(lambda b=broker: all_led(b.bootstrap, "spread", 8), timeout=20,
+                   message="8 led partitions", retry_on=(Exception,))
     client.delete_topics(["spread"])["spread"].result(20)
     for broker in cluster.brokers:
-        wait_for(
+        eventually(
             lambda b=broker: "spread" not in admin(b.bootstrap).list_topics(timeout=5).topics,
-            20, "the topic gone everywhere",
+            timeout=20, message="the topic gone everywhere", retry_on=(Exception,),
         )
 
 
 def test_acks_all_records_survive_leader_crash_and_restart(cluster: DevCluster) -> None:
     create_topic(cluster.bootstrap, "orders", 3, 3)
-    wait_for(lambda: all_led(cluster.bootstrap, "orders", 3), 20, "leaders")
+    eventually(lambda: all_led(cluster.bootstrap, "orders", 3), timeout=20, message="leaders",
+               retry_on=(Exception,))
     load = ProducerLoad(cluster.bootstrap, "orders", 3).start()
     try:
-        wait_for(lambda: load.acked_count() > 300, 30, "first acks")
+        eventually(lambda: load.acked_count() > 300, timeout=30, message="first acks",
+                   retry_on=(Exception,))
         leader, _, _ = partition_states(cluster.bootstrap, "orders")[0]
         victim = cluster.broker(leader)
         victim.kill()
         survivors = ",".join(b.bootstrap for b in cluster.brokers if b.broker_id != leader)
-        wait_for(lambda: partition_states(survivors, "orders")[0][0] not in (-1, leader), 20,
-                 "a new leader for partition 0")
+        eventually(lambda: partition_states(survivors, "orders")[0][0] not in (-1, leader),
+                   timeout=20, message="a new leader for partition 0", retry_on=(Exception,))
         before = load.acked_count()
-        wait_for(lambda: load.acked_count() > before + 300, 30, "acks after failover")
+        eventually(lambda: load.acked_count() > before + 300, timeout=30,
+                   message="acks after failover", retry_on=(Exception,))
         victim.start()
-        wait_for(
+        eventually(
             lambda: all(
                 leader in isr for _, _, isr in partition_states(survivors, "orders").values()
             ),
-            30,
-            "the restarted broker back in every ISR",
+            timeout=30, message="the restarted broker back in every ISR", retry_on=(Exception,),
         )
     finally:
         load.stop()
@@ -105,7 +109,8 @@ def test_acks_all_records_survive_leader_crash_and_restart(cluster: DevCluster) 
 
 def test_controlled_shutdown_moves_leadership_before_exit(cluster: DevCluster) -> None:
     create_topic(cluster.bootstrap, "graceful", 3, 3)
-    wait_for(lambda: all_led(cluster.bootstrap, "graceful", 3), 20, "leaders")
+    eventually(lambda: all_led(cluster.bootstrap, "graceful", 3), timeout=20, message="leaders",
+               retry_on=(Exception,))
     leader, _, _ = partition_states(cluster.bootstrap, "graceful")[0]
     leaving = cluster.broker(leader)
     leaving.signal(signal.SIGTERM)
@@ -114,7 +119,7 @@ def test_controlled_shutdown_moves_leadership_before_exit(cluster: DevCluster) -
     # Leadership had already moved when the process exited: no election wait needed now.
     states = partition_states(others, "graceful")
     assert all(state[0] not in (-1, leader) for state in states.values()), states
-    producer = Producer({"bootstrap.servers": others, "acks": "all", "message.timeout.ms": 10000})
+    producer = confluent_producer(others, {"acks": "all", "message.timeout.ms": 10000})
     delivered: list[object] = []
     producer.produce(
         "graceful", b"after", partition=0, on_delivery=lambda e, m: delivered.append(e)
@@ -125,14 +130,15 @@ def test_controlled_shutdown_moves_leadership_before_exit(cluster: DevCluster) -
 
 def test_min_insync_replicas_is_enforced_when_a_follower_stalls(cluster: DevCluster) -> None:
     create_topic(cluster.bootstrap, "strict", 1, 3, {"min.insync.replicas": "3"})
-    wait_for(lambda: all_led(cluster.bootstrap, "strict", 1), 20, "leader")
+    eventually(lambda: all_led(cluster.bootstrap, "strict", 1), timeout=20, message="leader",
+               retry_on=(Exception,))
     leader, replicas, _ = partition_states(cluster.bootstrap, "strict")[0]
     follower = cluster.broker(next(r for r in replicas if r != leader))
     leader_bootstrap = cluster.broker(leader).bootstrap
 
     def produce_one() -> object:
-        producer = Producer({"bootstrap.servers": leader_bootstrap, "acks": "all",
-                             "retries": 0, "message.timeout.ms": 8000})
+        producer = confluent_producer(leader_bootstrap, {"acks": "all", "retries": 0,
+                                                         "message.timeout.ms": 8000})
         outcome: list[object] = []
         producer.produce("strict", b"x", partition=0, on_delivery=lambda e, m: outcome.append(e))
         producer.flush(10)
@@ -141,20 +147,18 @@ def test_min_insync_replicas_is_enforced_when_a_follower_stalls(cluster: DevClus
     assert produce_one() is None
     follower.pause()
     try:
-        wait_for(
+        eventually(
             lambda: follower.broker_id not in partition_states(leader_bootstrap, "strict")[0][2],
-            30,
-            "the stalled follower out of the ISR",
+            timeout=30, message="the stalled follower out of the ISR", retry_on=(Exception,),
         )
         error = produce_one()
         assert error is not None
         assert error.name() == "NOT_ENOUGH_REPLICAS", error  # type: ignore[attr-defined]
     finally:
         follower.resume()
-    wait_for(
+    eventually(
         lambda: follower.broker_id in partition_states(leader_bootstrap, "strict")[0][2],
-        30,
-        "the follower back in the ISR",
+        timeout=30, message="the follower back in the ISR", retry_on=(Exception,),
     )
     assert produce_one() is None
 
@@ -162,12 +166,13 @@ def test_min_insync_replicas_is_enforced_when_a_follower_stalls(cluster: DevClus
 async def test_wiped_broker_rejoins_only_after_catching_up(cluster: DevCluster) -> None:
     await asyncio.to_thread(create_topic, cluster.bootstrap, "wiped", 1, 3)
     await asyncio.to_thread(
-        wait_for, lambda: all_led(cluster.bootstrap, "wiped", 1), 20, "leader"
+        eventually, lambda: all_led(cluster.bootstrap, "wiped", 1), timeout=20, message="leader",
+        retry_on=(Exception,),
     )
 
     def produce() -> None:
-        producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
-                             "enable.idempotence": True})
+        producer = confluent_producer(cluster.bootstrap, {"acks": "all",
+                                                          "enable.idempotence": True})
         for index in range(2000):
             producer.produce("wiped", b"%06d" % index, partition=0)
             if index % 500 == 0:
@@ -206,9 +211,9 @@ async def test_wiped_broker_rejoins_only_after_catching_up(cluster: DevCluster) 
         if other is not victim:
             other.kill()
     await asyncio.to_thread(
-        wait_for,
+        eventually,
         lambda: partition_states(victim.bootstrap, "wiped")[0][0] == victim.broker_id,
-        30, "the re-replicated broker leading",
+        timeout=30, message="the re-replicated broker leading", retry_on=(Exception,),
     )
     seen = await asyncio.to_thread(
         consume_partitions, victim.bootstrap, "wiped", 1, lambda s: len(s[0]) >= 2000, 30
@@ -218,7 +223,8 @@ async def test_wiped_broker_rejoins_only_after_catching_up(cluster: DevCluster) 
 
 async def test_followers_refuse_produce_and_stale_epochs_are_fenced(cluster: DevCluster) -> None:
     create_topic(cluster.bootstrap, "routing", 1, 3)
-    wait_for(lambda: all_led(cluster.bootstrap, "routing", 1), 20, "leader")
+    eventually(lambda: all_led(cluster.bootstrap, "routing", 1), timeout=20, message="leader",
+               retry_on=(Exception,))
     leader_id, replicas, _ = partition_states(cluster.bootstrap, "routing")[0]
     follower = cluster.broker(next(r for r in replicas if r != leader_id))
     leader = cluster.broker(leader_id)
@@ -244,10 +250,9 @@ async def test_followers_refuse_produce_and_stale_epochs_are_fenced(cluster: Dev
     # fenced, ones naming a future epoch are told the leader does not know it yet.
     assert leader.stop(timeout=30) == 0
     others = ",".join(b.bootstrap for b in cluster.brokers if b is not leader)
-    new_leader = cluster.broker(
-        wait_for(lambda: partition_states(others, "routing")[0][0] not in (-1, leader_id), 20,
-                 "new leader") and partition_states(others, "routing")[0][0]
-    )
+    eventually(lambda: partition_states(others, "routing")[0][0] not in (-1, leader_id),
+               timeout=20, message="new leader", retry_on=(Exception,))
+    new_leader = cluster.broker(partition_states(others, "routing")[0][0])
     epoch = await _leader_epoch(new_leader.kafka_port, "routing")
     assert epoch >= 1
     codes = [await _fetch_error(new_leader.kafka_port, "routing", e)
@@ -302,17 +307,18 @@ async def _fetch_error(port: int, topic: str, leader_epoch: int) -> ErrorCode:
 
 def test_preferred_leader_election_restores_balance_and_readyz(cluster: DevCluster) -> None:
     create_topic(cluster.bootstrap, "balance", 3, 3)
-    wait_for(lambda: all_led(cluster.bootstrap, "balance", 3), 20, "leaders")
+    eventually(lambda: all_led(cluster.bootstrap, "balance", 3), timeout=20, message="leaders",
+               retry_on=(Exception,))
     preferred = {p: replicas[0] for p, (_, replicas, _) in
                  partition_states(cluster.bootstrap, "balance").items()}
     moved = next(p for p, leader in preferred.items() if leader == 1)
     cluster.broker(1).stop()
     cluster.broker(1).start()
-    wait_for(
+    eventually(
         lambda: all(
             1 in isr for _, _, isr in partition_states(cluster.bootstrap, "balance").values()
         ),
-        30, "broker 1 back in every ISR",
+        timeout=30, message="broker 1 back in every ISR", retry_on=(Exception,),
     )
     assert partition_states(cluster.bootstrap, "balance")[moved][0] != 1  # not automatic
 
@@ -325,15 +331,16 @@ def test_preferred_leader_election_restores_balance_and_readyz(cluster: DevClust
         return body["checks"].get("replication") is True
 
     for broker in cluster.brokers:  # the restarted broker once it has caught up everywhere
-        wait_for(lambda b=broker: replication_ready(b.http_port), 30, "/readyz replication")
+        eventually(lambda b=broker: replication_ready(b.http_port), timeout=30,
+                   message="/readyz replication", retry_on=(Exception,))
     client = admin(cluster.bootstrap)
     future = client.elect_leaders(
         ElectionType.PREFERRED, [TopicPartition("balance", p) for p in range(3)]
     )
     results = future.result(20)
     assert results[TopicPartition("balance", moved)] is None  # elected
-    wait_for(
+    eventually(
         lambda: {p: state[0] for p, state in
                  partition_states(cluster.bootstrap, "balance").items()} == preferred,
-        20, "preferred leaders back",
+        timeout=20, message="preferred leaders back", retry_on=(Exception,),
     )

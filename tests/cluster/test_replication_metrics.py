@@ -9,11 +9,14 @@ SIGCONT brings it back: the ISR expands (counted) and every gauge returns to 0.
 from __future__ import annotations
 
 import urllib.request
+from typing import Any
 
-from cluster_helpers import all_led, create_topic, partition_states, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from headrace.cluster.devcluster import BrokerProcess, DevCluster
+from tests.support.clients import create_topic
+from tests.support.clusters import all_led, partition_states
+from tests.support.waiting import eventually
 
 SHRINKS = "headrace_isr_shrinks_total"
 EXPANDS = "headrace_isr_expands_total"
@@ -67,3 +70,9 @@ def test_a_stalled_follower_shows_on_the_leaders_metrics(cluster: DevCluster) ->
     wait_for(lambda: (m := scrape(leader))[EXPANDS] > healthy[EXPANDS]
              and m[UNDER_REPLICATED] == m[UNDER_MIN_ISR] == 0, 30, "the ISR to expand again")
     wait_for(lambda: offline_in(cluster.brokers) == 0, 30, "no offline partitions")
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> Any:
+    """:func:`eventually` with this module's positional style; a scrape of a paused or
+    restarting broker may fail, and is tried again."""
+    return eventually(condition, timeout=timeout, message=what, retry_on=(OSError,))

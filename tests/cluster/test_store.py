@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from cluster_helpers import StoreFactory
 
 from headrace.cluster.controller import Controller
 from headrace.cluster.etcd_launcher import EtcdProcess
@@ -19,6 +17,9 @@ from headrace.cluster.store import (
     EtcdMetadataStore,
     EtcdUnavailableError,
 )
+from tests.support.brokers import in_process_broker
+from tests.support.clusters import StoreFactory
+from tests.support.waiting import eventually_async
 
 
 def registration(broker_id: int, log_dir: str | None = None, rack: str = "a") -> BrokerRegistration:
@@ -189,15 +190,9 @@ async def test_store_survives_an_etcd_restart(private_etcd: EtcdProcess) -> None
         await asyncio.to_thread(private_etcd.stop)
         await asyncio.to_thread(private_etcd.start)
         state = PartitionState("t", 0, (1,), 1, 0, (1,))
-        deadline = asyncio.get_running_loop().time() + 20
-        while True:
-            try:
-                if await writer.write_partition(state, expected_revision=0):
-                    break
-            except Exception:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
+        await eventually_async(lambda: writer.write_partition(state, expected_revision=0),
+                               timeout=20, interval=0.2, retry_on=(Exception,),
+                               message="a write through the restarted etcd")
         snap = await reader.wait_until(lambda s: ("t", 0) in s.partitions, timeout=20)
         # The lease (10 s) outlived the short outage: the registration is still there.
         assert 1 in snap.brokers
@@ -289,19 +284,15 @@ async def test_back_to_back_topic_changes_on_a_broker_both_reach_etcd(
     """New partitions and then new configs, requested before the broker's cache has seen the
     first write: the second write must not replace the record by its stale copy (that once
     left a 3-partition topic recorded in etcd with one partition after an operator reconcile)."""
-    from headrace.app import BrokerApp
     from headrace.cluster.decisions import initial_states
     from headrace.cluster.node import ClusterSettings
-    from headrace.core.config import BrokerConfig
 
-    app = BrokerApp(BrokerConfig(data_dir=tmp_path / "broker", kafka_port=0, http_host=None,
-                                 offsets_topic_partitions=1), cluster=ClusterSettings(
+    running = in_process_broker(tmp_path / "broker", cluster=ClusterSettings(
         etcd.metadata_url, key_root=keyspace.root, default_replication_factor=1,
         offsets_topic_replication_factor=1))
-    broker, node = app.broker, app.node
+    broker, node = running.broker, running.node
     assert node is not None
-    await app.start()
-    try:
+    async with running:
         me = broker.config.node_id
         record = TopicRecord("grown", uuid.uuid4().hex, {0: (me,)}, {})
         snapshot = await node.store.wait_until(lambda s: me in s.brokers, timeout=10)
@@ -314,19 +305,16 @@ async def test_back_to_back_topic_changes_on_a_broker_both_reach_etcd(
         node.topic_manager.add_partitions("grown", 3)
         node.topic_manager.set_configs("grown", {"min.insync.replicas": "1"})
 
-        deadline = time.monotonic() + 10
-        while True:
+        async def both_written() -> TopicRecord | None:
             stored = await node.store.client.get(keyspace.topic("grown"))
             assert stored is not None
             written = TopicRecord.from_json(stored.value)
-            if (dict(written.configs) and len(written.assignment) == 3) or \
-                    time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
+            return written if dict(written.configs) and len(written.assignment) == 3 else None
+
+        written = await eventually_async(both_written, timeout=10,
+                                         message="partitions and configs in etcd")
         assert sorted(written.assignment) == [0, 1, 2], written
         assert dict(written.configs) == {"min.insync.replicas": "1"}, written
-    finally:
-        await app.stop()
 
 
 def test_etcd_started_on_a_port_taken_meanwhile_moves_to_free_ports(tmp_path: Path) -> None:

@@ -9,27 +9,27 @@ it runs with a small ``--max-request-bytes``, and the writes carry a config valu
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_helpers import running_etcd
 from confluent_kafka import KafkaError as KafkaError_
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from kio.schema.errors import ErrorCode
 
-from headrace.app import BrokerApp
 from headrace.cluster.etcd_launcher import EtcdProcess
 from headrace.cluster.model import KeySpace, TopicRecord
 from headrace.cluster.node import ClusterNode, ClusterSettings
 from headrace.cluster.topic_writes import TopicWrites
 from headrace.core.broker import Broker
-from headrace.core.config import BrokerConfig
 from headrace.core.errors import KafkaError
 from headrace.core.topics import TopicSpec
+from tests.support.brokers import in_process_broker
+from tests.support.clients import confluent_admin
+from tests.support.clusters import running_etcd
+from tests.support.waiting import eventually_async
 
 MAX_REQUEST_BYTES = 16 * 1024
 #: A valid topic config (passed through to clients) whose value no etcd request here may carry.
@@ -47,27 +47,15 @@ def strict_etcd(tmp_path: Path) -> Iterator[EtcdProcess]:
 async def member(
     strict_etcd: EtcdProcess, tmp_path: Path
 ) -> AsyncIterator[tuple[Broker, ClusterNode]]:
-    app = BrokerApp(BrokerConfig(data_dir=tmp_path / "broker", kafka_port=0, http_host=None,
-                                 offsets_topic_partitions=1), cluster=ClusterSettings(
+    running = in_process_broker(tmp_path / "broker", cluster=ClusterSettings(
         strict_etcd.metadata_url, key_root=KeySpace("/races").root,
         default_replication_factor=1, offsets_topic_replication_factor=1))
-    broker, node = app.broker, app.node
+    broker, node = running.broker, running.node
     assert node is not None
-    await app.start()
-    try:
+    async with running:
         me = broker.config.node_id
         await node.store.wait_until(lambda s: me in s.brokers, timeout=15)
         yield broker, node
-    finally:
-        await app.stop()
-
-
-async def until(condition: Callable[[], bool], what: str, seconds: float = 15) -> None:
-    """Poll ``condition`` (local state follows the etcd watch) until true or fail."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 def local_configs(node: ClusterNode, name: str) -> dict[str, str]:
@@ -91,7 +79,9 @@ async def test_a_creation_etcd_refused_leaves_no_local_topic(
     await node.topic_manager.settled()
     snapshot = await node.store.wait_until(lambda s: "refused" in s.topics, timeout=15)
     assert snapshot.topics["refused"].topic_id == created.topic_id.hex
-    await until(lambda: "refused" in node.logs.topics(), "the local log")
+    # Local state follows the etcd watch.
+    await eventually_async(lambda: "refused" in node.logs.topics(), timeout=15,
+                           message="the local log")
     assert node.logs.topics()["refused"].topic_id == created.topic_id
 
 
@@ -122,7 +112,8 @@ async def test_a_config_change_etcd_refused_leaves_the_local_config(
     await node.store.wait_until(
         lambda s: dict(s.topics["configured"].configs) == wanted, timeout=15
     )
-    await until(lambda: local_configs(node, "configured") == wanted, "the local config")
+    await eventually_async(lambda: local_configs(node, "configured") == wanted, timeout=15,
+                           message="the local config")
     described = broker.describe_topic_configs("configured")
     assert described["retention.ms"] == ("1000", False)
 
@@ -136,7 +127,7 @@ async def test_topic_changes_are_answered_once_etcd_holds_them(
     broker, node = member
     broker.create_topic(TopicSpec("answered", 1, 1))
     await node.topic_manager.settled()
-    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{broker.kafka_port}"})
+    admin = confluent_admin(f"127.0.0.1:{broker.kafka_port}")
 
     def alter(client: AdminClient, configs: dict[str, str]) -> None:
         resource = ConfigResource("TOPIC", "answered", set_config=configs)

@@ -16,19 +16,17 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+from tests.support.clients import confluent_admin
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS_FILE = Path("/etc/hosts")
 HOSTS_MARKER = "# headrace-e2e"
 BROKER_SELECTOR = "app.kubernetes.io/component=broker"
-
-T = TypeVar("T")
-
 
 def run(*args: str, timeout: float = 120, check: bool = True,
         stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -55,21 +53,8 @@ def apply(manifest: dict[str, Any], namespace: str) -> None:
     kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(manifest))
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 300,
-             interval: float = 2.0) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = probe()
-            if value:
-                return value
-        except (AssertionError, subprocess.SubprocessError, json.JSONDecodeError) as error:
-            last_error = error
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}"
-                         + (f" (last error: {last_error})" if last_error else ""))
+#: What a probe of a cluster mid-change raises: a failed kubectl, a half-written answer.
+TRANSIENT = (AssertionError, subprocess.SubprocessError, json.JSONDecodeError)
 
 
 def condition(resource: dict[str, Any], kind: str) -> str | None:
@@ -171,12 +156,10 @@ class KafkaTunnel:
 
     def _learn_advertised_hosts(self, pods: dict[str, dict[str, Any]]) -> dict[str, str]:
         """Ask the brokers (by loopback address, which needs no name) what they advertise."""
-        from confluent_kafka.admin import AdminClient
-
         advertised: dict[str, str] = {}
         for forward in self._forwards.values():
-            admin = AdminClient({"bootstrap.servers": f"{forward.address}:{self.kafka_port}",
-                                 "socket.timeout.ms": 5000})
+            admin = confluent_admin(f"{forward.address}:{self.kafka_port}",
+                                    {"socket.timeout.ms": 5000})
             try:
                 metadata = admin.list_topics(timeout=10)
             except Exception:  # a broker mid-restart: try the next one
@@ -214,9 +197,8 @@ class KafkaTunnel:
                      f"pod/{name}", f"{self.kafka_port}:{self.kafka_port}"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 self._forwards[name] = _Forward(name, pod["metadata"]["uid"], address, process)
-                wait_for(f"port-forward to {name}",
-                         functools.partial(_listening, address, self.kafka_port),
-                         timeout=30, interval=0.2)
+                eventually(functools.partial(_listening, address, self.kafka_port), timeout=30,
+                           interval=0.2, message=f"port-forward to {name}", retry_on=TRANSIENT)
             self._hosts.update(self._learn_advertised_hosts(pods))
             live = {forward.address for forward in self._forwards.values()}
             self._hosts = {host: address for host, address in self._hosts.items()

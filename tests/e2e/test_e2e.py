@@ -12,17 +12,16 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from tests.e2e.kube import (
     ROOT,
+    TRANSIENT,
     KafkaTunnel,
     apply,
     broker_pods,
@@ -32,8 +31,9 @@ from tests.e2e.kube import (
     kubectl_json,
     pod_ready,
     run,
-    wait_for,
 )
+from tests.support.clients import confluent_admin, confluent_consumer, confluent_producer
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -77,9 +77,9 @@ def topic_manifest(name: str, partitions: int, replication: int) -> dict[str, An
 
 
 def producer(tunnel: KafkaTunnel) -> Producer:
-    return Producer({"bootstrap.servers": tunnel.bootstrap_servers, "acks": "all",
-                     "enable.idempotence": True, "linger.ms": 5,
-                     "message.timeout.ms": 120000, "reconnect.backoff.max.ms": 2000})
+    return confluent_producer(tunnel.bootstrap_servers, {
+        "acks": "all", "enable.idempotence": True, "linger.ms": 5,
+        "message.timeout.ms": 120000, "reconnect.backoff.max.ms": 2000})
 
 
 def produce(tunnel: KafkaTunnel, topic: str, values: list[str]) -> set[str]:
@@ -101,30 +101,33 @@ def produce(tunnel: KafkaTunnel, topic: str, values: list[str]) -> set[str]:
 def consume_all(tunnel: KafkaTunnel, topic: str, expected: set[str],
                 timeout: float = 180) -> set[str]:
     """Read ``topic`` from the beginning with a fresh group until ``expected`` is seen."""
-    consumer = Consumer({"bootstrap.servers": tunnel.bootstrap_servers,
-                         "group.id": f"e2e-{uuid.uuid4().hex[:8]}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": True})
+    consumer = confluent_consumer(tunnel.bootstrap_servers, {
+        "group.id": f"e2e-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": True})
     consumer.subscribe([topic])
     seen: set[str] = set()
-    deadline = time.monotonic() + timeout
-    try:
-        while not expected <= seen and time.monotonic() < deadline:
-            message = consumer.poll(1.0)
-            if message is None:
-                continue
-            if message.error():
-                if message.error().retriable() or message.error().code() in (
-                        KafkaError._PARTITION_EOF, KafkaError._TRANSPORT):
-                    continue
+
+    def all_seen() -> bool:
+        message = consumer.poll(1.0)
+        if message is not None:
+            if not message.error():
+                seen.add(message.value().decode())
+            elif not message.error().retriable() and message.error().code() not in (
+                    KafkaError._PARTITION_EOF, KafkaError._TRANSPORT):
                 raise KafkaException(message.error())
-            seen.add(message.value().decode())
+        return expected <= seen
+
+    try:
+        if not expected <= seen:
+            eventually(all_seen, timeout=timeout, interval=0,
+                       message=lambda: f"{len(expected - seen)} more records of {topic}")
     finally:
         consumer.close()
     return seen
 
 
 def topic_metadata(tunnel: KafkaTunnel, topic: str) -> Any:
-    admin = AdminClient({"bootstrap.servers": tunnel.bootstrap_servers})
+    admin = confluent_admin(tunnel.bootstrap_servers)
     return admin.list_topics(topic, timeout=20).topics[topic]
 
 
@@ -132,10 +135,11 @@ def topic_metadata(tunnel: KafkaTunnel, topic: str) -> Any:
 
 @pytest.fixture(scope="module")
 def tunnel() -> Iterator[KafkaTunnel]:
-    wait_for("Cluster to be ready", lambda: cluster_ready(3), timeout=600)
+    eventually(lambda: cluster_ready(3), timeout=600, interval=2.0, message="Cluster to be ready",
+               retry_on=TRANSIENT)
     with KafkaTunnel(NAMESPACE, CLUSTER) as opened:
-        wait_for("all brokers reachable",
-                 lambda: opened.bootstrap_servers.count(",") == 2, timeout=120)
+        eventually(lambda: opened.bootstrap_servers.count(",") == 2, timeout=120, interval=2.0,
+                   message="all brokers reachable", retry_on=TRANSIENT)
         yield opened
 
 
@@ -177,7 +181,8 @@ def test_three_zone_cluster_spreads_brokers_over_zones() -> None:
                                                   "allowPrivilegeEscalation": False,
                                                   "capabilities": {"drop": ["ALL"]}}}},
     }, NAMESPACE)
-    wait_for("3 ready brokers", lambda: cluster_ready(3), timeout=600)
+    eventually(lambda: cluster_ready(3), timeout=600, interval=2.0, message="3 ready brokers",
+               retry_on=TRANSIENT)
     nodes = {node["metadata"]["name"]: node["metadata"]["labels"].get(ZONE_LABEL)
              for node in kubectl_json("get", "nodes")["items"]}
     pods = broker_pods(NAMESPACE, CLUSTER)
@@ -187,8 +192,9 @@ def test_three_zone_cluster_spreads_brokers_over_zones() -> None:
 
 def test_topics_are_created_with_replicas_in_every_zone(tunnel: KafkaTunnel) -> None:
     apply(topic_manifest(TOPIC, 6, 3), NAMESPACE)
-    wait_for("Topic Ready", lambda: condition(
-        kubectl_json("get", "topics.headrace.io", TOPIC, "-n", NAMESPACE), "Ready") == "True")
+    eventually(lambda: condition(
+        kubectl_json("get", "topics.headrace.io", TOPIC, "-n", NAMESPACE), "Ready") == "True",
+        timeout=300, interval=2.0, message="Topic Ready", retry_on=TRANSIENT)
     metadata = topic_metadata(tunnel, TOPIC)
     assert len(metadata.partitions) == 6
     for partition in metadata.partitions.values():
@@ -228,20 +234,22 @@ def test_deleting_a_broker_under_load_loses_no_acknowledged_record(tunnel: Kafka
     worker = threading.Thread(target=load, name="producer")
     worker.start()
     try:
-        wait_for("traffic before the failure", lambda: len(acknowledged) > 500, timeout=120,
-                 interval=0.5)
+        eventually(lambda: len(acknowledged) > 500, timeout=120, interval=0.5,
+                   message="traffic before the failure", retry_on=TRANSIENT)
         victim = broker_pods(NAMESPACE, CLUSTER)[0]["metadata"]
         kubectl("delete", "pod", victim["name"], "-n", NAMESPACE, "--wait=false")
-        wait_for("the broker pod replaced", lambda: any(
+        eventually(lambda: any(
             pod["metadata"]["name"] == victim["name"] and pod["metadata"]["uid"] != victim["uid"]
-            and pod_ready(pod) for pod in broker_pods(NAMESPACE, CLUSTER)), timeout=300)
+            and pod_ready(pod) for pod in broker_pods(NAMESPACE, CLUSTER)),
+            timeout=300, interval=2.0, message="the broker pod replaced", retry_on=TRANSIENT)
         during = len(acknowledged)
-        wait_for("traffic after recovery", lambda: len(acknowledged) > during + 500,
-                 timeout=120, interval=0.5)
+        eventually(lambda: len(acknowledged) > during + 500, timeout=120, interval=0.5,
+                   message="traffic after recovery", retry_on=TRANSIENT)
     finally:
         stop.set()
         worker.join(timeout=240)
-    wait_for("3 ready brokers", lambda: cluster_ready(3), timeout=300)
+    eventually(lambda: cluster_ready(3), timeout=300, interval=2.0, message="3 ready brokers",
+               retry_on=TRANSIENT)
     seen = consume_all(tunnel, TOPIC, acknowledged, timeout=300)
     lost = acknowledged - seen
     assert not lost, f"{len(lost)} acknowledged records lost, e.g. {sorted(lost)[:5]}"
@@ -249,15 +257,17 @@ def test_deleting_a_broker_under_load_loses_no_acknowledged_record(tunnel: Kafka
 
 def test_scale_up_and_down(tunnel: KafkaTunnel) -> None:
     patch_cluster({"brokers": 4})
-    wait_for("4 ready brokers", lambda: cluster_ready(4), timeout=600)
-    wait_for("4 brokers in the metadata", lambda: len(
-        AdminClient({"bootstrap.servers": tunnel.bootstrap_servers})
-        .list_topics(timeout=20).brokers) == 4, timeout=120)
+    eventually(lambda: cluster_ready(4), timeout=600, interval=2.0, message="4 ready brokers",
+               retry_on=TRANSIENT)
+    eventually(lambda: len(
+        confluent_admin(tunnel.bootstrap_servers).list_topics(timeout=20).brokers) == 4,
+        timeout=120, interval=2.0, message="4 brokers in the metadata", retry_on=TRANSIENT)
     values = [f"scaled-{index}" for index in range(500)]
     acknowledged = produce(tunnel, TOPIC, values)
 
     patch_cluster({"brokers": 3})
-    wait_for("back to 3 ready brokers", lambda: cluster_ready(3), timeout=600)
+    eventually(lambda: cluster_ready(3), timeout=600, interval=2.0,
+               message="back to 3 ready brokers", retry_on=TRANSIENT)
     assert len(broker_pods(NAMESPACE, CLUSTER)) == 3
     metadata = topic_metadata(tunnel, TOPIC)
     assert all(len(partition.isrs) >= 2 for partition in metadata.partitions.values())
@@ -278,9 +288,11 @@ def test_image_change_rolls_brokers_one_at_a_time(tunnel: KafkaTunnel) -> None:
             pod_ready(pod) and pod["spec"]["containers"][0]["image"] == new_image
             for pod in pods)
 
-    wait_for("every broker on the new image", rolled, timeout=900, interval=0.5)
+    eventually(rolled, timeout=900, interval=0.5, message="every broker on the new image",
+               retry_on=TRANSIENT)
     assert most_unavailable <= 1, f"{most_unavailable} brokers were down at once"
-    wait_for("Cluster ready after the roll", lambda: cluster_ready(3), timeout=300)
+    eventually(lambda: cluster_ready(3), timeout=300, interval=2.0,
+               message="Cluster ready after the roll", retry_on=TRANSIENT)
     values = [f"rolled-{index}" for index in range(200)]
     acknowledged = produce(tunnel, TOPIC, values)
     assert consume_all(tunnel, TOPIC, acknowledged) >= acknowledged
@@ -289,7 +301,8 @@ def test_image_change_rolls_brokers_one_at_a_time(tunnel: KafkaTunnel) -> None:
 def test_uninstall_cleanly() -> None:
     kubectl("delete", "topics.headrace.io", "--all", "-n", NAMESPACE, "--timeout=180s")
     kubectl("delete", "clusters.headrace.io", CLUSTER, "-n", NAMESPACE, "--timeout=300s")
-    wait_for("broker pods gone", lambda: not broker_pods(NAMESPACE, CLUSTER), timeout=300)
+    eventually(lambda: not broker_pods(NAMESPACE, CLUSTER), timeout=300, interval=2.0,
+               message="broker pods gone", retry_on=TRANSIENT)
     helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout", "5m")
     # Broker data volumes (PVCs) are not checked: keeping data after a delete is deliberate.
     for selector in ("app.kubernetes.io/managed-by=headrace-operator",  # the operator's

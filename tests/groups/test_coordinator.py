@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import google_crc32c
@@ -30,6 +29,7 @@ from headrace.groups import (
 from headrace.groups.model import JoinProtocol, JoinRequest
 from headrace.groups.persistence import append_error_to_group_error
 from headrace.storage import BatchTooLargeError, LogManager, StorageError
+from tests.support.waiting import eventually_async
 
 NODE = CoordinatorNode(7, "127.0.0.1", 9092)
 CONFIG = GroupConfig(
@@ -93,14 +93,6 @@ async def join_one(
     assert sync.error is ErrorCode.none
     assert sync.assignment == b"assignment"
     return result.member_id, result.generation_id
-
-
-async def wait_for(condition: Callable[[], bool]) -> None:
-    """Poll a condition (another task must make it true) for at most 10 seconds."""
-    deadline = time.monotonic() + 10.0
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_commit_fetch_and_restart_restores_offsets_and_group(broker: Broker) -> None:
@@ -176,7 +168,8 @@ async def test_two_members_join_concurrently(broker: Broker) -> None:
 
     first = await join()  # a lone member completes generation 1 at once
     second_task = asyncio.create_task(join())
-    await wait_for(lambda: coordinator.describe_group("pair").state == "PreparingRebalance")
+    await eventually_async(lambda: coordinator.describe_group("pair").state == "PreparingRebalance",
+                           timeout=10, message="the pair's group preparing a rebalance")
     rejoin = await coordinator.join_group(join_request("pair", first[0]))
     second = await second_task
     assert rejoin.generation_id == second[1] == 2
@@ -202,7 +195,8 @@ async def test_session_timeout_expires_member_with_real_timer(broker: Broker) ->
     coordinator.add_rebalance_listener(lambda group, gen: rebalances.append((group, gen)))
     await join_one(coordinator, "short", session_ms=200)
     assert rebalances == [("short", 1)]
-    await wait_for(lambda: coordinator.describe_group("short").state == "Empty")
+    await eventually_async(lambda: coordinator.describe_group("short").state == "Empty",
+                           timeout=10, message="the expired member gone")
     assert rebalances == [("short", 1), ("short", 2)]
     assert coordinator.list_groups(["empty"])[0].group_id == "short"
     assert coordinator.list_groups(["stable"]) == []

@@ -11,29 +11,23 @@ import json
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.clients.conftest import BrokerProcess
+from tests.support.brokers import BrokerProcess
+from tests.support.clients import confluent_consumer, create_topic
+from tests.support.waiting import eventually
 
 DELAY_MS = 1000
 PARTITIONS = 4
 
 
 @pytest.fixture
-def delayed_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
-    process = BrokerProcess(
-        tmp_path / "data", ("--group-initial-rebalance-delay-ms", str(DELAY_MS))
-    ).start()
-    try:
-        yield process
-    finally:
-        process.stop()
+def delayed_broker(start_broker: Callable[..., BrokerProcess]) -> BrokerProcess:
+    return start_broker("--group-initial-rebalance-delay-ms", str(DELAY_MS))
 
 
 def http_json(broker: BrokerProcess, path: str) -> Any:
@@ -55,8 +49,7 @@ def test_consumers_starting_together_share_one_generation(
 ) -> None:
     bootstrap = delayed_broker.bootstrap
     topic, group = f"delay-{uuid.uuid4().hex[:8]}", f"delay-group-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(timeout=30)
+    create_topic(bootstrap, topic, PARTITIONS)
 
     assignments: dict[int, list[set[int]]] = {0: [], 1: []}
     revocations: dict[int, int] = {0: 0, 1: 0}
@@ -72,8 +65,8 @@ def test_consumers_starting_together_share_one_generation(
         return {"on_assign": on_assign, "on_revoke": on_revoke}
 
     consumers = [
-        Consumer({
-            "bootstrap.servers": bootstrap, "group.id": group, "client.id": f"delay-{index}",
+        confluent_consumer(bootstrap, {
+            "group.id": group, "client.id": f"delay-{index}",
             "partition.assignment.strategy": "range", "session.timeout.ms": 10_000,
             "enable.auto.commit": False,
         })
@@ -83,11 +76,13 @@ def test_consumers_starting_together_share_one_generation(
         started = time.monotonic()
         for index, consumer in enumerate(consumers):
             consumer.subscribe([topic], **callbacks(index))
-        deadline = started + 60
-        while not (assignments[0] and assignments[1]):
-            assert time.monotonic() < deadline, f"no assignment for both: {assignments}"
+        def both_assigned() -> bool:
             for consumer in consumers:
                 consumer.poll(0.1)
+            return bool(assignments[0] and assignments[1])
+
+        eventually(both_assigned, timeout=60, interval=0,
+                   message=lambda: f"an assignment for both: {assignments}")
         first_assignment_after = time.monotonic() - started
         # Poll a little longer so a second rebalance, had there been one, would show up.
         settle_until = time.monotonic() + 1.5

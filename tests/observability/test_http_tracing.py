@@ -15,8 +15,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
 from headrace.core.broker import Broker
-from tests.web.conftest import poll_until, start_running_broker
-from tests.web.test_rest_interop import consume_all
+from tests.support.brokers import http_broker
+from tests.support.clients import consume_all
+from tests.support.waiting import eventually_async
 
 INCOMING_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 INCOMING_SPAN = "00f067aa0ba902b7"
@@ -28,12 +29,8 @@ async def traced_broker(tmp_path: Path) -> AsyncIterator[tuple[Broker, InMemoryS
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = await start_running_broker(tmp_path / "data", tracer_provider=provider)
-    broker = app.broker
-    try:
-        yield broker, exporter
-    finally:
-        await app.stop()
+    async with http_broker(tmp_path / "data", tracer_provider=provider) as running:
+        yield running.broker, exporter
 
 
 async def test_http_produce_continues_the_trace_into_record_headers(tmp_path: Path) -> None:
@@ -83,9 +80,8 @@ async def test_http_produce_continues_the_trace_into_record_headers(tmp_path: Pa
 
 async def test_without_tracing_only_an_incoming_traceparent_is_passed_on(tmp_path: Path
                                                                        ) -> None:
-    app = await start_running_broker(tmp_path / "data")
-    broker = app.broker
-    try:
+    async with http_broker(tmp_path / "data") as running:
+        broker = running.broker
         base = f"http://127.0.0.1:{broker.http_port}/v3/clusters/{broker.cluster_id}"
         incoming = f"00-{INCOMING_TRACE}-{INCOMING_SPAN}-01"
         async with aiohttp.ClientSession() as session:
@@ -102,8 +98,6 @@ async def test_without_tracing_only_an_incoming_traceparent_is_passed_on(tmp_pat
             key=lambda m: m.offset())
         assert not first.headers()  # no span, no caller context: nothing added
         assert second.headers() == [("traceparent", incoming.encode())]
-    finally:
-        await app.stop()
 
 
 async def test_group_operations_are_traced(tmp_path: Path) -> None:
@@ -126,7 +120,8 @@ async def test_group_operations_are_traced(tmp_path: Path) -> None:
                 async with session.get(instance + "/assignments") as response:
                     return bool((await response.json())["partitions"])
 
-            await poll_until(assigned, within=45)  # a group join; generous on a busy machine
+            # A group join; generous on a busy machine.
+            await eventually_async(assigned, timeout=45, message="the member's assignment")
             async with session.post(instance + "/offsets", json={"offsets": [
                     {"topic": "grouped", "partition": 0, "offset": 0}]}) as response:
                 assert response.status == 204

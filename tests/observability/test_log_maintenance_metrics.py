@@ -10,24 +10,23 @@ deleted and the producer states that expired.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import confluent_kafka
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from headrace.app import BrokerApp
 from headrace.core.broker import Broker
-from headrace.core.config import BrokerConfig
 from headrace.core.maintenance import LogMaintenanceObserver, cleaning_result
 from headrace.core.topics import TopicSpec
 from headrace.observability.metrics import CLEANING_RESULTS, BrokerMetrics
 from headrace.storage import PartitionLog
-from tests.storage.compaction_helpers import read_records
+from tests.support.brokers import in_process_broker
+from tests.support.clients import confluent_producer
+from tests.support.log_reads import read_records
+from tests.support.waiting import eventually_async
 
 DEADLINE_S = 30.0
 RECORDS = 40
@@ -50,13 +49,11 @@ class Running:
                 for family in text_string_to_metric_families(text) for s in family.samples}
 
     async def poll(self, what: str, condition: Callable[[Samples], bool]) -> Samples:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
+        async def scraped() -> Samples | None:
             samples = await self.scrape()
-            if condition(samples):
-                return samples
-            assert time.monotonic() < deadline, f"{what}: not within {DEADLINE_S} s"
-            await asyncio.sleep(0.02)
+            return samples if condition(samples) else None
+
+        return await eventually_async(scraped, timeout=DEADLINE_S, message=what)
 
 
 def _sample(samples: Samples, name: str, **labels: str) -> float:
@@ -65,17 +62,11 @@ def _sample(samples: Samples, name: str, **labels: str) -> float:
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    config = BrokerConfig(data_dir=tmp_path / "data", kafka_port=0, http_port=0,
-                          offsets_topic_partitions=1, retention_check_seconds=0.05,
-                          producer_id_expiration_ms=300)
-    app = BrokerApp(config, observer=BrokerMetrics(config.node_id, "test",
-                                                   process_metrics=False))
-    await app.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield Running(app.broker, session, f"http://127.0.0.1:{app.http_port}/metrics")
-    finally:
-        await app.stop()
+    metrics = BrokerMetrics(1, "test", process_metrics=False)
+    started = in_process_broker(tmp_path / "data", observer=metrics, http=True, node_id=1,
+                                retention_check_seconds=0.05, producer_id_expiration_ms=300)
+    async with started, aiohttp.ClientSession() as session:
+        yield Running(started.broker, session, f"http://127.0.0.1:{started.http_port}/metrics")
 
 
 def _keyed(count: int, first_key: int = 0, keys: int = KEYS) -> list[tuple[bytes, bytes | None]]:
@@ -93,8 +84,7 @@ def _produce_one_batch_per_record(
 ) -> None:
     """Keyed records from one idempotent producer, one batch per record so small segments
     roll."""
-    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap,
-                                         "enable.idempotence": True, "linger.ms": 0})
+    producer = confluent_producer(bootstrap, {"enable.idempotence": True, "linger.ms": 0})
     for i in range(max(len(batch) for batch in records.values())):
         for topic, batch in records.items():
             if i < len(batch):

@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.clients.conftest import BrokerProcess
 from tests.observability.otlp_collector import otlp_collector
+from tests.support.brokers import BrokerProcess
 
 
 async def test_broker_process_exports_spans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -9,7 +9,6 @@ no kubelet), so Clusters that need broker answers point the operator at the real
 from __future__ import annotations
 
 import os
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,27 +20,15 @@ from kopf.testing import KopfRunner
 
 from headrace.cluster.devcluster import BrokerProcess as DevBroker
 from headrace_operator.crds import openapi_schema
-from tests.clients.conftest import BrokerProcess
 from tests.operator.kube_emulator import EmulatedCluster
+from tests.support.brokers import BrokerProcess
+from tests.support.clients import confluent_admin, confluent_consumer, confluent_producer
+from tests.support.waiting import eventually
 
 API = "headrace.io/v1alpha1"
 DEADLINE_S = 25.0
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def wait_for(condition: Callable[[], Any], what: str | Callable[[], str],
-             timeout: float = DEADLINE_S) -> Any:
-    """Poll ``condition`` until it returns something truthy, or fail saying ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = what if isinstance(what, str) else what()
-            raise AssertionError(f"timed out waiting for {detail}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +90,13 @@ def test_cluster_creates_owned_objects_with_status(kube: EmulatedCluster) -> Non
                                     "config": {"min.insync.replicas": "2"}})
     jsonschema.validate(cluster, openapi_schema("Cluster"))
     kube.create(cluster)
-    uid = wait_for(lambda: (kube.get(API, "Cluster", ns, "demo") or {}).get(
-        "metadata", {}).get("uid"), "cluster uid")
-    statefulsets = wait_for(lambda: [s for s in kube.list("apps/v1", "StatefulSet", ns)
-                                     if s["metadata"]["name"] in ("demo-z1", "demo-z2")
-                                     ] if len(kube.list("apps/v1", "StatefulSet", ns)) >= 3
-                            else None, "broker and etcd StatefulSets")
+    uid = eventually(lambda: (kube.get(API, "Cluster", ns, "demo") or {}).get(
+        "metadata", {}).get("uid"), timeout=DEADLINE_S, message="cluster uid")
+    statefulsets = eventually(lambda: [s for s in kube.list("apps/v1", "StatefulSet", ns)
+                                       if s["metadata"]["name"] in ("demo-z1", "demo-z2")
+                                       ] if len(kube.list("apps/v1", "StatefulSet", ns)) >= 3
+                              else None,
+                              timeout=DEADLINE_S, message="broker and etcd StatefulSets")
     assert sorted(s["spec"]["replicas"] for s in statefulsets) == [2, 2]
     for sts in statefulsets:
         assert sts["metadata"]["ownerReferences"][0]["uid"] == uid
@@ -117,23 +105,24 @@ def test_cluster_creates_owned_objects_with_status(kube: EmulatedCluster) -> Non
     assert {"demo-brokers", "demo-bootstrap", "demo-etcd", "demo-etcd-client"} <= services
     assert kube.get("v1", "ConfigMap", ns, "demo-config") is not None
     assert kube.get("policy/v1", "PodDisruptionBudget", ns, "demo-brokers") is not None
-    status = wait_for(lambda: (kube.get(API, "Cluster", ns, "demo") or {}).get("status", {})
-                      if _condition(kube.get(API, "Cluster", ns, "demo"), "Ready") else None,
-                      "cluster status conditions")
+    status = eventually(lambda: (kube.get(API, "Cluster", ns, "demo") or {}).get("status", {})
+                        if _condition(kube.get(API, "Cluster", ns, "demo"), "Ready") else None,
+                        timeout=DEADLINE_S, message="cluster status conditions")
     assert status["brokerIds"] == [0, 1, 1000, 1001]
     assert status["readyBrokers"] == 0
     assert _condition({"status": status}, "Ready")["status"] == "False"
     assert status["observedGeneration"] == 1
     # Scale up: the zones' StatefulSets grow.
     kube.patch(API, "Cluster", ns, "demo", {"spec": {"brokers": 6}})
-    wait_for(lambda: sorted(kube.get("apps/v1", "StatefulSet", ns, n)["spec"]["replicas"]
-                            for n in ("demo-z1", "demo-z2")) == [3, 3], "scale-up")
+    eventually(lambda: sorted(kube.get("apps/v1", "StatefulSet", ns, n)["spec"]["replicas"]
+                              for n in ("demo-z1", "demo-z2")) == [3, 3], timeout=DEADLINE_S,
+               message="scale-up")
     # Scale down with unreachable brokers: nothing shrinks, a condition says why.
     kube.patch(API, "Cluster", ns, "demo", {"spec": {"brokers": 2}})
-    progressing = wait_for(lambda: _condition(kube.get(API, "Cluster", ns, "demo"),
-                                              "Progressing").get("reason") == "Draining"
-                           and _condition(kube.get(API, "Cluster", ns, "demo"), "Progressing"),
-                           "draining condition")
+    progressing = eventually(lambda: _condition(kube.get(API, "Cluster", ns, "demo"),
+                                                "Progressing").get("reason") == "Draining"
+                             and _condition(kube.get(API, "Cluster", ns, "demo"), "Progressing"),
+                             timeout=DEADLINE_S, message="draining condition")
     assert "not removing" in progressing["message"]
     assert kube.get("apps/v1", "StatefulSet", ns, "demo-z1")["spec"]["replicas"] == 3
 
@@ -142,12 +131,12 @@ def test_invalid_cluster_spec_is_a_condition_not_a_crash(kube: EmulatedCluster) 
     ns = "t-invalid"
     bad = _cluster(ns, "broken", {"brokers": 1, "metadataStore": {"mode": "external"}})
     kube.create(bad)
-    ready = wait_for(lambda: _condition(kube.get(API, "Cluster", ns, "broken"), "Ready"),
-                     "InvalidSpec condition")
+    ready = eventually(lambda: _condition(kube.get(API, "Cluster", ns, "broken"), "Ready"),
+                       timeout=DEADLINE_S, message="InvalidSpec condition")
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
     assert kube.list("apps/v1", "StatefulSet", ns) == []
-    wait_for(lambda: any(e.get("reason") == "InvalidSpec" for e in kube.events(ns, "broken")),
-             "InvalidSpec event")
+    eventually(lambda: any(e.get("reason") == "InvalidSpec" for e in kube.events(ns, "broken")),
+               timeout=DEADLINE_S, message="InvalidSpec event")
     # The schema rejects what it can express.
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(_cluster(ns, "x", {"brokers": 0}), openapi_schema("Cluster"))
@@ -157,29 +146,28 @@ def test_topic_with_unknown_cluster_or_too_large_rf_reports_conditions(
         kube: EmulatedCluster) -> None:
     ns = "t-topic-errors"
     kube.create(_topic(ns, "orphan", {"clusterRef": "missing", "partitions": 1}))
-    condition = wait_for(lambda: _condition(kube.get(API, "Topic", ns, "orphan"), "Ready"),
-                         "ClusterNotFound condition")
+    condition = eventually(lambda: _condition(kube.get(API, "Topic", ns, "orphan"), "Ready"),
+                           timeout=DEADLINE_S, message="ClusterNotFound condition")
     assert condition["reason"] == "ClusterNotFound"
     kube.create(_cluster(ns, "small", {"brokers": 1}))
     kube.create(_topic(ns, "wide", {"clusterRef": "small", "replicationFactor": 3}))
-    condition = wait_for(lambda: _condition(kube.get(API, "Topic", ns, "wide"), "Ready"),
-                         "ReplicationFactorTooLarge condition")
+    condition = eventually(lambda: _condition(kube.get(API, "Topic", ns, "wide"), "Ready"),
+                           timeout=DEADLINE_S, message="ReplicationFactorTooLarge condition")
     assert condition["reason"] == "ReplicationFactorTooLarge"
-    wait_for(lambda: any(e.get("reason") == "ReplicationFactorTooLarge"
-                         for e in kube.events(ns, "wide")), "warning event")
+    eventually(lambda: any(e.get("reason") == "ReplicationFactorTooLarge"
+                           for e in kube.events(ns, "wide")), timeout=DEADLINE_S,
+               message="warning event")
 
 
 def _kafka_topics(broker: BrokerProcess) -> dict[str, Any]:
-    from confluent_kafka.admin import AdminClient
-
-    client = AdminClient({"bootstrap.servers": broker.bootstrap})
+    client = confluent_admin(broker.bootstrap)
     return dict(client.list_topics(timeout=10).topics)
 
 
 def _kafka_config(broker: BrokerProcess, topic: str) -> dict[str, str]:
-    from confluent_kafka.admin import AdminClient, ConfigResource
+    from confluent_kafka.admin import ConfigResource
 
-    client = AdminClient({"bootstrap.servers": broker.bootstrap})
+    client = confluent_admin(broker.bootstrap)
     resource = ConfigResource("topic", topic)
     entries = client.describe_configs([resource])[resource].result(timeout=10)
     return {k: v.value for k, v in entries.items()}
@@ -194,8 +182,9 @@ def test_topic_lifecycle_against_a_real_broker(kube: EmulatedCluster,
                                   "config": {"retention.ms": "3600000"}})
     jsonschema.validate(topic, openapi_schema("Topic"))
     kube.create(topic)
-    wait_for(lambda: _condition(kube.get(API, "Topic", ns, "orders"), "Ready").get(
-        "status") == "True", lambda: f"topic ready: {kube.get(API, 'Topic', ns, 'orders')}")
+    eventually(lambda: _condition(kube.get(API, "Topic", ns, "orders"), "Ready").get(
+        "status") == "True", timeout=DEADLINE_S,
+        message=lambda: f"topic ready: {kube.get(API, 'Topic', ns, 'orders')}")
     assert len(_kafka_topics(real_broker)["orders"].partitions) == 2
     assert _kafka_config(real_broker, "orders")["retention.ms"] == "3600000"
     status = kube.get(API, "Topic", ns, "orders")["status"]
@@ -204,42 +193,42 @@ def test_topic_lifecycle_against_a_real_broker(kube: EmulatedCluster,
 
     # Grow: partitions are added.
     kube.patch(API, "Topic", ns, "orders", {"spec": {"partitions": 3}})
-    wait_for(lambda: len(_kafka_topics(real_broker)["orders"].partitions) == 3, "3 partitions")
+    eventually(lambda: len(_kafka_topics(real_broker)["orders"].partitions) == 3,
+               timeout=DEADLINE_S, message="3 partitions")
     # Shrink: refused with a condition; Kafka keeps 3 partitions.
     kube.patch(API, "Topic", ns, "orders", {"spec": {"partitions": 1}})
-    condition = wait_for(lambda: _condition(kube.get(API, "Topic", ns, "orders"), "Ready").get(
+    condition = eventually(lambda: _condition(kube.get(API, "Topic", ns, "orders"), "Ready").get(
         "reason") == "PartitionDecreaseRefused" and _condition(
-        kube.get(API, "Topic", ns, "orders"), "Ready"), "PartitionDecreaseRefused")
+        kube.get(API, "Topic", ns, "orders"), "Ready"),
+        timeout=DEADLINE_S, message="PartitionDecreaseRefused")
     assert condition["status"] == "False"
     assert len(_kafka_topics(real_broker)["orders"].partitions) == 3
     kube.patch(API, "Topic", ns, "orders", {"spec": {"partitions": 3}})
 
     # Drift: a Kafka client changes the config; the operator sets it back and says so.
-    from confluent_kafka.admin import (
-        AdminClient,
-        AlterConfigOpType,
-        ConfigEntry,
-        ConfigResource,
-    )
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
-    client = AdminClient({"bootstrap.servers": real_broker.bootstrap})
+    client = confluent_admin(real_broker.bootstrap)
     resource = ConfigResource("topic", "orders", incremental_configs=[
         ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
     client.incremental_alter_configs([resource])[resource].result(timeout=10)
-    wait_for(lambda: _kafka_config(real_broker, "orders")["retention.ms"] == "3600000",
-             "config drift corrected")
-    wait_for(lambda: any(e.get("reason") == "DriftCorrected" for e in kube.events(ns, "orders")),
-             "drift event")
+    eventually(lambda: _kafka_config(real_broker, "orders")["retention.ms"] == "3600000",
+               timeout=DEADLINE_S, message="config drift corrected")
+    eventually(lambda: any(e.get("reason") == "DriftCorrected" for e in kube.events(ns, "orders")),
+               timeout=DEADLINE_S, message="drift event")
 
     # Drift: the topic is deleted behind Kubernetes' back; the operator recreates it.
     client.delete_topics(["orders"])["orders"].result(timeout=10)
-    wait_for(lambda: "orders" in _kafka_topics(real_broker)
-             and len(_kafka_topics(real_broker)["orders"].partitions) == 3, "topic recreated")
+    eventually(lambda: "orders" in _kafka_topics(real_broker)
+               and len(_kafka_topics(real_broker)["orders"].partitions) == 3, timeout=DEADLINE_S,
+               message="topic recreated")
 
     # deletionPolicy delete: deleting the resource deletes the topic.
     kube.delete(API, "Topic", ns, "orders")
-    wait_for(lambda: "orders" not in _kafka_topics(real_broker), "topic deleted in Kafka")
-    wait_for(lambda: kube.get(API, "Topic", ns, "orders") is None, "finalizer released")
+    eventually(lambda: "orders" not in _kafka_topics(real_broker), timeout=DEADLINE_S,
+               message="topic deleted in Kafka")
+    eventually(lambda: kube.get(API, "Topic", ns, "orders") is None, timeout=DEADLINE_S,
+               message="finalizer released")
 
 
 def test_retained_topic_survives_resource_deletion(kube: EmulatedCluster,
@@ -249,9 +238,11 @@ def test_retained_topic_survives_resource_deletion(kube: EmulatedCluster,
                          {"headrace.io/operator-bootstrap-servers": real_broker.bootstrap}))
     kube.create(_topic(ns, "keep", {"clusterRef": "solo", "replicationFactor": 1,
                                     "topicName": "kept.topic", "deletionPolicy": "retain"}))
-    wait_for(lambda: "kept.topic" in _kafka_topics(real_broker), "topic created")
+    eventually(lambda: "kept.topic" in _kafka_topics(real_broker), timeout=DEADLINE_S,
+               message="topic created")
     kube.delete(API, "Topic", ns, "keep")
-    wait_for(lambda: kube.get(API, "Topic", ns, "keep") is None, "resource gone")
+    eventually(lambda: kube.get(API, "Topic", ns, "keep") is None, timeout=DEADLINE_S,
+               message="resource gone")
     assert "kept.topic" in _kafka_topics(real_broker)
 
 
@@ -260,14 +251,15 @@ def test_cluster_status_reads_the_brokers_and_metrics_are_served(
     ns = "t-status"
     kube.create(_cluster(ns, "solo", {"brokers": 1},
                          {"headrace.io/operator-bootstrap-servers": real_broker.bootstrap}))
-    status = wait_for(lambda: ((kube.get(API, "Cluster", ns, "solo") or {}).get("status") or {})
-                      if "controllerId" in ((kube.get(API, "Cluster", ns, "solo") or {}).get(
-                          "status") or {}) else None, "status from brokers")
+    status = eventually(lambda: ((kube.get(API, "Cluster", ns, "solo") or {}).get("status") or {})
+                        if "controllerId" in ((kube.get(API, "Cluster", ns, "solo") or {}).get(
+                            "status") or {}) else None, timeout=DEADLINE_S,
+                        message="status from brokers")
     assert status["controllerId"] == 0
     assert status["offlinePartitions"] == 0
     from headrace_operator import metrics
 
-    port = wait_for(lambda: metrics.bound_port, "metrics port")
+    port = eventually(lambda: metrics.bound_port, timeout=DEADLINE_S, message="metrics port")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     assert 'headrace_operator_reconcile_total{kind="Cluster",result="success"}' in text
@@ -299,39 +291,42 @@ def test_rolling_restart_goes_one_ready_broker_at_a_time(
     ns, name = "t-roll", "rolling"
     kube.create(_cluster(ns, name, {"brokers": 3, "image": "headrace:1"},
                          {"headrace.io/operator-bootstrap-servers": real_broker.bootstrap}))
-    sts = wait_for(lambda: kube.get("apps/v1", "StatefulSet", ns, f"{name}-broker"),
-                   "broker StatefulSet")
+    sts = eventually(lambda: kube.get("apps/v1", "StatefulSet", ns, f"{name}-broker"),
+                     timeout=DEADLINE_S, message="broker StatefulSet")
     old_revision = sts["spec"]["template"]["metadata"]["annotations"]["headrace.io/revision"]
     for ordinal in range(3):
         kube.create(_broker_pod(ns, name, ordinal, old_revision, ready=True))
     kube.patch(API, "Cluster", ns, name, {"spec": {"image": "headrace:2"}})
-    new_revision = wait_for(
+    new_revision = eventually(
         lambda: (lambda r: r if r != old_revision else None)(
             kube.get("apps/v1", "StatefulSet", ns, f"{name}-broker")["spec"]["template"][
-                "metadata"]["annotations"]["headrace.io/revision"]), "new pod template")
+                "metadata"]["annotations"]["headrace.io/revision"]),
+        timeout=DEADLINE_S, message="new pod template",
+    )
 
     restarted: list[str] = []
     for step in range(3):
-        gone = wait_for(lambda: ({f"{name}-broker-{i}" for i in range(3)}
-                                 - {p["metadata"]["name"] for p in kube.list("v1", "Pod", ns)}),
-                        "a broker pod restarted")
+        gone = eventually(lambda: ({f"{name}-broker-{i}" for i in range(3)}
+                                   - {p["metadata"]["name"] for p in kube.list("v1", "Pod", ns)}),
+                          timeout=DEADLINE_S, message="a broker pod restarted")
         assert len(gone) == 1, gone  # one at a time
         pod = gone.pop()
         restarted.append(pod)
         ordinal = int(pod.rsplit("-", 1)[1])
         kube.create(_broker_pod(ns, name, ordinal, new_revision, ready=False))
         if step < 2:  # outdated pods remain: the operator says it waits for this one
-            waiting = wait_for(lambda: _condition(kube.get(API, "Cluster", ns, name),
-                                                  "Progressing").get("message", "").startswith(
-                f"waiting for {pod}"), f"operator waiting for {pod}")  # noqa: B023
+            waiting = eventually(lambda: _condition(kube.get(API, "Cluster", ns, name),
+                                                    "Progressing").get("message", "").startswith(
+                f"waiting for {pod}"),  # noqa: B023
+                timeout=DEADLINE_S, message=f"operator waiting for {pod}")
             assert waiting
             assert len(kube.list("v1", "Pod", ns)) == 3  # nothing else restarted meanwhile
         kube.patch("v1", "Pod", ns, pod, {"status": {"conditions": [
             {"type": "Ready", "status": "True"}]}}, subresource="status")
     # The controller (broker 0, the real broker's id) goes last.
     assert restarted == [f"{name}-broker-1", f"{name}-broker-2", f"{name}-broker-0"]
-    done = wait_for(lambda: _condition(kube.get(API, "Cluster", ns, name), "Progressing").get(
-        "status") == "False", "roll finished")
+    done = eventually(lambda: _condition(kube.get(API, "Cluster", ns, name), "Progressing").get(
+        "status") == "False", timeout=DEADLINE_S, message="roll finished")
     assert done
     events = {e.get("reason") for e in kube.events(ns, name)}
     assert "RollingRestart" in events
@@ -352,9 +347,10 @@ def test_zones_discovered_from_node_labels(kube: EmulatedCluster) -> None:
 
 def _check_discovered_zones(kube: EmulatedCluster, ns: str) -> None:
     kube.create(_cluster(ns, "auto", {"brokers": 3}))
-    names = wait_for(lambda: (lambda found: found if len(found) == 2 else None)(
+    names = eventually(lambda: (lambda found: found if len(found) == 2 else None)(
         sorted(s["metadata"]["name"] for s in kube.list("apps/v1", "StatefulSet", ns)
-               if s["metadata"]["name"] != "auto-etcd")), "two per-zone StatefulSets")
+               if s["metadata"]["name"] != "auto-etcd")),
+        timeout=DEADLINE_S, message="two per-zone StatefulSets")
     # Zones sorted by name: east is zone 0 (2 brokers: ids 0, 1), west zone 1 (id 1000).
     assert names == ["auto-east", "auto-west"]
     east = kube.get("apps/v1", "StatefulSet", ns, "auto-east")
@@ -362,8 +358,8 @@ def _check_discovered_zones(kube: EmulatedCluster, ns: str) -> None:
     west = kube.get("apps/v1", "StatefulSet", ns, "auto-west")
     assert {"name": "BROKER_ID_BASE", "value": "1000"} in \
         west["spec"]["template"]["spec"]["containers"][0]["env"]
-    status = wait_for(lambda: (kube.get(API, "Cluster", ns, "auto").get("status") or {}).get(
-        "zones"), "zones in status")
+    status = eventually(lambda: (kube.get(API, "Cluster", ns, "auto").get("status") or {}).get(
+        "zones"), timeout=DEADLINE_S, message="zones in status")
     assert status == ["east", "west"]
 
     # A zone appears whose name sorts first. It joins at the end: were the zones re-sorted,
@@ -371,14 +367,14 @@ def _check_discovered_zones(kube: EmulatedCluster, ns: str) -> None:
     kube.create({"apiVersion": "v1", "kind": "Node", "metadata": {
         "name": "n4", "labels": {"topology.kubernetes.io/zone": "central"}}})
     kube.patch(API, "Cluster", ns, "auto", {"spec": {"brokers": 4}})
-    central = wait_for(lambda: kube.get("apps/v1", "StatefulSet", ns, "auto-central"),
-                       "a StatefulSet for the new zone")
+    central = eventually(lambda: kube.get("apps/v1", "StatefulSet", ns, "auto-central"),
+                         timeout=DEADLINE_S, message="a StatefulSet for the new zone")
     assert _id_base(central) == "2000"
     assert _id_base(kube.get("apps/v1", "StatefulSet", ns, "auto-east")) == "0"
     assert _id_base(kube.get("apps/v1", "StatefulSet", ns, "auto-west")) == "1000"
-    assert wait_for(lambda: (lambda z: z if z and len(z) == 3 else None)(
+    assert eventually(lambda: (lambda z: z if z and len(z) == 3 else None)(
         (kube.get(API, "Cluster", ns, "auto").get("status") or {}).get("zones")),
-        "three zones in status") == ["east", "west", "central"]
+        timeout=DEADLINE_S, message="three zones in status") == ["east", "west", "central"]
 
 
 def _id_base(statefulset: dict[str, Any]) -> str:
@@ -389,11 +385,12 @@ def _id_base(statefulset: dict[str, Any]) -> str:
 def test_named_zones_cannot_move_or_drop(kube: EmulatedCluster) -> None:
     ns = "t-zone-order"
     kube.create(_cluster(ns, "z", {"brokers": 3, "zones": {"names": ["a", "b", "c"]}}))
-    wait_for(lambda: (kube.get(API, "Cluster", ns, "z").get("status") or {}).get("zones"),
-             "zones in status")
+    eventually(lambda: (kube.get(API, "Cluster", ns, "z").get("status") or {}).get("zones"),
+               timeout=DEADLINE_S, message="zones in status")
     kube.patch(API, "Cluster", ns, "z", {"spec": {"zones": {"names": ["a", "c"]}}})
-    ready = wait_for(lambda: (lambda c: c if c.get("reason") == "ZonesRefused" else None)(
-        _condition(kube.get(API, "Cluster", ns, "z"), "Ready")), "a ZonesRefused condition")
+    ready = eventually(lambda: (lambda c: c if c.get("reason") == "ZonesRefused" else None)(
+        _condition(kube.get(API, "Cluster", ns, "z"), "Ready")),
+        timeout=DEADLINE_S, message="a ZonesRefused condition")
     assert ready["status"] == "False"
     degraded = _condition(kube.get(API, "Cluster", ns, "z"), "Degraded")
     assert degraded["reason"] == "ZonesRefused"
@@ -403,16 +400,17 @@ def test_named_zones_cannot_move_or_drop(kube: EmulatedCluster) -> None:
     # The cluster keeps running as it was: zone c's brokers keep their ids.
     assert _id_base(kube.get("apps/v1", "StatefulSet", ns, "z-b")) == "1000"
     assert _id_base(kube.get("apps/v1", "StatefulSet", ns, "z-c")) == "2000"
-    wait_for(lambda: any(e.get("reason") == "ZonesRefused" for e in kube.events(ns, "z")),
-             "a ZonesRefused event")
+    eventually(lambda: any(e.get("reason") == "ZonesRefused" for e in kube.events(ns, "z")),
+               timeout=DEADLINE_S, message="a ZonesRefused event")
     # Adding a zone at the end is fine.
     kube.patch(API, "Cluster", ns, "z", {"spec": {"brokers": 4,
                                                   "zones": {"names": ["a", "b", "c", "d"]}}})
-    d = wait_for(lambda: kube.get("apps/v1", "StatefulSet", ns, "z-d"), "zone d's StatefulSet")
+    d = eventually(lambda: kube.get("apps/v1", "StatefulSet", ns, "z-d"), timeout=DEADLINE_S,
+                   message="zone d's StatefulSet")
     assert _id_base(d) == "3000"
-    wait_for(lambda: (kube.get(API, "Cluster", ns, "z").get("status") or {}).get(
+    eventually(lambda: (kube.get(API, "Cluster", ns, "z").get("status") or {}).get(
         "zonesRefused") is None and _condition(kube.get(API, "Cluster", ns, "z"), "Ready").get(
-        "reason") != "ZonesRefused", "the refusal cleared")
+        "reason") != "ZonesRefused", timeout=DEADLINE_S, message="the refusal cleared")
 
 
 class Kubelet:
@@ -514,8 +512,6 @@ def test_roll_scale_up_and_drain_of_real_replicated_brokers_under_traffic(
     acks=all running throughout: a config change rolls one broker at a time; scaling to four
     moves replicas onto the new broker; scaling back drains it before its pod goes; scaling
     below the replication factor is refused; and every acknowledged record is still there."""
-    from confluent_kafka import Consumer, Producer
-
     from headrace.cluster.etcd_launcher import EtcdProcess
 
     ns, name = "t-harness", "real"
@@ -525,27 +521,27 @@ def test_roll_scale_up_and_drain_of_real_replicated_brokers_under_traffic(
     try:
         kube.create(_cluster(ns, name, {"brokers": 3, "zones": {"names": ["a", "b", "c"]},
                                         "config": {"min.insync.replicas": "2"}}))
-        wait_for(lambda: len([s for s in kube.list("apps/v1", "StatefulSet", ns)
-                              if not s["metadata"]["name"].endswith("etcd")]) == 3,
-                 "three zone StatefulSets")
+        eventually(lambda: len([s for s in kube.list("apps/v1", "StatefulSet", ns)
+                                if not s["metadata"]["name"].endswith("etcd")]) == 3,
+                   timeout=DEADLINE_S, message="three zone StatefulSets")
         kubelet.step()
         kube.patch(API, "Cluster", ns, name, {"metadata": {"annotations": {
             "headrace.io/operator-bootstrap-servers": kubelet.bootstrap()}}})
-        wait_for(lambda: (kubelet.step(), _condition(kube.get(API, "Cluster", ns, name),
-                                                     "Ready").get("status") == "True")[1],
-                 lambda: f"cluster ready: {kube.get(API, 'Cluster', ns, name).get('status')}",
-                 timeout=60)
+        eventually(lambda: (kubelet.step(), _condition(kube.get(API, "Cluster", ns, name),
+                                                       "Ready").get("status") == "True")[1],
+                   timeout=60, message=lambda: "cluster ready: "
+                   f"{kube.get(API, 'Cluster', ns, name).get('status')}")
         kube.create(_topic(ns, "events", {"clusterRef": name, "partitions": 3,
                                           "replicationFactor": 3,
                                           "config": {"min.insync.replicas": "2"}}))
-        wait_for(lambda: _condition(kube.get(API, "Topic", ns, "events"), "Ready").get(
-            "status") == "True", "topic ready", timeout=40)
+        eventually(lambda: _condition(kube.get(API, "Topic", ns, "events"), "Ready").get(
+            "status") == "True", timeout=40, message="topic ready")
         status = kube.get(API, "Topic", ns, "events")["status"]
         for partition in status["partitions"]:  # one replica per zone
             assert sorted(b // 1000 for b in partition["replicas"]) == [0, 1, 2]
 
-        producer = Producer({"bootstrap.servers": kubelet.bootstrap(), "acks": "all",
-                             "linger.ms": 5, "message.timeout.ms": 60000})
+        producer = confluent_producer(kubelet.bootstrap(), {"acks": "all", "linger.ms": 5,
+                                                            "message.timeout.ms": 60000})
         acked: set[bytes] = set()
 
         def delivered(error: Any, message: Any) -> None:
@@ -571,7 +567,8 @@ def test_roll_scale_up_and_drain_of_real_replicated_brokers_under_traffic(
             return len(kubelet.restarts) >= 3 and _condition(
                 kube.get(API, "Cluster", ns, name), "Progressing").get("status") == "False"
 
-        wait_for(rolled, lambda: f"roll finished; restarted {kubelet.restarts}", timeout=120)
+        eventually(rolled, timeout=120,
+                   message=lambda: f"roll finished; restarted {kubelet.restarts}")
         assert sorted(kubelet.restarts) == sorted(f"{name}-{z}-0" for z in "abc")
         assert len(set(kubelet.restarts)) == 3  # each broker restarted exactly once
 
@@ -579,10 +576,7 @@ def test_roll_scale_up_and_drain_of_real_replicated_brokers_under_traffic(
         kube.patch(API, "Cluster", ns, name, {"spec": {"brokers": 4}})
 
         def assignment() -> dict[int, list[int]]:
-            from confluent_kafka.admin import AdminClient
-
-            topics = AdminClient({"bootstrap.servers": kubelet.bootstrap()}).list_topics(
-                "events", timeout=10).topics
+            topics = confluent_admin(kubelet.bootstrap()).list_topics("events", timeout=10).topics
             return {p.id: list(p.replicas) for p in topics["events"].partitions.values()}
 
         def rebalanced() -> bool:
@@ -592,8 +586,9 @@ def test_roll_scale_up_and_drain_of_real_replicated_brokers_under_traffic(
             return any(1 in r for r in replicas.values()) and _condition(
                 kube.get(API, "Cluster", ns, name), "Progressing").get("status") == "False"
 
-        wait_for(rebalanced, lambda: f"rebalanced onto broker 1: {assignment()} "
-                 f"{kube.get(API, 'Cluster', ns, name).get('status')}", timeout=90)
+        eventually(rebalanced, timeout=90,
+                   message=lambda: f"rebalanced onto broker 1: {assignment()} "
+                   f"{kube.get(API, 'Cluster', ns, name).get('status')}")
         for replicas in assignment().values():
             assert sorted({b // 1000 for b in replicas}) == [0, 1, 2]
 
@@ -607,36 +602,44 @@ def test_roll_scale_up_and_drain_of_real_replicated_brokers_under_traffic(
             produce(10)
             kubelet.step()
             return not kubelet.brokers[f"{name}-a-1"].running
-        wait_for(drained_then_removed, lambda: f"drain and shrink: {assignment()}", timeout=90)
+        eventually(drained_then_removed, timeout=90,
+                   message=lambda: f"drain and shrink: {assignment()}")
         assert len(checked) == 1
         assert all(1 not in replicas for replicas in checked[0].values()), checked
 
         # Scale down 3 -> 2 cannot hold replication factor 3: refused, nothing changes.
         kube.patch(API, "Cluster", ns, name, {"spec": {"brokers": 2}})
-        degraded = wait_for(lambda: (lambda c: c if c.get("reason") == "ScaleRefused" else None)(
-            _condition(kube.get(API, "Cluster", ns, name), "Degraded")), "ScaleRefused")
+        degraded = eventually(lambda: (lambda c: c if c.get("reason") == "ScaleRefused" else None)(
+            _condition(kube.get(API, "Cluster", ns, name), "Degraded")),
+            timeout=DEADLINE_S, message="ScaleRefused")
         assert "replication factor 3" in degraded["message"]
         assert [kube.get("apps/v1", "StatefulSet", ns, f"{name}-{z}")["spec"]["replicas"]
                 for z in "abc"] == [1, 1, 1]
-        wait_for(lambda: any(e.get("reason") == "ScaleRefused" for e in kube.events(ns, name)),
-                 "ScaleRefused event")
+        eventually(lambda: any(e.get("reason") == "ScaleRefused" for e in kube.events(ns, name)),
+                   timeout=DEADLINE_S, message="ScaleRefused event")
         kubelet.step()
         assert all(kubelet.brokers[f"{name}-{z}-0"].running for z in "abc")
         produce(100)
         assert producer.flush(60) == 0
         assert len(acked) == sent  # acks=all, min ISR 2: nothing refused during the roll
 
-        consumer = Consumer({"bootstrap.servers": kubelet.bootstrap(), "group.id": "check",
-                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        consumer = confluent_consumer(kubelet.bootstrap(), {
+            "group.id": "check", "auto.offset.reset": "earliest", "enable.auto.commit": False})
         consumer.subscribe(["events"])
         seen: set[bytes] = set()
-        deadline = time.monotonic() + 60
-        while not acked <= seen and time.monotonic() < deadline:
+
+        def all_seen() -> bool:
             message = consumer.poll(0.5)
             if message is not None and message.error() is None:
                 seen.add(message.value())
-        consumer.close()
-        assert acked <= seen, f"{len(acked - seen)} acknowledged records lost"
+            return acked <= seen
+
+        try:
+            if not acked <= seen:
+                eventually(all_seen, timeout=60, interval=0,
+                           message=lambda: f"{len(acked - seen)} acknowledged records")
+        finally:
+            consumer.close()
     finally:
         kubelet.stop()
         etcd.kill()

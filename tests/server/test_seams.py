@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 from kio.schema.errors import ErrorCode
 
-from headrace.app import BrokerApp
 from headrace.core.broker import Broker
-from headrace.core.config import BrokerConfig
 from headrace.core.errors import KafkaError
 from headrace.core.replica import FetchBounds, ReplicaManager
 from headrace.core.requests import NullObserver
 from headrace.core.topics import TopicSpec
 from tests.server.test_wire import fetch_fields, produce
 from tests.server.wire import WireClient, build_batch
+from tests.support.brokers import in_process_broker
 
 FOLLOWER = 5
 
@@ -61,19 +60,12 @@ class FetchCounter(NullObserver):
 @pytest.fixture
 async def seamed(tmp_path: Path) -> AsyncIterator[tuple[Broker, FetchCounter]]:
     observer = FetchCounter()
-    app = BrokerApp(
-        BrokerConfig(data_dir=tmp_path / "data", kafka_port=0, http_host=None,
-                     offsets_topic_partitions=1),
-        observer=observer,
-    )
-    broker = app.broker
+    running = in_process_broker(tmp_path / "data", observer=observer)
+    broker = running.broker
     broker.attach(replicas=CommittedBelowLogEnd(broker.logs, 1), producer_ids=Exhausted())
     broker.add_readiness_check("stand-in", lambda: True)
-    await app.start()
-    try:
+    async with running:
         yield broker, observer
-    finally:
-        await app.stop()
 
 
 async def test_attached_replica_manager_decides_what_fetches_see(
@@ -140,7 +132,6 @@ async def test_layers_cannot_change_once_started(seamed: tuple[Broker, FetchCoun
     broker, _ = seamed
     assert isinstance(broker.replicas, CommittedBelowLogEnd)
     assert set(broker.readiness_checks) == {"stand-in"}
-    assert broker.logs is not None
     with pytest.raises(RuntimeError):
         broker.attach(replicas=ReplicaManager(broker.logs, 1))
     assert isinstance(broker.replicas, CommittedBelowLogEnd)

@@ -10,21 +10,18 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from headrace.app import BrokerApp
-from headrace.core.config import BrokerConfig
 from headrace.core.topics import TopicSpec
 from tests.server.test_wire import fetch_fields, produce
 from tests.server.wire import WireClient, build_batch
+from tests.support.brokers import in_process_broker
 
 BATCHES = 10
 VALUE_BYTES = 600_000
 
 
 async def _large_fetch_round_trip(data_dir: Path) -> None:
-    broker_app = BrokerApp(BrokerConfig(data_dir=data_dir, kafka_port=0, http_host=None,
-                                 offsets_topic_partitions=1))
-    broker = broker_app.broker
-    await broker_app.start()
+    running = await in_process_broker(data_dir).start()
+    broker = running.broker
     try:
         broker.create_topic(TopicSpec("big", 1))
         producer = await WireClient.connect(broker.kafka_port)
@@ -64,7 +61,7 @@ async def _large_fetch_round_trip(data_dir: Path) -> None:
         await consumer.close()
         await producer.close()
     finally:
-        await broker_app.stop()
+        await running.stop()
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from headrace.storage import LogConfig, LogManager
-from tests.storage.batches import make_keyed_batch
+from tests.support.batches import make_keyed_batch
 
 KEYS = 7
 CONFIG = LogConfig(

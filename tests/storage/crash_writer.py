@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 
 from headrace.storage import LogConfig, LogManager
-from tests.storage.batches import make_batch
 from tests.storage.conftest import ManualClock
+from tests.support.batches import make_batch
 
 RECORDS_PER_BATCH = 3
 CONFIG = LogConfig(flush_messages=1, segment_bytes=6000, index_interval_bytes=256)

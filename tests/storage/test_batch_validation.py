@@ -14,14 +14,14 @@ from headrace.storage import (
     LogConfig,
     PartitionLog,
 )
-from tests.storage.batches import (
+from tests.storage.conftest import ManualClock, OpenManager
+from tests.support.batches import (
     base_offset_of,
     batch_body,
     leader_epoch_of,
     make_batch,
     split_batches,
 )
-from tests.storage.conftest import ManualClock, OpenManager
 
 
 def _reseal(batch: bytearray) -> bytes:

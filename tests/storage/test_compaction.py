@@ -3,13 +3,14 @@ cleaning, producer state, keyless records, replicas, and the pure planning rules
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
 import pytest
 from kafka.record import MemoryRecords
 
-from headrace.record.compression import GZIP
+from headrace.record.compression import GZIP as COMPRESSION_GZIP
 from headrace.storage import (
     CleanerCheckpoint,
     InvalidBatchError,
@@ -24,9 +25,9 @@ from headrace.storage.cleaner import (
     group_for_rewrite,
     record_survives,
 )
-from tests.storage.batches import make_keyed_batch, split_batches
-from tests.storage.compaction_helpers import latest_by_key, read_batches, read_records
 from tests.storage.conftest import ManualClock, OpenManager
+from tests.support.batches import make_keyed_batch, split_batches
+from tests.support.log_reads import latest_by_key, read_batches, read_records
 
 COMPACT = {"cleanup.policy": "compact", "segment.bytes": "400", "index.interval.bytes": "64"}
 DAY_MS = 24 * 3600 * 1000
@@ -273,7 +274,7 @@ def test_gzip_batches_are_compacted_and_unknown_codecs_kept_whole(
     for i in range(12):
         records = [(b"a", b"a%d" % i), (b"b", b"b%d" % i), (b"c%d" % i, b"once")]
         log.append(
-            make_keyed_batch(records, compression=GZIP),
+            make_keyed_batch(records, attributes=COMPRESSION_GZIP, compress=gzip.compress),
             leader_epoch=0,
         )
     # An lz4 batch (codec 3) we cannot decompress: kept byte for byte, never decoded.

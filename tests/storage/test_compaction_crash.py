@@ -18,9 +18,9 @@ import pytest
 
 from headrace.storage import LogManager, PartitionLog
 from tests.storage.compaction_crash_writer import CONFIG, TOPIC, key_of, record_for
-from tests.storage.compaction_helpers import ReadRecord, latest_by_key, read_records
 from tests.storage.conftest import ManualClock, simulate_crash
 from tests.storage.test_compaction import COMPACT, _fill
+from tests.support.log_reads import ReadRecord, latest_by_key, read_records
 
 ROOT = Path(__file__).resolve().parents[2]
 

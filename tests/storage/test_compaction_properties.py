@@ -21,9 +21,9 @@ from hypothesis.stateful import (
 )
 
 from headrace.storage import LogConfig, LogManager, PartitionLog
-from tests.storage.batches import make_keyed_batch
-from tests.storage.compaction_helpers import read_records
 from tests.storage.conftest import ManualClock, simulate_crash
+from tests.support.batches import make_keyed_batch
+from tests.support.log_reads import read_records
 
 RETENTION_MS = 1000
 CONFIG = LogConfig(

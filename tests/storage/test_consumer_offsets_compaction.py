@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TopicPartition
 from kio.schema.errors import ErrorCode
 
-from headrace.app import BrokerApp
-from headrace.core.config import BrokerConfig
 from headrace.core.topics import TopicSpec
 from headrace.groups import (
     OFFSETS_TOPIC,
@@ -26,6 +22,9 @@ from headrace.groups import (
     OffsetCommit,
 )
 from headrace.storage import LogManager
+from tests.support.brokers import in_process_broker
+from tests.support.clients import confluent_consumer, confluent_producer
+from tests.support.waiting import eventually, eventually_async
 
 NODE = CoordinatorNode(1, "127.0.0.1", 9092)
 GROUPS = GroupConfig(offsets_topic_partitions=1)
@@ -88,16 +87,8 @@ async def test_consumer_offsets_stay_bounded_and_restore_after_a_restart(tmp_pat
         logs.close()
 
 
-async def _until(condition: Callable[[], bool], what: str) -> None:
-    """Poll a condition another task makes true, for at most 20 seconds."""
-    deadline = time.monotonic() + 20.0
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 def _produce(bootstrap: str, topic: str, count: int) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
+    producer = confluent_producer(bootstrap, {"linger.ms": 0, "acks": "all"})
     try:
         for i in range(count):
             producer.produce(topic, key=b"key-%d" % (i % 4), value=b"value-%d" % i)
@@ -107,33 +98,32 @@ def _produce(bootstrap: str, topic: str, count: int) -> None:
 
 
 def _consume_all(bootstrap: str, topic: str, end: int) -> list[Any]:
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4()}",
-        "enable.auto.commit": False,
-    })
+    consumer = confluent_consumer(bootstrap, {"enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, 0, 0)])
     messages: list[Any] = []
-    deadline = time.monotonic() + 20
-    try:
-        position = 0
-        while position < end and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is None:
-                position = max(position, consumer.position([TopicPartition(topic, 0)])[0].offset)
-                continue
+    position = 0
+
+    def read_to_end() -> bool:
+        nonlocal position
+        message = consumer.poll(0.2)
+        if message is None:  # past a gap compaction left, the position still moves on
+            position = max(position, consumer.position([TopicPartition(topic, 0)])[0].offset)
+        else:
             assert message.error() is None, message.error()
             messages.append(message)
             position = message.offset() + 1
-        assert position >= end, f"consumer stuck at {position} of {end}"
+        return position >= end
+
+    try:
+        eventually(read_to_end, timeout=20, interval=0,
+                   message=lambda: f"the consumer at {end} (stuck at {position})")
     finally:
         consumer.close()
     return messages
 
 
 def _commit_many(bootstrap: str, group: str, count: int) -> None:
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-    })
+    consumer = confluent_consumer(bootstrap, {"group.id": group, "enable.auto.commit": False})
     try:
         for i in range(count):
             consumer.commit(offsets=[TopicPartition("table", 0, i + 1)], asynchronous=False)
@@ -142,7 +132,7 @@ def _commit_many(bootstrap: str, group: str, count: int) -> None:
 
 
 def _committed(bootstrap: str, group: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = confluent_consumer(bootstrap, {"group.id": group})
     try:
         return int(consumer.committed([TopicPartition("table", 0)], timeout=10)[0].offset)
     finally:
@@ -152,23 +142,22 @@ def _committed(bootstrap: str, group: str) -> int:
 async def test_the_broker_compacts_in_its_loop_and_clients_read_across_gaps(
     tmp_path: Path,
 ) -> None:
-    config = BrokerConfig(
-        data_dir=tmp_path / "data", kafka_port=0, http_host=None, offsets_topic_partitions=1,
-        retention_check_seconds=0.1, topic_defaults={"segment.bytes": "1024"},
-    )
-    broker_app = BrokerApp(config)
-    broker = broker_app.broker
-    await broker_app.start()
+    config: dict[str, Any] = {"retention_check_seconds": 0.1,
+                              "topic_defaults": {"segment.bytes": "1024"}}
+    running = await in_process_broker(tmp_path / "data", **config).start()
+    broker = running.broker
     try:
-        bootstrap = f"127.0.0.1:{broker.kafka_port}"
+        bootstrap = running.bootstrap
         broker.create_topic(TopicSpec("table", 1, configs={"cleanup.policy": "compact"}))
         assert broker.logs is not None
         table = broker.logs.get_partition("table", 0)
         await asyncio.to_thread(_produce, bootstrap, "table", 120)
-        await _until(lambda: table.log_end_offset == 120, "all records written")
+        await eventually_async(lambda: table.log_end_offset == 120, timeout=20,
+                               message="all records written")
         table.roll()  # so every record is in a cleanable segment
         full = table.size_bytes
-        await _until(lambda: table.size_bytes < full / 4, "the loop to compact the topic")
+        await eventually_async(lambda: table.size_bytes < full / 4, timeout=20,
+                               message="the loop to compact the topic")
         messages = await asyncio.to_thread(_consume_all, bootstrap, "table", 120)
         latest = {m.key(): (m.offset(), m.value()) for m in messages}
         assert latest == {b"key-%d" % k: (116 + k, b"value-%d" % (116 + k)) for k in range(4)}
@@ -177,14 +166,9 @@ async def test_the_broker_compacts_in_its_loop_and_clients_read_across_gaps(
         offsets_log = broker.logs.get_partition(OFFSETS_TOPIC, 0)
         grown = offsets_log.size_bytes
         offsets_log.roll()
-        await _until(lambda: offsets_log.size_bytes < grown / 4, "__consumer_offsets to shrink")
+        await eventually_async(lambda: offsets_log.size_bytes < grown / 4, timeout=20,
+                               message="__consumer_offsets to shrink")
     finally:
-        await broker_app.stop()
-    broker_app = BrokerApp(config)
-    broker = broker_app.broker
-    await broker_app.start()
-    try:
-        bootstrap = f"127.0.0.1:{broker.kafka_port}"
-        assert await asyncio.to_thread(_committed, bootstrap, "app") == 300
-    finally:
-        await broker_app.stop()
+        await running.stop()
+    async with in_process_broker(tmp_path / "data", **config) as restarted:
+        assert await asyncio.to_thread(_committed, restarted.bootstrap, "app") == 300

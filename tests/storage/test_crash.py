@@ -15,9 +15,9 @@ from typing import IO
 import google_crc32c
 
 from headrace.storage import LogManager
-from tests.storage.batches import base_offset_of, split_batches
 from tests.storage.conftest import ManualClock, simulate_crash
 from tests.storage.crash_writer import CONFIG, RECORDS_PER_BATCH, TOPIC, batch_for
+from tests.support.batches import base_offset_of, split_batches
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_BUDGET_S = 5.0

@@ -17,8 +17,8 @@ from headrace.storage import (
     TopicExistsError,
     UnknownPartitionError,
 )
-from tests.storage.batches import make_batch
 from tests.storage.conftest import OpenManager
+from tests.support.batches import make_batch
 
 
 def test_topics_persist_with_ids_and_overrides(tmp_path: Path) -> None:

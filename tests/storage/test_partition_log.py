@@ -16,8 +16,8 @@ from headrace.storage import (
     OffsetOutOfRangeError,
     PartitionLog,
 )
-from tests.storage.batches import base_offset_of, batch_body, make_batch, split_batches
 from tests.storage.conftest import ManualClock, OpenManager
+from tests.support.batches import base_offset_of, batch_body, make_batch, split_batches
 
 DAY_MS = 24 * 3600 * 1000
 

@@ -24,8 +24,8 @@ from headrace.storage import (
     UnknownProducerIdError,
 )
 from headrace.storage.producer_state import ProducerEntry, ProducerStateManager
-from tests.storage.batches import make_batch
 from tests.storage.conftest import ManualClock, OpenManager, simulate_crash
+from tests.support.batches import make_batch
 
 EXPIRATION_MS = 10_000
 CONFIG = LogConfig(segment_bytes=600)

@@ -5,13 +5,13 @@ would be fatal to it). The one storage test with a broker, because the point is 
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import confluent_kafka
 
-from headrace.app import BrokerApp
-from headrace.core.config import BrokerConfig
+from tests.support.brokers import in_process_broker
+from tests.support.clients import confluent_producer
+from tests.support.waiting import eventually_async
 
 EXPIRATION_MS = 200
 DEADLINE_S = 30.0
@@ -34,26 +34,19 @@ def _deliver(producer: confluent_kafka.Producer, values: list[bytes]) -> list[ob
 
 
 async def _scenario(data_dir: Path) -> None:
-    config = BrokerConfig(
-        data_dir=data_dir,
-        kafka_port=0,
-        http_host=None,
-        offsets_topic_partitions=1,
-        retention_check_seconds=0.05,
-        producer_id_expiration_ms=EXPIRATION_MS,
-    )
-    broker_app = BrokerApp(config)
-    broker = broker_app.broker
-    await broker_app.start()
+    running = await in_process_broker(
+        data_dir, retention_check_seconds=0.05, producer_id_expiration_ms=EXPIRATION_MS
+    ).start()
+    broker = running.broker
     try:
         fatal: list[confluent_kafka.KafkaError] = []
-        producer = confluent_kafka.Producer(
+        producer = confluent_producer(
+            running.bootstrap,
             {
-                "bootstrap.servers": f"127.0.0.1:{broker.kafka_port}",
                 "enable.idempotence": True,
                 "linger.ms": 0,
                 "error_cb": lambda error: fatal.append(error) if error.fatal() else None,
-            }
+            },
         )
         first = await asyncio.to_thread(_deliver, producer, [b"a", b"b", b"c"])
         assert first == [0, 1, 2]
@@ -61,10 +54,9 @@ async def _scenario(data_dir: Path) -> None:
         log = broker.logs.get_partition("expiring", 0)
         state = log.producer_state  # type: ignore[attr-defined]
         (pid,) = state.producers
-        deadline = time.monotonic() + DEADLINE_S
-        while pid in state.producers:  # the broker's retention loop expires it
-            assert time.monotonic() < deadline, "producer state never expired"
-            await asyncio.sleep(0.02)
+        # The broker's retention loop expires it.
+        await eventually_async(lambda: pid not in state.producers, timeout=DEADLINE_S,
+                               message="the producer state to expire")
         second = await asyncio.to_thread(_deliver, producer, [b"d", b"e", b"f"])
         assert second == [3, 4, 5] and not fatal
         # It came back under its producer id with a bumped epoch, from sequence 0.
@@ -72,7 +64,7 @@ async def _scenario(data_dir: Path) -> None:
         assert entry.epoch == 1 and entry.batches[0].first_sequence == 0
         producer.flush(DEADLINE_S)
     finally:
-        await broker_app.stop()
+        await running.stop()
 
 
 def test_librdkafka_producer_survives_expiry_of_its_state(tmp_path: Path) -> None:

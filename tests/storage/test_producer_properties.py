@@ -19,8 +19,8 @@ from hypothesis.stateful import (
 )
 
 from headrace.storage import LogConfig, LogManager, OutOfOrderSequenceError, PartitionLog
-from tests.storage.batches import make_batch
 from tests.storage.conftest import ManualClock, simulate_crash
+from tests.support.batches import make_batch
 
 CONFIG = LogConfig(segment_bytes=500, index_interval_bytes=64)
 PID = 77

@@ -11,8 +11,8 @@ from headrace.storage import (
     OutOfOrderSequenceError,
     PartitionLog,
 )
-from tests.storage.batches import make_batch
 from tests.storage.conftest import OpenManager
+from tests.support.batches import make_batch
 
 PID = 4242
 

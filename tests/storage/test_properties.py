@@ -19,8 +19,8 @@ from hypothesis.stateful import (
 )
 
 from headrace.storage import LogConfig, LogManager, PartitionLog
-from tests.storage.batches import base_offset_of, batch_body, make_batch, split_batches
 from tests.storage.conftest import simulate_crash
+from tests.support.batches import base_offset_of, batch_body, make_batch, split_batches
 
 CONFIG = LogConfig(segment_bytes=700, index_interval_bytes=64)
 

@@ -11,8 +11,8 @@ import google_crc32c
 import pytest
 
 from headrace.storage import LogConfig, LogManager, PartitionLog
-from tests.storage.batches import base_offset_of, batch_body, make_batch, split_batches
 from tests.storage.conftest import ManualClock, simulate_crash
+from tests.support.batches import base_offset_of, batch_body, make_batch, split_batches
 
 CONFIG = LogConfig(segment_bytes=1500, index_interval_bytes=100)
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import RunningBroker, poll_until
+from tests.support.brokers import RunningBroker
+from tests.support.waiting import eventually_async
 from tests.web.test_rest_interop import produce_with_confluent
 
 
@@ -48,7 +49,7 @@ async def test_subscribed_instance_consumes_commits_and_shows_lag(running: Runni
         got.extend(batch)
         return len(got) >= 10
 
-    await poll_until(fetch, within=30)
+    await eventually_async(fetch, timeout=30, message="the 10 records over HTTP")
     assert sorted(r["value"]["i"] for r in got) == list(range(10))
     assert {r["key"] for r in got} == {f"k{i}" for i in range(10)}  # JSON-ish keys as text
 
@@ -109,7 +110,7 @@ async def test_assigned_instance_seeks_and_reads_binary(running: RunningBroker) 
         got.extend((await _json(running, "GET", instance + "/records?timeout=300"))[1])
         return len(got) >= 2
 
-    await poll_until(fetch)
+    await eventually_async(fetch, timeout=20, message="records 1 and 2")
     assert [(r["offset"], base64.b64decode(r["value"])) for r in got] == [(1, b"\x02"),
                                                                           (2, b"\x03")]
     # Back to the beginning, then read with a byte cap: nothing is skipped between polls.
@@ -123,7 +124,7 @@ async def test_assigned_instance_seeks_and_reads_binary(running: RunningBroker) 
         capped.extend(batch)
         return len(capped) >= 3
 
-    await poll_until(fetch_capped)
+    await eventually_async(fetch_capped, timeout=20, message="3 records, one per poll")
     assert [r["offset"] for r in capped] == [0, 1, 2]
     assert (await _json(running, "POST", instance + "/positions/end", json=partitions))[0] == 204
     status, bad = await _json(running, "POST", instance + "/assignments", json={
@@ -169,7 +170,7 @@ async def test_idle_instances_expire(running: RunningBroker) -> None:
             await instances.expire_idle()
             return ("idle-group", "sleepy") not in instances.names()
 
-        await poll_until(expired, within=10)
+        await eventually_async(expired, timeout=10, message="the idle instance to expire")
         with pytest.raises(ApiError) as raised:
             instances.get("idle-group", "sleepy")
         assert raised.value.error_code == 40403

@@ -11,16 +11,14 @@ from typing import Any
 import pytest
 from kio.schema.errors import ErrorCode
 
-from headrace.app import BrokerApp
 from headrace.core.broker import Broker
-from headrace.core.config import BrokerConfig
 from headrace.core.errors import KafkaError
 from headrace.core.topics import TopicSpec
 from headrace.record import build_batch, iter_records
 from headrace.storage import AppendResult
 from headrace.web.group_commit import Appended, GroupCommit, group_offsets
-from tests.web.conftest import RunningBroker
-from tests.web.test_rest_interop import consume_all
+from tests.support.brokers import RunningBroker, in_process_broker
+from tests.support.clients import consume_all
 
 TOPIC = "grouped"
 
@@ -34,13 +32,9 @@ def test_each_batch_of_a_shared_append_starts_after_the_ones_before() -> None:
 
 @pytest.fixture
 async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
-    broker_app = BrokerApp(BrokerConfig(data_dir=tmp_path, kafka_port=0, http_host=None,
-                                 offsets_topic_partitions=1))
-    broker = broker_app.broker
-    await broker_app.start()
-    broker.topics.create(TopicSpec(TOPIC, 2, configs={"max.message.bytes": "2000"}))
-    yield broker
-    await broker_app.stop()
+    async with in_process_broker(tmp_path) as running:
+        running.broker.topics.create(TopicSpec(TOPIC, 2, configs={"max.message.bytes": "2000"}))
+        yield running.broker
 
 
 class CountedProduce:

@@ -15,8 +15,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.web.conftest import RunningBroker, poll_until
-from tests.web.test_rest_interop import consume_all, produce_with_confluent
+from tests.support.brokers import RunningBroker
+from tests.support.clients import consume_all
+from tests.support.waiting import eventually_async
+from tests.web.test_rest_interop import produce_with_confluent
 
 
 async def _scrape(running: RunningBroker) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -125,7 +127,8 @@ async def test_prometheus_scrapes_the_broker(running: RunningBroker, tmp_path: P
                     return None
                 return float(result[0]["value"][1]) if result else None
 
-            assert await poll_until(answered, within=45, interval=0.25) == 7.0
+            assert await eventually_async(answered, timeout=45, interval=0.25,
+                                          message="Prometheus to answer the query") == 7.0
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 10)

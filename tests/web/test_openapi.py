@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from headrace.web.openapi import openapi_document
-from tests.clients.conftest import BrokerProcess
+from tests.support.brokers import BrokerProcess, http_broker
 
 
 def _router_operations(app: web.Application) -> set[tuple[str, str]]:
@@ -27,14 +26,8 @@ def _router_operations(app: web.Application) -> set[tuple[str, str]]:
 
 
 async def test_document_lists_exactly_the_routes(tmp_path: Path) -> None:
-    from tests.web.conftest import start_running_broker
-
-    app = await start_running_broker(tmp_path / "data")
-    try:
-        assert app.http_app is not None
-        served = _router_operations(app.http_app)
-    finally:
-        await app.stop()
+    async with http_broker(tmp_path / "data") as running:
+        served = _router_operations(running.http_app)
     document = openapi_document()
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
     assert documented == served, {"undocumented": served - documented,
@@ -58,19 +51,9 @@ def test_document_is_valid_openapi() -> None:
         Draft202012Validator.check_schema(schema)
 
 
-@pytest.fixture(scope="module")
-def broker_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    process = BrokerProcess(tmp_path_factory.mktemp("openapi") / "data").start()
-    try:
-        yield process
-    finally:
-        process.kill()
-
-
 @pytest.mark.timeout(100)
-def test_schemathesis_finds_no_server_errors(broker_process: BrokerProcess,
-                                             tmp_path: Path) -> None:
-    base = f"http://127.0.0.1:{broker_process.http_port}"
+def test_schemathesis_finds_no_server_errors(broker: BrokerProcess, tmp_path: Path) -> None:
+    base = f"http://127.0.0.1:{broker.http_port}"
     # A known topic, so generated requests reach the deeper handlers too.
     import urllib.request
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import RunningBroker
+from tests.support.brokers import RunningBroker
 
 
 async def _call(running: RunningBroker, method: str, path: str, **kwargs: Any

@@ -10,27 +10,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
 
 from headrace.web.records import choose_partition, parse_timestamp
-from tests.web.conftest import RunningBroker
-
-
-def consume_all(bootstrap: str, topic: str, partitions: int, expected: int,
-                timeout: float = 20.0) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
-                         "enable.auto.commit": False, "socket.timeout.ms": 5000})
-    try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        messages: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while len(messages) < expected and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                messages.append(message)
-        return messages
-    finally:
-        consumer.close()
+from tests.support.brokers import RunningBroker
+from tests.support.clients import confluent_producer, consume_all
+from tests.support.waiting import eventually_async
 
 
 async def test_http_produce_is_consumed_by_confluent_kafka(running: RunningBroker) -> None:
@@ -70,7 +54,7 @@ async def test_http_produce_is_consumed_by_confluent_kafka(running: RunningBroke
 
 def produce_with_confluent(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
                            ) -> list[tuple[int, int]]:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    producer = confluent_producer(bootstrap, {"acks": "all", "linger.ms": 5})
     delivered: list[tuple[int, int]] = []
     for key, value in records:
         producer.produce(topic, key=key, value=value, headers=[("h", key)],
@@ -138,9 +122,8 @@ async def test_live_stream_wakes_on_append(running: RunningBroker) -> None:
 
 
 async def _wait_for_waiting_fetch(running: RunningBroker) -> None:
-    from tests.web.conftest import poll_until
-
-    await poll_until(lambda: running.metrics.fetch_waiting >= 1)
+    await eventually_async(lambda: running.metrics.fetch_waiting >= 1, timeout=20,
+                           message="a fetch parked in the purgatory")
 
 
 async def test_streaming_produce_answers_each_record(running: RunningBroker) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from headrace.web.records import choose_partition
-from tests.web.conftest import RunningBroker
-from tests.web.test_rest_interop import consume_all
+from tests.support.brokers import RunningBroker
+from tests.support.clients import consume_all
 
 BINARY = "application/vnd.kafka.binary.v2+json"
 JSON = "application/vnd.kafka.json.v2+json"

@@ -1,5 +1,7 @@
-"""Shared helpers for the compaction tests: read a partition back with an independent decoder
-(kafka-python's record reader) and check what every compacted log must satisfy."""
+"""Read a partition back with an independent decoder (kafka-python's record reader), checking
+what every log must satisfy on the way: CRCs, and offsets increasing across batches and records.
+
+The storage tests (compaction above all) and the log-maintenance metrics tests read logs so."""
 
 from __future__ import annotations
 

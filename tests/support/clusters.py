@@ -1,4 +1,12 @@
-"""Shared helpers for the cluster tests (a module of its own so tests can import it)."""
+"""Clusters for tests: a real etcd on loopback ports, metadata stores over it, and the
+process-level helpers of the replication and fault-injection tests (an etcd plus N ``headrace
+broker`` children is ``headrace.cluster.devcluster.DevCluster``; the ``cluster`` fixture runs
+three).
+
+The helpers read a cluster the way clients do, through one broker's Kafka answers, so they
+work whichever broker is asked and whatever it knows so far; waits on them go through
+:func:`tests.support.waiting.eventually`, which retries while a broker is mid-failover.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from headrace.cluster.etcd_launcher import EtcdProcess
 from headrace.cluster.model import KeySpace
 from headrace.cluster.store import EtcdMetadataStore
+from tests.support.clients import confluent_admin, confluent_consumer, confluent_producer
+from tests.support.waiting import eventually
 
 
 @contextlib.contextmanager
@@ -53,8 +63,6 @@ class StoreFactory:
 
 # -- process-level helpers for the replication and fault-injection tests -----------------------
 
-
-
 #: Broker flags that make failure detection quick enough for bounded tests.
 FAST_FLAGS = (
     "--session-ttl", "3",
@@ -65,32 +73,9 @@ FAST_FLAGS = (
 )
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as error:  # the cluster may be mid-failover
-            last_error = error
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} ({last_error})")
-
-
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
-
-
-def create_topic(bootstrap: str, name: str, partitions: int, replication: int,
-                 configs: dict[str, str] | None = None) -> None:
-    client = admin(bootstrap)  # must outlive the future
-    futures = client.create_topics(
-        [NewTopic(name, partitions, replication, config=configs or {})], request_timeout=15
-    )
-    futures[name].result(20)
+    """An admin client that gives up on an unresponsive broker after 5 s."""
+    return confluent_admin(bootstrap, {"socket.timeout.ms": 5000})
 
 
 PartitionView = tuple[int, tuple[int, ...], tuple[int, ...]]
@@ -140,8 +125,7 @@ class ProducerLoad:
         return self
 
     def _run(self) -> None:
-        producer = Producer({
-            "bootstrap.servers": self.bootstrap,
+        producer = confluent_producer(self.bootstrap, {
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 2,
@@ -187,8 +171,7 @@ def consume_partitions(
     bootstrap: str, topic: str, partitions: int, until: Callable[[Seen], bool], timeout: float
 ) -> Seen:
     """Read every partition from the beginning (assign, no group) until ``until`` holds."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+    consumer = confluent_consumer(bootstrap, {
         "group.id": "verifier",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -196,13 +179,17 @@ def consume_partitions(
     })
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     seen: Seen = {p: [] for p in range(partitions)}
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and not until(seen):
-            message = consumer.poll(0.2)
-            if message is None or message.error():
-                continue
+
+    def read_enough() -> bool:
+        message = consumer.poll(0.2)
+        if message is not None and not message.error():
             seen[message.partition()].append((message.offset(), message.value()))
+        return until(seen)
+
+    try:
+        if not until(seen):
+            eventually(read_enough, timeout=timeout, interval=0,
+                       message=lambda: f"records of {topic} ({sum(map(len, seen.values()))} read)")
     finally:
         consumer.close()
     return seen
