@@ -12,13 +12,13 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from headrace.app import BrokerApp
-from headrace.core.config import BrokerConfig
 from headrace.core.requests import RequestContext
 from headrace.core.security import ANONYMOUS, Action, Operation, ResourceType
 from headrace.core.topics import TopicSpec
 from headrace.server.pipeline import with_throttle
 from tests.server.test_wire import fetch_fields, produce_fields, request_module
 from tests.server.wire import WireClient, build_batch
+from tests.support.brokers import in_process_broker
 
 THROTTLE_MS = 1234
 
@@ -50,18 +50,12 @@ class DenySecret:
 @pytest.fixture
 async def piped(tmp_path: Path) -> AsyncIterator[tuple[BrokerApp, Throttling, DenySecret]]:
     quotas, authorizer = Throttling(), DenySecret()
-    app = BrokerApp(
-        BrokerConfig(data_dir=tmp_path / "data", kafka_port=0, http_host=None,
-                     offsets_topic_partitions=1),
-        quotas=quotas, authorizer=authorizer,
-    )
-    await app.start()
-    try:
+    async with in_process_broker(
+        tmp_path / "data", quotas=quotas, authorizer=authorizer
+    ) as running:
         for name in ("open", "secret"):
-            app.broker.create_topic(TopicSpec(name, 1))
-        yield app, quotas, authorizer
-    finally:
-        await app.stop()
+            running.broker.create_topic(TopicSpec(name, 1))
+        yield running.app, quotas, authorizer
 
 
 async def test_the_quota_managers_throttle_reaches_every_response_shape(

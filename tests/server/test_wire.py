@@ -16,9 +16,9 @@ from kio.schema.errors import ErrorCode
 
 from headrace.app import BrokerApp
 from headrace.core.broker import Broker
-from headrace.core.config import BrokerConfig
 from headrace.core.topics import TopicSpec
 from tests.server.wire import WireClient, build_batch
+from tests.support.brokers import in_process_broker
 
 ZERO = datetime.timedelta(0)
 
@@ -343,20 +343,15 @@ async def test_disconnect_drops_parked_fetch(tmp_path: Path) -> None:
                     await self.changed.wait()
 
     observer = Counting()
-    app = BrokerApp(BrokerConfig(data_dir=tmp_path / "data", kafka_port=0, http_host=None,
-                                 offsets_topic_partitions=1), observer=observer)
-    await app.start()
-    try:
-        app.broker.create_topic(TopicSpec("parked", 1))
-        client = await WireClient.connect(app.kafka_port)
+    async with in_process_broker(tmp_path / "data", observer=observer) as running:
+        running.broker.create_topic(TopicSpec("parked", 1))
+        client = await WireClient.connect(running.broker.kafka_port)
         client.send(1, 12, **fetch_fields("parked", 0, 0, max_wait_ms=60_000))
         await observer.until(lambda: observer.waiting == 1)
         assert observer.open == 1
         await client.close()
         # Both drop long before the 60 s max_wait.
         await observer.until(lambda: (observer.open, observer.waiting) == (0, 0))
-    finally:
-        await app.stop()
 
 
 async def test_create_topics_validation_codes(broker: Broker) -> None:

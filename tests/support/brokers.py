@@ -29,6 +29,7 @@ from headrace.app import BrokerApp
 from headrace.cluster.node import ClusterNode, ClusterSettings
 from headrace.core.broker import Broker
 from headrace.core.config import BrokerConfig
+from headrace.core.policies import Authorizer, QuotaManager
 from headrace.core.requests import RequestObserver
 from headrace.observability.metrics import BrokerMetrics
 from tests.support.waiting import eventually
@@ -90,6 +91,8 @@ def in_process_broker(
     http: bool = False,
     tracer_provider: TracerProvider | None = None,
     max_body_bytes: int | None = None,
+    authorizer: Authorizer | None = None,
+    quotas: QuotaManager | None = None,
     **config: Any,
 ) -> InProcessBroker:
     """Build (not start) a broker over ``data_dir``: ``config`` overrides
@@ -102,7 +105,8 @@ def in_process_broker(
     if max_body_bytes is not None:
         settings["http_max_body_bytes"] = max_body_bytes
     app = BrokerApp(BrokerConfig(data_dir=data_dir, **settings), observer=observer,
-                    cluster=cluster, tracer_provider=tracer_provider)
+                    cluster=cluster, tracer_provider=tracer_provider,
+                    authorizer=authorizer, quotas=quotas)
     return InProcessBroker(app)
 
 
