@@ -10,7 +10,6 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,19 +21,16 @@ from typing import Any, TypeVar
 import yaml
 
 from tests.delivery.support import CHART_DIR
+from tests.support.waiting import eventually
 
 T = TypeVar("T")
 ALERT_RULES = CHART_DIR / "files" / "alerts.yaml"
 
 
 def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    """:func:`tests.support.waiting.eventually` in this module's argument order."""
+    value: T = eventually(probe, timeout=timeout, interval=0.2, message=what)
+    return value
 
 
 def free_port() -> int:

@@ -17,26 +17,29 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shutil
-import socket
 import subprocess
 import sys
-import urllib.parse
+import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from charts import dashboards
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.delivery.prometheus import (
+    Prometheus,
+    alert_rules,
+    prometheus_binary,
+    start_prometheus,
+    stop,
+    wait_until,
+    write_config,
+)
 from tests.delivery.support import CHART_DIR
-from tests.support.brokers import BrokerProcess
-from tests.support.clients import confluent_consumer, confluent_producer, create_topic
-from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,32 +70,13 @@ sys.stdin.read()
 METRIC_NAME = re.compile(r"\b(headrace_[a-z_]+|process_[a-z_]+|up)\b")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass
-class Prometheus:
-    url: str
-
-    def api(self, path: str, **params: str) -> Any:
-        query = urllib.parse.urlencode(params)
-        request = f"{self.url}/api/v1/{path}" + (f"?{query}" if query else "")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                body = json.load(response)
-        except urllib.error.HTTPError as error:  # 400 for a bad query: report its message
-            body = json.load(error)
-        return body
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        body = self.api("query", query=expr)
-        assert body["status"] == "success", f"{expr}: {body.get('error')}"
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
+def _start_broker(data_dir: Path, ready_file: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "headrace", "broker", "--data-dir", str(data_dir),
+             "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+             "--ready-file", str(ready_file), "--log-level", "WARNING"],
+            stdout=log_file, stderr=subprocess.STDOUT)
 
 
 def _answers_ok(url: str) -> bool:
@@ -103,26 +87,34 @@ def _answers_ok(url: str) -> bool:
         return False
 
 
+def _read_ready(path: Path) -> dict[str, Any] | None:
+    """The broker's ready file, once completely written."""
+    try:
+        ready: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return ready if "http_port" in ready else None
+
+
 def _drive_traffic(bootstrap: str) -> Consumer:
     """A topic, records in and out, and a live consumer group that commits and then lags."""
-    create_topic(bootstrap, TOPIC, 2)
-    producer = confluent_producer(bootstrap, {"acks": "all", "linger.ms": 5})
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(TOPIC, 2, 1)]).values():
+        future.result(timeout=30)
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
     for index in range(200):
         producer.produce(TOPIC, key=str(index).encode(), value=b"v" * 100)
     assert producer.flush(30) == 0
-    consumer = confluent_consumer(bootstrap, {"group.id": GROUP, "auto.offset.reset": "earliest",
-                                              "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([TOPIC])
     consumed = 0
-
-    def all_consumed() -> bool:
-        nonlocal consumed
+    deadline = time.monotonic() + 60
+    while consumed < 200 and time.monotonic() < deadline:
         message = consumer.poll(0.5)
         if message is not None and not message.error():
             consumed += 1
-        return consumed >= 200
-
-    eventually(all_consumed, timeout=60, interval=0, message=lambda: f"200 records ({consumed})")
+    assert consumed == 200
     consumer.commit(asynchronous=False)
     # Records the group has not read yet: lag.
     for index in range(50):
@@ -131,108 +123,60 @@ def _drive_traffic(bootstrap: str) -> Consumer:
     return consumer
 
 
-def _prometheus_config(directory: Path, http_port: int, operator_port: int) -> Path:
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(CHART_DIR / "files" / "alerts.yaml")],
-        "scrape_configs": [{
-            "job_name": "headrace-broker",
-            "static_configs": [{"targets": [f"127.0.0.1:{http_port}"],
-                                "labels": {"namespace": NAMESPACE, "pod": POD}}],
-        }, {
-            "job_name": "headrace-operator",
-            "static_configs": [{"targets": [f"127.0.0.1:{operator_port}"],
-                                "labels": {"namespace": OPERATOR_NAMESPACE,
-                                           "pod": OPERATOR_POD}}],
-        }],
-    }
-    path = directory / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _start_prometheus(binary: str, config: Path,
-                      storage: Path) -> tuple[subprocess.Popen[bytes], Prometheus]:
-    """Start Prometheus on a free port; try another if someone took it in the meantime."""
-    for _attempt in range(3):
-        port = free_port()
-        server = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={storage}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = Prometheus(f"http://127.0.0.1:{port}")
-
-        def ready_or_exited(server: subprocess.Popen[bytes] = server,
-                            client: Prometheus = client) -> str | None:
-            if server.poll() is not None:
-                return "exited"
-            try:
-                with urllib.request.urlopen(f"{client.url}/-/ready", timeout=5) as response:
-                    return "ready" if response.status == 200 else None
-            except OSError:  # not listening yet, or 503 while it opens its storage
-                return None
-
-        try:
-            state = eventually(ready_or_exited, timeout=60, interval=0.2,
-                               message="Prometheus to be ready")
-        except AssertionError:
-            _stop(server)
-            raise
-        if state == "ready":
-            return server, client
-    raise AssertionError("Prometheus did not start (see its --log.level=warn output)")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
+def _scrape_configs(http_port: int, operator_port: int) -> list[dict[str, Any]]:
+    return [{
+        "job_name": "headrace-broker",
+        "static_configs": [{"targets": [f"127.0.0.1:{http_port}"],
+                            "labels": {"namespace": NAMESPACE, "pod": POD}}],
+    }, {
+        "job_name": "headrace-operator",
+        "static_configs": [{"targets": [f"127.0.0.1:{operator_port}"],
+                            "labels": {"namespace": OPERATOR_NAMESPACE,
+                                       "pod": OPERATOR_POD}}],
+    }]
 
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    binary = shutil.which("prometheus")
-    assert binary, "Debian's prometheus package is installed by tests/tools/install.sh"
+    binary = prometheus_binary()
     workdir = tmp_path_factory.mktemp("observability")
+    ready_file = workdir / "broker-ready.json"
+    broker_log = workdir / "broker.log"
+    broker = _start_broker(workdir / "data", ready_file, broker_log)
     operator = subprocess.Popen([sys.executable, "-c", OPERATOR_METRICS], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    broker = BrokerProcess(workdir / "data", ("--log-level", "WARNING"))
     server: subprocess.Popen[bytes] | None = None
     consumer: Consumer | None = None
     try:
         try:
-            broker.start()
+            ready = wait_until("the broker to listen", functools.partial(_read_ready, ready_file))
             # The probes the operator gives broker pods answer.
             for probe in ("healthz", "readyz"):
-                eventually(functools.partial(
-                    _answers_ok, f"http://127.0.0.1:{broker.http_port}/{probe}"), timeout=30,
-                    interval=0.2, message=f"/{probe} to answer 200")
-            consumer = _drive_traffic(broker.bootstrap)
+                wait_until(f"/{probe} to answer 200", functools.partial(
+                    _answers_ok, f"http://127.0.0.1:{ready['http_port']}/{probe}"), timeout=30)
+            consumer = _drive_traffic(f"127.0.0.1:{ready['kafka_port']}")
             assert operator.stdout is not None
             operator_port = int(operator.stdout.readline())  # printed once its metrics are served
-            config = _prometheus_config(workdir, broker.http_port, operator_port)
-            server, client = _start_prometheus(binary, config, workdir / "tsdb")
+            config = write_config(workdir, _scrape_configs(ready["http_port"], operator_port))
+            server, client = start_prometheus(binary, config, workdir / "tsdb")
 
             def scraped_enough() -> bool:
                 return len(client.query("count_over_time(up[1m]) >= 6")) == 2
 
-            eventually(scraped_enough, timeout=60, interval=0.2,
-                       message="6 scrapes of the broker")
+            wait_until("6 scrapes of the broker", scraped_enough, timeout=60)
             consumer.poll(0.1)  # keep the group member alive
         except BaseException:
-            print(f"the broker's log ends with:\n{broker.log()[-4000:]}")
+            print(f"broker exit code {broker.poll()}; its log ends with:")
+            print(broker_log.read_text(errors="replace")[-4000:])
             raise
         yield client
     finally:
         if consumer is not None:
             consumer.close()
         if server is not None:
-            _stop(server)
-        broker.kill()
-        _stop(operator)
+            stop(server)
+        stop(broker)
+        stop(operator)
 
 
 def _grafana_substitute(expr: str) -> str:
@@ -279,9 +223,7 @@ def test_lag_reflects_the_unread_records(prometheus: Prometheus) -> None:
 
 
 def test_alert_rules_load_and_evaluate_cleanly(prometheus: Prometheus) -> None:
-    expected = {rule["alert"]: rule
-                for group in yaml.safe_load((CHART_DIR / "files" / "alerts.yaml").read_text())
-                ["groups"] for rule in group["rules"]}
+    expected = alert_rules()
 
     def evaluated() -> list[dict[str, Any]] | None:
         groups = prometheus.api("rules")["data"]["groups"]
@@ -289,7 +231,7 @@ def test_alert_rules_load_and_evaluate_cleanly(prometheus: Prometheus) -> None:
         done = all(not rule["lastEvaluation"].startswith("0001") for rule in rules)
         return rules if done and rules else None
 
-    rules = eventually(evaluated, timeout=30, interval=0.2, message="every rule evaluated")
+    rules = wait_until("every rule evaluated", evaluated, timeout=30)
     assert {rule["name"] for rule in rules} == set(expected)
     for rule in rules:
         assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
@@ -303,9 +245,8 @@ def test_alert_rules_load_and_evaluate_cleanly(prometheus: Prometheus) -> None:
 
 
 def test_every_metric_an_alert_reads_exists(prometheus: Prometheus) -> None:
-    for group in yaml.safe_load((CHART_DIR / "files" / "alerts.yaml").read_text())["groups"]:
-        for rule in group["rules"]:
-            for name in set(METRIC_NAME.findall(rule["expr"])):
-                selector = 'up{job="headrace-broker"}' if name == "up" else name
-                series = prometheus.query(selector)
-                assert series, f"{rule['alert']} reads {name}, which the broker does not export"
+    for rule in alert_rules().values():
+        for name in set(METRIC_NAME.findall(rule["expr"])):
+            selector = 'up{job="headrace-broker"}' if name == "up" else name
+            series = prometheus.query(selector)
+            assert series, f"{rule['alert']} reads {name}, which the broker does not export"
