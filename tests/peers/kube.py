@@ -49,6 +49,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from headrace.cluster.processes import stop_process
+
 PEERS = Path(__file__).resolve().parent
 KUBE_MODULE = PEERS / "kube"
 HELM_MODULE = PEERS / "helm"
@@ -500,16 +502,8 @@ class Component:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``."""
-        process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
+        if self.process is not None:
+            stop_process(self.process, timeout)
         self.process = None
 
 

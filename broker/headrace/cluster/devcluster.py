@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from headrace.cluster.etcd_launcher import EtcdProcess
-from headrace.cluster.processes import pause_process
+from headrace.cluster.processes import pause_process, stop_process
 
 STARTUP_TIMEOUT = 60.0
 
@@ -145,18 +145,9 @@ class BrokerProcess:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM: controlled shutdown, then exit."""
-        process = self.process
-        if process is None:
+        if self.process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGCONT)
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        return process.returncode
+        return stop_process(self.process, timeout)
 
     def wipe(self) -> None:
         """Delete the data directory (a replaced disk); the broker must be down."""

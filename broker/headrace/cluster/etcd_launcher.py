@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from headrace.cluster.processes import pause_process
+from headrace.cluster.processes import pause_process, stop_process
 
 
 class EtcdNotAvailableError(RuntimeError):
@@ -192,16 +192,8 @@ class EtcdProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
+        if self._process is not None:
+            stop_process(self._process, timeout)
         self._process = None
 
     def kill(self) -> None:

@@ -1,4 +1,5 @@
-"""Stopping a child process with SIGSTOP and knowing it has stopped (dev clusters, tests).
+"""Stopping a child process: pausing it with SIGSTOP and knowing it has stopped, and ending it
+with SIGTERM then SIGKILL (dev clusters, tests).
 
 Sending SIGSTOP only starts a stop: the kernel wakes one thread, which then stops the others,
 and until they have (on a busy machine, milliseconds or more) the process still runs and
@@ -34,3 +35,17 @@ def pause_process(process: subprocess.Popen[bytes], timeout: float) -> None:
         raise exited from None
     if info.si_code != os.CLD_STOPPED:
         raise exited
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM ``process`` (SIGCONT first, in case it is paused), SIGKILL it if it has not
+    exited within ``timeout`` seconds; its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGCONT)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    return int(process.returncode)
