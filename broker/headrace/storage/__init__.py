@@ -27,8 +27,6 @@ from headrace.storage.interface import LogManagerAPI, PartitionLogAPI
 from headrace.storage.log import PartitionLog
 from headrace.storage.manager import LogManager
 from headrace.storage.producer_state import DEFAULT_PRODUCER_ID_EXPIRATION_MS
-from headrace.storage.topic_creation import CreationCancelled, NewPartitions, TopicCreation
-from headrace.storage.topic_store import TopicStoreError
 from headrace.storage.results import (
     AppendResult,
     FileRegion,
@@ -38,6 +36,8 @@ from headrace.storage.results import (
     RetentionReport,
     TopicMetadata,
 )
+from headrace.storage.topic_creation import CreationCancelled, NewPartitions, TopicCreation
+from headrace.storage.topic_store import TopicStoreError
 
 __all__ = [
     "DEFAULT_PRODUCER_ID_EXPIRATION_MS",

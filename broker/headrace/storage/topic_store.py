@@ -23,6 +23,7 @@ from a worker thread); the state this class keeps is its own, for snapshots.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -237,10 +238,9 @@ class TopicStore:
             if durable:
                 os.fsync(self._fd)
         except OSError as error:
-            try:
+            # If this fails too, the next append cuts it off (the size check above).
+            with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._size)
-            except OSError:
-                pass  # cut off before the next append (the size check above)
             raise TopicStoreError(
                 f"cannot write topic metadata to {self._log_path}: {error}") from error
         self._size += len(data)
