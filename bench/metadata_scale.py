@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -109,10 +110,8 @@ def sigterm_mid_creation(data_dir: Path, batch: int) -> float:
 
 
 def _ignore(function: Any, *args: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):  # the broker stops mid-request
         function(*args)
-    except Exception:
-        pass
 
 
 def main() -> int:
