@@ -4,7 +4,8 @@
 engine is NOT thread-safe; the broker calls it from its one event-loop thread. Appends fsync
 only as the topic's flush policy demands; ``flush()`` may be run in an executor, but then no
 other call on the same partition may run concurrently. A compaction task's ``run()`` is the
-exception: it touches no shared object and may run on any thread (``finish()`` may not).
+exception: it touches no shared object and may run on any thread (``finish()`` may not); so
+are a topic creation's ``make_directories()`` and ``commit()`` (see ``TopicCreation``).
 """
 
 from __future__ import annotations
