@@ -81,6 +81,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auto-create-topics", action=argparse.BooleanOptionalAction,
                         default=_bool_env("AUTO_CREATE_TOPICS", True),
                         help="create unknown topics on Metadata/Produce")
+    parser.add_argument("--auto-create-topics-per-request", type=int,
+                        default=int(_env("AUTO_CREATE_TOPICS_PER_REQUEST", "1000")),
+                        help="most unknown topics one Metadata request auto-creates; the rest "
+                        "get UNKNOWN_TOPIC_OR_PARTITION until the client asks again")
+    parser.add_argument("--max-broker-partitions", type=int,
+                        default=int(_env("MAX_BROKER_PARTITIONS", "100000")),
+                        help="partitions this broker may hold; creations past it get "
+                        "POLICY_VIOLATION (KIP-578's max.broker.partitions)")
+    parser.add_argument("--max-topic-partitions", type=int,
+                        default=int(_env("MAX_TOPIC_PARTITIONS", "10000")),
+                        help="partitions one topic may have; more get INVALID_PARTITIONS "
+                        "(max.topic.partitions)")
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
     parser.add_argument("--log-format", choices=("text", "json"),
                         default=_env("LOG_FORMAT", "text"))
@@ -124,6 +136,9 @@ async def _serve(args: argparse.Namespace) -> int:
         max_request_bytes=args.max_request_bytes,
         default_partitions=args.default_partitions,
         auto_create_topics=args.auto_create_topics,
+        auto_create_topics_per_request=args.auto_create_topics_per_request,
+        max_broker_partitions=args.max_broker_partitions,
+        max_topic_partitions=args.max_topic_partitions,
         offsets_topic_partitions=args.offsets_topic_partitions,
         group_initial_rebalance_delay_ms=args.group_initial_rebalance_delay_ms,
         producer_id_expiration_ms=args.producer_id_expiration_ms,

@@ -130,6 +130,8 @@ class ClusterNode:
             default_partitions=broker.config.default_partitions,
             default_replication_factor=settings.default_replication_factor,
             follow_metadata=self.follow_metadata,
+            max_broker_partitions=broker.config.max_broker_partitions,
+            max_topic_partitions=broker.config.max_topic_partitions,
         )
         self.producer_ids = ClusterProducerIds(self.store)
         self.view = EtcdMetadataView(self.store, self.node_id, broker)

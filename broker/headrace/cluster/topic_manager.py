@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +26,12 @@ from headrace.cluster.store import EtcdMetadataStore
 from headrace.cluster.topic_writes import TopicWrites, WriteDone
 from headrace.core.errors import KafkaError
 from headrace.core.topics import (
+    DEFAULT_MAX_BROKER_PARTITIONS,
+    DEFAULT_MAX_TOPIC_PARTITIONS,
     ConfigChange,
     TopicManager,
     TopicSpec,
-    kafka_error_from_storage,
+    storage_errors,
 )
 from headrace.storage import LogManagerAPI, StorageError, TopicMetadata
 
@@ -68,12 +70,16 @@ class ClusterTopicManager(TopicManager):
         default_partitions: int,
         default_replication_factor: int,
         follow_metadata: Callable[[], None],
+        max_broker_partitions: int = DEFAULT_MAX_BROKER_PARTITIONS,
+        max_topic_partitions: int = DEFAULT_MAX_TOPIC_PARTITIONS,
     ) -> None:
         super().__init__(
             logs,
             default_partitions=default_partitions,
             default_replication_factor=default_replication_factor,
             live_brokers=lambda: max(1, len(store.cache.brokers)),
+            max_broker_partitions=max_broker_partitions,
+            max_topic_partitions=max_topic_partitions,
         )
         self._store = store
         self._default_replication_factor = default_replication_factor
@@ -177,10 +183,8 @@ class ClusterTopicManager(TopicManager):
             )
         except ValueError as error:
             raise KafkaError(ErrorCode.invalid_replication_factor, str(error)) from error
-        try:
+        with storage_errors(f"creating topic {spec.name!r}"):
             created = self._logs.create_topic(spec.name, partitions, configs, topic_id)
-        except StorageError as error:
-            raise kafka_error_from_storage(error) from error
         name = spec.name
         self._creations[name] = _LocalChange(topic_id)
 
@@ -202,6 +206,19 @@ class ClusterTopicManager(TopicManager):
 
         self._write(name, lambda: self._store.create_topic(record, states), written)
         return created
+
+    async def create_many(
+        self, specs: Sequence[TopicSpec], *, validate_only: bool = False
+    ) -> list[TopicMetadata | KafkaError]:
+        """One :meth:`create` per spec: each is placed against the snapshot the ones before it
+        left, and written to etcd in the background as its own record."""
+        results: list[TopicMetadata | KafkaError] = []
+        for spec in specs:
+            try:
+                results.append(self.create(spec, validate_only=validate_only))
+            except KafkaError as error:
+                results.append(error)
+        return results
 
     def _remove_refused_creation(self, name: str, topic_id: uuid.UUID) -> None:
         """etcd refused (the name was taken) or failed our creation: drop the local log."""

@@ -62,6 +62,8 @@ class Broker:
             logs,
             default_partitions=config.default_partitions,
             live_brokers=lambda: len(self.metadata.brokers()),
+            max_broker_partitions=config.max_broker_partitions,
+            max_topic_partitions=config.max_topic_partitions,
         )
         self.replicas: ReplicaManager = ReplicaManager(logs, config.node_id)
         # The endpoint is read on use: the advertised port is known only once bound.
@@ -114,7 +116,14 @@ class Broker:
 
     # -- services (called by handlers, the HTTP API and the group coordinator) ------------
 
+    async def create_topics(
+        self, specs: list[TopicSpec], *, validate_only: bool = False
+    ) -> list[TopicMetadata | KafkaError]:
+        """Create a batch of topics; one result (the topic or its error) per spec, in order."""
+        return await self.topics.create_many(specs, validate_only=validate_only)
+
     def create_topic(self, spec: TopicSpec, *, validate_only: bool = False) -> TopicMetadata:
+        """Create one topic on the calling thread (tests, tools; requests use create_topics)."""
         return self.topics.create(spec, validate_only=validate_only)
 
     def delete_topic(self, name: str) -> None:
@@ -122,19 +131,34 @@ class Broker:
             raise KafkaError(ErrorCode.topic_authorization_failed, "cannot delete internal topic")
         self.topics.delete(name)
 
-    def ensure_topic(self, name: str, partitions: int | None = None) -> TopicMetadata | None:
+    async def ensure_topics(self, names: list[str]) -> dict[str, KafkaError]:
+        """Auto-create those of ``names`` that do not exist, if allowed, as one batch of at
+        most ``auto_create_topics_per_request`` (the rest are left for the client's next ask);
+        returns the errors of those that could not be created (a name already taken is no
+        error). Nothing is created when auto-creation is off."""
+        if not self.config.auto_create_topics:
+            return {}
+        wanted = [n for n in dict.fromkeys(names)
+                  if self.topics.get(n) is None and topic_name_problem(n) is None]
+        wanted = wanted[: max(0, self.config.auto_create_topics_per_request)]
+        results = await self.create_topics([TopicSpec(n) for n in wanted])
+        await self.topics.creations_done(wanted)  # those a concurrent request was making
+        return {
+            name: result for name, result in zip(wanted, results, strict=True)
+            if isinstance(result, KafkaError) and result.code != ErrorCode.topic_already_exists
+        }
+
+    async def ensure_topic(self, name: str) -> TopicMetadata | None:
         """Auto-create ``name`` if allowed; returns its metadata or None when it cannot exist."""
-        existing = self.topics.get(name)
-        if existing is not None:
-            return existing
-        if not self.config.auto_create_topics or topic_name_problem(name) is not None:
-            return None
-        try:
-            return self.topics.create(TopicSpec(name, partitions or -1))
-        except KafkaError as error:
-            if error.code == ErrorCode.topic_already_exists:
-                return self.topics.get(name)
-            raise
+        error = (await self.ensure_topics([name])).get(name)
+        if error is not None:
+            raise error
+        return self.topics.get(name)
+
+    def creating_topic(self, name: str) -> bool:
+        """Whether topic ``name`` is being created, or exists here but the metadata view does
+        not show it yet (a clustered broker's creation on its way through etcd)."""
+        return self.logs.creating(name) or self.topics.get(name) is not None
 
     def partition_exists(self, topic: str, partition: int) -> bool:
         """Whether the metadata view knows ``partition`` of ``topic``."""

@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from headrace.core.topics import DEFAULT_MAX_BROKER_PARTITIONS, DEFAULT_MAX_TOPIC_PARTITIONS
 from headrace.storage import DEFAULT_PRODUCER_ID_EXPIRATION_MS
 
 
@@ -58,6 +59,13 @@ class BrokerConfig:
     max_request_bytes: int = 100 * 1024 * 1024
     default_partitions: int = 1
     auto_create_topics: bool = True
+    #: At most this many unknown topics are auto-created per Metadata request; the request's
+    #: other unknown topics get UNKNOWN_TOPIC_OR_PARTITION (clients ask again).
+    auto_create_topics_per_request: int = 1000
+    #: KIP-578's max.broker.partitions: partitions this broker may hold (POLICY_VIOLATION).
+    max_broker_partitions: int = DEFAULT_MAX_BROKER_PARTITIONS
+    #: max.topic.partitions: partitions one topic may have (INVALID_PARTITIONS).
+    max_topic_partitions: int = DEFAULT_MAX_TOPIC_PARTITIONS
     offsets_topic_partitions: int = 50
     #: Kafka's group.initial.rebalance.delay.ms: how long an Empty group waits for more joiners
     #: before its first rebalance (see docs/groups.md).

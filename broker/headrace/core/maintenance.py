@@ -1,4 +1,5 @@
-"""Periodic log maintenance: retention, segment rolls, producer-id expiry and compaction.
+"""Periodic log maintenance: retention, segment rolls, producer-id expiry and compaction, and
+retrying topic deletions a disk error interrupted.
 
 The storage package does the work (pure, synchronous); this loop schedules it and reports each
 pass to the broker's observer when it has the :class:`LogMaintenanceObserver` hooks
@@ -45,6 +46,7 @@ async def run_log_maintenance(logs: LogManagerAPI, interval: float, observer: ob
     while True:
         await asyncio.sleep(interval)
         try:
+            logs.retry_deletions()
             report = logs.enforce_retention()
             if maintenance is not None:
                 maintenance.on_retention_pass(report)

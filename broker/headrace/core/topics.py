@@ -1,15 +1,26 @@
 """Topic management with Kafka's rules: name validation, creation, deletion, partitions, configs.
 
 Pure checks (``validate_topic_name``) are separate from :class:`TopicManager`, which applies them
-to the storage ``LogManager`` and translates storage errors into :class:`KafkaError` codes.
-Internal topics (``__consumer_offsets`` and the like) are flagged so Metadata can mark them.
+to the storage ``LogManager`` and translates storage errors (and any other I/O error) into
+:class:`KafkaError` codes. Internal topics (``__consumer_offsets`` and the like) are flagged so
+Metadata can mark them.
+
+Partition limits are checked before anything is made, so a request for a million partitions is
+refused at once: ``max.broker.partitions`` (the name KIP-578 proposes for Kafka; Kafka itself has
+no such limit) bounds the partitions one broker holds, and ``max.topic.partitions`` (Headrace's
+own: neither Kafka nor Redpanda bounds one topic) the partitions of one topic. A batch of
+creations (:meth:`TopicManager.create_many`) makes its directories and writes its metadata on a
+worker thread, with one fsync for the whole batch (:mod:`headrace.core.topic_batches`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
@@ -19,13 +30,22 @@ from headrace.storage import (
     InvalidConfigError,
     LogConfig,
     LogManagerAPI,
+    NewPartitions,
     StorageError,
     TopicMetadata,
 )
 
+log = logging.getLogger(__name__)
+
 MAX_TOPIC_NAME_LENGTH = 249
+#: Kafka's proposed ``max.broker.partitions`` (KIP-578): partitions one broker may hold.
+DEFAULT_MAX_BROKER_PARTITIONS = 100_000
+#: ``max.topic.partitions``: partitions one topic may have (Headrace's own limit).
+DEFAULT_MAX_TOPIC_PARTITIONS = 10_000
 _LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
 _NIL_UUID = uuid.UUID(int=0)
+
+
 def topic_name_problem(name: str | None) -> str | None:
     """Why Kafka would reject ``name`` as a topic name, or None if it is legal."""
     if not name:
@@ -54,6 +74,18 @@ def kafka_error_from_storage(error: StorageError) -> KafkaError:
     except ValueError:
         code = ErrorCode.kafka_storage_error
     return KafkaError(code, str(error) or code.name)
+
+
+@contextlib.contextmanager
+def storage_errors(doing: str) -> Iterator[None]:
+    """Turn storage and I/O errors of a topic change into the KafkaError a client gets."""
+    try:
+        yield
+    except StorageError as error:
+        raise kafka_error_from_storage(error) from error
+    except OSError as error:
+        log.warning("%s failed: %s", doing, error)
+        raise KafkaError(ErrorCode.kafka_storage_error, f"{doing} failed: {error}") from error
 
 
 #: A change of a topic's config overrides: the new overrides from the current ones.
@@ -85,10 +117,16 @@ class TopicManager:
         default_replication_factor: int = 1,
         live_brokers: Callable[[], int] = lambda: 1,
         on_change: Callable[[str], None] = lambda name: None,
+        max_broker_partitions: int = DEFAULT_MAX_BROKER_PARTITIONS,
+        max_topic_partitions: int = DEFAULT_MAX_TOPIC_PARTITIONS,
     ) -> None:
         self._logs = logs
         self.default_partitions = default_partitions
         self.default_replication_factor = default_replication_factor
+        self.max_broker_partitions = max_broker_partitions
+        self.max_topic_partitions = max_topic_partitions
+        #: Names of the batches create_many is making, each with its batch's end.
+        self._in_flight: dict[str, asyncio.Future[None]] = {}
         self._live_brokers = live_brokers
         self._on_change = on_change
 
@@ -104,16 +142,22 @@ class TopicManager:
             raise KafkaError(ErrorCode.unknown_topic_or_partition, f"unknown topic {name!r}")
         return topic
 
-    def check_spec(self, spec: TopicSpec) -> tuple[int, dict[str, str]]:
-        """Validate a creation request; returns (partitions, configs) or raises KafkaError."""
+    def check_spec(self, spec: TopicSpec, *, planned: int = 0) -> tuple[int, dict[str, str]]:
+        """Validate a creation request; returns (partitions, configs) or raises KafkaError.
+
+        ``planned``: partitions earlier entries of the same batch will add to this broker."""
         validate_topic_name(spec.name)
         if self.get(spec.name) is not None:
             raise KafkaError(ErrorCode.topic_already_exists, f"topic {spec.name!r} already exists")
+        if self._logs.creating(spec.name):
+            raise KafkaError(
+                ErrorCode.topic_already_exists, f"topic {spec.name!r} is being created")
         partitions = self.default_partitions if spec.partitions == -1 else spec.partitions
         if partitions <= 0:
             raise KafkaError(
                 ErrorCode.invalid_partitions, f"number of partitions must be >= 1: {partitions}"
             )
+        self.check_partition_limits(partitions, partitions, planned=planned)
         replication = (
             self.default_replication_factor
             if spec.replication_factor == -1
@@ -137,23 +181,98 @@ class TopicManager:
             raise KafkaError(ErrorCode.invalid_config, str(error)) from error
         return partitions, configs
 
+    def check_partition_limits(self, total: int, added: int, *, planned: int = 0) -> None:
+        """Refuse a topic of ``total`` partitions, ``added`` of them new on this broker, when
+        it passes ``max.topic.partitions`` or this broker's ``max.broker.partitions``."""
+        if total > self.max_topic_partitions:
+            raise KafkaError(
+                ErrorCode.invalid_partitions,
+                f"{total} partitions is more than max.topic.partitions "
+                f"({self.max_topic_partitions})",
+            )
+        held = self._logs.partition_count() + planned
+        if held + added > self.max_broker_partitions:
+            raise KafkaError(
+                ErrorCode.policy_violation,
+                f"{added} more partitions would make {held + added} on this broker, more than "
+                f"max.broker.partitions ({self.max_broker_partitions})",
+            )
+
     def create(self, spec: TopicSpec, *, validate_only: bool = False) -> TopicMetadata:
         partitions, configs = self.check_spec(spec)
         if validate_only:
             return TopicMetadata(spec.name, _NIL_UUID, partitions, configs)
-        try:
+        with storage_errors(f"creating topic {spec.name!r}"):
             created = self._logs.create_topic(spec.name, partitions, configs)
-        except StorageError as error:
-            raise kafka_error_from_storage(error) from error
         self._on_change(spec.name)
         return created
 
+    async def create_many(
+        self, specs: Sequence[TopicSpec], *, validate_only: bool = False
+    ) -> list[TopicMetadata | KafkaError]:
+        """Create a batch of topics (CreateTopics, auto-creation): each entry checked on its
+        own, the valid ones made together off the event loop with one metadata fsync; one
+        result per spec, in order. A storage failure fails the whole batch (nothing made)."""
+        from headrace.core.topic_batches import run_creation
+
+        results: list[TopicMetadata | KafkaError] = []
+        batch: list[NewPartitions] = []
+        names: set[str] = set()
+        planned = 0
+        for spec in specs:
+            try:
+                if spec.name in names:  # the first entry creates it
+                    raise KafkaError(ErrorCode.topic_already_exists,
+                                     f"topic {spec.name!r} already exists")
+                partitions, configs = self.check_spec(spec, planned=planned)
+            except KafkaError as error:
+                results.append(error)
+                continue
+            names.add(spec.name)
+            planned += partitions
+            meta = TopicMetadata(
+                spec.name, _NIL_UUID if validate_only else uuid.uuid4(), partitions, configs)
+            results.append(meta)
+            if not validate_only:
+                batch.append(NewPartitions(meta))
+        if not batch:
+            return results
+        failure: KafkaError | None = None
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for entry in batch:
+            self._in_flight[entry.meta.name] = finished
+        try:
+            with storage_errors(f"creating {len(batch)} topics"):
+                await run_creation(self._logs.begin_creation(batch))
+        except KafkaError as error:
+            failure = error
+        except Exception as error:  # a bug must not take the connection down with it
+            log.exception("creating %d topics failed", len(batch))
+            failure = KafkaError(ErrorCode.unknown_server_error, f"creating topics: {error!r}")
+        finally:
+            finished.set_result(None)
+            for entry in batch:
+                if self._in_flight.get(entry.meta.name) is finished:
+                    del self._in_flight[entry.meta.name]
+        made = {entry.meta.name for entry in batch}
+        for index, result in enumerate(results):
+            if isinstance(result, TopicMetadata) and result.name in made:
+                if failure is not None:
+                    results[index] = failure
+                else:
+                    self._on_change(result.name)
+        return results
+
+    async def creations_done(self, names: Sequence[str]) -> None:
+        """Wait until the batches of :meth:`create_many` making any of ``names`` have ended."""
+        pending = {self._in_flight[n] for n in names if n in self._in_flight}
+        if pending:
+            await asyncio.wait(pending)
+
     def delete(self, name: str) -> None:
         self.require(name)
-        try:
+        with storage_errors(f"deleting topic {name!r}"):
             self._logs.delete_topic(name)
-        except StorageError as error:
-            raise kafka_error_from_storage(error) from error
         self._on_change(name)
 
     def add_partitions(
@@ -165,12 +284,11 @@ class TopicManager:
                 ErrorCode.invalid_partitions,
                 f"topic {name!r} has {topic.partitions} partitions; cannot change to {total}",
             )
+        self.check_partition_limits(total, total - topic.partitions)
         if validate_only:
             return TopicMetadata(name, topic.topic_id, total, topic.configs)
-        try:
+        with storage_errors(f"adding partitions to topic {name!r}"):
             updated = self._logs.add_partitions(name, total)
-        except StorageError as error:
-            raise kafka_error_from_storage(error) from error
         self._on_change(name)
         return updated
 
@@ -205,9 +323,7 @@ class TopicManager:
         self.check_configs(name, configs)
         if validate_only:
             return
-        try:
+        with storage_errors(f"changing the configs of topic {name!r}"):
             self._logs.alter_topic_configs(name, configs)
-        except StorageError as error:
-            raise kafka_error_from_storage(error) from error
         self._on_change(name)
 

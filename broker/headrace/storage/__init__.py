@@ -18,6 +18,7 @@ from headrace.storage.errors import (
     OffsetOutOfRangeError,
     OutOfOrderSequenceError,
     StorageError,
+    TopicBusyError,
     TopicExistsError,
     UnknownPartitionError,
     UnknownProducerIdError,
@@ -35,6 +36,8 @@ from headrace.storage.results import (
     RetentionReport,
     TopicMetadata,
 )
+from headrace.storage.topic_creation import CreationCancelled, NewPartitions, TopicCreation
+from headrace.storage.topic_store import TopicStoreError
 
 __all__ = [
     "DEFAULT_PRODUCER_ID_EXPIRATION_MS",
@@ -44,6 +47,7 @@ __all__ = [
     "CleaningStats",
     "CleaningTask",
     "CorruptBatchError",
+    "CreationCancelled",
     "DuplicateSequenceError",
     "FileRegion",
     "InvalidBatchError",
@@ -55,6 +59,7 @@ __all__ = [
     "LogManager",
     "LogManagerAPI",
     "LogRead",
+    "NewPartitions",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
     "PartitionLog",
@@ -64,8 +69,11 @@ __all__ = [
     "RetentionReport",
     "StorageError",
     "TimestampType",
+    "TopicBusyError",
+    "TopicCreation",
     "TopicExistsError",
     "TopicMetadata",
+    "TopicStoreError",
     "UnknownPartitionError",
     "UnknownProducerIdError",
 ]

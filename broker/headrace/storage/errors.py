@@ -58,6 +58,12 @@ class TopicExistsError(StorageError):
     kafka_error_code = 36  # TOPIC_ALREADY_EXISTS
 
 
+class TopicBusyError(StorageError):
+    """Another change of the topic (a creation or growth) is under way; retriable."""
+
+    kafka_error_code = 7  # REQUEST_TIMED_OUT
+
+
 class InvalidTopicError(StorageError):
     """A topic name Kafka would not accept (empty, too long, illegal characters)."""
 

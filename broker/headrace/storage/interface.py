@@ -4,13 +4,14 @@
 engine is NOT thread-safe; the broker calls it from its one event-loop thread. Appends fsync
 only as the topic's flush policy demands; ``flush()`` may be run in an executor, but then no
 other call on the same partition may run concurrently. A compaction task's ``run()`` is the
-exception: it touches no shared object and may run on any thread (``finish()`` may not).
+exception: it touches no shared object and may run on any thread (``finish()`` may not); so
+are a topic creation's ``make_directories()`` and ``commit()`` (see ``TopicCreation``).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from headrace.storage.cleaner import CleaningTask
@@ -22,6 +23,7 @@ from headrace.storage.results import (
     RetentionReport,
     TopicMetadata,
 )
+from headrace.storage.topic_creation import NewPartitions, TopicCreation
 
 
 class PartitionLogAPI(Protocol):
@@ -99,8 +101,21 @@ class LogManagerAPI(Protocol):
         configs: Mapping[str, str] | None = None,
         topic_id: uuid.UUID | None = None,
     ) -> TopicMetadata: ...
+    def begin_creation(self, entries: Sequence[NewPartitions]) -> TopicCreation:
+        """Reserve a batch of new topics or partitions; the returned steps make them, some of
+        them on a worker thread (see ``TopicCreation``)."""
+        ...
     def delete_topic(self, name: str) -> None: ...
+    def retry_deletions(self) -> int:
+        """Finish deletions an error interrupted; returns how many are still unfinished."""
+        ...
     def add_partitions(self, name: str, total_partitions: int) -> TopicMetadata: ...
+    def partition_count(self) -> int:
+        """Partitions held, counting those of creations under way."""
+        ...
+    def creating(self, name: str) -> bool:
+        """Whether a creation (or growth) of topic ``name`` is under way."""
+        ...
     def topics(self) -> Mapping[str, TopicMetadata]:
         """A snapshot of every topic (a copy: safe to iterate while topics change)."""
         ...

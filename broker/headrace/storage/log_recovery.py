@@ -77,9 +77,11 @@ class LogRecovery(LogReads):
         self._log_start = min(log_start, end)
         self._recovery_point = min(state["recovery_point"] if state else 0, end)
         if state is None or state["log_start_offset"] != self._log_start:
-            self._write_state(durable=bool(bases))  # a brand-new partition: close() syncs it
-        if not clean_shutdown or verify_all:
-            self._dirty = True  # recovery may have rewritten indexes without fsync
+            self._write_state(durable=bool(bases))
+        # Recovery may have rewritten indexes without fsync. A partition without segments
+        # (brand new) has nothing to lose: its files are made again if a crash loses them, so
+        # an idle close() need not sync it (thousands of new topics would cost seconds).
+        self._dirty = bool(bases) and (self._dirty or not clean_shutdown or verify_all)
         if not self.epoch_cache.load() and (directory / CHECKPOINT_NAME).exists():
             self._report("rebuilt-index", "leader-epoch-checkpoint unreadable; cleared", 0)
         self.epoch_cache.truncate_from_end(end)

@@ -1,20 +1,25 @@
 """LogManager: the broker's data directory — topics, partitions, retention and recovery.
 
-Topic metadata (name, topic id, partition count, config overrides) lives in ``topics.json``
-in the data directory, replaced atomically, so a single broker needs no external service.
+Topic metadata (name, topic id, partition count, config overrides) lives in the data directory
+(:mod:`headrace.storage.topic_store`: a snapshot plus an append-only change log), so a single
+broker needs no external service. Every change is made durable before it becomes visible, and
+disk errors leave metadata and directories consistent: a failed creation is removed again
+(:mod:`headrace.storage.topic_creation`); a deletion is marked in the metadata first, then its
+directories are removed, and a deletion an error or a crash interrupted is retried
+(:meth:`LogManager.retry_deletions`, also run at every start).
 A ``.clean-shutdown`` marker written by ``close()`` lets the next start skip CRC scans; it is
 removed as soon as the directory is opened, so a crash afterwards is recognised as unclean.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import re
 import resource
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from headrace.storage.cleaner import DEFAULT_MAX_MAP_KEYS, CleaningTask
@@ -23,6 +28,8 @@ from headrace.storage.errors import (
     InvalidConfigError,
     InvalidPartitionsError,
     InvalidTopicError,
+    StorageError,
+    TopicBusyError,
     TopicExistsError,
     UnknownPartitionError,
 )
@@ -36,10 +43,11 @@ from headrace.storage.results import (
     RetentionReport,
     TopicMetadata,
 )
+from headrace.storage.topic_creation import NewPartitions, TopicCreation
+from headrace.storage.topic_store import LOG_FILE, TopicStore, deleted, deleting, put
 
 log = logging.getLogger(__name__)
 
-TOPICS_FILE = "topics.json"
 CLEAN_SHUTDOWN_MARKER = ".clean-shutdown"
 DELETE_SUFFIX = "-delete"
 _LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
@@ -89,15 +97,27 @@ class LogManager:
         self._topics: dict[str, TopicMetadata] = {}
         self._configs: dict[str, LogConfig] = {}
         self._logs: dict[tuple[str, int], PartitionLog] = {}
+        #: Marked for deletion; directories still to be removed (retry_deletions).
+        self._deleting: dict[str, TopicMetadata] = {}
+        #: Renamed-away partition directories whose removal failed.
+        self._doomed: list[Path] = []
+        #: Names with a creation (or growth) under way, and its new partitions.
+        self._reserved: dict[str, int] = {}
+        self._pending_configs: dict[str, LogConfig] = {}
         self._closed = False
         marker = self.data_dir / CLEAN_SHUTDOWN_MARKER
         clean = marker.exists()
         self._report = RecoveryReport(clean_shutdown=clean)
+        self._store = TopicStore(self.data_dir)
         self._load_topics()
         self._remove_strays()
         for meta in self._topics.values():
             for partition in range(meta.partitions):
-                self._open_partition(meta.name, partition, clean=clean, verify_all=verify_all)
+                self._register(
+                    self._open_partition(meta.name, partition, clean=clean, verify_all=verify_all)
+                )
+        self.retry_deletions()
+        self._store.compact()
         if clean:
             marker.unlink()
             fsync_dir(self.data_dir)
@@ -116,6 +136,18 @@ class LogManager:
 
     def topic(self, name: str) -> TopicMetadata | None:
         return self._topics.get(name)
+
+    def partition_count(self) -> int:
+        """Partitions this directory holds, counting those of creations under way."""
+        return len(self._logs) + sum(self._reserved.values())
+
+    def creating(self, name: str) -> bool:
+        """Whether a creation (or growth) of ``name`` is under way."""
+        return name in self._reserved
+
+    def deleting(self) -> Mapping[str, TopicMetadata]:
+        """Topics marked for deletion whose directories are not all removed yet."""
+        return dict(self._deleting)
 
     def topic_config(self, name: str) -> LogConfig:
         """The effective config (broker default plus the topic's overrides)."""
@@ -138,42 +170,33 @@ class LogManager:
         return meta
 
     def _load_topics(self) -> None:
-        path = self.data_dir / TOPICS_FILE
-        if not path.exists():
-            return
-        data = json.loads(path.read_bytes())
-        for entry in data["topics"]:
-            meta = TopicMetadata(
-                name=entry["name"],
-                topic_id=uuid.UUID(entry["topic_id"]),
-                partitions=int(entry["partitions"]),
-                configs=dict(entry["configs"]),
-            )
+        loaded = self._store.load()
+        if loaded.torn_bytes:
+            self._report.events.append(RecoveryEvent(
+                "", -1, "truncated", f"torn tail of {LOG_FILE}", loaded.torn_bytes))
+        for meta in loaded.topics.values():
             self._topics[meta.name] = meta
             self._configs[meta.name] = LogConfig.from_kafka_configs(
                 meta.configs, base=self._default_config
             )
-
-    def _save_topics(self) -> None:
-        data = {
-            "version": 1,
-            "topics": [
-                {
-                    "name": m.name,
-                    "topic_id": str(m.topic_id),
-                    "partitions": m.partitions,
-                    "configs": m.configs,
-                }
-                for m in sorted(self._topics.values(), key=lambda m: m.name)
-            ],
-        }
-        write_atomic(self.data_dir / TOPICS_FILE, json.dumps(data, indent=1).encode())
+        self._deleting = dict(loaded.deleting)
+        for unfinished in loaded.unfinished:  # a creation a crash interrupted: roll it back
+            live = self._topics.get(unfinished.name)
+            first = max(unfinished.first, live.partitions if live else 0)
+            for partition in range(first, unfinished.partitions):
+                path = self.data_dir / partition_dir_name(unfinished.name, partition)
+                if path.exists():
+                    shutil.rmtree(path, ignore_errors=True)
+                    self._report.events.append(RecoveryEvent(
+                        unfinished.name, partition, "removed-file",
+                        f"unfinished creation of {path.name}"))
 
     def _remove_strays(self) -> None:
         """Finish interrupted topic deletions; warn about (but keep) unknown directories."""
         known = {
             partition_dir_name(m.name, p)
-            for m in self._topics.values()
+            for topics in (self._topics, self._deleting)
+            for m in topics.values()
             for p in range(m.partitions)
         }
         for path in self.data_dir.iterdir():
@@ -194,17 +217,13 @@ class LogManager:
         *,
         clean: bool,
         verify_all: bool = False,
-        new: bool = False,
+        config: LogConfig | None = None,
     ) -> PartitionLog:
-        directory = self.data_dir / partition_dir_name(topic, partition)
-        if new and directory.exists():
-            # Left by a create that crashed before topics.json was written: not ours to trust.
-            shutil.rmtree(directory)
         partition_log = PartitionLog(
-            directory,
+            self.data_dir / partition_dir_name(topic, partition),
             topic,
             partition,
-            self._configs[topic],
+            config or self._configs[topic],
             files=self.files,
             clean_shutdown=clean,
             verify_all=verify_all,
@@ -214,10 +233,64 @@ class LogManager:
         )
         self._report.partitions_opened += 1
         self._report.segments_scanned += partition_log.segments_scanned
-        self._logs[(topic, partition)] = partition_log
         return partition_log
 
+    def _register(self, partition_log: PartitionLog) -> None:
+        self._logs[(partition_log.topic, partition_log.partition)] = partition_log
+
     # -- topic administration --------------------------------------------------------------------
+    def begin_creation(self, entries: Sequence[NewPartitions]) -> TopicCreation:
+        """Reserve new topics (``first == 0``) or new partitions of existing ones and return
+        the steps that make them (see :class:`TopicCreation`); the names stay reserved until
+        it is published or aborted. Raises before anything is reserved."""
+        seen: set[str] = set()
+        configs: dict[str, LogConfig] = {}
+        for entry in entries:
+            meta = entry.meta
+            validate_topic_name(meta.name)
+            if meta.name in seen or meta.name in self._reserved:
+                raise TopicExistsError(f"topic {meta.name} is already being created")
+            seen.add(meta.name)
+            current = self._topics.get(meta.name)
+            if entry.first == 0:
+                if current is not None:
+                    raise TopicExistsError(f"topic {meta.name} already exists")
+                if meta.name in self._deleting:
+                    raise TopicExistsError(f"topic '{meta.name}' is marked for deletion")
+            elif current is None or current.partitions != entry.first:
+                raise InvalidPartitionsError(f"topic {meta.name} changed meanwhile")
+            if meta.partitions <= entry.first:
+                raise InvalidPartitionsError(
+                    f"partition count {meta.partitions} must be more than {entry.first}")
+            configs[meta.name] = self._configs.get(meta.name) or LogConfig.from_kafka_configs(
+                meta.configs, base=self._default_config)
+        if self._closed:
+            raise StorageError("the log directory is closed")
+        for entry in entries:
+            self._reserved[entry.meta.name] = entry.meta.partitions - entry.first
+        self._pending_configs.update(configs)
+        return TopicCreation(
+            entries, data_dir=self.data_dir, store=self._store,
+            open_partition=self._open_new_partition, publish=self._publish,
+            release=self._release,
+        )
+
+    def _open_new_partition(self, topic: str, partition: int) -> PartitionLog:
+        return self._open_partition(
+            topic, partition, clean=True, config=self._pending_configs[topic])
+
+    def _publish(self, entries: Sequence[NewPartitions], opened: list[PartitionLog]) -> None:
+        for entry in entries:
+            self._topics[entry.meta.name] = entry.meta
+            self._configs[entry.meta.name] = self._pending_configs[entry.meta.name]
+        for partition_log in opened:
+            self._register(partition_log)
+
+    def _release(self, entries: Sequence[NewPartitions]) -> None:
+        for entry in entries:
+            self._reserved.pop(entry.meta.name, None)
+            self._pending_configs.pop(entry.meta.name, None)
+
     def create_topic(
         self,
         name: str,
@@ -226,36 +299,66 @@ class LogManager:
         topic_id: uuid.UUID | None = None,
     ) -> TopicMetadata:
         validate_topic_name(name)
-        if name in self._topics:
-            raise TopicExistsError(f"topic {name} already exists")
         if partitions < 1:
             raise InvalidPartitionsError(f"partition count {partitions} must be at least 1")
-        overrides = dict(configs or {})
-        config = LogConfig.from_kafka_configs(overrides, base=self._default_config)
-        meta = TopicMetadata(name, topic_id or uuid.uuid4(), partitions, overrides)
-        self._topics[name] = meta
-        self._configs[name] = config
-        for partition in range(partitions):
-            self._open_partition(name, partition, clean=True, new=True)
-        fsync_dir(self.data_dir)
-        self._save_topics()
-        return meta
+        meta = TopicMetadata(name, topic_id or uuid.uuid4(), partitions, dict(configs or {}))
+        return self.begin_creation([NewPartitions(meta)]).run()[0]
 
     def delete_topic(self, name: str) -> None:
+        """Mark the topic for deletion (durably: a failure changes nothing), then remove its
+        directories; a removal that fails is retried by :meth:`retry_deletions`."""
         meta = self._require_topic(name)
+        if name in self._reserved:
+            raise TopicBusyError(f"topic {name} is being changed; retry")
+        self._store.append([deleting(meta)])
         del self._topics[name]
         del self._configs[name]
-        self._save_topics()
-        suffix = f".{uuid.uuid4().hex}{DELETE_SUFFIX}"
+        self._deleting[name] = meta
         for partition in range(meta.partitions):
-            partition_log = self._logs.pop((name, partition))
-            partition_log.close()
-            directory = partition_log.directory
-            self.files.forget_under(directory)
-            doomed = directory.with_name(directory.name + suffix)
-            directory.rename(doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
+            partition_log = self._logs.pop((name, partition), None)
+            if partition_log is not None:
+                partition_log.close()
+                self.files.forget_under(partition_log.directory)
+        try:
+            self._finish_deletion(meta)
+        except OSError as error:
+            log.warning("deleting topic %s: %s; retrying later", name, error)
+
+    def retry_deletions(self) -> int:
+        """Finish the deletions an error or a crash interrupted; returns how many are left."""
+        for meta in list(self._deleting.values()):
+            try:
+                self._finish_deletion(meta)
+            except (OSError, StorageError) as error:
+                log.warning("deleting topic %s: %s; retrying later", meta.name, error)
+        doomed, self._doomed = self._doomed, []
+        for path in doomed:
+            self._remove_tree(path)
+        return len(self._deleting)
+
+    def _finish_deletion(self, meta: TopicMetadata) -> None:
+        suffix = f".{uuid.uuid4().hex}{DELETE_SUFFIX}"
+        renamed = []
+        for partition in range(meta.partitions):
+            directory = self.data_dir / partition_dir_name(meta.name, partition)
+            if directory.exists():
+                doomed = directory.with_name(directory.name + suffix)
+                os.rename(directory, doomed)
+                renamed.append(doomed)
         fsync_dir(self.data_dir)
+        self._store.append([deleted(meta)])
+        self._deleting.pop(meta.name, None)
+        for path in renamed:
+            self._remove_tree(path)
+
+    def _remove_tree(self, path: Path) -> None:
+        try:
+            shutil.rmtree(path)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            log.warning("cannot remove %s: %s; retrying later", path, error)
+            self._doomed.append(path)
 
     def add_partitions(self, name: str, total_partitions: int) -> TopicMetadata:
         meta = self._require_topic(name)
@@ -263,26 +366,23 @@ class LogManager:
             raise InvalidPartitionsError(
                 f"topic {name} has {meta.partitions} partitions; cannot go to {total_partitions}"
             )
-        for partition in range(meta.partitions, total_partitions):
-            self._open_partition(name, partition, clean=True, new=True)
-        fsync_dir(self.data_dir)
         updated = TopicMetadata(meta.name, meta.topic_id, total_partitions, dict(meta.configs))
-        self._topics[name] = updated
-        self._save_topics()
-        return updated
+        return self.begin_creation([NewPartitions(updated, meta.partitions)]).run()[0]
 
     def alter_topic_configs(self, name: str, configs: Mapping[str, str]) -> TopicMetadata:
         """Replace the topic's config overrides (AlterConfigs semantics; merge first for
-        IncrementalAlterConfigs)."""
+        IncrementalAlterConfigs). Stored before it applies: a failed write changes nothing."""
         meta = self._require_topic(name)
+        if name in self._reserved:
+            raise TopicBusyError(f"topic {name} is being changed; retry")
         overrides = dict(configs)
         config = LogConfig.from_kafka_configs(overrides, base=self._default_config)
         updated = TopicMetadata(meta.name, meta.topic_id, meta.partitions, overrides)
+        self._store.append([put(updated)])
         self._topics[name] = updated
         self._configs[name] = config
         for partition in range(meta.partitions):
             self._logs[(name, partition)].update_config(config)
-        self._save_topics()
         return updated
 
     # -- housekeeping ----------------------------------------------------------------------------
@@ -346,5 +446,7 @@ class LogManager:
         for partition_log in self._logs.values():
             partition_log.close()
         self.files.close_all()
+        self._store.compact()  # the next start reads one snapshot
+        self._store.close()
         self._closed = True
         write_atomic(self.data_dir / CLEAN_SHUTDOWN_MARKER, b"")

@@ -65,6 +65,8 @@ def from_kafka_error(error: KafkaError) -> ApiError:
         return ApiError(503, NOT_LEADER, message)
     if code is ErrorCode.topic_authorization_failed:
         return ApiError(403, FORBIDDEN, message)
+    if code is ErrorCode.unknown_server_error:
+        return ApiError(500, INTERNAL_ERROR, message)
     return ApiError(400, INVALID_KAFKA_REQUEST, message)
 
 

@@ -153,7 +153,9 @@ async def create_topic(request: web.Request) -> web.Response:
     )
     validate_only = body.get("validate_only", False) is True
     try:
-        ctx.broker.create_topic(spec, validate_only=validate_only)
+        (created,) = await ctx.broker.create_topics([spec], validate_only=validate_only)
+        if isinstance(created, KafkaError):
+            raise created
         if not validate_only:  # answered once stored (a clustered broker's, in etcd)
             await ctx.broker.topics.committed(name)
     except KafkaError as error:

@@ -21,6 +21,7 @@ from headrace.core.responses import OK, build, partition_results, response_class
 from headrace.core.security import Operation
 from headrace.core.topics import TopicSpec
 from headrace.server.handlers.binding import BrokerApi, on_topics
+from headrace.storage import TopicMetadata
 
 CREATE_TOPICS = 19
 DELETE_TOPICS = 20
@@ -72,27 +73,39 @@ async def _stored(broker: Broker, name: str, timeout_ms: int | None) -> None:
 
 async def handle_create_topics(broker: Broker, request: Any, ctx: RequestContext) -> Any:
     module = response_classes(CREATE_TOPICS, ctx.api_version)
-    results = []
+    validate_only = bool(request.validate_only)
+    outcomes: list[TopicMetadata | KafkaError | None] = []
+    specs: list[TopicSpec] = []
     for topic in request.topics:
-        spec = TopicSpec(
+        try:
+            _refuse_manual_assignment(topic)
+        except KafkaError as error:
+            outcomes.append(error)
+            continue
+        outcomes.append(None)
+        specs.append(TopicSpec(
             name=topic.name,
             partitions=int(topic.num_partitions),
             replication_factor=int(topic.replication_factor),
             configs={c.name: c.value for c in topic.configs if c.value is not None},
-        )
-        try:
-            _refuse_manual_assignment(topic)
-            created = broker.create_topic(spec, validate_only=bool(request.validate_only))
-            if not request.validate_only:
+        ))
+    created = iter(await broker.create_topics(specs, validate_only=validate_only))
+    results = []
+    for topic, outcome in zip(request.topics, outcomes, strict=True):
+        result = outcome if outcome is not None else next(created)
+        if isinstance(result, TopicMetadata) and not validate_only:
+            try:
                 await _stored(broker, topic.name, _timeout_ms(request))
-        except KafkaError as error:
+            except KafkaError as error:
+                result = error
+        if isinstance(result, KafkaError):
             results.append(
                 build(
                     module.CreatableTopicResult,
                     name=topic.name,
                     topic_id=None,
-                    error_code=error.code,
-                    error_message=error.message,
+                    error_code=result.code,
+                    error_message=result.message,
                     num_partitions=-1,
                     replication_factor=-1,
                     configs=None,
@@ -109,16 +122,16 @@ async def handle_create_topics(broker: Broker, request: Any, ctx: RequestContext
                 config_source=SOURCE_DEFAULT if is_default else SOURCE_DYNAMIC_TOPIC,
                 is_sensitive=False,
             )
-            for key, (value, is_default) in _topic_configs(broker, created.name, created.configs)
+            for key, (value, is_default) in _topic_configs(broker, result.name, result.configs)
         )
         results.append(
             build(
                 module.CreatableTopicResult,
                 name=topic.name,
-                topic_id=created.topic_id,
+                topic_id=result.topic_id,
                 error_code=OK,
                 error_message=None,
-                num_partitions=created.partitions,
+                num_partitions=result.partitions,
                 replication_factor=1,
                 configs=configs,
             )

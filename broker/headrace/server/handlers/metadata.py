@@ -2,7 +2,11 @@
 
 ``topics`` null (v1+) or empty (v0) means every topic; requested topics that do not exist are
 created when both the request and the broker allow it (Kafka's auto-create), otherwise they are
-answered with UNKNOWN_TOPIC_OR_PARTITION or INVALID_TOPIC_EXCEPTION.
+answered with UNKNOWN_TOPIC_OR_PARTITION or INVALID_TOPIC_EXCEPTION. Auto-creation is one batch
+per request, made off the event loop and bounded (``auto_create_topics_per_request``): unknown
+topics beyond the bound get UNKNOWN_TOPIC_OR_PARTITION and are created when the client asks
+again; a topic created (here or by a concurrent request) but not yet visible gets
+LEADER_NOT_AVAILABLE, as Kafka answers for a topic it is still creating.
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ async def handle_metadata(broker: Broker, request: Any, ctx: RequestContext) -> 
     else:
         names = [(t.name, getattr(t, "topic_id", None)) for t in requested]
     allow_create = getattr(request, "allow_auto_topic_creation", True)
+    failed: dict[str, KafkaError] = {}
+    if allow_create:
+        missing = [name for name, _ in names
+                   if name is not None and view.topic(name) is None]
+        if missing:
+            failed = await broker.ensure_topics(missing)
     topics = []
     for name, topic_id in names:
         if name is None and topic_id is not None and topic_id != _NIL_UUID:
@@ -51,18 +61,16 @@ async def handle_metadata(broker: Broker, request: Any, ctx: RequestContext) -> 
             if topic_name_problem(name) is not None:
                 topics.append(_error_topic(module, name, None, ErrorCode.invalid_topic_exception))
                 continue
-            if allow_create:
-                try:
-                    broker.ensure_topic(name)
-                except KafkaError as error:
-                    topics.append(_error_topic(module, name, None, error.code))
-                    continue
-                state = view.topic(name)
-            if state is None:
-                topics.append(
-                    _error_topic(module, name, None, ErrorCode.unknown_topic_or_partition)
-                )
+            if name in failed:
+                topics.append(_error_topic(module, name, None, failed[name].code))
                 continue
+            # Created but not yet in the view (a cluster's, via etcd), or being created by a
+            # concurrent request: Kafka's answer for a topic it is still creating.
+            code = (ErrorCode.leader_not_available
+                    if allow_create and broker.creating_topic(name)
+                    else ErrorCode.unknown_topic_or_partition)
+            topics.append(_error_topic(module, name, None, code))
+            continue
         topics.append(_topic(module, state))
     brokers = tuple(
         build(

@@ -44,7 +44,7 @@ async def handle_produce(broker: Broker, request: Any, ctx: RequestContext) -> A
             )
         elif broker.topics.get(name) is None:
             try:
-                if broker.ensure_topic(name) is None:
+                if await broker.ensure_topic(name) is None:
                     topic_error = KafkaError(ErrorCode.unknown_topic_or_partition, name)
             except KafkaError as error:
                 topic_error = error
