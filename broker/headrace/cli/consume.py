@@ -16,12 +16,14 @@ import sys
 import time
 from typing import Any
 
+from headrace.cli.arguments import non_negative_int, positive_float, positive_int
 from headrace.cli.kafka_tools import (
     CliError,
     add_connection_arguments,
     admin_client,
     client_config,
     describe_kafka_error,
+    make_client,
     parse_timestamp_ms,
     progress,
     run_guarded,
@@ -36,14 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topic")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--from-beginning", action="store_true")
-    start.add_argument("--offset", type=int, metavar="N", help="start at offset N")
+    start.add_argument("--offset", type=non_negative_int, metavar="N", help="start at offset N")
     start.add_argument("--timestamp", metavar="TIME",
                        help="start at the first record at/after TIME (ms or ISO 8601)")
-    parser.add_argument("--partition", "-p", type=int, action="append",
+    parser.add_argument("--partition", "-p", type=non_negative_int, action="append",
                         help="only these partitions (repeatable; default all)")
     parser.add_argument("--group", "-g", help="consume as a member of this group and commit")
-    parser.add_argument("--count", "-n", type=int, help="stop after N records")
-    parser.add_argument("--idle-timeout", type=float, metavar="SECONDS",
+    parser.add_argument("--count", "-n", type=positive_int, help="stop after N records")
+    parser.add_argument("--idle-timeout", type=positive_float, metavar="SECONDS",
                         help="stop when no record arrived for this long")
     parser.add_argument("--format", choices=("text", "json"), default="text",
                         help="text: the value per line; json: one object per record")
@@ -93,10 +95,8 @@ def _consume(args: argparse.Namespace) -> int:
         TopicPartition,
     )
 
-    if args.count is not None and args.count <= 0:
-        raise CliError("--count must be positive")
     grouped = args.group is not None
-    consumer = Consumer(client_config(
+    consumer = make_client(Consumer, client_config(
         args, **{"group.id": args.group or "headrace-cli", "enable.auto.commit": False,
                  "auto.offset.reset": "earliest" if args.from_beginning else "latest",
                  "enable.partition.eof": False}))

@@ -2,8 +2,8 @@
 
 They talk to any broker over the Kafka protocol with confluent-kafka, print human tables by
 default or JSON with ``--output json``, report progress on stderr, and keep exit codes scripts can
-trust: 0 ok, 1 error (with a message on stderr), 2 usage (argparse). The confluent-kafka imports
-happen inside functions so ``headrace --help`` stays fast.
+trust: 0 ok, 1 error (one ``headrace: error: …`` line on stderr), 2 usage (argparse). The
+confluent-kafka imports happen inside functions so ``headrace --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
+from headrace.cli.arguments import positive_float
+from headrace.core.errors import UserError
+
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 
-class CliError(Exception):
-    """An error to report on stderr with exit code 1."""
+class CliError(UserError):
+    """A client command's failure (bad input, or the broker said no): one line, exit code 1."""
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser, *, output: bool = True) -> None:
@@ -29,7 +32,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, output: bool = 
                         help=f"broker to connect to (default {DEFAULT_BOOTSTRAP})")
     parser.add_argument("--property", "-X", action="append", default=[], metavar="KEY=VALUE",
                         help="extra librdkafka client property (repeatable)")
-    parser.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_float, default=15.0, metavar="SECONDS",
                         help="how long to wait for the broker (default 15)")
     if output:
         parser.add_argument("--output", "-o", choices=("table", "json"), default="table",
@@ -73,7 +76,22 @@ def admin_module() -> Any:
 
 
 def admin_client(args: argparse.Namespace) -> Any:
-    return admin_module().AdminClient(client_config(args))
+    return make_client(admin_module().AdminClient, client_config(args))
+
+
+def make_client(factory: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> Any:
+    """A confluent-kafka client; a configuration librdkafka refuses (``-X`` typo, bad value)
+    is a CliError naming the property."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return factory(config)
+    except KafkaException as exc:
+        error: Any = exc.args[0] if exc.args else exc
+        text = error.str() if callable(getattr(error, "str", None)) else str(error)
+        raise CliError(f"bad client configuration: {text}") from None
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"bad client configuration: {exc}") from None
 
 
 def wait_future(future: Any, args: argparse.Namespace) -> Any:
@@ -100,11 +118,14 @@ def describe_kafka_error(error: Any) -> str:
     return str(error)
 
 
-def cluster_metadata(args: argparse.Namespace, admin: Any, topic: str | None = None) -> Any:
+def cluster_metadata(args: argparse.Namespace, client: Any) -> Any:
+    """The cluster's metadata (brokers, every topic) from any client; a CliError when no
+    broker answers. Always a request for all topics: librdkafka asks a Metadata request naming
+    a topic to create it, and reads must never create topics."""
     from confluent_kafka import KafkaException
 
     try:
-        return admin.list_topics(topic=topic, timeout=args.timeout)
+        return client.list_topics(timeout=args.timeout)
     except KafkaException as exc:
         raise CliError(f"cannot reach {args.bootstrap_server}: "
                        f"{describe_kafka_error(exc.args[0])}") from None
@@ -114,7 +135,7 @@ def topic_partitions(args: argparse.Namespace, admin: Any, topic_name: str,
                      wanted: Iterable[int] | None = None) -> list[int]:
     """The sorted partition ids of an existing topic, or of ``wanted`` among them (a CliError
     names a missing topic or the first unknown partition)."""
-    topic = cluster_metadata(args, admin, topic_name).topics.get(topic_name)
+    topic = cluster_metadata(args, admin).topics.get(topic_name)
     if topic is None or topic.error is not None:
         raise CliError(f"topic {topic_name} does not exist")
     partitions = sorted(topic.partitions)
@@ -173,12 +194,9 @@ def progress(message: str) -> None:
 
 
 def run_guarded(action: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a command; CliError and Ctrl-C become a message and exit code 1 (130 for Ctrl-C)."""
+    """Run a command; Ctrl-C is exit code 130 (a CliError reaches ``headrace.cli.main``)."""
     try:
         return action(args)
-    except CliError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `| head` closed stdout: not an error for the user
@@ -193,6 +211,7 @@ __all__ = [
     "client_config",
     "cluster_metadata",
     "emit",
+    "make_client",
     "parse_key_values",
     "parse_timestamp_ms",
     "print_table",

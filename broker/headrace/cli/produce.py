@@ -11,12 +11,15 @@ import sys
 import time
 from typing import Any
 
+from headrace.cli.arguments import non_negative_int
 from headrace.cli.kafka_tools import (
     CliError,
     add_connection_arguments,
     client_config,
+    cluster_metadata,
     describe_kafka_error,
     emit,
+    make_client,
     parse_key_values,
     progress,
     run_guarded,
@@ -35,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--header", "-H", action="append", default=[], metavar="NAME=VALUE",
                         help="header added to every record (repeatable)")
     parser.add_argument("--acks", choices=("0", "1", "all"), default="all")
-    parser.add_argument("--partition", "-p", type=int, help="send every record to this partition")
+    parser.add_argument("--partition", "-p", type=non_negative_int,
+                        help="send every record to this partition")
     parser.add_argument("--file", "-f", type=argparse.FileType("rb"), default=None,
                         help="read lines from FILE instead of stdin")
     parser.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"),
@@ -56,9 +60,10 @@ def _produce(args: argparse.Namespace) -> int:
     headers: list[tuple[str, str | bytes | None]] = [
         (k, v.encode()) for k, v in parse_key_values(args.header, "--header").items()]
     separator = args.key_separator.encode() if args.key_separator else None
-    producer = Producer(client_config(
+    producer = make_client(Producer, client_config(
         args, acks=args.acks, **{"linger.ms": 5, "compression.type": args.compression,
                                  "message.timeout.ms": max(int(args.timeout * 1000), 1000)}))
+    cluster_metadata(args, producer)  # an unreachable broker is reported now, not per record
     failures: list[str] = []
     delivered = 0
 
