@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
 
+from headrace import __version__
 from headrace.core.errors import UserError
 
 #: Subcommand modules, in the order ``--help`` lists them.
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="headrace",
         description="Headrace: an event-streaming platform that speaks the Kafka protocol.",
     )
+    parser.add_argument("--version", action="version", version=f"headrace {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         command = cast(Command, importlib.import_module(module_name))

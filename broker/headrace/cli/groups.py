@@ -111,6 +111,8 @@ def _describe(args: argparse.Namespace) -> int:
     described = []
     for group in args.groups:
         description = wait_future(futures[group], args)
+        if _state_name(description.state) == "DEAD":  # what the coordinator says of no group
+            raise CliError(f"group {group} does not exist")
         owners: dict[tuple[str, int], Any] = {}
         for member in description.members:
             assignment = member.assignment.topic_partitions if member.assignment else []

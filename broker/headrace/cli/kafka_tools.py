@@ -17,10 +17,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
+from headrace.cli import profiles
 from headrace.cli.arguments import positive_float
 from headrace.core.errors import UserError
-
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 
 class CliError(UserError):
@@ -28,12 +27,17 @@ class CliError(UserError):
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser, *, output: bool = True) -> None:
-    parser.add_argument("--bootstrap-server", "-b", default=DEFAULT_BOOTSTRAP, metavar="HOST:PORT",
-                        help=f"broker to connect to (default {DEFAULT_BOOTSTRAP})")
+    parser.add_argument("--bootstrap-server", "-b", metavar="HOST:PORT[,...]",
+                        help="brokers to connect to (default: HEADRACE_BOOTSTRAP, the profile's, "
+                             f"else {profiles.DEFAULT_BOOTSTRAP})")
+    parser.add_argument("--profile", metavar="NAME",
+                        help="connection profile from the config file (HEADRACE_PROFILE; "
+                             "see docs/cli.md)")
     parser.add_argument("--property", "-X", action="append", default=[], metavar="KEY=VALUE",
                         help="extra librdkafka client property (repeatable)")
-    parser.add_argument("--timeout", type=positive_float, default=15.0, metavar="SECONDS",
-                        help="how long to wait for the broker (default 15)")
+    parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
+                        help="how long to wait for the broker (default: the profile's, else "
+                             f"{profiles.DEFAULT_TIMEOUT:g})")
     if output:
         parser.add_argument("--output", "-o", choices=("table", "json"), default="table",
                             help="output format (default table)")
@@ -50,6 +54,16 @@ def parse_key_values(items: Iterable[str], what: str) -> dict[str, str]:
     return result
 
 
+def resolve_connection(args: argparse.Namespace) -> None:
+    """Fill ``bootstrap_server``, ``timeout`` and ``profile_properties`` from the flags, the
+    environment and the profiles file (:mod:`headrace.cli.profiles`)."""
+    connection = profiles.resolve(bootstrap=args.bootstrap_server, timeout=args.timeout,
+                                  profile=args.profile)
+    args.bootstrap_server = connection.bootstrap
+    args.timeout = connection.timeout
+    args.profile_properties = connection.properties
+
+
 def client_config(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     timeout_ms = int(args.timeout * 1000)
     config: dict[str, Any] = {
@@ -58,6 +72,7 @@ def client_config(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         "logger": _quiet_logger(),
     }
     config.update(extra)
+    config.update(getattr(args, "profile_properties", {}))
     config.update(parse_key_values(args.property, "--property"))
     return config
 
@@ -196,6 +211,8 @@ def progress(message: str) -> None:
 def run_guarded(action: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command; Ctrl-C is exit code 130 (a CliError reaches ``headrace.cli.main``)."""
     try:
+        if hasattr(args, "profile"):
+            resolve_connection(args)
         return action(args)
     except KeyboardInterrupt:
         return 130
@@ -216,6 +233,7 @@ __all__ = [
     "parse_timestamp_ms",
     "print_table",
     "progress",
+    "resolve_connection",
     "run_guarded",
     "topic_partitions",
     "wait_future",
