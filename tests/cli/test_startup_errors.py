@@ -97,6 +97,13 @@ def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
                           str(path), "not a directory")
 
 
+def test_ready_file_that_cannot_be_written(tmp_path: Path) -> None:
+    ready = tmp_path / "missing-dir" / "ready.json"
+    result = headrace("broker", "--data-dir", str(tmp_path / "data"), *EPHEMERAL,
+                      "--ready-file", str(ready))
+    assert_one_line_error(result, "--ready-file", str(ready))
+
+
 def _read_only_runner(tmp_path: Path) -> Callable[[Path], subprocess.CompletedProcess[str]]:
     """Runs a broker on a data dir the broker cannot write: chmod for a normal user; for root
     (which ignores permissions) a read-only tmpfs in a private mount namespace."""

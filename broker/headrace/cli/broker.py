@@ -152,11 +152,9 @@ async def _serve(args: argparse.Namespace) -> int:
         "pid": os.getpid(),
     }
     print(json.dumps(ready), flush=True)
-    if args.ready_file is not None:
-        temporary = args.ready_file.with_name(args.ready_file.name + ".tmp")
-        temporary.write_text(json.dumps(ready))
-        os.replace(temporary, args.ready_file)
     try:
+        if args.ready_file is not None:
+            _write_ready_file(args.ready_file, ready)
         await stop.wait()
         log.info("shutting down")
     finally:
@@ -164,3 +162,15 @@ async def _serve(args: argparse.Namespace) -> int:
             await app.node.prepare_shutdown()  # controlled shutdown: leadership moves first
         await app.stop()
     return 0
+
+
+def _write_ready_file(path: Path, ready: dict[str, Any]) -> None:
+    """Atomically, so a watcher never reads half of it."""
+    from headrace.core.errors import UserError
+
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        temporary.write_text(json.dumps(ready))
+        os.replace(temporary, path)
+    except OSError as error:
+        raise UserError(f"cannot write --ready-file {path}: {error.strerror}") from None
