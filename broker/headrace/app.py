@@ -2,28 +2,28 @@
 
 From one :class:`~headrace.core.config.BrokerConfig` (plus, for a cluster member,
 :class:`~headrace.cluster.node.ClusterSettings`) :class:`BrokerApp` builds, in order: storage
-(the log directory, recovered), the broker's services and their layers (local, or etcd-backed
-through the cluster node), the internal-topics registry, the group coordinator, one API registry
-(the broker's, the coordinator's and the cluster's handlers), the request pipeline with its
-authorizer and quota manager, the named Kafka listeners, the HTTP app, and telemetry (metrics,
-tracing). Nothing else constructs collaborators; ``start()``/``stop()`` run them in order.
+(the data directory, claimed and checked, then its logs, recovered), the broker's services and
+their layers (local, or etcd-backed through the cluster node), the internal-topics registry, the
+group coordinator, one API registry (the broker's, the coordinator's and the cluster's handlers),
+the request pipeline with its authorizer and quota manager, the named Kafka listeners, the HTTP
+app, and telemetry (metrics, tracing). Nothing else constructs collaborators;
+``start()``/``stop()`` run them in order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
-import uuid
+import os
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headrace import __version__
 from headrace.core.broker import Broker
 from headrace.core.config import BrokerConfig
-from headrace.core.errors import KafkaError
+from headrace.core.data_dir import DataDir
+from headrace.core.errors import KafkaError, UserError
 from headrace.core.internal_topics import InternalTopic, InternalTopics
 from headrace.core.maintenance import run_log_maintenance
 from headrace.core.policies import Authorizer, QuotaManager
@@ -68,8 +68,11 @@ class BrokerApp:
         logs: LogManagerAPI | None = None,
     ) -> None:
         self.config = config
-        # -- storage
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        # -- storage: the data dir is this broker's alone until stop() (or the process ends)
+        self.data_dir = DataDir.claim(config.data_dir, config.node_id)
+        cluster_id = self.data_dir.cluster_id_candidate()
+        if cluster is None:
+            self.data_dir.adopt_cluster_id(cluster_id)  # a cluster member learns etcd's first
         if logs is None:
             logs = LogManager(
                 config.data_dir,
@@ -94,13 +97,14 @@ class BrokerApp:
         self.internal_topics = InternalTopics()
         self.broker = Broker(
             config, logs, self.internal_topics,
-            cluster_id=load_cluster_id(config.data_dir), observer=request_observer,
+            cluster_id=cluster_id, observer=request_observer,
         )
         self.node: ClusterNode | None = None
         if cluster is not None:
             from headrace.cluster.node import attach_cluster
 
             self.node = attach_cluster(self.broker, cluster)
+            self.node.adopt_cluster_id = self.data_dir.adopt_cluster_id
             # ISR changes and replication health reach /metrics.
             self.node.replicas.isr_observer = self.metrics
             self.metrics.replication_source = self.node
@@ -114,8 +118,13 @@ class BrokerApp:
                 config.listener, self.pipeline, max_request_bytes=config.max_request_bytes
             )
         ]
-        for listener in self.listeners:
-            listener.bind()
+        try:
+            for listener in self.listeners:
+                bind(listener)
+        except UserError:
+            logs.close()
+            self.data_dir.release()
+            raise
         self.broker.kafka_port = self.listeners[0].bound_port
         # -- coordinators
         self.groups = self._build_group_coordinator()
@@ -229,8 +238,11 @@ class BrokerApp:
         site = web.TCPSite(runner, host, port)
         try:
             await site.start()
-        except BaseException:
+        except BaseException as error:
             await runner.cleanup()
+            if isinstance(error, OSError):
+                raise UserError(
+                    f"cannot listen on {host}:{port} (HTTP): {_reason(error)}") from None
             raise
         self._http_runner = runner
         self.http_app = app
@@ -256,14 +268,20 @@ class BrokerApp:
         if self._own_tracer_provider is not None:
             await asyncio.to_thread(self._own_tracer_provider.shutdown)  # exports what is queued
         self.broker.logs.close()
+        self.data_dir.release()
 
 
-def load_cluster_id(data_dir: Path) -> str:
-    """This data directory's cluster id, made at first start (a cluster adopts etcd's)."""
-    path = data_dir / "cluster-id"
+
+def bind(listener: Listener) -> None:
+    """Bind a Kafka listener; a busy or forbidden address is the operator's to fix."""
     try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        path.write_text(cluster_id + "\n")
-        return cluster_id
+        listener.bind()
+    except OSError as error:
+        config = listener.config
+        raise UserError(f"cannot listen on {config.host}:{config.port} (Kafka listener "
+                        f"{config.name}): {_reason(error)}") from None
+
+
+def _reason(error: OSError) -> str:
+    """``address already in use``, not ``[Errno 98] error while attempting to bind …``."""
+    return os.strerror(error.errno).lower() if error.errno else str(error)

@@ -12,6 +12,7 @@ import io
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -22,14 +23,22 @@ CliRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def cli(broker: BrokerProcess, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    env = subprocess_env()
+def cli(broker: BrokerProcess, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> CliRunner:
+    """Runs a command with ``--bootstrap-server`` (the shared broker's unless ``bootstrap``
+    names another; ``bootstrap=""`` gives none, for profiles). A user's own profiles file and
+    HEADRACE_* connection variables are kept out."""
+    monkeypatch.setenv("HEADRACE_CONFIG", str(tmp_path / "no-profiles.toml"))
+    for name in ("HEADRACE_BOOTSTRAP", "HEADRACE_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
 
     def run(*args: str, stdin: str | None = None, bootstrap: str | None = None,
             timeout: float = 60, in_subprocess: bool = False
             ) -> subprocess.CompletedProcess[str]:
-        argv = [*args, "--bootstrap-server", bootstrap or broker.bootstrap]
+        target = broker.bootstrap if bootstrap is None else bootstrap
+        argv = [*args, *(("--bootstrap-server", target) if target else ())]
         if in_subprocess:
+            env = subprocess_env()
             return subprocess.run([sys.executable, "-m", "headrace", *argv], input=stdin,
                                   capture_output=True, text=True, timeout=timeout, env=env,
                                   cwd=ROOT)

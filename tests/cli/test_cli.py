@@ -139,7 +139,7 @@ def test_exit_codes(cli: CliRunner) -> None:
     assert usage.returncode == 2 and "usage" in usage.stderr
     unreachable = cli("topics", "list", "--timeout", "2", bootstrap="127.0.0.1:1",
                       in_subprocess=True)
-    assert unreachable.returncode == 1 and unreachable.stderr.startswith("error:")
+    assert unreachable.returncode == 1 and unreachable.stderr.startswith("headrace: error:")
     listed = cli("topics", "list", "-o", "json", in_subprocess=True)
     assert listed.returncode == 0 and isinstance(json.loads(listed.stdout), list)
     bad_property = cli("topics", "list", "-X", "nonsense")

@@ -4,6 +4,11 @@ Each subcommand lives in its own module exposing ``NAME``, ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``; this module only wires them
 into one ``argparse`` tree, so adding a command never touches another one's code.
 Subcommand modules import heavy dependencies inside ``run`` to keep ``--help`` fast.
+
+Errors: usage mistakes are argparse's (usage, one ``error:`` line, exit 2); a
+:class:`~headrace.core.errors.UserError` raised anywhere below (a busy port, a data dir that is
+another broker's, a missing topic) is printed here as one ``headrace: error: …`` line, exit 1.
+Any other exception keeps its traceback: that is a bug to report.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
+
+from headrace import __version__
+from headrace.core.errors import UserError
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -40,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="headrace",
         description="Headrace: an event-streaming platform that speaks the Kafka protocol.",
     )
+    parser.add_argument("--version", action="version", version=f"headrace {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         command = cast(Command, importlib.import_module(module_name))
@@ -53,7 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = cast(Command, args._command)
-    return command.run(args)
+    try:
+        return command.run(args)
+    except UserError as error:
+        sys.stderr.write(f"headrace: error: {error}\n")
+        sys.stderr.flush()
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

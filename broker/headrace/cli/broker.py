@@ -17,6 +17,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from headrace.cli.arguments import log_level, non_negative_int, positive_int
+
 NAME = "broker"
 HELP = "Run a Kafka-compatible broker (Kafka protocol + HTTP API)."
 
@@ -56,44 +58,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get("HEADRACE_ADVERTISED_LISTENER"),
                         metavar="HOST:PORT",
                         help="address clients are told to connect to (default: the listener)")
-    parser.add_argument("--broker-id", type=int, default=int(_env("BROKER_ID", "1")))
+    parser.add_argument("--broker-id", type=non_negative_int, default=_env("BROKER_ID", "1"))
     parser.add_argument("--http-listen", type=parse_host_port,
                         default=_env("HTTP_LISTEN", "127.0.0.1:8080"), metavar="HOST:PORT",
                         help="HTTP API, metrics and probes listener; port 0 picks a free port")
-    parser.add_argument("--max-request-bytes", type=int,
-                        default=int(_env("MAX_REQUEST_BYTES", str(100 * 1024 * 1024))),
+    parser.add_argument("--max-request-bytes", type=positive_int,
+                        default=_env("MAX_REQUEST_BYTES", str(100 * 1024 * 1024)),
                         help="largest Kafka request frame accepted (larger: connection closed)")
-    parser.add_argument("--default-partitions", type=int,
-                        default=int(_env("DEFAULT_PARTITIONS", "1")),
+    parser.add_argument("--default-partitions", type=positive_int,
+                        default=_env("DEFAULT_PARTITIONS", "1"),
                         help="partitions of auto-created topics and CreateTopics with -1")
-    parser.add_argument("--offsets-topic-partitions", type=int,
-                        default=int(_env("OFFSETS_TOPIC_PARTITIONS", "50")),
+    parser.add_argument("--offsets-topic-partitions", type=positive_int,
+                        default=_env("OFFSETS_TOPIC_PARTITIONS", "50"),
                         help="partitions of __consumer_offsets when it is created")
-    parser.add_argument("--group-initial-rebalance-delay-ms", type=int,
-                        default=int(_env("GROUP_INITIAL_REBALANCE_DELAY_MS", "3000")),
+    parser.add_argument("--group-initial-rebalance-delay-ms", type=non_negative_int,
+                        default=_env("GROUP_INITIAL_REBALANCE_DELAY_MS", "3000"),
                         help="how long an empty consumer group waits for more members before "
                         "its first rebalance; each joiner extends it, up to the rebalance "
                         "timeout (Kafka's group.initial.rebalance.delay.ms; 0 = at once)")
-    parser.add_argument("--producer-id-expiration-ms", type=int,
-                        default=int(_env("PRODUCER_ID_EXPIRATION_MS", "86400000")),
+    parser.add_argument("--producer-id-expiration-ms", type=positive_int,
+                        default=_env("PRODUCER_ID_EXPIRATION_MS", "86400000"),
                         help="forget an idempotent producer's state after this long without a "
                         "write (Kafka's producer.id.expiration.ms)")
     parser.add_argument("--auto-create-topics", action=argparse.BooleanOptionalAction,
                         default=_bool_env("AUTO_CREATE_TOPICS", True),
                         help="create unknown topics on Metadata/Produce")
-    parser.add_argument("--auto-create-topics-per-request", type=int,
-                        default=int(_env("AUTO_CREATE_TOPICS_PER_REQUEST", "1000")),
+    parser.add_argument("--auto-create-topics-per-request", type=positive_int,
+                        default=_env("AUTO_CREATE_TOPICS_PER_REQUEST", "1000"),
                         help="most unknown topics one Metadata request auto-creates; the rest "
                         "get UNKNOWN_TOPIC_OR_PARTITION until the client asks again")
-    parser.add_argument("--max-broker-partitions", type=int,
-                        default=int(_env("MAX_BROKER_PARTITIONS", "100000")),
+    parser.add_argument("--max-broker-partitions", type=positive_int,
+                        default=_env("MAX_BROKER_PARTITIONS", "100000"),
                         help="partitions this broker may hold; creations past it get "
                         "POLICY_VIOLATION (KIP-578's max.broker.partitions)")
-    parser.add_argument("--max-topic-partitions", type=int,
-                        default=int(_env("MAX_TOPIC_PARTITIONS", "10000")),
+    parser.add_argument("--max-topic-partitions", type=positive_int,
+                        default=_env("MAX_TOPIC_PARTITIONS", "10000"),
                         help="partitions one topic may have; more get INVALID_PARTITIONS "
                         "(max.topic.partitions)")
-    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    parser.add_argument("--log-level", type=log_level, default=_env("LOG_LEVEL", "info"),
+                        help="debug, info, warning, error or critical (HEADRACE_LOG_LEVEL)")
     parser.add_argument("--log-format", choices=("text", "json"),
                         default=_env("LOG_FORMAT", "text"))
     parser.add_argument("--ready-file", type=Path,
@@ -148,7 +151,11 @@ async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await app.start()
+    try:
+        await app.start()
+    except BaseException:
+        await app.stop()  # a busy HTTP port or a foreign cluster: release what started
+        raise
     endpoint = app.broker.endpoint
     ready: dict[str, Any] = {
         "event": "listening",
@@ -160,11 +167,9 @@ async def _serve(args: argparse.Namespace) -> int:
         "pid": os.getpid(),
     }
     print(json.dumps(ready), flush=True)
-    if args.ready_file is not None:
-        temporary = args.ready_file.with_name(args.ready_file.name + ".tmp")
-        temporary.write_text(json.dumps(ready))
-        os.replace(temporary, args.ready_file)
     try:
+        if args.ready_file is not None:
+            _write_ready_file(args.ready_file, ready)
         await stop.wait()
         log.info("shutting down")
     finally:
@@ -172,3 +177,15 @@ async def _serve(args: argparse.Namespace) -> int:
             await app.node.prepare_shutdown()  # controlled shutdown: leadership moves first
         await app.stop()
     return 0
+
+
+def _write_ready_file(path: Path, ready: dict[str, Any]) -> None:
+    """Atomically, so a watcher never reads half of it."""
+    from headrace.core.errors import UserError
+
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        temporary.write_text(json.dumps(ready))
+        os.replace(temporary, path)
+    except OSError as error:
+        raise UserError(f"cannot write --ready-file {path}: {error.strerror}") from None

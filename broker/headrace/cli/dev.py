@@ -12,23 +12,24 @@ import signal
 import threading
 from pathlib import Path
 
+from headrace.cli.arguments import non_negative_int, positive_int
+
 NAME = "dev"
 HELP = "Run etcd plus N replicated brokers locally (stops all on Ctrl-C)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--brokers", type=int, default=3, help="number of brokers (default 3)")
+    parser.add_argument("--brokers", type=positive_int, default=3,
+                        help="number of brokers (default 3)")
     parser.add_argument("--data-dir", type=Path, default=Path("./headrace-dev"),
                         help="etcd and broker data live in subdirectories here")
-    parser.add_argument("--kafka-base-port", type=int, default=9092,
+    parser.add_argument("--kafka-base-port", type=non_negative_int, default=9092,
                         help="broker N listens on BASE+N-1 (0: ephemeral ports)")
 
 
 def run(args: argparse.Namespace) -> int:
     from headrace.cluster.devcluster import DevCluster
 
-    if args.brokers < 1:
-        raise SystemExit("--brokers must be at least 1")
     cluster = DevCluster(args.data_dir, args.brokers, kafka_base_port=args.kafka_base_port)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from headrace.cli.arguments import non_negative_int
 from headrace.cli.kafka_tools import (
     CliError,
     add_connection_arguments,
     admin_client,
     admin_module,
+    describe_kafka_error,
     emit,
     parse_timestamp_ms,
     print_table,
@@ -40,12 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reset = actions.add_parser("reset-offsets", help="move a group's committed offsets")
     reset.add_argument("group")
     reset.add_argument("--topic", "-t", required=True)
-    reset.add_argument("--partition", "-p", type=int, action="append",
+    reset.add_argument("--partition", "-p", type=non_negative_int, action="append",
                        help="only these partitions (repeatable; default all)")
     target = reset.add_mutually_exclusive_group(required=True)
     target.add_argument("--to-earliest", action="store_true")
     target.add_argument("--to-latest", action="store_true")
-    target.add_argument("--to-offset", type=int, metavar="N")
+    target.add_argument("--to-offset", type=non_negative_int, metavar="N")
     target.add_argument("--to-datetime", metavar="TIME", help="ISO 8601 or milliseconds")
     target.add_argument("--shift-by", type=int, metavar="N", help="move by N (may be negative)")
     reset.add_argument("--execute", action="store_true",
@@ -70,6 +72,9 @@ def _state_name(state: Any) -> str:
 def _list(args: argparse.Namespace) -> int:
     admin = admin_client(args)  # must outlive the future: a collected client drops requests
     result = wait_future(admin.list_consumer_groups(request_timeout=args.timeout), args)
+    if result.errors and not result.valid:
+        raise CliError(f"cannot list groups at {args.bootstrap_server}: "
+                       f"{describe_kafka_error(result.errors[0])}")
     rows = sorted(({"group": g.group_id, "state": _state_name(g.state),
                     "simple": g.is_simple_consumer_group} for g in result.valid),
                   key=lambda row: str(row["group"]))
@@ -106,6 +111,8 @@ def _describe(args: argparse.Namespace) -> int:
     described = []
     for group in args.groups:
         description = wait_future(futures[group], args)
+        if _state_name(description.state) == "DEAD":  # what the coordinator says of no group
+            raise CliError(f"group {group} does not exist")
         owners: dict[tuple[str, int], Any] = {}
         for member in description.members:
             assignment = member.assignment.topic_partitions if member.assignment else []
@@ -202,6 +209,6 @@ def _delete(args: argparse.Namespace) -> int:
             wait_future(futures[group], args)
             progress(f"deleted group {group}")
         except CliError as exc:
-            progress(f"error: {group}: {exc}")
+            progress(f"headrace: error: {group}: {exc}")
             failed = True
     return 1 if failed else 0

@@ -2,8 +2,8 @@
 
 They talk to any broker over the Kafka protocol with confluent-kafka, print human tables by
 default or JSON with ``--output json``, report progress on stderr, and keep exit codes scripts can
-trust: 0 ok, 1 error (with a message on stderr), 2 usage (argparse). The confluent-kafka imports
-happen inside functions so ``headrace --help`` stays fast.
+trust: 0 ok, 1 error (one ``headrace: error: …`` line on stderr), 2 usage (argparse). The
+confluent-kafka imports happen inside functions so ``headrace --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -17,20 +17,27 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+from headrace.cli import profiles
+from headrace.cli.arguments import positive_float
+from headrace.core.errors import UserError
 
 
-class CliError(Exception):
-    """An error to report on stderr with exit code 1."""
+class CliError(UserError):
+    """A client command's failure (bad input, or the broker said no): one line, exit code 1."""
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser, *, output: bool = True) -> None:
-    parser.add_argument("--bootstrap-server", "-b", default=DEFAULT_BOOTSTRAP, metavar="HOST:PORT",
-                        help=f"broker to connect to (default {DEFAULT_BOOTSTRAP})")
+    parser.add_argument("--bootstrap-server", "-b", metavar="HOST:PORT[,...]",
+                        help="brokers to connect to (default: HEADRACE_BOOTSTRAP, the profile's, "
+                             f"else {profiles.DEFAULT_BOOTSTRAP})")
+    parser.add_argument("--profile", metavar="NAME",
+                        help="connection profile from the config file (HEADRACE_PROFILE; "
+                             "see docs/cli.md)")
     parser.add_argument("--property", "-X", action="append", default=[], metavar="KEY=VALUE",
                         help="extra librdkafka client property (repeatable)")
-    parser.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS",
-                        help="how long to wait for the broker (default 15)")
+    parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
+                        help="how long to wait for the broker (default: the profile's, else "
+                             f"{profiles.DEFAULT_TIMEOUT:g})")
     if output:
         parser.add_argument("--output", "-o", choices=("table", "json"), default="table",
                             help="output format (default table)")
@@ -47,6 +54,16 @@ def parse_key_values(items: Iterable[str], what: str) -> dict[str, str]:
     return result
 
 
+def resolve_connection(args: argparse.Namespace) -> None:
+    """Fill ``bootstrap_server``, ``timeout`` and ``profile_properties`` from the flags, the
+    environment and the profiles file (:mod:`headrace.cli.profiles`)."""
+    connection = profiles.resolve(bootstrap=args.bootstrap_server, timeout=args.timeout,
+                                  profile=args.profile)
+    args.bootstrap_server = connection.bootstrap
+    args.timeout = connection.timeout
+    args.profile_properties = connection.properties
+
+
 def client_config(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     timeout_ms = int(args.timeout * 1000)
     config: dict[str, Any] = {
@@ -55,6 +72,7 @@ def client_config(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         "logger": _quiet_logger(),
     }
     config.update(extra)
+    config.update(getattr(args, "profile_properties", {}))
     config.update(parse_key_values(args.property, "--property"))
     return config
 
@@ -73,7 +91,22 @@ def admin_module() -> Any:
 
 
 def admin_client(args: argparse.Namespace) -> Any:
-    return admin_module().AdminClient(client_config(args))
+    return make_client(admin_module().AdminClient, client_config(args))
+
+
+def make_client(factory: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> Any:
+    """A confluent-kafka client; a configuration librdkafka refuses (``-X`` typo, bad value)
+    is a CliError naming the property."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return factory(config)
+    except KafkaException as exc:
+        error: Any = exc.args[0] if exc.args else exc
+        text = error.str() if callable(getattr(error, "str", None)) else str(error)
+        raise CliError(f"bad client configuration: {text}") from None
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"bad client configuration: {exc}") from None
 
 
 def wait_future(future: Any, args: argparse.Namespace) -> Any:
@@ -100,11 +133,14 @@ def describe_kafka_error(error: Any) -> str:
     return str(error)
 
 
-def cluster_metadata(args: argparse.Namespace, admin: Any, topic: str | None = None) -> Any:
+def cluster_metadata(args: argparse.Namespace, client: Any) -> Any:
+    """The cluster's metadata (brokers, every topic) from any client; a CliError when no
+    broker answers. Always a request for all topics: librdkafka asks a Metadata request naming
+    a topic to create it, and reads must never create topics."""
     from confluent_kafka import KafkaException
 
     try:
-        return admin.list_topics(topic=topic, timeout=args.timeout)
+        return client.list_topics(timeout=args.timeout)
     except KafkaException as exc:
         raise CliError(f"cannot reach {args.bootstrap_server}: "
                        f"{describe_kafka_error(exc.args[0])}") from None
@@ -114,7 +150,7 @@ def topic_partitions(args: argparse.Namespace, admin: Any, topic_name: str,
                      wanted: Iterable[int] | None = None) -> list[int]:
     """The sorted partition ids of an existing topic, or of ``wanted`` among them (a CliError
     names a missing topic or the first unknown partition)."""
-    topic = cluster_metadata(args, admin, topic_name).topics.get(topic_name)
+    topic = cluster_metadata(args, admin).topics.get(topic_name)
     if topic is None or topic.error is not None:
         raise CliError(f"topic {topic_name} does not exist")
     partitions = sorted(topic.partitions)
@@ -173,12 +209,11 @@ def progress(message: str) -> None:
 
 
 def run_guarded(action: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a command; CliError and Ctrl-C become a message and exit code 1 (130 for Ctrl-C)."""
+    """Run a command; Ctrl-C is exit code 130 (a CliError reaches ``headrace.cli.main``)."""
     try:
+        if hasattr(args, "profile"):
+            resolve_connection(args)
         return action(args)
-    except CliError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `| head` closed stdout: not an error for the user
@@ -193,10 +228,12 @@ __all__ = [
     "client_config",
     "cluster_metadata",
     "emit",
+    "make_client",
     "parse_key_values",
     "parse_timestamp_ms",
     "print_table",
     "progress",
+    "resolve_connection",
     "run_guarded",
     "topic_partitions",
     "wait_future",

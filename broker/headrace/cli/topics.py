@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from headrace.cli.arguments import positive_int
 from headrace.cli.kafka_tools import (
     CliError,
     add_connection_arguments,
@@ -31,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     create = actions.add_parser("create", help="create a topic")
     create.add_argument("topic")
-    create.add_argument("--partitions", "-p", type=int, default=1)
-    create.add_argument("--replication-factor", "-r", type=int, default=1)
+    create.add_argument("--partitions", "-p", type=positive_int, default=1)
+    create.add_argument("--replication-factor", "-r", type=positive_int, default=1)
     create.add_argument("--config", "-c", action="append", default=[], metavar="KEY=VALUE")
     create.add_argument("--if-not-exists", action="store_true",
                         help="succeed when the topic exists already")
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="set a config (repeatable)")
     alter.add_argument("--delete-config", action="append", default=[], metavar="KEY",
                        help="reset a config to its default (repeatable)")
-    alter.add_argument("--partitions", "-p", type=int, help="new total partition count")
+    alter.add_argument("--partitions", "-p", type=positive_int, help="new total partition count")
     add_connection_arguments(alter)
 
     delete = actions.add_parser("delete", help="delete topics")
@@ -173,6 +174,6 @@ def _delete(args: argparse.Namespace) -> int:
         except CliError as exc:
             if args.if_exists and "UNKNOWN_TOPIC" in str(exc):
                 continue
-            progress(f"error: {name}: {exc}")
+            progress(f"headrace: error: {name}: {exc}")
             failed = True
     return 1 if failed else 0

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ from headrace.cluster.producer_ids import ClusterProducerIds
 from headrace.cluster.replica_manager import ClusteredReplicaManager
 from headrace.cluster.store import EtcdMetadataStore
 from headrace.cluster.topic_manager import ClusterTopicManager
+from headrace.core.errors import UserError
 from headrace.groups.coordinator import CoordinatorNode
 from headrace.groups.partitioning import OFFSETS_TOPIC
 from headrace.observability.replication import ReplicationStats
@@ -140,12 +142,23 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._shutdown_done = False
         self._started = False
+        #: Checks the cluster's id against the data dir's (the composition root sets it).
+        self.adopt_cluster_id: Callable[[str, str], None] = lambda cluster_id, source: None
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.store.start()
-        self.broker.cluster_id = await self.store.ensure_cluster_id(self.broker.cluster_id)
+        try:
+            await self.store.start()
+            cluster_id = await self.store.ensure_cluster_id(self.broker.cluster_id)
+            # The data dir refuses another cluster's id (and records the id at first start).
+            self.adopt_cluster_id(cluster_id, f"at {self.settings.metadata_url}")
+        except BaseException as error:
+            await self.store.close()
+            if isinstance(error, ConnectionError):
+                raise UserError(f"{error} (--metadata {self.settings.metadata_url})") from None
+            raise
+        self.broker.cluster_id = cluster_id
         self._tasks.append(asyncio.create_task(
             self.broker.internal_topics.follow(), name="internal-topic-leadership"))
         self.store.add_listener(self._on_metadata)

@@ -26,22 +26,22 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
                        help="failure zone of this broker (reported as its rack)")
     group.add_argument("--metadata-root", default=_env("METADATA_ROOT") or "/headrace",
                        help="etcd key prefix of this cluster")
-    group.add_argument("--session-ttl", type=int, default=int(_env("SESSION_TTL") or 3),
+    group.add_argument("--session-ttl", type=int, default=_env("SESSION_TTL") or "3",
                        help="seconds without etcd keep-alive before the broker counts as dead")
     group.add_argument("--replica-lag-time-max-ms", type=int,
-                       default=int(_env("REPLICA_LAG_TIME_MAX_MS") or 10_000),
+                       default=_env("REPLICA_LAG_TIME_MAX_MS") or "10000",
                        help="a follower this far behind leaves the ISR")
     group.add_argument("--default-replication-factor", type=int,
-                       default=int(_env("DEFAULT_REPLICATION_FACTOR") or 3),
+                       default=_env("DEFAULT_REPLICATION_FACTOR") or "3",
                        help="replication factor of auto-created topics (capped at live brokers)")
     group.add_argument("--offsets-topic-replication-factor", type=int,
-                       default=int(_env("OFFSETS_TOPIC_REPLICATION_FACTOR") or 3),
+                       default=_env("OFFSETS_TOPIC_REPLICATION_FACTOR") or "3",
                        help="__consumer_offsets is created once this many brokers are up")
     group.add_argument("--controlled-shutdown-timeout", type=float,
-                       default=float(_env("CONTROLLED_SHUTDOWN_TIMEOUT") or 15),
+                       default=_env("CONTROLLED_SHUTDOWN_TIMEOUT") or "15",
                        help="seconds to wait for leadership to move away on SIGTERM")
     group.add_argument("--reassignment-throttle-bytes-per-sec", type=int,
-                       default=int(_env("REASSIGNMENT_THROTTLE_BYTES_PER_SEC") or 0),
+                       default=_env("REASSIGNMENT_THROTTLE_BYTES_PER_SEC") or "0",
                        help="rate at which replicas added by a reassignment copy data "
                             "(0: unlimited)")
     group.add_argument("--ready-requires-in-sync", action=argparse.BooleanOptionalAction,
@@ -53,7 +53,14 @@ def settings_from_args(args: argparse.Namespace) -> ClusterSettings | None:
     """The cluster membership ``--metadata`` and its companions ask for; None without it."""
     if not getattr(args, "metadata", None):
         return None
+    from headrace.cluster.model import parse_metadata_url
     from headrace.cluster.node import ClusterSettings
+    from headrace.core.errors import UserError
+
+    try:
+        parse_metadata_url(args.metadata)
+    except ValueError as error:
+        raise UserError(f"--metadata: {error}") from None
 
     return ClusterSettings(
         metadata_url=args.metadata,

@@ -1,12 +1,16 @@
-"""One exception type that carries a Kafka error code, so services can fail in protocol terms.
+"""The project's two deliberate failures: a Kafka error code, and an operator's mistake.
 
 Services raise :class:`KafkaError`; handlers turn it into the per-partition/per-topic error code
-and message of the response. The HTTP API maps the same codes to status codes.
+and message of the response. The HTTP API maps the same codes to status codes. Startup and the
+command line raise :class:`UserError`, which ``headrace`` prints as one line.
 """
 
 from __future__ import annotations
 
-from kio.schema.errors import ErrorCode
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the command line imports UserError and must not pay for kio
+    from kio.schema.errors import ErrorCode
 
 
 class KafkaError(Exception):
@@ -19,3 +23,11 @@ class KafkaError(Exception):
 
     def __repr__(self) -> str:
         return f"KafkaError({self.code.name}, {self.message!r})"
+
+
+class UserError(Exception):
+    """A mistake whoever runs ``headrace`` can fix: a busy port, a bad path, flag or value.
+
+    The command line prints it as one line (``headrace: error: …``) and exits 1, never with a
+    traceback; the message names what is wrong. Anything else that escapes is a bug.
+    """

@@ -1,0 +1,52 @@
+"""argparse types shared by the commands, so a bad value is argparse's usage error (exit 2).
+
+argparse also applies a ``type`` to a string default, so a flag whose default comes from a
+``HEADRACE_*`` variable is checked the same way: defaults are given as strings for that reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from headrace.observability.logging import parse_level
+
+
+def positive_int(text: str) -> int:
+    """An integer ≥ 1."""
+    return _bounded_int(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An integer ≥ 0."""
+    return _bounded_int(text, 0)
+
+
+def _bounded_int(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A number > 0 (seconds, usually)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def log_level(text: str) -> str:
+    """A logging level name (``debug`` … ``critical``), case-insensitive."""
+    try:
+        parse_level(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown log level {text!r} (use debug, info, warning, error or critical)") from None
+    return text.lower()
