@@ -113,15 +113,19 @@ def wait_future(future: Any, args: argparse.Namespace) -> Any:
     """The result of an AdminClient future, as a CliError on a Kafka error or timeout."""
     import concurrent.futures
 
-    from confluent_kafka import KafkaException
+    from confluent_kafka import KafkaError, KafkaException
 
+    no_answer = f"no answer from {args.bootstrap_server} within {args.timeout:g} s"
     try:
         return future.result(timeout=args.timeout)
     except concurrent.futures.TimeoutError:
-        raise CliError(
-            f"no answer from {args.bootstrap_server} within {args.timeout:g} s") from None
+        raise CliError(no_answer) from None
     except KafkaException as exc:
         error = exc.args[0] if exc.args else exc
+        # librdkafka's own timeout (it may fire before ours) says nothing of where it waited.
+        if getattr(error, "code", lambda: None)() in (
+                KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+            raise CliError(f"{no_answer} ({describe_kafka_error(error)})") from None
         raise CliError(describe_kafka_error(error)) from None
 
 
