@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kio.schema.errors import ErrorCode
@@ -21,7 +21,7 @@ from kio.schema.leave_group import v1 as leave_group_v1
 from kio.schema.leave_group import v2 as leave_group_v2
 from kio.schema.offset_fetch import v8 as offset_fetch_v8
 
-from headrace.core.requests import ApiHandler, KafkaApi, RequestContext
+from headrace.core.requests import ApiHandler, KafkaApi, Req, RequestContext, Resp
 from headrace.core.responses import RequestTopic, build, by_topic, partition_results
 from headrace.groups.coordinator import GroupCoordinator
 from headrace.groups.model import CommittedOffset, JoinProtocol, JoinRequest
@@ -128,30 +128,26 @@ def group_api_handlers(
 ) -> list[ApiHandler[Any, Any]]:
     """The handlers for every group and offset API; ``partition_exists`` comes from the
     broker's metadata (the default, for coordinator-only tests, accepts every partition)."""
+
+    def serve(
+        api: KafkaApi[Req, Resp],
+        handle: Callable[[GroupCoordinator, Req, RequestContext], Awaitable[Resp]],
+    ) -> ApiHandler[Req, Resp]:
+        return api.handler(*SUPPORTED_VERSIONS[api.key], functools.partial(handle, coordinator))
+
     return [
-        FIND_COORDINATOR_API.handler(*SUPPORTED_VERSIONS[FIND_COORDINATOR],
-                                     functools.partial(_find_coordinator, coordinator)),
-        JOIN_GROUP_API.handler(*SUPPORTED_VERSIONS[JOIN_GROUP],
-                               functools.partial(_join_group, coordinator)),
-        SYNC_GROUP_API.handler(*SUPPORTED_VERSIONS[SYNC_GROUP],
-                               functools.partial(_sync_group, coordinator)),
-        HEARTBEAT_API.handler(*SUPPORTED_VERSIONS[HEARTBEAT],
-                              functools.partial(_heartbeat, coordinator)),
-        LEAVE_GROUP_API.handler(*SUPPORTED_VERSIONS[LEAVE_GROUP],
-                                functools.partial(_leave_group, coordinator)),
-        OFFSET_COMMIT_API.handler(*SUPPORTED_VERSIONS[OFFSET_COMMIT],
-                                  functools.partial(_offset_commit, coordinator,
-                                                    partition_exists)),
-        OFFSET_FETCH_API.handler(*SUPPORTED_VERSIONS[OFFSET_FETCH],
-                                 functools.partial(_offset_fetch, coordinator)),
-        DESCRIBE_GROUPS_API.handler(*SUPPORTED_VERSIONS[DESCRIBE_GROUPS],
-                                    functools.partial(_describe_groups, coordinator)),
-        LIST_GROUPS_API.handler(*SUPPORTED_VERSIONS[LIST_GROUPS],
-                                functools.partial(_list_groups, coordinator)),
-        DELETE_GROUPS_API.handler(*SUPPORTED_VERSIONS[DELETE_GROUPS],
-                                  functools.partial(_delete_groups, coordinator)),
-        OFFSET_DELETE_API.handler(*SUPPORTED_VERSIONS[OFFSET_DELETE],
-                                  functools.partial(_offset_delete, coordinator)),
+        serve(FIND_COORDINATOR_API, _find_coordinator),
+        serve(JOIN_GROUP_API, _join_group),
+        serve(SYNC_GROUP_API, _sync_group),
+        serve(HEARTBEAT_API, _heartbeat),
+        serve(LEAVE_GROUP_API, _leave_group),
+        serve(OFFSET_COMMIT_API,
+              functools.partial(_offset_commit, partition_exists=partition_exists)),
+        serve(OFFSET_FETCH_API, _offset_fetch),
+        serve(DESCRIBE_GROUPS_API, _describe_groups),
+        serve(LIST_GROUPS_API, _list_groups),
+        serve(DELETE_GROUPS_API, _delete_groups),
+        serve(OFFSET_DELETE_API, _offset_delete),
     ]
 
 
@@ -353,9 +349,10 @@ class OffsetCommitQuery(Protocol):
 
 async def _offset_commit(
     coordinator: GroupCoordinator,
-    partition_exists: PartitionExists,
     request: OffsetCommitQuery,
     ctx: RequestContext,
+    *,
+    partition_exists: PartitionExists,
 ) -> OffsetCommitResponses:
     version = ctx.api_version
     commits: list[OffsetCommit] = []

@@ -457,18 +457,21 @@ class _AlteredResource(_Resource, Protocol):
     def configs(self) -> Sequence[_Config]: ...
 
 
-class AlterConfigsQuery(Protocol):
-    """What the AlterConfigs handler reads of every version."""
+_Res_co = TypeVar("_Res_co", covariant=True)
+
+
+class _AlterRequest(Protocol[_Res_co]):
+    """What the (Incremental)AlterConfigs handlers read of every version."""
 
     @property
-    def resources(self) -> Sequence[_AlteredResource]: ...
+    def resources(self) -> Sequence[_Res_co]: ...
 
     @property
     def validate_only(self) -> bool: ...
 
 
 async def handle_alter_configs(
-    broker: Broker, request: AlterConfigsQuery, ctx: RequestContext
+    broker: Broker, request: _AlterRequest[_AlteredResource], ctx: RequestContext
 ) -> AlterConfigsResponses:
     validate_only = bool(request.validate_only)
 
@@ -491,18 +494,8 @@ class _ChangedResource(_Resource, Protocol):
     def configs(self) -> Sequence[_ConfigChange]: ...
 
 
-class IncrementalAlterConfigsQuery(Protocol):
-    """What the IncrementalAlterConfigs handler reads of every version."""
-
-    @property
-    def resources(self) -> Sequence[_ChangedResource]: ...
-
-    @property
-    def validate_only(self) -> bool: ...
-
-
 async def handle_incremental_alter_configs(
-    broker: Broker, request: IncrementalAlterConfigsQuery, ctx: RequestContext
+    broker: Broker, request: _AlterRequest[_ChangedResource], ctx: RequestContext
 ) -> IncrementalAlterConfigsResponses:
     validate_only = bool(request.validate_only)
 
