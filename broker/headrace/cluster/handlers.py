@@ -4,7 +4,7 @@
 both modes through the replica manager, producer-id and metadata-view seams the cluster supplies
 to the broker.)
 
-* OffsetForLeaderEpoch (v0-4, KIP-101/279): end offset of an epoch, for follower truncation and
+* OffsetForLeaderEpoch (v2-4, KIP-101/279): end offset of an epoch, for follower truncation and
   librdkafka's consumer-side epoch validation.
 * ElectLeaders (v0-2): preferred-leader election through the etcd metadata.
 * AlterPartitionReassignments / ListPartitionReassignments (v0, KIP-455).
@@ -15,7 +15,8 @@ They replace/extend the single-broker handlers only when the broker runs with ``
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kio.schema.errors import ErrorCode
 
@@ -23,27 +24,75 @@ from headrace.cluster.decisions import ReassignmentError, cancel_reassignment, s
 from headrace.cluster.model import NO_LEADER
 from headrace.cluster.replica_manager import ClusteredReplicaManager
 from headrace.core.errors import KafkaError
-from headrace.core.requests import ApiHandler, RequestContext
-from headrace.core.responses import build, partition_results, response_classes
+from headrace.core.requests import ApiHandler, KafkaApi, RequestContext
+from headrace.core.responses import build, by_topic, partition_results
 
 if TYPE_CHECKING:
-    from headrace.cluster.node import ClusterNode
+    from kio.schema.alter_partition_reassignments.v0.request import (
+        AlterPartitionReassignmentsRequest,
+        ReassignablePartition,
+    )
+    from kio.schema.list_partition_reassignments.v0.request import (
+        ListPartitionReassignmentsRequest,
+    )
 
-OFFSET_FOR_LEADER_EPOCH_KEY = 23
-ELECT_LEADERS_KEY = 43
-ALTER_PARTITION_REASSIGNMENTS_KEY = 45
-LIST_PARTITION_REASSIGNMENTS_KEY = 46
+    from headrace.cluster.node import ClusterNode
+    from headrace.core.api_types import (
+        AlterPartitionReassignmentsResponses,
+        ElectLeadersRequests,
+        ElectLeadersResponses,
+        ListPartitionReassignmentsResponses,
+        OffsetForLeaderEpochRequests,
+        OffsetForLeaderEpochResponses,
+    )
+
+OFFSET_FOR_LEADER_EPOCH: KafkaApi[OffsetForLeaderEpochRequests, OffsetForLeaderEpochResponses] = (
+    KafkaApi(23)
+)
+ELECT_LEADERS: KafkaApi[ElectLeadersRequests, ElectLeadersResponses] = KafkaApi(43)
+ALTER_PARTITION_REASSIGNMENTS: KafkaApi[
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponses
+] = KafkaApi(45)
+LIST_PARTITION_REASSIGNMENTS: KafkaApi[
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponses
+] = KafkaApi(46)
+
+
+class _EpochQuery(Protocol):
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def current_leader_epoch(self) -> int: ...
+
+    @property
+    def leader_epoch(self) -> int: ...
+
+
+class _EpochTopic(Protocol):
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partitions(self) -> Sequence[_EpochQuery]: ...
+
+
+class OffsetForLeaderEpochQuery(Protocol):
+    """What the handler reads of every OffsetForLeaderEpoch version."""
+
+    @property
+    def topics(self) -> Sequence[_EpochTopic]: ...
 
 
 async def handle_offset_for_leader_epoch(
-    manager: ClusteredReplicaManager, request: Any, ctx: RequestContext
-) -> Any:
-    module = response_classes(OFFSET_FOR_LEADER_EPOCH_KEY, ctx.api_version)
+    manager: ClusteredReplicaManager, request: OffsetForLeaderEpochQuery, ctx: RequestContext
+) -> OffsetForLeaderEpochResponses:
+    module = OFFSET_FOR_LEADER_EPOCH.classes(ctx.api_version)
 
-    def answer(topic: str, item: Any) -> Any:
+    async def answer(topic: str, item: _EpochQuery) -> object:
         index = int(item.partition)
         role = manager.leader_role(topic, index)
-        manager.check_epoch(role, int(getattr(item, "current_leader_epoch", -1)))
+        manager.check_epoch(role, int(item.current_leader_epoch))
         log_ = manager.log(topic, index)
         requested = int(item.leader_epoch)
         if requested >= role.leader_epoch:
@@ -56,114 +105,118 @@ async def handle_offset_for_leader_epoch(
         return build(module.EpochEndOffset, error_code=ErrorCode.none, partition=index,
                      leader_epoch=epoch, end_offset=end_offset)
 
-    def failed(topic: str, item: Any, code: ErrorCode) -> Any:
-        return build(module.EpochEndOffset, error_code=code, partition=int(item.partition),
+    def failed(topic: str, item: _EpochQuery, error: KafkaError) -> object:
+        return build(module.EpochEndOffset, error_code=error.code, partition=int(item.partition),
                      leader_epoch=-1, end_offset=-1)
 
-    topics = partition_results(
-        ctx, request.topics, answer=answer, failed=failed, name_of=lambda t: str(t.topic),
+    topics = await partition_results(
+        ctx, ((t.topic, t.partitions) for t in request.topics), answer=answer, failed=failed,
         topic=lambda name, partitions: build(
             module.OffsetForLeaderTopicResult, topic=name, partitions=partitions),
     )
-    return build(module.OffsetForLeaderEpochResponse, topics=topics)
+    return build(OFFSET_FOR_LEADER_EPOCH.response(ctx.api_version), topics=topics)
 
 
-async def _elect_leaders(node: ClusterNode, request: Any, ctx: RequestContext) -> Any:
-    module = response_classes(43, ctx.api_version)
+async def _elect_leaders(
+    node: ClusterNode, request: ElectLeadersRequests, ctx: RequestContext
+) -> ElectLeadersResponses:
+    module = ELECT_LEADERS.classes(ctx.api_version)
     election_type = int(getattr(request, "election_type", 0))
     snapshot = node.store.snapshot()
+    wanted: list[tuple[str, int]]
     if request.topic_partitions is None:
         wanted = sorted(snapshot.partitions)
     else:
         wanted = [
             (t.topic, int(p)) for t in request.topic_partitions for p in t.partitions
         ]
-    results: dict[str, list[Any]] = {}
     written = {
         (s.topic, s.partition)
         for s in await node.controller.elect_preferred_leaders(
             wanted, unclean=election_type == 1
         )
     }
-    for key in wanted:
+
+    def outcome(key: tuple[str, int]) -> tuple[ErrorCode, str | None]:
         state = snapshot.partitions.get(key)
         if state is None:
-            code, message = ErrorCode.unknown_topic_or_partition, "unknown partition"
-        elif key in written:
-            code, message = ErrorCode.none, None
-        elif election_type == 1 and state.leader != NO_LEADER:
-            code, message = ErrorCode.election_not_needed, "the partition has a leader"
-        elif election_type == 1:
-            code, message = (ErrorCode.eligible_leaders_not_available,
-                             "no live replica to elect")
-        elif state.replicas and state.leader == state.replicas[0]:
-            code, message = ErrorCode.election_not_needed, "preferred leader already leads"
-        else:
-            code, message = (
-                ErrorCode.preferred_leader_not_available,
-                "preferred replica is not an eligible ISR member",
-            )
-        results.setdefault(key[0], []).append(
-            build(module.PartitionResult, partition_id=key[1], error_code=code,
-                  error_message=message)
-        )
+            return ErrorCode.unknown_topic_or_partition, "unknown partition"
+        if key in written:
+            return ErrorCode.none, None
+        if election_type == 1 and state.leader != NO_LEADER:
+            return ErrorCode.election_not_needed, "the partition has a leader"
+        if election_type == 1:
+            return ErrorCode.eligible_leaders_not_available, "no live replica to elect"
+        if state.replicas and state.leader == state.replicas[0]:
+            return ErrorCode.election_not_needed, "preferred leader already leads"
+        return (ErrorCode.preferred_leader_not_available,
+                "preferred replica is not an eligible ISR member")
+
+    def result(key: tuple[str, int]) -> object:
+        code, message = outcome(key)
+        return build(module.PartitionResult, partition_id=key[1], error_code=code,
+                     error_message=message)
+
     return build(
-        module.ElectLeadersResponse,
+        ELECT_LEADERS.response(ctx.api_version),
         error_code=ErrorCode.none,
-        replica_election_results=tuple(
-            build(module.ReplicaElectionResult, topic=topic, partition_result=tuple(parts))
-            for topic, parts in results.items()
+        replica_election_results=by_topic(
+            ((key, result(key)) for key in wanted),
+            lambda topic, parts: build(module.ReplicaElectionResult, topic=topic,
+                                       partition_result=parts),
         ),
     )
 
-async def _alter_partition_reassignments(
-    node: ClusterNode, request: Any, ctx: RequestContext
-) -> Any:
-    module = response_classes(45, ctx.api_version)
-    snapshot = node.store.snapshot()
-    topics = []
-    for topic in request.topics:
-        results = []
-        for item in topic.partitions:
-            key = (topic.name, int(item.partition_index))
-            state = snapshot.partitions.get(key)
-            code, message = ErrorCode.none, None
-            try:
-                if state is None:
-                    raise KafkaError(ErrorCode.unknown_topic_or_partition, "unknown partition")
-                if item.replicas is None:
-                    proposal = cancel_reassignment(state)
-                    if proposal is None:
-                        raise KafkaError(ErrorCode.no_reassignment_in_progress,
-                                         "no reassignment in progress")
-                else:
-                    try:
-                        proposal = start_reassignment(
-                            state, [int(b) for b in item.replicas], snapshot.brokers
-                        )
-                    except ReassignmentError as error:
-                        raise KafkaError(
-                            ErrorCode.invalid_replica_assignment, str(error)
-                        ) from error
-                if proposal is not None:
-                    expected = node.store.cache.partition_revision(*key)
-                    if not await node.store.write_partition(
-                        proposal, expected_revision=expected
-                    ):
-                        raise KafkaError(ErrorCode.request_timed_out,
-                                         "partition changed concurrently; retry")
-            except KafkaError as error:
-                code, message = error.code, error.message
-            results.append(build(module.ReassignablePartitionResponse,
-                                 partition_index=key[1], error_code=code,
-                                 error_message=message))
-        topics.append(build(module.ReassignableTopicResponse, name=topic.name,
-                            partitions=tuple(results)))
-    return build(module.AlterPartitionReassignmentsResponse, error_code=ErrorCode.none,
-                 error_message=None, responses=tuple(topics))
 
-def _list_partition_reassignments(node: ClusterNode, request: Any, ctx: RequestContext) -> Any:
-    module = response_classes(46, ctx.api_version)
+async def _alter_partition_reassignments(
+    node: ClusterNode, request: AlterPartitionReassignmentsRequest, ctx: RequestContext
+) -> AlterPartitionReassignmentsResponses:
+    module = ALTER_PARTITION_REASSIGNMENTS.classes(ctx.api_version)
+    snapshot = node.store.snapshot()
+
+    async def reassign(topic: str, item: ReassignablePartition) -> object:
+        key = (topic, int(item.partition_index))
+        state = snapshot.partitions.get(key)
+        if state is None:
+            raise KafkaError(ErrorCode.unknown_topic_or_partition, "unknown partition")
+        if item.replicas is None:
+            proposal = cancel_reassignment(state)
+            if proposal is None:
+                raise KafkaError(ErrorCode.no_reassignment_in_progress,
+                                 "no reassignment in progress")
+        else:
+            try:
+                proposal = start_reassignment(
+                    state, [int(b) for b in item.replicas], snapshot.brokers
+                )
+            except ReassignmentError as error:
+                raise KafkaError(ErrorCode.invalid_replica_assignment, str(error)) from error
+        if proposal is not None:
+            expected = node.store.cache.partition_revision(*key)
+            if not await node.store.write_partition(proposal, expected_revision=expected):
+                raise KafkaError(ErrorCode.request_timed_out,
+                                 "partition changed concurrently; retry")
+        return build(module.ReassignablePartitionResponse, partition_index=key[1],
+                     error_code=ErrorCode.none, error_message=None)
+
+    def failed(topic: str, item: ReassignablePartition, error: KafkaError) -> object:
+        return build(module.ReassignablePartitionResponse,
+                     partition_index=int(item.partition_index), error_code=error.code,
+                     error_message=error.message)
+
+    topics = await partition_results(
+        ctx, ((t.name, t.partitions) for t in request.topics), answer=reassign, failed=failed,
+        topic=lambda name, partitions: build(module.ReassignableTopicResponse, name=name,
+                                             partitions=partitions),
+    )
+    return build(ALTER_PARTITION_REASSIGNMENTS.response(ctx.api_version),
+                 error_code=ErrorCode.none, error_message=None, responses=topics)
+
+
+async def _list_partition_reassignments(
+    node: ClusterNode, request: ListPartitionReassignmentsRequest, ctx: RequestContext
+) -> ListPartitionReassignmentsResponses:
+    module = LIST_PARTITION_REASSIGNMENTS.classes(ctx.api_version)
     snapshot = node.store.snapshot()
     if request.topics is None:
         wanted = None
@@ -171,36 +224,30 @@ def _list_partition_reassignments(node: ClusterNode, request: Any, ctx: RequestC
         wanted = {
             (t.name, int(p)) for t in request.topics for p in t.partition_indexes
         }
-    ongoing: dict[str, list[Any]] = {}
-    for key, state in sorted(snapshot.partitions.items()):
-        if not (state.adding or state.removing):
-            continue
-        if wanted is not None and key not in wanted:
-            continue
-        ongoing.setdefault(key[0], []).append(build(
-            module.OngoingPartitionReassignment, partition_index=key[1],
-            replicas=state.replicas, adding_replicas=state.adding,
-            removing_replicas=state.removing,
-        ))
+    ongoing = (
+        (key, build(module.OngoingPartitionReassignment, partition_index=key[1],
+                    replicas=state.replicas, adding_replicas=state.adding,
+                    removing_replicas=state.removing))
+        for key, state in sorted(snapshot.partitions.items())
+        if (state.adding or state.removing) and (wanted is None or key in wanted)
+    )
     return build(
-        module.ListPartitionReassignmentsResponse, error_code=ErrorCode.none,
+        LIST_PARTITION_REASSIGNMENTS.response(ctx.api_version), error_code=ErrorCode.none,
         error_message=None,
-        topics=tuple(build(module.OngoingTopicReassignment, name=name,
-                           partitions=tuple(parts)) for name, parts in ongoing.items()),
+        topics=by_topic(ongoing, lambda name, parts: build(
+            module.OngoingTopicReassignment, name=name, partitions=parts)),
     )
 
 
-def cluster_api_handlers(node: ClusterNode) -> list[ApiHandler]:
+def cluster_api_handlers(node: ClusterNode) -> list[ApiHandler[Any, Any]]:
     """The handlers a clustered broker adds to (or replaces in) the registry."""
-
-    async def handle_list_reassignments(request: Any, ctx: RequestContext) -> Any:
-        return _list_partition_reassignments(node, request, ctx)
-
     return [
-        ApiHandler(OFFSET_FOR_LEADER_EPOCH_KEY, 0, 4,
-                   functools.partial(handle_offset_for_leader_epoch, node.replicas)),
-        ApiHandler(ELECT_LEADERS_KEY, 0, 2, functools.partial(_elect_leaders, node)),
-        ApiHandler(ALTER_PARTITION_REASSIGNMENTS_KEY, 0, 0,
-                   functools.partial(_alter_partition_reassignments, node)),
-        ApiHandler(LIST_PARTITION_REASSIGNMENTS_KEY, 0, 0, handle_list_reassignments),
+        # kio (like Kafka 4, KIP-896) has no OffsetForLeaderEpoch v0/v1.
+        OFFSET_FOR_LEADER_EPOCH.handler(
+            2, 4, functools.partial(handle_offset_for_leader_epoch, node.replicas)),
+        ELECT_LEADERS.handler(0, 2, functools.partial(_elect_leaders, node)),
+        ALTER_PARTITION_REASSIGNMENTS.handler(
+            0, 0, functools.partial(_alter_partition_reassignments, node)),
+        LIST_PARTITION_REASSIGNMENTS.handler(
+            0, 0, functools.partial(_list_partition_reassignments, node)),
     ]

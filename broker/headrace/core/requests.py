@@ -1,22 +1,31 @@
 """The handler contract and registry shared by every Kafka API implementation.
 
-A handler is an async callable ``(request, ctx) -> response | None`` where ``request`` is the kio
-request dataclass of the negotiated version and the response is the kio response dataclass of the
-same version (or a :class:`~headrace.protocol.codec.PreEncodedResponse` for hand-framed answers,
-or None for "send nothing", as for acks=0 Produce). The services a handler works on are bound
-when the composition root builds it; the :class:`RequestContext` says only who asks, where and
-what. Packages plug in by returning :class:`ApiHandler` records; ApiVersions advertises exactly
-the registered ranges. The :class:`RequestObserver` hook is the single place metrics and tracing
-learn about requests.
+A handler is an async callable ``(request, ctx) -> response | None`` where ``request`` is the
+kio request dataclass of the negotiated version and the response is the kio response dataclass
+of the same version (or a :class:`~headrace.protocol.codec.PreEncodedResponse` for hand-framed
+answers, or None for "send nothing", as for acks=0 Produce). A :class:`KafkaApi` names an API
+key together with the union of its versions' request and response classes
+(:mod:`headrace.core.api_types`), so the handlers it registers are checked against every version
+they serve. The services a handler works on are bound when the composition root builds it; the
+:class:`RequestContext` says only who asks, where and what. Packages plug in by returning
+:class:`ApiHandler` records; ApiVersions advertises exactly the registered ranges. The
+:class:`RequestObserver` hook is the single place metrics and tracing learn about requests.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import cache
+from types import ModuleType
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar, cast
 
 from headrace.core.security import ANONYMOUS, Action, Principal
+from headrace.protocol.codec import response_schema
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 
 @dataclass(slots=True)
@@ -57,19 +66,59 @@ class RequestContext:
 
 
 #: ``async def handle(request, ctx) -> response | None``
-Handler = Callable[[Any, RequestContext], Awaitable[Any | None]]
+Handler: TypeAlias = Callable[[Req, RequestContext], Awaitable[Resp | None]]
 
 
 @dataclass(frozen=True, slots=True)
-class ApiHandler:
+class ApiHandler(Generic[Req, Resp]):
     """One API's supported version range and its handler."""
 
     api_key: int
     min_version: int
     max_version: int
-    handle: Handler
+    handle: Handler[Req, Resp]
     #: What a request of this API needs authorized (consulted only with an authorizer on).
-    actions: Callable[[Any], Sequence[Action]] | None = None
+    actions: Callable[[Req], Sequence[Action]] | None = None
+
+
+@cache
+def _response_type(api_key: int, api_version: int) -> type[Any]:
+    return response_schema(api_key, api_version)
+
+
+@cache
+def _response_module(api_key: int, api_version: int) -> ModuleType:
+    return sys.modules[_response_type(api_key, api_version).__module__]
+
+
+class KafkaApi(Generic[Req, Resp]):
+    """An API key typed by the request and response classes of the versions it is served in:
+    ``KafkaApi[ListOffsetsRequests, ListOffsetsResponses](2)``."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: int) -> None:
+        self.key = key
+
+    def response(self, api_version: int) -> type[Resp]:
+        """The response class of ``api_version``. kio's index finds it at run time; that it is
+        a member of ``Resp`` for every registered version is what tests/server/test_api_types.py
+        checks, the one place the static union and the dynamic lookup meet."""
+        return cast("type[Resp]", _response_type(self.key, api_version))
+
+    def classes(self, api_version: int) -> ModuleType:
+        """The kio module of ``api_version``'s response, for its nested classes."""
+        return _response_module(self.key, api_version)
+
+    def handler(
+        self,
+        min_version: int,
+        max_version: int,
+        handle: Handler[Req, Resp],
+        actions: Callable[[Req], Sequence[Action]] | None = None,
+    ) -> ApiHandler[Req, Resp]:
+        """This API served by ``handle`` for versions ``min_version``..``max_version``."""
+        return ApiHandler(self.key, min_version, max_version, handle, actions)
 
 
 class RequestObserver(Protocol):
@@ -119,22 +168,24 @@ class NullObserver(RequestObserver):
 class ApiRegistry:
     """API key → handler; the source of truth for what ApiVersions advertises."""
 
-    def __init__(self, handlers: Iterable[ApiHandler] = ()) -> None:
-        self._handlers: dict[int, ApiHandler] = {}
+    def __init__(self, handlers: Iterable[ApiHandler[Any, Any]] = ()) -> None:
+        self._handlers: dict[int, ApiHandler[Any, Any]] = {}
         self.register_all(handlers)
 
-    def register(self, handler: ApiHandler) -> None:
+    def register(self, handler: ApiHandler[Any, Any]) -> None:
         """Add (or replace) the handler for ``handler.api_key``."""
         if handler.min_version > handler.max_version:
             raise ValueError(f"empty version range for API {handler.api_key}")
         self._handlers[handler.api_key] = handler
 
-    def register_all(self, handlers: Iterable[ApiHandler]) -> None:
+    def register_all(self, handlers: Iterable[ApiHandler[Any, Any]]) -> None:
         for handler in handlers:
             self.register(handler)
 
-    def lookup(self, api_key: int, api_version: int) -> ApiHandler | None:
-        """The handler if it supports this exact version, else None."""
+    def lookup(self, api_key: int, api_version: int) -> ApiHandler[Any, Any] | None:
+        """The handler if it supports this exact version, else None. The registry holds every
+        API, so its handlers are ``ApiHandler[Any, Any]``: the pipeline's decoder picks the
+        request class by (key, version), as the handler's ``KafkaApi`` types it."""
         handler = self._handlers.get(api_key)
         if handler is None or not handler.min_version <= api_version <= handler.max_version:
             return None

@@ -1,47 +1,60 @@
-"""Helpers for building version-specific kio responses cheaply.
+"""Helpers for building version-specific kio responses cheaply, and the one per-partition loop.
 
 Handlers serve many versions of one API with one code path: they name the classes of the
-negotiated version through :func:`response_classes` and construct them with :func:`build`, which
-drops keyword arguments the version does not have (a cached set lookup, not ``get_type_hints``).
-:func:`partition_results` is the one loop over a request's topics and partitions that turns
-each partition's :class:`KafkaError` into that partition's error code.
+negotiated version through :meth:`~headrace.core.requests.KafkaApi.classes` and construct them
+with :func:`build`, which drops keyword arguments the version does not have (a cached set
+lookup, not ``get_type_hints``). :func:`each` is the one loop that turns each item's
+:class:`KafkaError` into that item's own error (one bad topic or partition never fails the
+others); :func:`partition_results` runs it over a request's topics and partitions, answering
+denied topics with TOPIC_AUTHORIZATION_FAILED, and :func:`by_topic` groups results a handler
+computed per (topic, partition) key into per-topic entries.
 """
 
 from __future__ import annotations
 
 import datetime
-import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import fields
-from functools import cache
-from types import ModuleType
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from kio.schema.errors import ErrorCode
 
 from headrace.core.errors import KafkaError
 from headrace.core.requests import RequestContext
 from headrace.core.security import ResourceType
-from headrace.protocol.codec import response_schema
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 NO_THROTTLE = datetime.timedelta(0)
 OK = ErrorCode.none
 
-
-@cache
-def response_module(api_key: int, api_version: int) -> ModuleType:
-    """The kio module holding every response class of (api key, version)."""
-    return sys.modules[response_schema(api_key, api_version).__module__]
-
-
-def response_classes(api_key: int, api_version: int) -> ModuleType:
-    return response_module(api_key, api_version)
+T = TypeVar("T")
+Data = TypeVar("Data", bound="DataclassInstance")
+P = TypeVar("P")
+R = TypeVar("R")
+TopicResult = TypeVar("TopicResult")
+P_co = TypeVar("P_co", covariant=True)
 
 
-_field_names: dict[type[Any], frozenset[str]] = {}
+class RequestTopic(Protocol[P_co]):
+    """A request's topic as most APIs shape it: ``name`` and ``partitions``. Handlers type
+    their request as a protocol of the fields they read (checked against every version's kio
+    class where the handler is registered), so the partition type is one type, not a union
+    the per-partition helpers could not infer."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def partitions(self) -> Sequence[P_co]: ...
 
 
-def build(cls: type[Any], **values: Any) -> Any:
+_field_names: dict[type[DataclassInstance], frozenset[str]] = {}
+
+
+def build(cls: type[Data], **values: Any) -> Data:
     """Construct ``cls`` from the keyword arguments it has fields for.
 
     A response's ``throttle_time`` is never the handler's business: it starts at zero here and
@@ -68,39 +81,59 @@ def error_message(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _name(topic: Any) -> str:
-    return str(topic.name)
-
-
-def _partitions(topic: Any) -> Iterable[Any]:
-    return topic.partitions  # type: ignore[no-any-return]
-
-
-def partition_results(
-    ctx: RequestContext,
-    topics: Iterable[Any],
-    *,
-    answer: Callable[[str, Any], Any],
-    failed: Callable[[str, Any, ErrorCode], Any],
-    topic: Callable[[str, tuple[Any, ...]], Any],
-    name_of: Callable[[Any], str] = _name,
-    partitions_of: Callable[[Any], Iterable[Any]] = _partitions,
-) -> tuple[Any, ...]:
-    """Answer every partition of every requested topic: ``answer(topic, partition)``, or
-    ``failed(topic, partition, code)`` when it raised :class:`KafkaError` or the authorizer
-    denied the topic; ``topic(name, partition_results)`` groups them per topic."""
+async def each(
+    items: Iterable[T],
+    answer: Callable[[T], Awaitable[R]],
+    failed: Callable[[T, KafkaError], R],
+) -> tuple[R, ...]:
+    """``await answer(item)`` for every item, or ``failed(item, error)`` where it raised
+    :class:`KafkaError`: one result per item, in order."""
     results = []
-    for requested in topics:
-        name = name_of(requested)
-        denied = (ResourceType.TOPIC, name) in ctx.denied
-        partitions = []
-        for partition in partitions_of(requested):
-            if denied:
-                partitions.append(failed(name, partition, ErrorCode.topic_authorization_failed))
-                continue
-            try:
-                partitions.append(answer(name, partition))
-            except KafkaError as error:
-                partitions.append(failed(name, partition, error.code))
-        results.append(topic(name, tuple(partitions)))
+    for item in items:
+        try:
+            results.append(await answer(item))
+        except KafkaError as error:
+            results.append(failed(item, error))
     return tuple(results)
+
+
+async def partition_results(
+    ctx: RequestContext,
+    topics: Iterable[tuple[str, Iterable[P]]],
+    *,
+    answer: Callable[[str, P], Awaitable[R]],
+    failed: Callable[[str, P, KafkaError], R],
+    topic: Callable[[str, tuple[R, ...]], TopicResult],
+    check: Callable[[str], Awaitable[None]] | None = None,
+) -> tuple[TopicResult, ...]:
+    """Answer every partition of every requested ``(topic name, partitions)``:
+    ``answer(topic, partition)``, or ``failed(topic, partition, error)`` when it raised
+    :class:`KafkaError`. A topic the authorizer denied, or one ``check(topic)`` refuses by
+    raising, fails all its partitions without calling ``answer``. ``topic(name, results)``
+    groups each topic's partition results."""
+    results = []
+    for name, partitions in topics:
+        try:
+            if (ResourceType.TOPIC, name) in ctx.denied:
+                raise KafkaError(ErrorCode.topic_authorization_failed, name)
+            if check is not None:
+                await check(name)
+        except KafkaError as error:
+            results.append(topic(name, tuple(failed(name, p, error) for p in partitions)))
+            continue
+        results.append(
+            topic(name, await each(partitions, partial(answer, name), partial(failed, name)))
+        )
+    return tuple(results)
+
+
+def by_topic(
+    results: Iterable[tuple[tuple[str, int], R]],
+    topic: Callable[[str, tuple[R, ...]], TopicResult],
+) -> tuple[TopicResult, ...]:
+    """Per-topic entries ``topic(name, partition results)`` from results keyed by
+    (topic, partition), topics in first-seen order."""
+    grouped: dict[str, list[R]] = {}
+    for (name, _), result in results:
+        grouped.setdefault(name, []).append(result)
+    return tuple(topic(name, tuple(parts)) for name, parts in grouped.items())

@@ -10,17 +10,48 @@ The server registers the list from :func:`group_api_handlers`; ApiVersions adver
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterable
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kio.schema.errors import ErrorCode
+from kio.schema.find_coordinator import v4 as find_coordinator_v4
+from kio.schema.leave_group import v0 as leave_group_v0
+from kio.schema.leave_group import v1 as leave_group_v1
+from kio.schema.leave_group import v2 as leave_group_v2
+from kio.schema.offset_fetch import v8 as offset_fetch_v8
 
-from headrace.core.requests import ApiHandler, RequestContext
-from headrace.core.responses import build, response_classes
+from headrace.core.requests import ApiHandler, KafkaApi, Req, RequestContext, Resp
+from headrace.core.responses import RequestTopic, build, by_topic, partition_results
 from headrace.groups.coordinator import GroupCoordinator
-from headrace.groups.model import JoinProtocol, JoinRequest
+from headrace.groups.model import CommittedOffset, JoinProtocol, JoinRequest
 from headrace.groups.offsets import OffsetCommit
-from headrace.protocol.codec import response_schema
+
+if TYPE_CHECKING:
+    from headrace.core.api_types import (
+        DeleteGroupsRequests,
+        DeleteGroupsResponses,
+        DescribeGroupsRequests,
+        DescribeGroupsResponses,
+        FindCoordinatorRequests,
+        FindCoordinatorResponses,
+        HeartbeatRequests,
+        HeartbeatResponses,
+        JoinGroupRequests,
+        JoinGroupResponses,
+        LeaveGroupRequests,
+        LeaveGroupResponses,
+        ListGroupsRequests,
+        ListGroupsResponses,
+        OffsetCommitRequests,
+        OffsetCommitResponses,
+        OffsetDeleteRequests,
+        OffsetDeleteResponses,
+        OffsetFetchRequests,
+        OffsetFetchResponses,
+        SyncGroupRequests,
+        SyncGroupResponses,
+    )
 
 FIND_COORDINATOR = 10
 OFFSET_COMMIT = 8
@@ -33,6 +64,26 @@ DESCRIBE_GROUPS = 15
 LIST_GROUPS = 16
 DELETE_GROUPS = 42
 OFFSET_DELETE = 47
+
+FIND_COORDINATOR_API: KafkaApi[FindCoordinatorRequests, FindCoordinatorResponses] = KafkaApi(
+    FIND_COORDINATOR
+)
+JOIN_GROUP_API: KafkaApi[JoinGroupRequests, JoinGroupResponses] = KafkaApi(JOIN_GROUP)
+SYNC_GROUP_API: KafkaApi[SyncGroupRequests, SyncGroupResponses] = KafkaApi(SYNC_GROUP)
+HEARTBEAT_API: KafkaApi[HeartbeatRequests, HeartbeatResponses] = KafkaApi(HEARTBEAT)
+LEAVE_GROUP_API: KafkaApi[LeaveGroupRequests, LeaveGroupResponses] = KafkaApi(LEAVE_GROUP)
+OFFSET_COMMIT_API: KafkaApi[OffsetCommitRequests, OffsetCommitResponses] = KafkaApi(OFFSET_COMMIT)
+OFFSET_FETCH_API: KafkaApi[OffsetFetchRequests, OffsetFetchResponses] = KafkaApi(OFFSET_FETCH)
+DESCRIBE_GROUPS_API: KafkaApi[DescribeGroupsRequests, DescribeGroupsResponses] = KafkaApi(
+    DESCRIBE_GROUPS
+)
+LIST_GROUPS_API: KafkaApi[ListGroupsRequests, ListGroupsResponses] = KafkaApi(LIST_GROUPS)
+DELETE_GROUPS_API: KafkaApi[DeleteGroupsRequests, DeleteGroupsResponses] = KafkaApi(
+    DELETE_GROUPS
+)
+OFFSET_DELETE_API: KafkaApi[OffsetDeleteRequests, OffsetDeleteResponses] = KafkaApi(
+    OFFSET_DELETE
+)
 
 #: (api key, min version, max version): what the clients in docs/groups.md need and kio knows.
 SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
@@ -53,7 +104,7 @@ _GROUP_KEY_TYPE = 0
 _TRANSACTION_KEY_TYPE = 1
 
 
-def _ms(value: Any) -> int:
+def _ms(value: datetime.timedelta | int) -> int:
     """kio hands durations as ``timedelta``; the coordinator counts milliseconds."""
     if isinstance(value, datetime.timedelta):
         return round(value.total_seconds() * 1000)
@@ -74,25 +125,29 @@ def _any_partition(topic: str, partition: int) -> bool:
 
 def group_api_handlers(
     coordinator: GroupCoordinator, partition_exists: PartitionExists = _any_partition
-) -> list[ApiHandler]:
+) -> list[ApiHandler[Any, Any]]:
     """The handlers for every group and offset API; ``partition_exists`` comes from the
     broker's metadata (the default, for coordinator-only tests, accepts every partition)."""
-    handles: dict[int, Callable[[Any, RequestContext], Any]] = {
-        FIND_COORDINATOR: lambda req, ctx: _find_coordinator(coordinator, req, ctx),
-        JOIN_GROUP: lambda req, ctx: _join_group(coordinator, req, ctx),
-        SYNC_GROUP: lambda req, ctx: _sync_group(coordinator, req, ctx),
-        HEARTBEAT: lambda req, ctx: _heartbeat(coordinator, req, ctx),
-        LEAVE_GROUP: lambda req, ctx: _leave_group(coordinator, req, ctx),
-        OFFSET_COMMIT: lambda req, ctx: _offset_commit(coordinator, partition_exists, req, ctx),
-        OFFSET_FETCH: lambda req, ctx: _offset_fetch(coordinator, req, ctx),
-        DESCRIBE_GROUPS: lambda req, ctx: _describe_groups(coordinator, req, ctx),
-        LIST_GROUPS: lambda req, ctx: _list_groups(coordinator, req, ctx),
-        DELETE_GROUPS: lambda req, ctx: _delete_groups(coordinator, req, ctx),
-        OFFSET_DELETE: lambda req, ctx: _offset_delete(coordinator, req, ctx),
-    }
+
+    def serve(
+        api: KafkaApi[Req, Resp],
+        handle: Callable[[GroupCoordinator, Req, RequestContext], Awaitable[Resp]],
+    ) -> ApiHandler[Req, Resp]:
+        return api.handler(*SUPPORTED_VERSIONS[api.key], functools.partial(handle, coordinator))
+
     return [
-        ApiHandler(api_key, low, high, handles[api_key])
-        for api_key, (low, high) in SUPPORTED_VERSIONS.items()
+        serve(FIND_COORDINATOR_API, _find_coordinator),
+        serve(JOIN_GROUP_API, _join_group),
+        serve(SYNC_GROUP_API, _sync_group),
+        serve(HEARTBEAT_API, _heartbeat),
+        serve(LEAVE_GROUP_API, _leave_group),
+        serve(OFFSET_COMMIT_API,
+              functools.partial(_offset_commit, partition_exists=partition_exists)),
+        serve(OFFSET_FETCH_API, _offset_fetch),
+        serve(DESCRIBE_GROUPS_API, _describe_groups),
+        serve(LIST_GROUPS_API, _list_groups),
+        serve(DELETE_GROUPS_API, _delete_groups),
+        serve(OFFSET_DELETE_API, _offset_delete),
     ]
 
 
@@ -112,12 +167,13 @@ def _coordinator_entry(
 
 
 async def _find_coordinator(
-    coordinator: GroupCoordinator, request: Any, ctx: RequestContext
-) -> Any:
+    coordinator: GroupCoordinator, request: FindCoordinatorRequests, ctx: RequestContext
+) -> FindCoordinatorResponses:
     version = ctx.api_version
+    response = FIND_COORDINATOR_API.response(version)
     key_type = int(getattr(request, "key_type", _GROUP_KEY_TYPE))
-    if version >= 4:
-        entry_cls = response_classes(FIND_COORDINATOR, version).Coordinator
+    if isinstance(request, find_coordinator_v4.FindCoordinatorRequest):  # v4: batched keys
+        entry_cls = FIND_COORDINATOR_API.classes(version).Coordinator
         coordinators = []
         for key in request.coordinator_keys:
             error, message, node_id, host, port = _coordinator_entry(coordinator, key, key_type)
@@ -132,13 +188,10 @@ async def _find_coordinator(
                     error_message=message,
                 )
             )
-        return build(
-            response_schema(FIND_COORDINATOR, version),
-            coordinators=tuple(coordinators),
-        )
+        return build(response, coordinators=tuple(coordinators))
     error, message, node_id, host, port = _coordinator_entry(coordinator, request.key, key_type)
     return build(
-        response_schema(FIND_COORDINATOR, version),
+        response,
         error_code=error,
         error_message=message,
         node_id=node_id,
@@ -150,7 +203,9 @@ async def _find_coordinator(
 # ---------------------------------------------------------------------------- membership
 
 
-async def _join_group(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
+async def _join_group(
+    coordinator: GroupCoordinator, request: JoinGroupRequests, ctx: RequestContext
+) -> JoinGroupResponses:
     version = ctx.api_version
     session_ms = _ms(request.session_timeout)
     rebalance_ms = _ms(getattr(request, "rebalance_timeout", -1))
@@ -168,7 +223,7 @@ async def _join_group(coordinator: GroupCoordinator, request: Any, ctx: RequestC
             require_known_member_id=version >= 4,
         )
     )
-    member_cls = response_classes(JOIN_GROUP, version).JoinGroupResponseMember
+    member_cls = JOIN_GROUP_API.classes(version).JoinGroupResponseMember
     members = tuple(
         build(
             member_cls,
@@ -183,7 +238,7 @@ async def _join_group(coordinator: GroupCoordinator, request: Any, ctx: RequestC
     if protocol_name is None and version < 7:
         protocol_name = ""
     return build(
-        response_schema(JOIN_GROUP, version),
+        JOIN_GROUP_API.response(version),
         error_code=result.error,
         generation_id=result.generation_id,
         protocol_type=result.protocol_type,
@@ -194,7 +249,9 @@ async def _join_group(coordinator: GroupCoordinator, request: Any, ctx: RequestC
     )
 
 
-async def _sync_group(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
+async def _sync_group(
+    coordinator: GroupCoordinator, request: SyncGroupRequests, ctx: RequestContext
+) -> SyncGroupResponses:
     version = ctx.api_version
     result = await coordinator.sync_group(
         group_id=request.group_id,
@@ -206,7 +263,7 @@ async def _sync_group(coordinator: GroupCoordinator, request: Any, ctx: RequestC
         assignments={a.member_id: a.assignment for a in request.assignments},
     )
     return build(
-        response_schema(SYNC_GROUP, version),
+        SYNC_GROUP_API.response(version),
         error_code=result.error,
         protocol_type=result.protocol_type,
         protocol_name=result.protocol_name,
@@ -214,37 +271,44 @@ async def _sync_group(coordinator: GroupCoordinator, request: Any, ctx: RequestC
     )
 
 
-async def _heartbeat(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
+async def _heartbeat(
+    coordinator: GroupCoordinator, request: HeartbeatRequests, ctx: RequestContext
+) -> HeartbeatResponses:
     error = coordinator.heartbeat(
         request.group_id,
         int(request.generation_id),
         request.member_id,
         getattr(request, "group_instance_id", None),
     )
-    return build(
-        response_schema(HEARTBEAT, ctx.api_version), error_code=error
-    )
+    return build(HEARTBEAT_API.response(ctx.api_version), error_code=error)
 
 
-async def _leave_group(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
+_SINGLE_LEAVERS = (
+    leave_group_v0.LeaveGroupRequest, leave_group_v1.LeaveGroupRequest,
+    leave_group_v2.LeaveGroupRequest,
+)
+
+
+async def _leave_group(
+    coordinator: GroupCoordinator, request: LeaveGroupRequests, ctx: RequestContext
+) -> LeaveGroupResponses:
     version = ctx.api_version
-    if version < 3:
+    response = LEAVE_GROUP_API.response(version)
+    if isinstance(request, _SINGLE_LEAVERS):  # before v3, one member leaves
         group_error, errors = await coordinator.leave_group(
             request.group_id, [(request.member_id, None)]
         )
         error = group_error if group_error is not ErrorCode.none else errors[0]
-        return build(
-            response_schema(LEAVE_GROUP, version), error_code=error
-        )
+        return build(response, error_code=error)
     leavers = [(m.member_id, m.group_instance_id) for m in request.members]
     group_error, errors = await coordinator.leave_group(request.group_id, leavers)
-    member_cls = response_classes(LEAVE_GROUP, version).MemberResponse
+    member_cls = LEAVE_GROUP_API.classes(version).MemberResponse
     members = tuple(
         build(member_cls, member_id=member_id, group_instance_id=instance_id, error_code=error)
         for (member_id, instance_id), error in zip(leavers, errors, strict=True)
     )
     return build(
-        response_schema(LEAVE_GROUP, version),
+        response,
         error_code=group_error,
         members=members if group_error is ErrorCode.none else (),
     )
@@ -253,12 +317,43 @@ async def _leave_group(coordinator: GroupCoordinator, request: Any, ctx: Request
 # ------------------------------------------------------------------------------- offsets
 
 
+class _Indexed(Protocol):
+    @property
+    def partition_index(self) -> int: ...
+
+
+class _Commit(_Indexed, Protocol):
+    @property
+    def committed_offset(self) -> int: ...
+
+    @property
+    def committed_metadata(self) -> str | None: ...
+
+
+class OffsetCommitQuery(Protocol):
+    """What the handler reads of every OffsetCommit version (``group_instance_id`` and
+    ``committed_leader_epoch`` only where the version has them)."""
+
+    @property
+    def group_id(self) -> str: ...
+
+    @property
+    def generation_id_or_member_epoch(self) -> int: ...
+
+    @property
+    def member_id(self) -> str: ...
+
+    @property
+    def topics(self) -> Sequence[RequestTopic[_Commit]]: ...
+
+
 async def _offset_commit(
     coordinator: GroupCoordinator,
-    partition_exists: PartitionExists,
-    request: Any,
+    request: OffsetCommitQuery,
     ctx: RequestContext,
-) -> Any:
+    *,
+    partition_exists: PartitionExists,
+) -> OffsetCommitResponses:
     version = ctx.api_version
     commits: list[OffsetCommit] = []
     results: dict[tuple[str, int], ErrorCode] = {}
@@ -286,48 +381,55 @@ async def _offset_commit(
         getattr(request, "group_instance_id", None),
         commits,
     )
-    module = response_classes(OFFSET_COMMIT, version)
-    topics = _partition_errors(
+    module = OFFSET_COMMIT_API.classes(version)
+    topics = await _partition_errors(
+        ctx,
         module.OffsetCommitResponseTopic,
         module.OffsetCommitResponsePartition,
         request.topics,
         results,
     )
-    return build(response_schema(OFFSET_COMMIT, version), topics=topics)
+    return build(OFFSET_COMMIT_API.response(version), topics=topics)
 
 
-def _partition_errors(
+async def _partition_errors(
+    ctx: RequestContext,
     topic_cls: type[Any],
     partition_cls: type[Any],
-    requested_topics: Iterable[Any],
+    requested_topics: Iterable[RequestTopic[_Indexed]],
     errors: dict[tuple[str, int], ErrorCode],
-) -> tuple[Any, ...]:
+) -> tuple[object, ...]:
     """Response topics echoing each requested partition with its error (OffsetCommit/-Delete)."""
-    return tuple(
-        build(
-            topic_cls,
-            name=topic.name,
-            partitions=tuple(
-                build(
-                    partition_cls,
-                    partition_index=p.partition_index,
-                    error_code=errors[(topic.name, int(p.partition_index))],
-                )
-                for p in topic.partitions
-            ),
-        )
-        for topic in requested_topics
+
+    def result(p: _Indexed, code: ErrorCode) -> object:
+        return build(partition_cls, partition_index=p.partition_index, error_code=code)
+
+    async def answer(name: str, p: _Indexed) -> object:
+        return result(p, errors[(name, int(p.partition_index))])
+
+    return await partition_results(
+        ctx, ((t.name, t.partitions) for t in requested_topics), answer=answer,
+        failed=lambda name, p, error: result(p, error.code),
+        topic=lambda name, partitions: build(topic_cls, name=name, partitions=partitions),
     )
+
+
+class _FetchTopic(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def partition_indexes(self) -> Sequence[int]: ...
 
 
 def _fetch_group_offsets(
     coordinator: GroupCoordinator,
     version: int,
     group_id: str,
-    requested: Iterable[Any] | None,
+    requested: Iterable[_FetchTopic] | None,
     partition_cls: type[Any],
     topic_cls: type[Any],
-) -> tuple[ErrorCode, tuple[Any, ...]]:
+) -> tuple[ErrorCode, tuple[object, ...]]:
     wanted = (
         None
         if requested is None
@@ -340,84 +442,78 @@ def _fetch_group_offsets(
         offsets = dict.fromkeys(wanted or [])
     else:
         partitions_error = ErrorCode.none
-    by_topic: dict[str, list[Any]] = {}
-    for (topic, partition), committed in offsets.items():
-        by_topic.setdefault(topic, []).append(
-            build(
-                partition_cls,
-                partition_index=partition,
-                committed_offset=committed.offset if committed else -1,
-                committed_leader_epoch=committed.leader_epoch if committed else -1,
-                metadata=committed.metadata if committed else "",
-                error_code=partitions_error,
-            )
+
+    def result(partition: int, committed: CommittedOffset | None) -> object:
+        return build(
+            partition_cls,
+            partition_index=partition,
+            committed_offset=committed.offset if committed else -1,
+            committed_leader_epoch=committed.leader_epoch if committed else -1,
+            metadata=committed.metadata if committed else "",
+            error_code=partitions_error,
         )
-    topics = tuple(
-        build(topic_cls, name=topic, partitions=tuple(parts)) for topic, parts in by_topic.items()
+
+    topics = by_topic(
+        ((key, result(key[1], committed)) for key, committed in offsets.items()),
+        lambda topic, parts: build(topic_cls, name=topic, partitions=parts),
     )
     return error, topics
 
 
-async def _offset_fetch(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
+async def _offset_fetch(
+    coordinator: GroupCoordinator, request: OffsetFetchRequests, ctx: RequestContext
+) -> OffsetFetchResponses:
     version = ctx.api_version
-    if version >= 8:
-        partition_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponsePartitions
-        topic_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponseTopics
-        group_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponseGroup
+    module = OFFSET_FETCH_API.classes(version)
+    if isinstance(request, offset_fetch_v8.OffsetFetchRequest):  # v8: several groups
         groups = []
         for group in request.groups:
             error, topics = _fetch_group_offsets(
-                coordinator, version, group.group_id, group.topics, partition_cls, topic_cls
+                coordinator, version, group.group_id, group.topics,
+                module.OffsetFetchResponsePartitions, module.OffsetFetchResponseTopics,
             )
-            groups.append(
-                build(group_cls, group_id=group.group_id, topics=topics, error_code=error)
-            )
-        return build(
-            response_schema(OFFSET_FETCH, version), groups=tuple(groups)
-        )
-    partition_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponsePartition
-    topic_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponseTopic
+            groups.append(build(module.OffsetFetchResponseGroup, group_id=group.group_id,
+                                topics=topics, error_code=error))
+        return build(OFFSET_FETCH_API.response(version), groups=tuple(groups))
     error, topics = _fetch_group_offsets(
-        coordinator, version, request.group_id, request.topics, partition_cls, topic_cls
+        coordinator, version, request.group_id, request.topics,
+        module.OffsetFetchResponsePartition, module.OffsetFetchResponseTopic,
     )
-    return build(
-        response_schema(OFFSET_FETCH, version),
-        topics=topics,
-        error_code=error,
-    )
+    return build(OFFSET_FETCH_API.response(version), topics=topics, error_code=error)
 
 
 async def _offset_delete(
-    coordinator: GroupCoordinator, request: Any, ctx: RequestContext
-) -> Any:
+    coordinator: GroupCoordinator, request: OffsetDeleteRequests, ctx: RequestContext
+) -> OffsetDeleteResponses:
     version = ctx.api_version
-    wanted = [(t.name, int(p.partition_index)) for t in request.topics for p in t.partitions]
+    wanted: list[tuple[str, int]] = [
+        (t.name, int(p.partition_index)) for t in request.topics for p in t.partitions
+    ]
     error, results = await coordinator.delete_offsets(request.group_id, wanted)
-    module = response_classes(OFFSET_DELETE, version)
-    topics: tuple[Any, ...] = ()
+    module = OFFSET_DELETE_API.classes(version)
+    topics: tuple[object, ...] = ()
     if error is ErrorCode.none:
-        topics = _partition_errors(
+        topics = await _partition_errors(
+            ctx,
             module.OffsetDeleteResponseTopic,
             module.OffsetDeleteResponsePartition,
             request.topics,
             results,
         )
-    return build(
-        response_schema(OFFSET_DELETE, version),
-        error_code=error,
-        topics=topics,
-    )
+    return build(OFFSET_DELETE_API.response(version), error_code=error, topics=topics)
 
 
 # --------------------------------------------------------------------------------- admin
 
 
-async def _list_groups(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
+async def _list_groups(
+    coordinator: GroupCoordinator, request: ListGroupsRequests, ctx: RequestContext
+) -> ListGroupsResponses:
     version = ctx.api_version
-    listed_cls = response_classes(LIST_GROUPS, version).ListedGroup
+    listed_cls = LIST_GROUPS_API.classes(version).ListedGroup
     overviews = coordinator.list_groups(getattr(request, "states_filter", ()))
     return build(
-        response_schema(LIST_GROUPS, version),
+        LIST_GROUPS_API.response(version),
         error_code=ErrorCode.none,
         groups=tuple(
             build(
@@ -432,11 +528,11 @@ async def _list_groups(coordinator: GroupCoordinator, request: Any, ctx: Request
 
 
 async def _describe_groups(
-    coordinator: GroupCoordinator, request: Any, ctx: RequestContext
-) -> Any:
+    coordinator: GroupCoordinator, request: DescribeGroupsRequests, ctx: RequestContext
+) -> DescribeGroupsResponses:
     version = ctx.api_version
-    member_cls = response_classes(DESCRIBE_GROUPS, version).DescribedGroupMember
-    group_cls = response_classes(DESCRIBE_GROUPS, version).DescribedGroup
+    member_cls = DESCRIBE_GROUPS_API.classes(version).DescribedGroupMember
+    group_cls = DESCRIBE_GROUPS_API.classes(version).DescribedGroup
     groups = []
     for group_id in request.groups:
         description = coordinator.describe_group(group_id)
@@ -463,17 +559,17 @@ async def _describe_groups(
                 authorized_operations=-(2**31),  # Kafka's "not requested" sentinel
             )
         )
-    return build(
-        response_schema(DESCRIBE_GROUPS, version), groups=tuple(groups)
-    )
+    return build(DESCRIBE_GROUPS_API.response(version), groups=tuple(groups))
 
 
-async def _delete_groups(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
+async def _delete_groups(
+    coordinator: GroupCoordinator, request: DeleteGroupsRequests, ctx: RequestContext
+) -> DeleteGroupsResponses:
     version = ctx.api_version
-    result_cls = response_classes(DELETE_GROUPS, version).DeletableGroupResult
+    result_cls = DELETE_GROUPS_API.classes(version).DeletableGroupResult
     results = await coordinator.delete_groups(list(request.groups_names))
     return build(
-        response_schema(DELETE_GROUPS, version),
+        DELETE_GROUPS_API.response(version),
         results=tuple(
             build(result_cls, group_id=group_id, error_code=error)
             for group_id, error in results.items()

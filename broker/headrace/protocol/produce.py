@@ -10,6 +10,7 @@ checks and writes as is. The tests check both directions against kio's own codec
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from headrace.record.varint import READ_ERRORS, encode_uvarint, read_uvarint
@@ -184,7 +185,7 @@ def _nullable_string(value: str | None, flexible: bool) -> bytes:
 
 
 def encode_produce_body(
-    version: int, topics: list[tuple[str, list[PartitionResult]]], throttle_ms: int = 0
+    version: int, topics: Sequence[tuple[str, Sequence[PartitionResult]]], throttle_ms: int = 0
 ) -> bytes:
     """The ProduceResponse body (after the response header) for ``version``."""
     if not MIN_VERSION <= version <= MAX_VERSION:

@@ -3,6 +3,8 @@ packages; :mod:`headrace.app` registers them all in one registry)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from headrace.core.broker import Broker
 from headrace.core.requests import ApiHandler
 from headrace.server.handlers import (
@@ -16,7 +18,7 @@ from headrace.server.handlers import (
 from headrace.server.handlers.binding import bind
 
 
-def broker_api_handlers(broker: Broker) -> list[ApiHandler]:
+def broker_api_handlers(broker: Broker) -> list[ApiHandler[Any, Any]]:
     """Every API this package implements over ``broker``, with the version ranges it serves
     (ApiVersions is :func:`~headrace.server.handlers.api_versions.api_versions_handler`)."""
     return bind(

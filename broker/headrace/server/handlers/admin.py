@@ -9,29 +9,54 @@ others. Broker resources are described from the broker's own settings (read-only
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
-from typing import Any
+import datetime
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from kio.schema.delete_topics import v6 as delete_topics_v6
 from kio.schema.errors import ErrorCode
 
 from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
-from headrace.core.requests import RequestContext
-from headrace.core.responses import OK, build, partition_results, response_classes
+from headrace.core.requests import KafkaApi, RequestContext
+from headrace.core.responses import OK, RequestTopic, build, each, partition_results
 from headrace.core.security import Operation
 from headrace.core.topics import TopicSpec
 from headrace.server.handlers.binding import BrokerApi, on_topics
 from headrace.storage import TopicMetadata
 
-CREATE_TOPICS = 19
-DELETE_TOPICS = 20
-DELETE_RECORDS = 21
-DESCRIBE_CONFIGS = 32
-ALTER_CONFIGS = 33
-CREATE_PARTITIONS = 37
-INCREMENTAL_ALTER_CONFIGS = 44
-DESCRIBE_CLUSTER = 60
+if TYPE_CHECKING:
+    from headrace.core.api_types import (
+        AlterConfigsRequests,
+        AlterConfigsResponses,
+        CreatePartitionsRequests,
+        CreatePartitionsResponses,
+        CreateTopicsRequests,
+        CreateTopicsResponses,
+        DeleteRecordsRequests,
+        DeleteRecordsResponses,
+        DeleteTopicsRequests,
+        DeleteTopicsResponses,
+        DescribeClusterRequests,
+        DescribeClusterResponses,
+        DescribeConfigsRequests,
+        DescribeConfigsResponses,
+        IncrementalAlterConfigsRequests,
+        IncrementalAlterConfigsResponses,
+    )
 
+CREATE_TOPICS: KafkaApi[CreateTopicsRequests, CreateTopicsResponses] = KafkaApi(19)
+DELETE_TOPICS: KafkaApi[DeleteTopicsRequests, DeleteTopicsResponses] = KafkaApi(20)
+DELETE_RECORDS: KafkaApi[DeleteRecordsRequests, DeleteRecordsResponses] = KafkaApi(21)
+DESCRIBE_CONFIGS: KafkaApi[DescribeConfigsRequests, DescribeConfigsResponses] = KafkaApi(32)
+ALTER_CONFIGS: KafkaApi[AlterConfigsRequests, AlterConfigsResponses] = KafkaApi(33)
+CREATE_PARTITIONS: KafkaApi[CreatePartitionsRequests, CreatePartitionsResponses] = KafkaApi(37)
+INCREMENTAL_ALTER_CONFIGS: KafkaApi[
+    IncrementalAlterConfigsRequests, IncrementalAlterConfigsResponses
+] = KafkaApi(44)
+DESCRIBE_CLUSTER: KafkaApi[DescribeClusterRequests, DescribeClusterResponses] = KafkaApi(60)
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
 SOURCE_DYNAMIC_TOPIC = 1
@@ -50,7 +75,12 @@ _CONFIG_TYPES = {
 }
 
 
-def _timeout_ms(request: Any) -> int:
+class _TimedRequest(Protocol):
+    @property
+    def timeout(self) -> datetime.timedelta: ...
+
+
+def _timeout_ms(request: _TimedRequest) -> int:
     """The ``timeout`` a topic request carries (a timedelta), in milliseconds."""
     return int(request.timeout.total_seconds() * 1000)
 
@@ -71,18 +101,58 @@ async def _stored(broker: Broker, name: str, timeout_ms: int | None) -> None:
                          f"{timeout_ms} ms; it may still complete") from None
 
 
-async def handle_create_topics(broker: Broker, request: Any, ctx: RequestContext) -> Any:
-    module = response_classes(CREATE_TOPICS, ctx.api_version)
+class _Config(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def value(self) -> str | None: ...
+
+
+class _PlacedTopic(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def assignments(self) -> Sequence[object] | None: ...
+
+
+class _NewTopic(_PlacedTopic, Protocol):
+    @property
+    def num_partitions(self) -> int: ...
+
+    @property
+    def replication_factor(self) -> int: ...
+
+    @property
+    def configs(self) -> Sequence[_Config]: ...
+
+
+class CreateTopicsQuery(_TimedRequest, Protocol):
+    """What the handler reads of every CreateTopics version."""
+
+    @property
+    def topics(self) -> Sequence[_NewTopic]: ...
+
+    @property
+    def validate_only(self) -> bool: ...
+
+
+async def handle_create_topics(
+    broker: Broker, request: CreateTopicsQuery, ctx: RequestContext
+) -> CreateTopicsResponses:
+    """One batch (one metadata write) for every well-formed topic of the request."""
+    module = CREATE_TOPICS.classes(ctx.api_version)
+    config_cls = getattr(module, "CreatableTopicConfigs", None)  # v5+
     validate_only = bool(request.validate_only)
-    outcomes: list[TopicMetadata | KafkaError | None] = []
+    refused: dict[int, KafkaError] = {}
     specs: list[TopicSpec] = []
-    for topic in request.topics:
+    for position, topic in enumerate(request.topics):
         try:
             _refuse_manual_assignment(topic)
         except KafkaError as error:
-            outcomes.append(error)
+            refused[position] = error
             continue
-        outcomes.append(None)
         specs.append(TopicSpec(
             name=topic.name,
             partitions=int(topic.num_partitions),
@@ -90,29 +160,14 @@ async def handle_create_topics(broker: Broker, request: Any, ctx: RequestContext
             configs={c.name: c.value for c in topic.configs if c.value is not None},
         ))
     created = iter(await broker.create_topics(specs, validate_only=validate_only))
-    results = []
-    for topic, outcome in zip(request.topics, outcomes, strict=True):
-        result = outcome if outcome is not None else next(created)
-        if isinstance(result, TopicMetadata) and not validate_only:
-            try:
-                await _stored(broker, topic.name, _timeout_ms(request))
-            except KafkaError as error:
-                result = error
+    outcomes = [refused.get(position) or next(created) for position in range(len(request.topics))]
+
+    async def answer(item: tuple[_NewTopic, TopicMetadata | KafkaError]) -> object:
+        topic, result = item
         if isinstance(result, KafkaError):
-            results.append(
-                build(
-                    module.CreatableTopicResult,
-                    name=topic.name,
-                    topic_id=None,
-                    error_code=result.code,
-                    error_message=result.message,
-                    num_partitions=-1,
-                    replication_factor=-1,
-                    configs=None,
-                )
-            )
-            continue
-        config_cls = getattr(module, "CreatableTopicConfigs", None)  # v5+
+            raise result
+        if not validate_only:
+            await _stored(broker, topic.name, _timeout_ms(request))
         configs = () if config_cls is None else tuple(
             build(
                 config_cls,
@@ -124,22 +179,34 @@ async def handle_create_topics(broker: Broker, request: Any, ctx: RequestContext
             )
             for key, (value, is_default) in _topic_configs(broker, result.name, result.configs)
         )
-        results.append(
-            build(
-                module.CreatableTopicResult,
-                name=topic.name,
-                topic_id=result.topic_id,
-                error_code=OK,
-                error_message=None,
-                num_partitions=result.partitions,
-                replication_factor=1,
-                configs=configs,
-            )
+        return build(
+            module.CreatableTopicResult,
+            name=topic.name,
+            topic_id=result.topic_id,
+            error_code=OK,
+            error_message=None,
+            num_partitions=result.partitions,
+            replication_factor=1,
+            configs=configs,
         )
-    return build(module.CreateTopicsResponse, topics=tuple(results))
+
+    def failed(item: tuple[_NewTopic, TopicMetadata | KafkaError], error: KafkaError) -> object:
+        return build(
+            module.CreatableTopicResult,
+            name=item[0].name,
+            topic_id=None,
+            error_code=error.code,
+            error_message=error.message,
+            num_partitions=-1,
+            replication_factor=-1,
+            configs=None,
+        )
+
+    results = await each(zip(request.topics, outcomes, strict=True), answer, failed)
+    return build(CREATE_TOPICS.response(ctx.api_version), topics=results)
 
 
-def _refuse_manual_assignment(topic: Any) -> None:
+def _refuse_manual_assignment(topic: _PlacedTopic) -> None:
     """CreateTopics and CreatePartitions: replicas are placed by the broker, never by the client."""
     if topic.assignments:
         raise KafkaError(
@@ -158,63 +225,88 @@ def _topic_configs(
     return [(k, (v, k not in overrides)) for k, v in sorted(config.to_kafka_configs().items())]
 
 
-async def handle_delete_topics(broker: Broker, request: Any, ctx: RequestContext) -> Any:
-    module = response_classes(DELETE_TOPICS, ctx.api_version)
-    if ctx.api_version >= 6:
+async def handle_delete_topics(
+    broker: Broker, request: DeleteTopicsRequests, ctx: RequestContext
+) -> DeleteTopicsResponses:
+    module = DELETE_TOPICS.classes(ctx.api_version)
+    wanted: list[tuple[str | None, uuid.UUID | None]]
+    if isinstance(request, delete_topics_v6.DeleteTopicsRequest):  # v6 names topics by id too
         wanted = [(t.name, t.topic_id) for t in request.topics]
     else:
         wanted = [(name, None) for name in request.topic_names]
-    results = []
-    for name, topic_id in wanted:
+
+    def resolve(
+        name: str | None, topic_id: uuid.UUID | None
+    ) -> tuple[str | None, uuid.UUID | None, TopicMetadata | None]:
         if name is None and topic_id is not None:
             name = next(
                 (n for n, m in broker.topics.topics().items() if m.topic_id == topic_id), None
             )
         meta = broker.topics.get(name) if name else None
-        try:
-            if name is None or meta is None:
-                raise KafkaError(
-                    ErrorCode.unknown_topic_or_partition if topic_id is None or name
-                    else ErrorCode.unknown_topic_id,
-                    f"unknown topic {name or topic_id}",
-                )
-            broker.delete_topic(name)
-            await _stored(broker, name, _timeout_ms(request))
-            code, message = OK, None
-        except KafkaError as error:
-            code, message = error.code, error.message
-        results.append(
-            build(
-                module.DeletableTopicResult,
-                name=name,
-                topic_id=meta.topic_id if meta else topic_id,
-                error_code=code,
-                error_message=message,
+        return name, meta.topic_id if meta else topic_id, meta
+
+    async def delete(entry: tuple[str | None, uuid.UUID | None, TopicMetadata | None]) -> object:
+        name, topic_id, meta = entry
+        if name is None or meta is None:
+            raise KafkaError(
+                ErrorCode.unknown_topic_or_partition if topic_id is None or name
+                else ErrorCode.unknown_topic_id,
+                f"unknown topic {name or topic_id}",
             )
-        )
-    return build(module.DeleteTopicsResponse, responses=tuple(results))
+        broker.delete_topic(name)
+        await _stored(broker, name, _timeout_ms(request))
+        return build(module.DeletableTopicResult, name=name, topic_id=topic_id,
+                     error_code=OK, error_message=None)
+
+    def failed(
+        entry: tuple[str | None, uuid.UUID | None, TopicMetadata | None], error: KafkaError
+    ) -> object:
+        name, topic_id, _ = entry
+        return build(module.DeletableTopicResult, name=name, topic_id=topic_id,
+                     error_code=error.code, error_message=error.message)
+
+    # Resolved lazily, one by one, so each name is looked up after the deletions before it.
+    results = await each((resolve(*entry) for entry in wanted), delete, failed)
+    return build(DELETE_TOPICS.response(ctx.api_version), responses=results)
 
 
-async def handle_create_partitions(broker: Broker, request: Any, ctx: RequestContext) -> Any:
-    module = response_classes(CREATE_PARTITIONS, ctx.api_version)
-    results = []
-    for topic in request.topics:
-        try:
-            _refuse_manual_assignment(topic)
-            broker.topics.add_partitions(
-                topic.name, int(topic.count), validate_only=bool(request.validate_only)
-            )
-            if not request.validate_only:
-                await _stored(broker, topic.name, _timeout_ms(request))
-            code, message = OK, None
-        except KafkaError as error:
-            code, message = error.code, error.message
-        results.append(
-            module.CreatePartitionsTopicResult(
-                name=topic.name, error_code=code, error_message=message
-            )
+class _PartitionCount(_PlacedTopic, Protocol):
+    @property
+    def count(self) -> int: ...
+
+
+class CreatePartitionsQuery(_TimedRequest, Protocol):
+    """What the handler reads of every CreatePartitions version."""
+
+    @property
+    def topics(self) -> Sequence[_PartitionCount]: ...
+
+    @property
+    def validate_only(self) -> bool: ...
+
+
+async def handle_create_partitions(
+    broker: Broker, request: CreatePartitionsQuery, ctx: RequestContext
+) -> CreatePartitionsResponses:
+    module = CREATE_PARTITIONS.classes(ctx.api_version)
+    validate_only = bool(request.validate_only)
+
+    async def add(topic: _PartitionCount) -> object:
+        _refuse_manual_assignment(topic)
+        broker.topics.add_partitions(topic.name, int(topic.count), validate_only=validate_only)
+        if not validate_only:
+            await _stored(broker, topic.name, _timeout_ms(request))
+        return module.CreatePartitionsTopicResult(
+            name=topic.name, error_code=OK, error_message=None
         )
-    return build(module.CreatePartitionsResponse, results=tuple(results))
+
+    def failed(topic: _PartitionCount, error: KafkaError) -> object:
+        return module.CreatePartitionsTopicResult(
+            name=topic.name, error_code=error.code, error_message=error.message
+        )
+
+    results = await each(request.topics, add, failed)
+    return build(CREATE_PARTITIONS.response(ctx.api_version), results=results)
 
 
 def broker_configs(broker: Broker) -> dict[str, str]:
@@ -246,35 +338,61 @@ def broker_configs(broker: Broker) -> dict[str, str]:
     return values
 
 
-async def handle_describe_configs(broker: Broker, request: Any, ctx: RequestContext) -> Any:
-    module = response_classes(DESCRIBE_CONFIGS, ctx.api_version)
-    results = []
-    for resource in request.resources:
+class _Resource(Protocol):
+    @property
+    def resource_type(self) -> int: ...
+
+    @property
+    def resource_name(self) -> str: ...
+
+
+class _DescribedResource(_Resource, Protocol):
+    @property
+    def configuration_keys(self) -> Sequence[str] | None: ...
+
+
+class DescribeConfigsQuery(Protocol):
+    """What the handler reads of every DescribeConfigs version."""
+
+    @property
+    def resources(self) -> Sequence[_DescribedResource]: ...
+
+
+def _described_configs(
+    broker: Broker, resource: _DescribedResource
+) -> list[tuple[str, str, bool, int]]:
+    """(name, value, read only, source) of every config of ``resource``; KafkaError for an
+    unknown topic, another broker or an unsupported resource type."""
+    if resource.resource_type == RESOURCE_TOPIC:
+        described = broker.describe_topic_configs(resource.resource_name)
+        return [
+            (key, value, False, SOURCE_DEFAULT if is_default else SOURCE_DYNAMIC_TOPIC)
+            for key, (value, is_default) in sorted(described.items())
+        ]
+    if resource.resource_type == RESOURCE_BROKER:
+        if resource.resource_name not in ("", str(broker.config.node_id)):
+            raise KafkaError(
+                ErrorCode.invalid_request, f"unknown broker {resource.resource_name!r}"
+            )
+        return [
+            (key, value, True, SOURCE_STATIC_BROKER)
+            for key, value in sorted(broker_configs(broker).items())
+        ]
+    raise KafkaError(
+        ErrorCode.invalid_request, f"unsupported resource type {resource.resource_type}"
+    )
+
+
+async def handle_describe_configs(
+    broker: Broker, request: DescribeConfigsQuery, ctx: RequestContext
+) -> DescribeConfigsResponses:
+    module = DESCRIBE_CONFIGS.classes(ctx.api_version)
+
+    def result(
+        resource: _DescribedResource, entries: list[tuple[str, str, bool, int]],
+        error: KafkaError | None,
+    ) -> object:
         keys = set(resource.configuration_keys) if resource.configuration_keys else None
-        entries: list[tuple[str, str, bool, int]] = []  # name, value, read_only, source
-        code, message = OK, None
-        try:
-            if resource.resource_type == RESOURCE_TOPIC:
-                described = broker.describe_topic_configs(resource.resource_name)
-                entries = [
-                    (key, value, False, SOURCE_DEFAULT if is_default else SOURCE_DYNAMIC_TOPIC)
-                    for key, (value, is_default) in sorted(described.items())
-                ]
-            elif resource.resource_type == RESOURCE_BROKER:
-                if resource.resource_name not in ("", str(broker.config.node_id)):
-                    raise KafkaError(
-                        ErrorCode.invalid_request, f"unknown broker {resource.resource_name!r}"
-                    )
-                entries = [
-                    (key, value, True, SOURCE_STATIC_BROKER)
-                    for key, value in sorted(broker_configs(broker).items())
-                ]
-            else:
-                raise KafkaError(
-                    ErrorCode.invalid_request, f"unsupported resource type {resource.resource_type}"
-                )
-        except KafkaError as error:
-            code, message = error.code, error.message
         configs = tuple(
             build(
                 module.DescribeConfigsResourceResult,
@@ -292,29 +410,24 @@ async def handle_describe_configs(broker: Broker, request: Any, ctx: RequestCont
             for name, value, read_only, source in entries
             if keys is None or name in keys
         )
-        results.append(
-            build(
-                module.DescribeConfigsResult,
-                error_code=code,
-                error_message=message,
-                resource_type=resource.resource_type,
-                resource_name=resource.resource_name,
-                configs=configs,
-            )
+        return build(
+            module.DescribeConfigsResult,
+            error_code=error.code if error else OK,
+            error_message=error.message if error else None,
+            resource_type=resource.resource_type,
+            resource_name=resource.resource_name,
+            configs=configs,
         )
-    return build(module.DescribeConfigsResponse, results=tuple(results))
+
+    async def describe(resource: _DescribedResource) -> object:
+        return result(resource, _described_configs(broker, resource), None)
+
+    results = await each(request.resources, describe,
+                         lambda resource, error: result(resource, [], error))
+    return build(DESCRIBE_CONFIGS.response(ctx.api_version), results=results)
 
 
-def _alter_result(module: Any, resource: Any, error: KafkaError | None) -> Any:
-    return module.AlterConfigsResourceResponse(
-        error_code=error.code if error else OK,
-        error_message=error.message if error else None,
-        resource_type=resource.resource_type,
-        resource_name=resource.resource_name,
-    )
-
-
-def _require_topic_resource(resource: Any) -> None:
+def _require_topic_resource(resource: _Resource) -> None:
     if resource.resource_type != RESOURCE_TOPIC:
         raise KafkaError(
             ErrorCode.invalid_request,
@@ -322,84 +435,139 @@ def _require_topic_resource(resource: Any) -> None:
         )
 
 
+_Altered = TypeVar("_Altered", bound=_Resource)
+
+
 async def _alter_each(
-    module: Any, resources: Iterable[Any], alter: Callable[[Any], None], broker: Broker,
-    validate_only: bool,
-) -> tuple[Any, ...]:
+    module: ModuleType, resources: Iterable[_Altered], alter: Callable[[_Altered], None],
+    broker: Broker, validate_only: bool,
+) -> tuple[object, ...]:
     """``alter`` each topic resource; one result per resource, with its own error. A change
     is answered once it is stored (a clustered broker's, in etcd), as Kafka answers once its
     controller has committed it."""
-    results = []
-    for resource in resources:
-        try:
-            _require_topic_resource(resource)
-            alter(resource)
-            if not validate_only:
-                await _stored(broker, resource.resource_name, None)
-            results.append(_alter_result(module, resource, None))
-        except KafkaError as error:
-            results.append(_alter_result(module, resource, error))
-    return tuple(results)
 
-
-async def handle_alter_configs(broker: Broker, request: Any, ctx: RequestContext) -> Any:
-    module = response_classes(ALTER_CONFIGS, ctx.api_version)
-
-    def alter(resource: Any) -> None:
-        configs = {c.name: c.value for c in resource.configs if c.value is not None}
-        broker.alter_configs(
-            resource.resource_name, configs, validate_only=bool(request.validate_only)
+    def result(resource: _Altered, error: KafkaError | None) -> object:
+        return module.AlterConfigsResourceResponse(
+            error_code=error.code if error else OK,
+            error_message=error.message if error else None,
+            resource_type=resource.resource_type,
+            resource_name=resource.resource_name,
         )
 
-    results = await _alter_each(module, request.resources, alter, broker,
-                                bool(request.validate_only))
-    return build(module.AlterConfigsResponse, responses=results)
+    async def apply(resource: _Altered) -> object:
+        _require_topic_resource(resource)
+        alter(resource)
+        if not validate_only:
+            await _stored(broker, resource.resource_name, None)
+        return result(resource, None)
+
+    return await each(resources, apply, result)
+
+
+class _AlteredResource(_Resource, Protocol):
+    @property
+    def configs(self) -> Sequence[_Config]: ...
+
+
+_Res_co = TypeVar("_Res_co", covariant=True)
+
+
+class _AlterRequest(Protocol[_Res_co]):
+    """What the (Incremental)AlterConfigs handlers read of every version."""
+
+    @property
+    def resources(self) -> Sequence[_Res_co]: ...
+
+    @property
+    def validate_only(self) -> bool: ...
+
+
+async def handle_alter_configs(
+    broker: Broker, request: _AlterRequest[_AlteredResource], ctx: RequestContext
+) -> AlterConfigsResponses:
+    validate_only = bool(request.validate_only)
+
+    def alter(resource: _AlteredResource) -> None:
+        configs = {c.name: c.value for c in resource.configs if c.value is not None}
+        broker.alter_configs(resource.resource_name, configs, validate_only=validate_only)
+
+    results = await _alter_each(ALTER_CONFIGS.classes(ctx.api_version), request.resources,
+                                alter, broker, validate_only)
+    return build(ALTER_CONFIGS.response(ctx.api_version), responses=results)
+
+
+class _ConfigChange(_Config, Protocol):
+    @property
+    def config_operation(self) -> int: ...
+
+
+class _ChangedResource(_Resource, Protocol):
+    @property
+    def configs(self) -> Sequence[_ConfigChange]: ...
 
 
 async def handle_incremental_alter_configs(
-    broker: Broker, request: Any, ctx: RequestContext
-) -> Any:
-    module = response_classes(INCREMENTAL_ALTER_CONFIGS, ctx.api_version)
+    broker: Broker, request: _AlterRequest[_ChangedResource], ctx: RequestContext
+) -> IncrementalAlterConfigsResponses:
+    validate_only = bool(request.validate_only)
 
-    def alter(resource: Any) -> None:
+    def alter(resource: _ChangedResource) -> None:
         changes = [(c.name, int(c.config_operation), c.value) for c in resource.configs]
         broker.incremental_alter_configs(
-            resource.resource_name, changes, validate_only=bool(request.validate_only)
+            resource.resource_name, changes, validate_only=validate_only
         )
 
-    results = await _alter_each(module, request.resources, alter, broker,
-                                bool(request.validate_only))
-    return build(
-        module.IncrementalAlterConfigsResponse, responses=results
-    )
+    results = await _alter_each(INCREMENTAL_ALTER_CONFIGS.classes(ctx.api_version),
+                                request.resources, alter, broker, validate_only)
+    return build(INCREMENTAL_ALTER_CONFIGS.response(ctx.api_version), responses=results)
 
 
-async def handle_delete_records(broker: Broker, request: Any, ctx: RequestContext) -> Any:
-    module = response_classes(DELETE_RECORDS, ctx.api_version)
+class _RecordsCut(Protocol):
+    @property
+    def partition_index(self) -> int: ...
 
-    def answer(name: str, partition: Any) -> Any:
+    @property
+    def offset(self) -> int: ...
+
+
+class DeleteRecordsQuery(Protocol):
+    """What the handler reads of every DeleteRecords version."""
+
+    @property
+    def topics(self) -> Sequence[RequestTopic[_RecordsCut]]: ...
+
+
+async def handle_delete_records(
+    broker: Broker, request: DeleteRecordsQuery, ctx: RequestContext
+) -> DeleteRecordsResponses:
+    module = DELETE_RECORDS.classes(ctx.api_version)
+
+    async def answer(name: str, partition: _RecordsCut) -> object:
         index = int(partition.partition_index)
         low = broker.delete_records(name, index, int(partition.offset))
         return module.DeleteRecordsPartitionResult(
             partition_index=index, low_watermark=low, error_code=OK
         )
 
-    def failed(name: str, partition: Any, code: ErrorCode) -> Any:
+    def failed(name: str, partition: _RecordsCut, error: KafkaError) -> object:
         return module.DeleteRecordsPartitionResult(
-            partition_index=int(partition.partition_index), low_watermark=-1, error_code=code
+            partition_index=int(partition.partition_index), low_watermark=-1,
+            error_code=error.code,
         )
 
-    topics = partition_results(
-        ctx, request.topics, answer=answer, failed=failed,
+    topics = await partition_results(
+        ctx, ((t.name, t.partitions) for t in request.topics), answer=answer, failed=failed,
         topic=lambda name, partitions: module.DeleteRecordsTopicResult(
             name=name, partitions=partitions),
     )
-    return build(module.DeleteRecordsResponse, topics=topics)
+    return build(DELETE_RECORDS.response(ctx.api_version), topics=topics)
 
 
-async def handle_describe_cluster(broker: Broker, request: Any, ctx: RequestContext) -> Any:
+async def handle_describe_cluster(
+    broker: Broker, request: DescribeClusterRequests, ctx: RequestContext
+) -> DescribeClusterResponses:
     view = broker.metadata
-    module = response_classes(DESCRIBE_CLUSTER, ctx.api_version)
+    module = DESCRIBE_CLUSTER.classes(ctx.api_version)
     brokers = tuple(
         module.DescribeClusterBroker(
             broker_id=endpoint.node_id, host=endpoint.host, port=endpoint.port,
@@ -408,7 +576,7 @@ async def handle_describe_cluster(broker: Broker, request: Any, ctx: RequestCont
         for endpoint in view.brokers()
     )
     return build(
-        module.DescribeClusterResponse,
+        DESCRIBE_CLUSTER.response(ctx.api_version),
         error_code=OK,
         error_message=None,
         cluster_id=view.cluster_id,
@@ -417,7 +585,7 @@ async def handle_describe_cluster(broker: Broker, request: Any, ctx: RequestCont
     )
 
 
-HANDLERS = [
+HANDLERS = (
     BrokerApi(CREATE_TOPICS, 2, 7, handle_create_topics),
     BrokerApi(DELETE_TOPICS, 1, 6, handle_delete_topics),
     BrokerApi(DELETE_RECORDS, 0, 2, handle_delete_records, on_topics(Operation.DELETE)),
@@ -426,4 +594,4 @@ HANDLERS = [
     BrokerApi(CREATE_PARTITIONS, 0, 3, handle_create_partitions),
     BrokerApi(INCREMENTAL_ALTER_CONFIGS, 0, 1, handle_incremental_alter_configs),
     BrokerApi(DESCRIBE_CLUSTER, 0, 1, handle_describe_cluster),
-]
+)

@@ -7,37 +7,48 @@ a v0-shaped UNSUPPORTED_VERSION answer that still lists our ranges, so the clien
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from kio.schema.api_versions.v0 import response as v0
 from kio.schema.errors import ErrorCode
 
-from headrace.core.requests import ApiHandler, ApiRegistry, RequestContext
-from headrace.core.responses import build, response_classes
+from headrace.core.requests import ApiHandler, ApiRegistry, KafkaApi, RequestContext
+from headrace.core.responses import build
 
-API_KEY = 18
+if TYPE_CHECKING:
+    from headrace.core.api_types import ApiVersionsRequests, ApiVersionsResponses
+
+T = TypeVar("T")
+
+API_VERSIONS: KafkaApi[ApiVersionsRequests, ApiVersionsResponses] = KafkaApi(18)
 
 
-def _api_keys(module: Any, registry: ApiRegistry) -> tuple[Any, ...]:
+def _api_keys(entry: Callable[..., T], registry: ApiRegistry) -> tuple[T, ...]:
     return tuple(
-        module.ApiVersion(api_key=key, min_version=low, max_version=high)
+        entry(api_key=key, min_version=low, max_version=high)
         for key, low, high in registry.supported()
     )
 
 
-def unsupported_version_response(registry: ApiRegistry) -> Any:
+def unsupported_version_response(registry: ApiRegistry) -> v0.ApiVersionsResponse:
     return v0.ApiVersionsResponse(
-        error_code=ErrorCode.unsupported_version, api_keys=_api_keys(v0, registry)
+        error_code=ErrorCode.unsupported_version, api_keys=_api_keys(v0.ApiVersion, registry)
     )
 
 
-async def handle_api_versions(registry: ApiRegistry, request: Any, ctx: RequestContext) -> Any:
-    module = response_classes(API_KEY, ctx.api_version)
+async def handle_api_versions(
+    registry: ApiRegistry, request: ApiVersionsRequests, ctx: RequestContext
+) -> ApiVersionsResponses:
     return build(
-        module.ApiVersionsResponse, error_code=ErrorCode.none, api_keys=_api_keys(module, registry)
+        API_VERSIONS.response(ctx.api_version),
+        error_code=ErrorCode.none,
+        api_keys=_api_keys(API_VERSIONS.classes(ctx.api_version).ApiVersion, registry),
     )
 
 
-def api_versions_handler(registry: ApiRegistry) -> ApiHandler:
+def api_versions_handler(
+    registry: ApiRegistry,
+) -> ApiHandler[ApiVersionsRequests, ApiVersionsResponses]:
     """ApiVersions answering from ``registry`` (which it is usually registered in)."""
-    return ApiHandler(API_KEY, 0, 4, functools.partial(handle_api_versions, registry))
+    return API_VERSIONS.handler(0, 4, functools.partial(handle_api_versions, registry))

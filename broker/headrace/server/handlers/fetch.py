@@ -13,14 +13,14 @@ Records leave as file slices for ``os.sendfile``.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kio.schema.errors import ErrorCode
 
 from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.replica import ReplicaManager
-from headrace.core.requests import RequestContext
+from headrace.core.requests import KafkaApi, RequestContext
 from headrace.protocol.codec import PreEncodedResponse
 from headrace.protocol.fetch import (
     API_KEY,
@@ -32,20 +32,26 @@ from headrace.protocol.fetch import (
 from headrace.server.handlers.binding import BrokerApi
 from headrace.storage import LogRead
 
+if TYPE_CHECKING:
+    from headrace.core.api_types import FetchRequests
+
+#: Requests are kio's; responses are framed by :mod:`headrace.protocol.fetch` (file slices).
+FETCH: KafkaApi[FetchRequests, PreEncodedResponse] = KafkaApi(API_KEY)
+
 _FETCH_SESSION_ID_NOT_FOUND = 70
 #: The first Fetch version that carries the leader epoch the fetcher believes in (KIP-320).
 _FIRST_VERSION_WITH_LEADER_EPOCH = 9
 
 
 def _read_round(
-    replicas: ReplicaManager, request: Any, version: int, reads: list[LogRead]
+    replicas: ReplicaManager, request: FetchRequests, version: int, reads: list[LogRead]
 ) -> tuple[list[tuple[str, list[PartitionData]]], int, bool]:
     """One pass over the requested partitions: (topics, bytes read, any partition error)."""
     replica_id = int(getattr(request, "replica_id", -1))
     budget = max(int(request.max_bytes), 0)
     total = 0
     any_error = False
-    topics = []
+    topics: list[tuple[str, list[PartitionData]]] = []
     for fetch_topic in request.topics:
         name = fetch_topic.topic
         partitions = []
@@ -53,7 +59,7 @@ def _read_round(
             index = int(fetch_partition.partition)
             offset = int(fetch_partition.fetch_offset)
             leader_epoch = (
-                int(fetch_partition.current_leader_epoch)
+                int(getattr(fetch_partition, "current_leader_epoch", -1))
                 if version >= _FIRST_VERSION_WITH_LEADER_EPOCH
                 else -1
             )
@@ -97,7 +103,9 @@ def _read_round(
     return topics, total, any_error
 
 
-async def handle_fetch(broker: Broker, request: Any, ctx: RequestContext) -> Any:
+async def handle_fetch(
+    broker: Broker, request: FetchRequests, ctx: RequestContext
+) -> PreEncodedResponse:
     replicas = broker.replicas
     version = ctx.api_version
     session_id = int(getattr(request, "session_id", 0))
@@ -113,7 +121,7 @@ async def handle_fetch(broker: Broker, request: Any, ctx: RequestContext) -> Any
     max_wait = request.max_wait.total_seconds()
     deadline = time.monotonic() + max_wait
     min_bytes = int(request.min_bytes)
-    keys = [
+    keys: list[tuple[str, int]] = [
         (t.topic, int(p.partition)) for t in request.topics for p in t.partitions
     ]
     while True:
@@ -151,4 +159,4 @@ def _close_all(reads: list[LogRead]) -> None:
         read.close()
 
 
-HANDLERS = [BrokerApi(API_KEY, MIN_VERSION, MAX_VERSION, handle_fetch)]
+HANDLERS = (BrokerApi(FETCH, MIN_VERSION, MAX_VERSION, handle_fetch),)

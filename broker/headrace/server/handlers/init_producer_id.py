@@ -7,42 +7,49 @@ numbers per producer id. Transactional producers get TRANSACTIONAL_ID_AUTHORIZAT
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kio.schema.errors import ErrorCode
 
 from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
-from headrace.core.requests import RequestContext
-from headrace.core.responses import OK, build, response_classes
+from headrace.core.requests import KafkaApi, RequestContext
+from headrace.core.responses import OK, build
 from headrace.server.handlers.binding import BrokerApi
 
-API_KEY = 22
+if TYPE_CHECKING:
+    from headrace.core.api_types import InitProducerIdRequests, InitProducerIdResponses
+
+INIT_PRODUCER_ID: KafkaApi[InitProducerIdRequests, InitProducerIdResponses] = KafkaApi(22)
 
 
-async def handle_init_producer_id(broker: Broker, request: Any, ctx: RequestContext) -> Any:
-    module = response_classes(API_KEY, ctx.api_version)
+async def handle_init_producer_id(
+    broker: Broker, request: InitProducerIdRequests, ctx: RequestContext
+) -> InitProducerIdResponses:
+    response = INIT_PRODUCER_ID.response(ctx.api_version)
     if request.transactional_id is not None:
-        return _failure(module, ErrorCode.transactional_id_authorization_failed)
+        return _failure(response, ErrorCode.transactional_id_authorization_failed)
     try:
         producer_id = await broker.producer_ids.allocate()
     except KafkaError as error:
-        return _failure(module, error.code)
+        return _failure(response, error.code)
     return build(
-        module.InitProducerIdResponse,
+        response,
         error_code=OK,
         producer_id=producer_id,
         producer_epoch=0,
     )
 
 
-def _failure(module: Any, code: ErrorCode) -> Any:
+def _failure(
+    response: type[InitProducerIdResponses], code: ErrorCode
+) -> InitProducerIdResponses:
     return build(
-        module.InitProducerIdResponse,
+        response,
         error_code=code,
         producer_id=-1,
         producer_epoch=-1,
     )
 
 
-HANDLERS = [BrokerApi(API_KEY, 0, 4, handle_init_producer_id)]
+HANDLERS = (BrokerApi(INIT_PRODUCER_ID, 0, 4, handle_init_producer_id),)

@@ -12,25 +12,31 @@ LEADER_NOT_AVAILABLE, as Kafka answers for a topic it is still creating.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from kio.schema.errors import ErrorCode
 
 from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.metadata import TopicState
-from headrace.core.requests import RequestContext
-from headrace.core.responses import OK, build, response_classes
+from headrace.core.requests import KafkaApi, RequestContext
+from headrace.core.responses import OK, build
 from headrace.core.topics import topic_name_problem
 from headrace.server.handlers.binding import BrokerApi
 
-API_KEY = 3
+if TYPE_CHECKING:
+    from headrace.core.api_types import MetadataRequests, MetadataResponses
+
+METADATA: KafkaApi[MetadataRequests, MetadataResponses] = KafkaApi(3)
 _NIL_UUID = uuid.UUID(int=0)
 
 
-async def handle_metadata(broker: Broker, request: Any, ctx: RequestContext) -> Any:
+async def handle_metadata(
+    broker: Broker, request: MetadataRequests, ctx: RequestContext
+) -> MetadataResponses:
     view = broker.metadata
-    module = response_classes(API_KEY, ctx.api_version)
+    module = METADATA.classes(ctx.api_version)
     requested = request.topics
     if requested is None or (ctx.api_version == 0 and not requested):
         names: list[tuple[str | None, uuid.UUID | None]] = [
@@ -83,7 +89,7 @@ async def handle_metadata(broker: Broker, request: Any, ctx: RequestContext) -> 
         for endpoint in view.brokers()
     )
     return build(
-        module.MetadataResponse,
+        METADATA.response(ctx.api_version),
         brokers=brokers,
         cluster_id=view.cluster_id,
         controller_id=view.controller_id(),
@@ -98,7 +104,9 @@ def _by_id(broker: Broker, topic_id: uuid.UUID) -> str | None:
     return None
 
 
-def _error_topic(module: Any, name: str | None, topic_id: uuid.UUID | None, code: Any) -> Any:
+def _error_topic(
+    module: ModuleType, name: str | None, topic_id: uuid.UUID | None, code: ErrorCode
+) -> object:
     return build(
         module.MetadataResponseTopic,
         error_code=code,
@@ -109,7 +117,7 @@ def _error_topic(module: Any, name: str | None, topic_id: uuid.UUID | None, code
     )
 
 
-def _topic(module: Any, state: TopicState) -> Any:
+def _topic(module: ModuleType, state: TopicState) -> object:
     partition_cls = module.MetadataResponsePartition
     partitions = tuple(
         build(
@@ -134,4 +142,4 @@ def _topic(module: Any, state: TopicState) -> Any:
     )
 
 
-HANDLERS = [BrokerApi(API_KEY, 0, 12, handle_metadata)]
+HANDLERS = (BrokerApi(METADATA, 0, 12, handle_metadata),)

@@ -8,74 +8,62 @@ packed by :mod:`headrace.protocol.produce` (the hot path), not by kio's generic 
 
 from __future__ import annotations
 
-from typing import Any
-
 from kio.schema.errors import ErrorCode
 
 from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
-from headrace.core.requests import RequestContext
+from headrace.core.requests import KafkaApi, RequestContext
+from headrace.core.responses import partition_results
 from headrace.protocol.codec import PreEncodedResponse
 from headrace.protocol.produce import (
     FLEXIBLE_FROM,
     MAX_VERSION,
     MIN_VERSION,
     PartitionResult,
+    ProducePartitionData,
+    ProduceRequestView,
     encode_produce_body,
 )
 from headrace.server.handlers.binding import BrokerApi
 
-API_KEY = 0
+#: Hand-framed both ways (:mod:`headrace.protocol.produce`), so no kio classes.
+PRODUCE: KafkaApi[ProduceRequestView, PreEncodedResponse] = KafkaApi(0)
 
 
-async def handle_produce(broker: Broker, request: Any, ctx: RequestContext) -> Any:
+async def handle_produce(
+    broker: Broker, request: ProduceRequestView, ctx: RequestContext
+) -> PreEncodedResponse | None:
     acks = int(request.acks)
-    topic_results: list[tuple[str, list[PartitionResult]]] = []
     first_error = 0
-    for topic_data in request.topic_data:
-        name = topic_data.name
-        partitions: list[PartitionResult] = []
-        topic_error: KafkaError | None = None
+
+    async def check(name: str) -> None:
+        """Refuse every partition of topic ``name`` (creating it if allowed)."""
         if acks not in (0, 1, -1):
-            topic_error = KafkaError(ErrorCode.invalid_required_acks, f"acks={acks}")
-        elif request.transactional_id is not None:
-            topic_error = KafkaError(
+            raise KafkaError(ErrorCode.invalid_required_acks, f"acks={acks}")
+        if request.transactional_id is not None:
+            raise KafkaError(
                 ErrorCode.transactional_id_authorization_failed, "transactions are not supported"
             )
-        elif broker.topics.get(name) is None:
-            try:
-                if await broker.ensure_topic(name) is None:
-                    topic_error = KafkaError(ErrorCode.unknown_topic_or_partition, name)
-            except KafkaError as error:
-                topic_error = error
-        for partition_data in topic_data.partition_data:
-            index = int(partition_data.index)
-            problem = topic_error
-            if problem is None:
-                records = partition_data.records
-                if not records:
-                    problem = KafkaError(ErrorCode.invalid_record, "no records")
-                else:
-                    try:
-                        result = await broker.produce(name, index, records, acks=acks)
-                    except KafkaError as failure:
-                        problem = failure
-                    else:
-                        partitions.append(
-                            PartitionResult(
-                                index,
-                                0,
-                                result.base_offset,
-                                result.log_append_time_ms,
-                                result.log_start_offset,
-                            )
-                        )
-                        continue
-            first_error = first_error or int(problem.code)
-            partitions.append(
-                PartitionResult(index, int(problem.code), -1, -1, -1, problem.message)
-            )
-        topic_results.append((name, partitions))
+        if broker.topics.get(name) is None and await broker.ensure_topic(name) is None:
+            raise KafkaError(ErrorCode.unknown_topic_or_partition, name)
+
+    async def append(name: str, partition: ProducePartitionData) -> PartitionResult:
+        records = partition.records
+        if not records:
+            raise KafkaError(ErrorCode.invalid_record, "no records")
+        result = await broker.produce(name, partition.index, records, acks=acks)
+        return PartitionResult(partition.index, 0, result.base_offset,
+                               result.log_append_time_ms, result.log_start_offset)
+
+    def failed(name: str, partition: ProducePartitionData, error: KafkaError) -> PartitionResult:
+        nonlocal first_error
+        first_error = first_error or int(error.code)
+        return PartitionResult(partition.index, int(error.code), -1, -1, -1, error.message)
+
+    topic_results = await partition_results(
+        ctx, ((t.name, t.partition_data) for t in request.topic_data),
+        answer=append, failed=failed, check=check, topic=lambda name, results: (name, results),
+    )
     if acks == 0:
         return None
     version = ctx.api_version
@@ -83,7 +71,7 @@ async def handle_produce(broker: Broker, request: Any, ctx: RequestContext) -> A
     flexible = version >= FLEXIBLE_FROM
     # v1+ ends with throttle_time_ms (then, when flexible, an empty tagged-field count).
     throttle_at = len(body) - (5 if flexible else 4) if version >= 1 else None
-    return PreEncodedResponse(API_KEY, flexible, [body], first_error, throttle_at=throttle_at)
+    return PreEncodedResponse(PRODUCE.key, flexible, [body], first_error, throttle_at=throttle_at)
 
 
-HANDLERS = [BrokerApi(API_KEY, MIN_VERSION, MAX_VERSION, handle_produce)]
+HANDLERS = (BrokerApi(PRODUCE, MIN_VERSION, MAX_VERSION, handle_produce),)
