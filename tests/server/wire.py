@@ -93,9 +93,11 @@ class WireClient:
         assert offset + used == len(frame), "response has trailing bytes"
         return correlation, response
 
-    async def request(self, api_key: int, version: int, **fields: Any) -> Any:
+    async def request(
+        self, api_key: int, version: int, wait_seconds: float = 10, **fields: Any
+    ) -> Any:
         correlation = self.send(api_key, version, **fields)
-        received, response = await self.receive(api_key, version)
+        received, response = await self.receive(api_key, version, wait_seconds)
         assert received == correlation
         return response
 
