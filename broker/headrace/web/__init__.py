@@ -1,7 +1,9 @@
 """The broker's HTTP face: Kubernetes probes, Prometheus metrics and the REST API.
 
 ``headrace broker`` builds the app with :func:`create_app` and serves it on ``--http-listen``;
-handlers call the broker's in-process services, so HTTP and Kafka clients share one code path.
+handlers call the broker's in-process services, so HTTP and Kafka clients share one code path,
+and reach partitions and groups through the routers the composition root hands in (on a cluster,
+forwarding to leaders and coordinators over the Kafka protocol).
 One middleware wraps every request: it records the HTTP metrics and a tracing span (continuing
 an incoming ``traceparent``), and renders errors as ``{"error_code", "message"}`` JSON.
 """
