@@ -66,8 +66,9 @@ def _create_topic(cluster: DevCluster, name: str) -> None:
                             {"topic_name": name, "partitions_count": PARTITIONS,
                              "replication_factor": 3})
     assert status == 201, created
+    # A broker asked before the topic reached its metadata answers UNKNOWN_TOPIC: ask again.
     eventually(lambda: all_led(cluster.bootstrap, name, PARTITIONS), timeout=30,
-               message=f"leaders for every partition of {name}")
+               message=f"leaders for every partition of {name}", retry_on=(RuntimeError,))
 
 
 def _leaders(cluster: DevCluster, topic: str) -> dict[int, int]:
