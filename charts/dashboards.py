@@ -185,8 +185,11 @@ CONSUMER_GROUPS = Dashboard(
     rows=(
         ("Lag", (
             Panel("Total lag by group",
-                  (q(f'sum by (group) (headrace_consumer_group_lag{{{NAMESPACE_FILTER}, '
-                     f'group=~"$group"}})', "{{group}}"),)),
+                  (q(f'sum by (group) (headrace_consumer_group_lag_sum{{{NAMESPACE_FILTER}, '
+                     f'group=~"$group"}})', "{{group}}"),),
+                  description="Summed over every partition of the group, as its "
+                              "coordinator computes it (not cut by the per-partition "
+                              "series bound)."),
             Panel("Lag by topic",
                   (q(f'sum by (group, topic) (headrace_consumer_group_lag{{{NAMESPACE_FILTER}, '
                      f'group=~"$group"}})', "{{group}} {{topic}}"),)),
@@ -195,8 +198,8 @@ CONSUMER_GROUPS = Dashboard(
                      f'{{{NAMESPACE_FILTER}, group=~"$group"}})',
                      "{{group}} {{topic}}/{{partition}}"),), kind="table"),
             Panel("Lag trend (per second)",
-                  (q(f'sum by (group) (deriv(headrace_consumer_group_lag{{{NAMESPACE_FILTER}, '
-                     f'group=~"$group"}}[5m]))', "{{group}}"),),
+                  (q(f'sum by (group) (deriv(headrace_consumer_group_lag_sum'
+                     f'{{{NAMESPACE_FILTER}, group=~"$group"}}[5m]))', "{{group}}"),),
                   description="Positive for long means consumers are falling behind."),
         )),
         ("Membership", (

@@ -28,9 +28,12 @@ from headrace.core.internal_topics import InternalTopic, InternalTopics
 from headrace.core.maintenance import run_log_maintenance
 from headrace.core.policies import Authorizer, QuotaManager
 from headrace.core.requests import ApiRegistry, RequestObserver
+from headrace.core.routing import LocalRouter, PartitionRouter
 from headrace.groups.coordinator import CoordinatorNode, GroupConfig, GroupCoordinator
 from headrace.groups.handlers import group_api_handlers
-from headrace.groups.partitioning import OFFSETS_TOPIC
+from headrace.groups.lag import LagMonitor
+from headrace.groups.partitioning import OFFSETS_TOPIC, offsets_partition_for
+from headrace.groups.routing import GroupRouter, LocalGroupRouter
 from headrace.groups.state import GroupLimits
 from headrace.observability.metrics import BrokerMetrics
 from headrace.observability.tracing import get_tracer, setup_tracing
@@ -126,9 +129,14 @@ class BrokerApp:
             self.data_dir.release()
             raise
         self.broker.kafka_port = self.listeners[0].bound_port
+        self._services: list[Service] = []
         # -- coordinators
         self.groups = self._build_group_coordinator()
-        self.metrics.stats_source = BrokerView(self.broker, self.groups)
+        # -- where the HTTP API's partition and group requests go
+        self.router, self.group_router = self._build_routers()
+        self.lag = LagMonitor(self.groups, self.router,
+                              interval=config.consumer_lag_refresh_seconds)
+        self.metrics.stats_source = BrokerView(self.broker, self.groups, self.lag)
         self.metrics.watch_rebalances(self.groups)
         # -- one registry of every API, served through the pipeline
         self.registry = self.pipeline.registry
@@ -141,10 +149,10 @@ class BrokerApp:
 
             self.registry.register_all(cluster_api_handlers(self.node))
         self.registry.register(api_versions_handler(self.registry))
-        self._services: list[Service] = []
         if self.node is not None:
             self._services.append((self.node.start, self.node.stop))
         self._services.append((self._start_groups, self._stop_groups))
+        self._services.append((self.lag.start, self.lag.stop))
         self._started: list[Service] = []
         self._http_runner: web.AppRunner | None = None
         #: The HTTP application once serving (None without an HTTP listener).
@@ -158,6 +166,29 @@ class BrokerApp:
     @property
     def http_port(self) -> int:
         return self.broker.http_port
+
+    def _build_routers(self) -> tuple[PartitionRouter, GroupRouter]:
+        """A lone broker answers every partition and group itself; a cluster member forwards
+        the others' to their leader or coordinator over the Kafka protocol."""
+        local = LocalRouter(self.broker)
+        local_groups = LocalGroupRouter(self.groups, self.config.node_id)
+        node = self.node
+        if node is None:
+            return local, local_groups
+        from headrace.cluster.connections import ConnectionPool
+        from headrace.cluster.forwarding import ForwardingRouter
+        from headrace.cluster.group_forwarding import ForwardingGroupRouter
+
+        pool = ConnectionPool(node.endpoint_of,
+                              client_id=f"headrace-forwarder-{self.config.node_id}")
+        self._services.append((_nothing, pool.close))
+        partitions = self.config.offsets_topic_partitions
+
+        def coordinator_of(group_id: str) -> CoordinatorNode | None:
+            return node.offsets_leader(offsets_partition_for(group_id, partitions))
+
+        return (ForwardingRouter(local, node.store, self.config.node_id, pool),
+                ForwardingGroupRouter(local_groups, node.store, coordinator_of, pool))
 
     def _build_group_coordinator(self) -> GroupCoordinator:
         broker = self.broker
@@ -232,6 +263,7 @@ class BrokerApp:
         app = create_app(
             self.broker, self.groups, self.metrics, tracer_provider=self.tracer_provider,
             max_body_bytes=self.config.http_max_body_bytes,
+            partition_router=self.router, group_router=self.group_router,
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -270,6 +302,9 @@ class BrokerApp:
         self.broker.logs.close()
         self.data_dir.release()
 
+
+async def _nothing() -> None:
+    return None
 
 
 def bind(listener: Listener) -> None:

@@ -13,7 +13,8 @@ RULES = CHART_DIR / "files" / "alerts.yaml"
 REQUIRED_ALERTS = {
     "HeadraceOfflinePartitions", "HeadraceUnderReplicatedPartitions",
     "HeadraceUnderMinIsrPartitions", "HeadraceIsrShrinking",
-    "HeadraceConsumerLagGrowing", "HeadraceDiskFilling", "HeadraceDiskAlmostFull",
+    "HeadraceConsumerLagGrowing", "HeadraceConsumerGroupWithoutConsumers",
+    "HeadraceDiskFilling", "HeadraceDiskAlmostFull",
     "HeadraceBrokerDown", "HeadraceOperatorReconcileErrors", "HeadraceLogCleanerFailing",
 }
 

@@ -144,12 +144,13 @@ class RunningBroker:
 def http_broker(data_dir: Path, *, tracer_provider: TracerProvider | None = None,
                 max_body_bytes: int | None = None) -> InProcessBroker:
     """The broker the HTTP API tests run: metrics observed, three __consumer_offsets
-    partitions, a lone consumer's first assignment at once."""
+    partitions, a lone consumer's first assignment at once, consumer lag refreshed often."""
     node_id = 1
     return in_process_broker(
         data_dir, observer=BrokerMetrics(node_id, "test"), http=True,
         tracer_provider=tracer_provider, max_body_bytes=max_body_bytes,
         node_id=node_id, offsets_topic_partitions=3, group_initial_rebalance_delay_ms=0,
+        consumer_lag_refresh_seconds=0.1,
     )
 
 

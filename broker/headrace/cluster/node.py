@@ -123,7 +123,7 @@ class ClusterNode:
         )
         self.replicas.propose_isr = self._propose_isr
         self.fetcher = ReplicaFetcher(
-            self.replicas, self._endpoint_of,
+            self.replicas, self.endpoint_of,
             throttle_bytes_per_second=settings.reassignment_throttle_bytes_per_second,
         )
         self.controller = Controller(self.store, self.node_id, tick=0.5)
@@ -251,7 +251,8 @@ class ClusterNode:
 
     # -- following metadata -----------------------------------------------------------------
 
-    def _endpoint_of(self, broker_id: int) -> tuple[str, int] | None:
+    def endpoint_of(self, broker_id: int) -> tuple[str, int] | None:
+        """A registered broker's Kafka endpoint (None: not registered)."""
         registration = self.store.cache.brokers.get(broker_id)
         if registration is None:
             return None

@@ -381,6 +381,13 @@ class ClusteredReplicaManager(ReplicaManager):
     def high_watermark(self, topic: str, partition: int) -> int:
         return self.leader_role(topic, partition).progress.high_watermark
 
+    def hosted_high_watermark(self, topic: str, partition: int) -> int | None:
+        leader = self.leaders.get((topic, partition))
+        if leader is not None:
+            return leader.progress.high_watermark
+        follower = self.followers.get((topic, partition))
+        return None if follower is None else follower.high_watermark
+
     def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> LogRead:
         role = self.leader_role(topic, partition)
         log_ = self.log(topic, partition)

@@ -71,6 +71,8 @@ class BrokerConfig:
     #: before its first rebalance (see docs/groups.md).
     group_initial_rebalance_delay_ms: int = 3000
     retention_check_seconds: float = 30.0
+    #: How often a group coordinator recomputes its groups' lag for /metrics.
+    consumer_lag_refresh_seconds: float = 5.0
     #: Kafka's producer.id.expiration.ms: idempotent producer state idle this long is forgotten.
     producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS
     topic_defaults: dict[str, str] = field(default_factory=dict)

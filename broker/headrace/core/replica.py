@@ -98,6 +98,11 @@ class ReplicaManager:
     def high_watermark(self, topic: str, partition: int) -> int:
         return self.log(topic, partition).log_end_offset
 
+    def hosted_high_watermark(self, topic: str, partition: int) -> int | None:
+        """The high watermark this broker knows for a replica it hosts (leader or follower);
+        None for a partition it holds no replica of (for /metrics)."""
+        return self.high_watermark(topic, partition)
+
     def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> LogRead:
         """Whole committed batches from ``offset`` (at least one if any is available)."""
         log = self.log(topic, partition)

@@ -188,16 +188,22 @@ class ScrapeCollector(Collector):
         lag = GaugeMetricFamily("headrace_consumer_group_lag",
                                 "Records between the committed offset and the log end offset.",
                                 labels=["group", "topic", "partition"])
+        lag_sum = GaugeMetricFamily("headrace_consumer_group_lag_sum",
+                                    "Records the consumer group has yet to read, summed over "
+                                    "its partitions.", labels=["group"])
         members = GaugeMetricFamily("headrace_consumer_group_members",
                                     "Members currently in the consumer group.", labels=["group"])
         series = 0
         for group in source.group_stats():
             members.add_metric([group.group], group.members)
+            if group.lag:
+                lag_sum.add_metric([group.group], sum(group.lag.values()))
             for (topic, partition), records in sorted(group.lag.items()):
                 series += 1
                 if series <= self._max_partition_series:
                     lag.add_metric([group.group, topic, str(partition)], records)
         yield lag
+        yield lag_sum
         yield members
 
     def _disk_metrics(self, source: BrokerStatsSource) -> Iterator[Metric]:

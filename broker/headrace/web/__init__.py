@@ -1,7 +1,9 @@
 """The broker's HTTP face: Kubernetes probes, Prometheus metrics and the REST API.
 
 ``headrace broker`` builds the app with :func:`create_app` and serves it on ``--http-listen``;
-handlers call the broker's in-process services, so HTTP and Kafka clients share one code path.
+handlers call the broker's in-process services, so HTTP and Kafka clients share one code path,
+and reach partitions and groups through the routers the composition root hands in (on a cluster,
+forwarding to leaders and coordinators over the Kafka protocol).
 One middleware wraps every request: it records the HTTP metrics and a tracing span (continuing
 an incoming ``traceparent``), and renders errors as ``{"error_code", "message"}`` JSON.
 """
@@ -31,7 +33,9 @@ from headrace.web.errors import ApiError
 
 if TYPE_CHECKING:
     from headrace.core.broker import Broker
+    from headrace.core.routing import PartitionRouter
     from headrace.groups.coordinator import GroupCoordinator
+    from headrace.groups.routing import GroupRouter
 
 log = logging.getLogger(__name__)
 
@@ -149,16 +153,20 @@ def create_app(
     tracer_provider: trace.TracerProvider | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     consumer_instances: bool = True,
+    partition_router: PartitionRouter | None = None,
+    group_router: GroupRouter | None = None,
 ) -> web.Application:
     """Build the HTTP application over ``broker`` (the in-process services object) and its
     group coordinator; the composition root (:mod:`headrace.app`) supplies the telemetry:
-    ``metrics`` for ``/metrics`` and ``tracer_provider`` (None: tracing off)."""
+    ``metrics`` for ``/metrics`` and ``tracer_provider`` (None: tracing off), and on a cluster
+    the routers that reach other brokers' partitions and groups (None: this broker's own)."""
     from headrace.web import consumers, produce, stream, v3
 
     app = web.Application(middlewares=[_serve], client_max_size=max_body_bytes)
     ctx = WebContext(broker=broker, groups=groups, metrics=metrics,
                      tracer=get_tracer(tracer_provider), max_body_bytes=max_body_bytes,
-                     tracing=tracer_provider is not None)
+                     tracing=tracer_provider is not None, router=partition_router,
+                     group_router=group_router)
     app[WEB_CONTEXT] = ctx
     router = app.router
     router.add_get("/healthz", _healthz)

@@ -1,23 +1,20 @@
-"""Read-only figures about a running broker, shared by the REST API and the metrics scrape.
+"""Read-only figures about a running broker for the metrics scrape.
 
-It adapts the broker services object (``headrace.core.broker.Broker``) and its group
-coordinator to :class:`headrace.observability.metrics.BrokerStatsSource`, and computes consumer
-lag (log end offset - committed offset) in one place for ``/metrics``, ``/v3/.../lags`` and the
-CLI-equivalent HTTP views.
+It adapts the broker services object (``headrace.core.broker.Broker``), its group coordinator
+and the consumer-lag monitor to :class:`headrace.observability.metrics.BrokerStatsSource`:
+per-replica log figures for the partitions this broker hosts (led or followed), and the lag of
+the groups it coordinates as last refreshed by :class:`~headrace.groups.lag.LagMonitor` (a
+scrape never waits on other brokers).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from kio.schema.consumer_protocol_assignment.v0 import ConsumerProtocolAssignment
-from kio.serial import entity_reader
-
-from headrace.core.errors import KafkaError
 from headrace.core.internal_topics import is_internal
+from headrace.groups.lag import LagMonitor, PartitionLag, decode_assignment
 from headrace.observability.metrics import GroupStats, PartitionStats
 
 if TYPE_CHECKING:
@@ -26,39 +23,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_read_assignment = entity_reader(ConsumerProtocolAssignment)
-
-#: Attribute names under which the broker may hold its group coordinator.
-def decode_assignment(data: bytes) -> list[tuple[str, int]]:
-    """Topic-partitions in a consumer protocol assignment (any version; empty if unreadable)."""
-    if len(data) < 2:
-        return []
-    try:
-        assignment, _ = _read_assignment(memoryview(data)[2:], 0)
-    except Exception:  # a non-consumer protocol (e.g. connect) carries other bytes
-        return []
-    return [(tp.topic, int(p)) for tp in assignment.assigned_partitions for p in tp.partitions]
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionLag:
-    group: str
-    topic: str
-    partition: int
-    committed_offset: int
-    log_end_offset: int
-    lag: int
-    member_id: str | None
-    instance_id: str | None
-    client_id: str | None
-
 
 class BrokerView:
-    """Scrape-time and REST-time figures computed from a broker; no state of its own."""
+    """Scrape-time figures computed from a broker; no state of its own."""
 
-    def __init__(self, broker: Broker, groups: GroupCoordinator | None) -> None:
+    def __init__(self, broker: Broker, groups: GroupCoordinator | None,
+                 lag: LagMonitor | None = None) -> None:
         self.broker = broker
         self.groups = groups
+        self.lag = lag
 
     # -- BrokerStatsSource ----------------------------------------------------------------
 
@@ -71,8 +44,10 @@ class BrokerView:
             for partition in range(topic.partitions):
                 try:
                     log_ = logs.get_partition(name, partition)
-                    high_watermark = self.broker.replicas.high_watermark(name, partition)
-                except Exception:  # deleted between listing and reading, or not hosted here
+                    high_watermark = self.broker.replicas.hosted_high_watermark(name, partition)
+                except Exception:  # deleted between listing and reading
+                    continue
+                if high_watermark is None:  # materialized here, but no replica of ours
                     continue
                 is_leader = True
                 if state is not None and partition < len(state.partitions):
@@ -92,49 +67,16 @@ class BrokerView:
         coordinator = self.groups
         if coordinator is None:
             return
+        lags = self.lag.lag if self.lag is not None else {}
         for overview in coordinator.list_groups():
             description = coordinator.describe_group(overview.group_id)
-            lag = {(entry.topic, entry.partition): entry.lag
-                   for entry in self.group_lags(overview.group_id)}
-            yield GroupStats(group=overview.group_id, members=len(description.members), lag=lag)
+            yield GroupStats(group=overview.group_id, members=len(description.members),
+                             lag=lags.get(overview.group_id, {}))
 
     def log_dirs(self) -> Iterable[str]:
         return [str(self.broker.config.data_dir)]
 
-    # -- groups -------------------------------------------------------------------------------
-
-    def group_lags(self, group: str) -> list[PartitionLag]:
-        """Lag of every partition the group has committed or is assigned."""
-        coordinator = self.groups
-        if coordinator is None:
-            return []
-        description = coordinator.describe_group(group)
-        owners: dict[tuple[str, int], Any] = {}
-        for member in description.members:
-            for topic_partition in decode_assignment(member.assignment):
-                owners[topic_partition] = member
-        committed = coordinator.committed_offsets(group)
-        lags = []
-        for topic_partition in sorted(set(committed) | set(owners)):
-            topic, partition = topic_partition
-            try:
-                _, end = self.broker.offsets(topic, partition)
-            except KafkaError:
-                continue
-            offset = committed[topic_partition].offset if topic_partition in committed else -1
-            owner = owners.get(topic_partition)
-            lags.append(PartitionLag(
-                group=group,
-                topic=topic,
-                partition=partition,
-                committed_offset=offset,
-                log_end_offset=end,
-                lag=max(0, end - offset) if offset >= 0 else end,
-                member_id=owner.member_id if owner else None,
-                instance_id=owner.group_instance_id if owner else None,
-                client_id=owner.client_id if owner else None,
-            ))
-        return lags
+    # -- topics -------------------------------------------------------------------------------
 
     def visible_topics(self, include_internal: bool = False) -> list[str]:
         logs = self.broker.logs

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from opentelemetry import trace
 
+from headrace.core.routing import LocalRouter, PartitionRouter
+from headrace.groups.routing import GroupRouter, LocalGroupRouter
 from headrace.observability.metrics import BrokerMetrics
 from headrace.storage import TopicMetadata
 from headrace.web import errors
@@ -41,14 +43,33 @@ class WebContext:
     round_robin: int = 0
     #: A tracer provider is configured (else the tracer is OpenTelemetry's no-op).
     tracing: bool = False
+    #: Where partitions' offsets, appends and reads go (None: this broker's own services).
+    router: PartitionRouter | None = None
+    #: Where group requests go (None: this broker's coordinator, if any).
+    group_router: GroupRouter | None = None
     _http_series: dict[tuple[str, str, int], tuple[Any, Any]] = field(
         init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.view = BrokerView(self.broker, self.groups)
-        broker = self.broker
+        if self.router is None:
+            self.router = LocalRouter(self.broker)
+        if self.group_router is None and self.groups is not None:
+            self.group_router = LocalGroupRouter(self.groups, self.broker.config.node_id)
+        router = self.router
         self.group_commit = GroupCommit(
-            lambda topic, partition, batches: broker.produce(topic, partition, batches, acks=-1))
+            lambda topic, partition, batches: router.produce(topic, partition, batches, acks=-1))
+
+    @property
+    def partitions(self) -> PartitionRouter:
+        """The partition router (always set once built)."""
+        assert self.router is not None
+        return self.router
+
+    def require_groups(self) -> GroupRouter:
+        if self.group_router is None:
+            raise ApiError(503, errors.GROUPS_UNAVAILABLE, "this broker has no group coordinator")
+        return self.group_router
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request; label children are looked up once per (method, route,

@@ -61,8 +61,12 @@ def from_kafka_error(error: KafkaError) -> ApiError:
         return ApiError(400, OFFSET_OUT_OF_RANGE, message)
     if code in (ErrorCode.not_leader_or_follower, ErrorCode.leader_not_available,
                 ErrorCode.kafka_storage_error, ErrorCode.not_enough_replicas,
-                ErrorCode.not_enough_replicas_after_append, ErrorCode.request_timed_out):
+                ErrorCode.not_enough_replicas_after_append, ErrorCode.request_timed_out,
+                ErrorCode.fenced_leader_epoch, ErrorCode.unknown_leader_epoch):
         return ApiError(503, NOT_LEADER, message)
+    if code in (ErrorCode.not_coordinator, ErrorCode.coordinator_not_available,
+                ErrorCode.coordinator_load_in_progress):
+        return ApiError(503, GROUPS_UNAVAILABLE, message)
     if code is ErrorCode.topic_authorization_failed:
         return ApiError(403, FORBIDDEN, message)
     if code is ErrorCode.unknown_server_error:

@@ -1,10 +1,11 @@
 """Live stream of a topic as Server-Sent Events: ``GET /v3/clusters/{c}/topics/{t}/stream``.
 
 Starts from an offset, a timestamp, a consumer group's committed position, the beginning or the
-end, then follows the log: when caught up it parks on the broker's wake-on-append purgatory
-(``Broker.wait_for_append``), so new records go out as soon as they are appended, with a
-keep-alive comment every ``keepalive`` seconds. Each event's ``id`` is ``partition:offset``.
-Reads go straight to the partition logs in-process; nothing is committed for the group.
+end, then follows the log through the app's partition router: partitions this broker leads are
+read in-process and, when caught up, park on the wake-on-append purgatory; on a cluster the
+others are long-polled from their leaders with Fetch. New records go out as soon as they are
+appended, with a keep-alive comment every ``keepalive`` seconds. Each event's ``id`` is
+``partition:offset``. Nothing is committed for the group.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from headrace.core.errors import KafkaError
-from headrace.record import iter_records
+from headrace.core.routing import Fetched, Offsets
+from headrace.record import iter_records, whole_batches
 from headrace.web import errors
 from headrace.web.context import WebContext, context_of, int_param
 from headrace.web.errors import ApiError, from_kafka_error
@@ -31,60 +33,72 @@ from headrace.web.records import (
 STREAM = "/v3/clusters/{cluster_id}/topics/{topic_name}/stream"
 #: One encoder for every event (json.dumps with options builds a new one per call).
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-READ_BYTES = 1 << 20
 DEFAULT_KEEPALIVE_SECONDS = 15.0
 
 
-def _start_positions(request: web.Request, ctx: WebContext, topic: str,
-                     partitions: list[int]) -> dict[int, int]:
+async def _ranges(ctx: WebContext, topic: str, partitions: list[int]) -> dict[int, Offsets]:
+    """Each partition's readable range from its leader; an error answers the request."""
+    found = await ctx.partitions.offsets((topic, p) for p in partitions)
+    ranges = {}
+    for p in partitions:
+        outcome = found[(topic, p)]
+        if isinstance(outcome, KafkaError):
+            raise from_kafka_error(outcome)
+        ranges[p] = outcome
+    return ranges
+
+
+async def _start_positions(request: web.Request, ctx: WebContext, topic: str,
+                           partitions: list[int]) -> dict[int, int]:
     query = request.query
     chosen = [name for name in ("offset", "timestamp", "group", "from") if name in query]
     if len(chosen) > 1:
         raise ApiError(400, errors.INVALID_FIELD,
                        f"give only one of offset, timestamp, group, from (got {', '.join(chosen)})")
     positions: dict[int, int] = {}
-    try:
-        if "offset" in query:
-            offset = int_param(request, "offset", minimum=0)
-            assert offset is not None
-            for p in partitions:
-                start, end = ctx.broker.offsets(topic, p)
-                if not start <= offset <= end:
-                    raise ApiError(400, errors.OFFSET_OUT_OF_RANGE,
-                                   f"offset {offset} is outside [{start}, {end}] of partition {p}")
-                positions[p] = offset
-        elif "timestamp" in query:
-            raw = query["timestamp"]
+    if "timestamp" in query:
+        raw = query["timestamp"]
+        try:
+            millis = parse_timestamp("timestamp", int(raw) if raw.isdigit() else raw)
+        except InvalidRecordError as exc:
+            raise ApiError(400, errors.INVALID_FIELD, str(exc)) from None
+        assert millis is not None
+        ranges = await _ranges(ctx, topic, partitions)
+        for p in partitions:
             try:
-                millis = parse_timestamp("timestamp", int(raw) if raw.isdigit() else raw)
-            except InvalidRecordError as exc:
-                raise ApiError(400, errors.INVALID_FIELD, str(exc)) from None
-            assert millis is not None
-            for p in partitions:
-                offset, _ = ctx.broker.list_offsets(topic, p, millis)
-                positions[p] = offset if offset >= 0 else ctx.broker.offsets(topic, p)[1]
+                offset = await ctx.partitions.offset_for_time(topic, p, millis)
+            except KafkaError as error:
+                raise from_kafka_error(error) from None
+            positions[p] = offset if offset >= 0 else ranges[p].high_watermark
+        return positions
+    wanted: int | None = None
+    if "offset" in query:
+        wanted = int_param(request, "offset", minimum=0)
+    where = query.get("from", "end")
+    if "from" in query and where not in ("beginning", "end"):
+        raise ApiError(400, errors.INVALID_FIELD, "from must be beginning or end")
+    committed: dict[tuple[str, int], int] = {}
+    if "group" in query:
+        try:
+            committed = await ctx.require_groups().committed_offsets(query["group"])
+        except KafkaError as error:
+            raise from_kafka_error(error) from None
+    ranges = await _ranges(ctx, topic, partitions)
+    for p in partitions:
+        start, end = ranges[p].log_start_offset, ranges[p].high_watermark
+        if wanted is not None:
+            if not start <= wanted <= end:
+                raise ApiError(400, errors.OFFSET_OUT_OF_RANGE,
+                               f"offset {wanted} is outside [{start}, {end}] of partition {p}")
+            positions[p] = wanted
         elif "group" in query:
-            coordinator = ctx.groups
-            if coordinator is None:
-                raise ApiError(503, errors.GROUPS_UNAVAILABLE, "this broker has no groups")
-            committed = coordinator.committed_offsets(query["group"])
-            reset = query.get("reset", "earliest")
-            for p in partitions:
-                start, end = ctx.broker.offsets(topic, p)
-                found = committed.get((topic, p))
-                if found is not None and start <= found.offset <= end:
-                    positions[p] = found.offset
-                else:
-                    positions[p] = start if reset == "earliest" else end
+            found = committed.get((topic, p))
+            if found is not None and start <= found <= end:
+                positions[p] = found
+            else:
+                positions[p] = start if query.get("reset", "earliest") == "earliest" else end
         else:
-            where = query.get("from", "end")
-            if where not in ("beginning", "end"):
-                raise ApiError(400, errors.INVALID_FIELD, "from must be beginning or end")
-            for p in partitions:
-                start, end = ctx.broker.offsets(topic, p)
-                positions[p] = start if where == "beginning" else end
-    except KafkaError as error:
-        raise from_kafka_error(error) from None
+            positions[p] = start if where == "beginning" else end
     return positions
 
 
@@ -104,7 +118,7 @@ async def stream_topic(request: web.Request) -> web.StreamResponse:
     limit = int_param(request, "limit", None, minimum=1)
     keepalive = float(int_param(request, "keepalive_ms", None, minimum=10) or
                       DEFAULT_KEEPALIVE_SECONDS * 1000) / 1000
-    positions = _start_positions(request, ctx, topic_name, partitions)
+    positions = await _start_positions(request, ctx, topic_name, partitions)
 
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream",
@@ -113,45 +127,47 @@ async def stream_topic(request: web.Request) -> web.StreamResponse:
     })
     await response.prepare(request)
     sent = 0
-    while limit is None or sent < limit:
-        events, sent_now = _read_events(ctx, topic_name, positions,
-                                        record_format,
-                                        None if limit is None else limit - sent)
-        if events:
-            await response.write(events.encode())
-            sent += sent_now
-            continue
-        started = time.monotonic()
-        woke = await ctx.broker.wait_for_append([(topic_name, p) for p in partitions], keepalive)
-        if not woke and time.monotonic() - started >= keepalive * 0.9:
-            await response.write(b": keep-alive\n\n")
+    last_write = time.monotonic()
+    source = ctx.partitions.reader(topic_name)
+    try:
+        while limit is None or sent < limit:
+            with ctx.span("fetch", {"messaging.system": "kafka",
+                                    "messaging.destination.name": topic_name,
+                                    "messaging.operation": "receive"}):
+                fetched = await source.poll(dict(positions), keepalive)
+            events, sent_now = _events(ctx, topic_name, positions, fetched, record_format,
+                                       None if limit is None else limit - sent)
+            now = time.monotonic()
+            if events:
+                await response.write(events.encode())
+                sent += sent_now
+                last_write = now
+            elif now - last_write >= keepalive * 0.9:
+                await response.write(b": keep-alive\n\n")
+                last_write = now
+    finally:
+        await source.close()
     await response.write_eof()
     return response
 
 
-def _read_events(ctx: WebContext, topic: str, positions: dict[int, int],
-                 record_format: RecordFormat, budget: int | None) -> tuple[str, int]:
-    """SSE text for the records available now from ``positions`` (advanced in place)."""
+def _events(ctx: WebContext, topic: str, positions: dict[int, int], fetched: list[Fetched],
+            record_format: RecordFormat, budget: int | None) -> tuple[str, int]:
+    """SSE text for the records ``fetched`` from ``positions`` (advanced in place)."""
     parts: list[str] = []
     count = 0
-    for partition, position in positions.items():
+    for read in fetched:
+        partition = read.partition
+        if read.error is not None or partition not in positions:
+            continue  # the topic vanished or its leader moved; the next poll re-checks
         if budget is not None and count >= budget:
             break
-        try:
-            start, end = ctx.broker.offsets(topic, partition)
-            if position < start:  # retention moved past us: continue from the new start
-                position = positions[partition] = start
-            if position >= end:
-                continue
-            with ctx.tracer.start_as_current_span("fetch", attributes={
-                    "messaging.system": "kafka", "messaging.destination.name": topic,
-                    "messaging.operation": "receive"}), \
-                    ctx.broker.read(topic, partition, position, READ_BYTES) as read:
-                data = read.to_bytes()
-                high = read.high_offset
-        except KafkaError:
-            continue  # the topic vanished or moved; the next round re-checks
+        position = positions[partition]
+        if position < read.log_start_offset:  # retention moved past us: continue from there
+            positions[partition] = read.log_start_offset
+            continue
         records = 0
+        data = read.data
         for record in iter_records(data, position):
             if budget is not None and count >= budget:
                 break
@@ -161,9 +177,11 @@ def _read_events(ctx: WebContext, topic: str, positions: dict[int, int],
             positions[partition] = record.offset + 1
             count += 1
             records += 1
-        else:
-            positions[partition] = max(positions[partition], high)
-        ctx.metrics.on_fetched(topic, partition, len(data), records)
+        else:  # past batches with nothing to show (control records, compacted away)
+            positions[partition] = max([positions[partition]] + [
+                header.next_offset for header, _ in whole_batches(data)])
+        if data:
+            ctx.metrics.on_fetched(topic, partition, len(data), records)
     return "".join(parts), count
 
 

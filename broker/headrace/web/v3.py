@@ -1,22 +1,28 @@
 """Confluent REST Proxy v3-style admin resources: clusters, brokers, topics, partitions, configs,
 consumer groups with their consumers and lag.
 
-Handlers only translate between JSON and the broker services (``Broker.create_topic``,
+Partition offsets and group answers come through the app's routers (``ctx.partitions``,
+``ctx.group_router``), so any broker of a cluster answers for every partition and group; topic
+listings, leaders, replicas and ISR come from the cluster metadata. Handlers only translate
+between JSON and the broker services (``Broker.create_topic``,
 ``describe_topic_configs``, ``incremental_alter_configs``...), so the HTTP API applies exactly
 the validation of the Kafka admin APIs.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
 
 from headrace.core.errors import KafkaError
 from headrace.core.internal_topics import is_internal
+from headrace.core.routing import Offsets
 from headrace.core.topics import TopicSpec
+from headrace.groups.lag import PartitionLag, decode_assignment, lag_partitions, lags_from
+from headrace.groups.views import GroupDescription
 from headrace.web import errors
-from headrace.web.broker_view import decode_assignment
 from headrace.web.context import (
     WebContext,
     base_url,
@@ -185,17 +191,16 @@ async def delete_topic(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _partition(request: web.Request, ctx: WebContext, name: str, partition: int
-               ) -> dict[str, Any]:
+def _partition(request: web.Request, ctx: WebContext, name: str, partition: int,
+               offsets: Offsets | KafkaError | None) -> dict[str, Any]:
+    """A partition as the cluster metadata describes it, with its leader's offsets (null
+    when ``offsets`` is an error: a listing still shows the partitions that have no leader)."""
     state = ctx.broker.metadata.topic(name)
     leader, replicas, isr = ctx.broker.config.node_id, [ctx.broker.config.node_id], []
     if state is not None and partition < len(state.partitions):
         p = state.partitions[partition]
         leader, replicas, isr = p.leader, list(p.replicas), list(p.isr)
-    try:
-        start, end = ctx.broker.offsets(name, partition)
-    except KafkaError as error:
-        raise from_kafka_error(error) from None
+    known = offsets if isinstance(offsets, Offsets) else None
     path = f"/v3/clusters/{ctx.broker.cluster_id}/topics/{name}/partitions/{partition}"
     return {
         "kind": "KafkaPartition",
@@ -206,8 +211,8 @@ def _partition(request: web.Request, ctx: WebContext, name: str, partition: int
         "leader": {"broker_id": leader},
         "replicas": [{"broker_id": r, "is_leader": r == leader, "is_in_sync": r in isr}
                      for r in replicas],
-        "earliest_offset": start,
-        "latest_offset": end,
+        "earliest_offset": known.log_start_offset if known else None,
+        "latest_offset": known.high_watermark if known else None,
     }
 
 
@@ -216,7 +221,9 @@ async def list_partitions(request: web.Request) -> web.Response:
     ctx.require_cluster(request.match_info["cluster_id"])
     name = request.match_info["topic_name"]
     topic = ctx.require_topic(name)
-    data = [_partition(request, ctx, name, p) for p in range(topic.partitions)]
+    offsets = await ctx.partitions.offsets((name, p) for p in range(topic.partitions))
+    data = [_partition(request, ctx, name, p, offsets.get((name, p)))
+            for p in range(topic.partitions)]
     return json_response({"kind": "KafkaPartitionList", "data": data})
 
 
@@ -226,7 +233,10 @@ async def get_partition(request: web.Request) -> web.Response:
     name = request.match_info["topic_name"]
     partition = path_int(request, "partition_id")
     ctx.require_partition(name, partition)
-    return json_response(_partition(request, ctx, name, partition))
+    offsets = (await ctx.partitions.offsets([(name, partition)]))[(name, partition)]
+    if isinstance(offsets, KafkaError):
+        raise from_kafka_error(offsets)
+    return json_response(_partition(request, ctx, name, partition, offsets))
 
 
 def _configs(ctx: WebContext, name: str) -> dict[str, tuple[str, bool]]:
@@ -332,17 +342,20 @@ async def alter_topic_configs(request: web.Request) -> web.Response:
 # -- consumer groups ---------------------------------------------------------------------------
 
 
-def _coordinator(ctx: WebContext) -> Any:
-    coordinator = ctx.groups
-    if coordinator is None:
-        raise ApiError(503, errors.GROUPS_UNAVAILABLE, "this broker has no group coordinator")
-    return coordinator
-
-
-def _group(request: web.Request, ctx: WebContext, group_id: str) -> dict[str, Any]:
-    description = _coordinator(ctx).describe_group(group_id)
+async def _describe(ctx: WebContext, group_id: str) -> GroupDescription:
+    """The group as its coordinator describes it; 404 if it does not exist."""
+    try:
+        description = await ctx.require_groups().describe_group(group_id)
+    except KafkaError as error:
+        raise from_kafka_error(error) from None
     if description.state in ("", "Dead"):
         raise ApiError(404, errors.UNKNOWN_GROUP, f"consumer group {group_id!r} not found")
+    return description
+
+
+def _group(request: web.Request, ctx: WebContext, description: GroupDescription
+           ) -> dict[str, Any]:
+    group_id = description.group_id
     path = f"/v3/clusters/{ctx.broker.cluster_id}/consumer-groups/{group_id}"
     return {
         "kind": "KafkaConsumerGroup",
@@ -354,7 +367,7 @@ def _group(request: web.Request, ctx: WebContext, group_id: str) -> dict[str, An
         "state": description.state.upper(),
         "generation_id": description.generation_id,
         "members_count": len(description.members),
-        "coordinator": {"broker_id": ctx.broker.config.node_id},
+        "coordinator": {"broker_id": ctx.require_groups().coordinator_id(group_id)},
         "consumers": _link(request, path + "/consumers"),
         "lag_summary": _link(request, path + "/lag-summary"),
         "lags": _link(request, path + "/lags"),
@@ -364,24 +377,29 @@ def _group(request: web.Request, ctx: WebContext, group_id: str) -> dict[str, An
 async def list_groups(request: web.Request) -> web.Response:
     ctx = context_of(request)
     ctx.require_cluster(request.match_info["cluster_id"])
-    coordinator = _coordinator(ctx)
-    data = [_group(request, ctx, overview.group_id) for overview in coordinator.list_groups()
-            if coordinator.describe_group(overview.group_id).state not in ("", "Dead")]
+    groups = ctx.require_groups()
+    try:
+        overviews = await groups.list_groups()
+        descriptions = await asyncio.gather(
+            *(groups.describe_group(o.group_id) for o in overviews))
+    except KafkaError as error:
+        raise from_kafka_error(error) from None
+    data = [_group(request, ctx, d) for d in descriptions if d.state not in ("", "Dead")]
     return json_response({"kind": "KafkaConsumerGroupList", "data": data})
 
 
 async def get_group(request: web.Request) -> web.Response:
     ctx = context_of(request)
     ctx.require_cluster(request.match_info["cluster_id"])
-    return json_response(_group(request, ctx, request.match_info["consumer_group_id"]))
+    description = await _describe(ctx, request.match_info["consumer_group_id"])
+    return json_response(_group(request, ctx, description))
 
 
 async def list_group_consumers(request: web.Request) -> web.Response:
     ctx = context_of(request)
     ctx.require_cluster(request.match_info["cluster_id"])
     group_id = request.match_info["consumer_group_id"]
-    _group(request, ctx, group_id)
-    description = _coordinator(ctx).describe_group(group_id)
+    description = await _describe(ctx, group_id)
     data = [
         {
             "kind": "KafkaConsumer",
@@ -399,11 +417,23 @@ async def list_group_consumers(request: web.Request) -> web.Response:
     return json_response({"kind": "KafkaConsumerList", "data": data})
 
 
+async def _group_lags(ctx: WebContext, group_id: str) -> list[PartitionLag]:
+    """The group's lag now: its coordinator's committed offsets against the leaders' high
+    watermarks."""
+    description = await _describe(ctx, group_id)
+    try:
+        committed = await ctx.require_groups().committed_offsets(group_id)
+    except KafkaError as error:
+        raise from_kafka_error(error) from None
+    keys, _ = lag_partitions(description, committed)
+    ends: dict[tuple[str, int], Offsets | Exception] = dict(await ctx.partitions.offsets(keys))
+    return lags_from(group_id, description, committed, ends)
+
+
 async def list_group_lags(request: web.Request) -> web.Response:
     ctx = context_of(request)
     ctx.require_cluster(request.match_info["cluster_id"])
     group_id = request.match_info["consumer_group_id"]
-    _group(request, ctx, group_id)
     data = [
         {
             "kind": "KafkaConsumerLag",
@@ -418,7 +448,7 @@ async def list_group_lags(request: web.Request) -> web.Response:
             "instance_id": lag.instance_id,
             "client_id": lag.client_id,
         }
-        for lag in ctx.view.group_lags(group_id)
+        for lag in await _group_lags(ctx, group_id)
     ]
     return json_response({"kind": "KafkaConsumerLagList", "data": data})
 
@@ -427,8 +457,7 @@ async def group_lag_summary(request: web.Request) -> web.Response:
     ctx = context_of(request)
     ctx.require_cluster(request.match_info["cluster_id"])
     group_id = request.match_info["consumer_group_id"]
-    _group(request, ctx, group_id)
-    lags = ctx.view.group_lags(group_id)
+    lags = await _group_lags(ctx, group_id)
     worst = max(lags, key=lambda lag: lag.lag, default=None)
     return json_response({
         "kind": "KafkaConsumerGroupLagSummary",
