@@ -74,7 +74,7 @@ def test_a_denied_topic_fails_all_its_partitions_without_answering_them() -> Non
 
 
 def test_a_topic_the_check_refuses_fails_all_its_partitions() -> None:
-    def check(topic: str) -> None:
+    async def check(topic: str) -> None:
         if topic == "b":
             raise KafkaError(ErrorCode.unknown_topic_or_partition, topic)
 
