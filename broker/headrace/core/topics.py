@@ -53,7 +53,7 @@ def kafka_error_from_storage(error: StorageError) -> KafkaError:
         code = ErrorCode(error.kafka_error_code)
     except ValueError:
         code = ErrorCode.kafka_storage_error
-    return KafkaError(code, str(error) or code.name)
+    return KafkaError(code, str(error) or code.name, tuple(getattr(error, "record_errors", ())))
 
 
 #: A change of a topic's config overrides: the new overrides from the current ones.

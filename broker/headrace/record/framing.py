@@ -109,8 +109,8 @@ def check_records(
             if need_keys and record.key is None:
                 keyless.append(expected - base_offset)
             expected += 1
-    except CorruptRecordException as error:
-        index = expected - base_offset
+    except CorruptRecordException as error:  # bytes left after the last record: its fault
+        index = min(expected - base_offset, count - 1)
         raise _problem(index, _without_prefix(str(error))) from None
     if expected - base_offset != count:  # the decoder stops at recordCount; belt and braces
         raise _problem(expected - base_offset, f"batch holds fewer than {count} records")

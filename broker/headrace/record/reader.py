@@ -28,16 +28,19 @@ from headrace.record.compression import (
     CODEC_MASK,
     MAX_INFLATED_BATCH_BYTES,
     NONE,
+    SUPPORTED,
     codec_of,
     decompress,
 )
 from headrace.record.errors import CorruptBatchError, MalformedBatchError, OversizedBatchError
 from headrace.record.layout import (
+    ATTRIBUTES_AT,
     CRC_START,
     HEADER,
     HEADER_SIZE,
     LOG_OVERHEAD,
     MAGIC,
+    MAGIC_AT,
     BatchHeader,
     crc32c,
 )
@@ -62,6 +65,11 @@ def parse_batches(
         raise MalformedBatchError("no record batches in the request")
     position = 0
     while position < total:
+        if total - position > MAGIC_AT and buf[position + MAGIC_AT] != MAGIC:
+            # Legacy message sets (magic 0 and 1) carry their magic at the same byte.
+            raise MalformedBatchError(
+                f"unsupported magic {buf[position + MAGIC_AT]} (only v2 batches)"
+            )
         if total - position < HEADER_SIZE:
             raise MalformedBatchError(f"truncated batch header at byte {position}")
         header = BatchHeader(position, *HEADER.unpack_from(buf, position))
@@ -115,6 +123,36 @@ def whole_batches(data: Buffer) -> Iterator[tuple[BatchHeader, memoryview]]:
             return
         yield BatchHeader(position, *HEADER.unpack_from(view, position)), view[position:end]
         position = end
+
+
+#: Plain batches are cheap to walk up to this size (a default ``max.message.bytes`` batch takes
+#: about 2 ms); compressed ones up to :data:`COSTLY_COMPRESSED_BYTES`, since a few KiB may
+#: inflate a thousandfold.
+COSTLY_PLAIN_BYTES = 1024 * 1024
+COSTLY_COMPRESSED_BYTES = 4096
+_INFLATED = SUPPORTED - {NONE}  # the codecs whose records this package opens by inflating
+_I16 = struct.Struct(">h")
+
+
+def costly_to_open(data: Buffer) -> bool:
+    """Whether opening the records of these batches may take long enough to stall an event
+    loop (plain ones over :data:`COSTLY_PLAIN_BYTES` in all, or any compressed one over
+    :data:`COSTLY_COMPRESSED_BYTES`), so the caller does it in a worker thread. Only lengths
+    and attributes are read: bytes that do not frame are left to the (then quick) reader."""
+    view = memoryview(data).cast("B")
+    total = len(view)
+    if total > COSTLY_PLAIN_BYTES:
+        return True
+    position = 0
+    while total - position >= HEADER_SIZE:
+        size = _BATCH_LENGTH.unpack_from(view, position + 8)[0] + LOG_OVERHEAD
+        attributes = _I16.unpack_from(view, position + ATTRIBUTES_AT)[0]
+        if codec_of(attributes) in _INFLATED and size > COSTLY_COMPRESSED_BYTES:
+            return True
+        if size < HEADER_SIZE:
+            return False
+        position += size
+    return False
 
 
 def batches_end(data: Buffer) -> int:

@@ -14,6 +14,8 @@ from headrace.storage.errors import (
     InvalidConfigError,
     InvalidPartitionsError,
     InvalidProducerEpochError,
+    InvalidRecordError,
+    InvalidTimestampError,
     InvalidTopicError,
     OffsetOutOfRangeError,
     OutOfOrderSequenceError,
@@ -35,11 +37,13 @@ from headrace.storage.results import (
     RetentionReport,
     TopicMetadata,
 )
+from headrace.storage.validation import CheckedBatches
 
 __all__ = [
     "DEFAULT_PRODUCER_ID_EXPIRATION_MS",
     "AppendResult",
     "BatchTooLargeError",
+    "CheckedBatches",
     "CleanerCheckpoint",
     "CleaningStats",
     "CleaningTask",
@@ -50,6 +54,8 @@ __all__ = [
     "InvalidConfigError",
     "InvalidPartitionsError",
     "InvalidProducerEpochError",
+    "InvalidRecordError",
+    "InvalidTimestampError",
     "InvalidTopicError",
     "LogConfig",
     "LogManager",

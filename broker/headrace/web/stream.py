@@ -9,14 +9,15 @@ Reads go straight to the partition logs in-process; nothing is committed for the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 from aiohttp import web
 
+from headrace import record
 from headrace.core.errors import KafkaError
-from headrace.record import iter_records
 from headrace.web import errors
 from headrace.web.context import WebContext, context_of, int_param
 from headrace.web.errors import ApiError, from_kafka_error
@@ -114,9 +115,9 @@ async def stream_topic(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     sent = 0
     while limit is None or sent < limit:
-        events, sent_now = _read_events(ctx, topic_name, positions,
-                                        record_format,
-                                        None if limit is None else limit - sent)
+        events, sent_now = await _read_events(ctx, topic_name, positions,
+                                              record_format,
+                                              None if limit is None else limit - sent)
         if events:
             await response.write(events.encode())
             sent += sent_now
@@ -129,9 +130,13 @@ async def stream_topic(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _read_events(ctx: WebContext, topic: str, positions: dict[int, int],
-                 record_format: RecordFormat, budget: int | None) -> tuple[str, int]:
-    """SSE text for the records available now from ``positions`` (advanced in place)."""
+async def _read_events(ctx: WebContext, topic: str, positions: dict[int, int],
+                       record_format: RecordFormat, budget: int | None) -> tuple[str, int]:
+    """SSE text for the records available now from ``positions`` (advanced in place).
+
+    Reads run on the event loop (the logs are the loop's); decoding runs in a worker thread
+    when the bytes read hold compressed or many records (:func:`record.costly_to_open`).
+    """
     parts: list[str] = []
     count = 0
     for partition, position in positions.items():
@@ -151,20 +156,52 @@ def _read_events(ctx: WebContext, topic: str, positions: dict[int, int],
                 high = read.high_offset
         except KafkaError:
             continue  # the topic vanished or moved; the next round re-checks
-        records = 0
-        for record in iter_records(data, position):
-            if budget is not None and count >= budget:
-                break
-            payload: dict[str, Any] = render_record(topic, partition, record, record_format)
-            parts.append(f"id: {partition}:{record.offset}\nevent: record\n"
-                         f"data: {_encode(payload)}\n\n")
-            positions[partition] = record.offset + 1
-            count += 1
-            records += 1
+        left = None if budget is None else budget - count
+        if record.costly_to_open(data):
+            text, records, position, complete = await asyncio.to_thread(
+                _render_events, topic, partition, data, position, record_format, left)
         else:
-            positions[partition] = max(positions[partition], high)
+            text, records, position, complete = _render_events(
+                topic, partition, data, position, record_format, left)
+        parts.append(text)
+        count += records
+        positions[partition] = max(position, high) if complete else position
         ctx.metrics.on_fetched(topic, partition, len(data), records)
     return "".join(parts), count
+
+
+def _render_events(topic: str, partition: int, data: bytes, position: int,
+                   record_format: RecordFormat, budget: int | None
+                   ) -> tuple[str, int, int, bool]:
+    """(SSE text, records in it, the next position, whether all of ``data`` was rendered).
+
+    A batch whose records cannot be opened (malformed, a codec we do not decode, or inflating
+    past the bound of :mod:`headrace.record.compression`) becomes one ``error`` event and is
+    skipped, so the stream neither dies nor retries it forever.
+    """
+    parts: list[str] = []
+    count = 0
+    for header, batch in record.whole_batches(data):
+        if header.is_control or header.next_offset <= position:
+            continue
+        try:
+            for entry in record.batch_records(batch, header):
+                if entry.offset < position:
+                    continue
+                if budget is not None and count >= budget:
+                    return "".join(parts), count, position, False
+                payload: dict[str, Any] = render_record(topic, partition, entry, record_format)
+                parts.append(f"id: {partition}:{entry.offset}\nevent: record\n"
+                             f"data: {_encode(payload)}\n\n")
+                position = entry.offset + 1
+                count += 1
+        except record.RecordError as error:
+            problem = {"partition": partition, "offset": header.base_offset,
+                       "last_offset": header.last_offset, "message": str(error)}
+            parts.append(f"id: {partition}:{header.last_offset}\nevent: error\n"
+                         f"data: {_encode(problem)}\n\n")
+            position = header.next_offset
+    return "".join(parts), count, position, True
 
 
 def add_routes(app: web.Application) -> None:
