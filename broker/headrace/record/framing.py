@@ -112,6 +112,10 @@ def check_records(
     except CorruptRecordException as error:  # bytes left after the last record: its fault
         index = min(expected - base_offset, count - 1)
         raise _problem(index, _without_prefix(str(error))) from None
+    except UnicodeDecodeError:
+        # Kafka reads header keys as UTF-8 strings; clients in Python fail on any other bytes,
+        # so they are refused here rather than stored to crash consumers.
+        raise _problem(expected - base_offset, "a header key is not UTF-8") from None
     if expected - base_offset != count:  # the decoder stops at recordCount; belt and braces
         raise _problem(expected - base_offset, f"batch holds fewer than {count} records")
     if keyless:

@@ -67,8 +67,8 @@ def check_producer_batches(
     headers = validate_batches(view, max_batch_bytes=config.max_message_bytes, leader=True)
     window = None
     if config.message_timestamp_type == "CreateTime":
-        window = record.TimestampWindow(
-            now_ms - config.message_timestamp_before_max_ms,
+        window = record.TimestampWindow(  # a timestamp is -1 (none) or a time since 1970
+            max(0, now_ms - config.message_timestamp_before_max_ms),
             now_ms + config.message_timestamp_after_max_ms,
         )
     max_timestamps: list[int] = []
