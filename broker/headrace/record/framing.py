@@ -90,25 +90,35 @@ def check_records(
     Raises :class:`InvalidRecordsError` naming the first malformed record (framing problems
     stop the walk) or every record out of the timestamp ``window`` / without a key.
     """
+    # The hot loop does the least per record: offsets, timestamp extremes and whether any key
+    # is missing; only a batch that breaks a rule is walked again to name its records.
     expected = base_offset
     top = NO_TIMESTAMP
-    keyless: list[int] = []
-    late: list[tuple[int, int]] = []
+    bottom = 2**63
+    keyless = False
     try:
-        for record in DefaultRecordBatch(plain_batch):
-            if record.offset != expected:
-                index = expected - base_offset
-                raise _problem(index, f"offset delta {record.offset - base_offset} "
-                                      f"where {index} was due")
-            timestamp = record.timestamp
-            if timestamp > top:
-                top = timestamp
-            if window is not None and not window.low <= timestamp <= window.high \
-                    and timestamp != NO_TIMESTAMP:
-                late.append((expected - base_offset, timestamp))
-            if need_keys and record.key is None:
-                keyless.append(expected - base_offset)
-            expected += 1
+        if need_keys:
+            for entry in DefaultRecordBatch(plain_batch):
+                if entry.offset != expected:
+                    raise _offset_problem(entry.offset, expected, base_offset)
+                timestamp = entry.timestamp
+                if timestamp > top:
+                    top = timestamp
+                if timestamp < bottom:
+                    bottom = timestamp
+                if entry.key is None:
+                    keyless = True
+                expected += 1
+        else:
+            for entry in DefaultRecordBatch(plain_batch):
+                if entry.offset != expected:
+                    raise _offset_problem(entry.offset, expected, base_offset)
+                timestamp = entry.timestamp
+                if timestamp > top:
+                    top = timestamp
+                if timestamp < bottom:
+                    bottom = timestamp
+                expected += 1
     except CorruptRecordException as error:  # bytes left after the last record: its fault
         index = min(expected - base_offset, count - 1)
         raise _problem(index, _without_prefix(str(error))) from None
@@ -120,16 +130,26 @@ def check_records(
         raise _problem(expected - base_offset, f"batch holds fewer than {count} records")
     if keyless:
         message = "compacted topic cannot accept a record without a key"
-        raise InvalidRecordsError(message, [(i, message) for i in keyless])
-    if late:
-        assert window is not None
+        indexes = [i for i, entry in enumerate(DefaultRecordBatch(plain_batch))
+                   if entry.key is None]
+        raise InvalidRecordsError(message, [(i, message) for i in indexes])
+    if window is not None and (top > window.high or bottom < window.low):
         bounds = f"[{window.low}, {window.high}]"
-        raise InvalidRecordsError(
-            f"timestamp out of range {bounds}",
-            [(i, f"timestamp {t} is out of range {bounds}") for i, t in late],
-            timestamp=True,
-        )
+        late = [(i, entry.timestamp) for i, entry in enumerate(DefaultRecordBatch(plain_batch))
+                if entry.timestamp != NO_TIMESTAMP
+                and not window.low <= entry.timestamp <= window.high]
+        if late:
+            raise InvalidRecordsError(
+                f"timestamp out of range {bounds}",
+                [(i, f"timestamp {t} is out of range {bounds}") for i, t in late],
+                timestamp=True,
+            )
     return top
+
+
+def _offset_problem(offset: int, expected: int, base_offset: int) -> InvalidRecordsError:
+    index = expected - base_offset
+    return _problem(index, f"offset delta {offset - base_offset} where {index} was due")
 
 
 def _without_prefix(message: str) -> str:
