@@ -274,7 +274,38 @@ def configuration_reference(chart_values: dict[str, Any]) -> str:
     lines += _table(_walk(values_schema.values_schema(), "", chart_values, stop_at=collapsed),
                     stop_at=collapsed)
     lines.append("")
+    lines += PRODUCE_VALIDATION_SECTION
     return "\n".join(lines)
+
+
+#: Topic configs and fixed bounds of produce validation (broker/headrace/storage/config.py,
+#: broker/headrace/record/compression.py); see docs/operations.md.
+PRODUCE_VALIDATION_SECTION = [
+    "## Produce validation (topic configs and bounds)",
+    "",
+    "Topic configs (`spec.config` of a `Topic`, CreateTopics or AlterConfigs), with Kafka 4's "
+    "names and defaults:",
+    "",
+    "| config | default | meaning |",
+    "|---|---|---|",
+    "| `message.timestamp.type` | `CreateTime` | `CreateTime`: records keep the producer's "
+    "timestamps (checked against the two windows below); `LogAppendTime`: the broker sets each "
+    "batch's max timestamp to its clock when it appends. |",
+    "| `message.timestamp.before.max.ms` | `9223372036854775807` | CreateTime only: how far "
+    "into the past a record's timestamp may lie (no bound by default); older records are "
+    "refused with `INVALID_TIMESTAMP`. |",
+    "| `message.timestamp.after.max.ms` | `3600000` | CreateTime only: how far into the future "
+    "a record's timestamp may lie (one hour); later records are refused with "
+    "`INVALID_TIMESTAMP`. |",
+    "| `max.message.bytes` | `1048588` | The largest batch a producer may send, as stored "
+    "(compressed); larger ones are `MESSAGE_TOO_LARGE`. |",
+    "",
+    "Fixed bound (not configurable): the records of one compressed batch may inflate to at "
+    "most **64 MiB** (`MAX_INFLATED_BATCH_BYTES`); a batch that inflates further is refused at "
+    "produce with `MESSAGE_TOO_LARGE`, kept whole and unopened by compaction, and skipped with "
+    "an `error` event by the HTTP stream.",
+    "",
+]
 
 
 # --- entry point ---------------------------------------------------------------------------------

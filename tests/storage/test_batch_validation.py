@@ -134,9 +134,9 @@ def test_log_append_time_sets_type_bit_max_timestamp_and_crc(
     assert log.offset_for_timestamp(clock.now_ms) == (0, clock.now_ms)
 
 
-def test_compressed_and_control_batches_are_stored_opaque(log: PartitionLog) -> None:
-    # Attributes claim gzip (1) and control (0x20): the engine must not try to read records.
-    batch = make_batch([b"\x00\x01garbage-that-is-not-gzip"], attributes=0x21)
+def test_batches_of_codecs_we_do_not_open_are_stored_opaque(log: PartitionLog) -> None:
+    # Attributes claim snappy (2) and control (0x20): the engine cannot read their records.
+    batch = make_batch([b"\x00\x01garbage-that-is-not-snappy"], attributes=0x22)
     log.append(batch, leader_epoch=0)
     with log.read(0, 10_000) as read:
         assert batch_body(read.to_bytes()) == batch_body(batch)

@@ -127,3 +127,26 @@ def base_offset_of(batch: bytes) -> int:
 
 def leader_epoch_of(batch: bytes) -> int:
     return int(struct.unpack_from(">i", batch, 12)[0])
+
+
+def raw_batch(
+    records: bytes,
+    *,
+    count: int,
+    last_offset_delta: int | None = None,
+    attributes: int = 0,
+    timestamp_ms: int = 1_700_000_000_000,
+    max_timestamp: int | None = None,
+    magic: int = 2,
+    producer_id: int = -1,
+    base_sequence: int = -1,
+) -> bytes:
+    """A batch around any records section (valid or not) with whatever header fields a test
+    claims, and a correct CRC: what a hostile producer can send."""
+    delta = count - 1 if last_offset_delta is None else last_offset_delta
+    top = timestamp_ms if max_timestamp is None else max_timestamp
+    tail = HEADER_TAIL.pack(
+        attributes, delta, timestamp_ms, top, producer_id, -1, base_sequence, count
+    ) + records
+    crc = google_crc32c.value(tail)
+    return struct.pack(">qiibI", 0, 4 + 1 + 4 + len(tail), -1, magic, crc) + tail

@@ -344,7 +344,10 @@ class ClusteredReplicaManager(ReplicaManager):
                 f"ISR {list(role.state.isr)} is smaller than min.insync.replicas={min_isr}",
             )
         try:
-            result = log_.append(records, leader_epoch=role.leader_epoch)
+            checked = await self.check_off_loop(log_, records)
+            if checked is not None:  # leadership may have moved while a thread checked
+                role = self.leader_role(topic, partition)
+            result = log_.append(records, leader_epoch=role.leader_epoch, checked=checked)
         except StorageError as error:
             raise kafka_error_from_storage(error) from error
         if not result.duplicate:

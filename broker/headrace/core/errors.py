@@ -16,10 +16,17 @@ if TYPE_CHECKING:  # the command line imports UserError and must not pay for kio
 class KafkaError(Exception):
     """A failure with a Kafka error code and a human-readable message."""
 
-    def __init__(self, code: ErrorCode, message: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str | None = None,
+        record_errors: tuple[tuple[int, str], ...] = (),
+    ) -> None:
         super().__init__(message or code.name)
         self.code = code
         self.message = message
+        #: Produce v8+: (index of the record among its partition's records, what is wrong).
+        self.record_errors = record_errors
 
     def __repr__(self) -> str:
         return f"KafkaError({self.code.name}, {self.message!r})"

@@ -26,6 +26,7 @@ from headrace.core.errors import KafkaError
 from headrace.core.topics import kafka_error_from_storage
 from headrace.storage import (
     AppendResult,
+    CheckedBatches,
     LogManagerAPI,
     LogRead,
     PartitionLogAPI,
@@ -36,6 +37,9 @@ from headrace.storage import (
 log_ = logging.getLogger(__name__)
 
 PartitionKey = tuple[str, int]
+#: How many large produce checks (which may inflate up to 64 MiB each) run in worker threads
+#: at once; the rest wait their turn, so memory stays bounded however many clients send them.
+CHECK_THREADS = 2
 
 #: ListOffsets special timestamps.
 LATEST_TIMESTAMP = -1
@@ -66,6 +70,7 @@ class ReplicaManager:
         self.node_id = node_id
         self._leader_epoch = leader_epoch
         self._waiters: dict[PartitionKey, set[asyncio.Future[bool]]] = {}
+        self._check_slots = asyncio.Semaphore(CHECK_THREADS)
 
     def log(self, topic: str, partition: int) -> PartitionLogAPI:
         """The local log of a partition this broker leads, else UNKNOWN_TOPIC_OR_PARTITION."""
@@ -85,7 +90,8 @@ class ReplicaManager:
         """
         log = self.log(topic, partition)
         try:
-            result = log.append(records, leader_epoch=self._leader_epoch)
+            checked = await self.check_off_loop(log, records)
+            result = log.append(records, leader_epoch=self._leader_epoch, checked=checked)
         except StorageError as error:
             raise kafka_error_from_storage(error) from error
         except Exception as error:  # a bug must not take the connection down with it
@@ -94,6 +100,17 @@ class ReplicaManager:
         if not result.duplicate:
             self.notify_append(topic, partition)
         return result
+
+    async def check_off_loop(
+        self, log: PartitionLogAPI, records: bytes | memoryview
+    ) -> CheckedBatches | None:
+        """Check large or compressed producer batches in a worker thread (inflating them can
+        take a while), so the event loop serves other clients meanwhile; None for the rest,
+        which the append checks on the loop. Raises the check's StorageError."""
+        if not record.costly_to_open(records):
+            return None
+        async with self._check_slots:
+            return await asyncio.to_thread(log.check_batches, records)
 
     def high_watermark(self, topic: str, partition: int) -> int:
         return self.log(topic, partition).log_end_offset

@@ -73,7 +73,7 @@ def kafka_error_from_storage(error: StorageError) -> KafkaError:
         code = ErrorCode(error.kafka_error_code)
     except ValueError:
         code = ErrorCode.kafka_storage_error
-    return KafkaError(code, str(error) or code.name)
+    return KafkaError(code, str(error) or code.name, tuple(getattr(error, "record_errors", ())))
 
 
 @contextlib.contextmanager

@@ -169,6 +169,8 @@ class PartitionResult:
     log_append_time_ms: int = -1
     log_start_offset: int = -1
     error_message: str | None = None
+    #: v8+: (batch_index: the record's index among the partition's records, its message).
+    record_errors: tuple[tuple[int, str], ...] = ()
 
 
 def _string(value: str, flexible: bool) -> bytes:
@@ -205,7 +207,12 @@ def encode_produce_body(
             if version >= 5:
                 out += _I64.pack(partition.log_start_offset)
             if version >= 8:
-                out += b"\x01" if flexible else _I32.pack(0)  # record_errors: empty
+                errors = partition.record_errors
+                out += encode_uvarint(len(errors) + 1) if flexible else _I32.pack(len(errors))
+                for batch_index, message in errors:
+                    out += _I32.pack(batch_index) + _nullable_string(message, flexible)
+                    if flexible:
+                        out += b"\x00"
                 out += _nullable_string(partition.error_message, flexible)
             if flexible:
                 out += b"\x00"

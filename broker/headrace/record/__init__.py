@@ -5,10 +5,12 @@ coordinator, replication, the HTTP API and the tests all share one definition of
 
 * :mod:`.layout`: the 61-byte header, where its fields sit, its CRC32C and header rewrites;
 * :mod:`.varint`: Kafka's varints (zigzag for records, unsigned for flexible framing), bounded;
-* :mod:`.compression`: the codecs, and which of them this package opens (none, gzip);
+* :mod:`.compression`: the codecs, which of them this package opens (none, gzip), and the
+  bound on how far one batch may inflate;
 * :mod:`.builder`: making batches (any records, the HTTP API's plain batches, compaction's
   rebuilt ones);
 * :mod:`.reader`: validating batches, locating records for rewriting, decoding records;
+* :mod:`.framing`: checking a producer's batch record by record (Kafka's LogValidator);
 * :mod:`.errors`: what goes wrong with the bytes.
 
 Only v2 batches exist here: the log refuses older magic values, so no legacy message set is
@@ -23,15 +25,18 @@ from headrace.record.builder import (
     plain_batch_fits,
     rebuild_batch,
 )
-from headrace.record.compression import codec_of, compress, decompress
+from headrace.record.compression import MAX_INFLATED_BATCH_BYTES, codec_of, compress, decompress
 from headrace.record.errors import (
     CorruptBatchError,
+    InflationLimitError,
+    InvalidRecordsError,
     MalformedBatchError,
     OversizedBatchError,
     RecordError,
     UnsupportedCompressionError,
     VarintError,
 )
+from headrace.record.framing import TimestampWindow, check_batch
 from headrace.record.layout import (
     BatchHeader,
     batch_crc,
@@ -40,6 +45,7 @@ from headrace.record.layout import (
     log_append_time_header,
     pack_batch,
     parse_header,
+    restamped_header,
     rewritten_prefix,
 )
 from headrace.record.reader import (
@@ -48,6 +54,7 @@ from headrace.record.reader import (
     batch_records,
     batches_end,
     check_crc,
+    costly_to_open,
     iter_records,
     parse_batches,
     record_spans,
@@ -55,23 +62,29 @@ from headrace.record.reader import (
 )
 
 __all__ = [
+    "MAX_INFLATED_BATCH_BYTES",
     "BatchBuilder",
     "BatchHeader",
     "CorruptBatchError",
+    "InflationLimitError",
+    "InvalidRecordsError",
     "MalformedBatchError",
     "OversizedBatchError",
     "Record",
     "RecordError",
     "RecordSpan",
+    "TimestampWindow",
     "UnsupportedCompressionError",
     "VarintError",
     "batch_crc",
     "batch_records",
     "batches_end",
     "build_batch",
+    "check_batch",
     "check_crc",
     "codec_of",
     "compress",
+    "costly_to_open",
     "crc32c",
     "decompress",
     "increment_sequence",
@@ -85,6 +98,7 @@ __all__ = [
     "plain_batch_fits",
     "rebuild_batch",
     "record_spans",
+    "restamped_header",
     "rewritten_prefix",
     "whole_batches",
 ]

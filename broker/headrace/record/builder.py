@@ -157,7 +157,7 @@ def plain_batch(values: list[bytes], timestamp_ms: int) -> bytes:
 
 
 def rebuild_batch(
-    batch: bytes, header: BatchHeader, payload: bytes, kept: list[RecordSpan]
+    batch: bytes, header: BatchHeader, payload: bytes | bytearray, kept: list[RecordSpan]
 ) -> bytes:
     """``batch`` holding only the ``kept`` records of its (decompressed) ``payload``, as
     :func:`~headrace.record.reader.record_spans` found them: same base offset,

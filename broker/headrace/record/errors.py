@@ -17,12 +17,32 @@ class MalformedBatchError(RecordError):
     add up, undecompressible payload."""
 
 
+class InvalidRecordsError(MalformedBatchError):
+    """Records of a batch are malformed, or break a rule of their topic (keys, timestamps).
+
+    ``record_errors`` are (index of the record in its batch, what is wrong with it), as
+    Produce v8+ answers them; ``timestamp`` says the problem is the records' timestamps
+    (Kafka's INVALID_TIMESTAMP rather than INVALID_RECORD).
+    """
+
+    def __init__(
+        self, message: str, record_errors: list[tuple[int, str]], *, timestamp: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.record_errors = record_errors
+        self.timestamp = timestamp
+
+
 class CorruptBatchError(MalformedBatchError):
     """A batch's CRC32C does not match its bytes."""
 
 
 class OversizedBatchError(RecordError):
     """A batch is larger than the limit its reader was given."""
+
+
+class InflationLimitError(OversizedBatchError):
+    """A compressed batch inflates past the decompression bound (see :mod:`.compression`)."""
 
 
 class UnsupportedCompressionError(RecordError):

@@ -176,17 +176,34 @@ def log_append_time_header(
     leader_epoch: int,
     now_ms: int,
 ) -> bytes:
-    """The 61-byte header rewritten for LogAppendTime, with its CRC recomputed.
+    """The 61-byte header rewritten for LogAppendTime (the broker's ``now_ms`` as the max
+    timestamp), with its CRC recomputed."""
+    return restamped_header(
+        buf, header, base_offset, leader_epoch,
+        attributes=header.attributes | ATTR_TIMESTAMP_TYPE, max_timestamp=now_ms,
+    )
+
+
+def restamped_header(
+    buf: bytes | bytearray | memoryview,
+    header: BatchHeader,
+    base_offset: int,
+    leader_epoch: int,
+    *,
+    attributes: int,
+    max_timestamp: int,
+) -> bytes:
+    """The 61-byte header with new offsets, attributes and max timestamp, its CRC recomputed
+    (as Kafka's LogValidator sets a batch's max timestamp to its records' largest).
 
     The records after the header are unchanged; the new CRC extends the header's CRC over them.
     """
     start = header.position
     new = bytearray(buf[start : start + HEADER_SIZE])
     _PREFIX.pack_into(new, 0, base_offset, header.batch_length, leader_epoch, MAGIC)
-    _I16.pack_into(new, ATTRIBUTES_AT, header.attributes | ATTR_TIMESTAMP_TYPE)
-    _I64.pack_into(new, MAX_TIMESTAMP_AT, now_ms)
+    _I16.pack_into(new, ATTRIBUTES_AT, attributes)
+    _I64.pack_into(new, MAX_TIMESTAMP_AT, max_timestamp)
     crc = crc32c(memoryview(new)[CRC_START:])
     crc = crc32c(memoryview(buf)[start + HEADER_SIZE : start + header.size], crc)
     _CRC.pack_into(new, CRC_AT, crc)
     return bytes(new)
-

@@ -24,14 +24,23 @@ from typing import NamedTuple
 from aiokafka.errors import CorruptRecordException
 from aiokafka.record.default_records import DefaultRecordBatch
 
-from headrace.record.compression import CODEC_MASK, NONE, codec_of, decompress
+from headrace.record.compression import (
+    CODEC_MASK,
+    MAX_INFLATED_BATCH_BYTES,
+    NONE,
+    SUPPORTED,
+    codec_of,
+    decompress,
+)
 from headrace.record.errors import CorruptBatchError, MalformedBatchError, OversizedBatchError
 from headrace.record.layout import (
+    ATTRIBUTES_AT,
     CRC_START,
     HEADER,
     HEADER_SIZE,
     LOG_OVERHEAD,
     MAGIC,
+    MAGIC_AT,
     BatchHeader,
     crc32c,
 )
@@ -56,6 +65,11 @@ def parse_batches(
         raise MalformedBatchError("no record batches in the request")
     position = 0
     while position < total:
+        if total - position > MAGIC_AT and buf[position + MAGIC_AT] != MAGIC:
+            # Legacy message sets (magic 0 and 1) carry their magic at the same byte.
+            raise MalformedBatchError(
+                f"unsupported magic {buf[position + MAGIC_AT]} (only v2 batches)"
+            )
         if total - position < HEADER_SIZE:
             raise MalformedBatchError(f"truncated batch header at byte {position}")
         header = BatchHeader(position, *HEADER.unpack_from(buf, position))
@@ -111,6 +125,36 @@ def whole_batches(data: Buffer) -> Iterator[tuple[BatchHeader, memoryview]]:
         position = end
 
 
+#: Plain batches are cheap to walk up to this size (a default ``max.message.bytes`` batch takes
+#: about 2 ms); compressed ones up to :data:`COSTLY_COMPRESSED_BYTES`, since a few KiB may
+#: inflate a thousandfold.
+COSTLY_PLAIN_BYTES = 1024 * 1024
+COSTLY_COMPRESSED_BYTES = 4096
+_INFLATED = SUPPORTED - {NONE}  # the codecs whose records this package opens by inflating
+_I16 = struct.Struct(">h")
+
+
+def costly_to_open(data: Buffer) -> bool:
+    """Whether opening the records of these batches may take long enough to stall an event
+    loop (plain ones over :data:`COSTLY_PLAIN_BYTES` in all, or any compressed one over
+    :data:`COSTLY_COMPRESSED_BYTES`), so the caller does it in a worker thread. Only lengths
+    and attributes are read: bytes that do not frame are left to the (then quick) reader."""
+    view = memoryview(data).cast("B")
+    total = len(view)
+    if total > COSTLY_PLAIN_BYTES:
+        return True
+    position = 0
+    while total - position >= HEADER_SIZE:
+        size = _BATCH_LENGTH.unpack_from(view, position + 8)[0] + LOG_OVERHEAD
+        attributes = _I16.unpack_from(view, position + ATTRIBUTES_AT)[0]
+        if codec_of(attributes) in _INFLATED and size > COSTLY_COMPRESSED_BYTES:
+            return True
+        if size < HEADER_SIZE:
+            return False
+        position += size
+    return False
+
+
 def batches_end(data: Buffer) -> int:
     """Bytes of ``data`` covered by whole batches (where a follow-up read must resume)."""
     end = 0
@@ -138,41 +182,62 @@ class RecordSpan(NamedTuple):
     is_tombstone: bool
 
 
-def records_payload(batch: Buffer, header: BatchHeader) -> bytes:
-    """The records section of one whole batch, decompressed."""
-    return decompress(codec_of(header.attributes), bytes(batch[HEADER_SIZE : header.size]))
+def records_payload(batch: Buffer, header: BatchHeader) -> bytearray:
+    """The records section of one whole batch, decompressed (within the bound of
+    :mod:`.compression`: InflationLimitError past it)."""
+    return decompress(codec_of(header.attributes), memoryview(batch)[HEADER_SIZE : header.size])
 
 
-def record_spans(batch: Buffer, header: BatchHeader) -> tuple[bytes, list[RecordSpan]]:
+def plain_batch_of(batch: Buffer, header: BatchHeader, limit: int = MAX_INFLATED_BATCH_BYTES
+                   ) -> Buffer:
+    """The whole batch with its records uncompressed: itself when they are not compressed,
+    else a copy (its CRC left stale: decoders here do not check it) inflated within ``limit``.
+    """
+    codec = codec_of(header.attributes)
+    if codec == NONE:
+        return batch
+    plain = decompress(codec, memoryview(batch)[HEADER_SIZE : header.size], limit,
+                       reserve=HEADER_SIZE)
+    HEADER.pack_into(
+        plain, 0, header.base_offset, len(plain) - LOG_OVERHEAD, header.leader_epoch,
+        header.magic, header.crc, header.attributes & ~CODEC_MASK, header.last_offset_delta,
+        header.base_timestamp, header.max_timestamp, header.producer_id, header.producer_epoch,
+        header.base_sequence, header.record_count,
+    )
+    return plain
+
+
+def record_spans(batch: Buffer, header: BatchHeader) -> tuple[bytearray, list[RecordSpan]]:
     """The (decompressed) records payload of one whole batch and the span of each record.
 
     ``batch`` starts at the batch's first byte. Raises UnsupportedCompressionError for a codec
     :mod:`.compression` does not handle and MalformedBatchError for malformed records.
     """
     payload = records_payload(batch, header)
+    view = memoryview(payload).toreadonly()  # kio's readers take read-only buffers
     spans: list[RecordSpan] = []
     position = 0
     size = len(payload)
     try:
         for _ in range(header.record_count):
-            length, width = read_varint(payload, position)
+            length, width = read_varint(view, position)
             start = position
             body = position + width
             end = body + length
             if length < 1 or end > size:
                 raise MalformedBatchError(f"record at byte {start} runs past the batch")
             cursor = body + 1  # attributes
-            _, width = read_varlong(payload, cursor)  # timestamp delta
+            _, width = read_varlong(view, cursor)  # timestamp delta
             cursor += width
-            offset_delta, width = read_varint(payload, cursor)
+            offset_delta, width = read_varint(view, cursor)
             cursor += width
-            key_length, width = read_varint(payload, cursor)
+            key_length, width = read_varint(view, cursor)
             cursor += width
             key: bytes | None = None
             if key_length >= 0:
-                key = payload[cursor : cursor + key_length]
+                key = bytes(view[cursor : cursor + key_length])
                 cursor += key_length
-            value_length, _ = read_varint(payload, cursor)
+            value_length, _ = read_varint(view, cursor)
             if cursor > end or key_length < -1 or value_length < -1:
                 raise MalformedBatchError(f"malformed record at byte {start}")
             spans.append(RecordSpan(start, end, int(offset_delta), key, value_length < 0))
@@ -205,10 +270,9 @@ def batch_records(batch: Buffer, header: BatchHeader) -> Iterator[Record]:
     """
     if header.magic != MAGIC:
         raise MalformedBatchError(f"unsupported magic {header.magic} (only v2 batches)")
-    codec = codec_of(header.attributes)
-    if codec != NONE:  # decompressed here, so aiokafka's decoder sees a plain batch
-        payload = records_payload(batch, header)
-        batch = _plain_copy(header, payload)
+    # Decompressed here (bounded), so aiokafka's decoder, which would inflate without bound,
+    # only ever sees plain batches.
+    batch = plain_batch_of(batch, header)
     try:
         decoded = DefaultRecordBatch(batch)
         timestamp_type = decoded.timestamp_type
@@ -234,14 +298,3 @@ def iter_records(data: Buffer, start_offset: int = 0) -> Iterator[Record]:
         for record in batch_records(batch, header):
             if record.offset >= start_offset:
                 yield record
-
-
-def _plain_copy(header: BatchHeader, payload: bytes) -> bytes:
-    """An uncompressed batch of the header's fields holding ``payload`` (CRC left stale: the
-    decoder does not check it)."""
-    return HEADER.pack(
-        header.base_offset, HEADER_SIZE - LOG_OVERHEAD + len(payload), header.leader_epoch,
-        header.magic, header.crc, header.attributes & ~CODEC_MASK, header.last_offset_delta,
-        header.base_timestamp, header.max_timestamp, header.producer_id, header.producer_epoch,
-        header.base_sequence, header.record_count,
-    ) + payload

@@ -14,6 +14,8 @@ from headrace.storage.errors import (
     InvalidConfigError,
     InvalidPartitionsError,
     InvalidProducerEpochError,
+    InvalidRecordError,
+    InvalidTimestampError,
     InvalidTopicError,
     OffsetOutOfRangeError,
     OutOfOrderSequenceError,
@@ -38,11 +40,13 @@ from headrace.storage.results import (
 )
 from headrace.storage.topic_creation import CreationCancelled, NewPartitions, TopicCreation
 from headrace.storage.topic_store import TopicStoreError
+from headrace.storage.validation import CheckedBatches
 
 __all__ = [
     "DEFAULT_PRODUCER_ID_EXPIRATION_MS",
     "AppendResult",
     "BatchTooLargeError",
+    "CheckedBatches",
     "CleanerCheckpoint",
     "CleaningStats",
     "CleaningTask",
@@ -54,6 +58,8 @@ __all__ = [
     "InvalidConfigError",
     "InvalidPartitionsError",
     "InvalidProducerEpochError",
+    "InvalidRecordError",
+    "InvalidTimestampError",
     "InvalidTopicError",
     "LogConfig",
     "LogManager",

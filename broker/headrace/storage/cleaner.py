@@ -33,6 +33,7 @@ from pathlib import Path
 
 from headrace.record import (
     BatchHeader,
+    InflationLimitError,
     UnsupportedCompressionError,
     rebuild_batch,
     record_spans,
@@ -365,7 +366,7 @@ class CleaningTask:
                     continue
                 try:
                     _, spans = record_spans(batch, header)
-                except UnsupportedCompressionError:
+                except (UnsupportedCompressionError, InflationLimitError):
                     continue  # kept whole by the rewrite
                 for span in spans:
                     offset = header.base_offset + span.offset_delta
@@ -497,7 +498,8 @@ class _GroupWriter:
             return batch  # transaction markers are kept (we have no transactions to finish)
         try:
             payload, spans = record_spans(batch, header)
-        except UnsupportedCompressionError:
+        except (UnsupportedCompressionError, InflationLimitError):
+            # A codec we do not open, or records inflating past the bound: kept whole.
             self.opaque_seen = True
             return batch
         task = self.task

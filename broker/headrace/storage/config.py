@@ -29,8 +29,6 @@ PASSTHROUGH_TOPIC_CONFIGS: frozenset[str] = frozenset(
         "message.downconversion.enable",
         "message.format.version",
         "message.timestamp.difference.max.ms",
-        "message.timestamp.before.max.ms",
-        "message.timestamp.after.max.ms",
         "preallocate",
         "segment.index.bytes",
         "segment.jitter.ms",
@@ -52,6 +50,10 @@ class LogConfig:
     retention_bytes: int = -1  # -1 = no size limit
     max_message_bytes: int = 1_048_588
     message_timestamp_type: TimestampType = "CreateTime"
+    # CreateTime only: how far a record's timestamp may lie before / after the broker's clock
+    # (Kafka 4's defaults: no bound into the past, one hour into the future).
+    message_timestamp_before_max_ms: int = _LONG_MAX
+    message_timestamp_after_max_ms: int = 3_600_000
     flush_messages: int | None = None  # fsync after this many records; None = leave it to the OS
     flush_ms: int | None = None  # fsync when the last fsync is older than this
     index_interval_bytes: int = 4096
@@ -132,6 +134,8 @@ class LogConfig:
             "retention.bytes": str(self.retention_bytes),
             "max.message.bytes": str(self.max_message_bytes),
             "message.timestamp.type": self.message_timestamp_type,
+            "message.timestamp.before.max.ms": str(self.message_timestamp_before_max_ms),
+            "message.timestamp.after.max.ms": str(self.message_timestamp_after_max_ms),
             "flush.messages": _long_or_max(self.flush_messages),
             "flush.ms": _long_or_max(self.flush_ms),
             "index.interval.bytes": str(self.index_interval_bytes),
@@ -183,6 +187,8 @@ _KAFKA_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "retention.bytes": ("retention_bytes", _parse_int),
     "max.message.bytes": ("max_message_bytes", _parse_int),
     "message.timestamp.type": ("message_timestamp_type", _parse_timestamp_type),
+    "message.timestamp.before.max.ms": ("message_timestamp_before_max_ms", _parse_int),
+    "message.timestamp.after.max.ms": ("message_timestamp_after_max_ms", _parse_int),
     "flush.messages": ("flush_messages", _parse_optional_long),
     "flush.ms": ("flush_ms", _parse_optional_long),
     "index.interval.bytes": ("index_interval_bytes", _parse_int),
@@ -201,6 +207,8 @@ _RANGES: tuple[tuple[str, str, int], ...] = (
     ("retention.ms", "retention_ms", -1),
     ("retention.bytes", "retention_bytes", -1),
     ("max.message.bytes", "max_message_bytes", 0),
+    ("message.timestamp.before.max.ms", "message_timestamp_before_max_ms", 0),
+    ("message.timestamp.after.max.ms", "message_timestamp_after_max_ms", 0),
     ("flush.messages", "flush_messages", 1),
     ("flush.ms", "flush_ms", 0),
     ("index.interval.bytes", "index_interval_bytes", 0),

@@ -25,6 +25,22 @@ class InvalidBatchError(StorageError):
     kafka_error_code = 87  # INVALID_RECORD
 
 
+class InvalidRecordError(InvalidBatchError):
+    """Records of a batch are malformed or break a rule of their topic; ``record_errors`` are
+    (index of the record among the partition's records in the request, what is wrong)."""
+
+    def __init__(self, message: str, record_errors: list[tuple[int, str]]) -> None:
+        super().__init__(message)
+        self.record_errors = record_errors
+
+
+class InvalidTimestampError(InvalidRecordError):
+    """A record's timestamp is outside the topic's ``message.timestamp.*.max.ms`` window, or a
+    producer claimed LogAppendTime."""
+
+    kafka_error_code = 32  # INVALID_TIMESTAMP
+
+
 class CorruptBatchError(InvalidBatchError):
     """A batch's CRC32C does not match its bytes."""
 

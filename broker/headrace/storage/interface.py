@@ -24,6 +24,7 @@ from headrace.storage.results import (
     TopicMetadata,
 )
 from headrace.storage.topic_creation import NewPartitions, TopicCreation
+from headrace.storage.validation import CheckedBatches
 
 
 class PartitionLogAPI(Protocol):
@@ -48,9 +49,21 @@ class PartitionLogAPI(Protocol):
 
     def update_config(self, config: LogConfig) -> None: ...
 
-    def append(self, batches: bytes | memoryview, *, leader_epoch: int) -> AppendResult:
-        """Leader path: validate, assign offsets (rewrites baseOffset and partitionLeaderEpoch
-        in place), check idempotent-producer sequences, write. All-or-nothing."""
+    def check_batches(self, batches: bytes | memoryview) -> CheckedBatches:
+        """Check a producer's batches (headers and records) against this log's config without
+        touching the log: safe in a worker thread. :meth:`append` takes the result."""
+        ...
+
+    def append(
+        self,
+        batches: bytes | memoryview,
+        *,
+        leader_epoch: int,
+        checked: CheckedBatches | None = None,
+    ) -> AppendResult:
+        """Leader path: validate (or take ``checked``), assign offsets (rewrites baseOffset and
+        partitionLeaderEpoch in place), check idempotent-producer sequences, write.
+        All-or-nothing."""
         ...
 
     def append_replica(self, batches: bytes | memoryview) -> AppendResult:

@@ -1,10 +1,11 @@
 """PartitionLog: one topic-partition as a directory of segments (Kafka's ``Log``/``UnifiedLog``).
 
-Appends validate every batch header and CRC, assign offsets by rewriting the 17 bytes in front
-of the CRC-covered range, and write the batches with one ``pwritev`` (no record is ever decoded
-or copied). Reads return file regions for ``sendfile``. Recovery on open verifies by CRC every
-segment after the last durable recovery point (or nothing after a clean shutdown), truncates
-a torn or corrupt tail and rebuilds damaged indexes.
+Appends check every batch (header, CRC and each record's framing, keys and timestamps, as
+Kafka's LogValidator does: see validation), assign offsets by rewriting the 17 bytes in front
+of the CRC-covered range, and write the batches with one ``pwritev`` (no record is copied).
+Reads return file regions for ``sendfile``. Recovery on open verifies by CRC every segment
+after the last durable recovery point (or nothing after a clean shutdown), truncates a torn or
+corrupt tail and rebuilds damaged indexes.
 
 The appends are here; the rest of :class:`PartitionLog` is built up in steps, each a class
 over the one before: its shared state, flushing and rolling (log_state), reads (log_reads),
@@ -21,10 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from headrace.record.layout import (
+    ATTR_TIMESTAMP_TYPE,
     HEADER_SIZE,
     LOG_OVERHEAD,
     PREFIX_SIZE,
-    log_append_time_header,
+    restamped_header,
     rewritten_prefix,
 )
 from headrace.storage.config import LogConfig
@@ -40,7 +42,11 @@ from headrace.storage.log_state import wall_clock_ms
 from headrace.storage.producer_state import DEFAULT_PRODUCER_ID_EXPIRATION_MS, ProducerEntry
 from headrace.storage.results import AppendResult, RecoveryEvent
 from headrace.storage.segment import Segment
-from headrace.storage.validation import require_keys, validate_batches
+from headrace.storage.validation import (
+    CheckedBatches,
+    check_producer_batches,
+    validate_batches,
+)
 
 _IOV_MAX = 1024
 
@@ -75,14 +81,30 @@ class PartitionLog(LogCleaning):
         self._open(clean_shutdown=clean_shutdown, verify_all=verify_all)
 
     # -- appends --------------------------------------------------------------------------------
-    def append(self, batches: bytes | memoryview, *, leader_epoch: int) -> AppendResult:
-        """Leader append: validate, assign offsets, write; all batches or none."""
+    def check_batches(self, batches: bytes | memoryview) -> CheckedBatches:
+        """Check a producer's batches, header and records, against this log's config. Touches
+        no log state, so it may run in a worker thread; :meth:`append` then takes the result.
+        """
+        return check_producer_batches(
+            batches, self._config, self._clock_ms(), f"{self._topic}-{self._partition}"
+        )
+
+    def append(
+        self,
+        batches: bytes | memoryview,
+        *,
+        leader_epoch: int,
+        checked: CheckedBatches | None = None,
+    ) -> AppendResult:
+        """Leader append: validate (unless ``checked`` holds :meth:`check_batches`' verdict on
+        these very bytes under the current config), assign offsets, write; all batches or none.
+        """
         self._check_open()
         view = memoryview(batches).cast("B")
         config = self._config
-        headers = validate_batches(view, max_batch_bytes=config.max_message_bytes, leader=True)
-        if config.compacts:
-            require_keys(view, headers, f"{self._topic}-{self._partition}")
+        if checked is None or checked.batches is not batches or checked.config is not config:
+            checked = self.check_batches(batches)
+        headers, max_timestamps = checked.headers, checked.max_timestamps
         pending: dict[int, ProducerEntry] = {}
         offsets: list[int] = []
         next_offset = self.log_end_offset
@@ -117,10 +139,16 @@ class PartitionLog(LogCleaning):
             next_offset += header.last_offset_delta + 1
         self._maybe_roll(len(view), next_offset, now)
         iov: list[bytes | memoryview] = []
-        for header, offset in zip(headers, offsets, strict=True):
+        for header, offset, max_timestamp in zip(headers, offsets, max_timestamps, strict=True):
             end = header.position + header.batch_length + LOG_OVERHEAD
-            if log_append_time:
-                iov.append(log_append_time_header(view, header, offset, leader_epoch, now))
+            if log_append_time or max_timestamp != header.max_timestamp:
+                # The broker's clock, or the records' true largest timestamp (Kafka's
+                # LogValidator rewrites a producer's wrong max timestamp the same way).
+                iov.append(restamped_header(
+                    view, header, offset, leader_epoch,
+                    attributes=header.attributes | (ATTR_TIMESTAMP_TYPE * log_append_time),
+                    max_timestamp=now if log_append_time else max_timestamp,
+                ))
                 iov.append(view[header.position + HEADER_SIZE : end])
             else:
                 iov.append(rewritten_prefix(header, offset, leader_epoch))
@@ -131,14 +159,14 @@ class PartitionLog(LogCleaning):
         if active.rolling_timestamp_ms is None:
             active.rolling_timestamp_ms = now
         position = start_position
-        for header, offset in zip(headers, offsets, strict=True):
+        for header, offset, max_timestamp in zip(headers, offsets, max_timestamps, strict=True):
             size = header.batch_length + LOG_OVERHEAD
             active.track(
                 offset,
                 position,
                 size,
                 offset + header.last_offset_delta + 1,
-                now if log_append_time else header.max_timestamp,
+                now if log_append_time else max_timestamp,
                 config.index_interval_bytes,
             )
             position += size

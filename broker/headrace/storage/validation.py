@@ -1,21 +1,48 @@
 """What a log checks before it writes a producer's or a leader's batches.
 
 The checks themselves are :mod:`headrace.record`'s; this module turns their findings into the
-storage errors the protocol layer answers with (INVALID_RECORD, CORRUPT_MESSAGE,
-MESSAGE_TOO_LARGE), and adds the rule of compacted topics: every record has a key.
+storage errors the protocol layer answers with (INVALID_RECORD with per-record errors,
+INVALID_TIMESTAMP, CORRUPT_MESSAGE, MESSAGE_TOO_LARGE) and applies the topic's rules: a
+compacted topic's records have keys; a CreateTime topic's timestamps lie within
+``message.timestamp.before.max.ms`` / ``message.timestamp.after.max.ms`` of the broker's clock.
+
+A producer's batches are checked record by record (:func:`check_producer_batches`), which may
+inflate compressed records: the result is a :class:`CheckedBatches` that
+:meth:`PartitionLog.append` takes, so the replica manager can run the check in a worker thread
+when :func:`headrace.record.costly_to_open` says so, and append on the event loop afterwards.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from headrace import record
 from headrace.record import BatchHeader
-from headrace.storage.errors import BatchTooLargeError, CorruptBatchError, InvalidBatchError
+from headrace.storage.config import LogConfig
+from headrace.storage.errors import (
+    BatchTooLargeError,
+    CorruptBatchError,
+    InvalidBatchError,
+    InvalidRecordError,
+    InvalidTimestampError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedBatches:
+    """A producer's batches, checked against one log config: their headers and the max
+    timestamp each must carry (its records' largest, as Kafka's LogValidator sets it)."""
+
+    batches: object  # the very buffer that was checked
+    config: LogConfig
+    headers: list[BatchHeader]
+    max_timestamps: list[int]
 
 
 def validate_batches(
     view: memoryview, *, max_batch_bytes: int | None, leader: bool
 ) -> list[BatchHeader]:
-    """Validate every batch in ``view`` (framing, magic, CRC, counts) and return the headers.
+    """Validate every batch header in ``view`` (framing, magic, CRC, counts) and return them.
 
     Raises InvalidBatchError / CorruptBatchError / BatchTooLargeError for the first bad batch;
     the caller then writes nothing. ``leader`` additionally demands dense batches
@@ -31,24 +58,33 @@ def validate_batches(
         raise BatchTooLargeError(str(error)) from None
 
 
-def require_keys(view: memoryview, headers: list[BatchHeader], where: str) -> None:
-    """Kafka refuses keyless records on compacted topics (INVALID_RECORD); so do we.
-
-    Control batches carry no user records; batches whose codec we cannot decompress are let
-    through (the cleaner keeps them whole).
-    """
+def check_producer_batches(
+    batches: bytes | memoryview, config: LogConfig, now_ms: int, where: str
+) -> CheckedBatches:
+    """Check a producer's batches for the log of ``where`` (topic-partition): headers, then
+    every record. Safe to run in a worker thread: it reads only its arguments."""
+    view = memoryview(batches).cast("B")
+    headers = validate_batches(view, max_batch_bytes=config.max_message_bytes, leader=True)
+    window = None
+    if config.message_timestamp_type == "CreateTime":
+        window = record.TimestampWindow(  # a timestamp is -1 (none) or a time since 1970
+            max(0, now_ms - config.message_timestamp_before_max_ms),
+            now_ms + config.message_timestamp_after_max_ms,
+        )
+    max_timestamps: list[int] = []
+    first_record = 0  # record_errors index the partition's records across its batches
     for header in headers:
-        if header.is_control:
-            continue
-        batch = view[header.position : header.position + header.size]
         try:
-            _, spans = record.record_spans(batch, header)
-        except record.UnsupportedCompressionError:
-            continue
+            max_timestamps.append(
+                record.check_batch(view, header, need_keys=config.compacts, window=window)
+            )
+        except record.InvalidRecordsError as error:
+            errors = [(first_record + index, message) for index, message in error.record_errors]
+            kind = InvalidTimestampError if error.timestamp else InvalidRecordError
+            raise kind(f"{where}: {error}", errors) from None
+        except record.InflationLimitError as error:
+            raise BatchTooLargeError(f"{where}: {error}") from None
         except record.MalformedBatchError as error:
-            raise InvalidBatchError(str(error)) from None
-        for span in spans:
-            if span.key is None:
-                raise InvalidBatchError(
-                    f"compacted topic {where} cannot accept a record without a key"
-                )
+            raise InvalidBatchError(f"{where}: {error}") from None
+        first_record += header.record_count
+    return CheckedBatches(batches, config, headers, max_timestamps)

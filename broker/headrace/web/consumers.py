@@ -18,7 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from headrace.record import Record
+from headrace.record import Record, RecordError
+from headrace.record.client_codecs import bound_client_inflation
 from headrace.web import errors
 from headrace.web.context import (
     context_of,
@@ -136,6 +137,7 @@ def serve_instances(app: web.Application, bootstrap: str) -> None:
     """Run the app's consumer instances (Kafka consumers of ``bootstrap``) while it serves."""
 
     async def start(app: web.Application) -> None:
+        bound_client_inflation()  # the instances' aiokafka inflates gzip within our bound
         instances = app[CONSUMER_INSTANCES] = ConsumerInstances(bootstrap)
         app[_EXPIRY_TASK] = asyncio.create_task(instances.run_expiry())
 
@@ -326,8 +328,12 @@ async def get_records(request: web.Request) -> web.Response:
             "messaging.system": "kafka", "messaging.operation": "receive",
             "messaging.consumer.group.name": instance.group}):
         async with instance.lock:
-            batches = await instance.consumer.getmany(
-                timeout_ms=min(timeout_ms, MAX_POLL_TIMEOUT_MS))
+            try:
+                batches = await instance.consumer.getmany(
+                    timeout_ms=min(timeout_ms, MAX_POLL_TIMEOUT_MS))
+            except RecordError as error:  # e.g. a batch inflating past the bound
+                raise ApiError(500, errors.INTERNAL_ERROR,
+                               f"records cannot be decoded: {error}") from None
     records: list[dict[str, Any]] = []
     size = 0
     for tp, messages in sorted(batches.items()):

@@ -10,15 +10,16 @@ appended, with a keep-alive comment every ``keepalive`` seconds. Each event's ``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 from aiohttp import web
 
+from headrace import record
 from headrace.core.errors import KafkaError
 from headrace.core.routing import Fetched, Offsets
-from headrace.record import iter_records, whole_batches
 from headrace.web import errors
 from headrace.web.context import WebContext, context_of, int_param
 from headrace.web.errors import ApiError, from_kafka_error
@@ -135,7 +136,7 @@ async def stream_topic(request: web.Request) -> web.StreamResponse:
                                     "messaging.destination.name": topic_name,
                                     "messaging.operation": "receive"}):
                 fetched = await source.poll(dict(positions), keepalive)
-            events, sent_now = _events(ctx, topic_name, positions, fetched, record_format,
+            events, sent_now = await _events(ctx, topic_name, positions, fetched, record_format,
                                        None if limit is None else limit - sent)
             now = time.monotonic()
             if events:
@@ -151,9 +152,14 @@ async def stream_topic(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _events(ctx: WebContext, topic: str, positions: dict[int, int], fetched: list[Fetched],
-            record_format: RecordFormat, budget: int | None) -> tuple[str, int]:
-    """SSE text for the records ``fetched`` from ``positions`` (advanced in place)."""
+async def _events(ctx: WebContext, topic: str, positions: dict[int, int],
+                  fetched: list[Fetched], record_format: RecordFormat, budget: int | None
+                  ) -> tuple[str, int]:
+    """SSE text for the records ``fetched`` from ``positions`` (advanced in place).
+
+    Decoding runs in a worker thread when the bytes read hold compressed or many records
+    (:func:`record.costly_to_open`).
+    """
     parts: list[str] = []
     count = 0
     for read in fetched:
@@ -166,23 +172,56 @@ def _events(ctx: WebContext, topic: str, positions: dict[int, int], fetched: lis
         if position < read.log_start_offset:  # retention moved past us: continue from there
             positions[partition] = read.log_start_offset
             continue
-        records = 0
         data = read.data
-        for record in iter_records(data, position):
-            if budget is not None and count >= budget:
-                break
-            payload: dict[str, Any] = render_record(topic, partition, record, record_format)
-            parts.append(f"id: {partition}:{record.offset}\nevent: record\n"
-                         f"data: {_encode(payload)}\n\n")
-            positions[partition] = record.offset + 1
-            count += 1
-            records += 1
-        else:  # past batches with nothing to show (control records, compacted away)
-            positions[partition] = max([positions[partition]] + [
-                header.next_offset for header, _ in whole_batches(data)])
+        left = None if budget is None else budget - count
+        if record.costly_to_open(data):
+            text, records, position, complete = await asyncio.to_thread(
+                _render_events, topic, partition, data, position, record_format, left)
+        else:
+            text, records, position, complete = _render_events(
+                topic, partition, data, position, record_format, left)
+        parts.append(text)
+        count += records
+        if complete:  # past batches with nothing to show (control records, compacted away)
+            position = max([position] + [h.next_offset for h, _ in record.whole_batches(data)])
+        positions[partition] = position
         if data:
             ctx.metrics.on_fetched(topic, partition, len(data), records)
     return "".join(parts), count
+
+
+def _render_events(topic: str, partition: int, data: bytes, position: int,
+                   record_format: RecordFormat, budget: int | None
+                   ) -> tuple[str, int, int, bool]:
+    """(SSE text, records in it, the next position, whether all of ``data`` was rendered).
+
+    A batch whose records cannot be opened (malformed, a codec we do not decode, or inflating
+    past the bound of :mod:`headrace.record.compression`) becomes one ``error`` event and is
+    skipped, so the stream neither dies nor retries it forever.
+    """
+    parts: list[str] = []
+    count = 0
+    for header, batch in record.whole_batches(data):
+        if header.is_control or header.next_offset <= position:
+            continue
+        try:
+            for entry in record.batch_records(batch, header):
+                if entry.offset < position:
+                    continue
+                if budget is not None and count >= budget:
+                    return "".join(parts), count, position, False
+                payload: dict[str, Any] = render_record(topic, partition, entry, record_format)
+                parts.append(f"id: {partition}:{entry.offset}\nevent: record\n"
+                             f"data: {_encode(payload)}\n\n")
+                position = entry.offset + 1
+                count += 1
+        except record.RecordError as error:
+            problem = {"partition": partition, "offset": header.base_offset,
+                       "last_offset": header.last_offset, "message": str(error)}
+            parts.append(f"id: {partition}:{header.last_offset}\nevent: error\n"
+                         f"data: {_encode(problem)}\n\n")
+            position = header.next_offset
+    return "".join(parts), count, position, True
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,6 +1,7 @@
 """Produce v3-9: append each partition's RecordBatch bytes through the broker services.
 
-Batches are validated by storage from their headers and CRC only (no per-record work here).
+Batches are validated by storage (headers, CRC, every record: see storage/validation.py); a
+refusal comes back as a KafkaError whose record_errors Produce v8+ carries.
 acks=0 requests get no response at all; errors are answered per partition with Kafka codes,
 and an idempotent retry is answered with the offsets of the original append. The response is
 packed by :mod:`headrace.protocol.produce` (the hot path), not by kio's generic writer.
@@ -58,7 +59,8 @@ async def handle_produce(
     def failed(name: str, partition: ProducePartitionData, error: KafkaError) -> PartitionResult:
         nonlocal first_error
         first_error = first_error or int(error.code)
-        return PartitionResult(partition.index, int(error.code), -1, -1, -1, error.message)
+        return PartitionResult(partition.index, int(error.code), -1, -1, -1, error.message,
+                               error.record_errors)
 
     topic_results = await partition_results(
         ctx, ((t.name, t.partition_data) for t in request.topic_data),
