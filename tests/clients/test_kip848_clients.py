@@ -4,13 +4,14 @@ ConsumerGroupDescribe through the admin client, and conversion with classic grou
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from tests.support.brokers import BrokerProcess
 from tests.support.clients import confluent_admin, create_topic
@@ -58,10 +59,8 @@ class Member:
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self.values:
-            try:
+            with contextlib.suppress(KafkaException):  # nothing read on these partitions yet
                 consumer.commit(asynchronous=False)
-            except Exception:  # nothing consumed on these partitions yet
-                pass
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self.owned.discard(key)
