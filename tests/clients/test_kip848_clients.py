@@ -182,3 +182,34 @@ def test_a_classic_member_cannot_join_a_live_consumer_group(kip848_broker: Broke
     finally:
         classic.close()
         modern.close()
+
+
+def test_a_regex_subscription_is_matched_by_the_broker_and_picks_up_new_topics(
+    kip848_broker: BrokerProcess,
+) -> None:
+    bootstrap = kip848_broker.bootstrap
+    prefix = f"kip848-rx-{uuid.uuid4().hex[:6]}"
+    group = f"{prefix}-group"
+    create_topic(bootstrap, f"{prefix}-a", 1)
+    create_topic(bootstrap, f"other-{prefix}", 1)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "group.protocol": "consumer", "auto.offset.reset": "earliest"})
+    owned: set[str] = set()
+    consumer.subscribe([f"^{prefix}-.*"],
+                       on_assign=lambda c, ps: owned.update(tp.topic for tp in ps))
+    try:
+        def holds(topics: set[str]) -> Callable[[], bool]:
+            def check() -> bool:
+                consumer.poll(0.1)
+                return owned == topics
+            return check
+
+        eventually(holds({f"{prefix}-a"}), timeout=20, message="the matching topic assigned")
+        create_topic(bootstrap, f"{prefix}-b", 1)
+        eventually(holds({f"{prefix}-a", f"{prefix}-b"}), timeout=20,
+                   message="the topic created later picked up")
+        admin = confluent_admin(bootstrap)
+        (member,) = admin.describe_consumer_groups([group])[group].result(timeout=10).members
+        assert {tp.topic for tp in member.assignment.topic_partitions} == owned
+    finally:
+        consumer.close()
