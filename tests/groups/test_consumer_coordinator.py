@@ -3,14 +3,16 @@ group record in ``__consumer_offsets``), share offsets with classic groups, and 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from kio.schema.errors import ErrorCode
 
 from headrace.groups import OffsetCommit
-from headrace.groups.consumer.machine import HeartbeatRequest
+from headrace.groups.consumer.machine import ConsumerGroupSettings, HeartbeatRequest
 from headrace.groups.consumer.model import ConsumerGroupState
-from tests.groups.test_coordinator import Broker, join_one, join_request
+from tests.groups.test_coordinator import CONFIG, Broker, join_one, join_request
+from tests.support.waiting import eventually_async
 
 
 def _join(group: str, member: str, topics: tuple[str, ...] = ("orders",)) -> HeartbeatRequest:
@@ -69,4 +71,20 @@ async def test_classic_and_consumer_groups_take_over_each_other_only_when_empty(
     await broker.stop()
     coordinator = await broker.start()
     assert "g" not in coordinator.consumer_groups.groups
+    await broker.stop()
+
+
+async def test_a_silent_member_is_removed_after_the_session_timeout(tmp_path: Path) -> None:
+    config = replace(CONFIG, consumer=ConsumerGroupSettings(session_timeout_ms=300))
+    broker = Broker(tmp_path / "data", config)
+    coordinator = await broker.start()
+    assert broker.logs is not None
+    broker.logs.create_topic("orders", 1)
+    assert (await coordinator.consumer_groups.heartbeat(_join("g", "m1"))).error is (
+        ErrorCode.none
+    )
+    group = coordinator.consumer_groups.groups["g"]
+    await eventually_async(lambda: not group.members, timeout=10,
+                           message="the silent member expired")
+    assert group.state is ConsumerGroupState.EMPTY
     await broker.stop()

@@ -108,6 +108,7 @@ class GroupCoordinator:
             partition_for=self.partition_for,
             topics=topics or (lambda: local_topics),
             clock_ms=clock_ms,
+            wake_timer=lambda: self._wake.set(),
         )
         self._log = GroupLog(
             logs,

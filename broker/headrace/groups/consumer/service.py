@@ -76,8 +76,11 @@ class ConsumerGroups:
         partition_for: Callable[[str], int],
         topics: Callable[[], TopicCatalog],
         clock_ms: Callable[[], int],
+        wake_timer: Callable[[], None] = lambda: None,
     ) -> None:
         self.machine = ConsumerGroupMachine(settings)
+        #: a changed group may have an earlier deadline than the timer sleeps towards
+        self._wake_timer = wake_timer
         self._classic = classic
         self._write = write
         self._ownership_error = ownership_error
@@ -107,6 +110,8 @@ class ConsumerGroups:
                     f"group {request.group_id} is a classic group with members",
                 )
         result = self.machine.heartbeat(request, self._clock_ms(), self._topics())
+        if self.machine.dirty:
+            self._wake_timer()
         write_error = await self.store_dirty()
         if write_error is not ErrorCode.none and result.error is ErrorCode.none:
             return HeartbeatResult(write_error)
