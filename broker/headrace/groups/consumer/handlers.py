@@ -18,7 +18,7 @@ from kio.schema.errors import ErrorCode
 
 from headrace.core.requests import ApiHandler, RequestContext
 from headrace.core.responses import build, response_classes
-from headrace.groups.consumer.machine import HeartbeatRequest
+from headrace.groups.consumer.machine import ConsumerGroupMachine, HeartbeatRequest
 from headrace.groups.consumer.model import ConsumerGroup, TopicPartition
 from headrace.groups.coordinator import GroupCoordinator
 from headrace.protocol.codec import response_schema
@@ -137,7 +137,7 @@ def _describe(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) 
     return build(response_schema(CONSUMER_GROUP_DESCRIBE, version), groups=tuple(described))
 
 
-def _described_group(module: Any, group: ConsumerGroup, machine: Any) -> Any:
+def _described_group(module: Any, group: ConsumerGroup, machine: ConsumerGroupMachine) -> Any:
     def assignment(partitions: Iterable[TopicPartition]) -> Any:
         by_topic: dict[str, list[int]] = {}
         for topic, partition in partitions:
