@@ -29,6 +29,8 @@ from headrace.core.maintenance import run_log_maintenance
 from headrace.core.policies import Authorizer, QuotaManager
 from headrace.core.requests import ApiRegistry, RequestObserver
 from headrace.core.routing import LocalRouter, PartitionRouter
+from headrace.groups.consumer.handlers import consumer_group_api_handlers
+from headrace.groups.consumer.machine import ConsumerGroupSettings
 from headrace.groups.coordinator import CoordinatorNode, GroupConfig, GroupCoordinator
 from headrace.groups.handlers import group_api_handlers
 from headrace.groups.lag import LagMonitor
@@ -144,6 +146,7 @@ class BrokerApp:
         self.registry.register_all(
             group_api_handlers(self.groups, self.broker.partition_exists)
         )
+        self.registry.register_all(consumer_group_api_handlers(self.groups))
         if self.node is not None:
             from headrace.cluster.handlers import cluster_api_handlers
 
@@ -211,8 +214,14 @@ class BrokerApp:
                     initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms
                 ),
                 own_all_partitions=False,  # the internal-topics registry loads partitions
+                consumer=ConsumerGroupSettings(
+                    session_timeout_ms=config.group_consumer_session_timeout_ms,
+                    heartbeat_interval_ms=config.group_consumer_heartbeat_interval_ms,
+                    assignors=config.group_consumer_assignors,
+                ),
             ),
             append=append,
+            topics=lambda: broker.metadata,  # a clustered broker swaps in the cluster's view
         )
         if self.node is not None:
             coordinator.set_partition_leader(self.node.offsets_leader)

@@ -312,12 +312,6 @@ def test_consumer_groups_describe_members_of_a_running_console_consumer(
             running.wait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Headrace lacks KIP-848's ConsumerGroupHeartbeat (API key 68): Kafka 4's consumer "
-    "with group.protocol=consumer fails with UnsupportedVersionException",
-)
 def test_console_consumer_with_the_kip848_consumer_group_protocol(broker: BrokerProcess) -> None:
     topic, group = _unique("compat-kip848"), _unique("compat-kip848-group")
     _create_topic(broker, topic, 1)
@@ -371,3 +365,52 @@ def test_kafka_topics_describe_reads_eligible_leader_replicas(broker: BrokerProc
     (row,) = [_fields(line) for line in described[1:] if line.strip()]
     assert row["Elr"] == "", described
     assert row["LastKnownElr"] == "", described
+
+
+def test_consumer_groups_describe_a_kip848_group_with_its_epochs(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """kafka-consumer-groups reads a consumer-protocol group through ConsumerGroupDescribe:
+    member and target epochs and assignments, the group epoch and the server-side assignor."""
+    topic, group = _unique("compat-kip848-describe"), _unique("compat-kip848-describe-group")
+    _create_topic(broker, topic, 3)
+    log_path = tmp_path / "console-consumer.log"
+    with open(log_path, "wb") as log:
+        running = subprocess.Popen(
+            kafka_tool_command(
+                CONSOLE_CONSUMER, "--bootstrap-server", broker.bootstrap, "--topic", topic,
+                "--group", group, "--timeout-ms", "60000",
+                "--command-property", "group.protocol=consumer",
+                "--command-property", "group.remote.assignor=range",
+            ),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        def stable() -> bool:
+            assert running.poll() is None, log_path.read_text(errors="replace")
+            described = _tool(CONSUMER_GROUP_COMMAND, broker, "--describe", "--group", group,
+                              "--state", "--verbose")
+            if "does not exist" in described:  # the consumer has not joined yet
+                return False
+            state = _table(described, "GROUP")
+            return bool(state) and state[0]["STATE"] == "Stable"
+
+        _poll_until(stable, f"{group} is Stable", timeout=40)
+        state = _table(_tool(CONSUMER_GROUP_COMMAND, broker, "--describe", "--group", group,
+                             "--state", "--verbose"), "GROUP")
+        assert state[0]["ASSIGNMENT-STRATEGY"] == "range", state
+        assert state[0]["GROUP-EPOCH"] == state[0]["TARGET-ASSIGNMENT-EPOCH"] == "1", state
+        members = _tool(
+            CONSUMER_GROUP_COMMAND, broker, "--describe", "--group", group,
+            "--members", "--verbose",
+        )
+        (member,) = _table(members, "GROUP")
+        assert member["CURRENT-EPOCH"] == member["TARGET-EPOCH"] == "1", members
+        assert member["CURRENT-ASSIGNMENT"] == member["TARGET-ASSIGNMENT"] == f"{topic}:0,1,2"
+    finally:
+        running.terminate()
+        try:
+            running.wait(20)
+        except subprocess.TimeoutExpired:
+            running.kill()
+            running.wait()

@@ -142,7 +142,7 @@ def _first_error(response: Any) -> int:
 async def test_every_version_of_every_broker_api(app: BrokerApp, broker: Broker) -> None:
     broker.create_topic(TopicSpec("known", 2))
     await broker.produce("known", 0, build_batch([b"seed"]))
-    group_apis = {8, 9, 10, 11, 12, 13, 14, 15, 16, 42, 47}
+    group_apis = {8, 9, 10, 11, 12, 13, 14, 15, 16, 42, 47, 68, 69}
     client = await WireClient.connect(broker.kafka_port)
     exercised = 0
     for api_key, low, high in app.registry.supported():

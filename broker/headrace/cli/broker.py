@@ -29,6 +29,19 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"HEADRACE_{name}", default)
 
 
+def _assignors(value: str) -> tuple[str, ...]:
+    """``uniform,range`` → a tuple of known assignor names (argparse-friendly errors)."""
+    from headrace.groups.consumer.assignors import ASSIGNORS
+
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in ASSIGNORS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(ASSIGNORS)}, got {value!r}"
+        )
+    return names
+
+
 def parse_host_port(value: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[v6]:PORT`` → (host, port); argparse-friendly errors."""
     host, sep, port = value.rpartition(":")
@@ -76,6 +89,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how long an empty consumer group waits for more members before "
                         "its first rebalance; each joiner extends it, up to the rebalance "
                         "timeout (Kafka's group.initial.rebalance.delay.ms; 0 = at once)")
+    parser.add_argument("--group-consumer-session-timeout-ms", type=positive_int,
+                        default=_env("GROUP_CONSUMER_SESSION_TIMEOUT_MS", "45000"),
+                        help="a KIP-848 (group.protocol=consumer) member that sends no "
+                        "heartbeat for this long leaves its group "
+                        "(Kafka's group.consumer.session.timeout.ms)")
+    parser.add_argument("--group-consumer-heartbeat-interval-ms", type=positive_int,
+                        default=_env("GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", "5000"),
+                        help="how often KIP-848 members heartbeat; below the session timeout "
+                        "(Kafka's group.consumer.heartbeat.interval.ms)")
+    parser.add_argument("--group-consumer-assignors", type=_assignors,
+                        default=_env("GROUP_CONSUMER_ASSIGNORS", "uniform,range"),
+                        help="server-side assignors KIP-848 groups may use, the first the "
+                        "default: uniform, range (Kafka's group.consumer.assignors)")
     parser.add_argument("--producer-id-expiration-ms", type=positive_int,
                         default=_env("PRODUCER_ID_EXPIRATION_MS", "86400000"),
                         help="forget an idempotent producer's state after this long without a "
@@ -144,6 +170,9 @@ async def _serve(args: argparse.Namespace) -> int:
         max_topic_partitions=args.max_topic_partitions,
         offsets_topic_partitions=args.offsets_topic_partitions,
         group_initial_rebalance_delay_ms=args.group_initial_rebalance_delay_ms,
+        group_consumer_session_timeout_ms=args.group_consumer_session_timeout_ms,
+        group_consumer_heartbeat_interval_ms=args.group_consumer_heartbeat_interval_ms,
+        group_consumer_assignors=args.group_consumer_assignors,
         producer_id_expiration_ms=args.producer_id_expiration_ms,
     )
     app = BrokerApp(config, cluster=settings_from_args(args))  # no --metadata: single broker

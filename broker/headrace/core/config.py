@@ -70,6 +70,11 @@ class BrokerConfig:
     #: Kafka's group.initial.rebalance.delay.ms: how long an Empty group waits for more joiners
     #: before its first rebalance (see docs/groups.md).
     group_initial_rebalance_delay_ms: int = 3000
+    #: KIP-848 groups (docs/configuration.md): Kafka's group.consumer.session.timeout.ms,
+    #: group.consumer.heartbeat.interval.ms and group.consumer.assignors (first = default).
+    group_consumer_session_timeout_ms: int = 45_000
+    group_consumer_heartbeat_interval_ms: int = 5_000
+    group_consumer_assignors: tuple[str, ...] = ("uniform", "range")
     retention_check_seconds: float = 30.0
     #: How often a group coordinator recomputes its groups' lag for /metrics.
     consumer_lag_refresh_seconds: float = 5.0

@@ -10,7 +10,9 @@ the HTTP API and the cluster talk to. It joins the parts:
   ticks it;
 * :class:`~headrace.groups.persistence.GroupLog` replays a partition when this broker becomes
   its leader ("load", also how a restart restores offsets) and writes every settled group;
-* :class:`~headrace.groups.offsets.OffsetBook` commits, fetches, deletes and expires offsets.
+* :class:`~headrace.groups.offsets.OffsetBook` commits, fetches, deletes and expires offsets;
+* :class:`~headrace.groups.consumer.service.ConsumerGroups` runs KIP-848 groups beside the
+  classic ones (same offsets, same log, same timer).
 
 The HTTP API and metrics read :meth:`GroupCoordinator.list_groups`, :meth:`describe_group` and
 :meth:`committed_offsets`, and may subscribe to rebalances with :meth:`add_rebalance_listener`.
@@ -28,6 +30,9 @@ from typing import TypeVar
 from kio.schema.errors import ErrorCode
 
 from headrace.groups import views
+from headrace.groups.consumer.machine import ConsumerGroupSettings
+from headrace.groups.consumer.service import ConsumerGroups, LogTopics
+from headrace.groups.consumer.subscriptions import TopicCatalog
 from headrace.groups.model import CommittedOffset, Effects, JoinRequest, JoinResult, SyncResult
 from headrace.groups.offsets import OffsetBook, OffsetCommit
 from headrace.groups.persistence import AppendHook, Entries, GroupLog
@@ -60,6 +65,8 @@ class GroupConfig:
     #: Kafka's ``offsets.retention.minutes`` (7 days) and ``offsets.retention.check.interval.ms``.
     offsets_retention_ms: int = 7 * 24 * 3600 * 1000
     offsets_retention_check_interval_ms: int = 600_000
+    #: KIP-848 groups: ``group.consumer.*``
+    consumer: ConsumerGroupSettings = field(default_factory=ConsumerGroupSettings)
 
 
 _Result = TypeVar("_Result", JoinResult, SyncResult)
@@ -87,10 +94,22 @@ class GroupCoordinator:
         append: AppendHook | None = None,
         clock_ms: Callable[[], int] = _monotonic_ms,
         wall_clock_ms: Callable[[], int] = _wall_ms,
+        topics: Callable[[], TopicCatalog] | None = None,
     ) -> None:
         self.node = node
         self.config = config or GroupConfig()
         self.machine = GroupStateMachine(self.config.limits)
+        local_topics = LogTopics(logs)
+        self.consumer_groups = ConsumerGroups(
+            self.config.consumer,
+            self.machine,
+            write=lambda group_id, entries: self._log.write(group_id, entries),
+            ownership_error=self.ownership_error,
+            partition_for=self.partition_for,
+            topics=topics or (lambda: local_topics),
+            clock_ms=clock_ms,
+            wake_timer=lambda: self._wake.set(),
+        )
         self._log = GroupLog(
             logs,
             self.machine,
@@ -98,6 +117,7 @@ class GroupCoordinator:
             append=append,
             clock_ms=clock_ms,
             wall_clock_ms=wall_clock_ms,
+            restore_consumer_group=self.consumer_groups.restore,
         )
         self._offsets = OffsetBook(
             self.machine,
@@ -105,6 +125,8 @@ class GroupCoordinator:
             max_metadata_bytes=self.config.max_offset_metadata_bytes,
             retention_ms=self.config.offsets_retention_ms,
             wall_clock_ms=wall_clock_ms,
+            validate_commit=self._validate_commit,
+            keeps_offsets=self.consumer_groups.has_members,
         )
         self._partition_leader = partition_leader
         self._clock_ms = clock_ms
@@ -155,6 +177,7 @@ class GroupCoordinator:
         """Stop coordinating the groups of a partition we no longer lead."""
         for group_id in self._log.unload(partition):
             self._fail_waiters(group_id, ErrorCode.not_coordinator)
+        self.consumer_groups.unload(partition)
 
     def _fail_waiters(self, group_id: str, error: ErrorCode) -> None:
         for (waiting_group, member_id), future in list(self._join_waiters.items()):
@@ -184,6 +207,9 @@ class GroupCoordinator:
 
     async def join_group(self, request: JoinRequest) -> JoinResult:
         error = self.ownership_error(request.group_id)
+        if error is not ErrorCode.none:
+            return JoinResult(error, request.member_id)
+        error = await self.consumer_groups.yield_to_classic(request.group_id)
         if error is not ErrorCode.none:
             return JoinResult(error, request.member_id)
         outcome = self.machine.join(request, self._clock_ms())
@@ -290,6 +316,14 @@ class GroupCoordinator:
             group_id, generation_id, member_id, group_instance_id, commits
         )
 
+    def _validate_commit(
+        self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None
+    ) -> ErrorCode:
+        """A commit to a consumer-protocol group carries a member epoch (KIP-848)."""
+        if self.consumer_groups.owns(group_id):
+            return self.consumer_groups.validate_commit(group_id, generation_id, member_id)
+        return self.machine.validate_commit(group_id, generation_id, member_id, group_instance_id)
+
     def fetch_offsets(
         self, group_id: str, partitions: list[tuple[str, int]] | None
     ) -> tuple[ErrorCode, dict[tuple[str, int], CommittedOffset | None]]:
@@ -303,7 +337,14 @@ class GroupCoordinator:
     async def delete_offsets(
         self, group_id: str, partitions: list[tuple[str, int]]
     ) -> tuple[ErrorCode, dict[tuple[str, int], ErrorCode]]:
-        return await self._offsets.delete(group_id, partitions)
+        subscribed = self.consumer_groups.subscribed_topics(group_id)
+        refused = {
+            (t, p): ErrorCode.group_subscribed_to_topic for t, p in partitions if t in subscribed
+        }
+        error, results = await self._offsets.delete(
+            group_id, [tp for tp in partitions if tp not in refused]
+        )
+        return error, results | refused if error is ErrorCode.none else results
 
     async def expire_offsets(self) -> dict[str, list[tuple[str, int]]]:
         """Apply offset retention now: tombstone expired offsets, and drop Empty groups left
@@ -314,17 +355,29 @@ class GroupCoordinator:
 
     def list_groups(self, states: Iterable[str] = ()) -> list[GroupOverview]:
         wanted = {state.lower() for state in states}
-        return [
+        overviews = [
             views.overview(group)
-            for group_id, group in sorted(self.machine.groups.items())
-            if self.ownership_error(group_id) is ErrorCode.none
-            and (not wanted or group.state.value.lower() in wanted)
+            for group_id, group in self.machine.groups.items()
+            if not self.consumer_groups.owns(group_id)
+        ] + [
+            GroupOverview(group_id, "consumer", group.state.value)
+            for group_id, group in self.consumer_groups.groups.items()
         ]
+        return sorted(
+            (
+                o for o in overviews
+                if self.ownership_error(o.group_id) is ErrorCode.none
+                and (not wanted or o.state.lower() in wanted)
+            ),
+            key=lambda o: o.group_id,
+        )
 
     def describe_group(self, group_id: str) -> GroupDescription:
+        """The classic view (DescribeGroups): a consumer-protocol group is not there (Dead),
+        as Kafka answers; ConsumerGroupDescribe describes it."""
         error = self.ownership_error(group_id)
         group = self.machine.groups.get(group_id)
-        if error is not ErrorCode.none or group is None:
+        if error is not ErrorCode.none or group is None or self.consumer_groups.owns(group_id):
             return views.describe_missing(group_id, error)
         return views.describe(group)
 
@@ -332,6 +385,11 @@ class GroupCoordinator:
         results: dict[str, ErrorCode] = {}
         for group_id in group_ids:
             error = self.ownership_error(group_id)
+            if error is ErrorCode.none and self.consumer_groups.owns(group_id):
+                error = await self.consumer_groups.delete(group_id)
+                if error is ErrorCode.none and group_id not in self.machine.groups:
+                    results[group_id] = error  # no offsets were ever committed
+                    continue
             if error is ErrorCode.none:
                 group = self.machine.groups.get(group_id)
                 offsets = list(group.offsets) if group is not None else []
@@ -381,7 +439,15 @@ class GroupCoordinator:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            deadline = self.machine.next_deadline_ms()
+            deadline = min(
+                (
+                    d for d in (
+                        self.machine.next_deadline_ms(), self.consumer_groups.next_deadline_ms()
+                    )
+                    if d is not None
+                ),
+                default=None,
+            )
             # No asyncio.wait_for: on Python 3.11 it can swallow a cancellation that races
             # with its timeout. A call_later that sets the wake event does the same job.
             alarm = None
@@ -398,5 +464,6 @@ class GroupCoordinator:
                 effects = self.machine.drain_effects()
                 if effects:
                     await self._apply(effects)
+                await self.consumer_groups.tick()
             except Exception:  # the timer must survive anything one group does
                 log.exception("group timer tick failed")

@@ -92,8 +92,8 @@ SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
     SYNC_GROUP: (0, 5),
     HEARTBEAT: (0, 4),
     LEAVE_GROUP: (0, 4),
-    OFFSET_COMMIT: (2, 8),  # kio 0.6.5 (like Kafka 4) has no v0/v1
-    OFFSET_FETCH: (1, 8),  # ... and no v0
+    OFFSET_COMMIT: (2, 9),  # kio 0.6.5 (like Kafka 4) has no v0/v1; v9: KIP-848 epochs
+    OFFSET_FETCH: (1, 9),  # ... and no v0
     DESCRIBE_GROUPS: (0, 5),
     LIST_GROUPS: (0, 4),
     DELETE_GROUPS: (0, 2),

@@ -22,6 +22,10 @@ from headrace.groups.state import GroupStateMachine
 log = logging.getLogger(__name__)
 
 
+#: (group, generation or member epoch, member id, instance id) -> whether the commit may apply
+CommitValidator = Callable[[str, int, str, str | None], ErrorCode]
+
+
 @dataclass(frozen=True, slots=True)
 class OffsetCommit:
     topic: str
@@ -42,8 +46,14 @@ class OffsetBook:
         max_metadata_bytes: int,
         retention_ms: int,
         wall_clock_ms: Callable[[], int],
+        validate_commit: CommitValidator | None = None,
+        keeps_offsets: Callable[[str], bool] = lambda group_id: False,
     ) -> None:
         self._machine = machine
+        #: classic generations, or (the coordinator's) KIP-848 member epochs as well
+        self._validate_commit = validate_commit or machine.validate_commit
+        #: groups whose offsets never expire (a consumer-protocol group with members)
+        self._keeps_offsets = keeps_offsets
         self._log = group_log
         self._max_metadata_bytes = max_metadata_bytes
         self._retention_ms = retention_ms
@@ -59,7 +69,7 @@ class OffsetBook:
     ) -> dict[TopicPartition, ErrorCode]:
         error = self._log.ownership_error(group_id)
         if error is ErrorCode.none:
-            error = self._machine.validate_commit(
+            error = self._validate_commit(
                 group_id, generation_id, member_id, group_instance_id
             )
         if error is not ErrorCode.none:
@@ -143,7 +153,10 @@ class OffsetBook:
         now = self._wall_clock_ms()
         expired: dict[str, list[TopicPartition]] = {}
         for group_id, group in list(self._machine.groups.items()):
-            if self._log.ownership_error(group_id) is not ErrorCode.none:
+            if (
+                self._log.ownership_error(group_id) is not ErrorCode.none
+                or self._keeps_offsets(group_id)
+            ):
                 continue
             gone = expired_offsets(
                 group, self._log.empty_since_ms(group), now, self._retention_ms

@@ -20,13 +20,23 @@ from kio.schema.errors import ErrorCode
 from headrace.groups import records
 from headrace.groups.model import CommittedOffset, Group, GroupState, JoinProtocol, Member
 from headrace.groups.partitioning import OFFSETS_TOPIC, offsets_partition_for
-from headrace.groups.records import GroupKey, GroupValue, OffsetKey, OffsetValue, StoredMember
+from headrace.groups.records import (
+    ConsumerGroupKey,
+    ConsumerGroupValue,
+    GroupKey,
+    GroupValue,
+    OffsetKey,
+    OffsetValue,
+    StoredMember,
+)
 from headrace.groups.state import GroupStateMachine
 from headrace.storage import LogManagerAPI
 
 log = logging.getLogger(__name__)
 
 AppendHook = Callable[[int, bytes], Awaitable[None]]
+#: Rebuilds (or, given None, forgets) a KIP-848 group from its stored record.
+ConsumerGroupRestorer = Callable[[str, bytes | None], None]
 Entries = list[tuple[records.Key, records.Value | None]]
 
 
@@ -42,8 +52,10 @@ class GroupLog:
         append: AppendHook | None,
         clock_ms: Callable[[], int],
         wall_clock_ms: Callable[[], int],
+        restore_consumer_group: ConsumerGroupRestorer | None = None,
     ) -> None:
         self._logs = logs
+        self._restore_consumer_group = restore_consumer_group
         self._machine = machine
         self._partitions = partitions
         self._append_hook = append
@@ -91,7 +103,11 @@ class GroupLog:
             return
         self._loading.add(partition)
         try:
-            groups = await self._replay(partition)
+            consumer_groups: dict[str, bytes | None] = {}
+            groups = await self._replay(partition, consumer_groups)
+            if self._restore_consumer_group is not None:
+                for group_id, snapshot in consumer_groups.items():
+                    self._restore_consumer_group(group_id, snapshot)
             now = self._clock_ms()
             for group_id, value in groups.items():
                 if value is None:  # deleted (already forgotten during the replay)
@@ -121,8 +137,11 @@ class GroupLog:
 
     # ------------------------------------------------------------------------ replay
 
-    async def _replay(self, partition: int) -> dict[str, GroupValue | None]:
-        """Apply the partition's offsets in log order; returns each group's last metadata."""
+    async def _replay(
+        self, partition: int, consumer_groups: dict[str, bytes | None]
+    ) -> dict[str, GroupValue | None]:
+        """Apply the partition's offsets in log order; returns each classic group's last
+        metadata, and fills ``consumer_groups`` with each KIP-848 group's last record."""
         log_ = self._logs.get_partition(OFFSETS_TOPIC, partition)
         offset = log_.log_start_offset
         groups: dict[str, GroupValue | None] = {}
@@ -133,7 +152,7 @@ class GroupLog:
             for entry in records.parse_batches(data, _skip_unreadable(partition)):
                 if entry.offset < offset:
                     continue
-                self._replay_entry(entry, groups)
+                self._replay_entry(entry, groups, consumer_groups)
             if next_offset <= offset:
                 break
             offset = next_offset
@@ -141,10 +160,17 @@ class GroupLog:
         return groups
 
     def _replay_entry(
-        self, entry: records.LoggedEntry, groups: dict[str, GroupValue | None]
+        self,
+        entry: records.LoggedEntry,
+        groups: dict[str, GroupValue | None],
+        consumer_groups: dict[str, bytes | None],
     ) -> None:
         key, value = entry.key, entry.value
-        if isinstance(key, OffsetKey):
+        if isinstance(key, ConsumerGroupKey):
+            consumer_groups[key.group_id] = (
+                value.snapshot if isinstance(value, ConsumerGroupValue) else None
+            )
+        elif isinstance(key, OffsetKey):
             committed = None
             if isinstance(value, OffsetValue):
                 committed = CommittedOffset(

@@ -6,6 +6,9 @@ The key/value layout follows Kafka's own internal schemas so the log reads like 
   ``(offset, leader epoch, metadata, commit timestamp)``;
 * group metadata: key ``(version=2, group)``, value ``GroupMetadataValue`` v3 ``(protocol type,
   generation, protocol, leader, state timestamp, members[...])``;
+* KIP-848 consumer group: Kafka's ``ConsumerGroupMetadataKey`` ``(version=3, group)``, with
+  a value in Headrace's own format (see :mod:`headrace.groups.consumer.snapshot`), kept here
+  as opaque bytes;
 * a record with a null value is a tombstone: the offset or group is gone.
 
 Records travel in RecordBatch v2 batches built and parsed by :mod:`headrace.record`, so the
@@ -23,6 +26,7 @@ from headrace import record
 
 OFFSET_KEY_VERSION = 1
 GROUP_KEY_VERSION = 2
+CONSUMER_GROUP_KEY_VERSION = 3
 OFFSET_VALUE_VERSION = 3
 GROUP_VALUE_VERSION = 3
 
@@ -45,6 +49,16 @@ class OffsetKey:
 @dataclass(frozen=True, slots=True)
 class GroupKey:
     group_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupKey:
+    group_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupValue:
+    snapshot: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +91,8 @@ class GroupValue:
     members: tuple[StoredMember, ...]
 
 
-Key = OffsetKey | GroupKey
-Value = OffsetValue | GroupValue
+Key = OffsetKey | GroupKey | ConsumerGroupKey
+Value = OffsetValue | GroupValue | ConsumerGroupValue
 
 
 # ------------------------------------------------------------------------- primitive codec
@@ -170,6 +184,8 @@ def encode_key(key: Key) -> bytes:
             _Writer().i16(OFFSET_KEY_VERSION).string(key.group_id).string(key.topic)
             .i32(key.partition).value()
         )
+    if isinstance(key, ConsumerGroupKey):
+        return _Writer().i16(CONSUMER_GROUP_KEY_VERSION).string(key.group_id).value()
     return _Writer().i16(GROUP_KEY_VERSION).string(key.group_id).value()
 
 
@@ -180,6 +196,8 @@ def decode_key(data: bytes) -> Key:
         return OffsetKey(reader.string(), reader.string(), reader.i32())
     if version == GROUP_KEY_VERSION:
         return GroupKey(reader.string())
+    if version == CONSUMER_GROUP_KEY_VERSION:
+        return ConsumerGroupKey(reader.string())
     raise RecordFormatError(f"unknown key version {version}")
 
 
@@ -189,6 +207,8 @@ def encode_value(value: Value) -> bytes:
             _Writer().i16(OFFSET_VALUE_VERSION).i64(value.offset).i32(value.leader_epoch)
             .string(value.metadata).i64(value.commit_timestamp_ms).value()
         )
+    if isinstance(value, ConsumerGroupValue):
+        return value.snapshot
     writer = (
         _Writer().i16(GROUP_VALUE_VERSION).string(value.protocol_type).i32(value.generation_id)
         .string(value.protocol_name).string(value.leader_id).i64(value.state_timestamp_ms)
@@ -295,6 +315,8 @@ def parse_batches(data: bytes, on_skip: SkipHandler = _reraise) -> Iterator[Logg
                     value = None
                 elif isinstance(key, OffsetKey):
                     value = decode_offset_value(entry.value)
+                elif isinstance(key, ConsumerGroupKey):
+                    value = ConsumerGroupValue(bytes(entry.value))
                 else:
                     value = decode_group_value(entry.value)
             except (RecordFormatError, UnicodeDecodeError) as error:

@@ -1,0 +1,185 @@
+"""Kafka API handlers for KIP-848 groups: ConsumerGroupHeartbeat (68) and -Describe (69).
+
+ConsumerGroupHeartbeat v0 and v1 (v1: the client generates its member id, as Kafka 4 clients
+do); ConsumerGroupDescribe v0 and v1 (v1 adds the member type, which Headrace reports as
+"consumer" for every member: it has no classic members inside consumer groups). The broker
+registers :func:`consumer_group_api_handlers` next to the classic group handlers, and
+ApiVersions advertises these APIs because they are registered.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from headrace.core.requests import ApiHandler, KafkaApi, RequestContext
+from headrace.core.responses import build
+from headrace.groups.consumer.machine import ConsumerGroupMachine, HeartbeatRequest
+from headrace.groups.consumer.model import ConsumerGroup, TopicPartition
+from headrace.groups.coordinator import GroupCoordinator
+from headrace.protocol.codec import response_schema
+
+CONSUMER_GROUP_HEARTBEAT = 68
+CONSUMER_GROUP_DESCRIBE = 69
+
+SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
+    CONSUMER_GROUP_HEARTBEAT: (0, 1),
+    CONSUMER_GROUP_DESCRIBE: (0, 1),
+}
+
+#: ConsumerGroupDescribe v1's MemberType: 1 for a member speaking the consumer protocol.
+_CONSUMER_MEMBER_TYPE = 1
+
+
+def _ms(value: Any) -> int:
+    if isinstance(value, datetime.timedelta):
+        return round(value.total_seconds() * 1000)
+    return int(value)
+
+
+def consumer_group_api_handlers(coordinator: GroupCoordinator) -> list[ApiHandler[Any, Any]]:
+    async def heartbeat(request: Any, ctx: RequestContext) -> Any:
+        return await _heartbeat(coordinator, request, ctx)
+
+    async def describe(request: Any, ctx: RequestContext) -> Any:
+        return _describe(coordinator, request, ctx)
+
+    handles = {CONSUMER_GROUP_HEARTBEAT: heartbeat, CONSUMER_GROUP_DESCRIBE: describe}
+    return [
+        ApiHandler(api_key, low, high, handles[api_key])
+        for api_key, (low, high) in SUPPORTED_VERSIONS.items()
+    ]
+
+
+async def _heartbeat(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
+    version = ctx.api_version
+    owned = request.topic_partitions
+    result = await coordinator.consumer_groups.heartbeat(
+        HeartbeatRequest(
+            group_id=request.group_id,
+            member_id=request.member_id,
+            member_epoch=int(request.member_epoch),
+            api_version=version,
+            instance_id=request.instance_id,
+            rack_id=request.rack_id,
+            rebalance_timeout_ms=_ms(request.rebalance_timeout),
+            subscribed_topic_names=(
+                None if request.subscribed_topic_names is None
+                else tuple(request.subscribed_topic_names)
+            ),
+            subscribed_topic_regex=getattr(request, "subscribed_topic_regex", None),
+            server_assignor=request.server_assignor,
+            owned=(
+                None if owned is None
+                else tuple(
+                    (tp.topic_id or uuid.UUID(int=0), tuple(int(p) for p in tp.partitions))
+                    for tp in owned
+                )
+            ),
+            client_id=ctx.client_id or "",
+            client_host=ctx.client_host,
+        )
+    )
+    module = KafkaApi[Any, Any](CONSUMER_GROUP_HEARTBEAT).classes(version)
+    assignment = None
+    if result.assignment is not None:
+        assignment = build(
+            module.Assignment,
+            topic_partitions=tuple(
+                build(module.TopicPartitions, topic_id=topic_id, partitions=partitions)
+                for topic_id, partitions in result.assignment
+            ),
+        )
+    return build(
+        response_schema(CONSUMER_GROUP_HEARTBEAT, version),
+        error_code=result.error,
+        error_message=result.message,
+        member_id=result.member_id,
+        member_epoch=result.member_epoch,
+        heartbeat_interval=datetime.timedelta(milliseconds=result.heartbeat_interval_ms),
+        assignment=assignment,
+    )
+
+
+def _describe(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
+    version = ctx.api_version
+    module = KafkaApi[Any, Any](CONSUMER_GROUP_DESCRIBE).classes(version)
+    consumer_groups = coordinator.consumer_groups
+    described = []
+    for group_id in request.group_ids:
+        error = coordinator.ownership_error(group_id)
+        group = consumer_groups.groups.get(group_id)
+        message = None
+        if error is ErrorCode.none and group is None:
+            # As Kafka: the admin client then falls back to DescribeGroups.
+            error = ErrorCode.group_id_not_found
+            message = f"Group {group_id} is not a consumer group."
+        if group is None or error is not ErrorCode.none:
+            described.append(
+                build(
+                    module.DescribedGroup,
+                    error_code=error,
+                    error_message=message,
+                    group_id=group_id,
+                    group_state="Dead",
+                    group_epoch=-1,
+                    assignment_epoch=-1,
+                    assignor_name="",
+                    members=(),
+                )
+            )
+            continue
+        described.append(_described_group(module, group, consumer_groups.machine))
+    return build(response_schema(CONSUMER_GROUP_DESCRIBE, version), groups=tuple(described))
+
+
+def _described_group(module: Any, group: ConsumerGroup, machine: ConsumerGroupMachine) -> Any:
+    def assignment(partitions: Iterable[TopicPartition]) -> Any:
+        by_topic: dict[str, list[int]] = {}
+        for topic, partition in partitions:
+            by_topic.setdefault(topic, []).append(partition)
+        return build(
+            module.Assignment,
+            topic_partitions=tuple(
+                build(
+                    module.TopicPartitions,
+                    topic_id=uuid.UUID(hex=group.subscribed_topics[topic][0]),
+                    topic_name=topic,
+                    partitions=tuple(sorted(parts)),
+                )
+                for topic, parts in sorted(by_topic.items())
+                if topic in group.subscribed_topics
+            ),
+        )
+
+    members = tuple(
+        build(
+            module.Member,
+            member_id=m.member_id,
+            instance_id=m.instance_id,
+            rack_id=m.rack_id,
+            member_epoch=m.member_epoch,
+            client_id=m.client_id,
+            client_host=m.client_host,
+            subscribed_topic_names=m.subscribed_topic_names,
+            subscribed_topic_regex=m.subscribed_topic_regex,
+            assignment=assignment(m.assigned),
+            target_assignment=assignment(group.target.get(m.member_id, frozenset())),
+            member_type=_CONSUMER_MEMBER_TYPE,
+        )
+        for m in group.members.values()
+    )
+    return build(
+        module.DescribedGroup,
+        error_code=ErrorCode.none,
+        group_id=group.group_id,
+        group_state=group.state.value,
+        group_epoch=group.group_epoch,
+        assignment_epoch=group.assignment_epoch,
+        assignor_name=group.assignor_name or machine.settings.assignors[0],
+        members=members,
+    )
