@@ -133,6 +133,7 @@ from kio.schema.offset_commit import v5 as offset_commit_v5
 from kio.schema.offset_commit import v6 as offset_commit_v6
 from kio.schema.offset_commit import v7 as offset_commit_v7
 from kio.schema.offset_commit import v8 as offset_commit_v8
+from kio.schema.offset_commit import v9 as offset_commit_v9
 from kio.schema.offset_delete import v0 as offset_delete_v0
 from kio.schema.offset_fetch import v1 as offset_fetch_v1
 from kio.schema.offset_fetch import v2 as offset_fetch_v2
@@ -142,6 +143,7 @@ from kio.schema.offset_fetch import v5 as offset_fetch_v5
 from kio.schema.offset_fetch import v6 as offset_fetch_v6
 from kio.schema.offset_fetch import v7 as offset_fetch_v7
 from kio.schema.offset_fetch import v8 as offset_fetch_v8
+from kio.schema.offset_fetch import v9 as offset_fetch_v9
 from kio.schema.offset_for_leader_epoch import v2 as offset_for_leader_epoch_v2
 from kio.schema.offset_for_leader_epoch import v3 as offset_for_leader_epoch_v3
 from kio.schema.offset_for_leader_epoch import v4 as offset_for_leader_epoch_v4
@@ -187,25 +189,27 @@ OffsetCommitRequests: TypeAlias = (
     offset_commit_v2.OffsetCommitRequest | offset_commit_v3.OffsetCommitRequest
     | offset_commit_v4.OffsetCommitRequest | offset_commit_v5.OffsetCommitRequest
     | offset_commit_v6.OffsetCommitRequest | offset_commit_v7.OffsetCommitRequest
-    | offset_commit_v8.OffsetCommitRequest
+    | offset_commit_v8.OffsetCommitRequest | offset_commit_v9.OffsetCommitRequest
 )
 OffsetCommitResponses: TypeAlias = (
     offset_commit_v2.OffsetCommitResponse | offset_commit_v3.OffsetCommitResponse
     | offset_commit_v4.OffsetCommitResponse | offset_commit_v5.OffsetCommitResponse
     | offset_commit_v6.OffsetCommitResponse | offset_commit_v7.OffsetCommitResponse
-    | offset_commit_v8.OffsetCommitResponse
+    | offset_commit_v8.OffsetCommitResponse | offset_commit_v9.OffsetCommitResponse
 )
 OffsetFetchRequests: TypeAlias = (
     offset_fetch_v1.OffsetFetchRequest | offset_fetch_v2.OffsetFetchRequest
     | offset_fetch_v3.OffsetFetchRequest | offset_fetch_v4.OffsetFetchRequest
     | offset_fetch_v5.OffsetFetchRequest | offset_fetch_v6.OffsetFetchRequest
     | offset_fetch_v7.OffsetFetchRequest | offset_fetch_v8.OffsetFetchRequest
+    | offset_fetch_v9.OffsetFetchRequest
 )
 OffsetFetchResponses: TypeAlias = (
     offset_fetch_v1.OffsetFetchResponse | offset_fetch_v2.OffsetFetchResponse
     | offset_fetch_v3.OffsetFetchResponse | offset_fetch_v4.OffsetFetchResponse
     | offset_fetch_v5.OffsetFetchResponse | offset_fetch_v6.OffsetFetchResponse
     | offset_fetch_v7.OffsetFetchResponse | offset_fetch_v8.OffsetFetchResponse
+    | offset_fetch_v9.OffsetFetchResponse
 )
 FindCoordinatorRequests: TypeAlias = (
     find_coordinator_v0.FindCoordinatorRequest | find_coordinator_v1.FindCoordinatorRequest

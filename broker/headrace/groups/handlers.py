@@ -20,6 +20,7 @@ from kio.schema.leave_group import v0 as leave_group_v0
 from kio.schema.leave_group import v1 as leave_group_v1
 from kio.schema.leave_group import v2 as leave_group_v2
 from kio.schema.offset_fetch import v8 as offset_fetch_v8
+from kio.schema.offset_fetch import v9 as offset_fetch_v9
 
 from headrace.core.requests import ApiHandler, KafkaApi, Req, RequestContext, Resp
 from headrace.core.responses import RequestTopic, build, by_topic, partition_results
@@ -465,7 +466,8 @@ async def _offset_fetch(
 ) -> OffsetFetchResponses:
     version = ctx.api_version
     module = OFFSET_FETCH_API.classes(version)
-    if isinstance(request, offset_fetch_v8.OffsetFetchRequest):  # v8: several groups
+    if isinstance(request, offset_fetch_v8.OffsetFetchRequest | offset_fetch_v9.OffsetFetchRequest):
+        # v8+: several groups
         groups = []
         for group in request.groups:
             error, topics = _fetch_group_offsets(
