@@ -11,8 +11,8 @@ module; the tests run in file order and later ones build on the cluster the earl
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import yaml
 from tests.peers.kube import ControlPlane, free_loopback_port
 from tests.peers.node_agent import NodeAgent, wait_for
 from tests.support.clusters import (
+    admin,
     ProducerLoad,
     check_no_loss_no_duplicates,
     consume_partitions,
@@ -128,3 +129,146 @@ def test_kubectl_apply_of_the_manifests_runs_the_operator_under_its_service_acco
                               "--timeout=120s", check=False)
     # A Topic with the operator's finalizer would hold its namespace: let the next operator
     # (the chart's) see it go.
+
+
+OPERATOR_NAMESPACE = "headrace"
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: ControlPlane, helm: Path, agent: NodeAgent, crds: None
+             ) -> Iterator[dict[str, Any]]:
+    """The chart installed by ``helm install`` (its crds/ too: they exist, helm leaves them),
+    reconciling every two seconds; its pod, once ready."""
+    control_plane.helm(
+        helm, "install", "hr", str(CHART), "-n", OPERATOR_NAMESPACE, "--create-namespace",
+        "--set", f"operator.reconcileIntervalSeconds={INTERVAL_S}",
+        "--set", f"operator.metricsPort={free_loopback_port()}",
+        "--set", f"operator.healthPort={free_loopback_port()}",
+        "--set-json", 'operator.extraEnv=[{"name":"HEADRACE_OPERATOR_ADMIN_TIMEOUT",'
+                      '"value":"5"}]',
+        "--wait=false")
+    yield ready_pod(control_plane, OPERATOR_NAMESPACE, agent)
+    # Topics of a namespace being deleted wait for the operator's finalizer: end them first.
+    control_plane.kubectl("delete", "topics", "--all", "-A", "--wait=true", "--timeout=60s",
+                          check=False)
+    control_plane.helm(helm, "uninstall", "hr", "-n", OPERATOR_NAMESPACE, check=False)
+
+
+def test_helm_install_runs_the_operator_under_the_charts_service_account(
+    control_plane: ControlPlane, operator: dict[str, Any], helm: Path, agent: NodeAgent
+) -> None:
+    status = json.loads(control_plane.helm(helm, "status", "hr", "-n", OPERATOR_NAMESPACE,
+                                           "-o", "json").stdout)
+    assert status["info"]["status"] == "deployed"
+    account = operator["spec"]["serviceAccountName"]
+    assert account == "hr-headrace-operator", account
+    # The pod's credentials are a token of that account, not the admin's.
+    kubeconfig = agent.kubeconfig_of(OPERATOR_NAMESPACE, operator["metadata"]["name"])
+    whoami = json.loads(control_plane.kubectl("auth", "whoami", "-o", "json",
+                                              kubeconfig=kubeconfig).stdout)
+    assert whoami["status"]["userInfo"]["username"] == (
+        f"system:serviceaccount:{OPERATOR_NAMESPACE}:{account}")
+
+
+@dataclass
+class Brokers:
+    """The module's Cluster: its namespace, ports and where its pods listen."""
+
+    namespace: str
+    kafka_port: int
+    agent: NodeAgent
+
+    def address(self, pod: str) -> str:
+        return f"{self.agent.pod_ip(self.namespace, pod)}:{self.kafka_port}"
+
+    @property
+    def bootstrap(self) -> str:
+        """Every pod the Cluster may have (two per zone): clients use the ones that answer."""
+        return ",".join(self.address(f"{CLUSTER}-{zone}-{i}") for i in range(2) for zone in ZONES)
+
+
+def cluster_path(namespace: str, name: str = CLUSTER) -> str:
+    return f"/apis/headrace.io/v1alpha1/namespaces/{namespace}/clusters/{name}"
+
+
+def topic_path(namespace: str, name: str) -> str:
+    return f"/apis/headrace.io/v1alpha1/namespaces/{namespace}/topics/{name}"
+
+
+@pytest.fixture(scope="module")
+def brokers(control_plane: ControlPlane, operator: dict[str, Any], agent: NodeAgent,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brokers]:
+    """A three-broker Cluster, its metadata in an etcd of its own (external mode: the agent
+    runs no DNS for a managed etcd's Service names)."""
+    namespace = "kafka"
+    control_plane.kubectl("create", "namespace", namespace)
+    with running_etcd(tmp_path_factory.mktemp("metadata")) as etcd:
+        found = Brokers(namespace, free_loopback_port(), agent)
+        cluster = {
+            "apiVersion": GROUP_VERSION, "kind": "Cluster",
+            "metadata": {"name": CLUSTER, "annotations": {BOOTSTRAP_ANNOTATION: found.bootstrap}},
+            "spec": {
+                "brokers": 3,
+                "storage": {"size": "1Gi"},
+                "listeners": {"kafka": {"port": found.kafka_port},
+                              "http": {"port": free_loopback_port()}},
+                "metadataStore": {"mode": "external", "endpoints": [etcd.endpoint]},
+                "config": {"default.replication.factor": "3",
+                           "offsets.topic.replication.factor": "3",
+                           "group.initial.rebalance.delay.ms": "0"},
+            },
+        }
+        apply(control_plane, namespace, cluster)
+        yield found
+        control_plane.kubectl("delete", "topics", "--all", "-n", namespace, "--wait=true",
+                              "--timeout=60s", check=False)
+        control_plane.kubectl("delete", "cluster", CLUSTER, "-n", namespace, "--wait=false",
+                              check=False)
+        control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def cluster_ready(plane: ControlPlane, namespace: str, brokers: int) -> dict[str, Any] | None:
+    cluster = get(plane, cluster_path(namespace))
+    ready = condition(cluster, "Ready")
+    if cluster is None or ready is None or ready["status"] != "True":
+        return None
+    status = cluster["status"]
+    if status.get("readyBrokers") != brokers or status.get("phase") != "Steady":
+        return None
+    if status.get("observedGeneration") != cluster["metadata"]["generation"]:
+        return None
+    return cluster
+
+
+def diagnostics(plane: ControlPlane, agent: NodeAgent, namespace: str) -> Callable[[], str]:
+    def report() -> str:
+        cluster = get(plane, cluster_path(namespace))
+        pods = plane.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
+        return (f"cluster status: {json.dumps((cluster or {}).get('status'), indent=1)}\n"
+                f"{pods}\nagent errors: {agent.errors[-10:]}\n{agent.logs()[-8000:]}")
+
+    return report
+
+
+def test_a_three_zone_cluster_becomes_ready_with_a_broker_in_each_zone(
+    control_plane: ControlPlane, brokers: Brokers, agent: NodeAgent
+) -> None:
+    namespace = brokers.namespace
+    cluster = wait_for("the Cluster is Ready", lambda: cluster_ready(control_plane, namespace, 3),
+                       240, diagnostics(control_plane, agent, namespace))
+    assert cluster["status"]["zones"] == list(ZONES)
+    assert cluster["status"]["brokerIds"] == [0, 1000, 2000]
+    pods = items(control_plane, "pods", namespace, "-l", "app.kubernetes.io/component=broker")
+    zones = sorted(agent.zone_of(p["spec"]["nodeName"]) for p in pods)
+    assert zones == list(ZONES)
+    # The operator made every owned object; the StatefulSet controller and the scheduler did
+    # the rest, and the PodDisruptionBudget controller counts the brokers.
+    assert {s["metadata"]["name"] for s in items(control_plane, "statefulsets", namespace)} == {
+        f"{CLUSTER}-{zone}" for zone in ZONES}
+    pdb = control_plane.kubectl_json("get", "pdb", f"{CLUSTER}-brokers", "-n", namespace)
+    wait_for("the PDB sees three healthy brokers", lambda: control_plane.kubectl_json(
+        "get", "pdb", f"{CLUSTER}-brokers", "-n", namespace)["status"].get("currentHealthy") == 3)
+    assert pdb["spec"]["maxUnavailable"] == 1
+    # The brokers form one cluster, reachable where the pods listen.
+    metadata = admin(brokers.bootstrap).list_topics(timeout=10)
+    assert sorted(metadata.brokers) == [0, 1000, 2000]

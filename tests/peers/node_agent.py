@@ -230,6 +230,11 @@ class NodeAgent:
                 self._ips[(namespace, name)] = f"127.{self._net}.{n // 250}.{n % 250 + 1}"
             return self._ips[(namespace, name)]
 
+    def kubeconfig_of(self, namespace: str, name: str) -> Path:
+        """The kubeconfig the agent wrote for a running pod's ServiceAccount."""
+        pod = self.pods[(namespace, name)]
+        return Path(pod.env["HEADRACE_KUBECONFIG"])
+
     def logs(self) -> str:
         return "\n".join(f"--- pod {p.namespace}/{p.name} (restarts {p.restarts})\n"
                          f"{p.log_tail()}" for p in self.pods.values())
