@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from tests.peers.kube import ControlPlane, free_loopback_port
 from tests.peers.node_agent import NodeAgent, wait_for
@@ -26,6 +27,7 @@ from tests.support.clusters import (
     ProducerLoad,
     check_no_loss_no_duplicates,
     consume_partitions,
+    partition_states,
     running_etcd,
 )
 
@@ -272,3 +274,78 @@ def test_a_three_zone_cluster_becomes_ready_with_a_broker_in_each_zone(
     # The brokers form one cluster, reachable where the pods listen.
     metadata = admin(brokers.bootstrap).list_topics(timeout=10)
     assert sorted(metadata.brokers) == [0, 1000, 2000]
+
+
+def topic_config(bootstrap: str, topic: str, key: str) -> str | None:
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    client = admin(bootstrap)  # the client must outlive its futures
+    described = client.describe_configs([resource])[resource].result(timeout=10)
+    entry = described.get(key)
+    return None if entry is None else str(entry.value)
+
+
+def kafka_topics(bootstrap: str) -> set[str]:
+    return {t for t in admin(bootstrap).list_topics(timeout=10).topics if not t.startswith("__")}
+
+
+def topic_reconciled(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any] | None:
+    topic = get(plane, topic_path(namespace, name))
+    ready = condition(topic, "Ready")
+    if topic is None or ready is None or ready["status"] != "True":
+        return None
+    if topic["status"].get("observedGeneration") != topic["metadata"]["generation"]:
+        return None
+    return topic
+
+
+def test_topics_are_created_altered_corrected_and_deleted(
+    control_plane: ControlPlane, brokers: Brokers, agent: NodeAgent
+) -> None:
+    namespace, bootstrap = brokers.namespace, brokers.bootstrap
+    wait_for("the Cluster is Ready", lambda: cluster_ready(control_plane, namespace, 3), 240,
+             diagnostics(control_plane, agent, namespace))
+    spec = {"clusterRef": CLUSTER, "partitions": 3, "replicationFactor": 3,
+            "config": {"retention.ms": "3600000"}}
+    apply(control_plane, namespace, {"apiVersion": GROUP_VERSION, "kind": "Topic",
+                                     "metadata": {"name": "orders"}, "spec": spec})
+    wait_for("the Topic is reconciled",
+             lambda: topic_reconciled(control_plane, namespace, "orders"), 90,
+             diagnostics(control_plane, agent, namespace))
+    states = partition_states(bootstrap, "orders")
+    assert len(states) == 3
+    # Rack-aware placement: every partition has a replica in every zone.
+    assert all(sorted(r // 1000 for r in replicas) == [0, 1, 2]
+               for _, replicas, _ in states.values()), states
+    assert topic_config(bootstrap, "orders", "retention.ms") == "3600000"
+
+    # Altered in Kubernetes: more partitions, another retention.
+    spec = {**spec, "partitions": 6, "config": {"retention.ms": "7200000"}}
+    apply(control_plane, namespace, {"apiVersion": GROUP_VERSION, "kind": "Topic",
+                                     "metadata": {"name": "orders"}, "spec": spec})
+    wait_for("the alteration reaches Kafka",
+             lambda: len(partition_states(bootstrap, "orders")) == 6
+             and topic_config(bootstrap, "orders", "retention.ms") == "7200000", 90)
+    topic = wait_for("the Topic is reconciled again",
+                     lambda: topic_reconciled(control_plane, namespace, "orders"), 60)
+    assert topic["status"]["partitionCount"] == 6
+
+    # Drift: changed in Kafka behind Kubernetes' back, set back by the next periodic reconcile.
+    resource = ConfigResource(ResourceType.TOPIC, "orders", incremental_configs=[
+        ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    client = admin(bootstrap)
+    client.incremental_alter_configs([resource])[resource].result(timeout=10)
+    assert topic_config(bootstrap, "orders", "retention.ms") == "1000"
+    wait_for("the operator corrects the drift",
+             lambda: topic_config(bootstrap, "orders", "retention.ms") == "7200000", 60)
+    drift = wait_for("the drift is reported", lambda: (get(
+        control_plane, topic_path(namespace, "orders")) or {}).get("status", {}).get("drift"))
+    assert any("retention.ms" in line for line in drift), drift
+    # Deleted in Kafka: recreated.
+    client.delete_topics(["orders"])["orders"].result(timeout=10)
+    wait_for("the operator recreates the topic",
+             lambda: "orders" in kafka_topics(bootstrap)
+             and len(partition_states(bootstrap, "orders")) == 6, 60)
+
+    # Deleted in Kubernetes: deleted in Kafka (deletionPolicy delete), the finalizer released.
+    control_plane.kubectl("delete", "topic", "orders", "-n", namespace, "--timeout=60s")
+    wait_for("the Kafka topic is deleted", lambda: "orders" not in kafka_topics(bootstrap), 60)
