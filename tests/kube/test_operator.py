@@ -10,6 +10,7 @@ module; the tests run in file order and later ones build on the cluster the earl
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,10 +19,12 @@ from typing import Any
 
 import pytest
 import yaml
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from tests.peers.kube import ControlPlane, free_loopback_port
 from tests.peers.node_agent import NodeAgent, wait_for
+from tests.support.clients import confluent_consumer
 from tests.support.clusters import (
     admin,
     ProducerLoad,
@@ -349,3 +352,153 @@ def test_topics_are_created_altered_corrected_and_deleted(
     # Deleted in Kubernetes: deleted in Kafka (deletionPolicy delete), the finalizer released.
     control_plane.kubectl("delete", "topic", "orders", "-n", namespace, "--timeout=60s")
     wait_for("the Kafka topic is deleted", lambda: "orders" not in kafka_topics(bootstrap), 60)
+
+
+LOAD_TOPIC = "load"
+LOAD_PARTITIONS = 6
+
+
+@pytest.fixture(scope="module")
+def load_topic(control_plane: ControlPlane, brokers: Brokers, agent: NodeAgent) -> str:
+    """A Topic every broker change below is made under: RF 3, min.insync.replicas 2."""
+    namespace = brokers.namespace
+    wait_for("the Cluster is Ready", lambda: cluster_ready(control_plane, namespace, 3), 240,
+             diagnostics(control_plane, agent, namespace))
+    apply(control_plane, namespace, {
+        "apiVersion": GROUP_VERSION, "kind": "Topic", "metadata": {"name": LOAD_TOPIC},
+        "spec": {"clusterRef": CLUSTER, "partitions": LOAD_PARTITIONS, "replicationFactor": 3,
+                 "config": {"min.insync.replicas": "2"}}})
+    wait_for("the load Topic is reconciled",
+             lambda: topic_reconciled(control_plane, namespace, LOAD_TOPIC), 90)
+    return LOAD_TOPIC
+
+
+@contextlib.contextmanager
+def under_load(brokers: Brokers, topic: str) -> Iterator[ProducerLoad]:
+    """An idempotent acks=all producer for the block; afterwards every record it had
+    acknowledged is read back, once, in order (the records of earlier blocks, which count
+    from 0 again, are left out by offset)."""
+    starts = end_offsets(brokers.bootstrap, topic)
+    load = ProducerLoad(brokers.bootstrap, topic, LOAD_PARTITIONS).start()
+    wait_for("the producer's first acknowledgements", lambda: load.acked_count() > 50, 60)
+    before = load.acked_count()
+    try:
+        yield load
+        wait_for("acknowledgements after the change", lambda: load.acked_count() > before + 50,
+                 60)
+    finally:
+        load.stop()
+    acked = list(load.acked)
+    wanted = {p: max((a.offset for a in acked if a.partition == p), default=-1)
+              for p in range(LOAD_PARTITIONS)}
+    seen = consume_partitions(brokers.bootstrap, topic, LOAD_PARTITIONS, lambda s: all(
+        (s[p][-1][0] if s[p] else -1) >= wanted[p] for p in wanted), timeout=90)
+    check_no_loss_no_duplicates(acked, {p: [r for r in records if r[0] >= starts[p]]
+                                        for p, records in seen.items()})
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = confluent_consumer(bootstrap, {"group.id": "offsets"})
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(LOAD_PARTITIONS)}
+    finally:
+        consumer.close()
+
+
+def patch_cluster(plane: ControlPlane, namespace: str, spec: dict[str, Any]) -> None:
+    plane.kubectl("patch", "cluster", CLUSTER, "-n", namespace, "--type=merge",
+                  "-p", json.dumps({"spec": spec}))
+
+
+def replicas_of(bootstrap: str, topic: str) -> set[int]:
+    return {b for _, replicas, _ in partition_states(bootstrap, topic).values() for b in replicas}
+
+
+def test_scale_up_rebalances_and_scale_down_drains_under_load(
+    control_plane: ControlPlane, brokers: Brokers, agent: NodeAgent, load_topic: str
+) -> None:
+    namespace, bootstrap = brokers.namespace, brokers.bootstrap
+    report = diagnostics(control_plane, agent, namespace)
+    with under_load(brokers, load_topic):
+        patch_cluster(control_plane, namespace, {"brokers": 6})
+        wait_for("six ready brokers", lambda: cluster_ready(control_plane, namespace, 6), 240,
+                 report)
+        # The rebalance moved replicas onto the new brokers.
+        wait_for("replicas on the new brokers",
+                 lambda: {1, 1001, 2001} & replicas_of(bootstrap, load_topic), 120, report)
+    assert sorted(admin(bootstrap).list_topics(timeout=10).brokers) == [
+        0, 1, 1000, 1001, 2000, 2001]
+
+    with under_load(brokers, load_topic):
+        patch_cluster(control_plane, namespace, {"brokers": 3})
+        wait_for("three ready brokers", lambda: cluster_ready(control_plane, namespace, 3), 240,
+                 report)
+        # Drained before removed: no partition names a removed broker, none lost a replica.
+        states = partition_states(bootstrap, load_topic)
+        assert replicas_of(bootstrap, load_topic) <= {0, 1000, 2000}, states
+        assert all(len(replicas) == 3 for _, replicas, _ in states.values()), states
+    pods = {p["metadata"]["name"] for p in items(control_plane, "pods", namespace, "-l",
+                                                 "app.kubernetes.io/component=broker")}
+    assert pods == {f"{CLUSTER}-{zone}-0" for zone in ZONES}
+
+
+def broker_pods(plane: ControlPlane, namespace: str) -> dict[str, dict[str, Any]]:
+    return {p["metadata"]["name"]: p for p in items(plane, "pods", namespace, "-l",
+                                                     "app.kubernetes.io/component=broker")}
+
+
+def test_a_rolling_restart_is_gated_on_in_sync_replicas_under_load(
+    control_plane: ControlPlane, brokers: Brokers, agent: NodeAgent, load_topic: str
+) -> None:
+    namespace = brokers.namespace
+    report = diagnostics(control_plane, agent, namespace)
+    wait_for("three ready brokers", lambda: cluster_ready(control_plane, namespace, 3), 240,
+             report)
+    before = {name: pod["metadata"]["uid"]
+              for name, pod in broker_pods(control_plane, namespace).items()}
+    old_revision = get(control_plane, cluster_path(namespace))["status"]["appliedRevision"]
+    with under_load(brokers, load_topic):
+        # A config change needs every broker restarted.
+        patch_cluster(control_plane, namespace, {"config": {"replica.lag.time.max.ms": "20000"}})
+        new_revision = wait_for("the new revision", lambda: (
+            r if (r := get(control_plane, cluster_path(namespace))["status"]["appliedRevision"])
+            != old_revision else None), 60)
+
+        def rolled() -> bool:
+            pods = broker_pods(control_plane, namespace)
+            return len(pods) == 3 and all(
+                pod["metadata"]["uid"] != before.get(name)
+                and pod["metadata"]["annotations"].get("headrace.io/revision") == new_revision
+                for name, pod in pods.items()) and bool(
+                cluster_ready(control_plane, namespace, 3))
+
+        wait_for("every broker restarted on the new revision", rolled, 300, report)
+    events = control_plane.kubectl_json("get", "events", "-n", namespace,
+                                        "--field-selector", "reason=RollingRestart")["items"]
+    assert len({e["message"] for e in events}) >= 3, [e["message"] for e in events]
+
+
+def test_a_node_drain_honours_the_pod_disruption_budget_under_load(
+    control_plane: ControlPlane, brokers: Brokers, agent: NodeAgent, load_topic: str
+) -> None:
+    namespace = brokers.namespace
+    report = diagnostics(control_plane, agent, namespace)
+    wait_for("three ready brokers", lambda: cluster_ready(control_plane, namespace, 3), 240,
+             report)
+    pods = broker_pods(control_plane, namespace)
+    # Two brokers' nodes drained at once: the PDB (maxUnavailable 1) lets one go at a time.
+    drained = sorted(pods[f"{CLUSTER}-{zone}-0"]["spec"]["nodeName"] for zone in ZONES[:2])
+    with under_load(brokers, load_topic):
+        done = control_plane.kubectl(
+            "drain", *drained, "--ignore-daemonsets", "--delete-emptydir-data",
+            "--timeout=240s", "--pod-selector=app.kubernetes.io/component=broker", timeout=300)
+        assert "would violate the pod's disruption budget" in done.stdout + done.stderr, (
+            done.stdout + done.stderr)
+        wait_for("the brokers run again, on other nodes of their zones",
+                 lambda: cluster_ready(control_plane, namespace, 3), 240, report)
+    moved = broker_pods(control_plane, namespace)
+    for zone in ZONES[:2]:
+        node = moved[f"{CLUSTER}-{zone}-0"]["spec"]["nodeName"]
+        assert node not in drained and agent.zone_of(node) == zone, node
+    control_plane.kubectl("uncordon", *drained)
