@@ -26,8 +26,8 @@ from tests.peers.kube import ControlPlane, free_loopback_port
 from tests.peers.node_agent import NodeAgent, wait_for
 from tests.support.clients import confluent_consumer
 from tests.support.clusters import (
-    admin,
     ProducerLoad,
+    admin,
     check_no_loss_no_duplicates,
     consume_partitions,
     partition_states,
@@ -458,13 +458,14 @@ def test_a_rolling_restart_is_gated_on_in_sync_replicas_under_load(
              report)
     before = {name: pod["metadata"]["uid"]
               for name, pod in broker_pods(control_plane, namespace).items()}
-    old_revision = get(control_plane, cluster_path(namespace))["status"]["appliedRevision"]
+    old_revision = (get(control_plane, cluster_path(namespace)) or {})["status"][
+        "appliedRevision"]
     with under_load(brokers, load_topic):
         # A config change needs every broker restarted.
         patch_cluster(control_plane, namespace, {"config": {"replica.lag.time.max.ms": "20000"}})
         new_revision = wait_for("the new revision", lambda: (
-            r if (r := get(control_plane, cluster_path(namespace))["status"]["appliedRevision"])
-            != old_revision else None), 60)
+            r if (r := (get(control_plane, cluster_path(namespace)) or {}).get("status", {}).get(
+                "appliedRevision")) != old_revision else None), 60)
 
         unavailable: list[int] = []
 

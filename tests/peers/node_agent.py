@@ -36,6 +36,7 @@ output goes to ``<directory>/pods/<namespace>_<name>/<container>.log``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -152,17 +153,13 @@ class RunningPod:
     def signal(self, sig: signal.Signals) -> None:
         if self.alive():
             assert self.process is not None
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def reap(self) -> None:
         if self.process is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
 
     def log_tail(self, limit: int = 3000) -> str:
         path = self.directory / f"{self.container}.log"
@@ -314,7 +311,7 @@ class NodeAgent:
                     last_renew = time.monotonic()
                 self._provision()
                 self._sync_pods()
-            except Exception as error:  # noqa: BLE001  (keep the agent alive; tests see it)
+            except Exception as error:
                 self.errors.append(f"{type(error).__name__}: {error}")
             self._stop.wait(self.interval)
 
@@ -520,8 +517,10 @@ class NodeAgent:
                             f"{meta['namespace']}.svc")
             text = re.sub(own + r"(\.cluster\.local)?", ip, text)
         for mount_path in sorted(mounts, key=len, reverse=True):
-            text = re.sub(rf"(^|[=\s:]){re.escape(mount_path)}(?=/|$|\s)",
-                          lambda m, p=mount_path: m.group(1) + str(mounts[p]), text)
+            # A replacement string would read backslashes in the host path as escapes.
+            host = str(mounts[mount_path]).replace("\\", "\\\\")
+            text = re.sub(rf"(^|[=\s:]){re.escape(mount_path)}(?=/|$|\s)", rf"\g<1>{host}",
+                          text)
         return text
 
     def _tend(self, pod: RunningPod) -> None:
