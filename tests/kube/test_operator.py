@@ -331,6 +331,17 @@ def test_topics_are_created_altered_corrected_and_deleted(
     topic = wait_for("the Topic is reconciled again",
                      lambda: topic_reconciled(control_plane, namespace, "orders"), 60)
     assert topic["status"]["partitionCount"] == 6
+    # Fewer partitions: Kafka cannot remove any; refused with a condition, Kafka keeps six.
+    apply(control_plane, namespace, {"apiVersion": GROUP_VERSION, "kind": "Topic",
+                                     "metadata": {"name": "orders"},
+                                     "spec": {**spec, "partitions": 2}})
+    refused = wait_for("the decrease is refused", lambda: (
+        c if (c := condition(get(control_plane, topic_path(namespace, "orders")), "Ready"))
+        and c.get("reason") == "PartitionDecreaseRefused" else None), 60)
+    assert refused["status"] == "False"
+    assert len(partition_states(bootstrap, "orders")) == 6
+    apply(control_plane, namespace, {"apiVersion": GROUP_VERSION, "kind": "Topic",
+                                     "metadata": {"name": "orders"}, "spec": spec})
 
     # Drift: changed in Kafka behind Kubernetes' back, set back by the next periodic reconcile.
     resource = ConfigResource(ResourceType.TOPIC, "orders", incremental_configs=[
@@ -442,6 +453,17 @@ def test_scale_up_rebalances_and_scale_down_drains_under_load(
     pods = {p["metadata"]["name"] for p in items(control_plane, "pods", namespace, "-l",
                                                  "app.kubernetes.io/component=broker")}
     assert pods == {f"{CLUSTER}-{zone}-0" for zone in ZONES}
+
+    # Below the replication factor: refused, nothing shrinks.
+    patch_cluster(control_plane, namespace, {"brokers": 2})
+    degraded = wait_for("the scale-down is refused", lambda: (
+        c if (c := condition(get(control_plane, cluster_path(namespace)), "Degraded"))
+        and c.get("reason") == "ScaleRefused" else None), 60, report)
+    assert "replication factor 3" in degraded["message"]
+    assert [s["spec"]["replicas"] for s in items(control_plane, "statefulsets", namespace)] == [
+        1, 1, 1]
+    patch_cluster(control_plane, namespace, {"brokers": 3})
+    wait_for("the refusal clears", lambda: cluster_ready(control_plane, namespace, 3), 60, report)
 
 
 def broker_pods(plane: ControlPlane, namespace: str) -> dict[str, dict[str, Any]]:
