@@ -44,7 +44,9 @@ CLUSTER = "events"
 #: The operator's reconcile period here (15 s by default): waits stay short.
 INTERVAL_S = 2
 
-pytestmark = [pytest.mark.timeout(600)]
+# About two and a half minutes in all on two busy cores (the first test also starts the
+# control plane): slow, still part of .ci/run.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 
 def apply(plane: ControlPlane, namespace: str, *docs: dict[str, Any]) -> None:
