@@ -31,20 +31,17 @@ pending claim, and runs the first container of every pod the scheduler binds to 
   kubelet confirms a deletion. A pod removed outright has its process killed.
 
 The agent uses the admin's credentials (not the Node authorizer's) and one thread; every pod's
-output goes to ``<directory>/pods/<namespace>_<name>/<container>.log``.
+output goes to ``<directory>/pods/<namespace>_<name>/<container>.log``. The translation of a
+container into a process is :mod:`tests.peers.pod_process`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import json
 import os
 import random
-import re
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -56,114 +53,22 @@ from pathlib import Path
 from typing import Any
 
 from tests.peers.kube import ControlPlane, write_kubeconfig
+from tests.peers.pod_process import (
+    IMAGE_ENTRYPOINTS,
+    RunningPod,
+    expand,
+    field_value,
+    image_name,
+    localise,
+    micro_timestamp,
+    timestamp,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ZONE_LABEL = "topology.kubernetes.io/zone"
 SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
-#: Entrypoints of the images the project builds (their Dockerfiles' ENTRYPOINT), by image name.
-IMAGE_ENTRYPOINTS: dict[str, list[str]] = {
-    "headrace-operator": ["python", "-m", "headrace_operator"],
-    "headrace": ["headrace", "broker"],
-}
-_VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 Obj = dict[str, Any]
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _micro_now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def expand(text: str, env: Mapping[str, str]) -> str:
-    """Kubernetes' ``$(VAR)`` expansion: known variables are replaced, others left as written."""
-    return _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), text)
-
-
-def image_name(image: str) -> str:
-    """``ghcr.io/headrace/headrace-operator:0.1.0`` -> ``headrace-operator``."""
-    last = image.rsplit("/", 1)[-1]
-    return last.split("@", 1)[0].split(":", 1)[0]
-
-
-def field_value(pod: Obj, path: str, pod_ip: str) -> str:
-    """A downward-API ``fieldRef`` of the forms the kubelet supports."""
-    meta = pod["metadata"]
-    match = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
-    if match:
-        return str((meta.get(match.group(1)) or {}).get(match.group(2), ""))
-    values = {
-        "metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
-        "metadata.uid": meta.get("uid", ""), "spec.nodeName": pod["spec"].get("nodeName", ""),
-        "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
-        "status.podIP": pod_ip, "status.hostIP": "127.0.0.1",
-    }
-    if path not in values:
-        raise ValueError(f"fieldRef {path} is not supported by the node agent")
-    return str(values[path])
-
-
-@dataclass
-class RunningPod:
-    """One pod's process and what the agent last reported about it."""
-
-    namespace: str
-    name: str
-    uid: str
-    node: str
-    ip: str
-    directory: Path
-    command: list[str]
-    env: dict[str, str]
-    probe: tuple[str, int] | None  # (path, port) of an httpGet readinessProbe
-    failure_threshold: int
-    grace: float
-    image: str
-    container: str
-    process: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    ready: bool = False
-    failures: int = 0
-    started_at: str = ""
-    reported: str = ""
-    terminating: bool = False
-    term_deadline: float = 0.0
-    last_probe: float = 0.0
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.namespace, self.name
-
-    def start(self) -> None:
-        log = (self.directory / f"{self.container}.log").open("ab")
-        self.process = subprocess.Popen(self.command, env=self.env, cwd=self.directory,
-                                        stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        self.started_at = _now()
-        self.ready = False
-        self.failures = 0
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def signal(self, sig: signal.Signals) -> None:
-        if self.alive():
-            assert self.process is not None
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
-
-    def reap(self) -> None:
-        if self.process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(5)
-
-    def log_tail(self, limit: int = 3000) -> str:
-        path = self.directory / f"{self.container}.log"
-        return path.read_text(errors="replace")[-limit:] if path.exists() else ""
 
 
 @dataclass
@@ -280,14 +185,15 @@ class NodeAgent:
 
     @staticmethod
     def _ready_condition() -> Obj:
-        now = _now()
+        now = timestamp()
         return {"type": "Ready", "status": "True", "reason": "KubeletReady",
                 "message": "node agent is posting ready status", "lastHeartbeatTime": now,
                 "lastTransitionTime": now}
 
     def _renew(self, node: str) -> None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"
-        spec = {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": _micro_now()}
+        spec = {"holderIdentity": node, "leaseDurationSeconds": 40,
+                "renewTime": micro_timestamp()}
         status, _ = self._api(path, method="PUT", body={
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": node, "namespace": "kube-node-lease"}, "spec": spec})
@@ -481,7 +387,7 @@ class NodeAgent:
                 env[var["name"]] = str(((config or {}).get("data") or {}).get(ref["key"], ""))
             else:
                 raise ValueError(f"env {var['name']}: unsupported valueFrom {sorted(source)}")
-        env = {k: self._localise(v, pod, ip, mounts) for k, v in env.items()}
+        env = {k: localise(v, pod, ip, mounts) for k, v in env.items()}
         port = self.plane.apiserver_port
         base = {
             "PATH": f"{self._bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -505,23 +411,7 @@ class NodeAgent:
             if entrypoint is None:
                 raise ValueError(f"no entrypoint known for image {container.get('image')}")
             command = entrypoint
-        return [self._localise(expand(part, env), pod, ip, mounts) for part in command + args]
-
-    @staticmethod
-    def _localise(text: str, pod: Obj, ip: str, mounts: Mapping[str, Path]) -> str:
-        """Addresses and paths of the container's world, as they are on this host."""
-        meta, spec = pod["metadata"], pod["spec"]
-        text = text.replace("0.0.0.0:", f"{ip}:")
-        if spec.get("subdomain"):
-            own = re.escape(f"{spec.get('hostname') or meta['name']}.{spec['subdomain']}."
-                            f"{meta['namespace']}.svc")
-            text = re.sub(own + r"(\.cluster\.local)?", ip, text)
-        for mount_path in sorted(mounts, key=len, reverse=True):
-            # A replacement string would read backslashes in the host path as escapes.
-            host = str(mounts[mount_path]).replace("\\", "\\\\")
-            text = re.sub(rf"(^|[=\s:]){re.escape(mount_path)}(?=/|$|\s)", rf"\g<1>{host}",
-                          text)
-        return text
+        return [localise(expand(part, env), pod, ip, mounts) for part in command + args]
 
     def _tend(self, pod: RunningPod) -> None:
         if pod.terminating:
@@ -534,7 +424,7 @@ class NodeAgent:
             pod.last_probe = time.monotonic()
             if pod.probe is None:
                 pod.ready = True
-            elif self._probe(pod):
+            elif pod.probe_ready():
                 pod.ready, pod.failures = True, 0
             else:
                 pod.failures += 1
@@ -542,22 +432,12 @@ class NodeAgent:
                     pod.ready = False
         self._report(pod)
 
-    @staticmethod
-    def _probe(pod: RunningPod) -> bool:
-        assert pod.probe is not None
-        path, port = pod.probe
-        try:
-            with urllib.request.urlopen(f"http://{pod.ip}:{port}{path}", timeout=1.0) as answer:
-                return bool(200 <= answer.status < 400)
-        except (OSError, urllib.error.URLError):
-            return False
-
     def _report(self, pod: RunningPod) -> None:
         running = pod.alive()
         state: Obj = ({"running": {"startedAt": pod.started_at}} if running else
                       {"waiting": {"reason": "CrashLoopBackOff"}})
         ready = "True" if pod.ready and running else "False"
-        now = _now()
+        now = timestamp()
         status = {
             "phase": "Running", "podIP": pod.ip, "podIPs": [{"ip": pod.ip}],
             "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}], "startTime": pod.started_at,
