@@ -2,7 +2,7 @@
 the manifests and the chart install it as documented, it runs under the chart's ServiceAccount
 (a missing RBAC rule fails these tests), and it drives a three-zone cluster of real brokers
 through topic changes, scaling, a rolling restart and a node drain while a producer with
-``acks=all`` runs, and nothing acknowledged is lost.
+``acks=all`` and a consumer run, and nothing acknowledged is lost.
 
 One control plane, one node agent (three zones, two nodes each) and one operator serve the
 module; the tests run in file order and later ones build on the cluster the earlier ones made.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,6 @@ from tests.support.clusters import (
     ProducerLoad,
     admin,
     check_no_loss_no_duplicates,
-    consume_partitions,
     partition_states,
     running_etcd,
 )
@@ -389,26 +389,85 @@ def load_topic(control_plane: ControlPlane, brokers: Brokers, agent: NodeAgent) 
 
 @contextlib.contextmanager
 def under_load(brokers: Brokers, topic: str) -> Iterator[ProducerLoad]:
-    """An idempotent acks=all producer for the block; afterwards every record it had
-    acknowledged is read back, once, in order (the records of earlier blocks, which count
-    from 0 again, are left out by offset)."""
+    """For the block, an idempotent acks=all producer and a consumer reading what it writes
+    (from the offsets the topic had, so earlier blocks' records, which count from 0 again, stay
+    out); afterwards the consumer reads on until it has every acknowledged offset, and each
+    acknowledged record must be there, once, in order."""
     starts = end_offsets(brokers.bootstrap, topic)
+    consumer = LiveConsumer(brokers.bootstrap, topic, starts).start()
     load = ProducerLoad(brokers.bootstrap, topic, LOAD_PARTITIONS).start()
-    wait_for("the producer's first acknowledgements", lambda: load.acked_count() > 50, 60)
-    before = load.acked_count()
     try:
+        wait_for("the producer's first acknowledgements", lambda: load.acked_count() > 50, 60)
+        before, read_before = load.acked_count(), consumer.count()
         yield load
         wait_for("acknowledgements after the change", lambda: load.acked_count() > before + 50,
                  60)
+        wait_for("the consumer reads during the change", lambda: consumer.count() > read_before,
+                 60)
     finally:
         load.stop()
-    acked = list(load.acked)
-    wanted = {p: max((a.offset for a in acked if a.partition == p), default=-1)
-              for p in range(LOAD_PARTITIONS)}
-    seen = consume_partitions(brokers.bootstrap, topic, LOAD_PARTITIONS, lambda s: all(
-        (s[p][-1][0] if s[p] else -1) >= wanted[p] for p in wanted), timeout=90)
-    check_no_loss_no_duplicates(acked, {p: [r for r in records if r[0] >= starts[p]]
-                                        for p, records in seen.items()})
+        acked = list(load.acked)
+        wanted = {p: max((a.offset for a in acked if a.partition == p), default=-1)
+                  for p in range(LOAD_PARTITIONS)}
+        try:
+            wait_for("the consumer has every acknowledged offset",
+                     lambda: consumer.reached(wanted), 90)
+        finally:
+            consumer.stop()
+    check_no_loss_no_duplicates(acked, consumer.snapshot())
+
+
+class LiveConsumer:
+    """A consumer thread reading every partition from ``starts`` (assigned, no group)."""
+
+    def __init__(self, bootstrap: str, topic: str, starts: dict[int, int]) -> None:
+        self.bootstrap, self.topic, self.starts = bootstrap, topic, starts
+        self.seen: dict[int, list[tuple[int, bytes]]] = {p: [] for p in starts}
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="live-consumer", daemon=True)
+
+    def start(self) -> LiveConsumer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        consumer = confluent_consumer(self.bootstrap, {
+            "enable.auto.commit": False, "topic.metadata.refresh.interval.ms": 1000})
+        consumer.assign([TopicPartition(self.topic, p, offset)
+                         for p, offset in self.starts.items()])
+        try:
+            while not self._stop.is_set():
+                message = consumer.poll(0.2)
+                if message is None:
+                    continue
+                if message.error():
+                    self.errors.append(str(message.error()))
+                    continue
+                partition, offset = message.partition(), message.offset()
+                assert partition is not None and offset is not None
+                with self._lock:
+                    self.seen[partition].append((offset, message.value() or b""))
+        finally:
+            consumer.close()
+
+    def count(self) -> int:
+        with self._lock:
+            return sum(map(len, self.seen.values()))
+
+    def reached(self, wanted: dict[int, int]) -> bool:
+        with self._lock:
+            return all((self.seen[p][-1][0] if self.seen[p] else -1) >= offset
+                       for p, offset in wanted.items())
+
+    def snapshot(self) -> dict[int, list[tuple[int, bytes]]]:
+        with self._lock:
+            return {p: list(records) for p, records in self.seen.items()}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
