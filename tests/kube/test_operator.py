@@ -565,7 +565,7 @@ def test_a_rolling_restart_is_gated_on_in_sync_replicas_under_load(
 
         wait_for("every broker restarted on the new revision", rolled, 300, report)
     # One broker at a time, the next only once the restarted one is back (ready: caught up).
-    assert max(unavailable) == 1, unavailable
+    assert max(unavailable) <= 1, unavailable
     events = control_plane.kubectl_json("get", "events", "-n", namespace,
                                         "--field-selector", "reason=RollingRestart")["items"]
     assert len({e["message"] for e in events}) >= 3, [e["message"] for e in events]
