@@ -1,5 +1,6 @@
-"""The ``control_plane`` session fixture: one real control plane for the whole run, skipped with
-the installer's reason when its binaries are absent; ``namespace`` gives each test its own."""
+"""The ``control_plane`` fixture: one real control plane per test module (a module's tests share
+it; modules do not see each other's objects), skipped with the installer's reason when its
+binaries are absent; ``namespace`` gives each test its own."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tests.peers.kube import (
 _STARTED: list[ControlPlane] = []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     binaries = kube_binaries()
     if binaries is None:
@@ -35,7 +36,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         plane.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def helm(control_plane: ControlPlane) -> Path:
     binary = helm_binary()
     if binary is None:
