@@ -19,6 +19,7 @@ from kio.schema.index import api_key_map
 from headrace.cluster.handlers import cluster_api_handlers
 from headrace.core import api_types
 from headrace.core.requests import ApiHandler
+from headrace.groups.consumer.handlers import consumer_group_api_handlers
 from headrace.groups.handlers import group_api_handlers
 from headrace.server.handlers import admin, init_producer_id, list_offsets, metadata
 from headrace.server.handlers.api_versions import api_versions_handler
@@ -33,6 +34,7 @@ def _registered() -> list[tuple[int, int, int]]:
     """(api key, min, max) of every kio-coded handler the broker registers."""
     handlers: list[ApiHandler[Any, Any]] = [
         *group_api_handlers(None),  # type: ignore[arg-type]  (only bound, never called)
+        *consumer_group_api_handlers(None),  # type: ignore[arg-type]
         *cluster_api_handlers(types.SimpleNamespace(replicas=None)),  # type: ignore[arg-type]
         api_versions_handler(None),  # type: ignore[arg-type]
     ]
@@ -60,5 +62,5 @@ def test_unions_hold_exactly_the_registered_versions(key: int, low: int, high: i
 
 
 def test_every_kio_coded_api_is_checked() -> None:
-    assert len({key for key, _, _ in _registered()}) == 27
+    assert len({key for key, _, _ in _registered()}) == 29
     assert not {key for key, _, _ in _registered()} & HAND_FRAMED

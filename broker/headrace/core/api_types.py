@@ -24,6 +24,10 @@ from kio.schema.api_versions import v1 as api_versions_v1
 from kio.schema.api_versions import v2 as api_versions_v2
 from kio.schema.api_versions import v3 as api_versions_v3
 from kio.schema.api_versions import v4 as api_versions_v4
+from kio.schema.consumer_group_describe import v0 as consumer_group_describe_v0
+from kio.schema.consumer_group_describe import v1 as consumer_group_describe_v1
+from kio.schema.consumer_group_heartbeat import v0 as consumer_group_heartbeat_v0
+from kio.schema.consumer_group_heartbeat import v1 as consumer_group_heartbeat_v1
 from kio.schema.create_partitions import v0 as create_partitions_v0
 from kio.schema.create_partitions import v1 as create_partitions_v1
 from kio.schema.create_partitions import v2 as create_partitions_v2
@@ -406,4 +410,20 @@ DescribeClusterRequests: TypeAlias = (
 )
 DescribeClusterResponses: TypeAlias = (
     describe_cluster_v0.DescribeClusterResponse | describe_cluster_v1.DescribeClusterResponse
+)
+ConsumerGroupHeartbeatRequests: TypeAlias = (
+    consumer_group_heartbeat_v0.ConsumerGroupHeartbeatRequest
+    | consumer_group_heartbeat_v1.ConsumerGroupHeartbeatRequest
+)
+ConsumerGroupHeartbeatResponses: TypeAlias = (
+    consumer_group_heartbeat_v0.ConsumerGroupHeartbeatResponse
+    | consumer_group_heartbeat_v1.ConsumerGroupHeartbeatResponse
+)
+ConsumerGroupDescribeRequests: TypeAlias = (
+    consumer_group_describe_v0.ConsumerGroupDescribeRequest
+    | consumer_group_describe_v1.ConsumerGroupDescribeRequest
+)
+ConsumerGroupDescribeResponses: TypeAlias = (
+    consumer_group_describe_v0.ConsumerGroupDescribeResponse
+    | consumer_group_describe_v1.ConsumerGroupDescribeResponse
 )

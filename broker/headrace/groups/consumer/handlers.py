@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
@@ -21,10 +21,23 @@ from headrace.core.responses import build
 from headrace.groups.consumer.machine import ConsumerGroupMachine, HeartbeatRequest
 from headrace.groups.consumer.model import ConsumerGroup, TopicPartition
 from headrace.groups.coordinator import GroupCoordinator
-from headrace.protocol.codec import response_schema
+
+if TYPE_CHECKING:
+    from headrace.core.api_types import (
+        ConsumerGroupDescribeRequests,
+        ConsumerGroupDescribeResponses,
+        ConsumerGroupHeartbeatRequests,
+        ConsumerGroupHeartbeatResponses,
+    )
 
 CONSUMER_GROUP_HEARTBEAT = 68
 CONSUMER_GROUP_DESCRIBE = 69
+HEARTBEAT_API: KafkaApi[ConsumerGroupHeartbeatRequests, ConsumerGroupHeartbeatResponses] = (
+    KafkaApi(CONSUMER_GROUP_HEARTBEAT)
+)
+DESCRIBE_API: KafkaApi[ConsumerGroupDescribeRequests, ConsumerGroupDescribeResponses] = (
+    KafkaApi(CONSUMER_GROUP_DESCRIBE)
+)
 
 SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
     CONSUMER_GROUP_HEARTBEAT: (0, 1),
@@ -42,20 +55,25 @@ def _ms(value: Any) -> int:
 
 
 def consumer_group_api_handlers(coordinator: GroupCoordinator) -> list[ApiHandler[Any, Any]]:
-    async def heartbeat(request: Any, ctx: RequestContext) -> Any:
+    async def heartbeat(
+        request: ConsumerGroupHeartbeatRequests, ctx: RequestContext
+    ) -> ConsumerGroupHeartbeatResponses:
         return await _heartbeat(coordinator, request, ctx)
 
-    async def describe(request: Any, ctx: RequestContext) -> Any:
+    async def describe(
+        request: ConsumerGroupDescribeRequests, ctx: RequestContext
+    ) -> ConsumerGroupDescribeResponses:
         return _describe(coordinator, request, ctx)
 
-    handles = {CONSUMER_GROUP_HEARTBEAT: heartbeat, CONSUMER_GROUP_DESCRIBE: describe}
     return [
-        ApiHandler(api_key, low, high, handles[api_key])
-        for api_key, (low, high) in SUPPORTED_VERSIONS.items()
+        HEARTBEAT_API.handler(*SUPPORTED_VERSIONS[CONSUMER_GROUP_HEARTBEAT], heartbeat),
+        DESCRIBE_API.handler(*SUPPORTED_VERSIONS[CONSUMER_GROUP_DESCRIBE], describe),
     ]
 
 
-async def _heartbeat(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
+async def _heartbeat(
+    coordinator: GroupCoordinator, request: ConsumerGroupHeartbeatRequests, ctx: RequestContext
+) -> ConsumerGroupHeartbeatResponses:
     version = ctx.api_version
     owned = request.topic_partitions
     result = await coordinator.consumer_groups.heartbeat(
@@ -84,7 +102,7 @@ async def _heartbeat(coordinator: GroupCoordinator, request: Any, ctx: RequestCo
             client_host=ctx.client_host,
         )
     )
-    module = KafkaApi[Any, Any](CONSUMER_GROUP_HEARTBEAT).classes(version)
+    module = HEARTBEAT_API.classes(version)
     assignment = None
     if result.assignment is not None:
         assignment = build(
@@ -95,7 +113,7 @@ async def _heartbeat(coordinator: GroupCoordinator, request: Any, ctx: RequestCo
             ),
         )
     return build(
-        response_schema(CONSUMER_GROUP_HEARTBEAT, version),
+        HEARTBEAT_API.response(version),
         error_code=result.error,
         error_message=result.message,
         member_id=result.member_id,
@@ -105,9 +123,11 @@ async def _heartbeat(coordinator: GroupCoordinator, request: Any, ctx: RequestCo
     )
 
 
-def _describe(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) -> Any:
+def _describe(
+    coordinator: GroupCoordinator, request: ConsumerGroupDescribeRequests, ctx: RequestContext
+) -> ConsumerGroupDescribeResponses:
     version = ctx.api_version
-    module = KafkaApi[Any, Any](CONSUMER_GROUP_DESCRIBE).classes(version)
+    module = DESCRIBE_API.classes(version)
     consumer_groups = coordinator.consumer_groups
     described = []
     for group_id in request.group_ids:
@@ -134,7 +154,7 @@ def _describe(coordinator: GroupCoordinator, request: Any, ctx: RequestContext) 
             )
             continue
         described.append(_described_group(module, group, consumer_groups.machine))
-    return build(response_schema(CONSUMER_GROUP_DESCRIBE, version), groups=tuple(described))
+    return build(DESCRIBE_API.response(version), groups=tuple(described))
 
 
 def _described_group(module: Any, group: ConsumerGroup, machine: ConsumerGroupMachine) -> Any:
