@@ -137,6 +137,8 @@ def test_log_append_time_sets_type_bit_max_timestamp_and_crc(
 def test_compressed_and_control_batches_are_stored_opaque(log: PartitionLog) -> None:
     # Attributes claim gzip (1) and control (0x20): the engine must not try to read records.
     batch = make_batch([b"\x00\x01garbage-that-is-not-gzip"], attributes=0x21)
-    log.append(batch, leader_epoch=0)
+    with pytest.raises(InvalidBatchError, match="coordinator"):
+        log.append(batch, leader_epoch=0)  # a client may not write markers
+    log.append(batch, leader_epoch=0, coordinator=True)
     with log.read(0, 10_000) as read:
         assert batch_body(read.to_bytes()) == batch_body(batch)

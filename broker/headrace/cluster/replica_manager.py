@@ -332,7 +332,8 @@ class ClusteredReplicaManager(ReplicaManager):
     # -- ReplicaManager overrides (client-facing paths) -------------------------------------
 
     async def append(
-        self, topic: str, partition: int, records: bytes | memoryview, *, acks: int = -1
+        self, topic: str, partition: int, records: bytes | memoryview, *, acks: int = -1,
+        coordinator: bool = False,
     ) -> AppendResult:
         key = (topic, partition)
         role = self.leader_role(topic, partition)
@@ -344,7 +345,9 @@ class ClusteredReplicaManager(ReplicaManager):
                 f"ISR {list(role.state.isr)} is smaller than min.insync.replicas={min_isr}",
             )
         try:
-            result = log_.append(records, leader_epoch=role.leader_epoch)
+            result = log_.append(
+                records, leader_epoch=role.leader_epoch, coordinator=coordinator
+            )
         except StorageError as error:
             raise kafka_error_from_storage(error) from error
         if not result.duplicate:

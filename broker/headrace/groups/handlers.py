@@ -17,7 +17,7 @@ from kio.schema.errors import ErrorCode
 
 from headrace.core.requests import ApiHandler, RequestContext
 from headrace.core.responses import build, response_classes
-from headrace.groups.coordinator import GroupCoordinator
+from headrace.groups.coordinator import CoordinatorNode, GroupCoordinator
 from headrace.groups.model import JoinProtocol, JoinRequest
 from headrace.groups.offsets import OffsetCommit
 from headrace.protocol.codec import response_schema
@@ -72,13 +72,25 @@ def _any_partition(topic: str, partition: int) -> bool:
     return True
 
 
+#: The broker coordinating a transactional id (FindCoordinator key type 1), None while unknown.
+TransactionCoordinatorLookup = Callable[[str], CoordinatorNode | None]
+
+
 def group_api_handlers(
-    coordinator: GroupCoordinator, partition_exists: PartitionExists = _any_partition
+    coordinator: GroupCoordinator,
+    partition_exists: PartitionExists = _any_partition,
+    transaction_coordinator_for: TransactionCoordinatorLookup | None = None,
 ) -> list[ApiHandler]:
     """The handlers for every group and offset API; ``partition_exists`` comes from the
-    broker's metadata (the default, for coordinator-only tests, accepts every partition)."""
+    broker's metadata (the default, for coordinator-only tests, accepts every partition);
+    ``transaction_coordinator_for`` answers FindCoordinator for transactional ids."""
+    lookups: dict[int, TransactionCoordinatorLookup] = {
+        _GROUP_KEY_TYPE: coordinator.coordinator_for,
+    }
+    if transaction_coordinator_for is not None:
+        lookups[_TRANSACTION_KEY_TYPE] = transaction_coordinator_for
     handles: dict[int, Callable[[Any, RequestContext], Any]] = {
-        FIND_COORDINATOR: lambda req, ctx: _find_coordinator(coordinator, req, ctx),
+        FIND_COORDINATOR: lambda req, ctx: _find_coordinator(lookups, req, ctx),
         JOIN_GROUP: lambda req, ctx: _join_group(coordinator, req, ctx),
         SYNC_GROUP: lambda req, ctx: _sync_group(coordinator, req, ctx),
         HEARTBEAT: lambda req, ctx: _heartbeat(coordinator, req, ctx),
@@ -100,19 +112,20 @@ def group_api_handlers(
 
 
 def _coordinator_entry(
-    coordinator: GroupCoordinator, key: str, key_type: int
+    lookups: dict[int, TransactionCoordinatorLookup], key: str, key_type: int
 ) -> tuple[ErrorCode, str | None, int, str, int]:
     """(error, message, node id, host, port) for one FindCoordinator key."""
-    if key_type not in (_GROUP_KEY_TYPE, _TRANSACTION_KEY_TYPE):
+    lookup = lookups.get(key_type)
+    if lookup is None:
         return ErrorCode.invalid_request, f"unsupported key type {key_type}", -1, "", -1
-    node = coordinator.coordinator_for(key)
+    node = lookup(key)
     if node is None:
         return ErrorCode.coordinator_not_available, None, -1, "", -1
     return ErrorCode.none, None, node.node_id, node.host, node.port
 
 
 async def _find_coordinator(
-    coordinator: GroupCoordinator, request: Any, ctx: RequestContext
+    lookups: dict[int, TransactionCoordinatorLookup], request: Any, ctx: RequestContext
 ) -> Any:
     version = ctx.api_version
     key_type = int(getattr(request, "key_type", _GROUP_KEY_TYPE))
@@ -120,7 +133,7 @@ async def _find_coordinator(
         entry_cls = response_classes(FIND_COORDINATOR, version).Coordinator
         coordinators = []
         for key in request.coordinator_keys:
-            error, message, node_id, host, port = _coordinator_entry(coordinator, key, key_type)
+            error, message, node_id, host, port = _coordinator_entry(lookups, key, key_type)
             coordinators.append(
                 build(
                     entry_cls,
@@ -136,7 +149,7 @@ async def _find_coordinator(
             response_schema(FIND_COORDINATOR, version),
             coordinators=tuple(coordinators),
         )
-    error, message, node_id, host, port = _coordinator_entry(coordinator, request.key, key_type)
+    error, message, node_id, host, port = _coordinator_entry(lookups, request.key, key_type)
     return build(
         response_schema(FIND_COORDINATOR, version),
         error_code=error,

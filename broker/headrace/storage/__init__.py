@@ -35,6 +35,7 @@ from headrace.storage.results import (
     RetentionReport,
     TopicMetadata,
 )
+from headrace.storage.txn_index import control_batch
 
 __all__ = [
     "DEFAULT_PRODUCER_ID_EXPIRATION_MS",
@@ -68,4 +69,5 @@ __all__ = [
     "TopicMetadata",
     "UnknownPartitionError",
     "UnknownProducerIdError",
+    "control_batch",
 ]

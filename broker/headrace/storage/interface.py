@@ -46,9 +46,25 @@ class PartitionLogAPI(Protocol):
 
     def update_config(self, config: LogConfig) -> None: ...
 
-    def append(self, batches: bytes | memoryview, *, leader_epoch: int) -> AppendResult:
+    def append(
+        self, batches: bytes | memoryview, *, leader_epoch: int, coordinator: bool = False
+    ) -> AppendResult:
         """Leader path: validate, assign offsets (rewrites baseOffset and partitionLeaderEpoch
-        in place), check idempotent-producer sequences, write. All-or-nothing."""
+        in place), check idempotent-producer sequences, write. All-or-nothing.
+        ``coordinator``: a coordinator's write, the only one that may hold control batches
+        (transaction markers) or unsequenced transactional batches."""
+        ...
+
+    def last_stable_offset(self, high_watermark: int) -> int:
+        """The LSO: the first offset of an undecided transaction, capped at the HW."""
+        ...
+
+    def aborted_transactions(self, start: int, upper: int) -> list[tuple[int, int]]:
+        """(producer id, first offset) of aborted transactions overlapping [start, upper)."""
+        ...
+
+    def ongoing_transaction(self, producer_id: int) -> bool:
+        """Whether ``producer_id`` has an open transaction in this partition."""
         ...
 
     def append_replica(self, batches: bytes | memoryview) -> AppendResult:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from headrace.record.layout import INT32_MAX
+from headrace.record.layout import INT32_MAX, BatchHeader
 from headrace.storage.cleaner import CleanerCheckpoint
 from headrace.storage.config import LogConfig
 from headrace.storage.epoch_cache import CHECKPOINT_NAME, LeaderEpochCache
@@ -26,6 +26,7 @@ from headrace.storage.files import FileHandleCache, fsync_dir, write_atomic
 from headrace.storage.producer_state import DEFAULT_PRODUCER_ID_EXPIRATION_MS, ProducerStateManager
 from headrace.storage.results import RecoveryEvent
 from headrace.storage.segment import Segment
+from headrace.storage.txn_index import AbortedTxn, TxnIndex, marker_is_commit
 
 log = logging.getLogger("headrace.storage.log")
 
@@ -67,6 +68,7 @@ class LogState:
         self._dir_dirty = False
         self._last_flush_ms = clock_ms()
         self.producer_state = ProducerStateManager(producer_id_expiration_ms)
+        self.txn_index = TxnIndex(directory)
         self.epoch_cache = LeaderEpochCache(directory / CHECKPOINT_NAME)
         self.segments_scanned = 0  # full CRC scans done while opening (for the recovery report)
         self._closed = False
@@ -138,6 +140,37 @@ class LogState:
             raise UnknownPartitionError(
                 f"{self._topic}-{self._partition} is closed (topic deleted or broker stopping)"
             )
+
+    # -- transactions ---------------------------------------------------------------------------
+    def last_stable_offset(self, high_watermark: int) -> int:
+        """Where ``read_committed`` reads end: the first undecided transaction's first offset,
+        or ``high_watermark`` when every transaction below it is decided."""
+        unstable = self.producer_state.first_unstable_offset(high_watermark)
+        return high_watermark if unstable is None else min(unstable, high_watermark)
+
+    def ongoing_transaction(self, producer_id: int) -> bool:
+        return producer_id in self.producer_state.ongoing
+
+    def aborted_transactions(self, start: int, upper: int) -> list[tuple[int, int]]:
+        """(producer id, first offset) of aborted transactions overlapping [start, upper)."""
+        return self.txn_index.collect(start, upper)
+
+    def _apply_marker(
+        self, header: BatchHeader, batch: bytes | memoryview, offset: int, segment_base: int,
+        now: int,
+    ) -> None:
+        """A COMMIT/ABORT marker landed at ``offset``: end the producer's transaction and
+        index the range if it was aborted."""
+        commit = marker_is_commit(batch, header)
+        if commit is None:
+            return
+        first = self.producer_state.end_transaction(
+            header.producer_id, header.producer_epoch, offset, now
+        )
+        if first is not None and not commit:
+            unstable = self.producer_state.first_unstable_offset(offset)
+            lso = offset if unstable is None else min(unstable, offset)
+            self.txn_index.add(AbortedTxn(header.producer_id, first, offset, lso), segment_base)
 
     # -- flush policy ---------------------------------------------------------------------------
     def _after_write(self, records: int, now: int) -> None:

@@ -8,7 +8,6 @@ from headrace.core.requests import ApiHandler
 from headrace.server.handlers import (
     admin,
     fetch,
-    init_producer_id,
     list_offsets,
     metadata,
     produce,
@@ -25,7 +24,6 @@ def broker_api_handlers(broker: Broker) -> list[ApiHandler]:
             *produce.HANDLERS,
             *fetch.HANDLERS,
             *list_offsets.HANDLERS,
-            *init_producer_id.HANDLERS,
             *admin.HANDLERS,
         ],
         broker,

@@ -20,10 +20,13 @@ API_KEY = 2
 async def handle_list_offsets(broker: Broker, request: Any, ctx: RequestContext) -> Any:
     module = response_classes(API_KEY, ctx.api_version)
     partition_cls = module.ListOffsetsPartitionResponse
+    isolation_level = int(getattr(request, "isolation_level", 0))
 
     def answer(name: str, partition: Any) -> Any:
         index = int(partition.partition_index)
-        offset, timestamp = broker.list_offsets(name, index, int(partition.timestamp))
+        offset, timestamp = broker.list_offsets(
+            name, index, int(partition.timestamp), isolation_level
+        )
         return build(partition_cls, partition_index=index, error_code=OK, timestamp=timestamp,
                      offset=offset, leader_epoch=UNKNOWN_LEADER_EPOCH)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from headrace import record
 from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.requests import RequestContext
@@ -38,10 +39,6 @@ async def handle_produce(broker: Broker, request: Any, ctx: RequestContext) -> A
         topic_error: KafkaError | None = None
         if acks not in (0, 1, -1):
             topic_error = KafkaError(ErrorCode.invalid_required_acks, f"acks={acks}")
-        elif request.transactional_id is not None:
-            topic_error = KafkaError(
-                ErrorCode.transactional_id_authorization_failed, "transactions are not supported"
-            )
         elif broker.topics.get(name) is None:
             try:
                 if broker.ensure_topic(name) is None:
@@ -55,6 +52,12 @@ async def handle_produce(broker: Broker, request: Any, ctx: RequestContext) -> A
                 records = partition_data.records
                 if not records:
                     problem = KafkaError(ErrorCode.invalid_record, "no records")
+                elif request.transactional_id is not None and (
+                    problem := await _verify_transactional(
+                        broker, request.transactional_id, name, index, records
+                    )
+                ) is not None:
+                    pass
                 else:
                     try:
                         result = await broker.produce(name, index, records, acks=acks)
@@ -85,5 +88,36 @@ async def handle_produce(broker: Broker, request: Any, ctx: RequestContext) -> A
     throttle_at = len(body) - (5 if flexible else 4) if version >= 1 else None
     return PreEncodedResponse(API_KEY, flexible, [body], first_error, throttle_at=throttle_at)
 
+
+async def _verify_transactional(
+    broker: Broker, transactional_id: str, topic: str, partition: int, records: Any
+) -> KafkaError | None:
+    """KIP-890 part 1: a transaction's first batch to a partition is accepted only once its
+    coordinator confirms the partition was added (AddPartitionsToTxn), so no write can land
+    outside a transaction the coordinator will end (a "hanging" transaction)."""
+    if len(records) < _BATCH_HEADER_SIZE:
+        return None  # storage refuses the malformed batch with its own error
+    header = record.parse_header(bytes(records[:_BATCH_HEADER_SIZE]))
+    if not header.attributes & _ATTR_TRANSACTIONAL or header.producer_id < 0:
+        return None
+    try:
+        if broker.replicas.log(topic, partition).ongoing_transaction(header.producer_id):
+            return None  # verified when the transaction first wrote here
+    except KafkaError as error:
+        return error
+    verifier = broker.transaction_verifier
+    if verifier is None:
+        return KafkaError(ErrorCode.transactional_id_authorization_failed,
+                          "transactions are not served")
+    code = await verifier.verify(
+        transactional_id, header.producer_id, header.producer_epoch, topic, partition
+    )
+    if code is ErrorCode.none:
+        return None
+    return KafkaError(code, f"{topic}-{partition} is not part of transaction {transactional_id}")
+
+
+_BATCH_HEADER_SIZE = 61
+_ATTR_TRANSACTIONAL = 0x10
 
 HANDLERS = [BrokerApi(API_KEY, MIN_VERSION, MAX_VERSION, handle_produce)]
