@@ -305,6 +305,10 @@ class GroupCoordinator:
             group_instance_id, commits,
         )
 
+    def has_pending_offset(self, group_id: str, topic: str, partition: int) -> bool:
+        """Whether an undecided transaction holds an offset of ``group_id`` for a partition."""
+        return self._log.has_pending_offset(group_id, (topic, partition))
+
     def complete_transaction(self, partition: int, producer_id: int, commit: bool) -> None:
         """A transaction marker was written to ``partition`` of ``__consumer_offsets``."""
         self._log.complete_transaction(partition, producer_id, commit)

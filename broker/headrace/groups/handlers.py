@@ -340,6 +340,7 @@ def _fetch_group_offsets(
     requested: Iterable[Any] | None,
     partition_cls: type[Any],
     topic_cls: type[Any],
+    require_stable: bool = False,
 ) -> tuple[ErrorCode, tuple[Any, ...]]:
     wanted = (
         None
@@ -355,6 +356,10 @@ def _fetch_group_offsets(
         partitions_error = ErrorCode.none
     by_topic: dict[str, list[Any]] = {}
     for (topic, partition), committed in offsets.items():
+        partition_error = partitions_error
+        if require_stable and coordinator.has_pending_offset(group_id, topic, partition):
+            # KIP-447: a transaction's offset is not decided yet; the client asks again.
+            partition_error, committed = ErrorCode.unstable_offset_commit, None
         by_topic.setdefault(topic, []).append(
             build(
                 partition_cls,
@@ -362,7 +367,7 @@ def _fetch_group_offsets(
                 committed_offset=committed.offset if committed else -1,
                 committed_leader_epoch=committed.leader_epoch if committed else -1,
                 metadata=committed.metadata if committed else "",
-                error_code=partitions_error,
+                error_code=partition_error,
             )
         )
     topics = tuple(
@@ -380,7 +385,8 @@ async def _offset_fetch(coordinator: GroupCoordinator, request: Any, ctx: Reques
         groups = []
         for group in request.groups:
             error, topics = _fetch_group_offsets(
-                coordinator, version, group.group_id, group.topics, partition_cls, topic_cls
+                coordinator, version, group.group_id, group.topics, partition_cls, topic_cls,
+                bool(getattr(request, "require_stable", False)),
             )
             groups.append(
                 build(group_cls, group_id=group.group_id, topics=topics, error_code=error)
@@ -391,7 +397,8 @@ async def _offset_fetch(coordinator: GroupCoordinator, request: Any, ctx: Reques
     partition_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponsePartition
     topic_cls = response_classes(OFFSET_FETCH, version).OffsetFetchResponseTopic
     error, topics = _fetch_group_offsets(
-        coordinator, version, request.group_id, request.topics, partition_cls, topic_cls
+        coordinator, version, request.group_id, request.topics, partition_cls, topic_cls,
+        bool(getattr(request, "require_stable", False)),
     )
     return build(
         response_schema(OFFSET_FETCH, version),

@@ -125,6 +125,12 @@ class GroupLog:
             del self.pending_txn[key]
         return dropped
 
+    def has_pending_offset(self, group_id: str, partition: tuple[str, int]) -> bool:
+        return any(
+            key[0] == group_id and partition in offsets
+            for key, offsets in self.pending_txn.items()
+        )
+
     def complete_transaction(self, partition: int, producer_id: int, commit: bool) -> None:
         """A marker of ``producer_id`` reached ``partition``: apply or drop its offsets."""
         for key in [k for k in self.pending_txn
