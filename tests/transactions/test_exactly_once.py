@@ -47,9 +47,9 @@ def test_processor_killed_repeatedly_outputs_every_input_exactly_once(
     for kill in range(KILLS):
         processor = _start_processor(bootstrap, log)
         try:
-            seen = _commits(log)
             # Kill it while it is working: after a few more of its transactions committed.
-            eventually(lambda seen=seen: _commits(log) >= seen + 3 + kill,  # type: ignore[misc]
+            target = _commits(log) + 3 + kill
+            eventually(lambda target=target: _commits(log) >= target,  # type: ignore[misc]
                        timeout=90, message=lambda: f"processor progress:\n{log.read_text()}")
         finally:
             processor.kill()  # kill -9, mid-loop
