@@ -94,3 +94,26 @@ def test_truncation_forgets_ranges_past_the_cut(tmp_path: Path) -> None:
     reopened = _open(tmp_path / "p")
     assert reopened.aborted_transactions(0, 10) == []
     reopened.close()
+
+
+def test_compaction_keeps_a_committed_value_over_a_later_aborted_one(tmp_path: Path) -> None:
+    from headrace.storage import LogManager
+    from tests.support.batches import make_keyed_batch
+    from tests.support.log_reads import read_records
+
+    manager = LogManager(tmp_path / "data")
+    manager.create_topic("c", 1, {"cleanup.policy": "compact", "segment.bytes": "400",
+                                  "min.cleanable.dirty.ratio": "0.01"})
+    log = manager.get_partition("c", 0)
+    log.append(make_keyed_batch([(b"k", b"committed")]), leader_epoch=0)
+    log.append(make_keyed_batch([(b"k", b"aborted")], producer_id=PID, producer_epoch=0,
+                                base_sequence=0, attributes=0x10), leader_epoch=0)
+    log.append(_marker(commit=False), leader_epoch=0, coordinator=True)
+    for index in range(30):  # roll segments past the transaction so they are cleanable
+        log.append(make_keyed_batch([(b"other-%d" % index, b"x" * 20)]), leader_epoch=0)
+    tasks = manager.clean(now_ms=2**62)
+    assert tasks and all(task.error is None for task in tasks)
+    values = {r.value for r in read_records(log) if r.key == b"k"}
+    assert b"committed" in values  # the aborted value did not replace it
+    assert log.aborted_transactions(0, log.log_end_offset) == [(PID, 1)]
+    manager.close()

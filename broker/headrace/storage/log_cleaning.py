@@ -103,6 +103,10 @@ class LogCleaning(LogRetention):
             generation=self._generation,
             max_map_keys=max_map_keys,
             on_finish=self._finish_cleaning,
+            aborted=tuple(
+                (entry.producer_id, entry.first_offset, entry.last_offset)
+                for entry in self.txn_index.entries
+            ),
         )
 
     def clean(self, now_ms: int | None = None) -> CleaningTask | None:
