@@ -119,6 +119,16 @@ def _requests(api_key: int, version: int) -> list[tuple[dict[str, Any], ErrorCod
                             committed_metadata=""),)),)}
         return [(commit("known"), ErrorCode.none),
                 (commit("missing"), ErrorCode.unknown_topic_or_partition)]
+    if api_key == 61:
+        def producers(topic: str) -> dict[str, Any]:
+            return {"topics": (build(m.TopicRequest, name=topic, partition_indexes=(0,)),)}
+        return [(producers("known"), ErrorCode.none),
+                (producers("missing"), ErrorCode.unknown_topic_or_partition)]
+    if api_key == 65:
+        return [({"transactional_ids": ("never-seen",)}, ErrorCode.transactional_id_not_found)]
+    if api_key == 66:
+        return [({"state_filters": (), "producer_id_filters": (), "duration_filter": -1},
+                 ErrorCode.none)]
     if api_key == 32:
         def describe(kind: int, name: str) -> dict[str, Any]:
             return {"include_synonyms": False, "include_documentation": False, "resources": (

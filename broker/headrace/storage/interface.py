@@ -63,6 +63,11 @@ class PartitionLogAPI(Protocol):
         """(producer id, first offset) of aborted transactions overlapping [start, upper)."""
         ...
 
+    def active_producers(self) -> list[tuple[int, int, int, int, int]]:
+        """(producer id, epoch, last sequence, last write ms, open transaction's first offset
+        or -1) of every producer the partition remembers (DescribeProducers)."""
+        ...
+
     def ongoing_transaction(self, producer_id: int) -> bool:
         """Whether ``producer_id`` has an open transaction in this partition."""
         ...

@@ -148,6 +148,15 @@ class LogState:
         unstable = self.producer_state.first_unstable_offset(high_watermark)
         return high_watermark if unstable is None else min(unstable, high_watermark)
 
+    def active_producers(self) -> list[tuple[int, int, int, int, int]]:
+        """DescribeProducers: (producer id, epoch, last sequence, last write ms, first offset
+        of its open transaction or -1) per producer this partition remembers."""
+        return [
+            (pid, entry.epoch, entry.batches[-1].last_sequence if entry.batches else -1,
+             entry.last_write_ms, entry.txn_first_offset)
+            for pid, entry in self.producer_state.producers.items()
+        ]
+
     def ongoing_transaction(self, producer_id: int) -> bool:
         return producer_id in self.producer_state.ongoing
 

@@ -244,6 +244,9 @@ class TransactionCoordinator:
             self._start_completion(transactional_id)
         return error
 
+    def now_ms(self) -> int:
+        return self._clock()
+
     def describe(self, transactional_id: str) -> TxnMetadata | None:
         return self.transactions.get(transactional_id)
 

@@ -23,6 +23,7 @@ from headrace.groups.coordinator import GroupCoordinator
 from headrace.groups.offsets import OffsetCommit
 from headrace.transactions.coordinator import TransactionCoordinator
 from headrace.transactions.markers import LocalMarkerWriter
+from headrace.transactions.model import TxnState
 
 INIT_PRODUCER_ID = 22
 ADD_PARTITIONS_TO_TXN = 24
@@ -30,6 +31,8 @@ ADD_OFFSETS_TO_TXN = 25
 END_TXN = 26
 WRITE_TXN_MARKERS = 27
 TXN_OFFSET_COMMIT = 28
+DESCRIBE_TRANSACTIONS = 65
+LIST_TRANSACTIONS = 66
 
 SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
     INIT_PRODUCER_ID: (0, 4),
@@ -38,6 +41,16 @@ SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
     END_TXN: (0, 3),
     WRITE_TXN_MARKERS: (1, 1),
     TXN_OFFSET_COMMIT: (0, 3),
+    DESCRIBE_TRANSACTIONS: (0, 0),
+    LIST_TRANSACTIONS: (0, 1),
+}
+
+#: Kafka's names of the states, as DescribeTransactions/ListTransactions spell them.
+STATE_NAMES = {
+    TxnState.EMPTY: "Empty", TxnState.ONGOING: "Ongoing",
+    TxnState.PREPARE_COMMIT: "PrepareCommit", TxnState.PREPARE_ABORT: "PrepareAbort",
+    TxnState.COMPLETE_COMMIT: "CompleteCommit", TxnState.COMPLETE_ABORT: "CompleteAbort",
+    TxnState.DEAD: "Dead", TxnState.PREPARE_EPOCH_FENCE: "PrepareEpochFence",
 }
 
 #: The first version of each API that may carry PRODUCER_FENCED (KIP-588).
@@ -72,6 +85,8 @@ def transaction_api_handlers(
         END_TXN: lambda req, ctx: _end_txn(coordinator, req, ctx),
         WRITE_TXN_MARKERS: lambda req, ctx: _write_txn_markers(markers, req, ctx),
         TXN_OFFSET_COMMIT: lambda req, ctx: _txn_offset_commit(groups, broker, req, ctx),
+        DESCRIBE_TRANSACTIONS: lambda req, ctx: _describe_transactions(coordinator, req, ctx),
+        LIST_TRANSACTIONS: lambda req, ctx: _list_transactions(coordinator, req, ctx),
     }
     return [
         ApiHandler(api_key, low, high, handles[api_key])
@@ -238,3 +253,69 @@ async def _write_txn_markers(
         results.append(build(module.WritableTxnMarkerResult,
                              producer_id=marker.producer_id, topics=tuple(topics)))
     return build(module.WriteTxnMarkersResponse, markers=tuple(results))
+
+
+def _datetime(ms: int) -> datetime.datetime:
+    """kio's timestamp for Kafka's milliseconds; -1 (no transaction running) stays -1."""
+    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+
+
+async def _describe_transactions(
+    coordinator: TransactionCoordinator, request: Any, ctx: RequestContext
+) -> Any:
+    module = response_classes(DESCRIBE_TRANSACTIONS, ctx.api_version)
+    states = []
+    for transactional_id in request.transactional_ids:
+        error = coordinator.log.ownership_error(transactional_id)
+        metadata = coordinator.describe(transactional_id)
+        if error is ErrorCode.none and metadata is None:
+            error = ErrorCode.transactional_id_not_found
+        if error is not ErrorCode.none or metadata is None:
+            states.append(build(
+                module.TransactionState, error_code=error, transactional_id=transactional_id,
+                transaction_state="", transaction_timeout=datetime.timedelta(0),
+                transaction_start_time=_datetime(0), producer_id=-1, producer_epoch=-1,
+                topics=(),
+            ))
+            continue
+        by_topic: dict[str, list[int]] = {}
+        for topic, partition in sorted(metadata.partitions):
+            by_topic.setdefault(topic, []).append(partition)
+        states.append(build(
+            module.TransactionState, error_code=ErrorCode.none,
+            transactional_id=transactional_id, transaction_state=STATE_NAMES[metadata.state],
+            transaction_timeout=datetime.timedelta(milliseconds=metadata.timeout_ms),
+            transaction_start_time=_datetime(metadata.start_ms),
+            producer_id=metadata.producer_id, producer_epoch=metadata.producer_epoch,
+            topics=tuple(build(module.TopicData, topic=t, partitions=tuple(ps))
+                         for t, ps in by_topic.items()),
+        ))
+    return build(module.DescribeTransactionsResponse, transaction_states=tuple(states))
+
+
+async def _list_transactions(
+    coordinator: TransactionCoordinator, request: Any, ctx: RequestContext
+) -> Any:
+    module = response_classes(LIST_TRANSACTIONS, ctx.api_version)
+    known = {name: state for state, name in STATE_NAMES.items()}
+    wanted_states = set(request.state_filters)
+    unknown = tuple(sorted(wanted_states - set(known)))
+    wanted = {known[name] for name in wanted_states if name in known}
+    producers = {int(p) for p in request.producer_id_filters}
+    duration = int(getattr(request, "duration_filter", -1))
+    now = coordinator.now_ms()
+    listed = []
+    for transactional_id, metadata in sorted(coordinator.transactions.items()):
+        if coordinator.log.ownership_error(transactional_id) is not ErrorCode.none:
+            continue
+        if wanted_states and metadata.state not in wanted:
+            continue
+        if producers and metadata.producer_id not in producers:
+            continue
+        if duration >= 0 and (metadata.start_ms < 0 or now - metadata.start_ms < duration):
+            continue
+        listed.append(build(module.TransactionState, transactional_id=transactional_id,
+                            producer_id=metadata.producer_id,
+                            transaction_state=STATE_NAMES[metadata.state]))
+    return build(module.ListTransactionsResponse, error_code=ErrorCode.none,
+                 unknown_state_filters=unknown, transaction_states=tuple(listed))

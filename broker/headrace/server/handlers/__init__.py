@@ -11,6 +11,7 @@ from headrace.server.handlers import (
     list_offsets,
     metadata,
     produce,
+    producers,
 )
 from headrace.server.handlers.binding import bind
 
@@ -25,6 +26,7 @@ def broker_api_handlers(broker: Broker) -> list[ApiHandler]:
             *fetch.HANDLERS,
             *list_offsets.HANDLERS,
             *admin.HANDLERS,
+            *producers.HANDLERS,
         ],
         broker,
     )
