@@ -10,7 +10,7 @@ versions KIP-588 added it in and with INVALID_PRODUCER_EPOCH before; so do these
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -19,6 +19,7 @@ from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.requests import ApiHandler, RequestContext
 from headrace.core.responses import build, response_classes
+from headrace.core.security import Action, Operation, ResourceType
 from headrace.groups.coordinator import GroupCoordinator
 from headrace.groups.offsets import OffsetCommit
 from headrace.transactions.coordinator import TransactionCoordinator
@@ -66,6 +67,17 @@ def _ms(value: Any) -> int:
     return int(value)
 
 
+def _refusal(ctx: RequestContext, transactional_id: str | None) -> ErrorCode | None:
+    """The authorization error when the pipeline's authorizer denied this request."""
+    if not ctx.denied:
+        return None
+    if (int(ResourceType.CLUSTER), "kafka-cluster") in ctx.denied:
+        return ErrorCode.cluster_authorization_failed
+    if (int(ResourceType.TRANSACTIONAL_ID), transactional_id) in ctx.denied:
+        return ErrorCode.transactional_id_authorization_failed
+    return None
+
+
 def _for_version(code: ErrorCode, ctx: RequestContext) -> ErrorCode:
     if code is ErrorCode.producer_fenced and ctx.api_version < _FENCED_FROM.get(ctx.api_key, 0):
         return ErrorCode.invalid_producer_epoch
@@ -89,9 +101,40 @@ def transaction_api_handlers(
         LIST_TRANSACTIONS: lambda req, ctx: _list_transactions(coordinator, req, ctx),
     }
     return [
-        ApiHandler(api_key, low, high, handles[api_key])
+        ApiHandler(api_key, low, high, handles[api_key], _ACTIONS.get(api_key))
         for api_key, (low, high) in SUPPORTED_VERSIONS.items()
     ]
+
+
+def _transactional_id(request: Any) -> Sequence[Action]:
+    """Kafka: WRITE on the transactional id for the producer's transaction APIs."""
+    transactional_id = getattr(request, "transactional_id", None)
+    if transactional_id is None:
+        transactional_id = getattr(request, "v3_and_below_transactional_id", None)
+    if transactional_id is None:
+        return []
+    return [Action(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id)]
+
+
+def _cluster_action(request: Any) -> Sequence[Action]:
+    """Markers (and v4 verification) are broker-to-broker: CLUSTER_ACTION on the cluster."""
+    return [Action(Operation.CLUSTER_ACTION, ResourceType.CLUSTER, "kafka-cluster")]
+
+
+def _add_partitions_actions(request: Any) -> Sequence[Action]:
+    if hasattr(request, "transactions"):
+        return _cluster_action(request)
+    return _transactional_id(request)
+
+
+_ACTIONS: dict[int, Callable[[Any], Sequence[Action]]] = {
+    INIT_PRODUCER_ID: _transactional_id,
+    ADD_PARTITIONS_TO_TXN: _add_partitions_actions,
+    ADD_OFFSETS_TO_TXN: _transactional_id,
+    END_TXN: _transactional_id,
+    WRITE_TXN_MARKERS: _cluster_action,
+    TXN_OFFSET_COMMIT: _transactional_id,
+}
 
 
 async def _init_producer_id(
@@ -108,6 +151,10 @@ async def _init_producer_id(
                          producer_id=-1, producer_epoch=-1)
         return build(module.InitProducerIdResponse, error_code=ErrorCode.none,
                      producer_id=producer_id, producer_epoch=0)
+    refused = _refusal(ctx, transactional_id)
+    if refused is not None:
+        return build(module.InitProducerIdResponse, error_code=refused, producer_id=-1,
+                     producer_epoch=-1)
     error, producer_id, epoch = await coordinator.init_producer_id(
         transactional_id, _ms(request.transaction_timeout),
         int(getattr(request, "producer_id", -1)), int(getattr(request, "producer_epoch", -1)),
@@ -148,7 +195,10 @@ async def _add_one(
 ) -> tuple[Any, ...]:
     wanted = [(t.name, int(p)) for t in topics for p in t.partitions]
     errors: dict[tuple[str, int], ErrorCode] = {}
-    if verify_only:
+    refused = _refusal(ctx, transactional_id)
+    if refused is not None:
+        errors = dict.fromkeys(wanted, refused)
+    elif verify_only:
         for key in wanted:
             errors[key] = _for_version(
                 coordinator.verify(transactional_id, producer_id, producer_epoch, key), ctx
@@ -181,7 +231,7 @@ async def _add_offsets(
     coordinator: TransactionCoordinator, request: Any, ctx: RequestContext
 ) -> Any:
     module = response_classes(ADD_OFFSETS_TO_TXN, ctx.api_version)
-    code = await coordinator.add_offsets(
+    code = _refusal(ctx, request.transactional_id) or await coordinator.add_offsets(
         request.transactional_id, int(request.producer_id), int(request.producer_epoch),
         request.group_id,
     )
@@ -190,7 +240,7 @@ async def _add_offsets(
 
 async def _end_txn(coordinator: TransactionCoordinator, request: Any, ctx: RequestContext) -> Any:
     module = response_classes(END_TXN, ctx.api_version)
-    code = await coordinator.end_txn(
+    code = _refusal(ctx, request.transactional_id) or await coordinator.end_txn(
         request.transactional_id, int(request.producer_id), int(request.producer_epoch),
         bool(request.committed),
     )
@@ -203,10 +253,13 @@ async def _txn_offset_commit(
     module = response_classes(TXN_OFFSET_COMMIT, ctx.api_version)
     commits: list[OffsetCommit] = []
     refused: dict[tuple[str, int], ErrorCode] = {}
+    denied = _refusal(ctx, request.transactional_id)
     for topic in request.topics:
         for partition in topic.partitions:
             index = int(partition.partition_index)
-            if not broker.partition_exists(topic.name, index):
+            if denied is not None:
+                refused[(topic.name, index)] = denied
+            elif not broker.partition_exists(topic.name, index):
                 refused[(topic.name, index)] = ErrorCode.unknown_topic_or_partition
                 continue
             commits.append(OffsetCommit(
@@ -236,13 +289,14 @@ async def _write_txn_markers(
     markers: LocalMarkerWriter, request: Any, ctx: RequestContext
 ) -> Any:
     module = response_classes(WRITE_TXN_MARKERS, ctx.api_version)
+    refused = _refusal(ctx, None)
     results = []
     for marker in request.markers:
         topics = []
         for topic in marker.topics:
             partitions = []
             for index in topic.partition_indexes:
-                code = await markers.write_marker(
+                code = refused or await markers.write_marker(
                     topic.name, int(index), int(marker.producer_id), int(marker.producer_epoch),
                     bool(marker.transaction_result), int(marker.coordinator_epoch),
                 )
