@@ -218,7 +218,8 @@ def complete(prepared: TxnMetadata, now_ms: int) -> TxnMetadata:
     """Every marker of a prepared transaction is written: CompleteCommit/CompleteAbort."""
     target = (TxnState.COMPLETE_COMMIT if prepared.state is TxnState.PREPARE_COMMIT
               else TxnState.COMPLETE_ABORT)
-    return prepared.moved(target, now_ms, partitions=frozenset(), start_ms=-1)
+    # The start time stays (Kafka's describe shows when the finished transaction began).
+    return prepared.moved(target, now_ms, partitions=frozenset())
 
 
 def timed_out(current: TxnMetadata, now_ms: int) -> bool:
