@@ -125,6 +125,7 @@ class BrokerApp:
         # -- coordinators
         self.groups = self._build_group_coordinator()
         self.transactions = self._build_transaction_coordinator()
+        self.metrics.transaction_source = self.transactions
         self.metrics.stats_source = BrokerView(self.broker, self.groups)
         self.metrics.watch_rebalances(self.groups)
         # -- one registry of every API, served through the pipeline

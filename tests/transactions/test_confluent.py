@@ -133,3 +133,37 @@ def test_broker_killed_mid_transaction_loses_no_committed_record(tmp_path: objec
                            len(expected)) == expected
     finally:
         broker.kill()
+
+
+def test_metrics_count_transactions_and_the_lso_lag(txn_broker: BrokerProcess) -> None:
+    import urllib.request
+
+    def metrics() -> str:
+        url = f"http://127.0.0.1:{txn_broker.http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return str(response.read().decode())
+
+    def value(text: str, series: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+        raise AssertionError(f"{series} not in /metrics")
+
+    bootstrap = txn_broker.bootstrap
+    create_topic(bootstrap, "metered", 1)
+    producer = transactional_producer(bootstrap, "metered-writer")
+    produce_transaction(producer, "metered", [b"c"], commit=True)
+    produce_transaction(producer, "metered", [b"a"], commit=False)
+    producer.begin_transaction()
+    producer.produce("metered", value=b"open-1", partition=0)
+    producer.produce("metered", value=b"open-2", partition=0)
+    producer.flush(10)
+    text = metrics()
+    assert value(text, "headrace_transactions_committed_total") == 1
+    assert value(text, "headrace_transactions_aborted_total") == 1
+    assert value(text, "headrace_transactions_ongoing") == 1
+    lag = 'headrace_last_stable_offset_lag{partition="0",topic="metered"}'
+    assert value(text, lag) == 2  # the two open records
+    producer.commit_transaction(30)
+    assert read_values(bootstrap, "metered", 1, "read_committed", 3)  # markers are in
+    assert value(metrics(), lag) == 0

@@ -28,6 +28,7 @@ from kio.schema.errors import ErrorCode
 
 from headrace.core.producer_ids import ProducerIdSource
 from headrace.groups.coordinator import CoordinatorNode
+from headrace.observability.transactions import TransactionStats
 from headrace.storage import LogManagerAPI
 from headrace.transactions import model
 from headrace.transactions.model import TopicPartition, TxnMetadata, TxnState
@@ -95,6 +96,8 @@ class TransactionCoordinator:
         self._busy: set[str] = set()  # ids with a state write in flight
         self._completions: dict[str, asyncio.Task[None]] = {}
         self._timer: asyncio.Task[None] | None = None
+        #: How this broker's transactions ended (metrics).
+        self.committed = self.aborted = self.timed_out = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -244,6 +247,13 @@ class TransactionCoordinator:
             self._start_completion(transactional_id)
         return error
 
+    def transaction_stats(self) -> TransactionStats:
+        ongoing = sum(
+            1 for m in self.transactions.values()
+            if m.state is TxnState.ONGOING or m.state.is_prepared
+        )
+        return TransactionStats(ongoing, self.committed, self.aborted, self.timed_out)
+
     def now_ms(self) -> int:
         return self._clock()
 
@@ -321,6 +331,10 @@ class TransactionCoordinator:
             done = model.complete(prepared, self._clock())
             if await self._persist(transactional_id, done) is ErrorCode.none:
                 log.debug("transaction %s: %s", transactional_id, done.state.name)
+                if commit:
+                    self.committed += 1
+                else:
+                    self.aborted += 1
                 return
             if self.log.ownership_error(transactional_id) is not ErrorCode.none:
                 return
@@ -352,6 +366,7 @@ class TransactionCoordinator:
             if await self._persist(txn_id, model.fence(metadata, now)) is ErrorCode.none:
                 self._start_completion(txn_id)
                 aborted.append(txn_id)
+                self.timed_out += 1
         return aborted
 
     async def remove_expired(self) -> list[str]:
