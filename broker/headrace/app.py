@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
     from headrace.cluster.node import ClusterNode, ClusterSettings
+    from headrace.cluster.transactions import ClusterTransactionPeers
 
 log = logging.getLogger(__name__)
 
@@ -210,12 +211,14 @@ class BrokerApp:
 
         self._local_markers = LocalMarkerWriter(broker, self.groups)
         markers: Any = self._local_markers
+        self._transaction_peers: ClusterTransactionPeers | None = None
         remote_verifier = None
         if self.node is not None:
             from headrace.cluster.transactions import ClusterTransactionPeers
 
             peers = ClusterTransactionPeers(self.node, self._local_markers)
             markers = remote_verifier = peers
+            self._transaction_peers = peers
         endpoint = broker.endpoint
         coordinator = TransactionCoordinator(
             broker.logs,
@@ -263,6 +266,8 @@ class BrokerApp:
 
     async def _stop_groups(self) -> None:
         await self.transactions.stop()
+        if self._transaction_peers is not None:
+            await self._transaction_peers.close()
         await self.groups.stop()
 
     async def start(self) -> None:

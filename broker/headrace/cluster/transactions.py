@@ -52,6 +52,8 @@ class ClusterTransactionPeers:
     ) -> ErrorCode:
         leader = self._node.partition_leader(topic, partition)
         if leader is None:
+            if (topic, partition) not in self._node.store.cache.partitions:
+                return ErrorCode.unknown_topic_or_partition  # deleted: the coordinator gives up
             return ErrorCode.leader_not_available
         if leader.node_id == self._node.node_id:
             return await self._local.write_marker(
