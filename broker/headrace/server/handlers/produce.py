@@ -53,11 +53,11 @@ async def handle_produce(broker: Broker, request: Any, ctx: RequestContext) -> A
                 if not records:
                     problem = KafkaError(ErrorCode.invalid_record, "no records")
                 elif request.transactional_id is not None and (
-                    problem := await _verify_transactional(
+                    refusal := await _verify_transactional(
                         broker, request.transactional_id, name, index, records
                     )
                 ) is not None:
-                    pass
+                    problem = refusal
                 else:
                     try:
                         result = await broker.produce(name, index, records, acks=acks)
