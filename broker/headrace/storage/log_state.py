@@ -197,6 +197,7 @@ class LogState:
                 segment.fsync(with_indexes=True)
         self._unflushed_sealed.clear()
         os.fsync(self._active.log_fd())
+        self.txn_index.sync()
         if self._dir_dirty:
             fsync_dir(self.directory)
             self._dir_dirty = False

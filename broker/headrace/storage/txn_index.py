@@ -26,6 +26,7 @@ from pathlib import Path
 
 from headrace import record
 from headrace.record.layout import BatchHeader
+from headrace.storage.files import write_atomic
 
 TXN_INDEX_SUFFIX = ".txnindex"
 _ENTRY = struct.Struct(">hqqqq")
@@ -92,6 +93,7 @@ class TxnIndex:
         self._directory = directory
         self.entries: list[AbortedTxn] = []  # sorted by last_offset
         self._lasts: list[int] = []
+        self._unsynced: set[Path] = set()  # files appended to since the last sync()
 
     def _path(self, segment_base: int) -> Path:
         return self._directory / f"{segment_base:020d}{TXN_INDEX_SUFFIX}"
@@ -129,9 +131,25 @@ class TxnIndex:
             return  # already known (a replay over a range the files kept)
         self.entries.append(entry)
         self._lasts.append(entry.last_offset)
-        with open(self._path(segment_base), "ab") as file:
+        path = self._path(segment_base)
+        with open(path, "ab") as file:
             file.write(_ENTRY.pack(0, entry.producer_id, entry.first_offset,
                                    entry.last_offset, entry.last_stable_offset))
+        self._unsynced.add(path)
+
+    def sync(self) -> None:
+        """fsync the files appended to, with the log data they describe (the log's flush):
+        a range the replay would not rebuild must not be lost by a power cut."""
+        for path in self._unsynced:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # rewritten or dropped since
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._unsynced.clear()
 
     def collect(self, start: int, upper: int) -> list[tuple[int, int]]:
         """(producer id, first offset) of the aborted ranges that overlap [start, upper)."""
@@ -181,9 +199,7 @@ class TxnIndex:
         if not entries:
             path.unlink(missing_ok=True)
             return
-        temporary = path.with_suffix(".txnindex.tmp")
-        temporary.write_bytes(b"".join(
+        write_atomic(path, b"".join(
             _ENTRY.pack(0, e.producer_id, e.first_offset, e.last_offset, e.last_stable_offset)
             for e in entries
-        ))
-        os.replace(temporary, path)
+        ), durable=True)
