@@ -117,3 +117,22 @@ def test_compaction_keeps_a_committed_value_over_a_later_aborted_one(tmp_path: P
     assert b"committed" in values  # the aborted value did not replace it
     assert log.aborted_transactions(0, log.log_end_offset) == [(PID, 1)]
     manager.close()
+
+
+def test_a_marker_from_an_older_coordinator_is_fenced(tmp_path: Path) -> None:
+    from headrace.storage.errors import TransactionCoordinatorFencedError
+
+    log = _open(tmp_path / "p")
+    log.append(_txn_batch([b"a"], 0), leader_epoch=0)
+    log.append(control_batch(PID, 0, commit=True, coordinator_epoch=5, timestamp_ms=1),
+               leader_epoch=0, coordinator=True)
+    log.append(_txn_batch([b"b"], 1), leader_epoch=0)
+    zombie = control_batch(PID, 0, commit=False, coordinator_epoch=4, timestamp_ms=1)
+    with pytest.raises(TransactionCoordinatorFencedError):
+        log.append(zombie, leader_epoch=0, coordinator=True)
+    assert log.ongoing_transaction(PID)  # the open transaction was not ended by the zombie
+    log.close()
+    reopened = _open(tmp_path / "p", clean_shutdown=True)  # the epoch is in the snapshot
+    with pytest.raises(TransactionCoordinatorFencedError):
+        reopened.append(zombie, leader_epoch=0, coordinator=True)
+    reopened.close()

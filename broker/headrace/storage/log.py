@@ -102,8 +102,12 @@ class PartitionLog(LogCleaning):
                     f"batch of {header.size} bytes exceeds segment.bytes {config.segment_bytes}"
                 )
             records += header.record_count
-            if header.is_control and not coordinator:
-                raise InvalidBatchError("control batches come only from a transaction coordinator")
+            if header.is_control:
+                if not coordinator:
+                    raise InvalidBatchError(
+                        "control batches come only from a transaction coordinator"
+                    )
+                self._check_marker(header, view[header.position : header.position + header.size])
             unsequenced = coordinator and header.base_sequence < 0
             if header.producer_id >= 0 and not header.is_control and not unsequenced:
                 original = state.check(header, pending)

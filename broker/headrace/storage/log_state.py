@@ -21,12 +21,12 @@ from headrace.record.layout import INT32_MAX, BatchHeader
 from headrace.storage.cleaner import CleanerCheckpoint
 from headrace.storage.config import LogConfig
 from headrace.storage.epoch_cache import CHECKPOINT_NAME, LeaderEpochCache
-from headrace.storage.errors import UnknownPartitionError
+from headrace.storage.errors import TransactionCoordinatorFencedError, UnknownPartitionError
 from headrace.storage.files import FileHandleCache, fsync_dir, write_atomic
 from headrace.storage.producer_state import DEFAULT_PRODUCER_ID_EXPIRATION_MS, ProducerStateManager
 from headrace.storage.results import RecoveryEvent
 from headrace.storage.segment import Segment
-from headrace.storage.txn_index import AbortedTxn, TxnIndex, marker_is_commit
+from headrace.storage.txn_index import AbortedTxn, TxnIndex, parse_marker
 
 log = logging.getLogger("headrace.storage.log")
 
@@ -164,17 +164,29 @@ class LogState:
         """(producer id, first offset) of aborted transactions overlapping [start, upper)."""
         return self.txn_index.collect(start, upper)
 
+    def _check_marker(self, header: BatchHeader, batch: bytes | memoryview) -> None:
+        """Refuse a marker from a coordinator older than the last one that wrote for this
+        producer here (a zombie coordinator after a failover): Kafka's check."""
+        marker = parse_marker(batch, header)
+        entry = self.producer_state.producers.get(header.producer_id)
+        if marker is not None and entry is not None and marker[1] < entry.coordinator_epoch:
+            raise TransactionCoordinatorFencedError(
+                f"marker for producer {header.producer_id} from coordinator epoch {marker[1]}, "
+                f"older than {entry.coordinator_epoch}"
+            )
+
     def _apply_marker(
         self, header: BatchHeader, batch: bytes | memoryview, offset: int, segment_base: int,
         now: int,
     ) -> None:
         """A COMMIT/ABORT marker landed at ``offset``: end the producer's transaction and
         index the range if it was aborted."""
-        commit = marker_is_commit(batch, header)
-        if commit is None:
+        marker = parse_marker(batch, header)
+        if marker is None:
             return
+        commit, coordinator_epoch = marker
         first = self.producer_state.end_transaction(
-            header.producer_id, header.producer_epoch, offset, now
+            header.producer_id, header.producer_epoch, offset, now, coordinator_epoch
         )
         if first is not None and not commit:
             unstable = self.producer_state.first_unstable_offset(offset)

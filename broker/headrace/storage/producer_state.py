@@ -59,11 +59,13 @@ class ProducerEntry:
     last_write_ms: int = -1
     #: First offset of the producer's ongoing transaction in this partition (-1: none).
     txn_first_offset: int = -1
+    #: Epoch of the coordinator that wrote this producer's latest marker here (-1: none).
+    coordinator_epoch: int = -1
 
     def copy(self) -> ProducerEntry:
         return ProducerEntry(
             self.epoch, deque(self.batches, maxlen=BATCHES_RETAINED), self.last_write_ms,
-            self.txn_first_offset,
+            self.txn_first_offset, self.coordinator_epoch,
         )
 
 
@@ -233,7 +235,8 @@ class ProducerStateManager:
         return min(candidates) if candidates else None
 
     def end_transaction(
-        self, producer_id: int, producer_epoch: int, marker_offset: int, write_ms: int
+        self, producer_id: int, producer_epoch: int, marker_offset: int, write_ms: int,
+        coordinator_epoch: int = -1,
     ) -> int | None:
         """A marker for ``producer_id`` landed at ``marker_offset``: close its transaction;
         returns the transaction's first offset (None if it had written nothing here)."""
@@ -246,6 +249,7 @@ class ProducerStateManager:
             entry.epoch = producer_epoch
             entry.batches.clear()
         entry.last_write_ms = max(entry.last_write_ms, write_ms)
+        entry.coordinator_epoch = max(entry.coordinator_epoch, coordinator_epoch)
         first = entry.txn_first_offset
         entry.txn_first_offset = -1
         self.producers[producer_id] = entry
@@ -286,7 +290,7 @@ class ProducerStateManager:
                 "producers": {
                     str(pid): [
                         e.epoch, [list(_as_tuple(b)) for b in e.batches], e.last_write_ms,
-                        e.txn_first_offset,
+                        e.txn_first_offset, e.coordinator_epoch,
                     ]
                     for pid, e in self.producers.items()
                 },
@@ -320,6 +324,7 @@ class ProducerStateManager:
                 int(epoch),
                 last_write_ms=int(rest[0]) if rest else now_ms,
                 txn_first_offset=int(rest[1]) if len(rest) > 1 else -1,
+                coordinator_epoch=int(rest[2]) if len(rest) > 2 else -1,
             )
             for b in batches:
                 entry.batches.append(BatchRecord(*(int(x) for x in b)))

@@ -67,19 +67,20 @@ def control_batch(
     )
 
 
-def marker_is_commit(batch: bytes | memoryview, header: BatchHeader) -> bool | None:
-    """Whether a control batch is a COMMIT (True) or ABORT (False) marker; None when it is
-    neither (an unknown control type, which Kafka also ignores)."""
+def parse_marker(batch: bytes | memoryview, header: BatchHeader) -> tuple[bool, int] | None:
+    """(COMMIT?, coordinator epoch) of a transaction marker; None for a control batch that is
+    neither COMMIT nor ABORT (an unknown control type, which Kafka also ignores)."""
     try:
         for entry in record.batch_records(batch, header):
-            key = entry.key
+            key, value = entry.key, entry.value
             if key is None or len(key) < _CONTROL_KEY.size:
                 return None
             _version, kind = _CONTROL_KEY.unpack_from(key)
-            if kind == CONTROL_COMMIT:
-                return True
-            if kind == CONTROL_ABORT:
-                return False
+            epoch = -1
+            if value is not None and len(value) >= _CONTROL_VALUE.size:
+                epoch = _CONTROL_VALUE.unpack_from(value)[1]
+            if kind in (CONTROL_COMMIT, CONTROL_ABORT):
+                return kind == CONTROL_COMMIT, epoch
             return None
     except record.RecordError:
         return None

@@ -313,6 +313,11 @@ class TransactionCoordinator:
                     except Exception as failure:
                         log.warning("marker to %s-%d failed: %s", topic, partition, failure)
                         error = ErrorCode.unknown_server_error
+                    if error is ErrorCode.transaction_coordinator_fenced:
+                        log.warning("transaction %s: a newer coordinator wrote to %s-%d; "
+                                    "leaving the transaction to it", transactional_id, topic,
+                                    partition)
+                        return
                     if error is ErrorCode.unknown_topic_or_partition:
                         unknown[(topic, partition)] = unknown.get((topic, partition), 0) + 1
                         if unknown[(topic, partition)] >= _GIVE_UP_AFTER_UNKNOWN:
