@@ -44,6 +44,11 @@ from headrace.server.handlers.api_versions import api_versions_handler
 from headrace.server.listeners import Listener, PlaintextListener
 from headrace.server.pipeline import RequestPipeline
 from headrace.storage import LogConfig, LogManager, LogManagerAPI, StorageError
+from headrace.transactions.coordinator import TransactionConfig, TransactionCoordinator
+from headrace.transactions.handlers import transaction_api_handlers
+from headrace.transactions.markers import LocalMarkerWriter
+from headrace.transactions.records import TRANSACTION_TOPIC
+from headrace.transactions.verification import CoordinatorVerifier
 from headrace.web.broker_view import BrokerView
 
 if TYPE_CHECKING:
@@ -51,6 +56,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
     from headrace.cluster.node import ClusterNode, ClusterSettings
+    from headrace.cluster.transactions import ClusterTransactionPeers
 
 log = logging.getLogger(__name__)
 
@@ -138,13 +144,22 @@ class BrokerApp:
         self.router, self.group_router = self._build_routers()
         self.lag = LagMonitor(self.groups, self.router,
                               interval=config.consumer_lag_refresh_seconds)
+        self.transactions = self._build_transaction_coordinator()
+        self.metrics.transaction_source = self.transactions
         self.metrics.stats_source = BrokerView(self.broker, self.groups, self.lag)
         self.metrics.watch_rebalances(self.groups)
         # -- one registry of every API, served through the pipeline
         self.registry = self.pipeline.registry
         self.registry.register_all(broker_api_handlers(self.broker))
         self.registry.register_all(
-            group_api_handlers(self.groups, self.broker.partition_exists)
+            group_api_handlers(
+                self.groups, self.broker.partition_exists, self.transactions.coordinator_for
+            )
+        )
+        self.registry.register_all(
+            transaction_api_handlers(
+                self.transactions, self.groups, self.broker, self._local_markers
+            )
         )
         self.registry.register_all(consumer_group_api_handlers(self.groups))
         if self.node is not None:
@@ -233,8 +248,63 @@ class BrokerApp:
         )
         return coordinator
 
+    def _build_transaction_coordinator(self) -> TransactionCoordinator:
+        broker = self.broker
+        config = self.config
+
+        async def append(partition: int, batch: bytes) -> None:
+            try:
+                await broker.produce(TRANSACTION_TOPIC, partition, batch, internal=True)
+            except KafkaError as error:
+                raise StorageError(str(error)) from error
+
+        self._local_markers = LocalMarkerWriter(broker, self.groups)
+        markers: Any = self._local_markers
+        self._transaction_peers: ClusterTransactionPeers | None = None
+        remote_verifier = None
+        if self.node is not None:
+            from headrace.cluster.transactions import ClusterTransactionPeers
+
+            peers = ClusterTransactionPeers(self.node, self._local_markers)
+            markers = remote_verifier = peers
+            self._transaction_peers = peers
+        endpoint = broker.endpoint
+        coordinator = TransactionCoordinator(
+            broker.logs,
+            broker.producer_ids,
+            markers,
+            self.groups.partition_for,
+            CoordinatorNode(endpoint.node_id, endpoint.host, endpoint.port),
+            TransactionConfig(
+                state_log_partitions=config.transaction_state_log_num_partitions,
+                max_timeout_ms=config.transaction_max_timeout_ms,
+                id_expiration_ms=config.transactional_id_expiration_ms,
+                abort_timed_out_interval_ms=(
+                    config.transaction_abort_timed_out_transaction_cleanup_interval_ms
+                ),
+            ),
+            append=append,
+        )
+        if self.node is not None:
+            node = self.node
+            coordinator.partition_leader = lambda p: node.partition_leader(TRANSACTION_TOPIC, p)
+            if remote_verifier is not None:
+                remote_verifier.coordinator = coordinator
+        broker.transaction_verifier = CoordinatorVerifier(coordinator, remote_verifier)
+        self.internal_topics.register(
+            InternalTopic(
+                TRANSACTION_TOPIC, config.transaction_state_log_num_partitions,
+                {"cleanup.policy": "compact"},
+                replication_factor=config.transaction_state_log_replication_factor,
+                min_insync_replicas=config.transaction_state_log_min_isr,
+            ),
+            coordinator,
+        )
+        return coordinator
+
     async def _start_groups(self) -> None:
         await self.groups.start()
+        await self.transactions.start()
         if self.node is None:
             # A lone broker leads every partition of its internal topics.
             await self.internal_topics.lead({
@@ -244,6 +314,9 @@ class BrokerApp:
             })
 
     async def _stop_groups(self) -> None:
+        await self.transactions.stop()
+        if self._transaction_peers is not None:
+            await self._transaction_peers.close()
         await self.groups.stop()
 
     async def start(self) -> None:

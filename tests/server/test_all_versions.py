@@ -82,7 +82,53 @@ def _requests(api_key: int, version: int) -> list[tuple[dict[str, Any], ErrorCod
                 (delete("missing"), ErrorCode.unknown_topic_or_partition)]
     if api_key == 22:
         return [({"transactional_id": None, "transaction_timeout": SECOND, "producer_id": -1,
-                  "producer_epoch": -1}, ErrorCode.none)]
+                  "producer_epoch": -1}, ErrorCode.none),
+                ({"transactional_id": f"t{version}", "transaction_timeout": SECOND,
+                  "producer_id": -1, "producer_epoch": -1}, ErrorCode.none),
+                ({"transactional_id": "slow", "transaction_timeout": 2000 * SECOND,
+                  "producer_id": -1, "producer_epoch": -1}, ErrorCode.invalid_transaction_timeout)]
+    if api_key == 24:
+        topics = (build(m.AddPartitionsToTxnTopic, name="known", partitions=(0,)),)
+        if version >= 4:
+            return [({"transactions": (build(
+                m.AddPartitionsToTxnTransaction, transactional_id="unknown", producer_id=7,
+                producer_epoch=0, verify_only=True, topics=topics),)},
+                ErrorCode.invalid_producer_id_mapping)]
+        return [({"v3_and_below_transactional_id": "unknown", "v3_and_below_producer_id": 7,
+                  "v3_and_below_producer_epoch": 0, "v3_and_below_topics": topics},
+                 ErrorCode.invalid_producer_id_mapping)]
+    if api_key in (25, 26):
+        return [({"transactional_id": "unknown", "producer_id": 7, "producer_epoch": 0,
+                  "group_id": "g", "committed": True}, ErrorCode.invalid_producer_id_mapping)]
+    if api_key == 27:
+        def marker(topic: str) -> dict[str, Any]:
+            return {"markers": (build(
+                m.WritableTxnMarker, producer_id=4242, producer_epoch=0, transaction_result=False,
+                coordinator_epoch=0, topics=(build(m.WritableTxnMarkerTopic, name=topic,
+                                                   partition_indexes=(1,)),)),)}
+        return [(marker("known"), ErrorCode.none),
+                (marker("missing"), ErrorCode.unknown_topic_or_partition)]
+    if api_key == 28:
+        def commit(topic: str) -> dict[str, Any]:
+            return {"transactional_id": "t", "group_id": "g", "producer_id": 7,
+                    "producer_epoch": 0, "generation_id": -1, "member_id": "",
+                    "group_instance_id": None, "topics": (build(
+                        m.TxnOffsetCommitRequestTopic, name=topic, partitions=(build(
+                            m.TxnOffsetCommitRequestPartition, partition_index=0,
+                            committed_offset=1, committed_leader_epoch=-1,
+                            committed_metadata=""),)),)}
+        return [(commit("known"), ErrorCode.none),
+                (commit("missing"), ErrorCode.unknown_topic_or_partition)]
+    if api_key == 61:
+        def producers(topic: str) -> dict[str, Any]:
+            return {"topics": (build(m.TopicRequest, name=topic, partition_indexes=(0,)),)}
+        return [(producers("known"), ErrorCode.none),
+                (producers("missing"), ErrorCode.unknown_topic_or_partition)]
+    if api_key == 65:
+        return [({"transactional_ids": ("never-seen",)}, ErrorCode.transactional_id_not_found)]
+    if api_key == 66:
+        return [({"state_filters": (), "producer_id_filters": (), "duration_filter": -1},
+                 ErrorCode.none)]
     if api_key == 32:
         def describe(kind: int, name: str) -> dict[str, Any]:
             return {"include_synonyms": False, "include_documentation": False, "resources": (
@@ -132,10 +178,11 @@ def _first_error(response: Any) -> int:
         fields = getattr(item, "__dataclass_fields__", None)
         if fields is None:
             continue
-        code = getattr(item, "error_code", None)
+        code = getattr(item, "error_code", None) or getattr(item, "partition_error_code", None)
         if code:
             return int(code)
-        stack[:0] = [getattr(item, name) for name in fields if name != "error_code"]
+        stack[:0] = [getattr(item, name) for name in fields
+                     if name not in ("error_code", "partition_error_code")]
     return 0
 
 

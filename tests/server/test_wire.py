@@ -381,5 +381,5 @@ async def test_create_topics_validation_codes(broker: Broker) -> None:
     ]
     assert response.topics[0].num_partitions == 1
     assert response.topics[0].topic_id == broker.topics.require("ok").topic_id
-    assert set(broker.topics.topics()) == {"ok", "__consumer_offsets"}
+    assert set(broker.topics.topics()) == {"ok", "__consumer_offsets", "__transaction_state"}
     await client.close()

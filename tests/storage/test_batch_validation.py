@@ -137,6 +137,8 @@ def test_log_append_time_sets_type_bit_max_timestamp_and_crc(
 def test_batches_of_codecs_we_do_not_open_are_stored_opaque(log: PartitionLog) -> None:
     # Attributes claim snappy (2) and control (0x20): the engine cannot read their records.
     batch = make_batch([b"\x00\x01garbage-that-is-not-snappy"], attributes=0x22)
-    log.append(batch, leader_epoch=0)
+    with pytest.raises(InvalidBatchError, match="coordinator"):
+        log.append(batch, leader_epoch=0)  # a client may not write markers
+    log.append(batch, leader_epoch=0, coordinator=True)
     with log.read(0, 10_000) as read:
         assert batch_body(read.to_bytes()) == batch_body(batch)

@@ -39,9 +39,11 @@ ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
 
 #: What every in-process broker gets unless the test says otherwise: ephemeral Kafka port, no
-#: HTTP listener of the broker's own, and one __consumer_offsets partition (quick to open).
+#: HTTP listener of the broker's own, and one partition of __consumer_offsets and of
+#: __transaction_state each (quick to open).
 IN_PROCESS_DEFAULTS: dict[str, Any] = {
     "kafka_port": 0, "http_host": None, "offsets_topic_partitions": 1,
+    "transaction_state_log_num_partitions": 1,
 }
 
 

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "headrace.cli.produce",
     "headrace.cli.consume",
     "headrace.cli.groups",
+    "headrace.cli.transactions",
     "headrace.cli.cluster",
     "headrace.cli.dev",
 )

@@ -102,6 +102,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=_env("GROUP_CONSUMER_ASSIGNORS", "uniform,range"),
                         help="server-side assignors KIP-848 groups may use, the first the "
                         "default: uniform, range (Kafka's group.consumer.assignors)")
+    for flag, default, text in (
+        ("transaction-state-log-num-partitions", "50",
+         "partitions of __transaction_state when it is created"),
+        ("transaction-state-log-replication-factor", "3",
+         "replication factor of __transaction_state (a cluster creates it once this many "
+         "brokers are up)"),
+        ("transaction-state-log-min-isr", "2",
+         "min.insync.replicas of __transaction_state (capped at its replication factor)"),
+        ("transaction-max-timeout-ms", "900000",
+         "longest transaction.timeout.ms a producer may ask for (larger: "
+         "INVALID_TRANSACTION_TIMEOUT)"),
+        ("transactional-id-expiration-ms", "604800000",
+         "forget a transactional id idle this long"),
+        ("transaction-abort-timed-out-transaction-cleanup-interval-ms", "10000",
+         "how often transactions open past their timeout are aborted"),
+    ):
+        parser.add_argument(f"--{flag}", type=positive_int,
+                            default=_env(flag.upper().replace("-", "_"), default),
+                            help=f"{text} (Kafka's {flag.replace('-', '.')})")
     parser.add_argument("--producer-id-expiration-ms", type=positive_int,
                         default=_env("PRODUCER_ID_EXPIRATION_MS", "86400000"),
                         help="forget an idempotent producer's state after this long without a "
@@ -174,6 +193,14 @@ async def _serve(args: argparse.Namespace) -> int:
         group_consumer_heartbeat_interval_ms=args.group_consumer_heartbeat_interval_ms,
         group_consumer_assignors=args.group_consumer_assignors,
         producer_id_expiration_ms=args.producer_id_expiration_ms,
+        transaction_state_log_num_partitions=args.transaction_state_log_num_partitions,
+        transaction_state_log_replication_factor=args.transaction_state_log_replication_factor,
+        transaction_state_log_min_isr=args.transaction_state_log_min_isr,
+        transaction_max_timeout_ms=args.transaction_max_timeout_ms,
+        transactional_id_expiration_ms=args.transactional_id_expiration_ms,
+        transaction_abort_timed_out_transaction_cleanup_interval_ms=(
+            args.transaction_abort_timed_out_transaction_cleanup_interval_ms
+        ),
     )
     app = BrokerApp(config, cluster=settings_from_args(args))  # no --metadata: single broker
     stop = asyncio.Event()

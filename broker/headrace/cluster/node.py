@@ -286,7 +286,11 @@ class ClusterNode:
 
     def offsets_leader(self, partition: int) -> CoordinatorNode | None:
         """The broker leading ``partition`` of ``__consumer_offsets`` (FindCoordinator's answer)."""
-        state = self.store.cache.partitions.get((OFFSETS_TOPIC, partition))
+        return self.partition_leader(OFFSETS_TOPIC, partition)
+
+    def partition_leader(self, topic: str, partition: int) -> CoordinatorNode | None:
+        """The broker leading a partition, as its Kafka endpoint (None: no leader now)."""
+        state = self.store.cache.partitions.get((topic, partition))
         if state is None or state.leader == NO_LEADER:
             return None
         registration = self.store.cache.brokers.get(state.leader)
@@ -375,14 +379,15 @@ class ClusterNode:
         if not self.controller.is_active:
             return
         snapshot = self.store.snapshot()
-        replication = self.settings.offsets_topic_replication_factor
-        if len(snapshot.brokers) < replication:
-            return
         for topic in self.broker.internal_topics.topics():
-            if topic.name in snapshot.topics:
+            replication = topic.replication_factor or self.settings.offsets_topic_replication_factor
+            if topic.name in snapshot.topics or len(snapshot.brokers) < replication:
                 continue
+            configs = dict(topic.configs)
+            if topic.min_insync_replicas is not None:
+                configs["min.insync.replicas"] = str(min(topic.min_insync_replicas, replication))
             record, states = self.topic_manager.plan_topic(
-                topic.name, topic.partitions, replication, topic.configs, uuid.uuid4(), snapshot
+                topic.name, topic.partitions, replication, configs, uuid.uuid4(), snapshot
             )
             await self.store.create_topic(record, states)
 

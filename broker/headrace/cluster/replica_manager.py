@@ -332,7 +332,8 @@ class ClusteredReplicaManager(ReplicaManager):
     # -- ReplicaManager overrides (client-facing paths) -------------------------------------
 
     async def append(
-        self, topic: str, partition: int, records: bytes | memoryview, *, acks: int = -1
+        self, topic: str, partition: int, records: bytes | memoryview, *, acks: int = -1,
+        coordinator: bool = False,
     ) -> AppendResult:
         key = (topic, partition)
         role = self.leader_role(topic, partition)
@@ -344,10 +345,11 @@ class ClusteredReplicaManager(ReplicaManager):
                 f"ISR {list(role.state.isr)} is smaller than min.insync.replicas={min_isr}",
             )
         try:
-            checked = await self.check_off_loop(log_, records)
+            checked = None if coordinator else await self.check_off_loop(log_, records)
             if checked is not None:  # leadership may have moved while a thread checked
                 role = self.leader_role(topic, partition)
-            result = log_.append(records, leader_epoch=role.leader_epoch, checked=checked)
+            result = log_.append(records, leader_epoch=role.leader_epoch, checked=checked,
+                                 coordinator=coordinator)
         except StorageError as error:
             raise kafka_error_from_storage(error) from error
         if not result.duplicate:

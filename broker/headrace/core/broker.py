@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from kio.schema.errors import ErrorCode
 
@@ -30,6 +31,16 @@ from headrace.storage import AppendResult, LogManagerAPI, LogRead, TopicMetadata
 
 #: A readiness condition for /readyz: true when ready; raising counts as not ready.
 ReadinessCheck = Callable[[], bool]
+
+
+class TransactionVerifier(Protocol):
+    """KIP-890 part 1: asks a transaction's coordinator whether a partition was added to it
+    before the partition accepts the transaction's first batch."""
+
+    async def verify(
+        self, transactional_id: str, producer_id: int, producer_epoch: int, topic: str,
+        partition: int,
+    ) -> ErrorCode: ...
 
 
 class Broker:
@@ -66,6 +77,9 @@ class Broker:
             max_topic_partitions=config.max_topic_partitions,
         )
         self.replicas: ReplicaManager = ReplicaManager(logs, config.node_id)
+        #: Set by the app once the transaction coordinator exists (None: transactional
+        #: batches are refused).
+        self.transaction_verifier: TransactionVerifier | None = None
         # The endpoint is read on use: the advertised port is known only once bound.
         self.metadata: MetadataView = LocalMetadataView(
             lambda: self.endpoint, logs, is_internal, cluster_id
@@ -175,12 +189,16 @@ class Broker:
         internal: bool = False,
     ) -> AppendResult:
         """Append RecordBatch v2 bytes to a partition this broker leads; only a coordinator
-        (``internal=True``) writes an internal topic, as Kafka's ``internalTopicsAllowed``."""
+        (``internal=True``) writes an internal topic, as Kafka's ``internalTopicsAllowed``,
+        or transaction markers to any topic."""
         if is_internal(topic) and not internal:
             raise KafkaError(
                 ErrorCode.invalid_topic_exception, f"cannot write internal topic {topic}"
             )
-        result = await self.replicas.append(topic, partition, records, acks=acks)
+        # A coordinator's write (internal) may carry transaction markers; a client's may not.
+        result = await self.replicas.append(
+            topic, partition, records, acks=acks, coordinator=internal
+        )
         if not result.duplicate:
             self.observer.on_produced(
                 topic, partition, result.last_offset - result.base_offset + 1, len(records)
@@ -201,8 +219,15 @@ class Broker:
         finally:
             self.observer.on_fetch_waiting(-1)
 
-    def list_offsets(self, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
-        return self.replicas.list_offset(topic, partition, timestamp)
+    def list_offsets(
+        self, topic: str, partition: int, timestamp: int, isolation_level: int = 0
+    ) -> tuple[int, int]:
+        """ListOffsets; for read_committed (isolation 1) "latest" is the Last Stable Offset."""
+        offset, found = self.replicas.list_offset(topic, partition, timestamp)
+        if isolation_level == 1 and timestamp == -1:
+            high_watermark = self.replicas.high_watermark(topic, partition)
+            offset = self.replicas.log(topic, partition).last_stable_offset(high_watermark)
+        return offset, found
 
     def offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, high watermark)."""

@@ -80,6 +80,17 @@ class BrokerConfig:
     consumer_lag_refresh_seconds: float = 5.0
     #: Kafka's producer.id.expiration.ms: idempotent producer state idle this long is forgotten.
     producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS
+    #: Kafka's transaction.state.log.num.partitions / .replication.factor / .min.isr: how
+    #: __transaction_state is created (the replication settings apply on a cluster).
+    transaction_state_log_num_partitions: int = 50
+    transaction_state_log_replication_factor: int = 3
+    transaction_state_log_min_isr: int = 2
+    #: Kafka's transaction.max.timeout.ms: the longest transaction.timeout.ms a producer gets.
+    transaction_max_timeout_ms: int = 900_000
+    #: Kafka's transactional.id.expiration.ms: an idle transactional id is forgotten.
+    transactional_id_expiration_ms: int = 604_800_000
+    #: Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms.
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
     topic_defaults: dict[str, str] = field(default_factory=dict)
 
     @property

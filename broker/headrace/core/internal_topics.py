@@ -54,7 +54,11 @@ class InternalTopic:
 
     name: str
     partitions: int
+    #: Configs the owner needs and nobody may change.
     configs: Mapping[str, str] = field(default_factory=dict)
+    #: On a cluster: its replication factor (None: the offsets topic's) and min ISR.
+    replication_factor: int | None = None
+    min_insync_replicas: int | None = None
 
 
 class InternalTopics:

@@ -82,7 +82,8 @@ class ReplicaManager:
             ) from error
 
     async def append(
-        self, topic: str, partition: int, records: bytes | memoryview, *, acks: int = -1
+        self, topic: str, partition: int, records: bytes | memoryview, *, acks: int = -1,
+        coordinator: bool = False,
     ) -> AppendResult:
         """Append producer batches as leader; returns where they landed (or the duplicate's).
 
@@ -90,8 +91,9 @@ class ReplicaManager:
         """
         log = self.log(topic, partition)
         try:
-            checked = await self.check_off_loop(log, records)
-            result = log.append(records, leader_epoch=self._leader_epoch, checked=checked)
+            checked = None if coordinator else await self.check_off_loop(log, records)
+            result = log.append(records, leader_epoch=self._leader_epoch, checked=checked,
+                                coordinator=coordinator)
         except StorageError as error:
             raise kafka_error_from_storage(error) from error
         except Exception as error:  # a bug must not take the connection down with it

@@ -324,6 +324,29 @@ class GroupCoordinator:
             return self.consumer_groups.validate_commit(group_id, generation_id, member_id)
         return self.machine.validate_commit(group_id, generation_id, member_id, group_instance_id)
 
+    async def commit_transactional_offsets(
+        self,
+        group_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None,
+        commits: list[OffsetCommit],
+    ) -> dict[tuple[str, int], ErrorCode]:
+        return await self._offsets.commit_transactional(
+            group_id, (producer_id, producer_epoch), generation_id, member_id,
+            group_instance_id, commits,
+        )
+
+    def has_pending_offset(self, group_id: str, topic: str, partition: int) -> bool:
+        """Whether an undecided transaction holds an offset of ``group_id`` for a partition."""
+        return self._log.has_pending_offset(group_id, (topic, partition))
+
+    def complete_transaction(self, partition: int, producer_id: int, commit: bool) -> None:
+        """A transaction marker was written to ``partition`` of ``__consumer_offsets``."""
+        self._log.complete_transaction(partition, producer_id, commit)
+
     def fetch_offsets(
         self, group_id: str, partitions: list[tuple[str, int]] | None
     ) -> tuple[ErrorCode, dict[tuple[str, int], CommittedOffset | None]]:

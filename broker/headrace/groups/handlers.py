@@ -24,7 +24,7 @@ from kio.schema.offset_fetch import v9 as offset_fetch_v9
 
 from headrace.core.requests import ApiHandler, KafkaApi, Req, RequestContext, Resp
 from headrace.core.responses import RequestTopic, build, by_topic, partition_results
-from headrace.groups.coordinator import GroupCoordinator
+from headrace.groups.coordinator import CoordinatorNode, GroupCoordinator
 from headrace.groups.model import CommittedOffset, JoinProtocol, JoinRequest
 from headrace.groups.offsets import OffsetCommit
 
@@ -124,11 +124,23 @@ def _any_partition(topic: str, partition: int) -> bool:
     return True
 
 
+#: The broker coordinating a transactional id (FindCoordinator key type 1), None while unknown.
+TransactionCoordinatorLookup = Callable[[str], CoordinatorNode | None]
+
+
 def group_api_handlers(
-    coordinator: GroupCoordinator, partition_exists: PartitionExists = _any_partition
+    coordinator: GroupCoordinator,
+    partition_exists: PartitionExists = _any_partition,
+    transaction_coordinator_for: TransactionCoordinatorLookup | None = None,
 ) -> list[ApiHandler[Any, Any]]:
     """The handlers for every group and offset API; ``partition_exists`` comes from the
-    broker's metadata (the default, for coordinator-only tests, accepts every partition)."""
+    broker's metadata (the default, for coordinator-only tests, accepts every partition);
+    ``transaction_coordinator_for`` answers FindCoordinator for transactional ids."""
+    lookups: dict[int, TransactionCoordinatorLookup] = {
+        _GROUP_KEY_TYPE: coordinator.coordinator_for,
+    }
+    if transaction_coordinator_for is not None:
+        lookups[_TRANSACTION_KEY_TYPE] = transaction_coordinator_for
 
     def serve(
         api: KafkaApi[Req, Resp],
@@ -136,8 +148,9 @@ def group_api_handlers(
     ) -> ApiHandler[Req, Resp]:
         return api.handler(*SUPPORTED_VERSIONS[api.key], functools.partial(handle, coordinator))
 
+    find_coordinator = functools.partial(_find_coordinator, lookups)
     return [
-        serve(FIND_COORDINATOR_API, _find_coordinator),
+        FIND_COORDINATOR_API.handler(*SUPPORTED_VERSIONS[FIND_COORDINATOR], find_coordinator),
         serve(JOIN_GROUP_API, _join_group),
         serve(SYNC_GROUP_API, _sync_group),
         serve(HEARTBEAT_API, _heartbeat),
@@ -156,19 +169,22 @@ def group_api_handlers(
 
 
 def _coordinator_entry(
-    coordinator: GroupCoordinator, key: str, key_type: int
+    lookups: dict[int, TransactionCoordinatorLookup], key: str, key_type: int
 ) -> tuple[ErrorCode, str | None, int, str, int]:
     """(error, message, node id, host, port) for one FindCoordinator key."""
-    if key_type not in (_GROUP_KEY_TYPE, _TRANSACTION_KEY_TYPE):
+    lookup = lookups.get(key_type)
+    if lookup is None:
         return ErrorCode.invalid_request, f"unsupported key type {key_type}", -1, "", -1
-    node = coordinator.coordinator_for(key)
+    node = lookup(key)
     if node is None:
         return ErrorCode.coordinator_not_available, None, -1, "", -1
     return ErrorCode.none, None, node.node_id, node.host, node.port
 
 
 async def _find_coordinator(
-    coordinator: GroupCoordinator, request: FindCoordinatorRequests, ctx: RequestContext
+    lookups: dict[int, TransactionCoordinatorLookup],
+    request: FindCoordinatorRequests,
+    ctx: RequestContext,
 ) -> FindCoordinatorResponses:
     version = ctx.api_version
     response = FIND_COORDINATOR_API.response(version)
@@ -177,7 +193,7 @@ async def _find_coordinator(
         entry_cls = FIND_COORDINATOR_API.classes(version).Coordinator
         coordinators = []
         for key in request.coordinator_keys:
-            error, message, node_id, host, port = _coordinator_entry(coordinator, key, key_type)
+            error, message, node_id, host, port = _coordinator_entry(lookups, key, key_type)
             coordinators.append(
                 build(
                     entry_cls,
@@ -190,7 +206,7 @@ async def _find_coordinator(
                 )
             )
         return build(response, coordinators=tuple(coordinators))
-    error, message, node_id, host, port = _coordinator_entry(coordinator, request.key, key_type)
+    error, message, node_id, host, port = _coordinator_entry(lookups, request.key, key_type)
     return build(
         response,
         error_code=error,
@@ -430,6 +446,7 @@ def _fetch_group_offsets(
     requested: Iterable[_FetchTopic] | None,
     partition_cls: type[Any],
     topic_cls: type[Any],
+    require_stable: bool = False,
 ) -> tuple[ErrorCode, tuple[object, ...]]:
     wanted = (
         None
@@ -444,18 +461,22 @@ def _fetch_group_offsets(
     else:
         partitions_error = ErrorCode.none
 
-    def result(partition: int, committed: CommittedOffset | None) -> object:
+    def result(key: tuple[str, int], committed: CommittedOffset | None) -> object:
+        partition_error = partitions_error
+        if require_stable and coordinator.has_pending_offset(group_id, *key):
+            # KIP-447: a transaction's offset is not decided yet; the client asks again.
+            partition_error, committed = ErrorCode.unstable_offset_commit, None
         return build(
             partition_cls,
-            partition_index=partition,
+            partition_index=key[1],
             committed_offset=committed.offset if committed else -1,
             committed_leader_epoch=committed.leader_epoch if committed else -1,
             metadata=committed.metadata if committed else "",
-            error_code=partitions_error,
+            error_code=partition_error,
         )
 
     topics = by_topic(
-        ((key, result(key[1], committed)) for key, committed in offsets.items()),
+        ((key, result(key, committed)) for key, committed in offsets.items()),
         lambda topic, parts: build(topic_cls, name=topic, partitions=parts),
     )
     return error, topics
@@ -473,6 +494,7 @@ async def _offset_fetch(
             error, topics = _fetch_group_offsets(
                 coordinator, version, group.group_id, group.topics,
                 module.OffsetFetchResponsePartitions, module.OffsetFetchResponseTopics,
+                bool(getattr(request, "require_stable", False)),
             )
             groups.append(build(module.OffsetFetchResponseGroup, group_id=group.group_id,
                                 topics=topics, error_code=error))
@@ -480,6 +502,7 @@ async def _offset_fetch(
     error, topics = _fetch_group_offsets(
         coordinator, version, request.group_id, request.topics,
         module.OffsetFetchResponsePartition, module.OffsetFetchResponseTopic,
+        bool(getattr(request, "require_stable", False)),
     )
     return build(OFFSET_FETCH_API.response(version), topics=topics, error_code=error)
 

@@ -102,6 +102,52 @@ class OffsetBook:
                 results[(commit.topic, commit.partition)] = write_error
         return results
 
+    async def commit_transactional(
+        self,
+        group_id: str,
+        producer: tuple[int, int],
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None,
+        commits: list[OffsetCommit],
+    ) -> dict[TopicPartition, ErrorCode]:
+        """TxnOffsetCommit: write the offsets as ``producer``'s (id, epoch) pending ones; they
+        become visible when its COMMIT marker reaches the group's partition."""
+        error = self._log.ownership_error(group_id)
+        if error is ErrorCode.none:
+            error = self._machine.validate_txn_commit(
+                group_id, generation_id, member_id, group_instance_id
+            )
+        if error is not ErrorCode.none:
+            return {(c.topic, c.partition): error for c in commits}
+        results: dict[TopicPartition, ErrorCode] = {}
+        accepted: list[tuple[OffsetCommit, CommittedOffset]] = []
+        now = self._wall_clock_ms()
+        for commit in commits:
+            metadata = commit.metadata or ""
+            if len(metadata.encode()) > self._max_metadata_bytes:
+                results[(commit.topic, commit.partition)] = ErrorCode.offset_metadata_too_large
+                continue
+            accepted.append(
+                (commit, CommittedOffset(commit.offset, commit.leader_epoch, metadata, now))
+            )
+        if accepted:
+            entries: Entries = [
+                (
+                    OffsetKey(group_id, commit.topic, commit.partition),
+                    OffsetValue(c.offset, c.leader_epoch, c.metadata, c.commit_timestamp_ms),
+                )
+                for commit, c in accepted
+            ]
+            write_error = await self._log.write(group_id, entries, producer=producer)
+            if write_error is ErrorCode.none:
+                pending = self._log.pending_txn.setdefault((group_id, producer[0]), {})
+                for commit, committed in accepted:
+                    pending[(commit.topic, commit.partition)] = committed
+            for commit, _committed in accepted:
+                results[(commit.topic, commit.partition)] = write_error
+        return results
+
     def fetch(
         self, group_id: str, partitions: list[TopicPartition] | None
     ) -> tuple[ErrorCode, dict[TopicPartition, CommittedOffset | None]]:

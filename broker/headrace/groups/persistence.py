@@ -62,10 +62,14 @@ class GroupLog:
         self._clock_ms = clock_ms
         self._wall_clock_ms = wall_clock_ms
         self._owned: dict[int, int] = {}  # partition -> leader epoch
+        self._replaying = -1
         self._loading: set[int] = set()
         #: group -> (generation, wall-clock ms) of its latest transition to Empty; every such
         #: transition bumps the generation, so a stale entry is recognisable
         self._empty_since: dict[str, tuple[int, int]] = {}
+        #: (group, producer id) -> offsets a transaction committed, applied by its COMMIT
+        #: marker and dropped by its ABORT marker (TxnOffsetCommit, KIP-98/KIP-447)
+        self.pending_txn: dict[tuple[str, int], dict[tuple[str, int], CommittedOffset]] = {}
 
     def ensure_topic(self) -> None:
         if self._logs.topic(OFFSETS_TOPIC) is None:
@@ -133,15 +137,36 @@ class GroupLog:
         dropped = [g for g in self._machine.groups if self.partition_for(g) == partition]
         for group_id in dropped:
             self._machine.forget_group(group_id)
+        for key in [k for k in self.pending_txn if self.partition_for(k[0]) == partition]:
+            del self.pending_txn[key]
         return dropped
 
+    def has_pending_offset(self, group_id: str, partition: tuple[str, int]) -> bool:
+        return any(
+            key[0] == group_id and partition in offsets
+            for key, offsets in self.pending_txn.items()
+        )
+
+    def complete_transaction(self, partition: int, producer_id: int, commit: bool) -> None:
+        """A marker of ``producer_id`` reached ``partition``: apply or drop its offsets."""
+        for key in [k for k in self.pending_txn
+                    if k[1] == producer_id and self.partition_for(k[0]) == partition]:
+            offsets = self.pending_txn.pop(key)
+            if commit:
+                for (topic, index), committed in offsets.items():
+                    self._machine.apply_offset(key[0], topic, index, committed)
+
     # ------------------------------------------------------------------------ replay
+
+    def partition_for_marker(self, marker: records.LoggedMarker) -> int:
+        return self._replaying
 
     async def _replay(
         self, partition: int, consumer_groups: dict[str, bytes | None]
     ) -> dict[str, GroupValue | None]:
         """Apply the partition's offsets in log order; returns each classic group's last
         metadata, and fills ``consumer_groups`` with each KIP-848 group's last record."""
+        self._replaying = partition
         log_ = self._logs.get_partition(OFFSETS_TOPIC, partition)
         offset = log_.log_start_offset
         groups: dict[str, GroupValue | None] = {}
@@ -161,11 +186,23 @@ class GroupLog:
 
     def _replay_entry(
         self,
-        entry: records.LoggedEntry,
+        entry: records.LoggedEntry | records.LoggedMarker,
         groups: dict[str, GroupValue | None],
         consumer_groups: dict[str, bytes | None],
     ) -> None:
+        if isinstance(entry, records.LoggedMarker):
+            self.complete_transaction(
+                self.partition_for_marker(entry), entry.producer_id, entry.commit
+            )
+            return
         key, value = entry.key, entry.value
+        if entry.producer_id >= 0 and isinstance(key, OffsetKey):
+            if isinstance(value, OffsetValue):
+                pending = self.pending_txn.setdefault((key.group_id, entry.producer_id), {})
+                pending[(key.topic, key.partition)] = CommittedOffset(
+                    value.offset, value.leader_epoch, value.metadata, value.commit_timestamp_ms
+                )
+            return
         if isinstance(key, ConsumerGroupKey):
             consumer_groups[key.group_id] = (
                 value.snapshot if isinstance(value, ConsumerGroupValue) else None
@@ -216,19 +253,24 @@ class GroupLog:
         )
         await self.write(group_id, [(GroupKey(group_id), value)])
 
-    async def write(self, group_id: str, entries: Entries) -> ErrorCode:
-        """Append records about ``group_id`` to its partition; the error clients should see."""
+    async def write(
+        self, group_id: str, entries: Entries, *, producer: tuple[int, int] | None = None
+    ) -> ErrorCode:
+        """Append records about ``group_id`` to its partition; the error clients should see.
+        ``producer`` (id, epoch) makes them a transaction's pending offsets."""
         partition = self.partition_for(group_id)
         epoch = self._owned.get(partition)
         if epoch is None:
             return ErrorCode.not_coordinator
         batch = records.build_batch(entries, self._wall_clock_ms())
+        if producer is not None:
+            batch = records.transactional_batch(batch, *producer)
         try:
             if self._append_hook is not None:
                 await self._append_hook(partition, batch)
             else:
                 self._logs.get_partition(OFFSETS_TOPIC, partition).append(
-                    batch, leader_epoch=epoch
+                    batch, leader_epoch=epoch, coordinator=True
                 )
         except Exception as error:  # a failed write must not strand parked requests
             log.exception("cannot write group %s to %s-%d", group_id, OFFSETS_TOPIC, partition)

@@ -31,6 +31,8 @@ OFFSET_VALUE_VERSION = 3
 GROUP_VALUE_VERSION = 3
 
 _I16 = struct.Struct(">h")
+_ATTR_TRANSACTIONAL = 0x10
+_BATCH_HEADER_SIZE = 61
 _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
 
@@ -273,13 +275,36 @@ def build_batch(entries: list[tuple[Key, Value | None]], timestamp_ms: int) -> b
     )
 
 
+def transactional_batch(batch: bytes, producer_id: int, producer_epoch: int) -> bytes:
+    """``batch`` as a transactional producer's (TxnOffsetCommit): the records stay pending
+    until that producer's COMMIT marker reaches the partition."""
+    header = record.parse_header(batch)
+    return record.pack_batch(
+        batch[_BATCH_HEADER_SIZE:], header.record_count, header.last_offset_delta,
+        header.base_timestamp, header.max_timestamp,
+        attributes=header.attributes | _ATTR_TRANSACTIONAL,
+        producer_id=producer_id, producer_epoch=producer_epoch, base_sequence=-1,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class LoggedEntry:
-    """One decoded record; ``value`` None is a tombstone."""
+    """One decoded record; ``value`` None is a tombstone. ``producer_id`` is set (>= 0) for
+    a transactional offset commit, which counts only once its COMMIT marker follows."""
 
     offset: int
     key: Key
     value: Value | None
+    producer_id: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedMarker:
+    """A transaction marker: ``producer_id``'s pending offsets are committed or dropped."""
+
+    offset: int
+    producer_id: int
+    commit: bool
 
 
 SkipHandler = Callable[[int, Exception], None]
@@ -289,7 +314,9 @@ def _reraise(_offset: int, error: Exception) -> None:
     raise error
 
 
-def parse_batches(data: bytes, on_skip: SkipHandler = _reraise) -> Iterator[LoggedEntry]:
+def parse_batches(
+    data: bytes, on_skip: SkipHandler = _reraise
+) -> Iterator[LoggedEntry | LoggedMarker]:
     """Decode a run of whole batches (as a log read returns them), in log order.
 
     A batch that fails its CRC or does not decode, or a record whose key or value this
@@ -303,8 +330,13 @@ def parse_batches(data: bytes, on_skip: SkipHandler = _reraise) -> Iterator[Logg
         except record.RecordError as error:
             on_skip(header.base_offset, error)
             continue
-        if header.is_control:  # control batches carry no coordinator state
+        if header.is_control:  # a transaction marker: the only state it carries is its type
+            for control in logged[:1]:
+                kind = control.key or b""
+                if len(kind) >= 4 and kind[2:4] in (b"\x00\x00", b"\x00\x01"):
+                    yield LoggedMarker(header.base_offset, header.producer_id, kind[3] == 1)
             continue
+        transactional = header.producer_id if header.attributes & _ATTR_TRANSACTIONAL else -1
         for entry in logged:
             if entry.key is None:
                 continue
@@ -322,5 +354,5 @@ def parse_batches(data: bytes, on_skip: SkipHandler = _reraise) -> Iterator[Logg
             except (RecordFormatError, UnicodeDecodeError) as error:
                 on_skip(entry.offset, error)
                 continue
-            yield LoggedEntry(entry.offset, key, value)
+            yield LoggedEntry(entry.offset, key, value, transactional)
 

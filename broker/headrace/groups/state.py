@@ -234,6 +234,33 @@ class GroupStateMachine:
             return ErrorCode.rebalance_in_progress
         return ErrorCode.none
 
+    def validate_txn_commit(
+        self,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None,
+    ) -> ErrorCode:
+        """Whether a TxnOffsetCommit may be written (KIP-447: a producer carrying its
+        consumer's group metadata is fenced by member id and generation; one without it —
+        generation -1, no member — is not checked, as for pre-2.5 clients)."""
+        if not group_id:
+            return ErrorCode.invalid_group_id
+        group = self.groups.get(group_id)
+        if group is None:
+            self.groups[group_id] = Group(group_id)
+            return ErrorCode.none
+        if group.state is GroupState.DEAD:
+            return ErrorCode.coordinator_not_available
+        if generation_id < 0 and not member_id:
+            return ErrorCode.none
+        error = group.member_error(member_id, group_instance_id)
+        if error is not ErrorCode.none:
+            return error
+        if generation_id >= 0 and generation_id != group.generation_id:
+            return ErrorCode.illegal_generation
+        return ErrorCode.none
+
     def apply_offset(
         self, group_id: str, topic: str, partition: int, committed: CommittedOffset | None
     ) -> None:

@@ -47,6 +47,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from headrace.observability.replication import ReplicationCollector, ReplicationStatsSource
+from headrace.observability.transactions import TransactionCollector, TransactionStatsSource
 from headrace.storage import CleaningTask, RetentionReport
 
 #: Default bound on per-partition series (per gauge name); see docs/metrics.md.
@@ -103,6 +104,8 @@ class PartitionStats:
     log_end_offset: int
     high_watermark: int
     is_leader: bool = True
+    #: The Last Stable Offset (read_committed consumers read up to it); -1 when unknown.
+    last_stable_offset: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,10 @@ class ScrapeCollector(Collector):
         hwm = GaugeMetricFamily("headrace_high_watermark",
                                 "Offset up to which records are committed (visible to consumers).",
                                 labels=labels)
+        lso_lag = GaugeMetricFamily(
+            "headrace_last_stable_offset_lag",
+            "High watermark minus Last Stable Offset: records held back from read_committed "
+            "consumers by undecided transactions.", labels=labels)
         hosted = led = dropped = 0
         stats = sorted(source.partition_stats(), key=lambda s: (s.topic, s.partition))
         for stat in stats:
@@ -175,7 +182,9 @@ class ScrapeCollector(Collector):
             start.add_metric(values, stat.log_start_offset)
             end.add_metric(values, stat.log_end_offset)
             hwm.add_metric(values, stat.high_watermark)
-        yield from (size, segments, start, end, hwm)
+            if stat.is_leader and stat.last_stable_offset >= 0:
+                lso_lag.add_metric(values, stat.high_watermark - stat.last_stable_offset)
+        yield from (size, segments, start, end, hwm, lso_lag)
         yield GaugeMetricFamily("headrace_partitions", "Partition replicas hosted by this broker.",
                                 value=hosted)
         yield GaugeMetricFamily("headrace_leader_partitions", "Partitions this broker leads.",
@@ -353,6 +362,9 @@ class BrokerMetrics:
             max_partition_series = default_max_partition_series()
         registry.register(ScrapeCollector(lambda: self.stats_source, max_partition_series))
         registry.register(ReplicationCollector(lambda: self.replication_source))
+        #: Set by the app: the transaction coordinator's counts (None: zeros).
+        self.transaction_source: TransactionStatsSource | None = None
+        registry.register(TransactionCollector(lambda: self.transaction_source))
         # Hot-path totals: plain ints updated from the event loop thread, exposed at scrape time
         # by _HotPathCollector (a prometheus_client child's inc() costs a lock; this a dict hit).
         self._apis: dict[int, _ApiTotals] = {}

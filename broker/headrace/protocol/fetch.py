@@ -22,6 +22,7 @@ _I32 = struct.Struct(">i")
 _I16 = struct.Struct(">h")
 _PARTITION_HEAD = struct.Struct(">ihqq")  # index, error, high watermark, last stable offset
 _I64 = struct.Struct(">q")
+_ABORTED = struct.Struct(">qq")  # producer id, first offset
 
 
 @dataclass(slots=True)
@@ -34,6 +35,8 @@ class PartitionData:
     last_stable_offset: int
     log_start_offset: int
     records: list[FileSlice | bytes] = field(default_factory=list)
+    #: (producer id, first offset) of aborted transactions in the span (read_committed).
+    aborted_transactions: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def records_size(self) -> int:
@@ -73,8 +76,12 @@ def encode_fetch_body(
             )
             if version >= 5:
                 head += _I64.pack(partition.log_start_offset)
-            # aborted_transactions: empty array (no transactions are ever written)
-            head += b"\x01" if flexible else _I32.pack(0)
+            aborted = partition.aborted_transactions
+            head += encode_uvarint(len(aborted) + 1) if flexible else _I32.pack(len(aborted))
+            for producer_id, first_offset in aborted:
+                head += _ABORTED.pack(producer_id, first_offset)
+                if flexible:
+                    head += b"\x00"  # aborted transaction tagged fields
             if version >= 11:
                 head += _I32.pack(-1)  # preferred_read_replica: none
             size = partition.records_size

@@ -49,10 +49,12 @@ def check_batch(
     need_keys: bool = False,
     window: TimestampWindow | None = None,
     inflate_limit: int = MAX_INFLATED_BATCH_BYTES,
+    unsequenced: bool = False,
 ) -> int:
     """Check one producer batch of ``buf`` (whose header, CRC and counts
     :func:`~.reader.parse_batches` has checked) record by record; return its records' largest
-    timestamp, the max timestamp the batch should carry.
+    timestamp, the max timestamp the batch should carry. ``unsequenced`` allows a producer id
+    without a sequence (a coordinator's transactional writes, TxnOffsetCommit).
 
     Compressed records are inflated within ``inflate_limit`` (InflationLimitError past it).
     Batches of a codec this package does not open are stored as they are (their header's max
@@ -64,7 +66,7 @@ def check_batch(
             [(0, "producers may not set the timestamp type to LogAppendTime")],
             timestamp=True,
         )
-    if header.producer_id >= 0 and header.base_sequence < 0:
+    if header.producer_id >= 0 and header.base_sequence < 0 and not unsequenced:
         raise MalformedBatchError(
             f"invalid sequence {header.base_sequence} for producer {header.producer_id}"
         )

@@ -40,6 +40,7 @@ from headrace.storage.results import (
 )
 from headrace.storage.topic_creation import CreationCancelled, NewPartitions, TopicCreation
 from headrace.storage.topic_store import TopicStoreError
+from headrace.storage.txn_index import control_batch
 from headrace.storage.validation import CheckedBatches
 
 __all__ = [
@@ -82,4 +83,5 @@ __all__ = [
     "TopicStoreError",
     "UnknownPartitionError",
     "UnknownProducerIdError",
+    "control_batch",
 ]

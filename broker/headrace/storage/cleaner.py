@@ -290,8 +290,16 @@ class CleaningTask:
         generation: int,
         max_map_keys: int,
         on_finish: Callable[[CleaningTask], bool],
+        aborted: tuple[tuple[int, int, int], ...] = (),
     ) -> None:
         self.topic = topic
+        #: (producer id, first offset, marker offset) of aborted transactions: their records
+        #: never count as a key's newest value, and are kept whole (read_committed consumers
+        #: skip them through the aborted-transaction index, which outlives them).
+        self.aborted = aborted
+        self._aborted_by_pid: dict[int, list[tuple[int, int]]] = {}
+        for pid, first, last in aborted:
+            self._aborted_by_pid.setdefault(pid, []).append((first, last))
         self.partition = partition
         self.directory = directory
         self.config = config
@@ -364,6 +372,8 @@ class CleaningTask:
             for header, batch in _batches(source):
                 if header.next_offset <= self.first_dirty or header.is_control:
                     continue
+                if self.is_aborted(header):
+                    continue
                 try:
                     _, spans = record_spans(batch, header)
                 except (UnsupportedCompressionError, InflationLimitError):
@@ -373,6 +383,13 @@ class CleaningTask:
                     if span.key is not None and offset >= self.first_dirty:
                         latest[span.key] = offset
         return latest, len(self.sources)
+
+    def is_aborted(self, header: BatchHeader) -> bool:
+        """Whether a batch belongs to an aborted transaction."""
+        if header.producer_id < 0 or not header.attributes & 0x10:
+            return False
+        ranges = self._aborted_by_pid.get(header.producer_id, ())
+        return any(first <= header.base_offset <= last for first, last in ranges)
 
     def remove_outputs(self) -> None:
         """Delete whatever this task wrote (after a failure or when discarded)."""
@@ -494,8 +511,8 @@ class _GroupWriter:
 
     def _filter(self, header: BatchHeader, batch: bytes, is_last: bool) -> bytes | None:
         """The batch as it survives cleaning, or None if it goes entirely."""
-        if header.is_control:
-            return batch  # transaction markers are kept (we have no transactions to finish)
+        if header.is_control or self.task.is_aborted(header):
+            return batch  # markers and aborted records stay (see CleaningTask.aborted)
         try:
             payload, spans = record_spans(batch, header)
         except (UnsupportedCompressionError, InflationLimitError):

@@ -113,6 +113,12 @@ class UnknownProducerIdError(OutOfOrderSequenceError):
     kafka_error_code = 59  # UNKNOWN_PRODUCER_ID
 
 
+class TransactionCoordinatorFencedError(StorageError):
+    """A transaction marker from a coordinator older than one that already wrote here."""
+
+    kafka_error_code = 52  # TRANSACTION_COORDINATOR_FENCED
+
+
 class InvalidProducerEpochError(StorageError):
     """An idempotent producer wrote with an epoch older than the one already seen."""
 

@@ -49,7 +49,9 @@ class PartitionLogAPI(Protocol):
 
     def update_config(self, config: LogConfig) -> None: ...
 
-    def check_batches(self, batches: bytes | memoryview) -> CheckedBatches:
+    def check_batches(
+        self, batches: bytes | memoryview, *, coordinator: bool = False
+    ) -> CheckedBatches:
         """Check a producer's batches (headers and records) against this log's config without
         touching the log: safe in a worker thread. :meth:`append` takes the result."""
         ...
@@ -60,10 +62,29 @@ class PartitionLogAPI(Protocol):
         *,
         leader_epoch: int,
         checked: CheckedBatches | None = None,
+        coordinator: bool = False,
     ) -> AppendResult:
         """Leader path: validate (or take ``checked``), assign offsets (rewrites baseOffset and
         partitionLeaderEpoch in place), check idempotent-producer sequences, write.
-        All-or-nothing."""
+        All-or-nothing. ``coordinator``: a coordinator's write, the only one that may hold
+        control batches (transaction markers) or unsequenced transactional batches."""
+        ...
+
+    def last_stable_offset(self, high_watermark: int) -> int:
+        """The LSO: the first offset of an undecided transaction, capped at the HW."""
+        ...
+
+    def aborted_transactions(self, start: int, upper: int) -> list[tuple[int, int]]:
+        """(producer id, first offset) of aborted transactions overlapping [start, upper)."""
+        ...
+
+    def active_producers(self) -> list[tuple[int, int, int, int, int]]:
+        """(producer id, epoch, last sequence, last write ms, open transaction's first offset
+        or -1) of every producer the partition remembers (DescribeProducers)."""
+        ...
+
+    def ongoing_transaction(self, producer_id: int) -> bool:
+        """Whether ``producer_id`` has an open transaction in this partition."""
         ...
 
     def append_replica(self, batches: bytes | memoryview) -> AppendResult:

@@ -81,12 +81,15 @@ class PartitionLog(LogCleaning):
         self._open(clean_shutdown=clean_shutdown, verify_all=verify_all)
 
     # -- appends --------------------------------------------------------------------------------
-    def check_batches(self, batches: bytes | memoryview) -> CheckedBatches:
+    def check_batches(
+        self, batches: bytes | memoryview, *, coordinator: bool = False
+    ) -> CheckedBatches:
         """Check a producer's batches, header and records, against this log's config. Touches
         no log state, so it may run in a worker thread; :meth:`append` then takes the result.
         """
         return check_producer_batches(
-            batches, self._config, self._clock_ms(), f"{self._topic}-{self._partition}"
+            batches, self._config, self._clock_ms(), f"{self._topic}-{self._partition}",
+            coordinator=coordinator,
         )
 
     def append(
@@ -95,15 +98,19 @@ class PartitionLog(LogCleaning):
         *,
         leader_epoch: int,
         checked: CheckedBatches | None = None,
+        coordinator: bool = False,
     ) -> AppendResult:
         """Leader append: validate (unless ``checked`` holds :meth:`check_batches`' verdict on
         these very bytes under the current config), assign offsets, write; all batches or none.
-        """
+
+        ``coordinator``: the batches come from a coordinator of this broker (Kafka's
+        ``AppendOrigin.COORDINATOR``), the only writer of control batches (transaction
+        markers) and of transactional batches without sequence numbers (TxnOffsetCommit)."""
         self._check_open()
         view = memoryview(batches).cast("B")
         config = self._config
         if checked is None or checked.batches is not batches or checked.config is not config:
-            checked = self.check_batches(batches)
+            checked = self.check_batches(batches, coordinator=coordinator)
         headers, max_timestamps = checked.headers, checked.max_timestamps
         pending: dict[int, ProducerEntry] = {}
         offsets: list[int] = []
@@ -118,7 +125,14 @@ class PartitionLog(LogCleaning):
                     f"batch of {header.size} bytes exceeds segment.bytes {config.segment_bytes}"
                 )
             records += header.record_count
-            if header.producer_id >= 0 and not header.is_control:
+            if header.is_control:
+                if not coordinator:
+                    raise InvalidBatchError(
+                        "control batches come only from a transaction coordinator"
+                    )
+                self._check_marker(header, view[header.position : header.position + header.size])
+            unsequenced = coordinator and header.base_sequence < 0
+            if header.producer_id >= 0 and not header.is_control and not unsequenced:
                 original = state.check(header, pending)
                 if original is not None:
                     if len(headers) == 1:
@@ -133,6 +147,7 @@ class PartitionLog(LogCleaning):
                         f"producer {header.producer_id} resent sequence {header.base_sequence} "
                         "inside a multi-batch append"
                     )
+            if header.producer_id >= 0 and not header.is_control:
                 current = state.producers.get(header.producer_id)
                 state.apply(pending, current, header, next_offset, now)
             offsets.append(next_offset)
@@ -169,6 +184,9 @@ class PartitionLog(LogCleaning):
                 now if log_append_time else max_timestamp,
                 config.index_interval_bytes,
             )
+            if header.is_control:
+                batch = view[header.position : header.position + size]
+                self._apply_marker(header, batch, offset, active.base_offset, now)
             position += size
         if leader_epoch > self.epoch_cache.latest_epoch:
             self.epoch_cache.assign(leader_epoch, offsets[0])
@@ -216,7 +234,11 @@ class PartitionLog(LogCleaning):
             )
             if header.leader_epoch > self.epoch_cache.latest_epoch:
                 self.epoch_cache.assign(header.leader_epoch, header.base_offset)
-            self.producer_state.observe(header, now)
+            if header.is_control:
+                batch = view[header.position : header.position + header.size]
+                self._apply_marker(header, batch, header.base_offset, active.base_offset, now)
+            else:
+                self.producer_state.observe(header, now)
         self._after_write(sum(h.record_count for h in headers), now)
         return AppendResult(headers[0].base_offset, expected - 1, -1, self._log_start)
 

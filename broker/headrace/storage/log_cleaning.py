@@ -53,6 +53,11 @@ class LogCleaning(LogRetention):
             for s in sealed
         ]
         count = cleanable_count(stats, now_ms, config.min_compaction_lag_ms)
+        # Nothing at or past an undecided transaction is cleaned (Kafka bounds the cleanable
+        # range by the first unstable offset): its records may still be aborted.
+        unstable = self.producer_state.first_unstable_offset(self.log_end_offset)
+        while count and unstable is not None and sealed[count - 1].next_offset > unstable:
+            count -= 1
         if not count:
             return None
         checkpoint = self._cleaner_checkpoint
@@ -98,6 +103,10 @@ class LogCleaning(LogRetention):
             generation=self._generation,
             max_map_keys=max_map_keys,
             on_finish=self._finish_cleaning,
+            aborted=tuple(
+                (entry.producer_id, entry.first_offset, entry.last_offset)
+                for entry in self.txn_index.entries
+            ),
         )
 
     def clean(self, now_ms: int | None = None) -> CleaningTask | None:

@@ -185,6 +185,9 @@ class LogRecovery(LogReads):
             except (OSError, ValueError, KeyError, TypeError):
                 path.unlink(missing_ok=True)
                 self._report("rebuilt-index", f"producer snapshot {path.name} unreadable", 0)
+        # Aborted ranges after the snapshot are rebuilt by the replay below, as the producers'
+        # open transactions are.
+        self.txn_index.load(replay_from=max(start, 0))
         for segment in self.segments:
             if segment.next_offset <= start or segment.size == 0:
                 continue
@@ -198,8 +201,16 @@ class LogRecovery(LogReads):
                 segment.log_fd(), segment.size, start=position, verify_crc=False
             )
             for header in scanner:
-                if header.base_offset >= start:
-                    state.observe(header, replayed_write_time(header, now, written_ms))
+                if header.base_offset < start:
+                    continue
+                write_ms = replayed_write_time(header, now, written_ms)
+                if header.is_control:
+                    batch = os.pread(segment.log_fd(), header.size, header.position)
+                    self._apply_marker(
+                        header, batch, header.base_offset, segment.base_offset, write_ms
+                    )
+                else:
+                    state.observe(header, write_ms)
         # Entries expired while the broker was down (or before a truncation) are not restored.
         expired = state.remove_expired(now)
         if expired:

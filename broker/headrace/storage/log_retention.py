@@ -58,6 +58,7 @@ class LogRetention(LogRecovery):
         removed = self.segments[:count]
         del self.segments[:count]
         del self._bases[:count]
+        self.txn_index.drop_before(self.segments[0].base_offset)
         freed = 0
         for segment in removed:
             freed += segment.size
@@ -174,5 +175,6 @@ class LogRetention(LogRecovery):
         self._write_state()
         self.epoch_cache.clear()
         self.producer_state.clear()
+        self.txn_index.clear()
         for _, path in list_snapshots(self.directory):
             path.unlink(missing_ok=True)

@@ -17,15 +17,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from headrace.record.layout import INT32_MAX
+from headrace.record.layout import INT32_MAX, BatchHeader
 from headrace.storage.cleaner import CleanerCheckpoint
 from headrace.storage.config import LogConfig
 from headrace.storage.epoch_cache import CHECKPOINT_NAME, LeaderEpochCache
-from headrace.storage.errors import UnknownPartitionError
+from headrace.storage.errors import TransactionCoordinatorFencedError, UnknownPartitionError
 from headrace.storage.files import FileHandleCache, fsync_dir, write_atomic
 from headrace.storage.producer_state import DEFAULT_PRODUCER_ID_EXPIRATION_MS, ProducerStateManager
 from headrace.storage.results import RecoveryEvent
 from headrace.storage.segment import Segment
+from headrace.storage.txn_index import AbortedTxn, TxnIndex, parse_marker
 
 log = logging.getLogger("headrace.storage.log")
 
@@ -67,6 +68,7 @@ class LogState:
         self._dir_dirty = False
         self._last_flush_ms = clock_ms()
         self.producer_state = ProducerStateManager(producer_id_expiration_ms)
+        self.txn_index = TxnIndex(directory)
         self.epoch_cache = LeaderEpochCache(directory / CHECKPOINT_NAME)
         self.segments_scanned = 0  # full CRC scans done while opening (for the recovery report)
         self._closed = False
@@ -139,6 +141,58 @@ class LogState:
                 f"{self._topic}-{self._partition} is closed (topic deleted or broker stopping)"
             )
 
+    # -- transactions ---------------------------------------------------------------------------
+    def last_stable_offset(self, high_watermark: int) -> int:
+        """Where ``read_committed`` reads end: the first undecided transaction's first offset,
+        or ``high_watermark`` when every transaction below it is decided."""
+        unstable = self.producer_state.first_unstable_offset(high_watermark)
+        return high_watermark if unstable is None else min(unstable, high_watermark)
+
+    def active_producers(self) -> list[tuple[int, int, int, int, int]]:
+        """DescribeProducers: (producer id, epoch, last sequence, last write ms, first offset
+        of its open transaction or -1) per producer this partition remembers."""
+        return [
+            (pid, entry.epoch, entry.batches[-1].last_sequence if entry.batches else -1,
+             entry.last_write_ms, entry.txn_first_offset)
+            for pid, entry in self.producer_state.producers.items()
+        ]
+
+    def ongoing_transaction(self, producer_id: int) -> bool:
+        return producer_id in self.producer_state.ongoing
+
+    def aborted_transactions(self, start: int, upper: int) -> list[tuple[int, int]]:
+        """(producer id, first offset) of aborted transactions overlapping [start, upper)."""
+        return self.txn_index.collect(start, upper)
+
+    def _check_marker(self, header: BatchHeader, batch: bytes | memoryview) -> None:
+        """Refuse a marker from a coordinator older than the last one that wrote for this
+        producer here (a zombie coordinator after a failover): Kafka's check."""
+        marker = parse_marker(batch, header)
+        entry = self.producer_state.producers.get(header.producer_id)
+        if marker is not None and entry is not None and marker[1] < entry.coordinator_epoch:
+            raise TransactionCoordinatorFencedError(
+                f"marker for producer {header.producer_id} from coordinator epoch {marker[1]}, "
+                f"older than {entry.coordinator_epoch}"
+            )
+
+    def _apply_marker(
+        self, header: BatchHeader, batch: bytes | memoryview, offset: int, segment_base: int,
+        now: int,
+    ) -> None:
+        """A COMMIT/ABORT marker landed at ``offset``: end the producer's transaction and
+        index the range if it was aborted."""
+        marker = parse_marker(batch, header)
+        if marker is None:
+            return
+        commit, coordinator_epoch = marker
+        first = self.producer_state.end_transaction(
+            header.producer_id, header.producer_epoch, offset, now, coordinator_epoch
+        )
+        if first is not None and not commit:
+            unstable = self.producer_state.first_unstable_offset(offset)
+            lso = offset if unstable is None else min(unstable, offset)
+            self.txn_index.add(AbortedTxn(header.producer_id, first, offset, lso), segment_base)
+
     # -- flush policy ---------------------------------------------------------------------------
     def _after_write(self, records: int, now: int) -> None:
         self._unflushed_records += records
@@ -155,6 +209,7 @@ class LogState:
                 segment.fsync(with_indexes=True)
         self._unflushed_sealed.clear()
         os.fsync(self._active.log_fd())
+        self.txn_index.sync()
         if self._dir_dirty:
             fsync_dir(self.directory)
             self._dir_dirty = False

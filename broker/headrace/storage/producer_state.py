@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 BATCHES_RETAINED = 5  # Kafka keeps the last five batches per producer
 DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000  # Kafka's producer.id.expiration.ms default
 _LONG_AGO = -(2**63)
+_ATTR_TRANSACTIONAL = 0x10
 SNAPSHOT_SUFFIX = ".snapshot"
 SNAPSHOTS_KEPT = 2
 
@@ -56,10 +57,15 @@ class ProducerEntry:
     batches: deque[BatchRecord] = field(default_factory=lambda: deque(maxlen=BATCHES_RETAINED))
     #: The producer's last write time (ms): the newest of its batches' write times.
     last_write_ms: int = -1
+    #: First offset of the producer's ongoing transaction in this partition (-1: none).
+    txn_first_offset: int = -1
+    #: Epoch of the coordinator that wrote this producer's latest marker here (-1: none).
+    coordinator_epoch: int = -1
 
     def copy(self) -> ProducerEntry:
         return ProducerEntry(
-            self.epoch, deque(self.batches, maxlen=BATCHES_RETAINED), self.last_write_ms
+            self.epoch, deque(self.batches, maxlen=BATCHES_RETAINED), self.last_write_ms,
+            self.txn_first_offset, self.coordinator_epoch,
         )
 
 
@@ -81,6 +87,11 @@ class ProducerStateManager:
             raise ValueError(f"producer id expiration must be >= 0 ms, not {expiration_ms}")
         self.expiration_ms = expiration_ms
         self.producers: dict[int, ProducerEntry] = {}
+        #: producer id -> first offset of its ongoing transaction (mirrors the entries)
+        self.ongoing: dict[int, int] = {}
+        #: (first offset, marker offset) of transactions ended by a marker the high watermark
+        #: may not have passed yet: they hold the last stable offset back until it does
+        self.unreplicated: list[tuple[int, int]] = []
         self.changed_since_snapshot = False
         # ``producers`` is kept in last-write order while this holds (appends re-insert their
         # entry at the end), so an expiry pass stops at the first live entry: it costs the
@@ -146,6 +157,7 @@ class ProducerStateManager:
         if header.producer_epoch != entry.epoch:
             entry.epoch = header.producer_epoch
             entry.batches.clear()
+            entry.txn_first_offset = -1  # a new epoch's producer aborted what the old began
         elif (
             header.base_sequence == 0
             and entry.batches
@@ -155,6 +167,8 @@ class ProducerStateManager:
             # started afresh (only a replay sees this; the leader had forgotten it already).
             entry.batches.clear()
         entry.last_write_ms = max(entry.last_write_ms, write_ms)
+        if header.attributes & _ATTR_TRANSACTIONAL and entry.txn_first_offset < 0:
+            entry.txn_first_offset = first_offset
         entry.batches.append(
             BatchRecord(
                 header.base_sequence,
@@ -171,6 +185,10 @@ class ProducerStateManager:
         for pid, entry in pending.items():
             producers.pop(pid, None)  # re-inserted at the end, where the newest writes are
             producers[pid] = entry
+            if entry.txn_first_offset >= 0:
+                self.ongoing[pid] = entry.txn_first_offset
+            else:
+                self.ongoing.pop(pid, None)
             if entry.last_write_ms >= self._newest_write_ms:
                 self._newest_write_ms = entry.last_write_ms
             else:
@@ -197,7 +215,8 @@ class ProducerStateManager:
         for pid, entry in producers.items():
             if not self.is_expired(entry, now_ms):
                 break  # every later entry was written at the same time or later
-            expired.append(pid)
+            if entry.txn_first_offset < 0:  # an open transaction keeps its producer
+                expired.append(pid)
         for pid in expired:
             del producers[pid]
         if expired:
@@ -205,9 +224,46 @@ class ProducerStateManager:
         return len(expired)
 
     # -- replica path and rebuild ---------------------------------------------------------------
+    # -- transactions ----------------------------------------------------------------------------
+    def first_unstable_offset(self, high_watermark: int) -> int | None:
+        """The first offset of a transaction not yet decided below ``high_watermark``: open,
+        or ended by a marker not yet replicated (Kafka's ``firstUnstableOffset``)."""
+        if self.unreplicated:
+            self.unreplicated = [t for t in self.unreplicated if t[1] >= high_watermark]
+        candidates = list(self.ongoing.values())
+        candidates.extend(first for first, _marker in self.unreplicated)
+        return min(candidates) if candidates else None
+
+    def end_transaction(
+        self, producer_id: int, producer_epoch: int, marker_offset: int, write_ms: int,
+        coordinator_epoch: int = -1,
+    ) -> int | None:
+        """A marker for ``producer_id`` landed at ``marker_offset``: close its transaction;
+        returns the transaction's first offset (None if it had written nothing here)."""
+        entry = self.producers.get(producer_id)
+        if entry is None:
+            entry = ProducerEntry(producer_epoch, last_write_ms=write_ms)
+        else:
+            self.producers.pop(producer_id)
+        if producer_epoch > entry.epoch:
+            entry.epoch = producer_epoch
+            entry.batches.clear()
+        entry.last_write_ms = max(entry.last_write_ms, write_ms)
+        entry.coordinator_epoch = max(entry.coordinator_epoch, coordinator_epoch)
+        first = entry.txn_first_offset
+        entry.txn_first_offset = -1
+        self.producers[producer_id] = entry
+        self.ongoing.pop(producer_id, None)
+        self._in_write_order = False
+        self.changed_since_snapshot = True
+        if first < 0:
+            return None
+        self.unreplicated.append((first, marker_offset))
+        return first
+
     def observe(self, header: BatchHeader, write_ms: int) -> None:
         """Track a batch already in the log (follower append, rebuild) written at
-        ``write_ms``; no validation."""
+        ``write_ms``; no validation (markers go through :meth:`end_transaction`)."""
         if header.producer_id < 0 or header.is_control:
             return
         pending: dict[int, ProducerEntry] = {}
@@ -219,6 +275,8 @@ class ProducerStateManager:
 
     def clear(self) -> None:
         self.producers.clear()
+        self.ongoing.clear()
+        self.unreplicated.clear()
         self._in_write_order = True
         self._newest_write_ms = _LONG_AGO
         self.changed_since_snapshot = True
@@ -230,7 +288,10 @@ class ProducerStateManager:
                 "offset": offset,
                 "written_ms": written_ms,
                 "producers": {
-                    str(pid): [e.epoch, [list(_as_tuple(b)) for b in e.batches], e.last_write_ms]
+                    str(pid): [
+                        e.epoch, [list(_as_tuple(b)) for b in e.batches], e.last_write_ms,
+                        e.txn_first_offset, e.coordinator_epoch,
+                    ]
                     for pid, e in self.producers.items()
                 },
             },
@@ -259,11 +320,20 @@ class ProducerStateManager:
         parsed = json.loads(body)
         producers: dict[int, ProducerEntry] = {}
         for pid, (epoch, batches, *rest) in parsed["producers"].items():
-            entry = ProducerEntry(int(epoch), last_write_ms=int(rest[0]) if rest else now_ms)
+            entry = ProducerEntry(
+                int(epoch),
+                last_write_ms=int(rest[0]) if rest else now_ms,
+                txn_first_offset=int(rest[1]) if len(rest) > 1 else -1,
+                coordinator_epoch=int(rest[2]) if len(rest) > 2 else -1,
+            )
             for b in batches:
                 entry.batches.append(BatchRecord(*(int(x) for x in b)))
             producers[int(pid)] = entry
         self.producers = producers
+        self.ongoing = {
+            pid: e.txn_first_offset for pid, e in producers.items() if e.txn_first_offset >= 0
+        }
+        self.unreplicated = []
         self._in_write_order = False  # sorted by the first expiry pass
         self._newest_write_ms = max(
             (e.last_write_ms for e in producers.values()), default=_LONG_AGO

@@ -59,10 +59,12 @@ def validate_batches(
 
 
 def check_producer_batches(
-    batches: bytes | memoryview, config: LogConfig, now_ms: int, where: str
+    batches: bytes | memoryview, config: LogConfig, now_ms: int, where: str,
+    *, coordinator: bool = False,
 ) -> CheckedBatches:
     """Check a producer's batches for the log of ``where`` (topic-partition): headers, then
-    every record. Safe to run in a worker thread: it reads only its arguments."""
+    every record. Safe to run in a worker thread: it reads only its arguments.
+    ``coordinator``: a coordinator's own write, which may be transactional without sequences."""
     view = memoryview(batches).cast("B")
     headers = validate_batches(view, max_batch_bytes=config.max_message_bytes, leader=True)
     window = None
@@ -76,7 +78,8 @@ def check_producer_batches(
     for header in headers:
         try:
             max_timestamps.append(
-                record.check_batch(view, header, need_keys=config.compacts, window=window)
+                record.check_batch(view, header, need_keys=config.compacts, window=window,
+                                   unsequenced=coordinator)
             )
         except record.InvalidRecordsError as error:
             errors = [(first_record + index, message) for index, message in error.record_errors]

@@ -61,6 +61,7 @@ class BrokerView:
                     log_end_offset=log_.log_end_offset,
                     high_watermark=high_watermark,
                     is_leader=is_leader,
+                    last_stable_offset=log_.last_stable_offset(high_watermark),
                 )
 
     def group_stats(self) -> Iterator[GroupStats]:

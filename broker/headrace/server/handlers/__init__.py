@@ -10,10 +10,10 @@ from headrace.core.requests import ApiHandler
 from headrace.server.handlers import (
     admin,
     fetch,
-    init_producer_id,
     list_offsets,
     metadata,
     produce,
+    producers,
 )
 from headrace.server.handlers.binding import bind
 
@@ -27,8 +27,8 @@ def broker_api_handlers(broker: Broker) -> list[ApiHandler[Any, Any]]:
             *produce.HANDLERS,
             *fetch.HANDLERS,
             *list_offsets.HANDLERS,
-            *init_producer_id.HANDLERS,
             *admin.HANDLERS,
+            *producers.HANDLERS,
         ],
         broker,
     )

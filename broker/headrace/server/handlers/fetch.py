@@ -13,6 +13,7 @@ Records leave as file slices for ``os.sendfile``.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from kio.schema.errors import ErrorCode
@@ -48,6 +49,10 @@ def _read_round(
 ) -> tuple[list[tuple[str, list[PartitionData]]], int, bool]:
     """One pass over the requested partitions: (topics, bytes read, any partition error)."""
     replica_id = int(getattr(request, "replica_id", -1))
+    read_committed = (
+        int(getattr(request, "isolation_level", 0)) == 1
+        and not replicas.is_replica_fetch(replica_id)
+    )
     budget = max(int(request.max_bytes), 0)
     total = 0
     any_error = False
@@ -76,9 +81,17 @@ def _read_round(
                 partitions.append(PartitionData(index, error.code, -1, -1, -1))
                 continue
             high_watermark = bounds.high_watermark
-            data = PartitionData(
-                index, 0, high_watermark, high_watermark, bounds.log_start_offset
-            )
+            try:
+                log_ = replicas.log(name, index)
+            except KafkaError as error:
+                any_error = True
+                partitions.append(PartitionData(index, error.code, -1, -1, -1))
+                continue
+            stable = log_.last_stable_offset(high_watermark)
+            if read_committed:
+                # read_committed stops at the Last Stable Offset: nothing undecided leaves.
+                bounds = replace(bounds, readable_end=min(bounds.readable_end, stable))
+            data = PartitionData(index, 0, high_watermark, stable, bounds.log_start_offset)
             if offset < bounds.log_start_offset or offset > bounds.log_end_offset:
                 data.error_code = ErrorCode.offset_out_of_range
                 any_error = True
@@ -96,6 +109,10 @@ def _read_round(
                     else:
                         reads.append(read)
                         data.records = list(read.regions)
+                        if read_committed:
+                            data.aborted_transactions = log_.aborted_transactions(
+                                offset, read.high_offset
+                            )
                         total += read.size
                         budget -= read.size
             partitions.append(data)

@@ -40,10 +40,13 @@ async def handle_list_offsets(
 ) -> ListOffsetsResponses:
     module = LIST_OFFSETS.classes(ctx.api_version)
     partition_cls = module.ListOffsetsPartitionResponse
+    isolation_level = int(getattr(request, "isolation_level", 0))
 
     async def answer(name: str, partition: _OffsetQuery) -> object:
         index = int(partition.partition_index)
-        offset, timestamp = broker.list_offsets(name, index, int(partition.timestamp))
+        offset, timestamp = broker.list_offsets(
+            name, index, int(partition.timestamp), isolation_level
+        )
         return build(partition_cls, partition_index=index, error_code=OK, timestamp=timestamp,
                      offset=offset, leader_epoch=UNKNOWN_LEADER_EPOCH)
 

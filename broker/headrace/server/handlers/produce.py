@@ -9,8 +9,11 @@ packed by :mod:`headrace.protocol.produce` (the hot path), not by kio's generic 
 
 from __future__ import annotations
 
+from typing import Any
+
 from kio.schema.errors import ErrorCode
 
+from headrace import record
 from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.requests import KafkaApi, RequestContext
@@ -41,10 +44,6 @@ async def handle_produce(
         """Refuse every partition of topic ``name`` (creating it if allowed)."""
         if acks not in (0, 1, -1):
             raise KafkaError(ErrorCode.invalid_required_acks, f"acks={acks}")
-        if request.transactional_id is not None:
-            raise KafkaError(
-                ErrorCode.transactional_id_authorization_failed, "transactions are not supported"
-            )
         if broker.topics.get(name) is None and await broker.ensure_topic(name) is None:
             raise KafkaError(ErrorCode.unknown_topic_or_partition, name)
 
@@ -52,6 +51,12 @@ async def handle_produce(
         records = partition.records
         if not records:
             raise KafkaError(ErrorCode.invalid_record, "no records")
+        if request.transactional_id is not None:
+            refusal = await _verify_transactional(
+                broker, request.transactional_id, name, partition.index, records
+            )
+            if refusal is not None:
+                raise refusal
         result = await broker.produce(name, partition.index, records, acks=acks)
         return PartitionResult(partition.index, 0, result.base_offset,
                                result.log_append_time_ms, result.log_start_offset)
@@ -75,5 +80,36 @@ async def handle_produce(
     throttle_at = len(body) - (5 if flexible else 4) if version >= 1 else None
     return PreEncodedResponse(PRODUCE.key, flexible, [body], first_error, throttle_at=throttle_at)
 
+
+async def _verify_transactional(
+    broker: Broker, transactional_id: str, topic: str, partition: int, records: Any
+) -> KafkaError | None:
+    """KIP-890 part 1: a transaction's first batch to a partition is accepted only once its
+    coordinator confirms the partition was added (AddPartitionsToTxn), so no write can land
+    outside a transaction the coordinator will end (a "hanging" transaction)."""
+    if len(records) < _BATCH_HEADER_SIZE:
+        return None  # storage refuses the malformed batch with its own error
+    header = record.parse_header(bytes(records[:_BATCH_HEADER_SIZE]))
+    if not header.attributes & _ATTR_TRANSACTIONAL or header.producer_id < 0:
+        return None
+    try:
+        if broker.replicas.log(topic, partition).ongoing_transaction(header.producer_id):
+            return None  # verified when the transaction first wrote here
+    except KafkaError as error:
+        return error
+    verifier = broker.transaction_verifier
+    if verifier is None:
+        return KafkaError(ErrorCode.transactional_id_authorization_failed,
+                          "transactions are not served")
+    code = await verifier.verify(
+        transactional_id, header.producer_id, header.producer_epoch, topic, partition
+    )
+    if code is ErrorCode.none:
+        return None
+    return KafkaError(code, f"{topic}-{partition} is not part of transaction {transactional_id}")
+
+
+_BATCH_HEADER_SIZE = 61
+_ATTR_TRANSACTIONAL = 0x10
 
 HANDLERS = (BrokerApi(PRODUCE, MIN_VERSION, MAX_VERSION, handle_produce),)
