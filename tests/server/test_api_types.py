@@ -21,7 +21,7 @@ from headrace.core import api_types
 from headrace.core.requests import ApiHandler
 from headrace.groups.consumer.handlers import consumer_group_api_handlers
 from headrace.groups.handlers import group_api_handlers
-from headrace.server.handlers import admin, init_producer_id, list_offsets, metadata
+from headrace.server.handlers import admin, list_offsets, metadata
 from headrace.server.handlers.api_versions import api_versions_handler
 from headrace.server.handlers.fetch import FETCH
 from headrace.server.handlers.produce import PRODUCE
@@ -39,7 +39,7 @@ def _registered() -> list[tuple[int, int, int]]:
         api_versions_handler(None),  # type: ignore[arg-type]
     ]
     ranges = [(h.api_key, h.min_version, h.max_version) for h in handlers]
-    for module in (metadata, list_offsets, init_producer_id, admin):
+    for module in (metadata, list_offsets, admin):
         ranges += [(api.api.key, api.min_version, api.max_version) for api in module.HANDLERS]
     return sorted(ranges)
 
@@ -62,5 +62,5 @@ def test_unions_hold_exactly_the_registered_versions(key: int, low: int, high: i
 
 
 def test_every_kio_coded_api_is_checked() -> None:
-    assert len({key for key, _, _ in _registered()}) == 29
+    assert len({key for key, _, _ in _registered()}) == 28
     assert not {key for key, _, _ in _registered()} & HAND_FRAMED
