@@ -33,7 +33,7 @@ HAND_FRAMED = {PRODUCE.key, FETCH.key}
 def _registered() -> list[tuple[int, int, int]]:
     """(api key, min, max) of every kio-coded handler the broker registers."""
     handlers: list[ApiHandler[Any, Any]] = [
-        *group_api_handlers(None),  # type: ignore[arg-type]  (only bound, never called)
+        *group_api_handlers(types.SimpleNamespace(coordinator_for=None)),  # type: ignore[arg-type]
         *consumer_group_api_handlers(None),  # type: ignore[arg-type]
         *cluster_api_handlers(types.SimpleNamespace(replicas=None)),  # type: ignore[arg-type]
         api_versions_handler(None),  # type: ignore[arg-type]
