@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from headrace import __version__
 from headrace.core.broker import Broker
-from headrace.core.config import BrokerConfig
+from headrace.core.config import BrokerConfig, default_connection_limits, file_descriptor_limit
 from headrace.core.errors import KafkaError
 from headrace.core.internal_topics import InternalTopic, InternalTopics
 from headrace.core.maintenance import run_log_maintenance
@@ -36,7 +36,8 @@ from headrace.observability.metrics import BrokerMetrics
 from headrace.observability.tracing import get_tracer, setup_tracing
 from headrace.server.handlers import broker_api_handlers
 from headrace.server.handlers.api_versions import api_versions_handler
-from headrace.server.listeners import Listener, PlaintextListener
+from headrace.server.limits import ConnectionSlots, RequestBudget
+from headrace.server.listeners import ConnectionPolicy, Listener, PlaintextListener
 from headrace.server.pipeline import RequestPipeline
 from headrace.storage import LogConfig, LogManager, LogManagerAPI, StorageError
 from headrace.web.broker_view import BrokerView
@@ -109,10 +110,24 @@ class BrokerApp:
         self.pipeline = RequestPipeline(
             ApiRegistry(), request_observer, authorizer=authorizer, quotas=quotas
         )
+        kafka_connections, self._http_connections = default_connection_limits(
+            file_descriptor_limit()
+        )
+        if config.max_connections is not None:
+            kafka_connections = config.max_connections
+        if config.http_max_connections is not None:
+            self._http_connections = config.http_max_connections
+        self.connection_policy = ConnectionPolicy(
+            max_request_bytes=config.max_request_bytes,
+            budget=RequestBudget(config.queued_max_request_bytes),
+            slots=ConnectionSlots(
+                kafka_connections, config.max_connections_per_ip,
+                config.max_connections_per_ip_overrides,
+            ),
+            max_idle_ms=config.connections_max_idle_ms,
+        )
         self.listeners: list[Listener] = [
-            PlaintextListener(
-                config.listener, self.pipeline, max_request_bytes=config.max_request_bytes
-            )
+            PlaintextListener(config.listener, self.pipeline, self.connection_policy)
         ]
         for listener in self.listeners:
             listener.bind()
