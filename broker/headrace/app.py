@@ -18,7 +18,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from headrace import __version__
 from headrace.core.broker import Broker
@@ -234,14 +234,25 @@ class BrokerApp:
         from aiohttp import web
 
         from headrace.web import create_app
+        from headrace.web.connections import GuardedTCPSite, HttpConnectionGuard
 
+        config = self.config
+        # Kept apart from the Kafka listeners' max.connections: HTTP clients cannot use up the
+        # descriptors Kafka clients need, nor the other way round.
+        guard = HttpConnectionGuard(
+            max_connections=self._http_connections,
+            header_timeout=config.http_header_timeout_ms / 1000,
+        )
         app = create_app(
             self.broker, self.groups, self.metrics, tracer_provider=self.tracer_provider,
-            max_body_bytes=self.config.http_max_body_bytes,
+            max_body_bytes=config.http_max_body_bytes,
+            body_timeout=config.http_body_timeout_ms / 1000, connections=guard,
         )
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(
+            app, access_log=None, keepalive_timeout=config.http_keepalive_timeout_ms / 1000
+        )
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = GuardedTCPSite(runner, host, port, guard)
         try:
             await site.start()
         except BaseException:
@@ -249,9 +260,7 @@ class BrokerApp:
             raise
         self._http_runner = runner
         self.http_app = app
-        server: Any = site._server  # aiohttp exposes the bound sockets only here
-        sockets = getattr(server, "sockets", None) or []
-        self.broker.http_port = int(sockets[0].getsockname()[1]) if sockets else port
+        self.broker.http_port = site.port
 
     async def stop(self) -> None:
         if self._maintenance is not None:

@@ -11,6 +11,12 @@ import codecs
 import json
 from typing import Any
 
+from headrace.web.json_body import nests_too_deep
+
+
+class JsonTooDeepError(ValueError):
+    """A streamed body holds a value nested deeper than the JSON depth limit."""
+
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
@@ -35,7 +41,7 @@ def _parse_lines(buffer: str) -> list[Any] | None:
         return []
     try:
         values = _decoder.decode("[" + stripped.replace("\n", ",") + "]")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return values if len(values) == stripped.count("\n") + 1 else None
 
@@ -65,6 +71,8 @@ def split_json_values(buffer: str, *, complete: bool = False
             return values, buffer[position:], f"malformed JSON: {exc.msg} at {exc.pos - position}"
         except ValueError as exc:  # NaN or Infinity
             return values, buffer[position:], f"malformed JSON: {exc}"
+        except RecursionError:  # callers check the depth first; never a 500 regardless
+            return values, buffer[position:], "malformed JSON: nested too deeply"
         values.append(value)
         position = end
 
@@ -100,7 +108,10 @@ class JsonStream:
         return len(self._buffer)
 
     def feed(self, chunk: bytes) -> list[Any]:
+        """The values completed by ``chunk``; JsonTooDeepError past the nesting limit."""
         self._buffer += self._decoder.decode(chunk)
+        if nests_too_deep(self._buffer.encode()):
+            raise JsonTooDeepError(self._buffer[:40])
         values, self._buffer, _ = split_json_values(self._buffer)
         return values
 
