@@ -45,7 +45,6 @@ from headrace.web.records import (
     AnswerShape,
     InvalidRecordError,
     JsonStream,
-    JsonTooDeepError,
     MalformedJsonError,
     RequestBatches,
     UnknownPartitionError,
@@ -262,9 +261,15 @@ async def _produce_body(ctx: WebContext, request: web.Request, topic: str, parti
                         body: bytes) -> web.Response:
     """A whole body: one object is answered with one JSON result (a bad one with a 4xx),
     several with one NDJSON line each."""
-    await check_json_depth(body)
     batches = _batches(ctx, request, topic, partitions)
-    if batches.add_lines(body):  # the fast path took it
+    try:
+        fast = batches.add_lines(body)
+    except RecursionError:  # far deeper than the limit: refused before anything is written
+        raise too_deep_error() from None
+    # Before anything is written: a value nested too deep is refused (the parsers' own
+    # recursion limit is higher, and such a value could not be read back over HTTP).
+    await check_json_depth(body, one_value_per_line=fast)
+    if fast:  # the fast path took it
         count = len(batches.refused) + sum(
             len(batch.indexes) for batch in batches.batches.values())
     else:  # the general path, which names each problem
@@ -358,13 +363,12 @@ async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, par
             if problem is not None:
                 await _write_error(response, ApiError(400, errors.MALFORMED_JSON, problem))
             break
-        try:
-            values = stream.feed(chunk)
-        except JsonTooDeepError:
-            await _write_error(response, too_deep_error())
-            break
+        values = stream.feed(chunk)
         if values:
             await answer(values)
+        if stream.too_deep:
+            await _write_error(response, too_deep_error())
+            break
         if stream.pending_chars > limit:
             await _write_error(response, ApiError(
                 413, errors.BODY_TOO_LARGE, f"a record is over the {limit}-byte limit"))

@@ -29,7 +29,6 @@ from headrace.web.records.consumed import (
 )
 from headrace.web.records.json_values import (
     JsonStream,
-    JsonTooDeepError,
     split_json_body,
     split_json_values,
 )
@@ -55,7 +54,6 @@ __all__ = [
     "AnswerShape",
     "InvalidRecordError",
     "JsonStream",
-    "JsonTooDeepError",
     "MalformedJsonError",
     "PartitionBatch",
     "ProduceRecord",
