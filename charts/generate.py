@@ -275,6 +275,7 @@ def configuration_reference(chart_values: dict[str, Any]) -> str:
                     stop_at=collapsed)
     lines.append("")
     lines += PRODUCE_VALIDATION_SECTION
+    lines += broker_flags_reference()
     return "\n".join(lines)
 
 
@@ -306,6 +307,34 @@ PRODUCE_VALIDATION_SECTION = [
     "an `error` event by the HTTP stream.",
     "",
 ]
+
+
+def broker_flags_reference() -> list[str]:
+    """The ``headrace broker`` flags, from its argument parser (Kafka's names for limits)."""
+    from headrace.cli.broker import add_arguments
+
+    parser = argparse.ArgumentParser(prog="headrace broker")
+    add_arguments(parser)
+    lines = [
+        "## `headrace broker` flags",
+        "",
+        "Every flag has a `HEADRACE_*` environment mirror (`--max-connections` → "
+        "`HEADRACE_MAX_CONNECTIONS`; the flag wins). Limits take Kafka's names; "
+        "docs/operations.md explains the connection and request limits.",
+        "",
+        "| flag | default | description |",
+        "|---|---|---|",
+    ]
+    for action in parser._actions:  # argparse has no public list of its arguments
+        if not action.option_strings or action.dest == "help":
+            continue
+        default = action.default
+        shown = "" if default is None or default in ("", {}) else f"`{default}`"
+        names = ", ".join(f"`{name}`" for name in action.option_strings)
+        description = " ".join((action.help or "").split()).replace("|", "\\|")
+        lines.append(f"| {names} | {shown} | {description} |")
+    lines.append("")
+    return lines
 
 
 # --- entry point ---------------------------------------------------------------------------------

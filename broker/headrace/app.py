@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from headrace import __version__
 from headrace.core.broker import Broker
-from headrace.core.config import BrokerConfig
+from headrace.core.config import BrokerConfig, default_connection_limits, file_descriptor_limit
 from headrace.core.data_dir import DataDir
 from headrace.core.errors import KafkaError, UserError
 from headrace.core.internal_topics import InternalTopic, InternalTopics
@@ -41,7 +41,8 @@ from headrace.observability.metrics import BrokerMetrics
 from headrace.observability.tracing import get_tracer, setup_tracing
 from headrace.server.handlers import broker_api_handlers
 from headrace.server.handlers.api_versions import api_versions_handler
-from headrace.server.listeners import Listener, PlaintextListener
+from headrace.server.limits import ConnectionSlots, RequestBudget
+from headrace.server.listeners import ConnectionPolicy, Listener, PlaintextListener
 from headrace.server.pipeline import RequestPipeline
 from headrace.storage import LogConfig, LogManager, LogManagerAPI, StorageError
 from headrace.transactions.coordinator import TransactionConfig, TransactionCoordinator
@@ -124,10 +125,24 @@ class BrokerApp:
         self.pipeline = RequestPipeline(
             ApiRegistry(), request_observer, authorizer=authorizer, quotas=quotas
         )
+        kafka_connections, self._http_connections = default_connection_limits(
+            file_descriptor_limit()
+        )
+        if config.max_connections is not None:
+            kafka_connections = config.max_connections
+        if config.http_max_connections is not None:
+            self._http_connections = config.http_max_connections
+        self.connection_policy = ConnectionPolicy(
+            max_request_bytes=config.max_request_bytes,
+            budget=RequestBudget(config.queued_max_request_bytes),
+            slots=ConnectionSlots(
+                kafka_connections, config.max_connections_per_ip,
+                config.max_connections_per_ip_overrides,
+            ),
+            max_idle_ms=config.connections_max_idle_ms,
+        )
         self.listeners: list[Listener] = [
-            PlaintextListener(
-                config.listener, self.pipeline, max_request_bytes=config.max_request_bytes
-            )
+            PlaintextListener(config.listener, self.pipeline, self.connection_policy)
         ]
         try:
             for listener in self.listeners:
@@ -341,15 +356,26 @@ class BrokerApp:
         from aiohttp import web
 
         from headrace.web import create_app
+        from headrace.web.connections import GuardedTCPSite, HttpConnectionGuard
 
+        config = self.config
+        # Kept apart from the Kafka listeners' max.connections: HTTP clients cannot use up the
+        # descriptors Kafka clients need, nor the other way round.
+        guard = HttpConnectionGuard(
+            max_connections=self._http_connections,
+            header_timeout=config.http_header_timeout_ms / 1000,
+        )
         app = create_app(
             self.broker, self.groups, self.metrics, tracer_provider=self.tracer_provider,
-            max_body_bytes=self.config.http_max_body_bytes,
+            max_body_bytes=config.http_max_body_bytes,
+            body_timeout=config.http_body_timeout_ms / 1000, connections=guard,
             partition_router=self.router, group_router=self.group_router,
         )
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(
+            app, access_log=None, keepalive_timeout=config.http_keepalive_timeout_ms / 1000
+        )
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = GuardedTCPSite(runner, host, port, guard)
         try:
             await site.start()
         except BaseException as error:
@@ -360,9 +386,7 @@ class BrokerApp:
             raise
         self._http_runner = runner
         self.http_app = app
-        server: Any = site._server  # aiohttp exposes the bound sockets only here
-        sockets = getattr(server, "sockets", None) or []
-        self.broker.http_port = int(sockets[0].getsockname()[1]) if sockets else port
+        self.broker.http_port = site.port
 
     async def stop(self) -> None:
         if self._maintenance is not None:

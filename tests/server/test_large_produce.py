@@ -8,7 +8,7 @@ import asyncio
 from kio.schema.errors import ErrorCode
 
 from headrace.core.broker import Broker
-from headrace.server.connection import FrameBufferPool
+from headrace.server.connection import FrameBufferPool, frame_capacity
 from tests.server.test_wire import produce_fields
 from tests.server.wire import WireClient, build_batch
 
@@ -16,22 +16,25 @@ _PREFIX = 17  # baseOffset, batchLength, partitionLeaderEpoch, magic: rewritten 
 
 
 def test_pool_reuses_buffers_and_bounds_what_it_keeps() -> None:
-    pool = FrameBufferPool(min_bytes=1024, max_buffer_bytes=8192, max_spare_bytes=8192)
-    first = pool.take(1500)
-    assert len(first) == 2048  # rounded up to a power of two
+    pool = FrameBufferPool(max_buffer_bytes=8192, max_spare_bytes=8192)
+    assert pool.take(1500) is None  # the pool never allocates: memory follows received bytes
+    first = bytearray(2048)
     pool.give_back(first)
     assert pool.take(2000) is first  # reused, not reallocated
     assert pool.spare_bytes == 0
-    small, large = pool.take(10), pool.take(5000)
-    assert (len(small), len(large)) == (1024, 8192)
+    small, large = bytearray(1024), bytearray(8192)
     pool.give_back(large)
     pool.give_back(small)  # would exceed max_spare_bytes: dropped
     assert pool.spare_bytes == 8192
     assert pool.take(500) is large  # the only spare that fits
-    huge = pool.take(10_000)
-    assert len(huge) == 10_000  # beyond max_buffer_bytes: exact and never pooled
-    pool.give_back(huge)
+    pool.give_back(bytearray(10_000))  # beyond max_buffer_bytes: never pooled
     assert pool.spare_bytes == 0
+
+
+def test_frame_buffers_grow_to_powers_of_two_while_poolable() -> None:
+    assert frame_capacity(65 * 1024) == 256 * 1024
+    assert frame_capacity(300 * 1024) == 512 * 1024
+    assert frame_capacity(9 * 1024 * 1024) == 9 * 1024 * 1024  # never pooled: exact
 
 
 async def test_pipelined_large_produces_are_stored_exactly(broker: Broker) -> None:

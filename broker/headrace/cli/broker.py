@@ -61,6 +61,86 @@ def _bool_env(name: str, default: bool) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _count(text: str) -> int:
+    """A positive integer flag value (argparse turns the error into one usage line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _count_or_unbounded(text: str) -> int | None:
+    """A positive integer, or -1 for "no limit" (Kafka's convention)."""
+    if text.strip() == "-1":
+        return None
+    return _count(text)
+
+
+def _ip_overrides(text: str) -> dict[str, int]:
+    from headrace.server.limits import parse_ip_overrides
+
+    try:
+        return parse_ip_overrides(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _optional_env(name: str) -> str | None:
+    return os.environ.get(f"HEADRACE_{name}")
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Connection and request limits (Kafka's names; docs/operations.md explains them)."""
+    mib = 1024 * 1024
+    parser.add_argument("--socket-request-max-bytes", "--max-request-bytes", metavar="BYTES",
+                        dest="max_request_bytes", type=_count,
+                        default=_env("SOCKET_REQUEST_MAX_BYTES",
+                                     _env("MAX_REQUEST_BYTES", str(100 * mib))),
+                        help="largest Kafka request accepted; a larger size prefix closes the "
+                        "connection (socket.request.max.bytes, default 100 MiB)")
+    parser.add_argument("--queued-max-request-bytes", metavar="BYTES", type=_count_or_unbounded,
+                        default=_env("QUEUED_MAX_REQUEST_BYTES", str(100 * mib)),
+                        help="request bytes all Kafka connections may hold at once before "
+                        "reading pauses; -1: unbounded (queued.max.request.bytes, default "
+                        "100 MiB)")
+    parser.add_argument("--connections-max-idle-ms", metavar="MS", type=_count_or_unbounded,
+                        default=_env("CONNECTIONS_MAX_IDLE_MS", "600000"),
+                        help="close Kafka connections idle this long; -1: never "
+                        "(connections.max.idle.ms)")
+    parser.add_argument("--max-connections", metavar="N", type=_count,
+                        default=_optional_env("MAX_CONNECTIONS"),
+                        help="Kafka connections open at once; more are closed at once "
+                        "(max.connections, default: half of the file descriptor limit)")
+    parser.add_argument("--max-connections-per-ip", metavar="N", type=_count_or_unbounded,
+                        default=_optional_env("MAX_CONNECTIONS_PER_IP"),
+                        help="Kafka connections per client address (max.connections.per.ip, "
+                        "default unlimited)")
+    parser.add_argument("--max-connections-per-ip-overrides", type=_ip_overrides,
+                        default=_env("MAX_CONNECTIONS_PER_IP_OVERRIDES", ""),
+                        metavar="HOST:N,...",
+                        help="per-address exceptions (max.connections.per.ip.overrides)")
+    parser.add_argument("--http-max-connections", metavar="N", type=_count,
+                        default=_optional_env("HTTP_MAX_CONNECTIONS"),
+                        help="HTTP connections open at once, kept apart from the Kafka limit "
+                        "(default: a quarter of the file descriptor limit)")
+    parser.add_argument("--http-max-body-bytes", metavar="BYTES", type=_count,
+                        default=_env("HTTP_MAX_BODY_BYTES", str(8 * mib)),
+                        help="largest HTTP request body (aiohttp's client_max_size; 413 "
+                        "beyond; default 8 MiB)")
+    parser.add_argument("--http-header-timeout-ms", metavar="MS", type=_count,
+                        default=_env("HTTP_HEADER_TIMEOUT_MS", "20000"),
+                        help="an HTTP request's line and headers must arrive within this")
+    parser.add_argument("--http-body-timeout-ms", metavar="MS", type=_count,
+                        default=_env("HTTP_BODY_TIMEOUT_MS", "60000"),
+                        help="an HTTP request body may stall this long")
+    parser.add_argument("--http-keepalive-timeout-ms", metavar="MS", type=_count,
+                        default=_env("HTTP_KEEPALIVE_TIMEOUT_MS", "75000"),
+                        help="close an idle keep-alive HTTP connection after this long")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "./headrace-data")),
                         help="directory for topic logs and broker state (HEADRACE_DATA_DIR)")
@@ -75,9 +155,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-listen", type=parse_host_port,
                         default=_env("HTTP_LISTEN", "127.0.0.1:8080"), metavar="HOST:PORT",
                         help="HTTP API, metrics and probes listener; port 0 picks a free port")
-    parser.add_argument("--max-request-bytes", type=positive_int,
-                        default=_env("MAX_REQUEST_BYTES", str(100 * 1024 * 1024)),
-                        help="largest Kafka request frame accepted (larger: connection closed)")
+    add_connection_arguments(parser)
     parser.add_argument("--default-partitions", type=positive_int,
                         default=_env("DEFAULT_PARTITIONS", "1"),
                         help="partitions of auto-created topics and CreateTopics with -1")
@@ -182,6 +260,16 @@ async def _serve(args: argparse.Namespace) -> int:
         http_host=http_host,
         http_port=http_port,
         max_request_bytes=args.max_request_bytes,
+        queued_max_request_bytes=args.queued_max_request_bytes,
+        connections_max_idle_ms=args.connections_max_idle_ms,
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        max_connections_per_ip_overrides=args.max_connections_per_ip_overrides,
+        http_max_connections=args.http_max_connections,
+        http_max_body_bytes=args.http_max_body_bytes,
+        http_header_timeout_ms=args.http_header_timeout_ms,
+        http_body_timeout_ms=args.http_body_timeout_ms,
+        http_keepalive_timeout_ms=args.http_keepalive_timeout_ms,
         default_partitions=args.default_partitions,
         auto_create_topics=args.auto_create_topics,
         auto_create_topics_per_request=args.auto_create_topics_per_request,

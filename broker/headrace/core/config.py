@@ -9,6 +9,7 @@ security protocol says which transport and authentication a listener needs.
 from __future__ import annotations
 
 import enum
+import resource
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,21 @@ class ListenerConfig:
 
 DEFAULT_LISTENER = "PLAINTEXT"
 
+MiB = 1024 * 1024
+
+
+def file_descriptor_limit() -> int:
+    """This process's soft RLIMIT_NOFILE (what ``ulimit -n`` says)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def default_connection_limits(fd_limit: int) -> tuple[int, int]:
+    """(Kafka, HTTP) connection limits when none is configured: half of the file descriptors
+    for Kafka clients, a quarter for HTTP clients, and a quarter kept for segment files,
+    replication and etcd, so neither side can use up the descriptors the other needs."""
+    return max(16, fd_limit // 2), max(16, fd_limit // 4)
+
 
 @dataclass
 class BrokerConfig:
@@ -54,9 +70,28 @@ class BrokerConfig:
     #: None: no HTTP listener (tests of the Kafka side alone).
     http_host: str | None = "127.0.0.1"
     http_port: int = 8080
-    #: Largest HTTP request body accepted (413 beyond).
-    http_max_body_bytes: int = 8 * 1024 * 1024
-    max_request_bytes: int = 100 * 1024 * 1024
+    #: Largest HTTP request body accepted (413 beyond): aiohttp's client_max_size.
+    http_max_body_bytes: int = 8 * MiB
+    #: HTTP connections open at once; None: a quarter of the file descriptor limit.
+    http_max_connections: int | None = None
+    #: A request's head (line and headers) must arrive within this after its first byte.
+    http_header_timeout_ms: int = 20_000
+    #: A request body may pause this long between bytes (a whole buffered body: in total).
+    http_body_timeout_ms: int = 60_000
+    #: A keep-alive connection between requests is closed after this long.
+    http_keepalive_timeout_ms: int = 75_000
+    #: Kafka's socket.request.max.bytes: a larger request size prefix closes the connection.
+    max_request_bytes: int = 100 * MiB
+    #: Kafka's queued.max.request.bytes: request bytes all connections may hold at once
+    #: before reading pauses. None: unbounded (Kafka's -1, its default; ours bounds memory).
+    queued_max_request_bytes: int | None = 100 * MiB
+    #: Kafka's connections.max.idle.ms (None: never close idle connections).
+    connections_max_idle_ms: int | None = 600_000
+    #: Kafka's max.connections; None: half of the file descriptor limit.
+    max_connections: int | None = None
+    #: Kafka's max.connections.per.ip (None: unlimited, Kafka's default) and its overrides.
+    max_connections_per_ip: int | None = None
+    max_connections_per_ip_overrides: dict[str, int] = field(default_factory=dict)
     default_partitions: int = 1
     auto_create_topics: bool = True
     #: At most this many unknown topics are auto-created per Metadata request; the request's

@@ -5,6 +5,12 @@ pipelined Produce is not stuck behind a long-polling Fetch's decoding), and a wr
 responses strictly in request order, batching consecutive ready responses into one ``send``.
 Fetch record bytes go from segment files to the socket with ``os.sendfile`` (works on asyncio's
 default loop and on uvloop, which lacks ``loop.sendfile``), waiting for writability in between.
+
+Memory follows what a client actually sent, never what it claims: an idle connection holds no
+receive buffer (each read allocates what arrived), a frame larger than one read grows its buffer
+as its bytes arrive, and every request's claimed size is first taken from the broker-wide
+:class:`~headrace.server.limits.RequestBudget` (``queued.max.request.bytes``), which pauses
+reading while it is short.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 from headrace.core.requests import Session
 from headrace.protocol.codec import FileSlice
+from headrace.server.limits import RequestBudget
 from headrace.server.pipeline import PRODUCE_KEY, ConnectionClosed, Outgoing, RequestPipeline
 
 log = logging.getLogger(__name__)
@@ -27,30 +34,32 @@ log = logging.getLogger(__name__)
 _SIZE = struct.Struct(">i")
 _API_KEY = struct.Struct(">h")
 _FETCH_KEY = 1
-_READ_CHUNK = 256 * 1024
+#: Bytes asked of one ``recv``: a fresh heap block per read (below glibc's mmap threshold, so no
+#: mmap/munmap per read), released once its frames are copied out; idle connections hold none.
+_READ_CHUNK = 64 * 1024
+#: Frames up to this size are cut out of read chunks; larger ones get a buffer of their own.
+_SMALL_FRAME = _READ_CHUNK
+#: A large frame's buffer starts at this size and doubles as bytes arrive (up to the frame).
+_FIRST_FRAME_CAPACITY = 256 * 1024
 #: Requests decoded ahead of the writer on one connection; beyond this reading pauses.
 _MAX_IN_FLIGHT = 64
-#: Request bytes held by one connection's unanswered requests before reading pauses (bounds
-#: memory when a client pipelines many large produce requests).
-_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
-#: Idle large-frame receive buffers kept per connection (see FrameBufferPool).
-_SPARE_FRAME_BUFFER_BYTES = 8 * 1024 * 1024
-
+#: Large-frame receive buffers kept for reuse, for all connections together (see FrameBufferPool).
+SPARE_FRAME_BUFFER_BYTES = 32 * 1024 * 1024
+#: Frames larger than this get buffers that are never pooled.
+_POOLED_FRAME_BYTES = 8 * 1024 * 1024
 
 
 class FrameBufferPool:
-    """Receive buffers for frames larger than the read buffer, reused once answered.
+    """Receive buffers of answered large Produce frames, reused by the next large frames.
 
-    A fresh ``bytearray(size)`` per large produce request costs zeroing plus a page fault per
-    4 KiB page, about a third of the broker's CPU under the produce benchmark. Sizes round up to
-    a power of two (at least ``min_bytes``) so requests of similar size share buffers; at most
-    ``max_spare_bytes`` sit idle, and frames over ``max_buffer_bytes`` are never pooled.
+    A fresh buffer per large produce request costs zeroing plus a page fault per 4 KiB page,
+    about a third of the broker's CPU under the produce benchmark. The pool only hands out
+    memory it already holds (never allocates from a client's claim); at most
+    ``max_spare_bytes`` sit idle, shared by every connection of the broker, and buffers over
+    ``max_buffer_bytes`` are never kept.
     """
 
-    def __init__(
-        self, *, min_bytes: int, max_buffer_bytes: int, max_spare_bytes: int
-    ) -> None:
-        self._min_bytes = min_bytes
+    def __init__(self, *, max_buffer_bytes: int, max_spare_bytes: int) -> None:
         self._max_buffer_bytes = max_buffer_bytes
         self._max_spare_bytes = max_spare_bytes
         self._spare: list[bytearray] = []
@@ -60,8 +69,8 @@ class FrameBufferPool:
     def spare_bytes(self) -> int:
         return self._spare_bytes
 
-    def take(self, size: int) -> bytearray:
-        """A buffer of at least ``size`` bytes (its contents are stale)."""
+    def take(self, size: int) -> bytearray | None:
+        """The smallest spare buffer of at least ``size`` bytes (stale contents), or None."""
         best: bytearray | None = None
         for buffer in self._spare:
             if len(buffer) >= size and (best is None or len(buffer) < len(best)):
@@ -69,10 +78,7 @@ class FrameBufferPool:
         if best is not None:
             self._spare.remove(best)
             self._spare_bytes -= len(best)
-            return best
-        if size > self._max_buffer_bytes:
-            return bytearray(size)
-        return bytearray(max(self._min_bytes, 1 << (size - 1).bit_length()))
+        return best
 
     def give_back(self, buffer: bytearray) -> None:
         """Return a buffer nothing refers to any more (it will be overwritten)."""
@@ -81,6 +87,20 @@ class FrameBufferPool:
             return
         self._spare.append(buffer)
         self._spare_bytes += size
+
+
+def frame_capacity(size: int) -> int:
+    """The buffer a frame of ``size`` bytes grows to: a power of two while it may be pooled
+    (so frames of similar sizes share buffers), else exactly its size."""
+    if size > _POOLED_FRAME_BYTES:
+        return size
+    return max(_FIRST_FRAME_CAPACITY, 1 << (size - 1).bit_length())
+
+
+def new_frame_buffer_pool() -> FrameBufferPool:
+    return FrameBufferPool(
+        max_buffer_bytes=_POOLED_FRAME_BYTES, max_spare_bytes=SPARE_FRAME_BUFFER_BYTES
+    )
 
 
 #: A request being handled, with its API key.
@@ -97,23 +117,43 @@ class Connection:
         session: Session,
         *,
         max_request_bytes: int,
+        budget: RequestBudget,
+        frame_buffers: FrameBufferPool,
     ) -> None:
         self._pipeline = pipeline
         self._sock = sock
         self._session = session
         self._client_host = session.client_host
         self._max_request_bytes = max_request_bytes
+        self._budget = budget
+        self._frame_buffers = frame_buffers
         self._loop = asyncio.get_running_loop()
         self._pending: asyncio.Queue[Pending | None] = asyncio.Queue()
         self._writing: Pending | None = None  # the request the writer is waiting on
         self._in_flight = asyncio.Semaphore(_MAX_IN_FLIGHT)
-        self._in_flight_bytes = 0
-        self._bytes_released = asyncio.Event()
-        self._frame_buffers = FrameBufferPool(
-            min_bytes=2 * _READ_CHUNK,
-            max_buffer_bytes=_SPARE_FRAME_BUFFER_BYTES,
-            max_spare_bytes=_SPARE_FRAME_BUFFER_BYTES,
-        )
+        #: Requests whose handler has not finished yet.
+        self._handling = 0
+        #: Loop time of the last bytes received or sent (connections.max.idle.ms).
+        self.last_active = self._loop.time()
+        self._hung_up = False
+
+    @property
+    def client_host(self) -> str:
+        return self._client_host
+
+    def idle_for(self, now: float) -> float:
+        """Seconds without traffic and without a request being handled (0 while one is)."""
+        return 0.0 if self._handling else now - self.last_active
+
+    def close_idle(self, idle_ms: int) -> None:
+        """Hang up on an idle client: the reader sees end of stream and the connection ends."""
+        if self._hung_up:
+            return
+        self._hung_up = True
+        log.info("closing connection from %s: idle for over connections.max.idle.ms=%d",
+                 self._client_host, idle_ms)
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
 
     async def run(self) -> None:
         stopping = False  # the broker is shutting down: cancel everything
@@ -158,85 +198,129 @@ class Connection:
             observer.on_connection_closed()
 
     async def _read_loop(self) -> None:
-        loop = self._loop
+        recv = self._loop.sock_recv
         sock = self._sock
         limit = self._max_request_bytes
-        # Small frames are parsed out of one reusable buffer; a frame larger than it is
-        # received straight into its own buffer, so big produce requests are copied once.
-        buffer = bytearray(_READ_CHUNK)
-        view = memoryview(buffer)
-        start = end = 0  # unparsed bytes: buffer[start:end]
+        rest = b""  # the start of a frame not complete yet (at most a small frame)
         try:
             while True:
                 try:
-                    received = await loop.sock_recv_into(sock, view[end:])
+                    chunk = await recv(sock, _READ_CHUNK)
                 except (ConnectionError, OSError):
                     return
-                if not received:
+                if not chunk:
                     return
-                end += received
-                while end - start >= 4:
-                    (size,) = _SIZE.unpack_from(buffer, start)
+                self.last_active = self._loop.time()
+                data = rest + chunk if rest else chunk
+                position, end = 0, len(data)
+                while end - position >= 4:
+                    (size,) = _SIZE.unpack_from(data, position)
                     if size < 8 or size > limit:
+                        # Kafka's InvalidReceiveException: the size prefix alone decides.
                         log.warning(
-                            "closing connection from %s: frame size %d outside [8, %d]",
-                            self._client_host,
-                            size,
-                            limit,
+                            "closing connection from %s: request size %d outside [8, %d] "
+                            "(socket.request.max.bytes)",
+                            self._client_host, size, limit,
                         )
                         return
-                    frame_end = start + 4 + size
+                    frame_end = position + 4 + size
                     if frame_end <= end:
-                        await self._dispatch(bytes(view[start + 4 : frame_end]))
-                        start = frame_end
+                        await self._dispatch(data[position + 4 : frame_end])
+                        position = frame_end
                         continue
-                    if 4 + size <= len(buffer):
-                        break  # fits once more bytes arrive (after compaction below)
-                    large = self._frame_buffers.take(size)
-                    have = end - start - 4
-                    large[:have] = view[start + 4 : end]
-                    start = end = 0
-                    large_view = memoryview(large)[:size]
-                    while have < size:
-                        try:
-                            received = await loop.sock_recv_into(sock, large_view[have:])
-                        except (ConnectionError, OSError):
+                    if size > _SMALL_FRAME:
+                        head = memoryview(data)[position + 4 :]
+                        if not await self._receive_large(size, head):
                             return
-                        if not received:
-                            return
-                        have += received
-                    # kio reads only read-only buffers. Only Produce frames return their buffer
-                    # to the pool: their records views are used up once the handler returns
-                    # (storage writes them synchronously); kio copies what it decodes.
-                    frame = large_view.toreadonly()
-                    (api_key,) = _API_KEY.unpack_from(frame, 0)
-                    await self._dispatch(frame, large if api_key == PRODUCE_KEY else None)
-                if start:
-                    remaining = end - start
-                    buffer[:remaining] = bytes(view[start:end])
-                    start, end = 0, remaining
+                        position = end
+                    break
+                rest = data[position:] if position < end else b""
         finally:
             self._pending.put_nowait(None)
 
+    async def _receive_large(self, size: int, head: memoryview) -> bool:
+        """Receive a frame of ``size`` bytes that starts with ``head`` and dispatch it; False
+        when the client went away first. Its size is taken from the budget before any more of
+        it is read (Kafka mutes the channel the same way), then memory grows with the bytes
+        that actually arrive."""
+        budget = self._budget
+        await budget.take(size)
+        dispatched = False
+        try:
+            buffer = self._frame_buffers.take(size)
+            if buffer is None:
+                buffer = bytearray(min(frame_capacity(size), _FIRST_FRAME_CAPACITY))
+            have = len(head)
+            buffer[:have] = head
+            head.release()
+            recv_into = self._loop.sock_recv_into
+            sock = self._sock
+            while have < size:
+                if have == len(buffer):
+                    # Copied rather than resized: views handed to the loop may outlive a recv.
+                    grown = bytearray(min(frame_capacity(size), 2 * len(buffer)))
+                    grown[:have] = buffer
+                    buffer = grown
+                try:
+                    received = await recv_into(
+                        sock, memoryview(buffer)[have : min(size, len(buffer))]
+                    )
+                except (ConnectionError, OSError):
+                    return False
+                if not received:
+                    return False
+                self.last_active = self._loop.time()
+                have += received
+            # kio reads only read-only buffers. Only Produce frames return their buffer to the
+            # pool: their records views are used up once the handler returns (storage writes
+            # them synchronously); kio copies what it decodes.
+            frame = memoryview(buffer)[:size].toreadonly()
+            (api_key,) = _API_KEY.unpack_from(frame, 0)
+            dispatched = True
+            await self._dispatch(frame, buffer if api_key == PRODUCE_KEY else None, charged=size)
+            return True
+        finally:
+            if not dispatched:
+                budget.release(size)
+
     async def _dispatch(
-        self, frame: bytes | memoryview, recycle: bytearray | None = None
+        self, frame: bytes | memoryview, recycle: bytearray | None = None, *, charged: int = 0
     ) -> None:
-        await self._in_flight.acquire()
-        # One request alone may exceed the byte budget; otherwise wait for answers to drain.
-        while self._in_flight_bytes and self._in_flight_bytes + len(frame) > _MAX_IN_FLIGHT_BYTES:
-            self._bytes_released.clear()
-            await self._bytes_released.wait()
-        self._in_flight_bytes += len(frame)
+        """Hand a frame to the pipeline. ``charged``: budget bytes already held for it (a large
+        frame's); they are released when the request has been handled, or here on failure."""
+        budget = self._budget
+        try:
+            await self._in_flight.acquire()
+            if not charged:
+                size = len(frame)
+                if budget.try_take(size):
+                    charged = size
+                elif not self._handling:
+                    # The allowance: a connection with nothing being handled may always have
+                    # one small request handled, so ApiVersions, Metadata and heartbeats flow
+                    # while large requests hold the whole budget (bounded by max.connections
+                    # times one read chunk).
+                    budget.take_anyway(size)
+                    charged = size
+                else:
+                    await budget.take(size)
+                    charged = size
+        except BaseException:
+            if charged:
+                budget.release(charged)
+            raise
+        self._handling += 1
         future = asyncio.ensure_future(self._pipeline.process(frame, self._session))
-        future.add_done_callback(lambda _: self._release_bytes(len(frame), recycle))
+        future.add_done_callback(lambda _: self._handled(charged, recycle))
         (api_key,) = _API_KEY.unpack_from(frame, 0)
         self._pending.put_nowait((future, api_key))
 
-    def _release_bytes(self, size: int, recycle: bytearray | None) -> None:
-        self._in_flight_bytes -= size
+    def _handled(self, charged: int, recycle: bytearray | None) -> None:
+        self._handling -= 1
+        self.last_active = self._loop.time()
+        self._budget.release(charged)
         if recycle is not None:
             self._frame_buffers.give_back(recycle)
-        self._bytes_released.set()
 
     async def _write_loop(self) -> None:
         pending = self._pending
@@ -279,6 +363,7 @@ class Connection:
             sent = 0
         if sent < len(data):
             await self._loop.sock_sendall(self._sock, memoryview(data)[sent:])
+        self.last_active = self._loop.time()
 
     async def _sendfile(self, region: FileSlice) -> None:
         fd = self._sock.fileno()
@@ -299,6 +384,7 @@ class Connection:
                 raise ConnectionClosed("file region shrank while sending")
             position += sent
             remaining -= sent
+        self.last_active = self._loop.time()
 
     async def _writable(self) -> None:
         waiter: asyncio.Future[None] = self._loop.create_future()

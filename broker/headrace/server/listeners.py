@@ -4,7 +4,9 @@ Kafka names each listener (``PLAINTEXT``, ``SSL``, ``SASL_SSL``…) and gives it
 protocol; the name reaches every request's context and the admin answers. :class:`Listener` is
 the seam a TLS or SASL listener implements (its own handshake, then a session with the
 authenticated principal); :class:`PlaintextListener` serves raw sockets, which lets fetches go
-from segment files to the socket with ``sendfile``.
+from segment files to the socket with ``sendfile``. Every listener admits connections through the
+broker's :class:`~headrace.server.limits.ConnectionSlots` (closing those over a limit at once, as
+Kafka does) and closes connections idle for longer than ``connections.max.idle.ms``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
+from dataclasses import dataclass, field
 
 from headrace.core.config import ListenerConfig, SecurityProtocol
 from headrace.core.requests import Session
-from headrace.server.connection import Connection
+from headrace.server.connection import Connection, FrameBufferPool, new_frame_buffer_pool
+from headrace.server.limits import ConnectionSlots, RequestBudget
 from headrace.server.pipeline import RequestPipeline
 
 log = logging.getLogger(__name__)
@@ -51,20 +56,46 @@ class Listener(abc.ABC):
         """Stop accepting and end every connection."""
 
 
+@dataclass
+class ConnectionPolicy:
+    """What every Kafka listener of a broker shares: its limits and request memory."""
+
+    #: socket.request.max.bytes: a larger size prefix closes the connection.
+    max_request_bytes: int
+    #: queued.max.request.bytes, for all connections together.
+    budget: RequestBudget
+    #: max.connections and max.connections.per.ip, for all listeners together.
+    slots: ConnectionSlots
+    #: connections.max.idle.ms (None or 0: never).
+    max_idle_ms: int | None = None
+    frame_buffers: FrameBufferPool = field(default_factory=new_frame_buffer_pool)
+
+
+#: Refused connections are logged at most this often (a flood must not flood the log).
+_REFUSAL_LOG_SECONDS = 10.0
+
+
 class PlaintextListener(Listener):
     """A PLAINTEXT listener: every connection is an anonymous session."""
 
     def __init__(
-        self, config: ListenerConfig, pipeline: RequestPipeline, *, max_request_bytes: int
+        self, config: ListenerConfig, pipeline: RequestPipeline, policy: ConnectionPolicy
     ) -> None:
         if config.security_protocol is not SecurityProtocol.PLAINTEXT:
             raise ValueError(f"{config.name}: {config.security_protocol} is not served yet")
         super().__init__(config)
         self._pipeline = pipeline
-        self._max_request_bytes = max_request_bytes
+        self._policy = policy
         self._socket: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._reaper_task: asyncio.Task[None] | None = None
+        self._connections: dict[asyncio.Task[None], Connection] = {}
+        self._refused_unlogged = 0
+        self._refusal_logged_at = float("-inf")
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
 
     @property
     def bound_port(self) -> int:
@@ -90,12 +121,15 @@ class PlaintextListener(Listener):
             self.bind()
         assert self._socket is not None
         self._accept_task = asyncio.create_task(self._accept_loop(self._socket))
+        if self._policy.max_idle_ms:
+            self._reaper_task = asyncio.create_task(self._close_idle(self._policy.max_idle_ms))
 
     async def stop(self) -> None:
-        if self._accept_task is not None:
-            self._accept_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._accept_task
+        for background in (self._accept_task, self._reaper_task):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         if self._socket is not None:
             self._socket.close()
         for task in list(self._connections):
@@ -106,6 +140,7 @@ class PlaintextListener(Listener):
 
     async def _accept_loop(self, listening: socket.socket) -> None:
         loop = asyncio.get_running_loop()
+        policy = self._policy
         while True:
             try:
                 sock, address = await loop.sock_accept(listening)
@@ -113,13 +148,44 @@ class PlaintextListener(Listener):
                 log.warning("accept failed: %s", error)
                 await asyncio.sleep(0.1)
                 continue
+            host = str(address[0]) if isinstance(address, tuple) else str(address)
+            refusal = policy.slots.refusal(host)
+            if refusal is not None:
+                sock.close()  # as Kafka: the client sees the connection closed at once
+                self._log_refusal(host, refusal)
+                continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            host = str(address[0]) if isinstance(address, tuple) else str(address)
             connection = Connection(
                 self._pipeline, sock, Session(self.name, host),
-                max_request_bytes=self._max_request_bytes,
+                max_request_bytes=policy.max_request_bytes, budget=policy.budget,
+                frame_buffers=policy.frame_buffers,
             )
             task = asyncio.create_task(connection.run())
-            self._connections.add(task)
-            task.add_done_callback(self._connections.discard)
+            self._connections[task] = connection
+            task.add_done_callback(self._connection_ended)
+
+    def _connection_ended(self, task: asyncio.Task[None]) -> None:
+        connection = self._connections.pop(task)
+        self._policy.slots.release(connection.client_host)
+
+    def _log_refusal(self, host: str, refusal: str) -> None:
+        self._refused_unlogged += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at < _REFUSAL_LOG_SECONDS:
+            return
+        log.warning("refused %d connection(s) on listener %s, the last from %s: %s",
+                    self._refused_unlogged, self.name, host, refusal)
+        self._refused_unlogged = 0
+        self._refusal_logged_at = now
+
+    async def _close_idle(self, max_idle_ms: int) -> None:
+        """Kafka's idle expiry: one sweep over the connections every tenth of the limit."""
+        loop = asyncio.get_running_loop()
+        limit = max_idle_ms / 1000
+        while True:
+            await asyncio.sleep(min(max(limit / 10, 0.01), 30.0))
+            now = loop.time()
+            for connection in list(self._connections.values()):
+                if connection.idle_for(now) > limit:
+                    connection.close_idle(max_idle_ms)

@@ -22,6 +22,7 @@ from opentelemetry.trace import SpanKind
 from headrace.observability.metrics import BrokerMetrics
 from headrace.observability.tracing import extract_context, get_tracer
 from headrace.web import errors
+from headrace.web.connections import HttpConnectionGuard
 from headrace.web.context import (
     DEFAULT_MAX_BODY_BYTES,
     WEB_CONTEXT,
@@ -94,6 +95,8 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
     ctx = context_of(request)
     route = _route_of(request)
     started = time.perf_counter()
+    # The head is in: the connection's header deadline is met (see headrace.web.connections).
+    guarded = ctx.connections.request_started(request) if ctx.connections is not None else None
     try:
         if ctx.tracing or "traceparent" in request.headers:
             response = await _traced(ctx, request, handler, route)
@@ -101,6 +104,9 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
             response = await handler(request)
     except Exception as exc:  # every error becomes a JSON answer
         response = _error_response(request, exc)
+    finally:
+        if guarded is not None:
+            guarded.request_finished()
     ctx.observe_http(request.method, route, response.status, time.perf_counter() - started)
     return response
 
@@ -140,6 +146,9 @@ def _error_response(request: web.Request, exc: Exception) -> web.Response:
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return web.json_response({"error_code": code, "message": message},
                                  status=exc.status, headers=headers)
+    if isinstance(exc, RecursionError):  # a parser's last resort; bodies are depth-checked first
+        return json_response({"error_code": errors.MALFORMED_JSON,
+                              "message": "request nested too deeply"}, status=400)
     log.error("HTTP %s %s failed", request.method, request.path, exc_info=exc)
     return json_response({"error_code": errors.INTERNAL_ERROR,
                           "message": "internal error; see the broker log"}, status=500)
@@ -152,19 +161,24 @@ def create_app(
     *,
     tracer_provider: trace.TracerProvider | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout: float | None = None,
+    connections: HttpConnectionGuard | None = None,
     consumer_instances: bool = True,
     partition_router: PartitionRouter | None = None,
     group_router: GroupRouter | None = None,
 ) -> web.Application:
     """Build the HTTP application over ``broker`` (the in-process services object) and its
     group coordinator; the composition root (:mod:`headrace.app`) supplies the telemetry:
-    ``metrics`` for ``/metrics`` and ``tracer_provider`` (None: tracing off), and on a cluster
-    the routers that reach other brokers' partitions and groups (None: this broker's own)."""
+    ``metrics`` for ``/metrics`` and ``tracer_provider`` (None: tracing off); on a cluster
+    the routers that reach other brokers' partitions and groups (None: this broker's own); and
+    the limits: ``max_body_bytes`` (aiohttp's client_max_size), ``body_timeout`` (seconds a
+    body may stall) and ``connections``, the guard its site serves through."""
     from headrace.web import consumers, produce, stream, v3
 
     app = web.Application(middlewares=[_serve], client_max_size=max_body_bytes)
     ctx = WebContext(broker=broker, groups=groups, metrics=metrics,
                      tracer=get_tracer(tracer_provider), max_body_bytes=max_body_bytes,
+                     body_timeout=body_timeout, connections=connections,
                      tracing=tracer_provider is not None, router=partition_router,
                      group_router=group_router)
     app[WEB_CONTEXT] = ctx

@@ -6,6 +6,7 @@ separate state.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -20,8 +21,10 @@ from headrace.observability.metrics import BrokerMetrics
 from headrace.storage import TopicMetadata
 from headrace.web import errors
 from headrace.web.broker_view import BrokerView
+from headrace.web.connections import HttpConnectionGuard
 from headrace.web.errors import ApiError
 from headrace.web.group_commit import GroupCommit
+from headrace.web.json_body import parse_json
 
 if TYPE_CHECKING:
     from headrace.core.broker import Broker
@@ -38,6 +41,10 @@ class WebContext:
     metrics: BrokerMetrics
     tracer: trace.Tracer
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: A request body may stall this long (None: no limit); see :func:`read_body`.
+    body_timeout: float | None = None
+    #: The connection guard the app is served through (None: served without one).
+    connections: HttpConnectionGuard | None = None
     view: BrokerView = field(init=False)
     group_commit: GroupCommit = field(init=False)
     round_robin: int = 0
@@ -121,30 +128,36 @@ def base_url(request: web.Request) -> str:
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The whole request body; 413 naming the limit when it is larger."""
-    limit = context_of(request).max_body_bytes
+    """The whole request body; 413 naming the limit when it is larger, 408 when it does not
+    arrive within the body timeout."""
+    ctx = context_of(request)
+    limit = ctx.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, errors.BODY_TOO_LARGE,
                        f"request body of {request.content_length} bytes is over the "
                        f"{limit}-byte limit")
     try:
-        if request.content_length is not None:  # within the limit: read it as it came
-            return await request.content.read()
-        return await request.read()  # aiohttp enforces client_max_size (= the limit)
+        async with asyncio.timeout(ctx.body_timeout):
+            if request.content_length is not None:  # within the limit: read it as it came
+                return await request.content.read()
+            return await request.read()  # aiohttp enforces client_max_size (= the limit)
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, errors.BODY_TOO_LARGE,
                        f"request body is over the {limit}-byte limit") from None
+    except TimeoutError:
+        raise body_timeout_error(ctx) from None
+
+
+def body_timeout_error(ctx: WebContext) -> ApiError:
+    seconds = ctx.body_timeout or 0.0
+    return ApiError(408, errors.REQUEST_TIMEOUT,
+                    f"request body not received within {seconds * 1000:.0f} ms")
 
 
 async def read_json(request: web.Request) -> Any:
-    """The request body as JSON; 413 past the body limit, 400 naming a parse error."""
-    body = await read_body(request)
-    if not body.strip():
-        raise ApiError(400, errors.MALFORMED_JSON, "request body is empty; a JSON body is needed")
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, errors.MALFORMED_JSON, f"malformed JSON: {exc}") from None
+    """The request body as JSON; 413 past the body limit, 400 naming a parse error or a
+    body nested too deep (:mod:`headrace.web.json_body`)."""
+    return await parse_json(await read_body(request))
 
 
 def int_param(request: web.Request, name: str, default: int | None = None, *,
@@ -192,6 +205,7 @@ __all__ = [
     "WEB_CONTEXT",
     "WebContext",
     "base_url",
+    "body_timeout_error",
     "context_of",
     "int_param",
     "json_response",

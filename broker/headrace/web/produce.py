@@ -14,6 +14,7 @@ the request's ``traceparent`` header.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import time
@@ -28,9 +29,17 @@ from headrace.core.internal_topics import is_internal
 from headrace.observability.tracing import TRACEPARENT, traceparent_header
 from headrace.storage import TopicMetadata
 from headrace.web import errors
-from headrace.web.context import WebContext, context_of, json_response, path_int, read_body
+from headrace.web.context import (
+    WebContext,
+    body_timeout_error,
+    context_of,
+    json_response,
+    path_int,
+    read_body,
+)
 from headrace.web.errors import ApiError, from_kafka_error
 from headrace.web.group_commit import Appended
+from headrace.web.json_body import check_json_depth, too_deep_error
 from headrace.web.records import (
     V2_FORMATS,
     AnswerShape,
@@ -253,7 +262,14 @@ async def _produce_body(ctx: WebContext, request: web.Request, topic: str, parti
     """A whole body: one object is answered with one JSON result (a bad one with a 4xx),
     several with one NDJSON line each."""
     batches = _batches(ctx, request, topic, partitions)
-    if batches.add_lines(body):  # the fast path took it
+    try:
+        fast = batches.add_lines(body)
+    except RecursionError:  # far deeper than the limit: refused before anything is written
+        raise too_deep_error() from None
+    # Before anything is written: a value nested too deep is refused (the parsers' own
+    # recursion limit is higher, and such a value could not be read back over HTTP).
+    await check_json_depth(body, one_value_per_line=fast)
+    if fast:  # the fast path took it
         count = len(batches.refused) + sum(
             len(batch.indexes) for batch in batches.batches.values())
     else:  # the general path, which names each problem
@@ -299,8 +315,10 @@ async def produce_v2(request: web.Request) -> web.Response:
         ctx.require_partition(topic_name, partition)
     with _produce_span(ctx, topic_name):
         batches = _batches(ctx, request, topic_name, topic.partitions)
+        body = await read_body(request)
+        await check_json_depth(body)
         try:
-            count = parse_v2_produce(await read_body(request), data_type, batches, partition)
+            count = parse_v2_produce(body, data_type, batches, partition)
         except MalformedJsonError as exc:
             raise ApiError(400, errors.MALFORMED_JSON, str(exc)) from None
         except InvalidRecordError as exc:
@@ -333,18 +351,28 @@ async def _produce_stream(request: web.Request, ctx: WebContext, topic: str, par
 
     stream = JsonStream()
     limit = ctx.max_body_bytes
-    async for chunk in request.content.iter_any():
+    while True:
+        try:
+            async with asyncio.timeout(ctx.body_timeout):  # a stream may pause, not stall
+                chunk = await request.content.readany()
+        except TimeoutError:
+            await _write_error(response, body_timeout_error(ctx))
+            break
+        if not chunk:
+            problem = stream.finish()
+            if problem is not None:
+                await _write_error(response, ApiError(400, errors.MALFORMED_JSON, problem))
+            break
         values = stream.feed(chunk)
         if values:
             await answer(values)
+        if stream.too_deep:
+            await _write_error(response, too_deep_error())
+            break
         if stream.pending_chars > limit:
             await _write_error(response, ApiError(
                 413, errors.BODY_TOO_LARGE, f"a record is over the {limit}-byte limit"))
             break
-    else:
-        problem = stream.finish()
-        if problem is not None:
-            await _write_error(response, ApiError(400, errors.MALFORMED_JSON, problem))
     await response.write_eof()
     return response
 

@@ -27,7 +27,11 @@ from headrace.web.records.consumed import (
     render_data,
     render_record,
 )
-from headrace.web.records.json_values import JsonStream, split_json_body, split_json_values
+from headrace.web.records.json_values import (
+    JsonStream,
+    split_json_body,
+    split_json_values,
+)
 from headrace.web.records.v2 import V2_FORMATS, MalformedJsonError, parse_v2_produce
 from headrace.web.records.values import (
     DATA_TYPES,

@@ -11,6 +11,8 @@ import codecs
 import json
 from typing import Any
 
+from headrace.web.json_body import nests_too_deep
+
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
@@ -35,7 +37,7 @@ def _parse_lines(buffer: str) -> list[Any] | None:
         return []
     try:
         values = _decoder.decode("[" + stripped.replace("\n", ",") + "]")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return values if len(values) == stripped.count("\n") + 1 else None
 
@@ -65,6 +67,8 @@ def split_json_values(buffer: str, *, complete: bool = False
             return values, buffer[position:], f"malformed JSON: {exc.msg} at {exc.pos - position}"
         except ValueError as exc:  # NaN or Infinity
             return values, buffer[position:], f"malformed JSON: {exc}"
+        except RecursionError:  # callers check the depth first; never a 500 regardless
+            return values, buffer[position:], "malformed JSON: nested too deeply"
         values.append(value)
         position = end
 
@@ -93,6 +97,8 @@ class JsonStream:
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buffer = ""
+        #: A value nested deeper than the limit arrived: nothing after it is taken.
+        self.too_deep = False
 
     @property
     def pending_chars(self) -> int:
@@ -100,7 +106,18 @@ class JsonStream:
         return len(self._buffer)
 
     def feed(self, chunk: bytes) -> list[Any]:
+        """The values completed by ``chunk``. Past the nesting limit, the values on the lines
+        before the deep one, with ``too_deep`` set: the stream ends there."""
         self._buffer += self._decoder.decode(chunk)
+        if nests_too_deep(self._buffer.encode()):
+            self.too_deep = True
+            lines = self._buffer.split("\n")
+            self._buffer = ""
+            for index, line in enumerate(lines):
+                if nests_too_deep(line.encode()):  # the lines before it are whole
+                    values, _, _ = split_json_values("\n".join(lines[:index]), complete=True)
+                    return values
+            return []  # a deep value spread over lines: nothing before it is known whole
         values, self._buffer, _ = split_json_values(self._buffer)
         return values
 
