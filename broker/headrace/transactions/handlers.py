@@ -328,7 +328,8 @@ async def _txn_offset_commit(
             index = int(partition.partition_index)
             if denied is not None:
                 refused[(topic.name, index)] = denied
-            elif not broker.partition_exists(topic.name, index):
+                continue
+            if not broker.partition_exists(topic.name, index):
                 refused[(topic.name, index)] = ErrorCode.unknown_topic_or_partition
                 continue
             commits.append(OffsetCommit(
