@@ -21,10 +21,11 @@ from headrace.core import api_types
 from headrace.core.requests import ApiHandler
 from headrace.groups.consumer.handlers import consumer_group_api_handlers
 from headrace.groups.handlers import group_api_handlers
-from headrace.server.handlers import admin, list_offsets, metadata
+from headrace.server.handlers import admin, list_offsets, metadata, producers
 from headrace.server.handlers.api_versions import api_versions_handler
 from headrace.server.handlers.fetch import FETCH
 from headrace.server.handlers.produce import PRODUCE
+from headrace.transactions.handlers import transaction_api_handlers
 
 #: Hand-framed responses (Produce both ways), so not in the unions.
 HAND_FRAMED = {PRODUCE.key, FETCH.key}
@@ -37,9 +38,10 @@ def _registered() -> list[tuple[int, int, int]]:
         *consumer_group_api_handlers(None),  # type: ignore[arg-type]
         *cluster_api_handlers(types.SimpleNamespace(replicas=None)),  # type: ignore[arg-type]
         api_versions_handler(None),  # type: ignore[arg-type]
+        *transaction_api_handlers(None, None, None, None),  # type: ignore[arg-type]
     ]
     ranges = [(h.api_key, h.min_version, h.max_version) for h in handlers]
-    for module in (metadata, list_offsets, admin):
+    for module in (metadata, list_offsets, admin, producers):
         ranges += [(api.api.key, api.min_version, api.max_version) for api in module.HANDLERS]
     return sorted(ranges)
 
@@ -62,5 +64,5 @@ def test_unions_hold_exactly_the_registered_versions(key: int, low: int, high: i
 
 
 def test_every_kio_coded_api_is_checked() -> None:
-    assert len({key for key, _, _ in _registered()}) == 28
+    assert len({key for key, _, _ in _registered()}) == 37
     assert not {key for key, _, _ in _registered()} & HAND_FRAMED

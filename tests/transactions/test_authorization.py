@@ -8,7 +8,9 @@ from pathlib import Path
 
 from kio.schema.errors import ErrorCode
 
+from headrace.core.topics import TopicSpec
 from tests.server.test_pipeline import DenySecret
+from tests.server.test_wire import request_module
 from tests.server.wire import WireClient
 from tests.support.brokers import in_process_broker
 
@@ -32,3 +34,23 @@ async def test_a_denied_transactional_id_is_refused(tmp_path: Path) -> None:
             await client.close()
     assert any(a.name == "secret" and a.resource_type.name == "TRANSACTIONAL_ID"
                for a in authorizer.asked)
+
+
+async def test_a_denied_txn_offset_commit_stages_no_offset(tmp_path: Path) -> None:
+    async with in_process_broker(tmp_path / "data", authorizer=DenySecret()) as running:
+        running.broker.create_topic(TopicSpec("w", 1))
+        client = await WireClient.connect(running.broker.kafka_port)
+        module = request_module(28, 3)
+        try:
+            answer = await client.request(
+                28, 3, transactional_id="secret", group_id="g", producer_id=1,
+                producer_epoch=0, generation_id=-1, member_id="", group_instance_id=None,
+                topics=(module.TxnOffsetCommitRequestTopic(
+                    name="w", partitions=(module.TxnOffsetCommitRequestPartition(
+                        partition_index=0, committed_offset=5, committed_leader_epoch=-1,
+                        committed_metadata=""),)),))
+        finally:
+            await client.close()
+        assert answer.topics[0].partitions[0].error_code == (
+            ErrorCode.transactional_id_authorization_failed)
+        assert not running.app.groups.has_pending_offset("g", "w", 0)

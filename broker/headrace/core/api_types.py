@@ -15,6 +15,15 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
+from kio.schema.add_offsets_to_txn import v0 as add_offsets_to_txn_v0
+from kio.schema.add_offsets_to_txn import v1 as add_offsets_to_txn_v1
+from kio.schema.add_offsets_to_txn import v2 as add_offsets_to_txn_v2
+from kio.schema.add_offsets_to_txn import v3 as add_offsets_to_txn_v3
+from kio.schema.add_partitions_to_txn import v0 as add_partitions_to_txn_v0
+from kio.schema.add_partitions_to_txn import v1 as add_partitions_to_txn_v1
+from kio.schema.add_partitions_to_txn import v2 as add_partitions_to_txn_v2
+from kio.schema.add_partitions_to_txn import v3 as add_partitions_to_txn_v3
+from kio.schema.add_partitions_to_txn import v4 as add_partitions_to_txn_v4
 from kio.schema.alter_configs import v0 as alter_configs_v0
 from kio.schema.alter_configs import v1 as alter_configs_v1
 from kio.schema.alter_configs import v2 as alter_configs_v2
@@ -62,9 +71,15 @@ from kio.schema.describe_groups import v2 as describe_groups_v2
 from kio.schema.describe_groups import v3 as describe_groups_v3
 from kio.schema.describe_groups import v4 as describe_groups_v4
 from kio.schema.describe_groups import v5 as describe_groups_v5
+from kio.schema.describe_producers import v0 as describe_producers_v0
+from kio.schema.describe_transactions import v0 as describe_transactions_v0
 from kio.schema.elect_leaders import v0 as elect_leaders_v0
 from kio.schema.elect_leaders import v1 as elect_leaders_v1
 from kio.schema.elect_leaders import v2 as elect_leaders_v2
+from kio.schema.end_txn import v0 as end_txn_v0
+from kio.schema.end_txn import v1 as end_txn_v1
+from kio.schema.end_txn import v2 as end_txn_v2
+from kio.schema.end_txn import v3 as end_txn_v3
 from kio.schema.fetch import v4 as fetch_v4
 from kio.schema.fetch import v5 as fetch_v5
 from kio.schema.fetch import v6 as fetch_v6
@@ -117,6 +132,8 @@ from kio.schema.list_offsets import v5 as list_offsets_v5
 from kio.schema.list_offsets import v6 as list_offsets_v6
 from kio.schema.list_offsets import v7 as list_offsets_v7
 from kio.schema.list_partition_reassignments import v0 as list_partition_reassignments_v0
+from kio.schema.list_transactions import v0 as list_transactions_v0
+from kio.schema.list_transactions import v1 as list_transactions_v1
 from kio.schema.metadata import v0 as metadata_v0
 from kio.schema.metadata import v1 as metadata_v1
 from kio.schema.metadata import v2 as metadata_v2
@@ -157,6 +174,11 @@ from kio.schema.sync_group import v2 as sync_group_v2
 from kio.schema.sync_group import v3 as sync_group_v3
 from kio.schema.sync_group import v4 as sync_group_v4
 from kio.schema.sync_group import v5 as sync_group_v5
+from kio.schema.txn_offset_commit import v0 as txn_offset_commit_v0
+from kio.schema.txn_offset_commit import v1 as txn_offset_commit_v1
+from kio.schema.txn_offset_commit import v2 as txn_offset_commit_v2
+from kio.schema.txn_offset_commit import v3 as txn_offset_commit_v3
+from kio.schema.write_txn_markers import v1 as write_txn_markers_v1
 
 FetchRequests: TypeAlias = (
     fetch_v4.FetchRequest | fetch_v5.FetchRequest | fetch_v6.FetchRequest | fetch_v7.FetchRequest
@@ -427,3 +449,53 @@ ConsumerGroupDescribeResponses: TypeAlias = (
     consumer_group_describe_v0.ConsumerGroupDescribeResponse
     | consumer_group_describe_v1.ConsumerGroupDescribeResponse
 )
+AddPartitionsToTxnRequests: TypeAlias = (
+    add_partitions_to_txn_v0.AddPartitionsToTxnRequest
+    | add_partitions_to_txn_v1.AddPartitionsToTxnRequest
+    | add_partitions_to_txn_v2.AddPartitionsToTxnRequest
+    | add_partitions_to_txn_v3.AddPartitionsToTxnRequest
+    | add_partitions_to_txn_v4.AddPartitionsToTxnRequest
+)
+AddPartitionsToTxnResponses: TypeAlias = (
+    add_partitions_to_txn_v0.AddPartitionsToTxnResponse
+    | add_partitions_to_txn_v1.AddPartitionsToTxnResponse
+    | add_partitions_to_txn_v2.AddPartitionsToTxnResponse
+    | add_partitions_to_txn_v3.AddPartitionsToTxnResponse
+    | add_partitions_to_txn_v4.AddPartitionsToTxnResponse
+)
+AddOffsetsToTxnRequests: TypeAlias = (
+    add_offsets_to_txn_v0.AddOffsetsToTxnRequest | add_offsets_to_txn_v1.AddOffsetsToTxnRequest
+    | add_offsets_to_txn_v2.AddOffsetsToTxnRequest | add_offsets_to_txn_v3.AddOffsetsToTxnRequest
+)
+AddOffsetsToTxnResponses: TypeAlias = (
+    add_offsets_to_txn_v0.AddOffsetsToTxnResponse | add_offsets_to_txn_v1.AddOffsetsToTxnResponse
+    | add_offsets_to_txn_v2.AddOffsetsToTxnResponse | add_offsets_to_txn_v3.AddOffsetsToTxnResponse
+)
+EndTxnRequests: TypeAlias = (
+    end_txn_v0.EndTxnRequest | end_txn_v1.EndTxnRequest | end_txn_v2.EndTxnRequest
+    | end_txn_v3.EndTxnRequest
+)
+EndTxnResponses: TypeAlias = (
+    end_txn_v0.EndTxnResponse | end_txn_v1.EndTxnResponse | end_txn_v2.EndTxnResponse
+    | end_txn_v3.EndTxnResponse
+)
+WriteTxnMarkersRequests: TypeAlias = write_txn_markers_v1.WriteTxnMarkersRequest
+WriteTxnMarkersResponses: TypeAlias = write_txn_markers_v1.WriteTxnMarkersResponse
+TxnOffsetCommitRequests: TypeAlias = (
+    txn_offset_commit_v0.TxnOffsetCommitRequest | txn_offset_commit_v1.TxnOffsetCommitRequest
+    | txn_offset_commit_v2.TxnOffsetCommitRequest | txn_offset_commit_v3.TxnOffsetCommitRequest
+)
+TxnOffsetCommitResponses: TypeAlias = (
+    txn_offset_commit_v0.TxnOffsetCommitResponse | txn_offset_commit_v1.TxnOffsetCommitResponse
+    | txn_offset_commit_v2.TxnOffsetCommitResponse | txn_offset_commit_v3.TxnOffsetCommitResponse
+)
+DescribeTransactionsRequests: TypeAlias = describe_transactions_v0.DescribeTransactionsRequest
+DescribeTransactionsResponses: TypeAlias = describe_transactions_v0.DescribeTransactionsResponse
+ListTransactionsRequests: TypeAlias = (
+    list_transactions_v0.ListTransactionsRequest | list_transactions_v1.ListTransactionsRequest
+)
+ListTransactionsResponses: TypeAlias = (
+    list_transactions_v0.ListTransactionsResponse | list_transactions_v1.ListTransactionsResponse
+)
+DescribeProducersRequests: TypeAlias = describe_producers_v0.DescribeProducersRequest
+DescribeProducersResponses: TypeAlias = describe_producers_v0.DescribeProducersResponse

@@ -10,21 +10,44 @@ versions KIP-588 added it in and with INVALID_PRODUCER_EPOCH before; so do these
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
-from typing import Any
+import functools
+from collections.abc import Iterable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
+from kio.schema.add_partitions_to_txn import v4 as add_partitions_to_txn_v4
 from kio.schema.errors import ErrorCode
 
 from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.requests import ApiHandler, KafkaApi, RequestContext
-from headrace.core.responses import build
+from headrace.core.responses import RequestTopic, build
 from headrace.core.security import Action, Operation, ResourceType
 from headrace.groups.coordinator import GroupCoordinator
 from headrace.groups.offsets import OffsetCommit
 from headrace.transactions.coordinator import TransactionCoordinator
 from headrace.transactions.markers import LocalMarkerWriter
 from headrace.transactions.model import TxnState
+
+if TYPE_CHECKING:
+    from headrace.core.api_types import (
+        AddOffsetsToTxnRequests,
+        AddOffsetsToTxnResponses,
+        AddPartitionsToTxnRequests,
+        AddPartitionsToTxnResponses,
+        DescribeTransactionsRequests,
+        DescribeTransactionsResponses,
+        EndTxnRequests,
+        EndTxnResponses,
+        InitProducerIdRequests,
+        InitProducerIdResponses,
+        ListTransactionsRequests,
+        ListTransactionsResponses,
+        TxnOffsetCommitRequests,
+        TxnOffsetCommitResponses,
+        WriteTxnMarkersRequests,
+        WriteTxnMarkersResponses,
+    )
 
 INIT_PRODUCER_ID = 22
 ADD_PARTITIONS_TO_TXN = 24
@@ -34,6 +57,29 @@ WRITE_TXN_MARKERS = 27
 TXN_OFFSET_COMMIT = 28
 DESCRIBE_TRANSACTIONS = 65
 LIST_TRANSACTIONS = 66
+
+INIT_PRODUCER_ID_API: KafkaApi[InitProducerIdRequests, InitProducerIdResponses] = KafkaApi(
+    INIT_PRODUCER_ID
+)
+ADD_PARTITIONS_TO_TXN_API: KafkaApi[AddPartitionsToTxnRequests, AddPartitionsToTxnResponses] = (
+    KafkaApi(ADD_PARTITIONS_TO_TXN)
+)
+ADD_OFFSETS_TO_TXN_API: KafkaApi[AddOffsetsToTxnRequests, AddOffsetsToTxnResponses] = KafkaApi(
+    ADD_OFFSETS_TO_TXN
+)
+END_TXN_API: KafkaApi[EndTxnRequests, EndTxnResponses] = KafkaApi(END_TXN)
+WRITE_TXN_MARKERS_API: KafkaApi[WriteTxnMarkersRequests, WriteTxnMarkersResponses] = KafkaApi(
+    WRITE_TXN_MARKERS
+)
+TXN_OFFSET_COMMIT_API: KafkaApi[TxnOffsetCommitRequests, TxnOffsetCommitResponses] = KafkaApi(
+    TXN_OFFSET_COMMIT
+)
+DESCRIBE_TRANSACTIONS_API: KafkaApi[
+    DescribeTransactionsRequests, DescribeTransactionsResponses
+] = KafkaApi(DESCRIBE_TRANSACTIONS)
+LIST_TRANSACTIONS_API: KafkaApi[ListTransactionsRequests, ListTransactionsResponses] = KafkaApi(
+    LIST_TRANSACTIONS
+)
 
 SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
     INIT_PRODUCER_ID: (0, 4),
@@ -61,7 +107,7 @@ _FENCED_FROM = {
 }
 
 
-def _ms(value: Any) -> int:
+def _ms(value: datetime.timedelta | int) -> int:
     if isinstance(value, datetime.timedelta):
         return round(value.total_seconds() * 1000)
     return int(value)
@@ -84,95 +130,112 @@ def _for_version(code: ErrorCode, ctx: RequestContext) -> ErrorCode:
     return code
 
 
-#: The kio classes of each API's versions, looked up at run time.
-_API: dict[int, KafkaApi[Any, Any]] = {key: KafkaApi(key) for key in SUPPORTED_VERSIONS}
-
-
 def transaction_api_handlers(
     coordinator: TransactionCoordinator,
     groups: GroupCoordinator,
     broker: Broker,
     markers: LocalMarkerWriter,
 ) -> list[ApiHandler[Any, Any]]:
-    handles: dict[int, Callable[[Any, RequestContext], Any]] = {
-        INIT_PRODUCER_ID: lambda req, ctx: _init_producer_id(coordinator, broker, req, ctx),
-        ADD_PARTITIONS_TO_TXN: lambda req, ctx: _add_partitions(coordinator, broker, req, ctx),
-        ADD_OFFSETS_TO_TXN: lambda req, ctx: _add_offsets(coordinator, req, ctx),
-        END_TXN: lambda req, ctx: _end_txn(coordinator, req, ctx),
-        WRITE_TXN_MARKERS: lambda req, ctx: _write_txn_markers(markers, req, ctx),
-        TXN_OFFSET_COMMIT: lambda req, ctx: _txn_offset_commit(groups, broker, req, ctx),
-        DESCRIBE_TRANSACTIONS: lambda req, ctx: _describe_transactions(coordinator, req, ctx),
-        LIST_TRANSACTIONS: lambda req, ctx: _list_transactions(coordinator, req, ctx),
-    }
     return [
-        ApiHandler(api_key, low, high, handles[api_key], _ACTIONS.get(api_key))
-        for api_key, (low, high) in SUPPORTED_VERSIONS.items()
+        INIT_PRODUCER_ID_API.handler(
+            *SUPPORTED_VERSIONS[INIT_PRODUCER_ID],
+            functools.partial(_init_producer_id, coordinator, broker), _transactional_id,
+        ),
+        ADD_PARTITIONS_TO_TXN_API.handler(
+            *SUPPORTED_VERSIONS[ADD_PARTITIONS_TO_TXN],
+            functools.partial(_add_partitions, coordinator, broker), _add_partitions_actions,
+        ),
+        ADD_OFFSETS_TO_TXN_API.handler(
+            *SUPPORTED_VERSIONS[ADD_OFFSETS_TO_TXN],
+            functools.partial(_add_offsets, coordinator), _transactional_id,
+        ),
+        END_TXN_API.handler(
+            *SUPPORTED_VERSIONS[END_TXN], functools.partial(_end_txn, coordinator),
+            _transactional_id,
+        ),
+        WRITE_TXN_MARKERS_API.handler(
+            *SUPPORTED_VERSIONS[WRITE_TXN_MARKERS],
+            functools.partial(_write_txn_markers, markers), _cluster_action,
+        ),
+        TXN_OFFSET_COMMIT_API.handler(
+            *SUPPORTED_VERSIONS[TXN_OFFSET_COMMIT],
+            functools.partial(_txn_offset_commit, groups, broker), _transactional_id,
+        ),
+        DESCRIBE_TRANSACTIONS_API.handler(
+            *SUPPORTED_VERSIONS[DESCRIBE_TRANSACTIONS],
+            functools.partial(_describe_transactions, coordinator),
+        ),
+        LIST_TRANSACTIONS_API.handler(
+            *SUPPORTED_VERSIONS[LIST_TRANSACTIONS],
+            functools.partial(_list_transactions, coordinator),
+        ),
     ]
 
 
-def _transactional_id(request: Any) -> Sequence[Action]:
+class _Transactional(Protocol):
+    """A request of one producer's transaction (None: an idempotent InitProducerId)."""
+
+    @property
+    def transactional_id(self) -> str | None: ...
+
+
+def _transactional_id(request: _Transactional) -> Sequence[Action]:
     """Kafka: WRITE on the transactional id for the producer's transaction APIs."""
-    transactional_id = getattr(request, "transactional_id", None)
-    if transactional_id is None:
-        transactional_id = getattr(request, "v3_and_below_transactional_id", None)
+    return _write_on(request.transactional_id)
+
+
+def _write_on(transactional_id: str | None) -> Sequence[Action]:
     if transactional_id is None:
         return []
     return [Action(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id)]
 
 
-def _cluster_action(request: Any) -> Sequence[Action]:
+def _cluster_action(request: object) -> Sequence[Action]:
     """Markers (and v4 verification) are broker-to-broker: CLUSTER_ACTION on the cluster."""
     return [Action(Operation.CLUSTER_ACTION, ResourceType.CLUSTER, "kafka-cluster")]
 
 
-def _add_partitions_actions(request: Any) -> Sequence[Action]:
-    if hasattr(request, "transactions"):
+def _add_partitions_actions(request: AddPartitionsToTxnRequests) -> Sequence[Action]:
+    if isinstance(request, add_partitions_to_txn_v4.AddPartitionsToTxnRequest):
         return _cluster_action(request)
-    return _transactional_id(request)
-
-
-_ACTIONS: dict[int, Callable[[Any], Sequence[Action]]] = {
-    INIT_PRODUCER_ID: _transactional_id,
-    ADD_PARTITIONS_TO_TXN: _add_partitions_actions,
-    ADD_OFFSETS_TO_TXN: _transactional_id,
-    END_TXN: _transactional_id,
-    WRITE_TXN_MARKERS: _cluster_action,
-    TXN_OFFSET_COMMIT: _transactional_id,
-}
+    return _write_on(request.v3_and_below_transactional_id)
 
 
 async def _init_producer_id(
-    coordinator: TransactionCoordinator, broker: Broker, request: Any, ctx: RequestContext
-) -> Any:
-    module = _API[INIT_PRODUCER_ID].classes(ctx.api_version)
+    coordinator: TransactionCoordinator, broker: Broker, request: InitProducerIdRequests,
+    ctx: RequestContext,
+) -> InitProducerIdResponses:
+    response = INIT_PRODUCER_ID_API.response(ctx.api_version)
     transactional_id = request.transactional_id
     if transactional_id is None:
         # An idempotent producer: a fresh id at epoch 0, no coordinator state.
         try:
             producer_id = await broker.producer_ids.allocate()
         except KafkaError as failure:
-            return build(module.InitProducerIdResponse, error_code=failure.code,
+            return build(response, error_code=failure.code,
                          producer_id=-1, producer_epoch=-1)
-        return build(module.InitProducerIdResponse, error_code=ErrorCode.none,
+        return build(response, error_code=ErrorCode.none,
                      producer_id=producer_id, producer_epoch=0)
     refused = _refusal(ctx, transactional_id)
     if refused is not None:
-        return build(module.InitProducerIdResponse, error_code=refused, producer_id=-1,
+        return build(response, error_code=refused, producer_id=-1,
                      producer_epoch=-1)
     error, producer_id, epoch = await coordinator.init_producer_id(
         transactional_id, _ms(request.transaction_timeout),
         int(getattr(request, "producer_id", -1)), int(getattr(request, "producer_epoch", -1)),
     )
-    return build(module.InitProducerIdResponse, error_code=_for_version(error, ctx),
+    return build(response, error_code=_for_version(error, ctx),
                  producer_id=producer_id, producer_epoch=epoch)
 
 
 async def _add_partitions(
-    coordinator: TransactionCoordinator, broker: Broker, request: Any, ctx: RequestContext
-) -> Any:
+    coordinator: TransactionCoordinator, broker: Broker, request: AddPartitionsToTxnRequests,
+    ctx: RequestContext,
+) -> AddPartitionsToTxnResponses:
     version = ctx.api_version
-    module = _API[ADD_PARTITIONS_TO_TXN].classes(version)
-    if version >= 4:
+    module = ADD_PARTITIONS_TO_TXN_API.classes(version)
+    response = ADD_PARTITIONS_TO_TXN_API.response(version)
+    if isinstance(request, add_partitions_to_txn_v4.AddPartitionsToTxnRequest):
         results = []
         for txn in request.transactions:
             topic_results = await _add_one(
@@ -182,21 +245,21 @@ async def _add_partitions(
             results.append(build(module.AddPartitionsToTxnResult,
                                  transactional_id=txn.transactional_id,
                                  topic_results=topic_results))
-        return build(module.AddPartitionsToTxnResponse, error_code=ErrorCode.none,
+        return build(response, error_code=ErrorCode.none,
                      results_by_transaction=tuple(results))
     topic_results = await _add_one(
         coordinator, broker, module, ctx, request.v3_and_below_transactional_id,
         int(request.v3_and_below_producer_id), int(request.v3_and_below_producer_epoch),
         request.v3_and_below_topics, verify_only=False,
     )
-    return build(module.AddPartitionsToTxnResponse, results_by_topic_v3_and_below=topic_results)
+    return build(response, results_by_topic_v3_and_below=topic_results)
 
 
 async def _add_one(
-    coordinator: TransactionCoordinator, broker: Broker, module: Any, ctx: RequestContext,
-    transactional_id: str, producer_id: int, producer_epoch: int, topics: Any, *,
-    verify_only: bool,
-) -> tuple[Any, ...]:
+    coordinator: TransactionCoordinator, broker: Broker, module: ModuleType, ctx: RequestContext,
+    transactional_id: str, producer_id: int, producer_epoch: int,
+    topics: Iterable[RequestTopic[int]], *, verify_only: bool,
+) -> tuple[object, ...]:
     wanted = [(t.name, int(p)) for t in topics for p in t.partitions]
     errors: dict[tuple[str, int], ErrorCode] = {}
     refused = _refusal(ctx, transactional_id)
@@ -218,7 +281,7 @@ async def _add_one(
                 transactional_id, producer_id, producer_epoch, frozenset(wanted)
             )
             errors = {key: _for_version(code, ctx) for key in wanted}
-    by_topic: dict[str, list[Any]] = {}
+    by_topic: dict[str, list[object]] = {}
     for (topic, partition), code in errors.items():
         by_topic.setdefault(topic, []).append(build(
             module.AddPartitionsToTxnPartitionResult, partition_index=partition,
@@ -232,29 +295,31 @@ async def _add_one(
 
 
 async def _add_offsets(
-    coordinator: TransactionCoordinator, request: Any, ctx: RequestContext
-) -> Any:
-    module = _API[ADD_OFFSETS_TO_TXN].classes(ctx.api_version)
+    coordinator: TransactionCoordinator, request: AddOffsetsToTxnRequests, ctx: RequestContext
+) -> AddOffsetsToTxnResponses:
     code = _refusal(ctx, request.transactional_id) or await coordinator.add_offsets(
         request.transactional_id, int(request.producer_id), int(request.producer_epoch),
         request.group_id,
     )
-    return build(module.AddOffsetsToTxnResponse, error_code=_for_version(code, ctx))
+    return build(ADD_OFFSETS_TO_TXN_API.response(ctx.api_version),
+                 error_code=_for_version(code, ctx))
 
 
-async def _end_txn(coordinator: TransactionCoordinator, request: Any, ctx: RequestContext) -> Any:
-    module = _API[END_TXN].classes(ctx.api_version)
+async def _end_txn(
+    coordinator: TransactionCoordinator, request: EndTxnRequests, ctx: RequestContext
+) -> EndTxnResponses:
     code = _refusal(ctx, request.transactional_id) or await coordinator.end_txn(
         request.transactional_id, int(request.producer_id), int(request.producer_epoch),
         bool(request.committed),
     )
-    return build(module.EndTxnResponse, error_code=_for_version(code, ctx))
+    return build(END_TXN_API.response(ctx.api_version), error_code=_for_version(code, ctx))
 
 
 async def _txn_offset_commit(
-    groups: GroupCoordinator, broker: Broker, request: Any, ctx: RequestContext
-) -> Any:
-    module = _API[TXN_OFFSET_COMMIT].classes(ctx.api_version)
+    groups: GroupCoordinator, broker: Broker, request: TxnOffsetCommitRequests,
+    ctx: RequestContext,
+) -> TxnOffsetCommitResponses:
+    module = TXN_OFFSET_COMMIT_API.classes(ctx.api_version)
     commits: list[OffsetCommit] = []
     refused: dict[tuple[str, int], ErrorCode] = {}
     denied = _refusal(ctx, request.transactional_id)
@@ -263,7 +328,8 @@ async def _txn_offset_commit(
             index = int(partition.partition_index)
             if denied is not None:
                 refused[(topic.name, index)] = denied
-            elif not broker.partition_exists(topic.name, index):
+                continue
+            if not broker.partition_exists(topic.name, index):
                 refused[(topic.name, index)] = ErrorCode.unknown_topic_or_partition
                 continue
             commits.append(OffsetCommit(
@@ -277,22 +343,22 @@ async def _txn_offset_commit(
         getattr(request, "group_instance_id", None), commits,
     ) if commits else {}
     results.update(refused)
-    by_topic: dict[str, list[Any]] = {}
+    by_topic: dict[str, list[object]] = {}
     for (topic_name, index), code in results.items():
         by_topic.setdefault(topic_name, []).append(build(
             module.TxnOffsetCommitResponsePartition, partition_index=index,
             error_code=_for_version(code, ctx),
         ))
-    return build(module.TxnOffsetCommitResponse, topics=tuple(
+    return build(TXN_OFFSET_COMMIT_API.response(ctx.api_version), topics=tuple(
         build(module.TxnOffsetCommitResponseTopic, name=name, partitions=tuple(parts))
         for name, parts in by_topic.items()
     ))
 
 
 async def _write_txn_markers(
-    markers: LocalMarkerWriter, request: Any, ctx: RequestContext
-) -> Any:
-    module = _API[WRITE_TXN_MARKERS].classes(ctx.api_version)
+    markers: LocalMarkerWriter, request: WriteTxnMarkersRequests, ctx: RequestContext
+) -> WriteTxnMarkersResponses:
+    module = WRITE_TXN_MARKERS_API.classes(ctx.api_version)
     refused = _refusal(ctx, None)
     results = []
     for marker in request.markers:
@@ -310,7 +376,7 @@ async def _write_txn_markers(
                                 partitions=tuple(partitions)))
         results.append(build(module.WritableTxnMarkerResult,
                              producer_id=marker.producer_id, topics=tuple(topics)))
-    return build(module.WriteTxnMarkersResponse, markers=tuple(results))
+    return build(WRITE_TXN_MARKERS_API.response(ctx.api_version), markers=tuple(results))
 
 
 def _datetime(ms: int) -> datetime.datetime:
@@ -319,9 +385,10 @@ def _datetime(ms: int) -> datetime.datetime:
 
 
 async def _describe_transactions(
-    coordinator: TransactionCoordinator, request: Any, ctx: RequestContext
-) -> Any:
-    module = _API[DESCRIBE_TRANSACTIONS].classes(ctx.api_version)
+    coordinator: TransactionCoordinator, request: DescribeTransactionsRequests,
+    ctx: RequestContext,
+) -> DescribeTransactionsResponses:
+    module = DESCRIBE_TRANSACTIONS_API.classes(ctx.api_version)
     states = []
     for transactional_id in request.transactional_ids:
         error = coordinator.log.ownership_error(transactional_id)
@@ -348,13 +415,14 @@ async def _describe_transactions(
             topics=tuple(build(module.TopicData, topic=t, partitions=tuple(ps))
                          for t, ps in by_topic.items()),
         ))
-    return build(module.DescribeTransactionsResponse, transaction_states=tuple(states))
+    return build(DESCRIBE_TRANSACTIONS_API.response(ctx.api_version),
+                 transaction_states=tuple(states))
 
 
 async def _list_transactions(
-    coordinator: TransactionCoordinator, request: Any, ctx: RequestContext
-) -> Any:
-    module = _API[LIST_TRANSACTIONS].classes(ctx.api_version)
+    coordinator: TransactionCoordinator, request: ListTransactionsRequests, ctx: RequestContext
+) -> ListTransactionsResponses:
+    module = LIST_TRANSACTIONS_API.classes(ctx.api_version)
     known = {name: state for state, name in STATE_NAMES.items()}
     wanted_states = set(request.state_filters)
     unknown = tuple(sorted(wanted_states - set(known)))
@@ -375,5 +443,5 @@ async def _list_transactions(
         listed.append(build(module.TransactionState, transactional_id=transactional_id,
                             producer_id=metadata.producer_id,
                             transaction_state=STATE_NAMES[metadata.state]))
-    return build(module.ListTransactionsResponse, error_code=ErrorCode.none,
+    return build(LIST_TRANSACTIONS_API.response(ctx.api_version), error_code=ErrorCode.none,
                  unknown_state_filters=unknown, transaction_states=tuple(listed))

@@ -3,7 +3,7 @@ offset of each one's open transaction, to find hanging transactions."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kio.schema.errors import ErrorCode
 
@@ -14,13 +14,20 @@ from headrace.core.responses import build, partition_results
 from headrace.core.security import Operation
 from headrace.server.handlers.binding import BrokerApi, on_topics
 
-DESCRIBE_PRODUCERS: KafkaApi[Any, Any] = KafkaApi(61)
+if TYPE_CHECKING:
+    from headrace.core.api_types import DescribeProducersRequests, DescribeProducersResponses
+
+DESCRIBE_PRODUCERS: KafkaApi[DescribeProducersRequests, DescribeProducersResponses] = KafkaApi(
+    61
+)
 
 
-async def handle_describe_producers(broker: Broker, request: Any, ctx: RequestContext) -> Any:
+async def handle_describe_producers(
+    broker: Broker, request: DescribeProducersRequests, ctx: RequestContext
+) -> DescribeProducersResponses:
     module = DESCRIBE_PRODUCERS.classes(ctx.api_version)
 
-    async def answer(name: str, index: Any) -> Any:
+    async def answer(name: str, index: int) -> object:
         partition = int(index)
         broker.replicas.high_watermark(name, partition)  # only the leader answers
         producers = tuple(
@@ -33,7 +40,7 @@ async def handle_describe_producers(broker: Broker, request: Any, ctx: RequestCo
         return build(module.PartitionResponse, partition_index=partition,
                      error_code=ErrorCode.none, active_producers=producers)
 
-    def failed(name: str, index: Any, error: KafkaError) -> Any:
+    def failed(name: str, index: int, error: KafkaError) -> object:
         return build(module.PartitionResponse, partition_index=int(index),
                      error_code=error.code, error_message=error.message, active_producers=())
 
@@ -42,7 +49,7 @@ async def handle_describe_producers(broker: Broker, request: Any, ctx: RequestCo
         answer=answer, failed=failed,
         topic=lambda name, partitions: module.TopicResponse(name=name, partitions=partitions),
     )
-    return build(module.DescribeProducersResponse, topics=topics)
+    return build(DESCRIBE_PRODUCERS.response(ctx.api_version), topics=topics)
 
 
 HANDLERS = [
