@@ -32,6 +32,7 @@ from headrace.groups.coordinator import CoordinatorNode, GroupConfig, GroupCoord
 from headrace.groups.handlers import group_api_handlers
 from headrace.groups.partitioning import OFFSETS_TOPIC
 from headrace.groups.state import GroupLimits
+from headrace.observability.audit import AdminAudit
 from headrace.observability.metrics import BrokerMetrics
 from headrace.observability.tracing import get_tracer, setup_tracing
 from headrace.server.handlers import broker_api_handlers
@@ -110,8 +111,11 @@ class BrokerApp:
             self.metrics.replication_source = self.node
         # -- the Kafka side: named listeners, bound now so the advertised endpoint (which the
         # coordinators hand out) is known while building; they accept clients on start().
+        #: One audit trail for the admin actions of both front ends.
+        self.audit = AdminAudit()
         self.pipeline = RequestPipeline(
-            ApiRegistry(), request_observer, authorizer=authorizer, quotas=quotas
+            ApiRegistry(), request_observer, authorizer=authorizer, quotas=quotas,
+            audit=self.audit,
         )
         self.listeners: list[Listener] = [
             PlaintextListener(
@@ -231,7 +235,7 @@ class BrokerApp:
 
         app = create_app(
             self.broker, self.groups, self.metrics, tracer_provider=self.tracer_provider,
-            max_body_bytes=self.config.http_max_body_bytes,
+            max_body_bytes=self.config.http_max_body_bytes, audit=self.audit,
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

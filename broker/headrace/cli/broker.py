@@ -1,9 +1,12 @@
 """``headrace broker``: run one Kafka-compatible broker with its HTTP listener.
 
 Every flag has a ``HEADRACE_*`` environment mirror (flag wins). Once both listeners are bound the
-broker logs one JSON line ``{"event": "listening", ...}`` on stdout and, with ``--ready-file``,
-writes the same JSON atomically to that path, so tests can use port 0. SIGTERM/SIGINT shut down
-gracefully: listeners close, logs flush and storage writes its clean-shutdown marker.
+broker logs its start banner — version, broker id, listeners, data dir, cluster id, metadata mode
+— as one line in the process's one log format (``--log-format``; in JSON the facts are fields,
+with ``"event": "listening"``) and, with ``--ready-file``, writes ``{"event": "listening",
+"kafka_port", "http_port", ...}`` atomically to that path, so tests can use port 0.
+SIGTERM/SIGINT shut down gracefully: listeners close, logs flush and storage writes its
+clean-shutdown marker.
 """
 
 from __future__ import annotations
@@ -166,7 +169,7 @@ async def _serve(args: argparse.Namespace) -> int:
         "advertised": f"{endpoint.host}:{endpoint.port}",
         "pid": os.getpid(),
     }
-    print(json.dumps(ready), flush=True)
+    _log_banner(app, args, ready)
     try:
         if args.ready_file is not None:
             _write_ready_file(args.ready_file, ready)
@@ -177,6 +180,25 @@ async def _serve(args: argparse.Namespace) -> int:
             await app.node.prepare_shutdown()  # controlled shutdown: leadership moves first
         await app.stop()
     return 0
+
+
+def _log_banner(app: Any, args: argparse.Namespace, ready: dict[str, Any]) -> None:
+    """The start banner: one log line saying what this process is and where it listens."""
+    from headrace import __version__
+
+    listener = app.config.listener
+    listeners = f"{listener.name}://{listener.host}:{app.kafka_port}"
+    if app.http_port:
+        listeners += f", HTTP://{args.http_listen[0]}:{app.http_port}"
+    metadata = args.metadata or "none (single broker)"
+    data_dir = str(Path(args.data_dir).resolve())
+    log.info(
+        "headrace %s broker %d started: listeners %s (advertised %s), data dir %s, "
+        "cluster id %s, metadata %s", __version__, ready["broker_id"], listeners,
+        ready["advertised"], data_dir, app.broker.cluster_id, metadata,
+        extra={**ready, "version": __version__, "listeners": listeners, "data_dir": data_dir,
+               "cluster_id": app.broker.cluster_id, "metadata": metadata},
+    )
 
 
 def _write_ready_file(path: Path, ready: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from opentelemetry import trace
 
+from headrace.observability.audit import AdminAudit
 from headrace.observability.metrics import BrokerMetrics
 from headrace.storage import TopicMetadata
 from headrace.web import errors
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 #: Default bound on one HTTP request body (and on one record in a streamed produce).
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+#: Where :func:`read_json` leaves the parsed body on the request (for the audit middleware).
+JSON_BODY = "headrace.json_body"
 
 
 @dataclass
@@ -41,6 +44,8 @@ class WebContext:
     round_robin: int = 0
     #: A tracer provider is configured (else the tracer is OpenTelemetry's no-op).
     tracing: bool = False
+    #: Where the middleware reports admin actions (the app's one audit trail).
+    audit: AdminAudit = field(default_factory=AdminAudit)
     _http_series: dict[tuple[str, str, int], tuple[Any, Any]] = field(
         init=False, default_factory=dict)
 
@@ -121,9 +126,11 @@ async def read_json(request: web.Request) -> Any:
     if not body.strip():
         raise ApiError(400, errors.MALFORMED_JSON, "request body is empty; a JSON body is needed")
     try:
-        return json.loads(body)
+        parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, errors.MALFORMED_JSON, f"malformed JSON: {exc}") from None
+    request[JSON_BODY] = parsed  # the body is read once; the audit line names what it asked
+    return parsed
 
 
 def int_param(request: web.Request, name: str, default: int | None = None, *,
