@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get("HEADRACE_ADVERTISED_LISTENER"),
                         metavar="HOST:PORT",
                         help="address clients are told to connect to (default: the listener)")
-    parser.add_argument("--broker-id", type=non_negative_int, default=_env("BROKER_ID", "1"))
+    parser.add_argument("--broker-id", type=non_negative_int, default=_env("BROKER_ID", "1"),
+                        help="this broker's id, unique in its cluster (Kafka's node.id)")
     parser.add_argument("--http-listen", type=parse_host_port,
                         default=_env("HTTP_LISTEN", "127.0.0.1:8080"), metavar="HOST:PORT",
                         help="HTTP API, metrics and probes listener; port 0 picks a free port")
@@ -101,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", type=log_level, default=_env("LOG_LEVEL", "info"),
                         help="debug, info, warning, error or critical (HEADRACE_LOG_LEVEL)")
     parser.add_argument("--log-format", choices=("text", "json"),
-                        default=_env("LOG_FORMAT", "text"))
+                        default=_env("LOG_FORMAT", "text"),
+                        help="one format for every log line of the process (docs/logging.md)")
     parser.add_argument("--ready-file", type=Path,
                         default=os.environ.get("HEADRACE_READY_FILE"),
                         help="write {kafka_port, http_port, ...} JSON here once listening")
@@ -169,10 +171,10 @@ async def _serve(args: argparse.Namespace) -> int:
         "advertised": f"{endpoint.host}:{endpoint.port}",
         "pid": os.getpid(),
     }
-    _log_banner(app, args, ready)
     try:
         if args.ready_file is not None:
             _write_ready_file(args.ready_file, ready)
+        _log_banner(app, args, ready)
         await stop.wait()
         log.info("shutting down")
     finally:
