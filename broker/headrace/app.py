@@ -259,10 +259,13 @@ class BrokerApp:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
-        for listener in self.listeners:
-            await listener.stop()
+        # HTTP first: its v2 consumer instances are Kafka clients of this broker, and closing
+        # one commits its offsets through the Kafka listener (closed first, they retried until
+        # killed and SIGTERM hung).
         if self._http_runner is not None:
             await self._http_runner.cleanup()
+        for listener in self.listeners:
+            await listener.stop()
         for _start, stop in reversed(self._started):
             try:
                 await stop()

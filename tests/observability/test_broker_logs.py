@@ -146,6 +146,17 @@ def test_every_http_admin_action_is_one_audit_line(json_broker: BrokerProcess) -
     assert _http(json_broker, "DELETE", f"{topics}/over-http/configs/retention.ms") == 204
     assert _audit(json_broker, "config.reset",
                   "topic:over-http config:retention.ms")["result"] == "ok"
+    # Offsets committed through a v2 consumer instance.
+    assert _http(json_broker, "POST", "/consumers/http-group",
+                 {"name": "c1", "format": "json"}) == 200
+    instance = "/consumers/http-group/instances/c1"
+    assert _http(json_broker, "POST", f"{instance}/assignments",
+                 {"partitions": [{"topic": "over-http", "partition": 0}]}) == 204
+    assert _http(json_broker, "POST", f"{instance}/offsets", {"offsets": [
+        {"topic": "over-http", "partition": 0, "offset": 0}]}) == 204
+    committed = _audit(json_broker, "offset.commit", "group:http-group consumer:c1")
+    assert committed["offsets"] == "over-http:0=0" and committed["result"] == "ok"
+    # (The instance stays: the broker must still stop promptly with it open.)
     assert _http(json_broker, "DELETE", f"{topics}/over-http") == 204
     assert _audit(json_broker, "topic.delete", "topic:over-http")["result"] == "ok"
     assert _http(json_broker, "DELETE", f"{topics}/never-was") == 404

@@ -50,11 +50,27 @@ def audit_http_request(audit: AdminAudit, request: web.Request, route: str,
             details["dry_run"] = True
     elif route == consumers.OFFSETS:
         resource = f"group:{match['group_name']} consumer:{match['instance']}"
+        body = request.get(JSON_BODY)
+        entries = body.get("offsets") if isinstance(body, dict) else None
+        # No body: the instance commits what it has consumed.
+        details["offsets"] = _offsets(entries) if isinstance(entries, list) else "consumed"
     else:
         resource = f"topic:{match['topic_name']}"
         if "name" in match:
             resource += f" config:{match['name']}"
     audit.record(actor, action, resource, _result(response), **details)
+
+
+#: Offsets named in one audit line; a commit of more says how many it left out.
+MAX_AUDITED_OFFSETS = 20
+
+
+def _offsets(entries: list[Any]) -> str:
+    """``orders:0=42,orders:1=7`` for a commit's body (already validated by the handler)."""
+    shown = [f"{e.get('topic')}:{e.get('partition')}={e.get('offset')}"
+             for e in entries[:MAX_AUDITED_OFFSETS] if isinstance(e, dict)]
+    more = len(entries) - MAX_AUDITED_OFFSETS
+    return ",".join(shown) + (f",… ({more} more)" if more > 0 else "")
 
 
 def _result(response: web.StreamResponse) -> str:
