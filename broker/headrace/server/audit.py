@@ -11,6 +11,7 @@ committed through the HTTP API are (:mod:`headrace.web.audit`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from kio.schema.errors import ErrorCode
 
 from headrace.core.requests import RequestContext
 from headrace.observability.audit import Actor, AdminAudit
+
+log = logging.getLogger(__name__)
 
 #: (action, resource, error code, details) for each resource one request touched.
 Entry = tuple[str, str, int, dict[str, Any]]
@@ -137,7 +140,13 @@ def audit_kafka_request(audit: AdminAudit, request: Any, response: Any,
     describe = ADMIN_APIS[ctx.api_key]
     actor = Actor(str(ctx.principal), ctx.client_host, ctx.listener)
     client = {"client_id": ctx.client_id} if ctx.client_id else {}
-    for action, resource, code, details in describe(request, response):
+    try:
+        entries = list(describe(request, response))
+    except Exception:  # the answer is already made: a gap in the trail must not fail it
+        log.exception("cannot audit API %d v%d from %s", ctx.api_key, ctx.api_version,
+                      ctx.client_host)
+        return
+    for action, resource, code, details in entries:
         audit.record(actor, action, resource, _result(code), **details, **client)
 
 
