@@ -37,6 +37,7 @@ from headrace.groups.lag import LagMonitor
 from headrace.groups.partitioning import OFFSETS_TOPIC, offsets_partition_for
 from headrace.groups.routing import GroupRouter, LocalGroupRouter
 from headrace.groups.state import GroupLimits
+from headrace.observability.audit import AdminAudit
 from headrace.observability.metrics import BrokerMetrics
 from headrace.observability.tracing import get_tracer, setup_tracing
 from headrace.server.handlers import broker_api_handlers
@@ -122,8 +123,11 @@ class BrokerApp:
             self.metrics.replication_source = self.node
         # -- the Kafka side: named listeners, bound now so the advertised endpoint (which the
         # coordinators hand out) is known while building; they accept clients on start().
+        #: One audit trail for the admin actions of both front ends.
+        self.audit = AdminAudit()
         self.pipeline = RequestPipeline(
-            ApiRegistry(), request_observer, authorizer=authorizer, quotas=quotas
+            ApiRegistry(), request_observer, authorizer=authorizer, quotas=quotas,
+            audit=self.audit,
         )
         kafka_connections, self._http_connections = default_connection_limits(
             file_descriptor_limit()
@@ -367,7 +371,7 @@ class BrokerApp:
         )
         app = create_app(
             self.broker, self.groups, self.metrics, tracer_provider=self.tracer_provider,
-            max_body_bytes=config.http_max_body_bytes,
+            max_body_bytes=config.http_max_body_bytes, audit=self.audit,
             body_timeout=config.http_body_timeout_ms / 1000, connections=guard,
             partition_router=self.router, group_router=self.group_router,
         )
@@ -393,10 +397,13 @@ class BrokerApp:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
-        for listener in self.listeners:
-            await listener.stop()
+        # HTTP first: its v2 consumer instances are Kafka clients of this broker, and closing
+        # one commits its offsets through the Kafka listener (closed first, they retried until
+        # killed and SIGTERM hung).
         if self._http_runner is not None:
             await self._http_runner.cleanup()
+        for listener in self.listeners:
+            await listener.stop()
         for _start, stop in reversed(self._started):
             try:
                 await stop()

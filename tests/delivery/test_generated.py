@@ -134,3 +134,19 @@ def test_generator_command_line_check_passes() -> None:
     result = subprocess.run([sys.executable, str(ROOT / "charts" / "generate.py"), "--check"],
                             capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_configuration_reference_lists_every_command_line_flag() -> None:
+    """Built from the parsers, so it cannot drift; this says nothing was left out."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    parsers = generate.command_parsers()
+    for command, mirrored, _intro in generate.FLAG_COMMANDS:
+        flags = generate.documented_flags(parsers[command])
+        assert flags, command
+        for action in flags:
+            for flag in action.option_strings:
+                assert f"`{flag}`" in text, f"headrace {command} {flag}"
+            if mirrored:
+                assert f"`{generate.env_variable(action)}`" in text
+    for flag in ("--data-dir", "--kafka-listen", "--metadata", "--log-format"):
+        assert f"`{flag}`" in text

@@ -98,7 +98,7 @@ async def test_auto_creating_3000_topics_in_one_metadata_request_does_not_stall_
     assert codes.count(ErrorCode.none) == 1000
     assert codes.count(ErrorCode.unknown_topic_or_partition) == 2000
     everything = await ask()
-    assert len(everything.topics) == 1000 + 1  # and __consumer_offsets
+    assert sum(t.name.startswith("auto-") for t in everything.topics) == 1000
     assert slowest < 1.0, f"an ApiVersions round trip took {slowest:.2f} s"
 
 

@@ -44,6 +44,6 @@ def test_list_and_describe(txn_broker: BrokerProcess) -> None:
 
     missing = _cli(txn_broker, "describe", "never-seen")
     assert missing.returncode == 1
-    assert missing.stderr.strip() == "error: never-seen: TRANSACTIONAL_ID_NOT_FOUND"
+    assert missing.stderr.strip() == "headrace: error: never-seen: TRANSACTIONAL_ID_NOT_FOUND"
     producer.commit_transaction(30)
     del idle

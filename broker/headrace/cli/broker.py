@@ -1,9 +1,12 @@
 """``headrace broker``: run one Kafka-compatible broker with its HTTP listener.
 
 Every flag has a ``HEADRACE_*`` environment mirror (flag wins). Once both listeners are bound the
-broker logs one JSON line ``{"event": "listening", ...}`` on stdout and, with ``--ready-file``,
-writes the same JSON atomically to that path, so tests can use port 0. SIGTERM/SIGINT shut down
-gracefully: listeners close, logs flush and storage writes its clean-shutdown marker.
+broker logs its start banner — version, broker id, listeners, data dir, cluster id, metadata mode
+— as one line in the process's one log format (``--log-format``; in JSON the facts are fields,
+with ``"event": "listening"``) and, with ``--ready-file``, writes ``{"event": "listening",
+"kafka_port", "http_port", ...}`` atomically to that path, so tests can use port 0.
+SIGTERM/SIGINT shut down gracefully: listeners close, logs flush and storage writes its
+clean-shutdown marker.
 """
 
 from __future__ import annotations
@@ -151,7 +154,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get("HEADRACE_ADVERTISED_LISTENER"),
                         metavar="HOST:PORT",
                         help="address clients are told to connect to (default: the listener)")
-    parser.add_argument("--broker-id", type=non_negative_int, default=_env("BROKER_ID", "1"))
+    parser.add_argument("--broker-id", type=non_negative_int, default=_env("BROKER_ID", "1"),
+                        help="this broker's id, unique in its cluster (Kafka's node.id)")
     parser.add_argument("--http-listen", type=parse_host_port,
                         default=_env("HTTP_LISTEN", "127.0.0.1:8080"), metavar="HOST:PORT",
                         help="HTTP API, metrics and probes listener; port 0 picks a free port")
@@ -221,7 +225,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", type=log_level, default=_env("LOG_LEVEL", "info"),
                         help="debug, info, warning, error or critical (HEADRACE_LOG_LEVEL)")
     parser.add_argument("--log-format", choices=("text", "json"),
-                        default=_env("LOG_FORMAT", "text"))
+                        default=_env("LOG_FORMAT", "text"),
+                        help="one format for every log line of the process (docs/logging.md)")
     parser.add_argument("--ready-file", type=Path,
                         default=os.environ.get("HEADRACE_READY_FILE"),
                         help="write {kafka_port, http_port, ...} JSON here once listening")
@@ -310,10 +315,10 @@ async def _serve(args: argparse.Namespace) -> int:
         "advertised": f"{endpoint.host}:{endpoint.port}",
         "pid": os.getpid(),
     }
-    print(json.dumps(ready), flush=True)
     try:
         if args.ready_file is not None:
             _write_ready_file(args.ready_file, ready)
+        _log_banner(app, args, ready)
         await stop.wait()
         log.info("shutting down")
     finally:
@@ -321,6 +326,25 @@ async def _serve(args: argparse.Namespace) -> int:
             await app.node.prepare_shutdown()  # controlled shutdown: leadership moves first
         await app.stop()
     return 0
+
+
+def _log_banner(app: Any, args: argparse.Namespace, ready: dict[str, Any]) -> None:
+    """The start banner: one log line saying what this process is and where it listens."""
+    from headrace import __version__
+
+    listener = app.config.listener
+    listeners = f"{listener.name}://{listener.host}:{app.kafka_port}"
+    if app.http_port:
+        listeners += f", HTTP://{args.http_listen[0]}:{app.http_port}"
+    metadata = args.metadata or "none (single broker)"
+    data_dir = str(Path(args.data_dir).resolve())
+    log.info(
+        "headrace %s broker %d started: listeners %s (advertised %s), data dir %s, "
+        "cluster id %s, metadata %s", __version__, ready["broker_id"], listeners,
+        ready["advertised"], data_dir, app.broker.cluster_id, metadata,
+        extra={**ready, "version": __version__, "listeners": listeners, "data_dir": data_dir,
+               "cluster_id": app.broker.cluster_id, "metadata": metadata},
+    )
 
 
 def _write_ready_file(path: Path, ready: dict[str, Any]) -> None:

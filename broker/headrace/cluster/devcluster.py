@@ -2,7 +2,9 @@
 
 Used by ``headrace dev --brokers N`` and by the fault-injection tests, which need to kill,
 pause, restart and wipe individual brokers. Brokers listen on ephemeral ports unless told
-otherwise and report them through ``--ready-file``.
+otherwise and report them through ``--ready-file``; a preferred port (``headrace dev``'s 9092,
+9093, … and 8080, 8081, …) that is already taken is replaced by an ephemeral one, so a dev
+cluster never collides with a broker that is already running.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import string
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from headrace.cluster.etcd_launcher import EtcdProcess
@@ -23,9 +27,33 @@ from headrace.cluster.processes import pause_process, stop_process
 STARTUP_TIMEOUT = 60.0
 
 
+def port_if_free(port: int, host: str = "127.0.0.1") -> int:
+    """``port`` if it can be bound on ``host`` now, else 0 (an ephemeral port); 0 stays 0.
+
+    Bound with ``SO_REUSEADDR`` as the broker's listeners are, so a port only lingering in
+    TIME_WAIT counts as free and one that something listens on does not."""
+    if port == 0:
+        return 0
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return 0
+    return port
+
+
 def zone_name(index: int) -> str:
     """Zones a, b, c, … for brokers 1, 2, 3, … (wrapping after z)."""
     return string.ascii_lowercase[index % 26]
+
+
+class BrokerExitedError(RuntimeError):
+    """A broker process ended while it was expected to start."""
+
+
+class StartCancelledError(RuntimeError):
+    """Start-up was interrupted (Ctrl-C) before every broker was ready."""
 
 
 class BrokerProcess:
@@ -103,18 +131,34 @@ class BrokerProcess:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT,
+                   cancelled: Callable[[], bool] = lambda: False) -> None:
+        """Block until the broker has written its ready file; ``cancelled`` ends the wait early
+        (``headrace dev`` on Ctrl-C during start-up) with :class:`StartCancelledError`."""
         deadline = time.monotonic() + timeout
-        while not self.ready_path.exists():
+        while not self.poll_ready():
             if self.process is None or self.process.poll() is not None:
                 code = None if self.process is None else self.process.returncode
-                raise RuntimeError(f"broker {self.broker_id} exited ({code}):\n{self.log_tail()}")
+                raise BrokerExitedError(
+                    f"broker {self.broker_id} exited ({code}):\n{self.log_tail()}")
+            if cancelled():
+                raise StartCancelledError(f"broker {self.broker_id}: start cancelled")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"broker {self.broker_id} not ready:\n{self.log_tail()}")
             time.sleep(0.02)
+
+    def poll_ready(self) -> bool:
+        """Whether the broker has reported ready (and, if so, take its ports); never blocks."""
+        if not self.ready_path.exists():
+            return False
         ready = json.loads(self.ready_path.read_text())
         self.kafka_port = int(ready["kafka_port"])
         self.http_port = int(ready["http_port"])
+        return True
+
+    def exit_code(self) -> int | None:
+        """The exit code if the broker process has ended (negative: killed by that signal)."""
+        return None if self.process is None else self.process.poll()
 
     def log_tail(self, limit: int = 4000) -> str:
         try:
@@ -164,8 +208,11 @@ class DevCluster:
         brokers: int,
         *,
         kafka_base_port: int = 0,
+        http_base_port: int = 0,
         extra_args: tuple[str, ...] = (),
     ) -> None:
+        """Broker N prefers ports ``kafka_base_port + N - 1`` and ``http_base_port + N - 1``
+        (0: ephemeral); a preferred port that is busy is replaced by an ephemeral one."""
         self.root = root
         self.etcd = EtcdProcess(root / "etcd")
         # Small clusters: replicate internal and auto-created topics as widely as possible.
@@ -182,7 +229,8 @@ class DevCluster:
                 data_dir=root / f"broker-{index + 1}",
                 metadata_url=self.etcd.metadata_url,
                 zone=zone_name(index),
-                kafka_port=kafka_base_port + index if kafka_base_port else 0,
+                kafka_port=port_if_free(kafka_base_port + index if kafka_base_port else 0),
+                http_port=port_if_free(http_base_port + index if http_base_port else 0),
                 extra_args=extra_args,
             )
             for index in range(brokers)
@@ -195,21 +243,23 @@ class DevCluster:
     def broker(self, broker_id: int) -> BrokerProcess:
         return self.brokers[broker_id - 1]
 
-    def start(self) -> DevCluster:
+    def start(self, cancelled: Callable[[], bool] = lambda: False) -> DevCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.etcd.start()
         for broker in self.brokers:
             broker.start(wait=False)
         for broker in self.brokers:
-            broker.wait_ready()
+            broker.wait_ready(cancelled=cancelled)
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM every broker at once (each sees the others leaving, so none waits to hand
+        leadership over), wait for them, then stop etcd."""
         for broker in self.brokers:
             broker.signal(signal.SIGCONT)
             broker.signal(signal.SIGTERM)
         for broker in self.brokers:
-            broker.stop()
+            broker.stop(timeout)
         self.etcd.stop()
 
     def kill(self) -> None:

