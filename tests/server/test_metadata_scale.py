@@ -10,6 +10,7 @@ import errno
 import os
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,13 @@ import aiohttp
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
-from kio.index import load_request_schema
+from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
 
+from headrace.core.responses import build
 from headrace.core.topics import TopicSpec
+from headrace.protocol.codec import encode_body
+from headrace.server.handlers.metadata import SLICE, encoded_in_slices
 from headrace.storage.topic_store import TopicStore
 from tests.server.wire import WireClient
 from tests.support.brokers import BrokerProcess, InProcessBroker, in_process_broker
@@ -194,3 +198,22 @@ async def test_disk_errors_reach_clients_as_clear_errors(
     assert broker.topics.get("kept") is not None and broker.topics.get("new") is None
     await asyncio.to_thread(admin.delete_topics(["kept"])["kept"].result, 30)
     assert broker.topics.get("kept") is None
+
+
+@pytest.mark.parametrize("version", range(13))
+def test_a_metadata_answer_encoded_in_slices_is_the_whole_encoding(version: int) -> None:
+    module = sys.modules[load_response_schema(3, version).__module__]
+    topics = tuple(
+        build(module.MetadataResponseTopic, error_code=ErrorCode.none, name=f"t{i}",
+              topic_id=uuid.uuid4(), is_internal=False, partitions=tuple(
+                  build(module.MetadataResponsePartition, error_code=ErrorCode.none,
+                        partition_index=p, leader_id=1, leader_epoch=0, replica_nodes=(1,),
+                        isr_nodes=(1,), offline_replicas=()) for p in range(i % 3)))
+        for i in range(2 * SLICE + 1))
+    brokers = (build(module.MetadataResponseBroker, node_id=1, host="h", port=9092, rack="r"),)
+    for count in (0, 1, SLICE, len(topics)):
+        response = build(load_response_schema(3, version), brokers=brokers, cluster_id="c",
+                         controller_id=1, topics=topics[:count])
+        parts = list(encoded_in_slices(response))
+        assert b"".join(parts) == encode_body(response)
+        assert len(parts) == 2 + -(-count // SLICE)

@@ -137,6 +137,13 @@ def encode_frame(entities: Iterable[Any], header: bytes = b"") -> bytes:
     return buffer.getvalue()
 
 
+def encode_body(entity: Any) -> bytes:
+    """One kio entity's bytes alone (no size prefix, no header): a PreEncodedResponse's body."""
+    buffer = io.BytesIO()
+    schema_writer(type(entity))(buffer, entity)
+    return buffer.getvalue()
+
+
 def is_flexible(api_key: int, api_version: int) -> bool:
     schema = request_schema(api_key, api_version)
     return bool(schema is not None and schema.__flexible__)

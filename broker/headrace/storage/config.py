@@ -108,6 +108,8 @@ class LogConfig:
 
         Raises InvalidConfigError naming the key for unknown keys and bad values.
         """
+        if not configs and base is not None:  # the common case, once per new topic: a copy
+            return base  # would cost ~20 us, thousands of times for one auto-creating request
         changes: dict[str, Any] = {}
         passthrough = dict((base or cls()).passthrough)
         for key, raw in configs.items():

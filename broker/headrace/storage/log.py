@@ -64,6 +64,7 @@ class PartitionLog(LogCleaning):
         files: FileHandleCache | None = None,
         clean_shutdown: bool = False,
         verify_all: bool = False,
+        created: bool = False,
         clock_ms: Callable[[], int] = wall_clock_ms,
         on_recovery: Callable[[RecoveryEvent], None] | None = None,
         producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
@@ -78,7 +79,11 @@ class PartitionLog(LogCleaning):
             on_recovery=on_recovery,
             producer_id_expiration_ms=producer_id_expiration_ms,
         )
-        self._open(clean_shutdown=clean_shutdown, verify_all=verify_all)
+        # created: the directory was just filled by make_partition_files (no I/O here).
+        if created:
+            self._open_created()
+        else:
+            self._open(clean_shutdown=clean_shutdown, verify_all=verify_all)
 
     # -- appends --------------------------------------------------------------------------------
     def check_batches(

@@ -15,9 +15,9 @@ from pathlib import Path
 from headrace.storage.cleaner import CLEANED_SUFFIX, SWAP_SUFFIX, CleanerCheckpoint
 from headrace.storage.epoch_cache import CHECKPOINT_NAME
 from headrace.storage.file_batches import FileBatchScanner, ScanOutcome, read_header
-from headrace.storage.files import TMP_SUFFIX, fsync_dir
+from headrace.storage.files import TMP_SUFFIX, fsync_dir, write_atomic
 from headrace.storage.log_reads import LogReads
-from headrace.storage.log_state import STATE_NAME
+from headrace.storage.log_state import STATE_NAME, encode_state
 from headrace.storage.producer_state import list_snapshots, replayed_write_time
 from headrace.storage.segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, Segment
 from headrace.storage.segment import segment_name as segment_name_of
@@ -25,8 +25,27 @@ from headrace.storage.segment import segment_name as segment_name_of
 _TRUSTED = 2**63 - 1  # recovery point meaning "clean shutdown: verify nothing"
 
 
+def make_partition_files(directory: Path) -> None:
+    """Any thread: fill a just-made, empty partition directory with what opening an empty log
+    writes (an empty first segment and ``partition-state.json``, neither fsynced), without the
+    descriptor cache; the log is then opened with ``created=True``, which touches no file.
+    Thousands of new partitions are made this way off the event loop."""
+    prefix = os.path.join(directory, segment_name_of(0))
+    for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+        os.close(os.open(prefix + suffix, os.O_WRONLY | os.O_CREAT, 0o644))
+    write_atomic(directory / STATE_NAME, encode_state(0, 0), durable=False)
+
+
 class LogRecovery(LogReads):
     """A partition log's opening and crash recovery (see the module docstring)."""
+
+    def _open_created(self) -> None:
+        """Open a log :func:`make_partition_files` just made: empty, nothing to read or check."""
+        fresh = Segment(self.directory, 0, self.files)
+        fresh.activate_empty()
+        self.segments = [fresh]
+        self._bases = [0]
+        self._dir_dirty = True  # made durable by the first fsync or by close(), as in _open
 
     def _open(self, *, clean_shutdown: bool, verify_all: bool) -> None:
         directory = self.directory

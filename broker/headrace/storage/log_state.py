@@ -33,6 +33,11 @@ log = logging.getLogger("headrace.storage.log")
 STATE_NAME = "partition-state.json"
 
 
+def encode_state(log_start: int, recovery_point: int) -> bytes:
+    """The content of ``partition-state.json``."""
+    return json.dumps({"log_start_offset": log_start, "recovery_point": recovery_point}).encode()
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -316,8 +321,8 @@ class LogState:
 
     def _write_state(self, *, durable: bool = True) -> None:
         self._dirty = True
-        state = {"log_start_offset": self._log_start, "recovery_point": self._recovery_point}
-        write_atomic(self.directory / STATE_NAME, json.dumps(state).encode(), durable=durable)
+        write_atomic(self.directory / STATE_NAME,
+                     encode_state(self._log_start, self._recovery_point), durable=durable)
 
     def _read_state(self) -> dict[str, int] | None:
         try:

@@ -217,6 +217,7 @@ class LogManager:
         *,
         clean: bool,
         verify_all: bool = False,
+        created: bool = False,
         config: LogConfig | None = None,
     ) -> PartitionLog:
         partition_log = PartitionLog(
@@ -227,6 +228,7 @@ class LogManager:
             files=self.files,
             clean_shutdown=clean,
             verify_all=verify_all,
+            created=created,
             clock_ms=self._clock_ms,
             on_recovery=self._report.events.append,
             producer_id_expiration_ms=self.producer_id_expiration_ms,
@@ -277,7 +279,7 @@ class LogManager:
 
     def _open_new_partition(self, topic: str, partition: int) -> PartitionLog:
         return self._open_partition(
-            topic, partition, clean=True, config=self._pending_configs[topic])
+            topic, partition, clean=True, created=True, config=self._pending_configs[topic])
 
     def _publish(self, entries: Sequence[NewPartitions], opened: list[PartitionLog]) -> None:
         for entry in entries:

@@ -5,8 +5,10 @@ logs must happen on the thread that owns the :class:`~headrace.storage.LogManage
 and its descriptor cache are not thread-safe). A :class:`TopicCreation` therefore runs as:
 
 1. ``make_directories()`` — any thread: notes the directories in the topic log (a crash then
-   lets the next start remove them), makes them, fsyncs the data directory;
-2. ``open_logs(limit)`` — owner thread, in slices: opens each new partition log;
+   lets the next start remove them), makes them and each one's empty log files, fsyncs the
+   data directory;
+2. ``open_logs(limit)`` — owner thread, in slices: opens each new partition log (in memory
+   only: its files are there already);
 3. ``commit()`` — any thread: one ``put`` record per topic, one write, one fsync;
 4. ``publish()`` — owner thread: the topics become visible, all at once.
 
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from headrace.storage.errors import StorageError
 from headrace.storage.files import fsync_dir
+from headrace.storage.log_recovery import make_partition_files
 from headrace.storage.results import TopicMetadata
 from headrace.storage.topic_store import Creating, TopicStore, TopicStoreError, put
 
@@ -93,6 +96,7 @@ class TopicCreation:
                     shutil.rmtree(path)
                 path.mkdir()
                 self._made.append(path)
+                make_partition_files(path)
             fsync_dir(self._data_dir)
         except OSError as error:
             raise StorageError(f"cannot create partition directories: {error}") from error

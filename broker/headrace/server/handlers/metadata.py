@@ -7,15 +7,25 @@ per request, made off the event loop and bounded (``auto_create_topics_per_reque
 topics beyond the bound get UNKNOWN_TOPIC_OR_PARTITION and are created when the client asks
 again; a topic created (here or by a concurrent request) but not yet visible gets
 LEADER_NOT_AVAILABLE, as Kafka answers for a topic it is still creating.
+
+A large answer (thousands of topics or partitions) must not hold the event loop either: it is
+built and encoded a slice of topics per turn of the loop, so other clients are served between
+slices. (Not on a worker thread: encoding is pure Python, so a thread would hold the GIL against
+the loop just the same, and on a busy machine longer.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import io
 import uuid
+from collections.abc import Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from kio.schema.errors import ErrorCode
+from kio.serial.writers import write_compact_array_length, write_legacy_array_length
 
 from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
@@ -23,18 +33,24 @@ from headrace.core.metadata import TopicState
 from headrace.core.requests import KafkaApi, RequestContext
 from headrace.core.responses import OK, build
 from headrace.core.topics import topic_name_problem
+from headrace.protocol.codec import PreEncodedResponse, encode_body, schema_writer
 from headrace.server.handlers.binding import BrokerApi
 
 if TYPE_CHECKING:
     from headrace.core.api_types import MetadataRequests, MetadataResponses
 
-METADATA: KafkaApi[MetadataRequests, MetadataResponses] = KafkaApi(3)
+METADATA: KafkaApi[MetadataRequests, MetadataResponses | PreEncodedResponse] = KafkaApi(3)
 _NIL_UUID = uuid.UUID(int=0)
+#: Topics built, then encoded, per turn of the event loop (some microseconds each).
+SLICE = 500
+#: Topics plus partitions above which the answer is encoded in slices: encoding 3000 topics in
+#: one go holds the loop 15-50 ms, a large cluster's many times that.
+SLICED_ENCODING_ENTRIES = 1000
 
 
 async def handle_metadata(
     broker: Broker, request: MetadataRequests, ctx: RequestContext
-) -> MetadataResponses:
+) -> MetadataResponses | PreEncodedResponse:
     view = broker.metadata
     module = METADATA.classes(ctx.api_version)
     requested = request.topics
@@ -52,7 +68,11 @@ async def handle_metadata(
         if missing:
             failed = await broker.ensure_topics(missing)
     topics = []
-    for name, topic_id in names:
+    entries = 0
+    for index, (name, topic_id) in enumerate(names):
+        if index and index % SLICE == 0:
+            await asyncio.sleep(0)  # a yield to other clients, not a wait for a condition
+        entries += 1
         if name is None and topic_id is not None and topic_id != _NIL_UUID:
             found = _by_id(broker, topic_id)
             if found is None:
@@ -77,6 +97,7 @@ async def handle_metadata(
                     else ErrorCode.unknown_topic_or_partition)
             topics.append(_error_topic(module, name, None, code))
             continue
+        entries += len(state.partitions)
         topics.append(_topic(module, state))
     brokers = tuple(
         build(
@@ -88,13 +109,49 @@ async def handle_metadata(
         )
         for endpoint in view.brokers()
     )
-    return build(
-        METADATA.response(ctx.api_version),
+    response: MetadataResponses = build(
+        module.MetadataResponse,
         brokers=brokers,
         cluster_id=view.cluster_id,
         controller_id=view.controller_id(),
         topics=tuple(topics),
     )
+    if entries <= SLICED_ENCODING_ENTRIES:
+        return response
+    parts: list[bytes] = []
+    for part in encoded_in_slices(response):
+        parts.append(part)
+        await asyncio.sleep(0)  # a yield to other clients, not a wait for a condition
+    # v3+ bodies open with throttle_time_ms; Metadata has no top-level error code.
+    return PreEncodedResponse(METADATA.key, response.__flexible__, list(parts),
+                              throttle_at=0 if ctx.api_version >= 3 else None)
+
+
+def encoded_in_slices(response: MetadataResponses) -> Iterator[bytes]:
+    """The response's body, :data:`SLICE` topics per part: the bytes kio encodes for the whole.
+
+    kio encodes an entity in one call, so the topics array is written here, between the head
+    and the tail of kio's encoding of the response without topics.
+    """
+    flexible = response.__flexible__
+    empty = encode_body(dataclasses.replace(cast(Any, response), topics=()))
+    # After the topics array: cluster_authorized_operations (int32, v8-10), tagged fields (v9+).
+    tail_size = 4 * hasattr(response, "cluster_authorized_operations") + flexible
+    head_size = len(empty) - tail_size - (1 if flexible else 4)  # less the empty array's length
+    head = io.BytesIO()
+    head.write(empty[:head_size])
+    topics = response.topics
+    if flexible:
+        write_compact_array_length(head, len(topics))
+    else:
+        write_legacy_array_length(head, len(topics))  # type: ignore[arg-type]
+    yield head.getvalue()
+    for start in range(0, len(topics), SLICE):
+        buffer = io.BytesIO()
+        for topic in topics[start:start + SLICE]:
+            schema_writer(type(topic))(buffer, topic)
+        yield buffer.getvalue()
+    yield empty[len(empty) - tail_size:]
 
 
 def _by_id(broker: Broker, topic_id: uuid.UUID) -> str | None:
