@@ -36,6 +36,14 @@ def _probe(action: argparse.Action, default: Any) -> str:
         return "etcd://10.1.2.3:2379"
     if isinstance(default, int | float) and not isinstance(default, bool):
         return str(int(default) + 7)
+    if callable(action.type):  # a typed value (a limit, a list of names): the first it takes
+        for candidate in ("7", "127.0.0.1:7", "range"):
+            try:
+                parsed = action.type(candidate)
+            except (argparse.ArgumentTypeError, ValueError):
+                continue
+            if parsed != default:
+                return candidate
     return "/probe/value" if action.dest.endswith(("dir", "file")) else "probe-value"
 
 
