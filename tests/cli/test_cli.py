@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from tests.cli.conftest import CliRunner
+from tests.support.brokers import BrokerProcess
+from tests.support.clients import confluent_producer
+from tests.support.kip848_consumer import Kip848Consumer
+from tests.support.waiting import eventually
 
 
 def test_topics_lifecycle(cli: CliRunner) -> None:
@@ -117,6 +122,39 @@ def test_groups_lag_and_reset(cli: CliRunner) -> None:
     assert cli("groups", "delete", "cli-group").returncode == 0
     gone = json.loads(cli("groups", "list", "-o", "json").stdout)
     assert "cli-group" not in {g["group"] for g in gone}
+
+
+def test_groups_describe_shows_a_consumer_protocol_group(cli: CliRunner,
+                                                         broker: BrokerProcess) -> None:
+    assert cli("topics", "create", "kip848-cli", "--partitions", "2").returncode == 0
+    producer = confluent_producer(broker.bootstrap)
+    for index in range(10):
+        producer.produce("kip848-cli", value=b"v", partition=index % 2)
+    assert producer.flush(20) == 0
+    with Kip848Consumer(broker.bootstrap, "kip848-cli-group", "kip848-cli",
+                        commit_after=10) as member:
+        member.wait_committed()
+        for index in range(6):  # past the commits: lag 3 on each partition
+            producer.produce("kip848-cli", value=b"late", partition=index % 2)
+        assert producer.flush(20) == 0
+
+        def described() -> dict[str, Any]:
+            result = cli("groups", "describe", "kip848-cli-group", "-o", "json")
+            assert result.returncode == 0, result.stderr
+            (group,) = json.loads(result.stdout)
+            return dict(group)
+
+        eventually(lambda: described()["state"] == "STABLE", timeout=30,
+                   message="the group Stable", retry_on=(AssertionError,))
+        group = described()
+        assert group["members"] == 1
+        rows = {p["partition"]: p for p in group["partitions"]}
+        assert {k: (r["current_offset"], r["log_end_offset"], r["lag"])
+                for k, r in rows.items()} == {0: (5, 8, 3), 1: (5, 8, 3)}
+        assert len({r["consumer_id"] for r in rows.values()}) == 1
+        assert None not in {r["consumer_id"] for r in rows.values()}
+        table = cli("groups", "describe", "kip848-cli-group").stdout
+        assert "State: STABLE" in table and "Members: 1" in table
 
 
 def test_cluster_views(cli: CliRunner) -> None:

@@ -20,6 +20,7 @@ from confluent_kafka import TopicPartition
 from headrace.cluster.devcluster import BrokerProcess, DevCluster
 from tests.support.clients import confluent_consumer
 from tests.support.clusters import FAST_FLAGS, all_led, partition_states
+from tests.support.kip848_consumer import Kip848Consumer
 from tests.support.waiting import eventually
 
 PARTITIONS = 6
@@ -268,3 +269,45 @@ def test_a_crashed_leader_is_retried_then_a_clear_503(cluster: DevCluster) -> No
         assert status == 200 and listing["data"][0]["leader"]["broker_id"] != victim.broker_id
     finally:
         victim.start()
+
+
+def test_a_consumer_protocol_group_from_a_broker_not_coordinating_it(cluster: DevCluster
+                                                                    ) -> None:
+    base = _cluster_path(cluster)
+    _create_topic(cluster, "kip848-lagging")
+    group = "kip848-cluster-group"
+    for partition in range(PARTITIONS):
+        _produce(cluster.brokers[0], base, "kip848-lagging", partition, "early")
+    with Kip848Consumer(cluster.bootstrap, group, "kip848-lagging",
+                        commit_after=PARTITIONS) as member:
+        member.wait_committed()
+        for partition in range(PARTITIONS):
+            for index in range(2):
+                _produce(cluster.brokers[1], base, "kip848-lagging", partition, f"late{index}")
+        status, described = _call(cluster.brokers[0], "GET", f"{base}/consumer-groups/{group}")
+        assert status == 200, described
+        coordinator_id = described["coordinator"]["broker_id"]
+        asked = next(b for b in cluster.brokers if b.broker_id != coordinator_id)
+
+        def stable() -> bool:
+            status, described = _call(asked, "GET", f"{base}/consumer-groups/{group}")
+            assert status == 200, described
+            return bool(described["state"] == "STABLE")
+
+        eventually(stable, timeout=30, message="the group Stable from a non-coordinator")
+        status, consumers = _call(asked, "GET", f"{base}/consumer-groups/{group}/consumers")
+        assert status == 200, consumers
+        (consumer,) = consumers["data"]
+        assert sorted(a["partition_id"] for a in consumer["assignments"]) == list(
+            range(PARTITIONS))
+        status, lags = _call(asked, "GET", f"{base}/consumer-groups/{group}/lags")
+        assert status == 200, lags
+        assert {lag["partition_id"]: (lag["current_offset"], lag["lag"], lag["consumer_id"])
+                for lag in lags["data"]} == {
+            p: (1, 2, consumer["consumer_id"]) for p in range(PARTITIONS)}
+        status, summary = _call(asked, "GET", f"{base}/consumer-groups/{group}/lag-summary")
+        assert status == 200 and summary["total_lag"] == 2 * PARTITIONS, summary
+        coordinator = cluster.broker(coordinator_id)
+        eventually(lambda: _metric(coordinator, "headrace_consumer_group_lag_sum",
+                                   {"group": group}) == 2 * PARTITIONS,
+                   timeout=30, message="the coordinator's lag metric for the KIP-848 group")

@@ -1,10 +1,13 @@
 """A cluster member's :class:`~headrace.groups.routing.GroupRouter`: a group's requests go to its
 coordinator (the leader of its ``__consumer_offsets`` partition, read from the cluster metadata as
-FindCoordinator answers it) as DescribeGroups and OffsetFetch; ListGroups goes to every broker
-and the answers are merged. Groups this broker coordinates are answered in-process.
+FindCoordinator answers it) as ConsumerGroupDescribe / DescribeGroups and OffsetFetch; ListGroups
+goes to every broker and the answers are merged. Groups this broker coordinates are answered
+in-process.
 
-DescribeGroups carries no generation id, so a group described through another broker reports
-generation -1.
+A group is described as Kafka's admin client does: ConsumerGroupDescribe first (KIP-848
+groups), DescribeGroups when the coordinator answers GROUP_ID_NOT_FOUND (a classic group).
+DescribeGroups carries no generation id, so a classic group described through another broker
+reports generation -1; a consumer group reports its group epoch.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from kio.schema.consumer_group_describe.v0 import request as consumer_describe_v0
 from kio.schema.describe_groups.v5 import request as describe_v5
 from kio.schema.errors import ErrorCode
 from kio.schema.list_groups.v4 import request as list_groups_v4
@@ -24,7 +28,13 @@ from headrace.cluster.connections import ConnectionPool
 from headrace.cluster.forwarding import retriable
 from headrace.core.errors import KafkaError
 from headrace.groups.routing import LocalGroupRouter, PartitionKey
-from headrace.groups.views import GroupDescription, GroupOverview, MemberDescription
+from headrace.groups.views import (
+    CONSUMER_PROTOCOL_TYPE,
+    GroupDescription,
+    GroupOverview,
+    MemberDescription,
+    decode_assignment,
+)
 
 if TYPE_CHECKING:
     from headrace.cluster.store import EtcdMetadataStore
@@ -81,6 +91,15 @@ class ForwardingGroupRouter:
 
     async def describe_group(self, group_id: str) -> GroupDescription:
         async def remote(broker_id: int) -> GroupDescription:
+            consumer_request = consumer_describe_v0.ConsumerGroupDescribeRequest(
+                group_ids=(GroupId(group_id),), include_authorized_operations=False)
+            answer: Any = await self.pool.request(broker_id, consumer_request)
+            (consumer_group,) = answer.groups
+            if consumer_group.error_code == ErrorCode.none:
+                return _consumer_description(consumer_group)
+            if consumer_group.error_code != ErrorCode.group_id_not_found:
+                raise KafkaError(consumer_group.error_code,
+                                 f"group {group_id!r} at broker {broker_id}")
             request = describe_v5.DescribeGroupsRequest(
                 groups=(GroupId(group_id),), include_authorized_operations=False)
             response = await self.pool.request(broker_id, request)
@@ -138,11 +157,27 @@ class ForwardingGroupRouter:
 def _description(group: Any) -> GroupDescription:
     members = tuple(
         MemberDescription(m.member_id, m.group_instance_id, m.client_id, m.client_host,
-                          bytes(m.member_metadata), bytes(m.member_assignment))
+                          bytes(m.member_metadata), bytes(m.member_assignment),
+                          decode_assignment(bytes(m.member_assignment)))
         for m in group.members
     )
     return GroupDescription(ErrorCode.none, str(group.group_id), group.group_state,
                             group.protocol_type, group.protocol_data, -1, "", members)
+
+
+def _consumer_description(group: Any) -> GroupDescription:
+    """A ConsumerGroupDescribe answer as the description of a KIP-848 group."""
+    members = tuple(
+        MemberDescription(
+            m.member_id, m.instance_id, m.client_id, m.client_host, b"", b"",
+            tuple(sorted((str(tp.topic_name), int(p))
+                         for tp in m.assignment.topic_partitions for p in tp.partitions)),
+        )
+        for m in group.members
+    )
+    return GroupDescription(ErrorCode.none, str(group.group_id), group.group_state,
+                            CONSUMER_PROTOCOL_TYPE, group.assignor_name, int(group.group_epoch),
+                            "", members)
 
 
 __all__ = ["ForwardingGroupRouter"]

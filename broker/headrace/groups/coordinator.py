@@ -14,8 +14,9 @@ the HTTP API and the cluster talk to. It joins the parts:
 * :class:`~headrace.groups.consumer.service.ConsumerGroups` runs KIP-848 groups beside the
   classic ones (same offsets, same log, same timer).
 
-The HTTP API and metrics read :meth:`GroupCoordinator.list_groups`, :meth:`describe_group` and
-:meth:`committed_offsets`, and may subscribe to rebalances with :meth:`add_rebalance_listener`.
+The HTTP API and metrics read :meth:`GroupCoordinator.list_groups`,
+:meth:`describe_any_protocol` and :meth:`committed_offsets`, and may subscribe to rebalances
+with :meth:`add_rebalance_listener`.
 """
 
 from __future__ import annotations
@@ -403,6 +404,14 @@ class GroupCoordinator:
         if error is not ErrorCode.none or group is None or self.consumer_groups.owns(group_id):
             return views.describe_missing(group_id, error)
         return views.describe(group)
+
+    def describe_any_protocol(self, group_id: str) -> GroupDescription:
+        """For the HTTP API, lag and metrics: a consumer-protocol group as
+        ConsumerGroupDescribe sees it, any other as DescribeGroups does."""
+        group = self.consumer_groups.groups.get(group_id)
+        if group is None or self.ownership_error(group_id) is not ErrorCode.none:
+            return self.describe_group(group_id)
+        return views.describe_consumer(group, self.consumer_groups.machine.settings.assignors[0])
 
     async def delete_groups(self, group_ids: list[str]) -> dict[str, ErrorCode]:
         results: dict[str, ErrorCode] = {}

@@ -14,32 +14,16 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from kio.schema.consumer_protocol_assignment.v0 import ConsumerProtocolAssignment
-from kio.serial import entity_reader
-
 from headrace.core.routing import Offsets, PartitionKey, PartitionRouter
 from headrace.groups.coordinator import GroupCoordinator
 from headrace.groups.views import GroupDescription, MemberDescription
 
 log = logging.getLogger(__name__)
 
-_read_assignment = entity_reader(ConsumerProtocolAssignment)
-
 #: How often the coordinator recomputes its groups' lag for /metrics.
 DEFAULT_LAG_REFRESH_SECONDS = 5.0
 #: Bound on the partitions (summed over groups) one refresh asks offsets for.
 DEFAULT_MAX_LAG_PARTITIONS = 10_000
-
-
-def decode_assignment(data: bytes) -> list[tuple[str, int]]:
-    """Topic-partitions in a consumer protocol assignment (any version; empty if unreadable)."""
-    if len(data) < 2:
-        return []
-    try:
-        assignment, _ = _read_assignment(memoryview(data)[2:], 0)
-    except Exception:  # a non-consumer protocol (e.g. connect) carries other bytes
-        return []
-    return [(tp.topic, int(p)) for tp in assignment.assigned_partitions for p in tp.partitions]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +44,7 @@ def lag_partitions(description: GroupDescription, committed: dict[PartitionKey, 
     """The partitions a group's lag covers (committed or assigned), and their owners."""
     owners: dict[PartitionKey, MemberDescription] = {}
     for member in description.members:
-        for key in decode_assignment(member.assignment):
+        for key in member.assigned_partitions:
             owners[key] = member
     return sorted(set(committed) | set(owners)), owners
 
@@ -108,7 +92,7 @@ class LagMonitor:
         keys: set[PartitionKey] = set()
         for overview in coordinator.list_groups():
             group = overview.group_id
-            description = coordinator.describe_group(group)
+            description = coordinator.describe_any_protocol(group)
             committed = {k: c.offset for k, c in coordinator.committed_offsets(group).items()}
             covered, _ = lag_partitions(description, committed)
             if len(keys) + len(covered) > self.max_partitions:
@@ -143,4 +127,4 @@ class LagMonitor:
                 await task
 
 
-__all__ = ["LagMonitor", "PartitionLag", "decode_assignment", "lag_partitions", "lags_from"]
+__all__ = ["LagMonitor", "PartitionLag", "lag_partitions", "lags_from"]

@@ -4,8 +4,9 @@ every group of the cluster.
 A group lives on its coordinator (the leader of its ``__consumer_offsets`` partition). The HTTP
 API asks a :class:`GroupRouter`; :class:`LocalGroupRouter` answers from this broker's
 coordinator (a lone broker coordinates every group), and a cluster member's router
-(``headrace.cluster.group_forwarding``) sends DescribeGroups and OffsetFetch to the group's
-coordinator and ListGroups to every broker.
+(``headrace.cluster.group_forwarding``) sends ConsumerGroupDescribe or DescribeGroups and
+OffsetFetch to the group's coordinator and ListGroups to every broker. Either kind of group is
+described: classic and KIP-848 (``group.protocol=consumer``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class GroupRouter(Protocol):
         ...
 
     async def describe_group(self, group_id: str) -> GroupDescription:
-        """The group as its coordinator describes it (state ``Dead`` when unknown)."""
+        """The group as its coordinator describes it, classic or consumer-protocol (state
+        ``Dead`` when unknown)."""
         ...
 
     async def committed_offsets(self, group_id: str) -> dict[PartitionKey, int]:
@@ -47,7 +49,7 @@ class LocalGroupRouter:
         return self.coordinator.list_groups()
 
     async def describe_group(self, group_id: str) -> GroupDescription:
-        return self.coordinator.describe_group(group_id)
+        return self.coordinator.describe_any_protocol(group_id)
 
     async def committed_offsets(self, group_id: str) -> dict[PartitionKey, int]:
         return {key: committed.offset

@@ -1,15 +1,39 @@
 """What ListGroups, DescribeGroups, the HTTP API and the CLI see of a group. Pure code.
 
-Read-only snapshots, so callers outside the coordinator never hold its mutable groups.
+Read-only snapshots, so callers outside the coordinator never hold its mutable groups. A
+:class:`GroupDescription` describes either kind of group: a classic one (DescribeGroups' view,
+member assignments as consumer-protocol bytes) or a KIP-848 consumer group
+(ConsumerGroupDescribe's view, :func:`describe_consumer`); each member's
+``assigned_partitions`` is what both kinds share, for consumers lists and lag.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kio.schema.consumer_protocol_assignment.v0 import ConsumerProtocolAssignment
 from kio.schema.errors import ErrorCode
+from kio.serial import entity_reader
 
+from headrace.groups.consumer.model import ConsumerGroup
 from headrace.groups.model import Group, GroupState
+
+_read_assignment = entity_reader(ConsumerProtocolAssignment)
+
+#: The protocol type ListGroups reports for KIP-848 groups (and for classic consumer groups).
+CONSUMER_PROTOCOL_TYPE = "consumer"
+
+
+def decode_assignment(data: bytes) -> tuple[tuple[str, int], ...]:
+    """Topic-partitions in a consumer protocol assignment (any version; empty if unreadable)."""
+    if len(data) < 2:
+        return ()
+    try:
+        assignment, _ = _read_assignment(memoryview(data)[2:], 0)
+    except Exception:  # a non-consumer protocol (e.g. connect) carries other bytes
+        return ()
+    return tuple((tp.topic, int(p)) for tp in assignment.assigned_partitions
+                 for p in tp.partitions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +50,10 @@ class MemberDescription:
     client_id: str
     client_host: str
     metadata: bytes
+    #: DescribeGroups' member assignment bytes (empty for a consumer-protocol member)
     assignment: bytes
+    #: the topic-partitions the member holds, whichever the protocol
+    assigned_partitions: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +84,7 @@ def describe(group: Group) -> GroupDescription:
             m.client_host,
             m.metadata_for(group.protocol_name) if stable else b"",
             m.assignment if stable else b"",
+            decode_assignment(m.assignment) if stable else (),
         )
         for m in group.members.values()
     )
@@ -70,6 +98,26 @@ def describe(group: Group) -> GroupDescription:
         group.leader_id or "",
         members,
         group.rebalances,
+    )
+
+
+def describe_consumer(group: ConsumerGroup, default_assignor: str) -> GroupDescription:
+    """A KIP-848 group as ConsumerGroupDescribe reports it: the group epoch stands for the
+    generation and the server-side assignor for the protocol; no leader."""
+    members = tuple(
+        MemberDescription(m.member_id, m.instance_id, m.client_id, m.client_host, b"", b"",
+                          tuple(sorted(m.assigned)))
+        for m in group.members.values()
+    )
+    return GroupDescription(
+        ErrorCode.none,
+        group.group_id,
+        group.state.value,
+        CONSUMER_PROTOCOL_TYPE,
+        group.assignor_name or default_assignor,
+        group.group_epoch,
+        "",
+        members,
     )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from headrace.core.internal_topics import is_internal
-from headrace.groups.lag import LagMonitor, PartitionLag, decode_assignment
+from headrace.groups.lag import LagMonitor, PartitionLag
 from headrace.observability.metrics import GroupStats, PartitionStats
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class BrokerView:
             return
         lags = self.lag.lag if self.lag is not None else {}
         for overview in coordinator.list_groups():
-            description = coordinator.describe_group(overview.group_id)
+            description = coordinator.describe_any_protocol(overview.group_id)
             yield GroupStats(group=overview.group_id, members=len(description.members),
                              lag=lags.get(overview.group_id, {}))
 
@@ -86,4 +86,4 @@ class BrokerView:
         return sorted(n for n in logs.topics() if include_internal or not is_internal(n))
 
 
-__all__ = ["BrokerView", "PartitionLag", "decode_assignment"]
+__all__ = ["BrokerView", "PartitionLag"]

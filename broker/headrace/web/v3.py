@@ -20,7 +20,7 @@ from headrace.core.errors import KafkaError
 from headrace.core.internal_topics import is_internal
 from headrace.core.routing import Offsets
 from headrace.core.topics import TopicSpec
-from headrace.groups.lag import PartitionLag, decode_assignment, lag_partitions, lags_from
+from headrace.groups.lag import PartitionLag, lag_partitions, lags_from
 from headrace.groups.views import GroupDescription
 from headrace.web import errors
 from headrace.web.context import (
@@ -410,7 +410,7 @@ async def list_group_consumers(request: web.Request) -> web.Response:
             "client_id": member.client_id,
             "host": member.client_host,
             "assignments": [{"topic_name": t, "partition_id": p}
-                            for t, p in decode_assignment(member.assignment)],
+                            for t, p in member.assigned_partitions],
         }
         for member in description.members
     ]
