@@ -31,7 +31,7 @@ Workloads (confluent-kafka unless said otherwise; 100-byte records, one partitio
 - ``ready_s``: process start → first Metadata answer listing the broker (once per system: Kafka's
   storage format, a JVM of its own, is excluded and reported beside).
 
-    python bench/race.py --json                # the full run (≈10 min here)
+    python bench/race.py --json                # the full run (≈6 min here)
     python bench/race.py --quick --json        # small sizes, one round (< 2 min)
     python bench/race.py --plot docs/bench/race-ratios.png
 
@@ -432,7 +432,8 @@ def report(systems: dict[str, System], args: argparse.Namespace,
         "kafka_heap": args.kafka_heap,
         "kafka_storage_format_s": round(kafka.extra["storage_format_s"], 3),
         "settings": {key: getattr(args, key) for key in (
-            "rounds", "records", "linger_ms", "rate", "latency_seconds", "linger0_records",
+            "rounds", "warmup", "records", "linger_ms", "rate", "latency_seconds",
+            "linger0_records",
             "fanout_records", "perf_records")},
         "ratio": "headrace / kafka, median of per-round paired ratios",
         "workloads": workloads,
@@ -494,10 +495,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--kafka-heap", default="1g", help="Apache Kafka's -Xms/-Xmx")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--plot", type=Path, help="write a PNG of the ratios here")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
+                        help="skip the untimed round at --quick sizes that warms both brokers "
+                             "(the JVM's JIT, Headrace's imports and caches) before the rounds")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.records, args.rate, args.latency_seconds = 1, 20_000, 200, 2.0
-        args.linger0_records, args.fanout_records, args.perf_records = 2000, 5000, 20_000
+        args.warmup = False
+        _quick_sizes(args)
+    return args
+
+
+def _quick_sizes(args: argparse.Namespace) -> argparse.Namespace:
+    args.rounds, args.records, args.rate, args.latency_seconds = 1, 20_000, 200, 2.0
+    args.linger0_records, args.fanout_records, args.perf_records = 2000, 5000, 20_000
     return args
 
 
@@ -518,6 +528,11 @@ def main() -> int:
             started.append(start_kafka(Path(tmp), args.kafka_heap))
             started.append(start_headrace(Path(tmp)))
             log("ready: " + ", ".join(f"{s.name} {s.ready_s:.2f}s" for s in started))
+            if args.warmup:
+                log("warm-up round (not counted)")
+                run_round(started, _quick_sizes(argparse.Namespace(**vars(args))), log)
+                for system in started:
+                    system.figures.clear()
             for number in range(args.rounds):
                 log(f"round {number + 1}/{args.rounds}")
                 run_round(started if number % 2 == 0 else started[::-1], args, log)
