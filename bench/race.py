@@ -515,7 +515,8 @@ def main() -> int:
     args = parse_args()
     missing = kafka_peer.kafka_missing_reason()
     if missing is not None:
-        print(f"race: {missing}; run bash tests/tools/install.d/kafka.sh", file=sys.stderr)
+        hint = "" if "kafka.sh" in missing else f" (see bash {kafka_peer.INSTALLER})"
+        print(f"race: {missing}{hint}", file=sys.stderr)
         return 2
 
     def log(line: str) -> None:
