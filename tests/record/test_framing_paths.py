@@ -76,8 +76,11 @@ def _verdict(walk: object) -> tuple[object, ...]:
 
 
 def _kind(message: str) -> str:
-    """The class of a problem; aiokafka words some framing problems differently."""
-    for kind in ("offset delta", "not UTF-8", "out of range", "without a key", "fewer than"):
+    """The class of a problem; aiokafka words some framing problems differently. A header key
+    that is not UTF-8 counts as framing: a record with both problems is refused at the same
+    index either way (INVALID_RECORD), and which the walks meet first depends on aiokafka's
+    order of reads, which differs for truncated and overlong varints."""
+    for kind in ("offset delta", "out of range", "without a key", "fewer than"):
         if kind in message:
             return kind
     return "framing"

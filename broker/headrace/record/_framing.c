@@ -194,15 +194,15 @@ walk_records(const unsigned char *buf, Py_ssize_t len, int64_t base_offset)
                                                 (long long)header_key_len));
             }
             ROOM(header_key_len);
-            Py_ssize_t key_at = pos;
+            /* The key is decoded before its value's length is read, as aiokafka does. */
+            if (!is_utf8((const char *)buf + pos, (Py_ssize_t)header_key_len)) {
+                return Py_BuildValue("(inO)", BAD_HEADER_KEY, index, Py_None);
+            }
             pos += (Py_ssize_t)header_key_len;
             VARINT(header_value_len);
             if (header_value_len >= 0) {
                 ROOM(header_value_len);
                 pos += (Py_ssize_t)header_value_len;
-            }
-            if (!is_utf8((const char *)buf + key_at, (Py_ssize_t)header_key_len)) {
-                return Py_BuildValue("(inO)", BAD_HEADER_KEY, index, Py_None);
             }
         }
         if ((int64_t)(pos - start) != length) {
