@@ -16,8 +16,9 @@ and far above what a real producer's 1 MB batch of text inflates to). No path op
 without that bound: produce validation, compaction, the HTTP record stream and consumers.
 Raw snappy states its inflated length up front, so each (Xerial) chunk's length is checked
 against what is left of the bound before it is inflated. LZ4 and zstd frames need not state
-theirs (Java's writers leave it out), so they inflate into an anonymous mapping one byte
-larger than the bound: only the pages written cost memory, and a bomb stops when it is full.
+theirs (Java's writers leave it out): they inflate into a buffer of a likely size and, if
+that is too small, into an anonymous mapping one byte larger than the bound, where only the
+pages written cost memory and a bomb stops when it is full.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import gzip
 import mmap
 import struct
 import zlib
+from typing import Any
 
 import cramjam
 
@@ -58,6 +60,10 @@ XERIAL_BLOCK = 32 * 1024
 #: What cramjam's LZ4 and zstd decoders say when the output buffer is full (Rust's WriteZero).
 _OUTPUT_FULL = "failed to write whole buffer"
 _CHUNK_LENGTH = struct.Struct(">i")
+#: LZ4 and zstd records are first inflated into this many times their compressed size plus
+#: the slack (most batches compress less than 8:1), else through the bound's mapping.
+FRAME_GUESS_RATIO = 8
+FRAME_GUESS_SLACK = 64 * 1024
 
 
 def codec_of(attributes: int) -> int:
@@ -94,7 +100,7 @@ def decompress(
         if codec == SNAPPY:
             _unsnappy(memoryview(data), limit, out)
         else:
-            _inflate_frame(codec, data, limit, out)
+            out = _inflate_frame(codec, data, limit, reserve)
     except cramjam.DecompressionError as error:
         raise MalformedBatchError(
             f"undecompressible {CODEC_NAMES[codec]} batch: {error}") from None
@@ -132,20 +138,46 @@ def _unsnappy(data: memoryview, limit: int, out: bytearray) -> None:
 
 
 def _inflate_frame(codec: int, data: bytes | bytearray | memoryview, limit: int,
-                   out: bytearray) -> None:
-    """Inflate an LZ4 or zstd frame onto ``out`` through a mapping of ``limit`` + 1 bytes."""
+                   reserve: int) -> bytearray:
+    """An LZ4 or zstd frame inflated after ``reserve`` zero bytes: first straight into a buffer
+    of a likely size (most batches fit it, without a copy), else through a mapping of
+    ``limit`` + 1 bytes."""
     module = cramjam.lz4 if codec == LZ4 else cramjam.zstd
-    with mmap.mmap(-1, limit + 1) as scratch:  # pages cost memory only once written
-        try:
-            written: int = module.decompress_into(data, scratch)
-        except cramjam.DecompressionError as error:
-            if str(error) != _OUTPUT_FULL:
-                raise
-            written = limit + 1
+    guess = min(limit + 1, FRAME_GUESS_RATIO * len(data) + FRAME_GUESS_SLACK)
+    out = bytearray(reserve + guess)
+    written = _inflate_into(module, data, memoryview(out)[reserve:])
+    if written is not None:
         if written > limit:
-            raise InflationLimitError(
-                f"{CODEC_NAMES[codec]} batch of {len(data)} bytes inflates past {limit} bytes")
+            raise _past_limit(codec, data, limit)
+        del out[reserve + written :]
+        return out
+    if guess > limit:
+        raise _past_limit(codec, data, limit)
+    del out[reserve:]
+    with mmap.mmap(-1, limit + 1) as scratch:  # pages cost memory only once written
+        written = _inflate_into(module, data, scratch)
+        if written is None or written > limit:
+            raise _past_limit(codec, data, limit)
         out += memoryview(scratch)[:written]
+    return out
+
+
+def _inflate_into(module: Any, data: bytes | bytearray | memoryview,
+                  output: memoryview | mmap.mmap) -> int | None:
+    """Bytes ``data`` inflated to in ``output``, or None if they did not fit."""
+    try:
+        written: int = module.decompress_into(data, output)
+    except cramjam.DecompressionError as error:
+        if str(error) == _OUTPUT_FULL:
+            return None
+        raise
+    return written
+
+
+def _past_limit(codec: int, data: bytes | bytearray | memoryview, limit: int
+                ) -> InflationLimitError:
+    return InflationLimitError(
+        f"{CODEC_NAMES[codec]} batch of {len(data)} bytes inflates past {limit} bytes")
 
 
 def _gunzip(data: memoryview, limit: int, out: bytearray) -> None:
