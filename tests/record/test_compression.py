@@ -10,6 +10,7 @@ import cramjam
 import pytest
 from aiokafka import codec as aiokafka_codec
 
+from headrace.record import build_batch, costly_to_open
 from headrace.record.compression import (
     LZ4,
     SNAPPY,
@@ -81,3 +82,12 @@ def test_a_raw_snappy_block_stating_a_huge_length_is_refused_before_inflating() 
     with pytest.raises(InflationLimitError):
         decompress(SNAPPY, XERIAL_HEADER + len(liar).to_bytes(4, "big") + liar)
     assert time.monotonic() - started < 0.5
+
+
+@pytest.mark.parametrize("codec", COMPRESSED)
+def test_a_compressed_batch_of_any_codec_over_4_kib_is_opened_off_the_loop(codec: int) -> None:
+    small = build_batch([(0, b"k", b"v", [])], compression=codec)
+    large = build_batch([(0, b"k", os.urandom(8192), [])], compression=codec)
+    assert not costly_to_open(small)
+    assert costly_to_open(small + large)
+    assert not costly_to_open(build_batch([(0, b"k", os.urandom(8192), [])]))  # plain: cheap
