@@ -1,6 +1,7 @@
-"""A gzip batch of ~1 MB that inflates to 1000 MiB: refused at produce quickly, with bounded
-memory, while other clients are served; and bounded on every path that opens stored records
-(compaction, the HTTP stream, v2 consumer instances) when one is in a log already."""
+"""A gzip batch of ~1 MB that inflates to 1000 MiB (and its snappy, lz4 and zstd kin): refused
+at produce quickly, with bounded memory, while other clients are served; and bounded on every
+path that opens stored records (compaction, the HTTP stream, v2 consumer instances) when one
+is in a log already."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import aiohttp
 import pytest
 from kio.schema.errors import ErrorCode
 
+from headrace.record import InflationLimitError, decompress
+from headrace.record.compression import GZIP, LZ4, SNAPPY, ZSTD
 from headrace.storage import PartitionLog
-from tests.hardening.bombs import MIB, gzip_bomb
+from tests.hardening.bombs import MIB, codec_bomb, gzip_bomb
 from tests.hardening.produce_wire import produce
 from tests.server.wire import WireClient
 from tests.support.batches import make_keyed_batch
@@ -94,6 +97,45 @@ async def test_gzip_bombs_are_refused_quickly_with_bounded_memory(tmp_path: Path
         broker.stop()
 
 
+#: A bomb of each codec that fits a default max.message.bytes.
+BOMBS = {GZIP: lambda: gzip_bomb(1000), SNAPPY: lambda: codec_bomb(SNAPPY, 1000),
+         LZ4: lambda: codec_bomb(LZ4, 200), ZSTD: lambda: codec_bomb(ZSTD, 1000)}
+
+
+@pytest.mark.parametrize("codec", [SNAPPY, LZ4, ZSTD])
+def test_a_bomb_of_each_codec_stops_at_the_bound(codec: int) -> None:
+    bomb = BOMBS[codec]()
+    before = reset_peak_rss()
+    started = time.monotonic()
+    with pytest.raises(InflationLimitError, match="inflates past 67108864 bytes"):
+        decompress(codec, memoryview(bomb)[61:])
+    assert time.monotonic() - started < 5
+    assert peak_rss() - before < 2 * 64 * MIB  # the bound and its copy, never the bomb's size
+
+
+async def test_snappy_lz4_and_zstd_bombs_are_refused_at_produce(tmp_path: Path) -> None:
+    broker = BrokerProcess(tmp_path / "data").start()
+    try:
+        assert broker.process is not None
+        pid = broker.process.pid
+        client = await WireClient.connect(broker.kafka_port)
+        warm = await produce(client, "bombed", make_keyed_batch([(b"k", b"v")]))
+        assert warm.error_code == ErrorCode.none
+        before = reset_peak_rss(pid)
+        for codec in (SNAPPY, LZ4, ZSTD):
+            started = time.monotonic()
+            answer = await produce(client, "bombed", BOMBS[codec]())
+            assert answer.error_code == ErrorCode.message_too_large, answer.error_message
+            assert "inflates past" in answer.error_message
+            assert time.monotonic() - started < 5
+        assert peak_rss(pid) - before < RSS_BOUND
+        after = await produce(client, "bombed", make_keyed_batch([(b"k", b"v2")]))
+        assert (after.error_code, after.base_offset) == (ErrorCode.none, 1)  # nothing stored
+        await client.close()
+    finally:
+        broker.stop()
+
+
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[RunningBroker]:
     async with (http_broker(tmp_path / "data") as started,
@@ -101,14 +143,15 @@ async def running(tmp_path: Path) -> AsyncIterator[RunningBroker]:
         yield RunningBroker(started.broker, f"http://127.0.0.1:{started.http_port}", session)
 
 
-async def _log_with_a_bomb(running: RunningBroker, topic: str, **configs: str) -> PartitionLog:
-    """``topic``'s log holding [a=1] [the bomb] [a=2], the bomb written straight to storage
-    as a follower would (past produce validation, as from an older broker)."""
+async def _log_with_a_bomb(running: RunningBroker, topic: str, codec: int = GZIP,
+                          **configs: str) -> PartitionLog:
+    """``topic``'s log holding [a=1] [the bomb of ``codec``] [a=2], the bomb written straight
+    to storage as a follower would (past produce validation, as from an older broker)."""
     await running.create_topic(topic, partitions=1, **configs)
     log = running.broker.replicas.log(topic, 0)
     assert isinstance(log, PartitionLog)
     log.append(make_keyed_batch([(b"a", b"1")]), leader_epoch=0)
-    bomb = bytearray(gzip_bomb(1000))
+    bomb = bytearray(BOMBS[codec]())
     bomb[0:8] = (1).to_bytes(8, "big")  # its base offset: the log end
     log.append_replica(bytes(bomb))
     log.append(make_keyed_batch([(b"a", b"2")]), leader_epoch=0)
@@ -136,8 +179,10 @@ async def test_compacting_a_log_holding_a_bomb_is_bounded(running: RunningBroker
     assert kept[61:len(gzip_bomb(1000))] == gzip_bomb(1000)[61:]  # kept whole, unopened
 
 
-async def test_the_http_stream_skips_a_bomb_with_an_error_event(running: RunningBroker) -> None:
-    await _log_with_a_bomb(running, "streamed-bomb")
+@pytest.mark.parametrize("codec", [GZIP, ZSTD])
+async def test_the_http_stream_skips_a_bomb_with_an_error_event(running: RunningBroker,
+                                                               codec: int) -> None:
+    await _log_with_a_bomb(running, "streamed-bomb", codec)
     before = reset_peak_rss()
     url = f"{running.cluster_url}/topics/streamed-bomb/stream?from=beginning&format=string&limit=2"
     events: list[tuple[str, dict[str, Any]]] = []
@@ -156,8 +201,10 @@ async def test_the_http_stream_skips_a_bomb_with_an_error_event(running: Running
     assert peak_rss() - before < RSS_BOUND
 
 
-async def test_a_v2_consumer_instance_reading_a_bomb_is_bounded(running: RunningBroker) -> None:
-    await _log_with_a_bomb(running, "consumed-bomb")
+@pytest.mark.parametrize("codec", [GZIP, SNAPPY, LZ4, ZSTD])
+async def test_a_v2_consumer_instance_reading_a_bomb_is_bounded(running: RunningBroker,
+                                                               codec: int) -> None:
+    await _log_with_a_bomb(running, "consumed-bomb", codec)
     base = f"{running.base_url}/consumers/bomb-group"
     async with running.session.post(base, json={"format": "binary"}) as response:
         instance = (await response.json())["base_uri"]

@@ -3,7 +3,6 @@ exactly — and what is stored, a consumer's decoder reads as the header says.""
 
 from __future__ import annotations
 
-import gzip
 import struct
 import tempfile
 from pathlib import Path
@@ -13,6 +12,7 @@ from aiokafka.record.default_records import DefaultRecordBatch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from headrace.record.compression import SUPPORTED, compress
 from headrace.storage import LogConfig, LogManager, StorageError
 from tests.support.batches import make_keyed_batch
 
@@ -26,11 +26,10 @@ records_strategy = st.lists(
 @st.composite
 def mutated_batches(draw: st.DrawFn) -> bytes:
     records = draw(records_strategy)
-    compressed = draw(st.booleans())
+    codec = draw(st.sampled_from(sorted(SUPPORTED)))
     batch = bytearray(make_keyed_batch(
-        records, timestamp_ms=NOW_MS,
-        attributes=1 if compressed else 0,
-        compress=(lambda data: gzip.compress(data, mtime=0)) if compressed else None,
+        records, timestamp_ms=NOW_MS, attributes=codec,
+        compress=(lambda data: compress(codec, data)) if codec else None,
     ))
     mutation = draw(st.sampled_from(["flip", "flip", "count", "truncate", "none"]))
     if mutation == "flip":

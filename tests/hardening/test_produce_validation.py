@@ -14,6 +14,7 @@ from kio.schema.errors import ErrorCode
 
 from headrace.core.broker import Broker
 from headrace.core.topics import TopicSpec
+from headrace.record.compression import CODEC_NAMES, LZ4, SNAPPY, ZSTD, compress
 from tests.hardening.produce_wire import produce, record_errors
 from tests.server.wire import WireClient
 from tests.support.batches import encode_record, make_keyed_batch, raw_batch, zigzag_varint
@@ -83,6 +84,18 @@ MALFORMED: dict[str, tuple[Callable[[], bytes], ErrorCode, int | None]] = {
     "gzip records fewer than the header says": (
         lambda: raw_batch(gzip.compress(_records(2)), count=3, attributes=1),
         ErrorCode.invalid_record, 2),
+    **{f"garbage {CODEC_NAMES[codec]} records under a valid CRC": (
+        lambda codec=codec: raw_batch(compress(codec, b"\xa5" * 64), count=1, attributes=codec),
+        ErrorCode.invalid_record, 0) for codec in (SNAPPY, LZ4, ZSTD)},
+    **{f"{CODEC_NAMES[codec]} records fewer than the header says": (
+        lambda codec=codec: raw_batch(compress(codec, _records(2)), count=3, attributes=codec),
+        ErrorCode.invalid_record, 2) for codec in (SNAPPY, LZ4, ZSTD)},
+    **{f"undecompressible {CODEC_NAMES[codec]}": (
+        lambda codec=codec: raw_batch(b"\x07 not compressed at all", count=1,
+                                      attributes=codec),
+        ErrorCode.invalid_record, None) for codec in (SNAPPY, LZ4, ZSTD)},
+    "a compression codec id naming no codec": (
+        lambda: raw_batch(_records(1), count=1, attributes=5), ErrorCode.invalid_record, None),
     "timestamp two hours in the future": (
         lambda: raw_batch(_records(1), count=1, timestamp_ms=NOW_MS + 2 * 3600 * 1000),
         ErrorCode.invalid_timestamp, 0),

@@ -1,6 +1,8 @@
 """Real clients still produce and consume normally through the record-by-record checks:
-librdkafka (confluent-kafka) and kafka-python, plain and gzip, headers, compacted topics, and
-a CreateTime timestamp outside the topic's window refused with INVALID_TIMESTAMP."""
+librdkafka (confluent-kafka) with every codec, aiokafka with snappy (Xerial-framed), lz4 and
+zstd, kafka-python with gzip (its snappy, lz4 and zstd need libraries this project does not
+use), headers, compacted topics, and a CreateTime timestamp outside the topic's window refused
+with INVALID_TIMESTAMP."""
 
 from __future__ import annotations
 
@@ -12,8 +14,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError
 
+from headrace.record import codec_of, whole_batches
+from headrace.record.compression import CODEC_NAMES
 from tests.support.brokers import InProcessBroker, in_process_broker
 from tests.support.clients import (
+    aiokafka_consumer,
+    aiokafka_producer,
     confluent_producer,
     consume_all,
     create_topic,
@@ -39,7 +45,15 @@ def _produce_confluent(bootstrap: str, topic: str, compression: str, count: int)
     return failures
 
 
-@pytest.mark.parametrize("compression", ["none", "gzip"])
+def _stored_codecs(running: InProcessBroker, topic: str) -> set[str]:
+    """The codecs of the batches the log of ``topic``-0 holds (the checks opened them all)."""
+    log = running.broker.replicas.log(topic, 0)
+    with log.read(0, 1 << 24) as read:
+        data = read.to_bytes()
+    return {CODEC_NAMES[codec_of(header.attributes)] for header, _ in whole_batches(data)}
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "snappy", "lz4", "zstd"])
 async def test_confluent_kafka_produces_and_consumes(running: InProcessBroker,
                                                       compression: str) -> None:
     topic = f"librdkafka-{compression}"
@@ -50,6 +64,32 @@ async def test_confluent_kafka_produces_and_consumes(running: InProcessBroker,
     messages = await asyncio.to_thread(consume_all, running.bootstrap, topic, 1, 500)
     assert [m.value() for m in messages] == [b"value %d" % i for i in range(500)]
     assert messages[7].headers() == [("n", b"7")]
+    assert _stored_codecs(running, topic) == {compression}
+
+
+@pytest.mark.parametrize("compression", ["snappy", "lz4", "zstd"])
+async def test_aiokafka_produces_and_consumes(running: InProcessBroker, compression: str) -> None:
+    topic = f"aiokafka-{compression}"
+    producer = aiokafka_producer(running.bootstrap, compression_type=compression, linger_ms=5)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, key=b"k%d" % (i % 10), value=b"aio %d" % i * 20,
+                                    headers=[("n", str(i).encode())]) for i in range(300)]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    consumer = aiokafka_consumer(running.bootstrap, topic, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        values: list[bytes] = []
+        while len(values) < 300:
+            batches = await consumer.getmany(timeout_ms=5000)
+            assert batches, f"only {len(values)} of 300 records consumed"
+            values += [m.value for ms in batches.values() for m in ms if m.value is not None]
+    finally:
+        await consumer.stop()
+    assert values == [b"aio %d" % i * 20 for i in range(300)]
+    assert _stored_codecs(running, topic) == {compression}
 
 
 def _kafka_python_round_trip(bootstrap: str, topic: str) -> list[bytes]:

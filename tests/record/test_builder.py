@@ -7,7 +7,7 @@ from typing import Any
 
 import google_crc32c
 import pytest
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from hypothesis import given
 from hypothesis import strategies as st
 from kafka.record import MemoryRecords
@@ -22,7 +22,7 @@ from headrace.record import (
     rebuild_batch,
     record_spans,
 )
-from headrace.record.compression import CODEC_MASK, GZIP, SUPPORTED
+from headrace.record.compression import CODEC_MASK, GZIP, NONE, SUPPORTED
 
 MAX_TIMESTAMP_MS = 253_402_300_799_999
 NOW_MS = 1_700_000_000_000
@@ -51,10 +51,18 @@ def test_batches_round_trip(records: list[Any], base: int, codec: int) -> None:
 
 @given(st.lists(record_strategy, min_size=1, max_size=10), codecs)
 def test_another_client_reads_what_the_builder_writes(records: list[Any], codec: int) -> None:
-    memory = MemoryRecords(build_batch(records, compression=codec))  # kafka-python's reader
-    batch = memory.next_batch()
-    assert batch is not None and batch.validate_crc()
-    assert [(r.timestamp, r.key, r.value) for r in batch] == [(t, k, v) for t, k, v, _ in records]
+    built = build_batch(records, compression=codec)
+    # kafka-python's reader; it decodes snappy, lz4 and zstd only through libraries this
+    # project does not use, so those are read by aiokafka's (cramjam, unbounded here).
+    if codec in (NONE, GZIP):
+        batch = MemoryRecords(built).next_batch()
+        assert batch is not None and batch.validate_crc()
+        decoded = [(r.timestamp, r.key, r.value) for r in batch]
+    else:
+        other = DefaultRecordBatch(built)
+        assert other.validate_crc()
+        decoded = [(r.timestamp, r.key, r.value) for r in other]
+    assert decoded == [(t, k, v) for t, k, v, _ in records]
 
 
 def test_a_batch_needs_records() -> None:

@@ -23,7 +23,7 @@ from headrace.record import (
     record_spans,
     whole_batches,
 )
-from headrace.record.compression import GZIP, LZ4, compress, decompress
+from headrace.record.compression import GZIP, compress, decompress
 from headrace.record.layout import ATTR_CONTROL, ATTR_TIMESTAMP_TYPE, seal
 
 NOW_MS = 1_700_000_000_000
@@ -116,15 +116,17 @@ def _with_codec(batch: bytes, codec: int, section: bytes) -> bytes:
                       attributes=codec)
 
 
-def test_unsupported_codecs_are_reported_not_guessed() -> None:
-    opaque = _with_codec(_batch(b"a"), LZ4, b"LZ4 frame")
+def test_codec_ids_naming_no_codec_are_reported_not_guessed() -> None:
+    opaque = _with_codec(_batch(b"a"), 5, b"codec 5?")
     header = parse_header(opaque)
-    with pytest.raises(UnsupportedCompressionError, match="codec 3"):
+    with pytest.raises(UnsupportedCompressionError, match="codec 5"):
         record_spans(opaque, header)
     with pytest.raises(UnsupportedCompressionError):
         list(batch_records(opaque, header))
     with pytest.raises(UnsupportedCompressionError):
-        compress(LZ4, b"x")
+        compress(6, b"x")
+    with pytest.raises(MalformedBatchError, match="unknown compression codec 5"):
+        parse_batches(memoryview(opaque), max_batch_bytes=None, dense=True)
 
 
 def test_undecompressible_and_malformed_records_are_malformed_batches() -> None:

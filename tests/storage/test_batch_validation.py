@@ -7,6 +7,7 @@ import struct
 import google_crc32c
 import pytest
 
+from headrace.record.compression import SNAPPY, compress
 from headrace.storage import (
     BatchTooLargeError,
     CorruptBatchError,
@@ -20,6 +21,7 @@ from tests.support.batches import (
     batch_body,
     leader_epoch_of,
     make_batch,
+    make_keyed_batch,
     split_batches,
 )
 
@@ -134,11 +136,14 @@ def test_log_append_time_sets_type_bit_max_timestamp_and_crc(
     assert log.offset_for_timestamp(clock.now_ms) == (0, clock.now_ms)
 
 
-def test_batches_of_codecs_we_do_not_open_are_stored_opaque(log: PartitionLog) -> None:
-    # Attributes claim snappy (2) and control (0x20): the engine cannot read their records.
-    batch = make_batch([b"\x00\x01garbage-that-is-not-snappy"], attributes=0x22)
-    with pytest.raises(InvalidBatchError, match="coordinator"):
-        log.append(batch, leader_epoch=0)  # a client may not write markers
-    log.append(batch, leader_epoch=0, coordinator=True)
+def test_snappy_batches_are_opened_and_checked(log: PartitionLog) -> None:
+    # Attributes claim snappy (2) over records that are not snappy.
+    batch = make_batch([b"\x00\x01garbage-that-is-not-snappy"], attributes=SNAPPY)
+    with pytest.raises(InvalidBatchError, match="undecompressible snappy"):
+        log.append(batch, leader_epoch=0)
+    assert log.log_end_offset == 0
+    batch = make_keyed_batch([(b"k", b"v")], attributes=SNAPPY,
+                             compress=lambda raw: compress(SNAPPY, raw))
+    log.append(batch, leader_epoch=0)
     with log.read(0, 10_000) as read:
         assert batch_body(read.to_bytes()) == batch_body(batch)

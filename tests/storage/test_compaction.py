@@ -8,8 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
-from kafka.record import MemoryRecords
+from aiokafka.record.default_records import DefaultRecordBatch
 
+from headrace.record import iter_records
+from headrace.record.compression import CODEC_NAMES, LZ4, SNAPPY, ZSTD, compress
 from headrace.record.compression import GZIP as COMPRESSION_GZIP
 from headrace.storage import (
     CleanerCheckpoint,
@@ -267,7 +269,7 @@ def test_keyless_records_written_before_the_policy_change_are_dropped(
     assert [(r.key, r.value) for r in read_records(log)] == [(b"k", b"v29")]
 
 
-def test_gzip_batches_are_compacted_and_unknown_codecs_kept_whole(
+def test_compressed_batches_of_every_codec_are_compacted(
     open_manager: OpenManager, clock: ManualClock
 ) -> None:
     manager, log = _compacted(open_manager)
@@ -277,28 +279,32 @@ def test_gzip_batches_are_compacted_and_unknown_codecs_kept_whole(
             make_keyed_batch(records, attributes=COMPRESSION_GZIP, compress=gzip.compress),
             leader_epoch=0,
         )
-    # An lz4 batch (codec 3) we cannot decompress: kept byte for byte, never decoded.
-    opaque = make_keyed_batch([(b"a", b"lz4")], attributes=3, compress=lambda raw: b"LZ4" + raw)
-    opaque_offset = log.append(opaque, leader_epoch=0).base_offset
+    for codec in (SNAPPY, LZ4, ZSTD):  # one record superseded below, one kept
+        name = CODEC_NAMES[codec].encode()
+        log.append(make_keyed_batch([(b"a", name), (name, b"kept")], attributes=codec,
+                                    compress=lambda raw, codec=codec: compress(codec, raw)),
+                   leader_epoch=0)
     for i in range(12):
         log.append(make_keyed_batch([(b"a", b"plain%d" % i)]), leader_epoch=0)
     log.roll()
     clock.advance(1000)  # the batches' own timestamps run ahead of the clock
     assert len(manager.clean()) == 1
-    with log.read(opaque_offset, 1) as read:
-        assert read.to_bytes()[16:] == opaque[16:]
-    survivors = read_records(log, start=opaque_offset + 1)
-    assert [r.value for r in survivors if r.key == b"a"] == [b"plain11"]
-    # Read the part before the opaque batch on its own (kafka-python cannot decode lz4 here).
-    with log.read(0, 1 << 20, max_offset=opaque_offset) as read:
-        memory = MemoryRecords(read.to_bytes())
-        kept = []
-        while (batch := memory.next_batch()) is not None:
-            assert batch.validate_crc()
-            kept += [(r.key, r.value) for r in batch]
-    assert (b"a", b"a11") not in kept  # superseded by the later plain records
+    with log.read(0, 1 << 20) as read:
+        data = read.to_bytes()
+    kept = [(r.key, r.value) for r in iter_records(data)]
+    assert [v for k, v in kept if k == b"a"] == [b"plain11"]  # superseded in every codec
     assert [(k, v) for k, v in kept if k == b"b"] == [(b"b", b"b11")]
     assert sorted(k for k, _ in kept if k.startswith(b"c")) == sorted(b"c%d" % i for i in range(12))
+    assert [k for k, v in kept if v == b"kept"] == [b"snappy", b"lz4", b"zstd"]
+    # The rewritten batches keep their codec, and another client (aiokafka's) reads them.
+    codecs, position = [], 0
+    while position < len(data):
+        end = position + 12 + int.from_bytes(data[position + 8 : position + 12], "big")
+        batch = DefaultRecordBatch(data[position:end])
+        assert batch.validate_crc()
+        codecs.append(batch.compression_type)
+        position = end
+    assert {SNAPPY, LZ4, ZSTD} <= set(codecs)
 
 
 def test_producer_state_survives_cleaning_and_a_restart_without_snapshots(

@@ -5,7 +5,7 @@ coordinator, replication, the HTTP API and the tests all share one definition of
 
 * :mod:`.layout`: the 61-byte header, where its fields sit, its CRC32C and header rewrites;
 * :mod:`.varint`: Kafka's varints (zigzag for records, unsigned for flexible framing), bounded;
-* :mod:`.compression`: the codecs, which of them this package opens (none, gzip), and the
+* :mod:`.compression`: the codecs (all five of Kafka's: none, gzip, snappy, lz4, zstd) and the
   bound on how far one batch may inflate;
 * :mod:`.builder`: making batches (any records, the HTTP API's plain batches, compaction's
   rebuilt ones);

@@ -1,30 +1,36 @@
 """The bound on inflation, applied to aiokafka's record decoder as the HTTP API's consumers use it.
 
 The HTTP API's consumer instances (web/consumers.py) are aiokafka consumers inside the broker
-process. aiokafka inflates a gzip batch whole, without bound, so one batch that inflates to a
+process. aiokafka inflates a batch whole, without bound, so one batch that inflates to a
 gigabyte would take a gigabyte of the broker's memory. :func:`bound_client_inflation` replaces
-the gzip decoder aiokafka's record batches look up (its compiled and its pure-Python ones) with
-this package's bounded one: such a batch then raises InflationLimitError (a ``ValueError``) in
-the consumer instead. Idempotent; the other codecs are left to aiokafka (the broker cannot
-decode them itself, see :mod:`.compression`).
+the decoders aiokafka's record batches look up (its compiled and its pure-Python ones; gzip,
+snappy, lz4 and zstd) with this package's bounded ones: such a batch then raises
+InflationLimitError (a ``ValueError``) in the consumer instead. Idempotent.
 """
 
 from __future__ import annotations
 
+import functools
 from types import ModuleType
 
-from headrace.record.compression import GZIP, decompress
+from headrace.record.compression import GZIP, LZ4, SNAPPY, ZSTD, decompress
 
 Buffer = bytes | bytearray | memoryview
 
 
-def bounded_gzip_decode(payload: Buffer) -> bytes:
-    """aiokafka's ``gzip_decode``, within :data:`~.compression.MAX_INFLATED_BATCH_BYTES`."""
-    return bytes(decompress(GZIP, payload))
+def bounded_decode(codec: int, payload: Buffer) -> bytes:
+    """aiokafka's ``<codec>_decode``, within :data:`~.compression.MAX_INFLATED_BATCH_BYTES`."""
+    return bytes(decompress(codec, payload))
+
+
+#: aiokafka's decoder names, and the bounded decoders that replace them.
+_DECODERS = {f"{name}_decode": functools.partial(bounded_decode, codec)
+             for name, codec in (("gzip", GZIP), ("snappy", SNAPPY), ("lz4", LZ4),
+                                 ("zstd", ZSTD))}
 
 
 def bound_client_inflation() -> None:
-    """Make aiokafka's record decoders inflate gzip through :func:`bounded_gzip_decode`."""
+    """Make aiokafka's record decoders inflate through :func:`bounded_decode`."""
     import aiokafka.record.default_records as python_records
 
     modules: list[ModuleType] = [python_records]
@@ -35,4 +41,5 @@ def bound_client_inflation() -> None:
     else:
         modules.append(compiled_records)
     for module in modules:
-        module.gzip_decode = bounded_gzip_decode  # type: ignore[attr-defined]
+        for name, decoder in _DECODERS.items():
+            setattr(module, name, decoder)

@@ -26,6 +26,7 @@ from aiokafka.record.default_records import DefaultRecordBatch
 
 from headrace.record.compression import (
     CODEC_MASK,
+    CODEC_NAMES,
     MAX_INFLATED_BATCH_BYTES,
     NONE,
     SUPPORTED,
@@ -83,6 +84,10 @@ def parse_batches(
             raise MalformedBatchError(
                 f"batch at byte {position} claims {size} bytes, only {total - position} sent"
             )
+        if codec_of(header.attributes) not in CODEC_NAMES:
+            raise MalformedBatchError(
+                f"unknown compression codec {codec_of(header.attributes)} in batch at byte "
+                f"{position}")
         if max_batch_bytes is not None and size > max_batch_bytes:
             raise OversizedBatchError(
                 f"batch of {size} bytes exceeds max.message.bytes {max_batch_bytes}"
