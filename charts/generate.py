@@ -305,7 +305,8 @@ PRODUCE_VALIDATION_SECTION = [
     "| `max.message.bytes` | `1048588` | The largest batch a producer may send, as stored "
     "(compressed); larger ones are `MESSAGE_TOO_LARGE`. |",
     "",
-    "Fixed bound (not configurable): the records of one compressed batch may inflate to at "
+    "Fixed bound (not configurable): the records of one compressed batch (gzip, snappy, lz4 "
+    "or zstd) may inflate to at "
     "most **64 MiB** (`MAX_INFLATED_BATCH_BYTES`); a batch that inflates further is refused at "
     "produce with `MESSAGE_TOO_LARGE`, kept whole and unopened by compaction, and skipped with "
     "an `error` event by the HTTP stream.",
