@@ -4,6 +4,7 @@ within two seconds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -86,8 +87,18 @@ class DevRun:
         return time.monotonic() - started
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
+        """Ctrl-C first: the dev command stops its etcd and brokers (they run in sessions of
+        their own, so a SIGKILL of the command would leave them running); SIGKILL only if it
+        does not exit in time."""
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
 
