@@ -74,26 +74,9 @@ class OffsetBook:
             )
         if error is not ErrorCode.none:
             return {(c.topic, c.partition): error for c in commits}
-        results: dict[TopicPartition, ErrorCode] = {}
-        accepted: list[tuple[OffsetCommit, CommittedOffset]] = []
-        now = self._wall_clock_ms()
-        for commit in commits:
-            metadata = commit.metadata or ""
-            if len(metadata.encode()) > self._max_metadata_bytes:
-                results[(commit.topic, commit.partition)] = ErrorCode.offset_metadata_too_large
-                continue
-            accepted.append(
-                (commit, CommittedOffset(commit.offset, commit.leader_epoch, metadata, now))
-            )
+        results, accepted = self._accepted(commits)
         if accepted:
-            entries: Entries = [
-                (
-                    OffsetKey(group_id, commit.topic, commit.partition),
-                    OffsetValue(c.offset, c.leader_epoch, c.metadata, c.commit_timestamp_ms),
-                )
-                for commit, c in accepted
-            ]
-            write_error = await self._log.write(group_id, entries)
+            write_error = await self._log.write(group_id, _entries(group_id, accepted))
             for commit, committed in accepted:
                 if write_error is ErrorCode.none:
                     self._machine.apply_offset(
@@ -120,6 +103,23 @@ class OffsetBook:
             )
         if error is not ErrorCode.none:
             return {(c.topic, c.partition): error for c in commits}
+        results, accepted = self._accepted(commits)
+        if accepted:
+            write_error = await self._log.write(
+                group_id, _entries(group_id, accepted), producer=producer
+            )
+            if write_error is ErrorCode.none:
+                pending = self._log.pending_txn.setdefault((group_id, producer[0]), {})
+                for commit, committed in accepted:
+                    pending[(commit.topic, commit.partition)] = committed
+            for commit, _committed in accepted:
+                results[(commit.topic, commit.partition)] = write_error
+        return results
+
+    def _accepted(
+        self, commits: list[OffsetCommit]
+    ) -> tuple[dict[TopicPartition, ErrorCode], list[tuple[OffsetCommit, CommittedOffset]]]:
+        """The commits whose metadata fits (stamped now), and the errors of those that do not."""
         results: dict[TopicPartition, ErrorCode] = {}
         accepted: list[tuple[OffsetCommit, CommittedOffset]] = []
         now = self._wall_clock_ms()
@@ -131,22 +131,7 @@ class OffsetBook:
             accepted.append(
                 (commit, CommittedOffset(commit.offset, commit.leader_epoch, metadata, now))
             )
-        if accepted:
-            entries: Entries = [
-                (
-                    OffsetKey(group_id, commit.topic, commit.partition),
-                    OffsetValue(c.offset, c.leader_epoch, c.metadata, c.commit_timestamp_ms),
-                )
-                for commit, c in accepted
-            ]
-            write_error = await self._log.write(group_id, entries, producer=producer)
-            if write_error is ErrorCode.none:
-                pending = self._log.pending_txn.setdefault((group_id, producer[0]), {})
-                for commit, committed in accepted:
-                    pending[(commit.topic, commit.partition)] = committed
-            for commit, _committed in accepted:
-                results[(commit.topic, commit.partition)] = write_error
-        return results
+        return results, accepted
 
     def fetch(
         self, group_id: str, partitions: list[TopicPartition] | None
@@ -253,3 +238,14 @@ def expired_offsets(
     if empty_since_ms is not None and empty_since_ms + retention_ms <= now_ms:
         return sorted(group.offsets)
     return []
+
+
+def _entries(group_id: str, accepted: list[tuple[OffsetCommit, CommittedOffset]]) -> Entries:
+    """The ``__consumer_offsets`` records of accepted commits."""
+    return [
+        (
+            OffsetKey(group_id, commit.topic, commit.partition),
+            OffsetValue(c.offset, c.leader_epoch, c.metadata, c.commit_timestamp_ms),
+        )
+        for commit, c in accepted
+    ]
