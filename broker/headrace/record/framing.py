@@ -142,35 +142,24 @@ def _walk_in_python(
     need_keys: bool,
     window: TimestampWindow | None,
 ) -> int:
-    # The hot loop does the least per record: offsets, timestamp extremes and whether any key
-    # is missing; only a batch that breaks a rule is walked again to name its records.
+    # One pass gathers offsets, timestamp extremes and whether any key is missing; only a batch
+    # that breaks a rule is walked again to name its records.
     expected = base_offset
     top = NO_TIMESTAMP
     bottom = 2**63
     keyless = False
     try:
-        if need_keys:
-            for entry in DefaultRecordBatch(plain_batch):
-                if entry.offset != expected:
-                    raise _offset_problem(entry.offset, expected, base_offset)
-                timestamp = entry.timestamp
-                if timestamp > top:
-                    top = timestamp
-                if timestamp < bottom:
-                    bottom = timestamp
-                if entry.key is None:
-                    keyless = True
-                expected += 1
-        else:
-            for entry in DefaultRecordBatch(plain_batch):
-                if entry.offset != expected:
-                    raise _offset_problem(entry.offset, expected, base_offset)
-                timestamp = entry.timestamp
-                if timestamp > top:
-                    top = timestamp
-                if timestamp < bottom:
-                    bottom = timestamp
-                expected += 1
+        for entry in DefaultRecordBatch(plain_batch):
+            if entry.offset != expected:
+                raise _offset_problem(entry.offset, expected, base_offset)
+            timestamp = entry.timestamp
+            if timestamp > top:
+                top = timestamp
+            if timestamp < bottom:
+                bottom = timestamp
+            if need_keys and entry.key is None:
+                keyless = True
+            expected += 1
     except CorruptRecordException as error:  # bytes left after the last record: its fault
         index = min(expected - base_offset, count - 1)
         raise _problem(index, _without_prefix(str(error))) from None
