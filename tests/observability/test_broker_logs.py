@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
@@ -117,6 +117,12 @@ def test_every_kafka_admin_action_is_one_audit_line(json_broker: BrokerProcess) 
     admin.delete_records([TopicPartition("audited", 0, 1)])[
         TopicPartition("audited", 0, 1)].result(20)
     assert _audit(json_broker, "records.delete", "topic:audited partition:0")["result"] == "ok"
+    # Admin clients move a group's offsets with an OffsetCommit outside any generation.
+    moved = admin.alter_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions("movers", [TopicPartition("audited", 0, 1)])])
+    moved["movers"].result(20)
+    altered_offset = _audit(json_broker, "offset.alter", "group:movers topic:audited partition:0")
+    assert (altered_offset["result"], altered_offset["offset"]) == ("ok", 1)
     [deleted] = admin.delete_consumer_groups(["nobody"]).values()
     with pytest.raises(Exception):  # noqa: B017 - the error is the broker's, audited below
         deleted.result(20)
@@ -126,7 +132,8 @@ def test_every_kafka_admin_action_is_one_audit_line(json_broker: BrokerProcess) 
     # Reads and data traffic are not admin actions.
     actions = {e["action"] for e in _entries(json_broker) if e.get("audit")}
     assert actions <= {"topic.create", "partition.add", "config.alter", "records.delete",
-                       "group.delete", "topic.delete", "config.reset", "offset.commit"}
+                       "group.delete", "topic.delete", "config.reset", "offset.commit",
+                       "offset.alter"}
 
 
 def test_every_http_admin_action_is_one_audit_line(json_broker: BrokerProcess) -> None:

@@ -5,7 +5,8 @@ handler, with the typed request and response, for the API keys in :data:`ADMIN_A
 dict lookup on every other request). Each resource a request names gets one audit line with
 its own result, read from the response — the error code the client saw — so a CreateTopics of
 three topics of which one exists says so three times. Consumer traffic (OffsetCommit of a
-running consumer, JoinGroup …) is not an admin action and is not audited; offsets reset or
+running consumer, JoinGroup …) is not an admin action (an OffsetCommit outside any generation is:
+that is how admin clients move a group's offsets) and is not audited; offsets reset or
 committed through the HTTP API are (:mod:`headrace.web.audit`).
 """
 
@@ -80,6 +81,21 @@ def _delete_groups(request: Any, response: Any) -> Iterator[Entry]:
         yield "group.delete", f"group:{group.group_id}", group.error_code, {}
 
 
+def _offset_alter(request: Any, response: Any) -> Iterator[Entry]:
+    """OffsetCommit outside any generation: an admin moving a group's offsets (Kafka's
+    AlterConsumerGroupOffsets, ``kafka-consumer-groups --reset-offsets``). A member's own
+    commits carry its generation or epoch and are consumer traffic."""
+    if request.generation_id_or_member_epoch != -1 or request.member_id:
+        return
+    offsets = {(t.name, p.partition_index): p.committed_offset
+               for t in request.topics for p in t.partitions}
+    for topic in response.topics:
+        for partition in topic.partitions:
+            yield ("offset.alter", f"group:{request.group_id} topic:{topic.name} "
+                   f"partition:{partition.partition_index}", partition.error_code,
+                   {"offset": offsets.get((topic.name, partition.partition_index))})
+
+
 def _offset_delete(request: Any, response: Any) -> Iterator[Entry]:
     if response.error_code:
         yield "offset.delete", f"group:{request.group_id}", response.error_code, {}
@@ -116,11 +132,13 @@ def _alter_reassignments(request: Any, response: Any) -> Iterator[Entry]:
                     else ",".join(str(int(b)) for b in replicas)})
 
 
-#: API key → what its requests did. Kafka's names: CreateTopics (19), DeleteTopics (20),
+#: API key → what its requests did. Kafka's names: OffsetCommit (8, admin commits only),
+#: CreateTopics (19), DeleteTopics (20),
 #: DeleteRecords (21), AlterConfigs (33), CreatePartitions (37), DeleteGroups (42),
 #: ElectLeaders (43), IncrementalAlterConfigs (44), AlterPartitionReassignments (45),
 #: OffsetDelete (47).
 ADMIN_APIS: dict[int, Callable[[Any, Any], Iterator[Entry]]] = {
+    8: _offset_alter,
     19: _create_topics,
     20: _delete_topics,
     21: _delete_records,
