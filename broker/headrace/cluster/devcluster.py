@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from headrace.cluster.etcd_launcher import EtcdProcess
-from headrace.cluster.processes import pause_process, stop_process
+from headrace.cluster.processes import ended_with_parent, pause_process, stop_process
 
 STARTUP_TIMEOUT = 60.0
 
@@ -125,7 +125,7 @@ class BrokerProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=ended_with_parent(),
             )
         if wait:
             self.wait_ready()

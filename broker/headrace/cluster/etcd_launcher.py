@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from headrace.cluster.processes import pause_process, stop_process
+from headrace.cluster.processes import ended_with_parent, pause_process, stop_process
 from headrace.core.errors import UserError
 
 
@@ -148,7 +148,8 @@ class EtcdProcess:
         log = self._log_path.open("ab")
         try:
             self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=ended_with_parent(),
             )
         finally:
             log.close()
