@@ -179,6 +179,15 @@ from kio.schema.txn_offset_commit import v1 as txn_offset_commit_v1
 from kio.schema.txn_offset_commit import v2 as txn_offset_commit_v2
 from kio.schema.txn_offset_commit import v3 as txn_offset_commit_v3
 from kio.schema.write_txn_markers import v1 as write_txn_markers_v1
+from kio.schema.create_acls import v1 as create_acls_v1
+from kio.schema.create_acls import v2 as create_acls_v2
+from kio.schema.create_acls import v3 as create_acls_v3
+from kio.schema.delete_acls import v1 as delete_acls_v1
+from kio.schema.delete_acls import v2 as delete_acls_v2
+from kio.schema.delete_acls import v3 as delete_acls_v3
+from kio.schema.describe_acls import v1 as describe_acls_v1
+from kio.schema.describe_acls import v2 as describe_acls_v2
+from kio.schema.describe_acls import v3 as describe_acls_v3
 
 FetchRequests: TypeAlias = (
     fetch_v4.FetchRequest | fetch_v5.FetchRequest | fetch_v6.FetchRequest | fetch_v7.FetchRequest
@@ -499,3 +508,34 @@ ListTransactionsResponses: TypeAlias = (
 )
 DescribeProducersRequests: TypeAlias = describe_producers_v0.DescribeProducersRequest
 DescribeProducersResponses: TypeAlias = describe_producers_v0.DescribeProducersResponse
+
+DescribeAclsRequests: TypeAlias = (
+    describe_acls_v1.DescribeAclsRequest
+    | describe_acls_v2.DescribeAclsRequest
+    | describe_acls_v3.DescribeAclsRequest
+)
+DescribeAclsResponses: TypeAlias = (
+    describe_acls_v1.DescribeAclsResponse
+    | describe_acls_v2.DescribeAclsResponse
+    | describe_acls_v3.DescribeAclsResponse
+)
+CreateAclsRequests: TypeAlias = (
+    create_acls_v1.CreateAclsRequest
+    | create_acls_v2.CreateAclsRequest
+    | create_acls_v3.CreateAclsRequest
+)
+CreateAclsResponses: TypeAlias = (
+    create_acls_v1.CreateAclsResponse
+    | create_acls_v2.CreateAclsResponse
+    | create_acls_v3.CreateAclsResponse
+)
+DeleteAclsRequests: TypeAlias = (
+    delete_acls_v1.DeleteAclsRequest
+    | delete_acls_v2.DeleteAclsRequest
+    | delete_acls_v3.DeleteAclsRequest
+)
+DeleteAclsResponses: TypeAlias = (
+    delete_acls_v1.DeleteAclsResponse
+    | delete_acls_v2.DeleteAclsResponse
+    | delete_acls_v3.DeleteAclsResponse
+)

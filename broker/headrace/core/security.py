@@ -33,6 +33,7 @@ class ResourceType(enum.IntEnum):
     CLUSTER = 4
     TRANSACTIONAL_ID = 5
     DELEGATION_TOKEN = 6
+    USER = 7
 
 
 class Operation(enum.IntEnum):
@@ -49,6 +50,8 @@ class Operation(enum.IntEnum):
     DESCRIBE_CONFIGS = 10
     ALTER_CONFIGS = 11
     IDEMPOTENT_WRITE = 12
+    CREATE_TOKENS = 13
+    DESCRIBE_TOKENS = 14
 
 
 @dataclass(frozen=True, slots=True)
