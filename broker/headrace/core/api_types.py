@@ -37,6 +37,9 @@ from kio.schema.consumer_group_describe import v0 as consumer_group_describe_v0
 from kio.schema.consumer_group_describe import v1 as consumer_group_describe_v1
 from kio.schema.consumer_group_heartbeat import v0 as consumer_group_heartbeat_v0
 from kio.schema.consumer_group_heartbeat import v1 as consumer_group_heartbeat_v1
+from kio.schema.create_acls import v1 as create_acls_v1
+from kio.schema.create_acls import v2 as create_acls_v2
+from kio.schema.create_acls import v3 as create_acls_v3
 from kio.schema.create_partitions import v0 as create_partitions_v0
 from kio.schema.create_partitions import v1 as create_partitions_v1
 from kio.schema.create_partitions import v2 as create_partitions_v2
@@ -47,6 +50,9 @@ from kio.schema.create_topics import v4 as create_topics_v4
 from kio.schema.create_topics import v5 as create_topics_v5
 from kio.schema.create_topics import v6 as create_topics_v6
 from kio.schema.create_topics import v7 as create_topics_v7
+from kio.schema.delete_acls import v1 as delete_acls_v1
+from kio.schema.delete_acls import v2 as delete_acls_v2
+from kio.schema.delete_acls import v3 as delete_acls_v3
 from kio.schema.delete_groups import v0 as delete_groups_v0
 from kio.schema.delete_groups import v1 as delete_groups_v1
 from kio.schema.delete_groups import v2 as delete_groups_v2
@@ -59,6 +65,9 @@ from kio.schema.delete_topics import v3 as delete_topics_v3
 from kio.schema.delete_topics import v4 as delete_topics_v4
 from kio.schema.delete_topics import v5 as delete_topics_v5
 from kio.schema.delete_topics import v6 as delete_topics_v6
+from kio.schema.describe_acls import v1 as describe_acls_v1
+from kio.schema.describe_acls import v2 as describe_acls_v2
+from kio.schema.describe_acls import v3 as describe_acls_v3
 from kio.schema.describe_cluster import v0 as describe_cluster_v0
 from kio.schema.describe_cluster import v1 as describe_cluster_v1
 from kio.schema.describe_configs import v1 as describe_configs_v1
@@ -179,15 +188,6 @@ from kio.schema.txn_offset_commit import v1 as txn_offset_commit_v1
 from kio.schema.txn_offset_commit import v2 as txn_offset_commit_v2
 from kio.schema.txn_offset_commit import v3 as txn_offset_commit_v3
 from kio.schema.write_txn_markers import v1 as write_txn_markers_v1
-from kio.schema.create_acls import v1 as create_acls_v1
-from kio.schema.create_acls import v2 as create_acls_v2
-from kio.schema.create_acls import v3 as create_acls_v3
-from kio.schema.delete_acls import v1 as delete_acls_v1
-from kio.schema.delete_acls import v2 as delete_acls_v2
-from kio.schema.delete_acls import v3 as delete_acls_v3
-from kio.schema.describe_acls import v1 as describe_acls_v1
-from kio.schema.describe_acls import v2 as describe_acls_v2
-from kio.schema.describe_acls import v3 as describe_acls_v3
 
 FetchRequests: TypeAlias = (
     fetch_v4.FetchRequest | fetch_v5.FetchRequest | fetch_v6.FetchRequest | fetch_v7.FetchRequest

@@ -69,6 +69,28 @@ def build(cls: type[Data], **values: Any) -> Data:
     return cls(**kwargs)
 
 
+#: What a request is answered for a resource the authorizer denied, by resource type.
+AUTHORIZATION_FAILED: dict[ResourceType, ErrorCode] = {
+    ResourceType.TOPIC: ErrorCode.topic_authorization_failed,
+    ResourceType.GROUP: ErrorCode.group_authorization_failed,
+    ResourceType.CLUSTER: ErrorCode.cluster_authorization_failed,
+    ResourceType.TRANSACTIONAL_ID: ErrorCode.transactional_id_authorization_failed,
+    ResourceType.DELEGATION_TOKEN: ErrorCode.delegation_token_authorization_failed,
+}
+
+
+def authorization_error(resource_type: ResourceType, name: str) -> KafkaError:
+    return KafkaError(AUTHORIZATION_FAILED[resource_type],
+                      f"not authorized for {resource_type.name.lower()} {name}")
+
+
+def require(ctx: RequestContext, resource_type: ResourceType, name: str) -> None:
+    """Raise the resource type's ``*_AUTHORIZATION_FAILED`` if the authorizer denied an action
+    the request declared on ``(resource_type, name)``."""
+    if ctx.refused(resource_type, name):
+        raise authorization_error(resource_type, name)
+
+
 def error_code(error: BaseException) -> ErrorCode:
     if isinstance(error, KafkaError):
         return error.code
@@ -114,8 +136,7 @@ async def partition_results(
     results = []
     for name, partitions in topics:
         try:
-            if (ResourceType.TOPIC, name) in ctx.denied:
-                raise KafkaError(ErrorCode.topic_authorization_failed, name)
+            require(ctx, ResourceType.TOPIC, name)
             if check is not None:
                 await check(name)
         except KafkaError as error:

@@ -24,6 +24,9 @@ class Principal:
 
 ANONYMOUS = Principal("User", "ANONYMOUS")
 
+#: The one name of the CLUSTER resource (Kafka's ``kafka-cluster``).
+CLUSTER_NAME = "kafka-cluster"
+
 
 class ResourceType(enum.IntEnum):
     """Kafka's ACL resource types, with their wire codes."""

@@ -18,13 +18,11 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from headrace.core.security import Action, Operation, Principal, ResourceType
+from headrace.core.security import CLUSTER_NAME, Action, Operation, Principal, ResourceType
 
 #: Kafka's wildcard resource name (LITERAL patterns) and host, and its wildcard principal.
 WILDCARD = "*"
 WILDCARD_PRINCIPAL = "User:*"
-#: The one name of the CLUSTER resource.
-CLUSTER_NAME = "kafka-cluster"
 
 #: Wire codes of the filter-only values (not in core.security's enums, which a request needs).
 ANY_CODE = 1

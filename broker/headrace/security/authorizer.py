@@ -1,4 +1,4 @@
-"""The ACL authorizer: Kafka's ``StandardAuthorizer`` behind :class:`~headrace.core.policies.Authorizer`.
+"""The ACL authorizer: Kafka's ``StandardAuthorizer`` behind the pipeline's ``Authorizer`` seam.
 
 The request pipeline asks it about each action a request declares (and, through the request
 context, about resources a handler lists). Super users may do everything; anyone else needs an
