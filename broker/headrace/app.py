@@ -128,7 +128,7 @@ class BrokerApp:
         # -- security metadata: one store for every feature (ACLs, credentials, quotas)
         self.security_records = self._build_security_records()
         self.acls: AclStore | None = None
-        if authorizer is None and config.authorizer == "acl":
+        if authorizer is None and config.authorizer_kind == "acl":
             self.acls = AclStore(self.security_records)
             authorizer = AclAuthorizer(
                 self.acls, config.super_users,

@@ -331,7 +331,7 @@ async def _serve(args: argparse.Namespace) -> int:
         transaction_abort_timed_out_transaction_cleanup_interval_ms=(
             args.transaction_abort_timed_out_transaction_cleanup_interval_ms
         ),
-        authorizer=args.authorizer,
+        authorizer_kind=args.authorizer,
         super_users=tuple(args.super_users),
         allow_everyone_if_no_acl_found=args.allow_everyone_if_no_acl_found,
     )
