@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from kio.schema.errors import ErrorCode
 
-from headrace.app import BrokerApp
 from headrace.core.security import CLUSTER_NAME, Operation, ResourceType
 from headrace.core.topics import TopicSpec
 from headrace.security.acls import AclBinding, AclFilter, PatternType, Permission
