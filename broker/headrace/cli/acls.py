@@ -13,6 +13,7 @@ from headrace.cli.kafka_tools import (
     CliError,
     add_connection_arguments,
     admin_client,
+    admin_module,
     emit,
     print_table,
     progress,
@@ -76,19 +77,13 @@ def _resource(args: argparse.Namespace) -> tuple[str, str | None]:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from confluent_kafka.admin import (
-        AclBinding,
-        AclOperation,
-        AclPermissionType,
-        ResourcePatternType,
-        ResourceType,
-    )
-
+    kafka = admin_module()
     kind, name = _resource(args)
+    permission = kafka.AclPermissionType.DENY if args.deny else kafka.AclPermissionType.ALLOW
     bindings = [
-        AclBinding(ResourceType[kind], name, ResourcePatternType[args.pattern.upper()],
-                   args.principal, args.host, AclOperation[operation],
-                   AclPermissionType.DENY if args.deny else AclPermissionType.ALLOW)
+        kafka.AclBinding(kafka.ResourceType[kind], name,
+                         kafka.ResourcePatternType[args.pattern.upper()], args.principal,
+                         args.host, kafka.AclOperation[operation], permission)
         for operation in args.operation
     ]
     admin = admin_client(args)  # held until the results: a dropped client cancels its futures
@@ -100,18 +95,12 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _filter(args: argparse.Namespace) -> Any:
-    from confluent_kafka.admin import (
-        AclBindingFilter,
-        AclOperation,
-        AclPermissionType,
-        ResourcePatternType,
-        ResourceType,
-    )
-
+    kafka = admin_module()
     kind, name = _resource(args)
-    return AclBindingFilter(ResourceType[kind], name, ResourcePatternType[args.pattern.upper()],
-                            args.principal, args.host,
-                            AclOperation[args.operation or "ANY"], AclPermissionType.ANY)
+    return kafka.AclBindingFilter(
+        kafka.ResourceType[kind], name, kafka.ResourcePatternType[args.pattern.upper()],
+        args.principal, args.host, kafka.AclOperation[args.operation or "ANY"],
+        kafka.AclPermissionType.ANY)
 
 
 def _rows(bindings: Any) -> list[dict[str, Any]]:
