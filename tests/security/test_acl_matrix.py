@@ -270,8 +270,10 @@ async def test_denials_are_audited_and_a_flood_is_rate_limited(
             for _ in range(500):
                 await call(app, session("User:mallory", "10.6.6.6"), 0, 9,
                            **family.fields("orders"))
-        lines = [r.getMessage() for r in caplog.records if r.name == "headrace.audit"]
-        assert lines[0] == ("denied WRITE on topic:orders by User:mallory from 10.6.6.6 via "
-                            "PLAINTEXT (API 0 v9)")
-        assert 1 <= len(lines) < 100  # a burst, then about ten a second
-        assert app.pipeline.denials.suppressed + len(lines) == 500
+        records = [r for r in caplog.records if r.name == "headrace.audit"]
+        assert records[0].getMessage() == (
+            "denied WRITE on topic:orders by User:mallory from 10.6.6.6 via PLAINTEXT (API 0 v9)")
+        assert 1 <= len(records) < 200  # a burst of 50, then about ten a second
+        # Every denial is a line or counted in a later line (or still pending).
+        reported = sum(getattr(r, "suppressed", 0) for r in records)
+        assert len(records) + reported + app.pipeline.denials.suppressed == 500

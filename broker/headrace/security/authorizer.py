@@ -41,6 +41,10 @@ KIND = "acl"
 #: Cached verdicts kept before the cache starts over (bounds memory against many principals).
 CACHE_ENTRIES = 100_000
 
+#: A cached verdict's key: the action's operation, resource type and name, the principal's
+#: type and name, the client's host.
+_Key = tuple[Operation, ResourceType, str, str, str, str]
+
 _CREATE_CLUSTER = Action(Operation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME)
 
 
@@ -49,9 +53,15 @@ class AclStore:
 
     def __init__(self, records: SecurityRecords) -> None:
         self.records = records
+        #: Stored value → its binding: a change decodes only the records it brought.
+        self._decoded: dict[bytes, AclBinding] = {}
 
     def bindings(self) -> list[AclBinding]:
-        return [decode(value) for value in self.records.snapshot(KIND).values()]
+        decoded = self._decoded
+        fresh = {value: decoded.get(value) or decode(value)
+                 for value in self.records.snapshot(KIND).values()}
+        self._decoded = fresh
+        return list(fresh.values())
 
     async def create(self, bindings: Iterable[AclBinding]) -> None:
         """Store ``bindings`` (one already stored stays one)."""
@@ -118,7 +128,7 @@ class AclAuthorizer:
         self.super_users = frozenset(super_users)
         self.allow_everyone_if_no_acl_found = allow_everyone_if_no_acl_found
         self._index: _Index | None = None
-        self._verdicts: dict[tuple[str, str, Action], bool] = {}
+        self._verdicts: dict[_Key, bool] = {}
         store.records.subscribe(self._changed)
 
     def _changed(self, kind: str) -> None:
@@ -127,18 +137,34 @@ class AclAuthorizer:
             self._verdicts = {}
 
     def authorize(self, ctx: RequestContext, actions: Sequence[Action]) -> Sequence[bool]:
-        principal = str(ctx.principal)
-        host = ctx.client_host
-        return [self.allows(principal, host, action) for action in actions]
+        session = ctx.session
+        principal = session.principal
+        host = session.client_host
+        verdicts = self._verdicts
+        answers = []
+        for action in actions:
+            # A flat tuple of ints and strings: hashed in C, unlike the dataclasses it is from.
+            key = (action.operation, action.resource_type, action.name,
+                   principal.principal_type, principal.name, host)
+            verdict = verdicts.get(key)
+            if verdict is None:
+                verdict = self._remember(key, str(principal), host, action)
+            answers.append(verdict)
+        return answers
 
     def allows(self, principal: str, host: str, action: Action) -> bool:
         """The verdict for ``principal`` (``User:alice``) from ``host`` (cached)."""
-        key = (principal, host, action)
+        kind, _, name = principal.partition(":")
+        key = (action.operation, action.resource_type, action.name, kind, name, host)
         verdict = self._verdicts.get(key)
         if verdict is None:
-            if len(self._verdicts) >= CACHE_ENTRIES:
-                self._verdicts = {}
-            verdict = self._verdicts[key] = self._decide(principal, host, action)
+            verdict = self._remember(key, principal, host, action)
+        return verdict
+
+    def _remember(self, key: _Key, principal: str, host: str, action: Action) -> bool:
+        if len(self._verdicts) >= CACHE_ENTRIES:
+            self._verdicts = {}
+        verdict = self._verdicts[key] = self._decide(principal, host, action)
         return verdict
 
     def _decide(self, principal: str, host: str, action: Action) -> bool:
