@@ -277,3 +277,21 @@ async def test_denials_are_audited_and_a_flood_is_rate_limited(
         # Every denial is a line or counted in a later line (or still pending).
         reported = sum(getattr(r, "suppressed", 0) for r in records)
         assert len(records) + reported + app.pipeline.denials.suppressed == 500
+
+
+async def test_authorized_operations_are_the_principals(tmp_path: Path) -> None:
+    async with in_process_broker(tmp_path / "data", authorizer_kind="acl") as running:
+        app = running.app
+        assert app.acls is not None
+        running.broker.create_topic(TopicSpec("orders", 1))
+        await app.acls.create([AclBinding(ResourceType.TOPIC, "orders", PatternType.LITERAL,
+                                          ALICE, "*", Operation.READ, Permission.ALLOW)])
+        answer = await call(app, session(ALICE), 3, 10, topics=(
+            request_module(3, 10).MetadataRequestTopic(topic_id=uuid.UUID(int=0),
+                                                       name="orders"),),
+            allow_auto_topic_creation=False, include_cluster_authorized_operations=True,
+            include_topic_authorized_operations=True)
+        # READ, and DESCRIBE which it implies; nothing on the cluster.
+        assert answer.topics[0].topic_authorized_operations == (
+            1 << Operation.READ | 1 << Operation.DESCRIBE)
+        assert answer.cluster_authorized_operations == 0

@@ -24,8 +24,10 @@ from kio.schema.offset_fetch import v9 as offset_fetch_v9
 
 from headrace.core.requests import ApiHandler, KafkaApi, Req, RequestContext, Resp
 from headrace.core.responses import (
+    NOT_REQUESTED,
     RequestTopic,
     authorization_error,
+    authorized_operations,
     build,
     by_topic,
     partition_results,
@@ -689,7 +691,7 @@ async def _describe_groups(
             groups.append(build(
                 group_cls, error_code=ErrorCode.group_authorization_failed, group_id=group_id,
                 group_state="", protocol_type="", protocol_data="", members=(),
-                authorized_operations=-(2**31),
+                authorized_operations=NOT_REQUESTED,
             ))
             continue
         description = coordinator.describe_group(group_id)
@@ -713,7 +715,8 @@ async def _describe_groups(
                     )
                     for m in description.members
                 ),
-                authorized_operations=-(2**31),  # Kafka's "not requested" sentinel
+                authorized_operations=authorized_operations(ctx, ResourceType.GROUP, group_id)
+                if getattr(request, "include_authorized_operations", False) else NOT_REQUESTED,
             )
         )
     return build(DESCRIBE_GROUPS_API.response(version), groups=tuple(groups))

@@ -31,8 +31,14 @@ from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.metadata import TopicState
 from headrace.core.requests import KafkaApi, RequestContext
-from headrace.core.responses import OK, authorization_error, build
-from headrace.core.security import Action, Operation, ResourceType
+from headrace.core.responses import (
+    NOT_REQUESTED,
+    OK,
+    authorization_error,
+    authorized_operations,
+    build,
+)
+from headrace.core.security import CLUSTER_NAME, Action, Operation, ResourceType
 from headrace.core.topics import topic_name_problem
 from headrace.protocol.codec import PreEncodedResponse, encode_body, schema_writer
 from headrace.server.handlers.binding import BrokerApi
@@ -63,6 +69,7 @@ async def handle_metadata(
     else:
         names = [(t.name, getattr(t, "topic_id", None)) for t in requested]
     allow_create = getattr(request, "allow_auto_topic_creation", True)
+    topic_operations = bool(getattr(request, "include_topic_authorized_operations", False))
     failed: dict[str, KafkaError] = {}
     if allow_create:
         missing = [name for name, _ in names
@@ -113,7 +120,8 @@ async def handle_metadata(
             topics.append(_error_topic(module, name, None, code))
             continue
         entries += len(state.partitions)
-        topics.append(_topic(module, state))
+        topics.append(_topic(module, state, authorized_operations(
+            ctx, ResourceType.TOPIC, state.name) if topic_operations else NOT_REQUESTED))
     brokers = tuple(
         build(
             module.MetadataResponseBroker,
@@ -130,6 +138,9 @@ async def handle_metadata(
         cluster_id=view.cluster_id,
         controller_id=view.controller_id(),
         topics=tuple(topics),
+        cluster_authorized_operations=authorized_operations(
+            ctx, ResourceType.CLUSTER, CLUSTER_NAME)
+        if getattr(request, "include_cluster_authorized_operations", False) else NOT_REQUESTED,
     )
     if entries <= SLICED_ENCODING_ENTRIES:
         return response
@@ -189,7 +200,7 @@ def _error_topic(
     )
 
 
-def _topic(module: ModuleType, state: TopicState) -> object:
+def _topic(module: ModuleType, state: TopicState, operations: int) -> object:
     partition_cls = module.MetadataResponsePartition
     partitions = tuple(
         build(
@@ -211,6 +222,7 @@ def _topic(module: ModuleType, state: TopicState) -> object:
         topic_id=state.topic_id,
         is_internal=state.is_internal,
         partitions=partitions,
+        topic_authorized_operations=operations,
     )
 
 
