@@ -4,6 +4,7 @@ rules: for random bindings and requests, the indexed, cached verdict is the refe
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -162,3 +163,14 @@ def test_bindings_kafka_refuses_are_refused_with_a_reason(
         fields: tuple[int, str, int, str, str, int, int], reason: str) -> None:
     with pytest.raises(InvalidAcl, match=reason):
         validated(*fields)
+
+
+async def test_concurrent_acl_writes_all_reach_the_file(tmp_path: Path) -> None:
+    from headrace.security.records import FileSecurityRecords
+
+    store = AclStore(FileSecurityRecords(tmp_path))
+    bindings = [AclBinding(ResourceType.TOPIC, f"t{i}", PatternType.LITERAL, "User:a", "*",
+                           Operation.READ, Permission.ALLOW) for i in range(20)]
+    await asyncio.gather(*(store.create([b]) for b in bindings))
+    reopened = AclStore(FileSecurityRecords(tmp_path))
+    assert sorted(b.name for b in reopened.bindings()) == sorted(b.name for b in bindings)

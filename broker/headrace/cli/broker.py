@@ -161,6 +161,17 @@ class _Repeated(argparse.Action):
         setattr(namespace, self.dest, [*(() if current is self.default else current), values])
 
 
+def _super_users(values: list[str]) -> tuple[str, ...]:
+    from headrace.core.errors import UserError
+
+    for value in values:
+        try:
+            _principal(value)
+        except argparse.ArgumentTypeError as error:
+            raise UserError(f"--super-user / HEADRACE_SUPER_USERS: {error}") from None
+    return tuple(values)
+
+
 def add_authorizer_arguments(parser: argparse.ArgumentParser) -> None:
     """ACLs (docs/security.md): Kafka's authorizer.class.name, super.users and
     allow.everyone.if.no.acl.found."""
@@ -169,8 +180,9 @@ def add_authorizer_arguments(parser: argparse.ArgumentParser) -> None:
                         help="acl: Kafka's ACLs decide every request, denying what no ACL "
                         "allows; none: everyone may do everything (default)")
     env_super = [v.strip() for v in _env("SUPER_USERS", "").split(",") if v.strip()]
+    # The environment's values are checked when the broker starts (a bad one is one line).
     parser.add_argument("--super-user", dest="super_users", action=_Repeated, type=_principal,
-                        metavar="User:NAME", default=[_principal(v) for v in env_super],
+                        metavar="User:NAME", default=env_super,
                         help="a principal the ACL authorizer always allows (repeatable; "
                         "HEADRACE_SUPER_USERS: comma-separated; Kafka's super.users)")
     parser.add_argument("--allow-everyone-if-no-acl-found",
@@ -332,7 +344,7 @@ async def _serve(args: argparse.Namespace) -> int:
             args.transaction_abort_timed_out_transaction_cleanup_interval_ms
         ),
         authorizer_kind=args.authorizer,
-        super_users=tuple(args.super_users),
+        super_users=_super_users(args.super_users),
         allow_everyone_if_no_acl_found=args.allow_everyone_if_no_acl_found,
     )
     app = BrokerApp(config, cluster=settings_from_args(args))  # no --metadata: single broker

@@ -3,10 +3,11 @@
 The etcd implementation of :class:`~headrace.security.records.SecurityRecords`: one key per
 record under ``<root>-security/<kind>/<key>`` — beside the cluster metadata's prefix, not in
 it, so the metadata cache and its listeners never see security changes. Every broker keeps all
-records in memory (a check never waits for etcd) from one full read and a prefix watch; a lost
-watch is followed by a full read, as the metadata store does. A write is one etcd transaction,
-applied to memory and announced to subscribers once etcd has it; other brokers' writes arrive
-through the watch and are announced the same way.
+records in memory (a check never waits for etcd) from one full read and a prefix watch; a
+lost watch is followed by a full read, as the metadata store does. A write is one etcd
+transaction (per :data:`~headrace.cluster.store.MAX_TXN_OPS` records), applied to memory and
+announced to subscribers once etcd has it; other brokers' writes arrive through the watch and
+are announced the same way.
 """
 
 from __future__ import annotations
@@ -44,17 +45,19 @@ class EtcdSecurityRecords:
         return dict(self._records.get(kind, {}))
 
     async def write(self, kind: str, changes: Mapping[str, bytes | None]) -> None:
-        if len(changes) > MAX_TXN_OPS:
-            raise ValueError(f"at most {MAX_TXN_OPS} security records change at once")
         client = self._store.client
         tx = client.transactions
-        ops = [tx.delete(self._key(kind, key)) if value is None
-               else tx.put(self._key(kind, key), value) for key, value in changes.items()]
-        _, responses = await self._store.bounded(
-            client.transaction(compare=[], success=ops, failure=[]))
-        revision = _revision_of(responses)
-        for key, value in changes.items():
-            self._set(kind, key, value, revision)
+        items = list(changes.items())
+        # etcd bounds a transaction's operations: a larger change is several transactions.
+        for start in range(0, len(items), MAX_TXN_OPS):
+            chunk = items[start:start + MAX_TXN_OPS]
+            ops = [tx.delete(self._key(kind, key)) if value is None
+                   else tx.put(self._key(kind, key), value) for key, value in chunk]
+            _, responses = await self._store.bounded(
+                client.transaction(compare=[], success=ops, failure=[]))
+            revision = _revision_of(responses)
+            for key, value in chunk:
+                self._set(kind, key, value, revision)
         self._notify({kind})
 
     def subscribe(self, listener: ChangeListener) -> None:
