@@ -33,6 +33,18 @@ from headrace.core.responses import (
     partition_results,
 )
 from headrace.core.security import CLUSTER_NAME, Action, Operation, ResourceType
+from headrace.groups.actions import (
+    GROUP_KEY_TYPE,
+    KEY_RESOURCES,
+    TRANSACTION_KEY_TYPE,
+    delete_groups_actions,
+    describe_groups_actions,
+    find_coordinator_actions,
+    offset_commit_actions,
+    offset_delete_actions,
+    offset_fetch_actions,
+    read_group,
+)
 from headrace.groups.coordinator import CoordinatorNode, GroupCoordinator
 from headrace.groups.model import CommittedOffset, JoinProtocol, JoinRequest
 from headrace.groups.offsets import OffsetCommit
@@ -110,11 +122,6 @@ SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
     OFFSET_DELETE: (0, 0),
 }
 
-_GROUP_KEY_TYPE = 0
-_TRANSACTION_KEY_TYPE = 1
-#: FindCoordinator key type → the resource its key names.
-_KEY_RESOURCES = {_GROUP_KEY_TYPE: ResourceType.GROUP,
-                  _TRANSACTION_KEY_TYPE: ResourceType.TRANSACTIONAL_ID}
 
 
 def _ms(value: datetime.timedelta | int) -> int:
@@ -149,10 +156,10 @@ def group_api_handlers(
     broker's metadata (the default, for coordinator-only tests, accepts every partition);
     ``transaction_coordinator_for`` answers FindCoordinator for transactional ids."""
     lookups: dict[int, TransactionCoordinatorLookup] = {
-        _GROUP_KEY_TYPE: coordinator.coordinator_for,
+        GROUP_KEY_TYPE: coordinator.coordinator_for,
     }
     if transaction_coordinator_for is not None:
-        lookups[_TRANSACTION_KEY_TYPE] = transaction_coordinator_for
+        lookups[TRANSACTION_KEY_TYPE] = transaction_coordinator_for
 
     def serve(
         api: KafkaApi[Req, Resp],
@@ -165,80 +172,20 @@ def group_api_handlers(
     find_coordinator = functools.partial(_find_coordinator, lookups)
     return [
         FIND_COORDINATOR_API.handler(*SUPPORTED_VERSIONS[FIND_COORDINATOR], find_coordinator,
-                                     _find_coordinator_actions),
-        serve(JOIN_GROUP_API, _join_group, _read_group),
-        serve(SYNC_GROUP_API, _sync_group, _read_group),
-        serve(HEARTBEAT_API, _heartbeat, _read_group),
-        serve(LEAVE_GROUP_API, _leave_group, _read_group),
+                                     find_coordinator_actions),
+        serve(JOIN_GROUP_API, _join_group, read_group),
+        serve(SYNC_GROUP_API, _sync_group, read_group),
+        serve(HEARTBEAT_API, _heartbeat, read_group),
+        serve(LEAVE_GROUP_API, _leave_group, read_group),
         serve(OFFSET_COMMIT_API,
               functools.partial(_offset_commit, partition_exists=partition_exists),
-              _offset_commit_actions),
-        serve(OFFSET_FETCH_API, _offset_fetch, _offset_fetch_actions),
-        serve(DESCRIBE_GROUPS_API, _describe_groups, _describe_groups_actions),
+              offset_commit_actions),
+        serve(OFFSET_FETCH_API, _offset_fetch, offset_fetch_actions),
+        serve(DESCRIBE_GROUPS_API, _describe_groups, describe_groups_actions),
         serve(LIST_GROUPS_API, _list_groups),
-        serve(DELETE_GROUPS_API, _delete_groups, _delete_groups_actions),
-        serve(OFFSET_DELETE_API, _offset_delete, _offset_delete_actions),
+        serve(DELETE_GROUPS_API, _delete_groups, delete_groups_actions),
+        serve(OFFSET_DELETE_API, _offset_delete, offset_delete_actions),
     ]
-
-
-# ------------------------------------------------------------------- what each API needs
-
-
-class _OneGroup(Protocol):
-    @property
-    def group_id(self) -> str: ...
-
-
-def _read_group(request: _OneGroup) -> Sequence[Action]:
-    """Kafka's: READ on the group for membership (Join/Sync/Heartbeat/Leave)."""
-    return [Action(Operation.READ, ResourceType.GROUP, request.group_id)]
-
-
-def _offset_commit_actions(request: OffsetCommitQuery) -> Sequence[Action]:
-    """READ on the group and on every topic committed."""
-    return [*_read_group(request),
-            *(Action(Operation.READ, ResourceType.TOPIC, t.name) for t in request.topics)]
-
-
-def _offset_fetch_actions(request: OffsetFetchRequests) -> Sequence[Action]:
-    """DESCRIBE on each group and on every topic named (all topics: filtered by the handler)."""
-    asked: list[tuple[str, Iterable[_FetchTopic] | None]]
-    if isinstance(request, offset_fetch_v8.OffsetFetchRequest | offset_fetch_v9.OffsetFetchRequest):
-        asked = [(g.group_id, g.topics) for g in request.groups]
-    else:
-        asked = [(request.group_id, request.topics)]
-    actions = []
-    for group_id, topics in asked:
-        actions.append(Action(Operation.DESCRIBE, ResourceType.GROUP, group_id))
-        actions.extend(Action(Operation.DESCRIBE, ResourceType.TOPIC, t.name)
-                       for t in topics or ())
-    return actions
-
-
-def _find_coordinator_actions(request: FindCoordinatorRequests) -> Sequence[Action]:
-    """DESCRIBE on the group or transactional id whose coordinator is asked for."""
-    resource = _KEY_RESOURCES.get(int(getattr(request, "key_type", _GROUP_KEY_TYPE)))
-    if resource is None:
-        return []
-    if isinstance(request, find_coordinator_v4.FindCoordinatorRequest):
-        keys: Sequence[str] = request.coordinator_keys
-    else:
-        keys = [request.key]
-    return [Action(Operation.DESCRIBE, resource, key) for key in keys]
-
-
-def _describe_groups_actions(request: DescribeGroupsRequests) -> Sequence[Action]:
-    return [Action(Operation.DESCRIBE, ResourceType.GROUP, g) for g in request.groups]
-
-
-def _delete_groups_actions(request: DeleteGroupsRequests) -> Sequence[Action]:
-    return [Action(Operation.DELETE, ResourceType.GROUP, g) for g in request.groups_names]
-
-
-def _offset_delete_actions(request: OffsetDeleteRequests) -> Sequence[Action]:
-    """DELETE on the group, READ on every topic whose offsets go."""
-    return [Action(Operation.DELETE, ResourceType.GROUP, request.group_id),
-            *(Action(Operation.READ, ResourceType.TOPIC, t.name) for t in request.topics)]
 
 
 # --------------------------------------------------------------------------- coordinator
@@ -249,7 +196,7 @@ def _coordinator_entry(
     ctx: RequestContext,
 ) -> tuple[ErrorCode, str | None, int, str, int]:
     """(error, message, node id, host, port) for one FindCoordinator key."""
-    resource = _KEY_RESOURCES.get(key_type)
+    resource = KEY_RESOURCES.get(key_type)
     if resource is not None and ctx.refused(resource, key):
         error = authorization_error(resource, key)
         return error.code, error.message, -1, "", -1
@@ -269,7 +216,7 @@ async def _find_coordinator(
 ) -> FindCoordinatorResponses:
     version = ctx.api_version
     response = FIND_COORDINATOR_API.response(version)
-    key_type = int(getattr(request, "key_type", _GROUP_KEY_TYPE))
+    key_type = int(getattr(request, "key_type", GROUP_KEY_TYPE))
     if isinstance(request, find_coordinator_v4.FindCoordinatorRequest):  # v4: batched keys
         entry_cls = FIND_COORDINATOR_API.classes(version).Coordinator
         coordinators = []
