@@ -155,7 +155,6 @@ class RequestPipeline:
         )
         return Outgoing(parts, release)
 
-
     def _authorize(self, ctx: RequestContext,
                    actions_of: Callable[[Any], Sequence[Action]] | None,
                    request: Any) -> RequestContext:
