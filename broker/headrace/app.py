@@ -40,6 +40,9 @@ from headrace.groups.state import GroupLimits
 from headrace.observability.audit import AdminAudit
 from headrace.observability.metrics import BrokerMetrics
 from headrace.observability.tracing import get_tracer, setup_tracing
+from headrace.security.acl_api import acl_api_handlers
+from headrace.security.authorizer import AclAuthorizer, AclStore
+from headrace.security.records import FileSecurityRecords, SecurityRecords
 from headrace.server.handlers import broker_api_handlers
 from headrace.server.handlers.api_versions import api_versions_handler
 from headrace.server.limits import ConnectionSlots, RequestBudget
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
     from headrace.cluster.node import ClusterNode, ClusterSettings
+    from headrace.cluster.security_records import EtcdSecurityRecords
     from headrace.cluster.transactions import ClusterTransactionPeers
 
 log = logging.getLogger(__name__)
@@ -121,6 +125,19 @@ class BrokerApp:
             # ISR changes and replication health reach /metrics.
             self.node.replicas.isr_observer = self.metrics
             self.metrics.replication_source = self.node
+        # -- security metadata: one store for every feature (ACLs, credentials, quotas)
+        self.security_records = self._build_security_records()
+        self.acls: AclStore | None = None
+        if authorizer is None and config.authorizer_kind == "acl":
+            self.acls = AclStore(self.security_records)
+            authorizer = AclAuthorizer(
+                self.acls, config.super_users,
+                allow_everyone_if_no_acl_found=config.allow_everyone_if_no_acl_found,
+            )
+        elif isinstance(authorizer, AclAuthorizer):
+            self.acls = authorizer.store
+        #: The authorizer the pipeline consults (None: everyone may do everything).
+        self.authorizer = authorizer
         # -- the Kafka side: named listeners, bound now so the advertised endpoint (which the
         # coordinators hand out) is known while building; they accept clients on start().
         #: One audit trail for the admin actions of both front ends.
@@ -181,6 +198,7 @@ class BrokerApp:
             )
         )
         self.registry.register_all(consumer_group_api_handlers(self.groups))
+        self.registry.register_all(acl_api_handlers(self.acls))
         if self.node is not None:
             from headrace.cluster.handlers import cluster_api_handlers
 
@@ -188,6 +206,9 @@ class BrokerApp:
         self.registry.register(api_versions_handler(self.registry))
         if self.node is not None:
             self._services.append((self.node.start, self.node.stop))
+        if self._security_follower is not None:
+            follower = self._security_follower
+            self._services.append((follower.start, follower.stop))
         self._services.append((self._start_groups, self._stop_groups))
         self._services.append((self.lag.start, self.lag.stop))
         self._started: list[Service] = []
@@ -203,6 +224,17 @@ class BrokerApp:
     @property
     def http_port(self) -> int:
         return self.broker.http_port
+
+    def _build_security_records(self) -> SecurityRecords:
+        """A cluster member's security metadata is the cluster's (etcd); a lone broker's is a
+        file in its data directory."""
+        self._security_follower: EtcdSecurityRecords | None = None
+        if self.node is not None:
+            from headrace.cluster.security_records import EtcdSecurityRecords
+
+            self._security_follower = EtcdSecurityRecords(self.node.store)
+            return self._security_follower
+        return FileSecurityRecords(self.config.data_dir)
 
     def _build_routers(self) -> tuple[PartitionRouter, GroupRouter]:
         """A lone broker answers every partition and group itself; a cluster member forwards

@@ -164,6 +164,19 @@ def _requests(api_key: int, version: int) -> list[tuple[dict[str, Any], ErrorCod
                 (alter_incrementally("1000", kind=4), ErrorCode.invalid_request)]
     if api_key == 60:
         return [({"include_cluster_authorized_operations": False}, ErrorCode.none)]
+    if api_key in (29, 30, 31):  # the ACL APIs, without an authorizer (tests/security: with)
+        acl_filter = {"resource_type_filter": 1, "resource_name_filter": None,
+                      "pattern_type_filter": 1, "principal_filter": None, "host_filter": None,
+                      "operation": 1, "permission_type": 1}
+        if api_key == 29:
+            return [(acl_filter, ErrorCode.security_disabled)]
+        if api_key == 30:
+            return [({"creations": (build(
+                m.AclCreation, resource_type=2, resource_name="t", resource_pattern_type=3,
+                principal="User:a", host="*", operation=3, permission_type=3),)},
+                ErrorCode.security_disabled)]
+        return [({"filters": (build(m.DeleteAclsFilter, **acl_filter),)},
+                 ErrorCode.security_disabled)]
     raise AssertionError(f"no request builder for API {api_key}")
 
 

@@ -144,6 +144,54 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
                         help="close an idle keep-alive HTTP connection after this long")
 
 
+def _principal(text: str) -> str:
+    """``User:NAME`` (argparse-friendly errors)."""
+    kind, sep, name = text.partition(":")
+    if not sep or not kind or not name:
+        raise argparse.ArgumentTypeError(f"expected TYPE:NAME (User:alice), got {text!r}")
+    return text
+
+
+class _Repeated(argparse.Action):
+    """A repeatable flag whose first use replaces the environment's list (the flag wins)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest)
+        setattr(namespace, self.dest, [*(() if current is self.default else current), values])
+
+
+def _super_users(values: list[str]) -> tuple[str, ...]:
+    from headrace.core.errors import UserError
+
+    for value in values:
+        try:
+            _principal(value)
+        except argparse.ArgumentTypeError as error:
+            raise UserError(f"--super-user / HEADRACE_SUPER_USERS: {error}") from None
+    return tuple(values)
+
+
+def add_authorizer_arguments(parser: argparse.ArgumentParser) -> None:
+    """ACLs (docs/security.md): Kafka's authorizer.class.name, super.users and
+    allow.everyone.if.no.acl.found."""
+    parser.add_argument("--authorizer", choices=("acl", "none"),
+                        default=_env("AUTHORIZER", "none"),
+                        help="acl: Kafka's ACLs decide every request, denying what no ACL "
+                        "allows; none: everyone may do everything (default)")
+    env_super = [v.strip() for v in _env("SUPER_USERS", "").split(",") if v.strip()]
+    # The environment's values are checked when the broker starts (a bad one is one line).
+    parser.add_argument("--super-user", dest="super_users", action=_Repeated, type=_principal,
+                        metavar="User:NAME", default=env_super,
+                        help="a principal the ACL authorizer always allows (repeatable; "
+                        "HEADRACE_SUPER_USERS: comma-separated; Kafka's super.users)")
+    parser.add_argument("--allow-everyone-if-no-acl-found",
+                        action=argparse.BooleanOptionalAction,
+                        default=_bool_env("ALLOW_EVERYONE_IF_NO_ACL_FOUND", False),
+                        help="with --authorizer acl, a resource no ACL names is open to "
+                        "everyone (Kafka's allow.everyone.if.no.acl.found, default false)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "./headrace-data")),
                         help="directory for topic logs and broker state (HEADRACE_DATA_DIR)")
@@ -222,6 +270,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=_env("MAX_TOPIC_PARTITIONS", "10000"),
                         help="partitions one topic may have; more get INVALID_PARTITIONS "
                         "(max.topic.partitions)")
+    add_authorizer_arguments(parser)
     parser.add_argument("--log-level", type=log_level, default=_env("LOG_LEVEL", "info"),
                         help="debug, info, warning, error or critical (HEADRACE_LOG_LEVEL)")
     parser.add_argument("--log-format", choices=("text", "json"),
@@ -294,6 +343,9 @@ async def _serve(args: argparse.Namespace) -> int:
         transaction_abort_timed_out_transaction_cleanup_interval_ms=(
             args.transaction_abort_timed_out_transaction_cleanup_interval_ms
         ),
+        authorizer_kind=args.authorizer,
+        super_users=_super_users(args.super_users),
+        allow_everyone_if_no_acl_found=args.allow_everyone_if_no_acl_found,
     )
     app = BrokerApp(config, cluster=settings_from_args(args))  # no --metadata: single broker
     stop = asyncio.Event()

@@ -15,7 +15,7 @@ They replace/extend the single-broker handlers only when the broker runs with ``
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kio.schema.errors import ErrorCode
@@ -25,7 +25,8 @@ from headrace.cluster.model import NO_LEADER
 from headrace.cluster.replica_manager import ClusteredReplicaManager
 from headrace.core.errors import KafkaError
 from headrace.core.requests import ApiHandler, KafkaApi, RequestContext
-from headrace.core.responses import build, by_topic, partition_results
+from headrace.core.responses import build, by_topic, partition_results, require
+from headrace.core.security import CLUSTER_NAME, Action, Operation, ResourceType
 
 if TYPE_CHECKING:
     from kio.schema.alter_partition_reassignments.v0.request import (
@@ -109,10 +110,14 @@ async def handle_offset_for_leader_epoch(
         return build(module.EpochEndOffset, error_code=error.code, partition=int(item.partition),
                      leader_epoch=-1, end_offset=-1)
 
+    async def check(topic: str) -> None:
+        require(ctx, ResourceType.CLUSTER, CLUSTER_NAME)  # a follower's, without CLUSTER_ACTION
+
     topics = await partition_results(
         ctx, ((t.topic, t.partitions) for t in request.topics), answer=answer, failed=failed,
         topic=lambda name, partitions: build(
             module.OffsetForLeaderTopicResult, topic=name, partitions=partitions),
+        check=check,
     )
     return build(OFFSET_FOR_LEADER_EPOCH.response(ctx.api_version), topics=topics)
 
@@ -121,6 +126,10 @@ async def _elect_leaders(
     node: ClusterNode, request: ElectLeadersRequests, ctx: RequestContext
 ) -> ElectLeadersResponses:
     module = ELECT_LEADERS.classes(ctx.api_version)
+    if ctx.refused(ResourceType.CLUSTER, CLUSTER_NAME):
+        return build(ELECT_LEADERS.response(ctx.api_version),
+                     error_code=ErrorCode.cluster_authorization_failed,
+                     replica_election_results=())
     election_type = int(getattr(request, "election_type", 0))
     snapshot = node.store.snapshot()
     wanted: list[tuple[str, int]]
@@ -172,6 +181,10 @@ async def _alter_partition_reassignments(
     node: ClusterNode, request: AlterPartitionReassignmentsRequest, ctx: RequestContext
 ) -> AlterPartitionReassignmentsResponses:
     module = ALTER_PARTITION_REASSIGNMENTS.classes(ctx.api_version)
+    if ctx.refused(ResourceType.CLUSTER, CLUSTER_NAME):
+        return build(ALTER_PARTITION_REASSIGNMENTS.response(ctx.api_version),
+                     error_code=ErrorCode.cluster_authorization_failed,
+                     error_message="not authorized to move replicas", responses=())
     snapshot = node.store.snapshot()
 
     async def reassign(topic: str, item: ReassignablePartition) -> object:
@@ -217,6 +230,10 @@ async def _list_partition_reassignments(
     node: ClusterNode, request: ListPartitionReassignmentsRequest, ctx: RequestContext
 ) -> ListPartitionReassignmentsResponses:
     module = LIST_PARTITION_REASSIGNMENTS.classes(ctx.api_version)
+    if ctx.refused(ResourceType.CLUSTER, CLUSTER_NAME):
+        return build(LIST_PARTITION_REASSIGNMENTS.response(ctx.api_version),
+                     error_code=ErrorCode.cluster_authorization_failed,
+                     error_message="not authorized to describe the cluster", topics=())
     snapshot = node.store.snapshot()
     if request.topics is None:
         wanted = None
@@ -244,10 +261,28 @@ def cluster_api_handlers(node: ClusterNode) -> list[ApiHandler[Any, Any]]:
     return [
         # kio (like Kafka 4, KIP-896) has no OffsetForLeaderEpoch v0/v1.
         OFFSET_FOR_LEADER_EPOCH.handler(
-            2, 4, functools.partial(handle_offset_for_leader_epoch, node.replicas)),
-        ELECT_LEADERS.handler(0, 2, functools.partial(_elect_leaders, node)),
+            2, 4, functools.partial(handle_offset_for_leader_epoch, node.replicas),
+            _offset_for_leader_epoch_actions),
+        ELECT_LEADERS.handler(0, 2, functools.partial(_elect_leaders, node),
+                              _on_cluster(Operation.ALTER)),
         ALTER_PARTITION_REASSIGNMENTS.handler(
-            0, 0, functools.partial(_alter_partition_reassignments, node)),
+            0, 0, functools.partial(_alter_partition_reassignments, node),
+            _on_cluster(Operation.ALTER)),
         LIST_PARTITION_REASSIGNMENTS.handler(
-            0, 0, functools.partial(_list_partition_reassignments, node)),
+            0, 0, functools.partial(_list_partition_reassignments, node),
+            _on_cluster(Operation.DESCRIBE)),
     ]
+
+
+def _on_cluster(operation: Operation) -> Callable[[object], Sequence[Action]]:
+    def actions(request: object) -> Sequence[Action]:
+        return [Action(operation, ResourceType.CLUSTER, CLUSTER_NAME)]
+
+    return actions
+
+
+def _offset_for_leader_epoch_actions(request: OffsetForLeaderEpochQuery) -> Sequence[Action]:
+    """A follower's (replica id set) needs CLUSTER_ACTION, a client's DESCRIBE on each topic."""
+    if int(getattr(request, "replica_id", -1)) >= 0:
+        return [Action(Operation.CLUSTER_ACTION, ResourceType.CLUSTER, CLUSTER_NAME)]
+    return [Action(Operation.DESCRIBE, ResourceType.TOPIC, t.topic) for t in request.topics]

@@ -144,6 +144,11 @@ class EtcdMetadataStore:
         except aetcd.exceptions.ConnectionTimeoutError as error:
             raise EtcdUnavailableError(f"etcd did not answer in gRPC's time: {error}") from error
 
+    async def bounded(self, call: Awaitable[_T]) -> _T:
+        """Another etcd user's call over this store's connection, bounded as the store's own
+        (:mod:`headrace.cluster.security_records`)."""
+        return await self._bounded(call)
+
     async def _rotate_endpoint(self) -> None:
         """After a failure, try the next endpoint (a no-op with one endpoint but a reconnect).
 

@@ -37,6 +37,9 @@ from kio.schema.consumer_group_describe import v0 as consumer_group_describe_v0
 from kio.schema.consumer_group_describe import v1 as consumer_group_describe_v1
 from kio.schema.consumer_group_heartbeat import v0 as consumer_group_heartbeat_v0
 from kio.schema.consumer_group_heartbeat import v1 as consumer_group_heartbeat_v1
+from kio.schema.create_acls import v1 as create_acls_v1
+from kio.schema.create_acls import v2 as create_acls_v2
+from kio.schema.create_acls import v3 as create_acls_v3
 from kio.schema.create_partitions import v0 as create_partitions_v0
 from kio.schema.create_partitions import v1 as create_partitions_v1
 from kio.schema.create_partitions import v2 as create_partitions_v2
@@ -47,6 +50,9 @@ from kio.schema.create_topics import v4 as create_topics_v4
 from kio.schema.create_topics import v5 as create_topics_v5
 from kio.schema.create_topics import v6 as create_topics_v6
 from kio.schema.create_topics import v7 as create_topics_v7
+from kio.schema.delete_acls import v1 as delete_acls_v1
+from kio.schema.delete_acls import v2 as delete_acls_v2
+from kio.schema.delete_acls import v3 as delete_acls_v3
 from kio.schema.delete_groups import v0 as delete_groups_v0
 from kio.schema.delete_groups import v1 as delete_groups_v1
 from kio.schema.delete_groups import v2 as delete_groups_v2
@@ -59,6 +65,9 @@ from kio.schema.delete_topics import v3 as delete_topics_v3
 from kio.schema.delete_topics import v4 as delete_topics_v4
 from kio.schema.delete_topics import v5 as delete_topics_v5
 from kio.schema.delete_topics import v6 as delete_topics_v6
+from kio.schema.describe_acls import v1 as describe_acls_v1
+from kio.schema.describe_acls import v2 as describe_acls_v2
+from kio.schema.describe_acls import v3 as describe_acls_v3
 from kio.schema.describe_cluster import v0 as describe_cluster_v0
 from kio.schema.describe_cluster import v1 as describe_cluster_v1
 from kio.schema.describe_configs import v1 as describe_configs_v1
@@ -499,3 +508,34 @@ ListTransactionsResponses: TypeAlias = (
 )
 DescribeProducersRequests: TypeAlias = describe_producers_v0.DescribeProducersRequest
 DescribeProducersResponses: TypeAlias = describe_producers_v0.DescribeProducersResponse
+
+DescribeAclsRequests: TypeAlias = (
+    describe_acls_v1.DescribeAclsRequest
+    | describe_acls_v2.DescribeAclsRequest
+    | describe_acls_v3.DescribeAclsRequest
+)
+DescribeAclsResponses: TypeAlias = (
+    describe_acls_v1.DescribeAclsResponse
+    | describe_acls_v2.DescribeAclsResponse
+    | describe_acls_v3.DescribeAclsResponse
+)
+CreateAclsRequests: TypeAlias = (
+    create_acls_v1.CreateAclsRequest
+    | create_acls_v2.CreateAclsRequest
+    | create_acls_v3.CreateAclsRequest
+)
+CreateAclsResponses: TypeAlias = (
+    create_acls_v1.CreateAclsResponse
+    | create_acls_v2.CreateAclsResponse
+    | create_acls_v3.CreateAclsResponse
+)
+DeleteAclsRequests: TypeAlias = (
+    delete_acls_v1.DeleteAclsRequest
+    | delete_acls_v2.DeleteAclsRequest
+    | delete_acls_v3.DeleteAclsRequest
+)
+DeleteAclsResponses: TypeAlias = (
+    delete_acls_v1.DeleteAclsResponse
+    | delete_acls_v2.DeleteAclsResponse
+    | delete_acls_v3.DeleteAclsResponse
+)

@@ -127,6 +127,12 @@ class BrokerConfig:
     #: Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms.
     transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
     topic_defaults: dict[str, str] = field(default_factory=dict)
+    #: ``acl``: Kafka's ACL authorizer (deny by default); ``none``: everyone may do everything.
+    authorizer_kind: str = "none"
+    #: Kafka's super.users: principals (``User:admin``) the ACL authorizer always allows.
+    super_users: tuple[str, ...] = ()
+    #: Kafka's allow.everyone.if.no.acl.found: a resource no ACL names is open to everyone.
+    allow_everyone_if_no_acl_found: bool = False
 
     @property
     def listener(self) -> ListenerConfig:

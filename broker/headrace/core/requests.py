@@ -21,7 +21,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar, cast
 
-from headrace.core.security import ANONYMOUS, Action, Principal
+from headrace.core.security import ANONYMOUS, Action, Operation, Principal, ResourceType
 from headrace.protocol.codec import response_schema
 
 Req = TypeVar("Req")
@@ -51,6 +51,30 @@ class RequestContext:
     #: Resources ((resource type, name)) the authorizer denied this request: the per-partition
     #: helper answers them with their ``*_AUTHORIZATION_FAILED`` code.
     denied: frozenset[tuple[int, str]] = field(default_factory=frozenset)
+    #: The authorizer's verdict on actions a handler works out itself (the topics of an
+    #: "every topic" Metadata, the groups ListGroups lists): set by the pipeline when an
+    #: authorizer is on; None: everything is allowed.
+    verdicts: Callable[[Sequence[Action]], Sequence[bool]] | None = None
+
+    def refused(self, resource_type: ResourceType, name: str) -> bool:
+        """Whether the authorizer denied an action this request declared on the resource."""
+        return bool(self.denied) and (int(resource_type), name) in self.denied
+
+    def allows(self, operation: Operation, resource_type: ResourceType, name: str) -> bool:
+        """Whether the principal may do ``operation`` on the resource (not audited: for
+        answers that leave out what the client may not see)."""
+        if self.verdicts is None:
+            return True
+        return bool(self.verdicts([Action(operation, resource_type, name)])[0])
+
+    def visible(self, resource_type: ResourceType, names: Iterable[str],
+                operation: Operation = Operation.DESCRIBE) -> list[str]:
+        """The ``names`` whose resources the principal may ``operation`` (DESCRIBE)."""
+        listed = list(names)
+        if self.verdicts is None or not listed:
+            return listed
+        verdicts = self.verdicts([Action(operation, resource_type, n) for n in listed])
+        return [name for name, allowed in zip(listed, verdicts, strict=True) if allowed]
 
     @property
     def principal(self) -> Principal:

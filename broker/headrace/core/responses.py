@@ -22,7 +22,7 @@ from kio.schema.errors import ErrorCode
 
 from headrace.core.errors import KafkaError
 from headrace.core.requests import RequestContext
-from headrace.core.security import ResourceType
+from headrace.core.security import Operation, ResourceType
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -67,6 +67,53 @@ def build(cls: type[Data], **values: Any) -> Data:
     if "throttle_time" in names and "throttle_time" not in kwargs:
         kwargs["throttle_time"] = NO_THROTTLE
     return cls(**kwargs)
+
+
+#: What a request is answered for a resource the authorizer denied, by resource type.
+AUTHORIZATION_FAILED: dict[ResourceType, ErrorCode] = {
+    ResourceType.TOPIC: ErrorCode.topic_authorization_failed,
+    ResourceType.GROUP: ErrorCode.group_authorization_failed,
+    ResourceType.CLUSTER: ErrorCode.cluster_authorization_failed,
+    ResourceType.TRANSACTIONAL_ID: ErrorCode.transactional_id_authorization_failed,
+    ResourceType.DELEGATION_TOKEN: ErrorCode.delegation_token_authorization_failed,
+}
+
+
+def authorization_error(resource_type: ResourceType, name: str) -> KafkaError:
+    return KafkaError(AUTHORIZATION_FAILED[resource_type],
+                      f"not authorized for {resource_type.name.lower()} {name}")
+
+
+#: Kafka's ``AclEntry.supportedOperations``: what an ``authorized_operations`` field reports on.
+SUPPORTED_OPERATIONS: dict[ResourceType, tuple[Operation, ...]] = {
+    ResourceType.TOPIC: (Operation.READ, Operation.WRITE, Operation.CREATE, Operation.DELETE,
+                         Operation.ALTER, Operation.DESCRIBE, Operation.DESCRIBE_CONFIGS,
+                         Operation.ALTER_CONFIGS),
+    ResourceType.GROUP: (Operation.READ, Operation.DESCRIBE, Operation.DELETE),
+    ResourceType.CLUSTER: (Operation.CREATE, Operation.CLUSTER_ACTION,
+                           Operation.DESCRIBE_CONFIGS, Operation.ALTER_CONFIGS,
+                           Operation.IDEMPOTENT_WRITE, Operation.ALTER, Operation.DESCRIBE),
+    ResourceType.TRANSACTIONAL_ID: (Operation.DESCRIBE, Operation.WRITE),
+}
+#: ``authorized_operations`` when the client did not ask for them.
+NOT_REQUESTED = -(2**31)
+
+
+def authorized_operations(ctx: RequestContext, resource_type: ResourceType, name: str) -> int:
+    """Kafka's bit field of the operations the principal may do on the resource (bit = the
+    operation's code); without an authorizer, every operation the resource type has."""
+    bits = 0
+    for operation in SUPPORTED_OPERATIONS[resource_type]:
+        if ctx.allows(operation, resource_type, name):
+            bits |= 1 << int(operation)
+    return bits
+
+
+def require(ctx: RequestContext, resource_type: ResourceType, name: str) -> None:
+    """Raise the resource type's ``*_AUTHORIZATION_FAILED`` if the authorizer denied an action
+    the request declared on ``(resource_type, name)``."""
+    if ctx.refused(resource_type, name):
+        raise authorization_error(resource_type, name)
 
 
 def error_code(error: BaseException) -> ErrorCode:
@@ -114,8 +161,7 @@ async def partition_results(
     results = []
     for name, partitions in topics:
         try:
-            if (ResourceType.TOPIC, name) in ctx.denied:
-                raise KafkaError(ErrorCode.topic_authorization_failed, name)
+            require(ctx, ResourceType.TOPIC, name)
             if check is not None:
                 await check(name)
         except KafkaError as error:

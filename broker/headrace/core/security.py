@@ -24,6 +24,9 @@ class Principal:
 
 ANONYMOUS = Principal("User", "ANONYMOUS")
 
+#: The one name of the CLUSTER resource (Kafka's ``kafka-cluster``).
+CLUSTER_NAME = "kafka-cluster"
+
 
 class ResourceType(enum.IntEnum):
     """Kafka's ACL resource types, with their wire codes."""
@@ -33,6 +36,7 @@ class ResourceType(enum.IntEnum):
     CLUSTER = 4
     TRANSACTIONAL_ID = 5
     DELEGATION_TOKEN = 6
+    USER = 7
 
 
 class Operation(enum.IntEnum):
@@ -49,6 +53,8 @@ class Operation(enum.IntEnum):
     DESCRIBE_CONFIGS = 10
     ALTER_CONFIGS = 11
     IDEMPOTENT_WRITE = 12
+    CREATE_TOKENS = 13
+    DESCRIBE_TOKENS = 14
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,28 @@ from kio.schema.offset_fetch import v8 as offset_fetch_v8
 from kio.schema.offset_fetch import v9 as offset_fetch_v9
 
 from headrace.core.requests import ApiHandler, KafkaApi, Req, RequestContext, Resp
-from headrace.core.responses import RequestTopic, build, by_topic, partition_results
+from headrace.core.responses import (
+    NOT_REQUESTED,
+    RequestTopic,
+    authorization_error,
+    authorized_operations,
+    build,
+    by_topic,
+    partition_results,
+)
+from headrace.core.security import CLUSTER_NAME, Action, Operation, ResourceType
+from headrace.groups.actions import (
+    GROUP_KEY_TYPE,
+    KEY_RESOURCES,
+    TRANSACTION_KEY_TYPE,
+    delete_groups_actions,
+    describe_groups_actions,
+    find_coordinator_actions,
+    offset_commit_actions,
+    offset_delete_actions,
+    offset_fetch_actions,
+    read_group,
+)
 from headrace.groups.coordinator import CoordinatorNode, GroupCoordinator
 from headrace.groups.model import CommittedOffset, JoinProtocol, JoinRequest
 from headrace.groups.offsets import OffsetCommit
@@ -101,8 +122,6 @@ SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
     OFFSET_DELETE: (0, 0),
 }
 
-_GROUP_KEY_TYPE = 0
-_TRANSACTION_KEY_TYPE = 1
 
 
 def _ms(value: datetime.timedelta | int) -> int:
@@ -137,31 +156,35 @@ def group_api_handlers(
     broker's metadata (the default, for coordinator-only tests, accepts every partition);
     ``transaction_coordinator_for`` answers FindCoordinator for transactional ids."""
     lookups: dict[int, TransactionCoordinatorLookup] = {
-        _GROUP_KEY_TYPE: coordinator.coordinator_for,
+        GROUP_KEY_TYPE: coordinator.coordinator_for,
     }
     if transaction_coordinator_for is not None:
-        lookups[_TRANSACTION_KEY_TYPE] = transaction_coordinator_for
+        lookups[TRANSACTION_KEY_TYPE] = transaction_coordinator_for
 
     def serve(
         api: KafkaApi[Req, Resp],
         handle: Callable[[GroupCoordinator, Req, RequestContext], Awaitable[Resp]],
+        actions: Callable[[Req], Sequence[Action]] | None = None,
     ) -> ApiHandler[Req, Resp]:
-        return api.handler(*SUPPORTED_VERSIONS[api.key], functools.partial(handle, coordinator))
+        return api.handler(*SUPPORTED_VERSIONS[api.key], functools.partial(handle, coordinator),
+                           actions)
 
     find_coordinator = functools.partial(_find_coordinator, lookups)
     return [
-        FIND_COORDINATOR_API.handler(*SUPPORTED_VERSIONS[FIND_COORDINATOR], find_coordinator),
-        serve(JOIN_GROUP_API, _join_group),
-        serve(SYNC_GROUP_API, _sync_group),
-        serve(HEARTBEAT_API, _heartbeat),
-        serve(LEAVE_GROUP_API, _leave_group),
+        FIND_COORDINATOR_API.handler(*SUPPORTED_VERSIONS[FIND_COORDINATOR], find_coordinator,
+                                     find_coordinator_actions),
+        serve(JOIN_GROUP_API, _join_group, read_group),
+        serve(SYNC_GROUP_API, _sync_group, read_group),
+        serve(HEARTBEAT_API, _heartbeat, read_group),
+        serve(LEAVE_GROUP_API, _leave_group, read_group),
         serve(OFFSET_COMMIT_API,
-              functools.partial(_offset_commit, partition_exists=partition_exists)),
-        serve(OFFSET_FETCH_API, _offset_fetch),
-        serve(DESCRIBE_GROUPS_API, _describe_groups),
+              functools.partial(_offset_commit, partition_exists=partition_exists),
+              offset_commit_actions),
+        serve(OFFSET_FETCH_API, _offset_fetch, offset_fetch_actions),
+        serve(DESCRIBE_GROUPS_API, _describe_groups, describe_groups_actions),
         serve(LIST_GROUPS_API, _list_groups),
-        serve(DELETE_GROUPS_API, _delete_groups),
-        serve(OFFSET_DELETE_API, _offset_delete),
+        serve(DELETE_GROUPS_API, _delete_groups, delete_groups_actions),
+        serve(OFFSET_DELETE_API, _offset_delete, offset_delete_actions),
     ]
 
 
@@ -169,9 +192,14 @@ def group_api_handlers(
 
 
 def _coordinator_entry(
-    lookups: dict[int, TransactionCoordinatorLookup], key: str, key_type: int
+    lookups: dict[int, TransactionCoordinatorLookup], key: str, key_type: int,
+    ctx: RequestContext,
 ) -> tuple[ErrorCode, str | None, int, str, int]:
     """(error, message, node id, host, port) for one FindCoordinator key."""
+    resource = KEY_RESOURCES.get(key_type)
+    if resource is not None and ctx.refused(resource, key):
+        error = authorization_error(resource, key)
+        return error.code, error.message, -1, "", -1
     lookup = lookups.get(key_type)
     if lookup is None:
         return ErrorCode.invalid_request, f"unsupported key type {key_type}", -1, "", -1
@@ -188,12 +216,12 @@ async def _find_coordinator(
 ) -> FindCoordinatorResponses:
     version = ctx.api_version
     response = FIND_COORDINATOR_API.response(version)
-    key_type = int(getattr(request, "key_type", _GROUP_KEY_TYPE))
+    key_type = int(getattr(request, "key_type", GROUP_KEY_TYPE))
     if isinstance(request, find_coordinator_v4.FindCoordinatorRequest):  # v4: batched keys
         entry_cls = FIND_COORDINATOR_API.classes(version).Coordinator
         coordinators = []
         for key in request.coordinator_keys:
-            error, message, node_id, host, port = _coordinator_entry(lookups, key, key_type)
+            error, message, node_id, host, port = _coordinator_entry(lookups, key, key_type, ctx)
             coordinators.append(
                 build(
                     entry_cls,
@@ -206,7 +234,7 @@ async def _find_coordinator(
                 )
             )
         return build(response, coordinators=tuple(coordinators))
-    error, message, node_id, host, port = _coordinator_entry(lookups, request.key, key_type)
+    error, message, node_id, host, port = _coordinator_entry(lookups, request.key, key_type, ctx)
     return build(
         response,
         error_code=error,
@@ -224,6 +252,11 @@ async def _join_group(
     coordinator: GroupCoordinator, request: JoinGroupRequests, ctx: RequestContext
 ) -> JoinGroupResponses:
     version = ctx.api_version
+    if ctx.refused(ResourceType.GROUP, request.group_id):
+        return build(JOIN_GROUP_API.response(version),
+                     error_code=ErrorCode.group_authorization_failed, generation_id=-1,
+                     protocol_type=None, protocol_name=None if version >= 7 else "",
+                     leader="", member_id="", members=())
     session_ms = _ms(request.session_timeout)
     rebalance_ms = _ms(getattr(request, "rebalance_timeout", -1))
     result = await coordinator.join_group(
@@ -270,6 +303,10 @@ async def _sync_group(
     coordinator: GroupCoordinator, request: SyncGroupRequests, ctx: RequestContext
 ) -> SyncGroupResponses:
     version = ctx.api_version
+    if ctx.refused(ResourceType.GROUP, request.group_id):
+        return build(SYNC_GROUP_API.response(version),
+                     error_code=ErrorCode.group_authorization_failed, protocol_type=None,
+                     protocol_name=None, assignment=b"")
     result = await coordinator.sync_group(
         group_id=request.group_id,
         generation_id=int(request.generation_id),
@@ -291,6 +328,9 @@ async def _sync_group(
 async def _heartbeat(
     coordinator: GroupCoordinator, request: HeartbeatRequests, ctx: RequestContext
 ) -> HeartbeatResponses:
+    if ctx.refused(ResourceType.GROUP, request.group_id):
+        return build(HEARTBEAT_API.response(ctx.api_version),
+                     error_code=ErrorCode.group_authorization_failed)
     error = coordinator.heartbeat(
         request.group_id,
         int(request.generation_id),
@@ -311,6 +351,8 @@ async def _leave_group(
 ) -> LeaveGroupResponses:
     version = ctx.api_version
     response = LEAVE_GROUP_API.response(version)
+    if ctx.refused(ResourceType.GROUP, request.group_id):
+        return build(response, error_code=ErrorCode.group_authorization_failed, members=())
     if isinstance(request, _SINGLE_LEAVERS):  # before v3, one member leaves
         group_error, errors = await coordinator.leave_group(
             request.group_id, [(request.member_id, None)]
@@ -374,8 +416,15 @@ async def _offset_commit(
     version = ctx.api_version
     commits: list[OffsetCommit] = []
     results: dict[tuple[str, int], ErrorCode] = {}
+    group_refused = ctx.refused(ResourceType.GROUP, request.group_id)
     for topic in request.topics:
         for p in topic.partitions:
+            if group_refused:
+                results[(topic.name, int(p.partition_index))] = (
+                    ErrorCode.group_authorization_failed)
+                continue
+            if ctx.refused(ResourceType.TOPIC, topic.name):
+                continue  # answered TOPIC_AUTHORIZATION_FAILED by partition_results
             if not partition_exists(topic.name, int(p.partition_index)):
                 # As Kafka: commits for partitions that do not exist are refused one by one.
                 results[(topic.name, int(p.partition_index))] = (
@@ -391,13 +440,14 @@ async def _offset_commit(
                     metadata=p.committed_metadata,
                 )
             )
-    results |= await coordinator.commit_offsets(
-        request.group_id,
-        int(request.generation_id_or_member_epoch),
-        request.member_id,
-        getattr(request, "group_instance_id", None),
-        commits,
-    )
+    if commits:
+        results |= await coordinator.commit_offsets(
+            request.group_id,
+            int(request.generation_id_or_member_epoch),
+            request.member_id,
+            getattr(request, "group_instance_id", None),
+            commits,
+        )
     module = OFFSET_COMMIT_API.classes(version)
     topics = await _partition_errors(
         ctx,
@@ -441,19 +491,31 @@ class _FetchTopic(Protocol):
 
 def _fetch_group_offsets(
     coordinator: GroupCoordinator,
-    version: int,
+    ctx: RequestContext,
     group_id: str,
     requested: Iterable[_FetchTopic] | None,
     partition_cls: type[Any],
     topic_cls: type[Any],
     require_stable: bool = False,
 ) -> tuple[ErrorCode, tuple[object, ...]]:
+    version = ctx.api_version
     wanted = (
         None
         if requested is None
         else [(t.name, int(p)) for t in requested for p in t.partition_indexes]
     )
-    error, offsets = coordinator.fetch_offsets(group_id, wanted)
+    refused_topics = {name for name, _ in wanted or ()
+                      if ctx.refused(ResourceType.TOPIC, name)}
+    offsets: dict[tuple[str, int], CommittedOffset | None]
+    if ctx.refused(ResourceType.GROUP, group_id):
+        error, offsets = ErrorCode.group_authorization_failed, {}
+    else:
+        error, offsets = coordinator.fetch_offsets(
+            group_id, None if wanted is None else [k for k in wanted
+                                                   if k[0] not in refused_topics])
+        if wanted is None:  # every topic: those the principal may not describe left out
+            visible = set(ctx.visible(ResourceType.TOPIC, {name for name, _ in offsets}))
+            offsets = {key: value for key, value in offsets.items() if key[0] in visible}
     if error is not ErrorCode.none:
         # Before v2 there is no group-level error: report it on every partition.
         partitions_error = error if version < 2 else ErrorCode.none
@@ -463,7 +525,9 @@ def _fetch_group_offsets(
 
     def result(key: tuple[str, int], committed: CommittedOffset | None) -> object:
         partition_error = partitions_error
-        if require_stable and coordinator.has_pending_offset(group_id, *key):
+        if key[0] in refused_topics:
+            partition_error, committed = ErrorCode.topic_authorization_failed, None
+        elif require_stable and coordinator.has_pending_offset(group_id, *key):
             # KIP-447: a transaction's offset is not decided yet; the client asks again.
             partition_error, committed = ErrorCode.unstable_offset_commit, None
         return build(
@@ -475,6 +539,8 @@ def _fetch_group_offsets(
             error_code=partition_error,
         )
 
+    if error is ErrorCode.none:
+        offsets = {key: offsets.get(key) for key in wanted} if wanted is not None else offsets
     topics = by_topic(
         ((key, result(key, committed)) for key, committed in offsets.items()),
         lambda topic, parts: build(topic_cls, name=topic, partitions=parts),
@@ -492,7 +558,7 @@ async def _offset_fetch(
         groups = []
         for group in request.groups:
             error, topics = _fetch_group_offsets(
-                coordinator, version, group.group_id, group.topics,
+                coordinator, ctx, group.group_id, group.topics,
                 module.OffsetFetchResponsePartitions, module.OffsetFetchResponseTopics,
                 bool(getattr(request, "require_stable", False)),
             )
@@ -500,7 +566,7 @@ async def _offset_fetch(
                                 topics=topics, error_code=error))
         return build(OFFSET_FETCH_API.response(version), groups=tuple(groups))
     error, topics = _fetch_group_offsets(
-        coordinator, version, request.group_id, request.topics,
+        coordinator, ctx, request.group_id, request.topics,
         module.OffsetFetchResponsePartition, module.OffsetFetchResponseTopic,
         bool(getattr(request, "require_stable", False)),
     )
@@ -513,7 +579,11 @@ async def _offset_delete(
     version = ctx.api_version
     wanted: list[tuple[str, int]] = [
         (t.name, int(p.partition_index)) for t in request.topics for p in t.partitions
+        if not ctx.refused(ResourceType.TOPIC, t.name)
     ]
+    if ctx.refused(ResourceType.GROUP, request.group_id):
+        return build(OFFSET_DELETE_API.response(version),
+                     error_code=ErrorCode.group_authorization_failed, topics=())
     error, results = await coordinator.delete_offsets(request.group_id, wanted)
     module = OFFSET_DELETE_API.classes(version)
     topics: tuple[object, ...] = ()
@@ -537,6 +607,10 @@ async def _list_groups(
     version = ctx.api_version
     listed_cls = LIST_GROUPS_API.classes(version).ListedGroup
     overviews = coordinator.list_groups(getattr(request, "states_filter", ()))
+    if not ctx.allows(Operation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):
+        # Kafka's: DESCRIBE on the cluster lists every group, else those one may describe.
+        visible = set(ctx.visible(ResourceType.GROUP, [o.group_id for o in overviews]))
+        overviews = [o for o in overviews if o.group_id in visible]
     return build(
         LIST_GROUPS_API.response(version),
         error_code=ErrorCode.none,
@@ -560,6 +634,13 @@ async def _describe_groups(
     group_cls = DESCRIBE_GROUPS_API.classes(version).DescribedGroup
     groups = []
     for group_id in request.groups:
+        if ctx.refused(ResourceType.GROUP, group_id):
+            groups.append(build(
+                group_cls, error_code=ErrorCode.group_authorization_failed, group_id=group_id,
+                group_state="", protocol_type="", protocol_data="", members=(),
+                authorized_operations=NOT_REQUESTED,
+            ))
+            continue
         description = coordinator.describe_group(group_id)
         groups.append(
             build(
@@ -581,7 +662,8 @@ async def _describe_groups(
                     )
                     for m in description.members
                 ),
-                authorized_operations=-(2**31),  # Kafka's "not requested" sentinel
+                authorized_operations=authorized_operations(ctx, ResourceType.GROUP, group_id)
+                if getattr(request, "include_authorized_operations", False) else NOT_REQUESTED,
             )
         )
     return build(DESCRIBE_GROUPS_API.response(version), groups=tuple(groups))
@@ -592,7 +674,11 @@ async def _delete_groups(
 ) -> DeleteGroupsResponses:
     version = ctx.api_version
     result_cls = DELETE_GROUPS_API.classes(version).DeletableGroupResult
-    results = await coordinator.delete_groups(list(request.groups_names))
+    allowed: list[str] = [g for g in request.groups_names
+                          if not ctx.refused(ResourceType.GROUP, g)]
+    deleted = await coordinator.delete_groups(allowed) if allowed else {}
+    results = {g: deleted.get(g, ErrorCode.group_authorization_failed)
+               for g in request.groups_names}
     return build(
         DELETE_GROUPS_API.response(version),
         results=tuple(

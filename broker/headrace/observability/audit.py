@@ -15,6 +15,8 @@ out of the broker's log (``logger == "headrace.audit"``).
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,4 +54,43 @@ class AdminAudit:
         )
 
 
-__all__ = ["AUDIT_LOGGER", "Actor", "AdminAudit"]
+class DenialAudit:
+    """One audit line per authorization denial, rate-limited: a client retrying a denied
+    request in a loop must not flood the log. A token bucket allows ``burst`` lines at once and
+    ``per_second`` after; the lines it drops are counted and reported by the next one."""
+
+    def __init__(self, logger: logging.Logger | None = None, *, per_second: float = 10.0,
+                 burst: int = 50, clock: Callable[[], float] = time.monotonic) -> None:
+        self._log = logger or logging.getLogger(AUDIT_LOGGER)
+        self._rate = per_second
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._last = clock()
+        #: Denials not logged since the last line.
+        self.suppressed = 0
+
+    def denied(self, actor: Actor, operation: str, resource: str, api: str) -> None:
+        """``actor`` may not ``operation`` (READ…) ``resource`` (``topic:orders``…) in ``api``."""
+        if not self._log.isEnabledFor(logging.INFO):
+            return
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1:
+            self.suppressed += 1
+            return
+        self._tokens -= 1
+        suppressed, self.suppressed = self.suppressed, 0
+        more = f" ({suppressed} more denials not logged)" if suppressed else ""
+        self._log.info(
+            "denied %s on %s by %s from %s via %s (%s)%s", operation, resource,
+            actor.principal, actor.client, actor.listener, api, more,
+            extra={"audit": True, "action": "authorize", "result": "DENIED",
+                   "operation": operation, "resource": resource, "api": api,
+                   "principal": actor.principal, "client": actor.client,
+                   "listener": actor.listener, "suppressed": suppressed},
+        )
+
+
+__all__ = ["AUDIT_LOGGER", "Actor", "AdminAudit", "DenialAudit"]

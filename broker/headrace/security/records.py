@@ -90,19 +90,21 @@ class FileSecurityRecords(MemorySecurityRecords):
 
     async def write(self, kind: str, changes: Mapping[str, bytes | None]) -> None:
         self._apply(kind, changes)
-        encoded = json.dumps(
-            {
-                kind: {key: base64.b64encode(value).decode("ascii")
-                       for key, value in sorted(records.items())}
-                for kind, records in sorted(self._records.items())
-            },
-            indent=1,
-        ).encode("utf-8")
-        await asyncio.to_thread(self._store, encoded)
+        await asyncio.to_thread(self._store)
         self._notify(kind)
 
-    def _store(self, encoded: bytes) -> None:
+    def _store(self) -> None:
+        # Encoded under the lock: of two concurrent writes, the file ends with both changes
+        # (encoded before it, the later thread could write the earlier snapshot last).
         with self._lock:
+            encoded = json.dumps(
+                {
+                    kind: {key: base64.b64encode(value).decode("ascii")
+                           for key, value in sorted(records.items())}
+                    for kind, records in sorted(self._records.items())
+                },
+                indent=1,
+            ).encode("utf-8")
             write_atomic(self._path, encoded)
 
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from headrace.core.policies import AllowAll, Authorizer, NoQuotas, QuotaManager
 from headrace.core.requests import ApiRegistry, RequestContext, RequestObserver, Session
-from headrace.observability.audit import AdminAudit
+from headrace.core.security import Action
+from headrace.observability.audit import Actor, AdminAudit, DenialAudit
 from headrace.protocol.codec import (
     API_VERSIONS_KEY,
     FileSlice,
@@ -72,6 +74,7 @@ class RequestPipeline:
         authorizer: Authorizer | None = None,
         quotas: QuotaManager | None = None,
         audit: AdminAudit | None = None,
+        denials: DenialAudit | None = None,
     ) -> None:
         self.registry = registry
         self.observer = observer
@@ -79,6 +82,8 @@ class RequestPipeline:
         self.quotas: QuotaManager = quotas or NoQuotas()
         #: Where admin requests are reported (None: not audited, e.g. bare pipeline tests).
         self.audit = audit
+        #: Where denied actions are reported (rate-limited).
+        self.denials = denials or DenialAudit()
 
     async def process(self, frame: bytes | memoryview, session: Session) -> Outgoing | None:
         started = time.perf_counter()
@@ -111,16 +116,8 @@ class RequestPipeline:
         # -- authenticate: the session carries the principal its listener established.
         ctx = RequestContext(api_key, api_version, correlation_id, header.client_id, session)
         # -- authorize
-        if self.authorizer.enabled and handler.actions is not None:
-            actions = handler.actions(request)
-            verdicts = self.authorizer.authorize(ctx, actions)
-            denied = frozenset(
-                (int(action.resource_type), action.name)
-                for action, allowed in zip(actions, verdicts, strict=True)
-                if not allowed
-            )
-            if denied:
-                ctx = dataclasses.replace(ctx, denied=denied)
+        if self.authorizer.enabled:
+            ctx = self._authorize(ctx, handler.actions, request)
         # -- quota
         throttle_ms = self.quotas.throttle_ms(ctx, len(frame))
         if throttle_ms:
@@ -157,6 +154,31 @@ class RequestPipeline:
             response_size,
         )
         return Outgoing(parts, release)
+
+    def _authorize(self, ctx: RequestContext,
+                   actions_of: Callable[[Any], Sequence[Action]] | None,
+                   request: Any) -> RequestContext:
+        """``ctx`` with the resources the request may not touch and the authorizer's verdict
+        function (for the resources a handler lists itself); each denial is audited."""
+        denied: frozenset[tuple[int, str]] = frozenset()
+        if actions_of is not None:
+            actions = actions_of(request)
+            if actions:
+                verdicts = self.authorizer.authorize(ctx, actions)
+                refused = [a for a, allowed in zip(actions, verdicts, strict=True) if not allowed]
+                if refused:
+                    denied = frozenset((int(a.resource_type), a.name) for a in refused)
+                    self._audit_denials(ctx, refused)
+        return dataclasses.replace(
+            ctx, denied=denied, verdicts=functools.partial(self.authorizer.authorize, ctx)
+        )
+
+    def _audit_denials(self, ctx: RequestContext, refused: Sequence[Action]) -> None:
+        actor = Actor(str(ctx.principal), ctx.client_host, ctx.listener)
+        api = f"API {ctx.api_key} v{ctx.api_version}"
+        for action in dict.fromkeys(refused):
+            self.denials.denied(actor, action.operation.name,
+                                f"{action.resource_type.name.lower()}:{action.name}", api)
 
 
 def with_throttle(response: Any, throttle_ms: int) -> Any:

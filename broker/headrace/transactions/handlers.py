@@ -22,7 +22,7 @@ from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.requests import ApiHandler, KafkaApi, RequestContext
 from headrace.core.responses import RequestTopic, build
-from headrace.core.security import Action, Operation, ResourceType
+from headrace.core.security import CLUSTER_NAME, Action, Operation, ResourceType
 from headrace.groups.coordinator import GroupCoordinator
 from headrace.groups.offsets import OffsetCommit
 from headrace.transactions.coordinator import TransactionCoordinator
@@ -124,6 +124,12 @@ def _refusal(ctx: RequestContext, transactional_id: str | None) -> ErrorCode | N
     return None
 
 
+def _group_refusal(ctx: RequestContext, group_id: str) -> ErrorCode | None:
+    if ctx.refused(ResourceType.GROUP, group_id):
+        return ErrorCode.group_authorization_failed
+    return None
+
+
 def _for_version(code: ErrorCode, ctx: RequestContext) -> ErrorCode:
     if code is ErrorCode.producer_fenced and ctx.api_version < _FENCED_FROM.get(ctx.api_key, 0):
         return ErrorCode.invalid_producer_epoch
@@ -139,7 +145,7 @@ def transaction_api_handlers(
     return [
         INIT_PRODUCER_ID_API.handler(
             *SUPPORTED_VERSIONS[INIT_PRODUCER_ID],
-            functools.partial(_init_producer_id, coordinator, broker), _transactional_id,
+            functools.partial(_init_producer_id, coordinator, broker), _init_producer_id_actions,
         ),
         ADD_PARTITIONS_TO_TXN_API.handler(
             *SUPPORTED_VERSIONS[ADD_PARTITIONS_TO_TXN],
@@ -147,7 +153,7 @@ def transaction_api_handlers(
         ),
         ADD_OFFSETS_TO_TXN_API.handler(
             *SUPPORTED_VERSIONS[ADD_OFFSETS_TO_TXN],
-            functools.partial(_add_offsets, coordinator), _transactional_id,
+            functools.partial(_add_offsets, coordinator), _add_offsets_actions,
         ),
         END_TXN_API.handler(
             *SUPPORTED_VERSIONS[END_TXN], functools.partial(_end_txn, coordinator),
@@ -159,11 +165,12 @@ def transaction_api_handlers(
         ),
         TXN_OFFSET_COMMIT_API.handler(
             *SUPPORTED_VERSIONS[TXN_OFFSET_COMMIT],
-            functools.partial(_txn_offset_commit, groups, broker), _transactional_id,
+            functools.partial(_txn_offset_commit, groups, broker), _txn_offset_commit_actions,
         ),
         DESCRIBE_TRANSACTIONS_API.handler(
             *SUPPORTED_VERSIONS[DESCRIBE_TRANSACTIONS],
             functools.partial(_describe_transactions, coordinator),
+            _describe_transactions_actions,
         ),
         LIST_TRANSACTIONS_API.handler(
             *SUPPORTED_VERSIONS[LIST_TRANSACTIONS],
@@ -196,9 +203,39 @@ def _cluster_action(request: object) -> Sequence[Action]:
 
 
 def _add_partitions_actions(request: AddPartitionsToTxnRequests) -> Sequence[Action]:
+    """v4 batches come from brokers (CLUSTER_ACTION); a producer's need WRITE on its
+    transactional id and on every topic it adds."""
     if isinstance(request, add_partitions_to_txn_v4.AddPartitionsToTxnRequest):
         return _cluster_action(request)
-    return _write_on(request.v3_and_below_transactional_id)
+    return [*_write_on(request.v3_and_below_transactional_id),
+            *(Action(Operation.WRITE, ResourceType.TOPIC, t.name)
+              for t in request.v3_and_below_topics)]
+
+
+def _init_producer_id_actions(request: InitProducerIdRequests) -> Sequence[Action]:
+    """WRITE on the transactional id; an idempotent producer needs IDEMPOTENT_WRITE on the
+    cluster (which WRITE on any topic also grants, as Kafka's KIP-679)."""
+    if request.transactional_id is None:
+        return [Action(Operation.IDEMPOTENT_WRITE, ResourceType.CLUSTER, CLUSTER_NAME)]
+    return _write_on(request.transactional_id)
+
+
+def _add_offsets_actions(request: AddOffsetsToTxnRequests) -> Sequence[Action]:
+    """WRITE on the transactional id, READ on the group whose offsets join the transaction."""
+    return [*_write_on(request.transactional_id),
+            Action(Operation.READ, ResourceType.GROUP, request.group_id)]
+
+
+def _txn_offset_commit_actions(request: TxnOffsetCommitRequests) -> Sequence[Action]:
+    """WRITE on the transactional id, READ on the group and on every topic committed."""
+    return [*_write_on(request.transactional_id),
+            Action(Operation.READ, ResourceType.GROUP, request.group_id),
+            *(Action(Operation.READ, ResourceType.TOPIC, t.name) for t in request.topics)]
+
+
+def _describe_transactions_actions(request: DescribeTransactionsRequests) -> Sequence[Action]:
+    return [Action(Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, t)
+            for t in request.transactional_ids]
 
 
 async def _init_producer_id(
@@ -209,6 +246,9 @@ async def _init_producer_id(
     transactional_id = request.transactional_id
     if transactional_id is None:
         # An idempotent producer: a fresh id at epoch 0, no coordinator state.
+        if ctx.refused(ResourceType.CLUSTER, CLUSTER_NAME):
+            return build(response, error_code=ErrorCode.cluster_authorization_failed,
+                         producer_id=-1, producer_epoch=-1)
         try:
             producer_id = await broker.producer_ids.allocate()
         except KafkaError as failure:
@@ -263,8 +303,13 @@ async def _add_one(
     wanted = [(t.name, int(p)) for t in topics for p in t.partitions]
     errors: dict[tuple[str, int], ErrorCode] = {}
     refused = _refusal(ctx, transactional_id)
+    denied_topics = {t for t, _ in wanted if ctx.refused(ResourceType.TOPIC, t)}
     if refused is not None:
         errors = dict.fromkeys(wanted, refused)
+    elif denied_topics:
+        # As Kafka: nothing is added; the denied topics say why, the others were not tried.
+        errors = {key: ErrorCode.topic_authorization_failed if key[0] in denied_topics
+                  else ErrorCode.operation_not_attempted for key in wanted}
     elif verify_only:
         for key in wanted:
             errors[key] = _for_version(
@@ -297,10 +342,11 @@ async def _add_one(
 async def _add_offsets(
     coordinator: TransactionCoordinator, request: AddOffsetsToTxnRequests, ctx: RequestContext
 ) -> AddOffsetsToTxnResponses:
-    code = _refusal(ctx, request.transactional_id) or await coordinator.add_offsets(
+    code = _refusal(ctx, request.transactional_id) or _group_refusal(ctx, request.group_id) or (
+        await coordinator.add_offsets(
         request.transactional_id, int(request.producer_id), int(request.producer_epoch),
         request.group_id,
-    )
+    ))
     return build(ADD_OFFSETS_TO_TXN_API.response(ctx.api_version),
                  error_code=_for_version(code, ctx))
 
@@ -322,12 +368,15 @@ async def _txn_offset_commit(
     module = TXN_OFFSET_COMMIT_API.classes(ctx.api_version)
     commits: list[OffsetCommit] = []
     refused: dict[tuple[str, int], ErrorCode] = {}
-    denied = _refusal(ctx, request.transactional_id)
+    denied = _refusal(ctx, request.transactional_id) or _group_refusal(ctx, request.group_id)
     for topic in request.topics:
         for partition in topic.partitions:
             index = int(partition.partition_index)
             if denied is not None:
                 refused[(topic.name, index)] = denied
+                continue
+            if ctx.refused(ResourceType.TOPIC, topic.name):
+                refused[(topic.name, index)] = ErrorCode.topic_authorization_failed
                 continue
             if not broker.partition_exists(topic.name, index):
                 refused[(topic.name, index)] = ErrorCode.unknown_topic_or_partition
@@ -393,6 +442,8 @@ async def _describe_transactions(
     for transactional_id in request.transactional_ids:
         error = coordinator.log.ownership_error(transactional_id)
         metadata = coordinator.describe(transactional_id)
+        if ctx.refused(ResourceType.TRANSACTIONAL_ID, transactional_id):
+            error, metadata = ErrorCode.transactional_id_authorization_failed, None
         if error is ErrorCode.none and metadata is None:
             error = ErrorCode.transactional_id_not_found
         if error is not ErrorCode.none or metadata is None:
@@ -431,7 +482,10 @@ async def _list_transactions(
     duration = int(getattr(request, "duration_filter", -1))
     now = coordinator.now_ms()
     listed = []
+    visible = set(ctx.visible(ResourceType.TRANSACTIONAL_ID, coordinator.transactions))
     for transactional_id, metadata in sorted(coordinator.transactions.items()):
+        if transactional_id not in visible:
+            continue
         if coordinator.log.ownership_error(transactional_id) is not ErrorCode.none:
             continue
         if wanted_states and metadata.state not in wanted:

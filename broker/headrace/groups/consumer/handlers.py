@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kio.schema.errors import ErrorCode
 
 from headrace.core.requests import ApiHandler, KafkaApi, RequestContext
-from headrace.core.responses import build
+from headrace.core.responses import authorization_error, build
+from headrace.core.security import Action, Operation, ResourceType
 from headrace.groups.consumer.machine import ConsumerGroupMachine, HeartbeatRequest
 from headrace.groups.consumer.model import ConsumerGroup, TopicPartition
 from headrace.groups.coordinator import GroupCoordinator
@@ -66,15 +67,40 @@ def consumer_group_api_handlers(coordinator: GroupCoordinator) -> list[ApiHandle
         return _describe(coordinator, request, ctx)
 
     return [
-        HEARTBEAT_API.handler(*SUPPORTED_VERSIONS[CONSUMER_GROUP_HEARTBEAT], heartbeat),
-        DESCRIBE_API.handler(*SUPPORTED_VERSIONS[CONSUMER_GROUP_DESCRIBE], describe),
+        HEARTBEAT_API.handler(*SUPPORTED_VERSIONS[CONSUMER_GROUP_HEARTBEAT], heartbeat,
+                              _heartbeat_actions),
+        DESCRIBE_API.handler(*SUPPORTED_VERSIONS[CONSUMER_GROUP_DESCRIBE], describe,
+                             _describe_actions),
     ]
+
+
+def _heartbeat_actions(request: ConsumerGroupHeartbeatRequests) -> Sequence[Action]:
+    """Kafka's: READ on the group, DESCRIBE on every topic subscribed by name."""
+    return [Action(Operation.READ, ResourceType.GROUP, request.group_id),
+            *(Action(Operation.DESCRIBE, ResourceType.TOPIC, name)
+              for name in request.subscribed_topic_names or ())]
+
+
+def _describe_actions(request: ConsumerGroupDescribeRequests) -> Sequence[Action]:
+    return [Action(Operation.DESCRIBE, ResourceType.GROUP, g) for g in request.group_ids]
 
 
 async def _heartbeat(
     coordinator: GroupCoordinator, request: ConsumerGroupHeartbeatRequests, ctx: RequestContext
 ) -> ConsumerGroupHeartbeatResponses:
     version = ctx.api_version
+    refused = None
+    if ctx.refused(ResourceType.GROUP, request.group_id):
+        refused = authorization_error(ResourceType.GROUP, request.group_id)
+    elif ctx.denied:
+        topics = [n for n in request.subscribed_topic_names or ()
+                  if ctx.refused(ResourceType.TOPIC, n)]
+        if topics:
+            refused = authorization_error(ResourceType.TOPIC, ", ".join(sorted(topics)))
+    if refused is not None:
+        return build(HEARTBEAT_API.response(version), error_code=refused.code,
+                     error_message=refused.message, member_id=None, member_epoch=-1,
+                     heartbeat_interval=datetime.timedelta(0), assignment=None)
     owned = request.topic_partitions
     result = await coordinator.consumer_groups.heartbeat(
         HeartbeatRequest(
@@ -134,6 +160,9 @@ def _describe(
         error = coordinator.ownership_error(group_id)
         group = consumer_groups.groups.get(group_id)
         message = None
+        if ctx.refused(ResourceType.GROUP, group_id):
+            error, group = ErrorCode.group_authorization_failed, None
+            message = f"not authorized to describe group {group_id}"
         if error is ErrorCode.none and group is None:
             # As Kafka: the admin client then falls back to DescribeGroups.
             error = ErrorCode.group_id_not_found

@@ -21,8 +21,16 @@ from kio.schema.errors import ErrorCode
 from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.requests import KafkaApi, RequestContext
-from headrace.core.responses import OK, RequestTopic, build, each, partition_results
-from headrace.core.security import Operation
+from headrace.core.responses import (
+    OK,
+    RequestTopic,
+    authorization_error,
+    build,
+    each,
+    partition_results,
+    require,
+)
+from headrace.core.security import CLUSTER_NAME, Action, Operation, ResourceType
 from headrace.core.topics import TopicSpec
 from headrace.server.handlers.binding import BrokerApi, on_topics
 from headrace.storage import TopicMetadata
@@ -149,6 +157,7 @@ async def handle_create_topics(
     specs: list[TopicSpec] = []
     for position, topic in enumerate(request.topics):
         try:
+            require(ctx, ResourceType.TOPIC, topic.name)
             _refuse_manual_assignment(topic)
         except KafkaError as error:
             refused[position] = error
@@ -247,6 +256,10 @@ async def handle_delete_topics(
 
     async def delete(entry: tuple[str | None, uuid.UUID | None, TopicMetadata | None]) -> object:
         name, topic_id, meta = entry
+        if name is not None and (ctx.refused(ResourceType.TOPIC, name) or (
+                topic_id is not None and not ctx.allows(Operation.DELETE, ResourceType.TOPIC,
+                                                        name))):
+            raise authorization_error(ResourceType.TOPIC, name)
         if name is None or meta is None:
             raise KafkaError(
                 ErrorCode.unknown_topic_or_partition if topic_id is None or name
@@ -292,6 +305,7 @@ async def handle_create_partitions(
     validate_only = bool(request.validate_only)
 
     async def add(topic: _PartitionCount) -> object:
+        require(ctx, ResourceType.TOPIC, topic.name)
         _refuse_manual_assignment(topic)
         broker.topics.add_partitions(topic.name, int(topic.count), validate_only=validate_only)
         if not validate_only:
@@ -420,11 +434,44 @@ async def handle_describe_configs(
         )
 
     async def describe(resource: _DescribedResource) -> object:
+        _require_config_resource(ctx, resource)
         return result(resource, _described_configs(broker, resource), None)
 
     results = await each(request.resources, describe,
                          lambda resource, error: result(resource, [], error))
     return build(DESCRIBE_CONFIGS.response(ctx.api_version), results=results)
+
+
+def _config_resource(resource: _Resource) -> tuple[ResourceType, str]:
+    """The ACL resource of a config resource: a topic's is the topic, a broker's (or a broker
+    logger's) the cluster, as Kafka's."""
+    if int(resource.resource_type) == RESOURCE_TOPIC:
+        return ResourceType.TOPIC, resource.resource_name
+    return ResourceType.CLUSTER, CLUSTER_NAME
+
+
+def _require_config_resource(ctx: RequestContext, resource: _Resource) -> None:
+    require(ctx, *_config_resource(resource))
+
+
+class _ResourcesRequest(Protocol):
+    @property
+    def resources(self) -> Sequence[_Resource]: ...
+
+
+def _on_config_resources(operation: Operation) -> Callable[[_ResourcesRequest], Sequence[Action]]:
+    def actions(request: _ResourcesRequest) -> Sequence[Action]:
+        return [Action(operation, *_config_resource(r)) for r in request.resources]
+
+    return actions
+
+
+def _delete_topics_actions(request: DeleteTopicsRequests) -> Sequence[Action]:
+    if isinstance(request, delete_topics_v6.DeleteTopicsRequest):
+        names = [t.name for t in request.topics if t.name is not None]
+    else:
+        names = list(request.topic_names)
+    return [Action(Operation.DELETE, ResourceType.TOPIC, name) for name in names]
 
 
 def _require_topic_resource(resource: _Resource) -> None:
@@ -440,7 +487,7 @@ _Altered = TypeVar("_Altered", bound=_Resource)
 
 async def _alter_each(
     module: ModuleType, resources: Iterable[_Altered], alter: Callable[[_Altered], None],
-    broker: Broker, validate_only: bool,
+    broker: Broker, validate_only: bool, ctx: RequestContext,
 ) -> tuple[object, ...]:
     """``alter`` each topic resource; one result per resource, with its own error. A change
     is answered once it is stored (a clustered broker's, in etcd), as Kafka answers once its
@@ -455,6 +502,7 @@ async def _alter_each(
         )
 
     async def apply(resource: _Altered) -> object:
+        _require_config_resource(ctx, resource)
         _require_topic_resource(resource)
         alter(resource)
         if not validate_only:
@@ -492,7 +540,7 @@ async def handle_alter_configs(
         broker.alter_configs(resource.resource_name, configs, validate_only=validate_only)
 
     results = await _alter_each(ALTER_CONFIGS.classes(ctx.api_version), request.resources,
-                                alter, broker, validate_only)
+                                alter, broker, validate_only, ctx)
     return build(ALTER_CONFIGS.response(ctx.api_version), responses=results)
 
 
@@ -518,7 +566,7 @@ async def handle_incremental_alter_configs(
         )
 
     results = await _alter_each(INCREMENTAL_ALTER_CONFIGS.classes(ctx.api_version),
-                                request.resources, alter, broker, validate_only)
+                                request.resources, alter, broker, validate_only, ctx)
     return build(INCREMENTAL_ALTER_CONFIGS.response(ctx.api_version), responses=results)
 
 
@@ -586,12 +634,15 @@ async def handle_describe_cluster(
 
 
 HANDLERS = (
-    BrokerApi(CREATE_TOPICS, 2, 7, handle_create_topics),
-    BrokerApi(DELETE_TOPICS, 1, 6, handle_delete_topics),
+    BrokerApi(CREATE_TOPICS, 2, 7, handle_create_topics, on_topics(Operation.CREATE)),
+    BrokerApi(DELETE_TOPICS, 1, 6, handle_delete_topics, _delete_topics_actions),
     BrokerApi(DELETE_RECORDS, 0, 2, handle_delete_records, on_topics(Operation.DELETE)),
-    BrokerApi(DESCRIBE_CONFIGS, 1, 4, handle_describe_configs),
-    BrokerApi(ALTER_CONFIGS, 0, 2, handle_alter_configs),
-    BrokerApi(CREATE_PARTITIONS, 0, 3, handle_create_partitions),
-    BrokerApi(INCREMENTAL_ALTER_CONFIGS, 0, 1, handle_incremental_alter_configs),
+    BrokerApi(DESCRIBE_CONFIGS, 1, 4, handle_describe_configs,
+              _on_config_resources(Operation.DESCRIBE_CONFIGS)),
+    BrokerApi(ALTER_CONFIGS, 0, 2, handle_alter_configs,
+              _on_config_resources(Operation.ALTER_CONFIGS)),
+    BrokerApi(CREATE_PARTITIONS, 0, 3, handle_create_partitions, on_topics(Operation.ALTER)),
+    BrokerApi(INCREMENTAL_ALTER_CONFIGS, 0, 1, handle_incremental_alter_configs,
+              _on_config_resources(Operation.ALTER_CONFIGS)),
     BrokerApi(DESCRIBE_CLUSTER, 0, 1, handle_describe_cluster),
 )

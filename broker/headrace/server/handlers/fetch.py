@@ -13,6 +13,7 @@ Records leave as file slices for ``os.sendfile``.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.replica import ReplicaManager
 from headrace.core.requests import KafkaApi, RequestContext
+from headrace.core.security import CLUSTER_NAME, Action, Operation, ResourceType
 from headrace.protocol.codec import PreEncodedResponse
 from headrace.protocol.fetch import (
     API_KEY,
@@ -45,9 +47,11 @@ _FIRST_VERSION_WITH_LEADER_EPOCH = 9
 
 
 def _read_round(
-    replicas: ReplicaManager, request: FetchRequests, version: int, reads: list[LogRead]
+    replicas: ReplicaManager, request: FetchRequests, version: int, reads: list[LogRead],
+    refused: frozenset[str] = frozenset(),
 ) -> tuple[list[tuple[str, list[PartitionData]]], int, bool]:
-    """One pass over the requested partitions: (topics, bytes read, any partition error)."""
+    """One pass over the requested partitions: (topics, bytes read, any partition error);
+    the ``refused`` topics' partitions are answered TOPIC_AUTHORIZATION_FAILED."""
     replica_id = int(getattr(request, "replica_id", -1))
     read_committed = (
         int(getattr(request, "isolation_level", 0)) == 1
@@ -62,6 +66,11 @@ def _read_round(
         partitions = []
         for fetch_partition in fetch_topic.partitions:
             index = int(fetch_partition.partition)
+            if name in refused:
+                any_error = True
+                partitions.append(PartitionData(
+                    index, ErrorCode.topic_authorization_failed, -1, -1, -1))
+                continue
             offset = int(fetch_partition.fetch_offset)
             leader_epoch = (
                 int(getattr(fetch_partition, "current_leader_epoch", -1))
@@ -138,13 +147,15 @@ async def handle_fetch(
     max_wait = request.max_wait.total_seconds()
     deadline = time.monotonic() + max_wait
     min_bytes = int(request.min_bytes)
+    refused = _refused_topics(request, ctx)
     keys: list[tuple[str, int]] = [
         (t.topic, int(p.partition)) for t in request.topics for p in t.partitions
+        if t.topic not in refused
     ]
     while True:
         reads: list[LogRead] = []
         try:
-            topics, total, any_error = _read_round(replicas, request, version, reads)
+            topics, total, any_error = _read_round(replicas, request, version, reads, refused)
         except BaseException:
             _close_all(reads)
             raise
@@ -171,9 +182,28 @@ async def handle_fetch(
     )
 
 
+def _is_follower(request: FetchRequests) -> bool:
+    return int(getattr(request, "replica_id", -1)) >= 0
+
+
+def fetch_actions(request: FetchRequests) -> Sequence[Action]:
+    """Kafka's: a follower needs CLUSTER_ACTION on the cluster, a consumer READ on each topic."""
+    if _is_follower(request):
+        return [Action(Operation.CLUSTER_ACTION, ResourceType.CLUSTER, CLUSTER_NAME)]
+    return [Action(Operation.READ, ResourceType.TOPIC, t.topic) for t in request.topics]
+
+
+def _refused_topics(request: FetchRequests, ctx: RequestContext) -> frozenset[str]:
+    if not ctx.denied:
+        return frozenset()
+    if _is_follower(request) and ctx.refused(ResourceType.CLUSTER, CLUSTER_NAME):
+        return frozenset(t.topic for t in request.topics)
+    return frozenset(t.topic for t in request.topics if ctx.refused(ResourceType.TOPIC, t.topic))
+
+
 def _close_all(reads: list[LogRead]) -> None:
     for read in reads:
         read.close()
 
 
-HANDLERS = (BrokerApi(FETCH, MIN_VERSION, MAX_VERSION, handle_fetch),)
+HANDLERS = (BrokerApi(FETCH, MIN_VERSION, MAX_VERSION, handle_fetch, fetch_actions),)

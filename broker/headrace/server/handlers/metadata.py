@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 import io
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -31,7 +31,14 @@ from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.metadata import TopicState
 from headrace.core.requests import KafkaApi, RequestContext
-from headrace.core.responses import OK, build
+from headrace.core.responses import (
+    NOT_REQUESTED,
+    OK,
+    authorization_error,
+    authorized_operations,
+    build,
+)
+from headrace.core.security import CLUSTER_NAME, Action, Operation, ResourceType
 from headrace.core.topics import topic_name_problem
 from headrace.protocol.codec import PreEncodedResponse, encode_body, schema_writer
 from headrace.server.handlers.binding import BrokerApi
@@ -55,18 +62,24 @@ async def handle_metadata(
     module = METADATA.classes(ctx.api_version)
     requested = request.topics
     if requested is None or (ctx.api_version == 0 and not requested):
+        # Every topic: those the principal may not describe are left out, as Kafka does.
         names: list[tuple[str | None, uuid.UUID | None]] = [
-            (name, None) for name in view.topic_names()
+            (name, None) for name in ctx.visible(ResourceType.TOPIC, view.topic_names())
         ]
     else:
         names = [(t.name, getattr(t, "topic_id", None)) for t in requested]
     allow_create = getattr(request, "allow_auto_topic_creation", True)
+    topic_operations = bool(getattr(request, "include_topic_authorized_operations", False))
     failed: dict[str, KafkaError] = {}
     if allow_create:
         missing = [name for name, _ in names
-                   if name is not None and view.topic(name) is None]
-        if missing:
-            failed = await broker.ensure_topics(missing)
+                   if name is not None and view.topic(name) is None
+                   and not ctx.refused(ResourceType.TOPIC, name)]
+        creatable = set(ctx.visible(ResourceType.TOPIC, missing, Operation.CREATE))
+        failed = {name: authorization_error(ResourceType.TOPIC, name)
+                  for name in missing if name not in creatable}
+        if creatable:
+            failed |= await broker.ensure_topics([n for n in missing if n in creatable])
     topics = []
     entries = 0
     for index, (name, topic_id) in enumerate(names):
@@ -75,12 +88,21 @@ async def handle_metadata(
         entries += 1
         if name is None and topic_id is not None and topic_id != _NIL_UUID:
             found = _by_id(broker, topic_id)
+            if found is not None and not ctx.allows(
+                    Operation.DESCRIBE, ResourceType.TOPIC, found):
+                topics.append(_error_topic(module, None, topic_id,
+                                           ErrorCode.topic_authorization_failed))
+                continue
             if found is None:
                 topics.append(_error_topic(module, None, topic_id, ErrorCode.unknown_topic_id))
                 continue
             name = found
         if name is None:
             topics.append(_error_topic(module, None, None, ErrorCode.invalid_topic_exception))
+            continue
+        if ctx.refused(ResourceType.TOPIC, name):
+            # Not even whether it exists is said to whoever may not describe it.
+            topics.append(_error_topic(module, name, None, ErrorCode.topic_authorization_failed))
             continue
         state = view.topic(name)
         if state is None:
@@ -98,7 +120,8 @@ async def handle_metadata(
             topics.append(_error_topic(module, name, None, code))
             continue
         entries += len(state.partitions)
-        topics.append(_topic(module, state))
+        topics.append(_topic(module, state, authorized_operations(
+            ctx, ResourceType.TOPIC, state.name) if topic_operations else NOT_REQUESTED))
     brokers = tuple(
         build(
             module.MetadataResponseBroker,
@@ -115,6 +138,9 @@ async def handle_metadata(
         cluster_id=view.cluster_id,
         controller_id=view.controller_id(),
         topics=tuple(topics),
+        cluster_authorized_operations=authorized_operations(
+            ctx, ResourceType.CLUSTER, CLUSTER_NAME)
+        if getattr(request, "include_cluster_authorized_operations", False) else NOT_REQUESTED,
     )
     if entries <= SLICED_ENCODING_ENTRIES:
         return response
@@ -174,7 +200,7 @@ def _error_topic(
     )
 
 
-def _topic(module: ModuleType, state: TopicState) -> object:
+def _topic(module: ModuleType, state: TopicState, operations: int) -> object:
     partition_cls = module.MetadataResponsePartition
     partitions = tuple(
         build(
@@ -196,7 +222,16 @@ def _topic(module: ModuleType, state: TopicState) -> object:
         topic_id=state.topic_id,
         is_internal=state.is_internal,
         partitions=partitions,
+        topic_authorized_operations=operations,
     )
 
 
-HANDLERS = (BrokerApi(METADATA, 0, 12, handle_metadata),)
+def metadata_actions(request: MetadataRequests) -> Sequence[Action]:
+    """DESCRIBE on every topic named (by name); "every topic" is filtered by the handler."""
+    if request.topics is None:
+        return []
+    return [Action(Operation.DESCRIBE, ResourceType.TOPIC, t.name)
+            for t in request.topics if t.name is not None]
+
+
+HANDLERS = (BrokerApi(METADATA, 0, 12, handle_metadata, metadata_actions),)

@@ -9,6 +9,7 @@ packed by :mod:`headrace.protocol.produce` (the hot path), not by kio's generic 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -17,7 +18,8 @@ from headrace import record
 from headrace.core.broker import Broker
 from headrace.core.errors import KafkaError
 from headrace.core.requests import KafkaApi, RequestContext
-from headrace.core.responses import partition_results
+from headrace.core.responses import authorization_error, partition_results
+from headrace.core.security import Action, Operation, ResourceType
 from headrace.protocol.codec import PreEncodedResponse
 from headrace.protocol.produce import (
     FLEXIBLE_FROM,
@@ -40,11 +42,19 @@ async def handle_produce(
     acks = int(request.acks)
     first_error = 0
 
+    transactional_id = request.transactional_id
+    refused_transaction = transactional_id is not None and ctx.refused(
+        ResourceType.TRANSACTIONAL_ID, transactional_id)
+
     async def check(name: str) -> None:
         """Refuse every partition of topic ``name`` (creating it if allowed)."""
+        if refused_transaction:
+            raise authorization_error(ResourceType.TRANSACTIONAL_ID, str(transactional_id))
         if acks not in (0, 1, -1):
             raise KafkaError(ErrorCode.invalid_required_acks, f"acks={acks}")
-        if broker.topics.get(name) is None and await broker.ensure_topic(name) is None:
+        if broker.topics.get(name) is None and (
+                not ctx.allows(Operation.CREATE, ResourceType.TOPIC, name)
+                or await broker.ensure_topic(name) is None):
             raise KafkaError(ErrorCode.unknown_topic_or_partition, name)
 
     async def append(name: str, partition: ProducePartitionData) -> PartitionResult:
@@ -112,4 +122,13 @@ async def _verify_transactional(
 _BATCH_HEADER_SIZE = 61
 _ATTR_TRANSACTIONAL = 0x10
 
-HANDLERS = (BrokerApi(PRODUCE, MIN_VERSION, MAX_VERSION, handle_produce),)
+def produce_actions(request: ProduceRequestView) -> Sequence[Action]:
+    """Kafka's: WRITE on every topic, and on the transactional id of a transaction's batches."""
+    actions = [Action(Operation.WRITE, ResourceType.TOPIC, t.name) for t in request.topic_data]
+    if request.transactional_id is not None:
+        actions.append(Action(Operation.WRITE, ResourceType.TRANSACTIONAL_ID,
+                              request.transactional_id))
+    return actions
+
+
+HANDLERS = (BrokerApi(PRODUCE, MIN_VERSION, MAX_VERSION, handle_produce, produce_actions),)
