@@ -126,16 +126,21 @@ def _any_partition(topic: str, partition: int) -> bool:
 
 #: The broker coordinating a transactional id (FindCoordinator key type 1), None while unknown.
 TransactionCoordinatorLookup = Callable[[str], CoordinatorNode | None]
+#: A broker's (host, port) on a listener, by broker id and listener name (None: it has none).
+ListenerEndpoint = Callable[[int, str], tuple[str, int] | None]
 
 
 def group_api_handlers(
     coordinator: GroupCoordinator,
     partition_exists: PartitionExists = _any_partition,
     transaction_coordinator_for: TransactionCoordinatorLookup | None = None,
+    listener_endpoint: ListenerEndpoint | None = None,
 ) -> list[ApiHandler[Any, Any]]:
     """The handlers for every group and offset API; ``partition_exists`` comes from the
     broker's metadata (the default, for coordinator-only tests, accepts every partition);
-    ``transaction_coordinator_for`` answers FindCoordinator for transactional ids."""
+    ``transaction_coordinator_for`` answers FindCoordinator for transactional ids;
+    ``listener_endpoint`` gives the coordinator's address on the listener the client is on
+    (None: the coordinator's own address)."""
     lookups: dict[int, TransactionCoordinatorLookup] = {
         _GROUP_KEY_TYPE: coordinator.coordinator_for,
     }
@@ -148,7 +153,7 @@ def group_api_handlers(
     ) -> ApiHandler[Req, Resp]:
         return api.handler(*SUPPORTED_VERSIONS[api.key], functools.partial(handle, coordinator))
 
-    find_coordinator = functools.partial(_find_coordinator, lookups)
+    find_coordinator = functools.partial(_find_coordinator, lookups, listener_endpoint)
     return [
         FIND_COORDINATOR_API.handler(*SUPPORTED_VERSIONS[FIND_COORDINATOR], find_coordinator),
         serve(JOIN_GROUP_API, _join_group),
@@ -169,20 +174,28 @@ def group_api_handlers(
 
 
 def _coordinator_entry(
-    lookups: dict[int, TransactionCoordinatorLookup], key: str, key_type: int
+    lookups: dict[int, TransactionCoordinatorLookup], key: str, key_type: int,
+    listener: str, listener_endpoint: ListenerEndpoint | None,
 ) -> tuple[ErrorCode, str | None, int, str, int]:
-    """(error, message, node id, host, port) for one FindCoordinator key."""
+    """(error, message, node id, host, port) for one FindCoordinator key, addressed on the
+    client's listener."""
     lookup = lookups.get(key_type)
     if lookup is None:
         return ErrorCode.invalid_request, f"unsupported key type {key_type}", -1, "", -1
     node = lookup(key)
     if node is None:
         return ErrorCode.coordinator_not_available, None, -1, "", -1
-    return ErrorCode.none, None, node.node_id, node.host, node.port
+    if listener_endpoint is None:
+        return ErrorCode.none, None, node.node_id, node.host, node.port
+    endpoint = listener_endpoint(node.node_id, listener)
+    if endpoint is None:  # the coordinator has no such listener (as Kafka answers then)
+        return ErrorCode.coordinator_not_available, None, -1, "", -1
+    return ErrorCode.none, None, node.node_id, *endpoint
 
 
 async def _find_coordinator(
     lookups: dict[int, TransactionCoordinatorLookup],
+    listener_endpoint: ListenerEndpoint | None,
     request: FindCoordinatorRequests,
     ctx: RequestContext,
 ) -> FindCoordinatorResponses:
@@ -193,7 +206,8 @@ async def _find_coordinator(
         entry_cls = FIND_COORDINATOR_API.classes(version).Coordinator
         coordinators = []
         for key in request.coordinator_keys:
-            error, message, node_id, host, port = _coordinator_entry(lookups, key, key_type)
+            error, message, node_id, host, port = _coordinator_entry(
+                lookups, key, key_type, ctx.listener, listener_endpoint)
             coordinators.append(
                 build(
                     entry_cls,
@@ -206,7 +220,8 @@ async def _find_coordinator(
                 )
             )
         return build(response, coordinators=tuple(coordinators))
-    error, message, node_id, host, port = _coordinator_entry(lookups, request.key, key_type)
+    error, message, node_id, host, port = _coordinator_entry(
+        lookups, request.key, key_type, ctx.listener, listener_endpoint)
     return build(
         response,
         error_code=error,
