@@ -64,5 +64,5 @@ class RepeatedList(argparse.Action):
             current = ()
         given.append(values)
         setattr(namespace, f"_{self.dest}_given", given)
-        assert isinstance(values, tuple) and isinstance(current, tuple)
+        assert isinstance(values, tuple) and isinstance(current, tuple)  # type parses a list
         setattr(namespace, self.dest, current + values)

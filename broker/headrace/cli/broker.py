@@ -93,11 +93,11 @@ def add_listener_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a PLAINTEXT listener named PLAINTEXT; port 0 picks a free port "
                         "(default 127.0.0.1:9092 when no --listener is given)")
     parser.add_argument("--listener", type=_listeners, action=RepeatedList,
-                        default=_env("LISTENER", ""), metavar="NAME=PROTOCOL://HOST:PORT",
+                        default=_optional_env("LISTENER"), metavar="NAME=PROTOCOL://HOST:PORT",
                         help="a named Kafka listener, repeatable or comma-separated; PROTOCOL "
                         "is PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (Kafka's listeners)")
     parser.add_argument("--advertised-listener", type=_advertised, action=RepeatedList,
-                        default=_env("ADVERTISED_LISTENER", ""), metavar="NAME=HOST:PORT",
+                        default=_optional_env("ADVERTISED_LISTENER"), metavar="NAME=HOST:PORT",
                         help="address clients are told to reach a listener at, repeatable; a "
                         "bare HOST:PORT is the first listener's (default: the listener's "
                         "address; Kafka's advertised.listeners)")
@@ -316,7 +316,8 @@ async def _serve(args: argparse.Namespace) -> int:
     http_host, http_port = args.http_listen
     listeners = _listener_configs(args)
     kafka_host = listeners[0].host
-    advertised = [(host, port) for name, host, port in args.advertised_listener if name is None]
+    advertised_listeners = args.advertised_listener or ()
+    advertised = [(host, port) for name, host, port in advertised_listeners if name is None]
     config = BrokerConfig(
         data_dir=args.data_dir,
         node_id=args.broker_id,
@@ -326,7 +327,7 @@ async def _serve(args: argparse.Namespace) -> int:
         advertised_port=advertised[-1][1] if advertised else None,
         listeners=listeners,
         advertised_listeners={name: (host, port)
-                              for name, host, port in args.advertised_listener if name},
+                              for name, host, port in advertised_listeners if name},
         inter_broker_listener=args.inter_broker_listener,
         tls=_tls_config(args),
         http_host=http_host,
@@ -401,7 +402,7 @@ def _listener_configs(args: argparse.Namespace) -> tuple[Any, ...]:
     127.0.0.1:9092 when neither is given."""
     from headrace.core.config import DEFAULT_LISTENER, ListenerConfig, SecurityProtocol
 
-    listeners = list(args.listener)
+    listeners = list(args.listener or ())
     if args.kafka_listen is not None or not listeners:
         host, port = args.kafka_listen or ("127.0.0.1", 9092)
         listeners.insert(0, ListenerConfig(DEFAULT_LISTENER, SecurityProtocol.PLAINTEXT,

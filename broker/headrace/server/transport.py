@@ -23,7 +23,7 @@ from headrace.protocol.codec import FileSlice
 from headrace.server.pipeline import ConnectionClosed
 
 #: Ciphertext bytes asked of one ``recv`` (a few TLS records).
-_CIPHER_CHUNK = 64 * 1024
+_CIPHER_CHUNK = 256 * 1024
 #: Plaintext encrypted per socket write: bounds the memory one large response holds as
 #: ciphertext, and lets sending start before the whole response is encrypted.
 _ENCRYPT_CHUNK = 256 * 1024
