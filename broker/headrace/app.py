@@ -25,6 +25,7 @@ from headrace.core.config import BrokerConfig, default_connection_limits, file_d
 from headrace.core.data_dir import DataDir
 from headrace.core.errors import KafkaError, UserError
 from headrace.core.internal_topics import InternalTopic, InternalTopics
+from headrace.core.listener_specs import check_listeners
 from headrace.core.maintenance import run_log_maintenance
 from headrace.core.policies import Authorizer, QuotaManager
 from headrace.core.requests import ApiRegistry, RequestObserver
@@ -43,10 +44,11 @@ from headrace.observability.tracing import get_tracer, setup_tracing
 from headrace.security.acl_api import acl_api_handlers
 from headrace.security.authorizer import AclAuthorizer, AclStore
 from headrace.security.records import FileSecurityRecords, SecurityRecords
+from headrace.security.tls import TlsContexts
 from headrace.server.handlers import broker_api_handlers
 from headrace.server.handlers.api_versions import api_versions_handler
 from headrace.server.limits import ConnectionSlots, RequestBudget
-from headrace.server.listeners import ConnectionPolicy, Listener, PlaintextListener
+from headrace.server.listeners import ConnectionPolicy, Listener, PlaintextListener, TlsListener
 from headrace.server.pipeline import RequestPipeline
 from headrace.storage import LogConfig, LogManager, LogManagerAPI, StorageError
 from headrace.transactions.coordinator import TransactionConfig, TransactionCoordinator
@@ -85,6 +87,8 @@ class BrokerApp:
         logs: LogManagerAPI | None = None,
     ) -> None:
         self.config = config
+        # -- listeners and TLS are checked first: a mistake there is the operator's to fix
+        self.tls = _tls_contexts(config)
         # -- storage: the data dir is this broker's alone until stop() (or the process ends)
         self.data_dir = DataDir.claim(config.data_dir, config.node_id)
         cluster_id = self.data_dir.cluster_id_candidate()
@@ -163,16 +167,26 @@ class BrokerApp:
             max_idle_ms=config.connections_max_idle_ms,
         )
         self.listeners: list[Listener] = [
-            PlaintextListener(config.listener, self.pipeline, self.connection_policy)
+            TlsListener(listener, self.pipeline, self.connection_policy, self.tls)
+            if listener.tls and self.tls is not None
+            else PlaintextListener(listener, self.pipeline, self.connection_policy)
+            for listener in config.kafka_listeners
         ]
         try:
             for listener in self.listeners:
                 bind(listener)
         except UserError:
+            for listener in self.listeners:
+                listener.close_bound()
             logs.close()
             self.data_dir.release()
             raise
         self.broker.kafka_port = self.listeners[0].bound_port
+        self.broker.listener_ports = {
+            listener.name: listener.bound_port for listener in self.listeners
+        }
+        if self.node is not None and config.listener.tls and self.tls is not None:
+            self.node.peer_tls = self.tls.client  # replication and markers over TLS
         self._services: list[Service] = []
         # -- coordinators
         self.groups = self._build_group_coordinator()
@@ -189,7 +203,8 @@ class BrokerApp:
         self.registry.register_all(broker_api_handlers(self.broker))
         self.registry.register_all(
             group_api_handlers(
-                self.groups, self.broker.partition_exists, self.transactions.coordinator_for
+                self.groups, self.broker.partition_exists, self.transactions.coordinator_for,
+                self._listener_endpoint,
             )
         )
         self.registry.register_all(
@@ -235,6 +250,12 @@ class BrokerApp:
             self._security_follower = EtcdSecurityRecords(self.node.store)
             return self._security_follower
         return FileSecurityRecords(self.config.data_dir)
+    def _listener_endpoint(self, node_id: int, listener: str) -> tuple[str, int] | None:
+        """A broker's advertised address on ``listener`` (FindCoordinator's answer)."""
+        for endpoint in self.broker.metadata.brokers(listener):
+            if endpoint.node_id == node_id:
+                return endpoint.host, endpoint.port
+        return None
 
     def _build_routers(self) -> tuple[PartitionRouter, GroupRouter]:
         """A lone broker answers every partition and group itself; a cluster member forwards
@@ -249,7 +270,8 @@ class BrokerApp:
         from headrace.cluster.group_forwarding import ForwardingGroupRouter
 
         pool = ConnectionPool(node.endpoint_of,
-                              client_id=f"headrace-forwarder-{self.config.node_id}")
+                              client_id=f"headrace-forwarder-{self.config.node_id}",
+                              tls=node.peer_tls)
         self._services.append((_nothing, pool.close))
         partitions = self.config.offsets_topic_partitions
 
@@ -450,6 +472,26 @@ class BrokerApp:
 
 async def _nothing() -> None:
     return None
+
+
+def _tls_contexts(config: BrokerConfig) -> TlsContexts | None:
+    """The broker's TLS contexts; UserError for listeners that cannot be served as configured."""
+    listeners = config.kafka_listeners
+    try:
+        check_listeners(listeners, advertised=config.advertised_listeners,
+                        inter_broker=config.inter_broker_listener)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    tls_listeners = [listener.name for listener in listeners if listener.tls]
+    if config.tls is None:
+        if tls_listeners:
+            raise UserError(f"listener {tls_listeners[0]} is TLS: --tls-cert and --tls-key "
+                            "are needed")
+        return None
+    try:
+        return TlsContexts(config.tls)
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def bind(listener: Listener) -> None:

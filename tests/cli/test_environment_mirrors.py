@@ -30,6 +30,8 @@ def _probe(action: argparse.Action, default: Any) -> str:
         return next(str(c) for c in action.choices if c != default)
     if action.dest.endswith("listen") or action.dest == "advertised_listener":
         return "10.1.2.3:1234"
+    if action.dest == "listener":
+        return "SSL=SSL://10.1.2.3:1234"
     if action.dest == "log_level":
         return "error"
     if action.dest in ("metadata",):

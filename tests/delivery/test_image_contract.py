@@ -82,7 +82,9 @@ def test_broker_pod_command_reaches_the_cli(example_objects: list[dict[str, Any]
         parsed = build_parser().parse_args(cli_args)
         assert parsed.command == "broker"
         assert parsed.broker_id == int(env["BROKER_ID_BASE"]) + 1
-        host, port = parsed.advertised_listener
+        # A bare HOST:PORT: the first (the --kafka-listen) listener's advertised address.
+        [(name, host, port)] = parsed.advertised_listener
+        assert name is None
         assert host.startswith(f"{pod_name}.{statefulset['spec']['serviceName']}.") and port == 9092
         assert str(parsed.zone) == statefulset["metadata"]["name"].rsplit("-", 1)[-1]
 

@@ -178,6 +178,8 @@ class BrokerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.kafka_port = 0
         self.http_port = 0
+        #: Every Kafka listener's bound port, by listener name.
+        self.listener_ports: dict[str, int] = {}
         self.log_path = data_dir.parent / f"{data_dir.name}.broker.log"
 
     @property
@@ -220,6 +222,7 @@ class BrokerProcess:
         ready_state = json.loads(ready_file.read_text())
         self.kafka_port = int(ready_state["kafka_port"])
         self.http_port = int(ready_state["http_port"])
+        self.listener_ports = {str(k): int(v) for k, v in ready_state["listeners"].items()}
         return self
 
     def log(self) -> str:

@@ -50,3 +50,19 @@ def log_level(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"unknown log level {text!r} (use debug, info, warning, error or critical)") from None
     return text.lower()
+
+
+class RepeatedList(argparse.Action):
+    """A repeatable flag whose ``type`` parses a comma-separated list: the flags' lists join,
+    and replace (not extend) the default, which comes from a ``HEADRACE_*`` variable."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest, None)
+        given: list[object] = getattr(namespace, f"_{self.dest}_given", [])
+        if not given:
+            current = ()
+        given.append(values)
+        setattr(namespace, f"_{self.dest}_given", given)
+        assert isinstance(values, tuple) and isinstance(current, tuple)  # type parses a list
+        setattr(namespace, self.dest, current + values)

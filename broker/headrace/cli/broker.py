@@ -20,7 +20,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from headrace.cli.arguments import log_level, non_negative_int, positive_int
+from headrace.cli.arguments import RepeatedList, log_level, non_negative_int, positive_int
 
 NAME = "broker"
 HELP = "Run a Kafka-compatible broker (Kafka protocol + HTTP API)."
@@ -55,6 +55,73 @@ def parse_host_port(value: str) -> tuple[str, int]:
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range in {value!r}")
     return host, number
+
+
+def _listeners(text: str) -> tuple[Any, ...]:
+    """``NAME=PROTOCOL://HOST:PORT,...`` → listeners (argparse-friendly errors)."""
+    from headrace.core.listener_specs import parse_listener
+
+    try:
+        return tuple(parse_listener(item.strip()) for item in text.split(",") if item.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _advertised(text: str) -> tuple[tuple[str | None, str, int], ...]:
+    """``NAME=HOST:PORT,...`` (or a bare ``HOST:PORT``, the first listener's)."""
+    from headrace.core.listener_specs import parse_advertised
+
+    try:
+        return tuple(parse_advertised(item.strip()) for item in text.split(",") if item.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _listener_name(text: str) -> str:
+    from headrace.core.listener_specs import listener_name
+
+    try:
+        return listener_name(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_listener_arguments(parser: argparse.ArgumentParser) -> None:
+    """Kafka listeners and TLS (docs/security.md, "Listeners and TLS")."""
+    parser.add_argument("--kafka-listen", type=parse_host_port,
+                        default=_optional_env("KAFKA_LISTEN"), metavar="HOST:PORT",
+                        help="a PLAINTEXT listener named PLAINTEXT; port 0 picks a free port "
+                        "(default 127.0.0.1:9092 when no --listener is given)")
+    parser.add_argument("--listener", type=_listeners, action=RepeatedList,
+                        default=_optional_env("LISTENER"), metavar="NAME=PROTOCOL://HOST:PORT",
+                        help="a named Kafka listener, repeatable or comma-separated; PROTOCOL "
+                        "is PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (Kafka's listeners)")
+    parser.add_argument("--advertised-listener", type=_advertised, action=RepeatedList,
+                        default=_optional_env("ADVERTISED_LISTENER"), metavar="NAME=HOST:PORT",
+                        help="address clients are told to reach a listener at, repeatable; a "
+                        "bare HOST:PORT is the first listener's (default: the listener's "
+                        "address; Kafka's advertised.listeners)")
+    parser.add_argument("--inter-broker-listener", type=_listener_name,
+                        default=_optional_env("INTER_BROKER_LISTENER"), metavar="NAME",
+                        help="the listener other brokers replicate and forward over (default: "
+                        "the first; Kafka's inter.broker.listener.name)")
+    parser.add_argument("--tls-cert", type=Path, default=_optional_env("TLS_CERT"),
+                        metavar="PEM", help="the broker's certificate chain, for SSL and "
+                        "SASL_SSL listeners and as client certificate towards other brokers; "
+                        "re-read when it changes")
+    parser.add_argument("--tls-key", type=Path, default=_optional_env("TLS_KEY"),
+                        metavar="PEM", help="the private key of --tls-cert (unencrypted PEM)")
+    parser.add_argument("--tls-ca", type=Path, default=_optional_env("TLS_CA"), metavar="PEM",
+                        help="CA certificates trusted for client certificates and for other "
+                        "brokers' (default: the system's trust store)")
+    parser.add_argument("--tls-client-auth", choices=("none", "requested", "required"),
+                        default=_env("TLS_CLIENT_AUTH", "none"),
+                        help="whether SSL listeners ask clients for a certificate "
+                        "(Kafka's ssl.client.auth)")
+    parser.add_argument("--ssl-principal-mapping-rules", metavar="RULES",
+                        default=_env("SSL_PRINCIPAL_MAPPING_RULES", "DEFAULT"),
+                        help="client certificate subject to user name: RULE:pattern/"
+                        "replacement/[LU],...,DEFAULT (Kafka's ssl.principal.mapping.rules)")
 
 
 def _bool_env(name: str, default: bool) -> bool:
@@ -195,13 +262,7 @@ def add_authorizer_arguments(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "./headrace-data")),
                         help="directory for topic logs and broker state (HEADRACE_DATA_DIR)")
-    parser.add_argument("--kafka-listen", type=parse_host_port,
-                        default=_env("KAFKA_LISTEN", "127.0.0.1:9092"), metavar="HOST:PORT",
-                        help="Kafka protocol listener; port 0 picks a free port")
-    parser.add_argument("--advertised-listener", type=parse_host_port,
-                        default=os.environ.get("HEADRACE_ADVERTISED_LISTENER"),
-                        metavar="HOST:PORT",
-                        help="address clients are told to connect to (default: the listener)")
+    add_listener_arguments(parser)
     parser.add_argument("--broker-id", type=non_negative_int, default=_env("BROKER_ID", "1"),
                         help="this broker's id, unique in its cluster (Kafka's node.id)")
     parser.add_argument("--http-listen", type=parse_host_port,
@@ -301,16 +362,23 @@ async def _serve(args: argparse.Namespace) -> int:
     from headrace.cluster.options import settings_from_args
     from headrace.core.config import BrokerConfig
 
-    kafka_host, kafka_port = args.kafka_listen
     http_host, http_port = args.http_listen
-    advertised = args.advertised_listener
+    listeners = _listener_configs(args)
+    kafka_host = listeners[0].host
+    advertised_listeners = args.advertised_listener or ()
+    advertised = [(host, port) for name, host, port in advertised_listeners if name is None]
     config = BrokerConfig(
         data_dir=args.data_dir,
         node_id=args.broker_id,
         kafka_host=kafka_host,
-        kafka_port=kafka_port,
-        advertised_host=advertised[0] if advertised else None,
-        advertised_port=advertised[1] if advertised else None,
+        kafka_port=listeners[0].port,
+        advertised_host=advertised[-1][0] if advertised else None,
+        advertised_port=advertised[-1][1] if advertised else None,
+        listeners=listeners,
+        advertised_listeners={name: (host, port)
+                              for name, host, port in advertised_listeners if name},
+        inter_broker_listener=args.inter_broker_listener,
+        tls=_tls_config(args),
         http_host=http_host,
         http_port=http_port,
         max_request_bytes=args.max_request_bytes,
@@ -365,6 +433,7 @@ async def _serve(args: argparse.Namespace) -> int:
         "kafka_port": app.kafka_port,
         "http_port": app.http_port,
         "advertised": f"{endpoint.host}:{endpoint.port}",
+        "listeners": dict(app.broker.listener_ports),
         "pid": os.getpid(),
     }
     try:
@@ -380,12 +449,43 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listener_configs(args: argparse.Namespace) -> tuple[Any, ...]:
+    """--kafka-listen (a PLAINTEXT listener named PLAINTEXT, first) and the --listener ones;
+    127.0.0.1:9092 when neither is given."""
+    from headrace.core.config import DEFAULT_LISTENER, ListenerConfig, SecurityProtocol
+
+    listeners = list(args.listener or ())
+    if args.kafka_listen is not None or not listeners:
+        host, port = args.kafka_listen or ("127.0.0.1", 9092)
+        listeners.insert(0, ListenerConfig(DEFAULT_LISTENER, SecurityProtocol.PLAINTEXT,
+                                           host, port))
+    return tuple(listeners)
+
+
+def _tls_config(args: argparse.Namespace) -> Any:
+    from headrace.core.config import ClientAuth, TlsConfig
+    from headrace.core.errors import UserError
+
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_ca is not None:
+            raise UserError("--tls-ca needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise UserError("--tls-cert and --tls-key go together")
+    return TlsConfig(args.tls_cert, args.tls_key, args.tls_ca,
+                     ClientAuth(args.tls_client_auth), args.ssl_principal_mapping_rules)
+
+
 def _log_banner(app: Any, args: argparse.Namespace, ready: dict[str, Any]) -> None:
     """The start banner: one log line saying what this process is and where it listens."""
     from headrace import __version__
 
-    listener = app.config.listener
-    listeners = f"{listener.name}://{listener.host}:{app.kafka_port}"
+    listeners = ", ".join(
+        f"{listener.name}://{listener.host}:{app.broker.listener_ports[listener.name]}"
+        + (f" ({listener.security_protocol})" if listener.security_protocol != listener.name
+           else "")
+        for listener in app.config.kafka_listeners
+    )
     if app.http_port:
         listeners += f", HTTP://{args.http_listen[0]}:{app.http_port}"
     metadata = args.metadata or "none (single broker)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,6 +20,13 @@ from headrace.cluster.wire import BrokerConnection
 from headrace.core.errors import KafkaError
 
 EndpointLookup = Callable[[int], tuple[str, int] | None]
+#: The client TLS context for the other brokers' inter-broker listener (None: plaintext),
+#: asked per new connection so a rotated certificate is used from then on.
+PeerTls = Callable[[], ssl.SSLContext | None]
+
+
+def no_tls() -> ssl.SSLContext | None:
+    return None
 
 #: What a lost or unreachable peer raises.
 CONNECTION_ERRORS = (OSError, asyncio.IncompleteReadError, TimeoutError, ConnectionError)
@@ -35,8 +43,9 @@ class ConnectionPool:
     """Up to ``size`` connections per broker, opened on demand and reused."""
 
     def __init__(self, endpoint_of: EndpointLookup, *, client_id: str, size: int = 4,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, tls: PeerTls = no_tls) -> None:
         self.endpoint_of = endpoint_of
+        self.tls = tls
         self.client_id = client_id
         self.size = size
         self.timeout = timeout
@@ -46,7 +55,8 @@ class ConnectionPool:
         """A connection of its own (a long poll should not hold a pooled one); the caller
         closes it."""
         endpoint = self._endpoint(broker_id)
-        return BrokerConnection(*endpoint, client_id=self.client_id, timeout=self.timeout)
+        return BrokerConnection(*endpoint, client_id=self.client_id, timeout=self.timeout,
+                                tls=self.tls())
 
     def _endpoint(self, broker_id: int) -> tuple[str, int]:
         endpoint = self.endpoint_of(broker_id)
@@ -66,7 +76,7 @@ class ConnectionPool:
             peer = self._peers[broker_id] = _Peer(endpoint, self.size)
         async with peer.slots:
             connection = peer.idle.pop() if peer.idle else BrokerConnection(
-                *endpoint, client_id=self.client_id, timeout=self.timeout)
+                *endpoint, client_id=self.client_id, timeout=self.timeout, tls=self.tls())
             try:
                 yield connection
             except BaseException:

@@ -24,6 +24,7 @@ from kio.schema.offset_for_leader_epoch.v4 import request as epoch_v4
 from kio.schema.types import BrokerId, TopicName
 from kio.static.primitive import i8, i32, i32Timedelta, i64
 
+from headrace.cluster.connections import PeerTls, no_tls
 from headrace.cluster.replica_manager import ClusteredReplicaManager, FollowerRole
 from headrace.cluster.wire import BrokerConnection
 from headrace.storage import StorageError
@@ -46,9 +47,11 @@ class ReplicaFetcher:
         partition_max_bytes: int = 1 << 20,
         max_bytes: int = 8 << 20,
         throttle_bytes_per_second: int = 0,
+        tls: PeerTls = no_tls,
     ) -> None:
         self.manager = manager
         self.endpoint_of = endpoint_of
+        self.tls = tls
         self.max_wait_ms = max_wait_ms
         self.partition_max_bytes = partition_max_bytes
         self.max_bytes = max_bytes
@@ -115,6 +118,7 @@ class ReplicaFetcher:
                         *endpoint,
                         client_id=f"headrace-replica-{self.manager.node_id}",
                         timeout=10.0 + self.max_wait_ms / 1000,
+                        tls=self.tls(),
                     )
                 try:
                     pending = [

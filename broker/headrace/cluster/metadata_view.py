@@ -28,11 +28,15 @@ class EtcdMetadataView:
     def cluster_id(self) -> str:
         return self._broker.cluster_id  # etcd's, adopted when the node starts
 
-    def brokers(self) -> list[BrokerEndpoint]:
-        return [
-            BrokerEndpoint(r.broker_id, r.host, r.port, r.rack)
-            for r in sorted(self._store.cache.brokers.values(), key=lambda r: r.broker_id)
-        ]
+    def brokers(self, listener: str | None = None) -> list[BrokerEndpoint]:
+        endpoints = []
+        for registration in sorted(self._store.cache.brokers.values(),
+                                   key=lambda r: r.broker_id):
+            endpoint = registration.endpoint(listener)
+            if endpoint is not None:
+                endpoints.append(BrokerEndpoint(registration.broker_id, *endpoint,
+                                                registration.rack))
+        return endpoints
 
     def controller_id(self) -> int:
         controller = self._store.cache.controller

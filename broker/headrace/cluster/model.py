@@ -35,7 +35,9 @@ class BrokerRegistration:
     ``broker_epoch`` is the etcd revision at which the registration was created (assigned by the
     store, 0 until then): a restarted broker always gets a larger one. ``log_dir_id`` is stored
     in the broker's data directory, so a wiped disk shows up as a new id. ``shutting_down`` is
-    set on controlled shutdown so the controller moves leadership away first.
+    set on controlled shutdown so the controller moves leadership away first. ``host``/``port``
+    are the inter-broker listener's; ``endpoints`` every listener's, by name (empty from a
+    broker that registered before listeners had names: host/port is its only one).
     """
 
     broker_id: int
@@ -47,6 +49,13 @@ class BrokerRegistration:
     http_port: int | None = None
     broker_epoch: int = 0
     shutting_down: bool = False
+    endpoints: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def endpoint(self, listener: str | None) -> tuple[str, int] | None:
+        """The (host, port) on ``listener`` (None: the inter-broker one); None if it has none."""
+        if listener is None or not self.endpoints:
+            return self.host, self.port
+        return self.endpoints.get(listener)
 
     def to_json(self) -> bytes:
         data = {
@@ -58,6 +67,7 @@ class BrokerRegistration:
             "incarnation": self.incarnation,
             "http_port": self.http_port,
             "shutting_down": self.shutting_down,
+            "endpoints": {name: [host, port] for name, (host, port) in self.endpoints.items()},
         }
         return json.dumps(data, sort_keys=True).encode()
 
@@ -74,6 +84,8 @@ class BrokerRegistration:
             http_port=data.get("http_port"),
             broker_epoch=broker_epoch,
             shutting_down=bool(data.get("shutting_down", False)),
+            endpoints={str(name): (str(address[0]), int(address[1]))
+                       for name, address in data.get("endpoints", {}).items()},
         )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from headrace.cluster.connections import PeerTls, no_tls
 from headrace.cluster.controller import Controller
 from headrace.cluster.decisions import isr_candidates
 from headrace.cluster.fetcher import ReplicaFetcher
@@ -122,9 +123,13 @@ class ClusterNode:
             ack_timeout=settings.ack_timeout,
         )
         self.replicas.propose_isr = self._propose_isr
+        #: The TLS client context for other brokers' inter-broker listener, per connection
+        #: (the composition root sets it when that listener is SSL).
+        self.peer_tls: PeerTls = no_tls
         self.fetcher = ReplicaFetcher(
             self.replicas, self.endpoint_of,
             throttle_bytes_per_second=settings.reassignment_throttle_bytes_per_second,
+            tls=lambda: self.peer_tls(),
         )
         self.controller = Controller(self.store, self.node_id, tick=0.5)
         self.topic_manager = ClusterTopicManager(
@@ -194,6 +199,7 @@ class ClusterNode:
             log_dir_id=self.log_dir_id,
             incarnation=self.incarnation,
             http_port=self.broker.http_port or None,
+            endpoints=self.broker.advertised_listeners(),
         )
         self.registration = await self.store.register(registration)
         log.info("broker %d registered (broker epoch %d, zone %s)", self.node_id,

@@ -42,7 +42,8 @@ class ClusterTransactionPeers:
         connection = self._connections.get(key)
         if connection is None:
             connection = self._connections[key] = BrokerConnection(
-                host, port, client_id=f"headrace-txn-{self._node.node_id}", timeout=15.0
+                host, port, client_id=f"headrace-txn-{self._node.node_id}", timeout=15.0,
+                tls=self._node.peer_tls(),
             )
         return connection
 

@@ -3,13 +3,14 @@
 Followers talk to leaders with the real Kafka protocol, exactly as Kafka's replica fetcher does,
 so the leader side is the ordinary request dispatch. Requests and responses are kio dataclasses;
 this module only frames them (request header v1/v2, response header v0/v1) on one connection,
-one request in flight at a time.
+one request in flight at a time, over TLS when the other broker's inter-broker listener is SSL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import struct
 from typing import Any
 
@@ -50,8 +51,11 @@ def decode_response(frame: bytes, request: Any) -> tuple[int, Any]:
 class BrokerConnection:
     """One TCP connection to another broker; requests are sent one at a time."""
 
-    def __init__(self, host: str, port: int, *, client_id: str, timeout: float = 30.0) -> None:
+    def __init__(self, host: str, port: int, *, client_id: str, timeout: float = 30.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.host = host
+        #: The client context for a TLS listener (None: plaintext).
+        self.tls = tls
         self.port = port
         self.client_id = client_id
         self.timeout = timeout
@@ -63,7 +67,11 @@ class BrokerConnection:
     async def _ensure_open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._reader is None or self._writer is None or self._writer.is_closing():
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.timeout
+                asyncio.open_connection(
+                    self.host, self.port, ssl=self.tls,
+                    server_hostname=self.host if self.tls is not None else None,
+                ),
+                self.timeout,
             )
             self._reader, self._writer = reader, writer
             return reader, writer

@@ -65,6 +65,8 @@ class Broker:
         #: Bound ports, set by the app once its listeners are bound (0 until then).
         self.kafka_port = 0
         self.http_port = 0
+        #: Each Kafka listener's bound port by name (kafka_port is the first listener's).
+        self.listener_ports: dict[str, int] = {}
         #: Set by the app once every listener accepts connections.
         self.started = asyncio.Event()
         self._frozen = False
@@ -82,7 +84,8 @@ class Broker:
         self.transaction_verifier: TransactionVerifier | None = None
         # The endpoint is read on use: the advertised port is known only once bound.
         self.metadata: MetadataView = LocalMetadataView(
-            lambda: self.endpoint, logs, is_internal, cluster_id
+            lambda: self.endpoint, logs, is_internal, cluster_id,
+            listener_endpoint=self.listener_endpoint,
         )
 
     # -- wiring (composition root only) ---------------------------------------------------
@@ -121,12 +124,29 @@ class Broker:
 
     @property
     def endpoint(self) -> BrokerEndpoint:
-        """This broker's advertised Kafka listener."""
-        return BrokerEndpoint(
-            self.config.node_id,
-            self.config.advertised_host or self.config.kafka_host,
-            self.config.advertised_port or self.kafka_port,
-        )
+        """This broker's advertised inter-broker listener (what it registers first and its
+        coordinators are known by)."""
+        endpoint = self.listener_endpoint(self.config.listener.name)
+        assert endpoint is not None
+        return endpoint
+
+    def listener_endpoint(self, name: str) -> BrokerEndpoint | None:
+        """This broker's advertised endpoint on the listener ``name`` (None: no such one)."""
+        for listener in self.config.kafka_listeners:
+            if listener.name == name:
+                port = self.listener_ports.get(name, self.kafka_port)
+                host, advertised_port = self.config.advertised(listener, port)
+                return BrokerEndpoint(self.config.node_id, host, advertised_port)
+        return None
+
+    def advertised_listeners(self) -> dict[str, tuple[str, int]]:
+        """Every listener's advertised (host, port), by name, in the configured order."""
+        endpoints = {}
+        for listener in self.config.kafka_listeners:
+            endpoint = self.listener_endpoint(listener.name)
+            assert endpoint is not None
+            endpoints[listener.name] = (endpoint.host, endpoint.port)
+        return endpoints
 
     # -- services (called by handlers, the HTTP API and the group coordinator) ------------
 

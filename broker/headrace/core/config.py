@@ -2,8 +2,9 @@
 
 ``headrace broker`` turns its flags (and their ``HEADRACE_*`` mirrors) into a
 :class:`BrokerConfig`; tests and benchmarks build one directly. Listeners are named, as in Kafka
-(``PLAINTEXT`` today): the name is what admin answers and the request context report, and the
-security protocol says which transport and authentication a listener needs.
+(``listeners``, ``advertised.listeners``, ``inter.broker.listener.name``): the name is what admin
+answers and the request context report, and the security protocol says which transport (TLS or
+not) and authentication (SASL or not) a listener needs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from headrace.storage import DEFAULT_PRODUCER_ID_EXPIRATION_MS
 
 
 class SecurityProtocol(enum.StrEnum):
-    """Kafka's ``security.protocol`` values; only PLAINTEXT is served so far."""
+    """Kafka's ``security.protocol`` values."""
 
     PLAINTEXT = "PLAINTEXT"
     SSL = "SSL"
@@ -35,8 +36,36 @@ class ListenerConfig:
     host: str
     port: int
 
+    @property
+    def tls(self) -> bool:
+        """Whether connections to this listener are TLS (SSL and SASL_SSL)."""
+        return self.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL)
+
 
 DEFAULT_LISTENER = "PLAINTEXT"
+
+
+class ClientAuth(enum.StrEnum):
+    """Kafka's ``ssl.client.auth``: whether a TLS listener asks clients for a certificate."""
+
+    NONE = "none"
+    REQUESTED = "requested"
+    REQUIRED = "required"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """PEM files of the broker's TLS (re-read when they change on disk) and Kafka's settings."""
+
+    #: The broker's certificate chain (ssl.keystore.location) and its private key.
+    cert: Path
+    key: Path
+    #: CAs trusted for client certificates and, inter-broker, for the other brokers'
+    #: (ssl.truststore.location); None: the system's trust store.
+    ca: Path | None = None
+    client_auth: ClientAuth = ClientAuth.NONE
+    #: Kafka's ssl.principal.mapping.rules.
+    principal_mapping_rules: str = "DEFAULT"
 
 MiB = 1024 * 1024
 
@@ -67,6 +96,15 @@ class BrokerConfig:
     #: None: advertise the listen address (with the bound port when listening on port 0).
     advertised_host: str | None = None
     advertised_port: int | None = None
+    #: Kafka's ``listeners``; empty: the one PLAINTEXT listener of kafka_host/kafka_port.
+    listeners: tuple[ListenerConfig, ...] = ()
+    #: Kafka's ``advertised.listeners``: listener name -> (host, port) clients are told.
+    #: Unnamed ones (advertised_host/port) are the first listener's.
+    advertised_listeners: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: Kafka's ``inter.broker.listener.name``; None: the first listener.
+    inter_broker_listener: str | None = None
+    #: Needed by SSL and SASL_SSL listeners (and by an SSL inter-broker listener's clients).
+    tls: TlsConfig | None = None
     #: None: no HTTP listener (tests of the Kafka side alone).
     http_host: str | None = "127.0.0.1"
     http_port: int = 8080
@@ -135,8 +173,29 @@ class BrokerConfig:
     allow_everyone_if_no_acl_found: bool = False
 
     @property
-    def listener(self) -> ListenerConfig:
-        """The Kafka listener (one today; issue 17 adds more)."""
-        return ListenerConfig(
+    def kafka_listeners(self) -> tuple[ListenerConfig, ...]:
+        """Every Kafka listener, in order (the first is the one ``kafka_port`` reports)."""
+        if self.listeners:
+            return self.listeners
+        return (ListenerConfig(
             self.listener_name, SecurityProtocol.PLAINTEXT, self.kafka_host, self.kafka_port
-        )
+        ),)
+
+    @property
+    def listener(self) -> ListenerConfig:
+        """The inter-broker listener: the one other brokers (replication, forwarding,
+        transaction markers) connect to, and the one this broker registers first."""
+        listeners = self.kafka_listeners
+        for listener in listeners:
+            if listener.name == self.inter_broker_listener:
+                return listener
+        return listeners[0]
+
+    def advertised(self, listener: ListenerConfig, bound_port: int) -> tuple[str, int]:
+        """Where clients are told to reach ``listener`` (bound on ``bound_port``)."""
+        named = self.advertised_listeners.get(listener.name)
+        if named is not None:
+            return named[0], named[1] or bound_port
+        if listener == self.kafka_listeners[0] and (self.advertised_host or self.advertised_port):
+            return (self.advertised_host or listener.host, self.advertised_port or bound_port)
+        return listener.host, bound_port

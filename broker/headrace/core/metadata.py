@@ -48,7 +48,11 @@ class MetadataView(Protocol):
     @property
     def cluster_id(self) -> str: ...
 
-    def brokers(self) -> list[BrokerEndpoint]: ...
+    def brokers(self, listener: str | None = None) -> list[BrokerEndpoint]:
+        """The live brokers, by their endpoint on ``listener`` (a client's answer holds the
+        endpoints of the listener it connected to; brokers without one are left out, as in
+        Kafka); None: their inter-broker endpoints."""
+        ...
 
     def controller_id(self) -> int: ...
 
@@ -66,8 +70,11 @@ class LocalMetadataView:
         logs: LogManagerAPI,
         is_internal: Callable[[str], bool],
         cluster_id: str,
+        *,
+        listener_endpoint: Callable[[str], BrokerEndpoint | None] | None = None,
     ) -> None:
         self._endpoint = endpoint
+        self._listener_endpoint = listener_endpoint
         self._logs = logs
         self._is_internal = is_internal
         self._cluster_id = cluster_id
@@ -77,8 +84,11 @@ class LocalMetadataView:
     def cluster_id(self) -> str:
         return self._cluster_id
 
-    def brokers(self) -> list[BrokerEndpoint]:
-        return [self._endpoint()]
+    def brokers(self, listener: str | None = None) -> list[BrokerEndpoint]:
+        if listener is None or self._listener_endpoint is None:
+            return [self._endpoint()]
+        endpoint = self._listener_endpoint(listener)
+        return [endpoint] if endpoint is not None else []
 
     def controller_id(self) -> int:
         return self._endpoint().node_id

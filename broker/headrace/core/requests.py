@@ -21,6 +21,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar, cast
 
+from headrace.core.config import SecurityProtocol
 from headrace.core.security import ANONYMOUS, Action, Operation, Principal, ResourceType
 from headrace.protocol.codec import response_schema
 
@@ -35,6 +36,8 @@ class Session:
     listener: str
     client_host: str
     principal: Principal = ANONYMOUS
+    #: The listener's protocol: SASL_* sessions must authenticate before other requests.
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,16 +145,21 @@ def _any_partition(topic: str, partition: int) -> bool:
 
 #: The broker coordinating a transactional id (FindCoordinator key type 1), None while unknown.
 TransactionCoordinatorLookup = Callable[[str], CoordinatorNode | None]
+#: A broker's (host, port) on a listener, by broker id and listener name (None: it has none).
+ListenerEndpoint = Callable[[int, str], tuple[str, int] | None]
 
 
 def group_api_handlers(
     coordinator: GroupCoordinator,
     partition_exists: PartitionExists = _any_partition,
     transaction_coordinator_for: TransactionCoordinatorLookup | None = None,
+    listener_endpoint: ListenerEndpoint | None = None,
 ) -> list[ApiHandler[Any, Any]]:
     """The handlers for every group and offset API; ``partition_exists`` comes from the
     broker's metadata (the default, for coordinator-only tests, accepts every partition);
-    ``transaction_coordinator_for`` answers FindCoordinator for transactional ids."""
+    ``transaction_coordinator_for`` answers FindCoordinator for transactional ids;
+    ``listener_endpoint`` gives the coordinator's address on the listener the client is on
+    (None: the coordinator's own address)."""
     lookups: dict[int, TransactionCoordinatorLookup] = {
         GROUP_KEY_TYPE: coordinator.coordinator_for,
     }
@@ -169,7 +174,7 @@ def group_api_handlers(
         return api.handler(*SUPPORTED_VERSIONS[api.key], functools.partial(handle, coordinator),
                            actions)
 
-    find_coordinator = functools.partial(_find_coordinator, lookups)
+    find_coordinator = functools.partial(_find_coordinator, lookups, listener_endpoint)
     return [
         FIND_COORDINATOR_API.handler(*SUPPORTED_VERSIONS[FIND_COORDINATOR], find_coordinator,
                                      find_coordinator_actions),
@@ -193,9 +198,10 @@ def group_api_handlers(
 
 def _coordinator_entry(
     lookups: dict[int, TransactionCoordinatorLookup], key: str, key_type: int,
-    ctx: RequestContext,
+    ctx: RequestContext, listener_endpoint: ListenerEndpoint | None,
 ) -> tuple[ErrorCode, str | None, int, str, int]:
-    """(error, message, node id, host, port) for one FindCoordinator key."""
+    """(error, message, node id, host, port) for one FindCoordinator key, addressed on the
+    client's listener."""
     resource = KEY_RESOURCES.get(key_type)
     if resource is not None and ctx.refused(resource, key):
         error = authorization_error(resource, key)
@@ -206,11 +212,17 @@ def _coordinator_entry(
     node = lookup(key)
     if node is None:
         return ErrorCode.coordinator_not_available, None, -1, "", -1
-    return ErrorCode.none, None, node.node_id, node.host, node.port
+    if listener_endpoint is None:
+        return ErrorCode.none, None, node.node_id, node.host, node.port
+    endpoint = listener_endpoint(node.node_id, ctx.listener)
+    if endpoint is None:  # the coordinator has no such listener (as Kafka answers then)
+        return ErrorCode.coordinator_not_available, None, -1, "", -1
+    return ErrorCode.none, None, node.node_id, *endpoint
 
 
 async def _find_coordinator(
     lookups: dict[int, TransactionCoordinatorLookup],
+    listener_endpoint: ListenerEndpoint | None,
     request: FindCoordinatorRequests,
     ctx: RequestContext,
 ) -> FindCoordinatorResponses:
@@ -221,7 +233,8 @@ async def _find_coordinator(
         entry_cls = FIND_COORDINATOR_API.classes(version).Coordinator
         coordinators = []
         for key in request.coordinator_keys:
-            error, message, node_id, host, port = _coordinator_entry(lookups, key, key_type, ctx)
+            error, message, node_id, host, port = _coordinator_entry(
+                lookups, key, key_type, ctx, listener_endpoint)
             coordinators.append(
                 build(
                     entry_cls,
@@ -234,7 +247,8 @@ async def _find_coordinator(
                 )
             )
         return build(response, coordinators=tuple(coordinators))
-    error, message, node_id, host, port = _coordinator_entry(lookups, request.key, key_type, ctx)
+    error, message, node_id, host, port = _coordinator_entry(
+        lookups, request.key, key_type, ctx, listener_endpoint)
     return build(
         response,
         error_code=error,

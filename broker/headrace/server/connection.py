@@ -1,10 +1,11 @@
-"""One Kafka connection over a plaintext socket: one reader and one writer task.
+"""One Kafka connection: one reader and one writer task over its transport.
 
-Frames are read from a raw non-blocking socket, each request is handled in its own task (so a
+Frames are read from the connection's :class:`~headrace.server.transport.Transport` (a raw
+non-blocking socket, or TLS over one), each request is handled in its own task (so a
 pipelined Produce is not stuck behind a long-polling Fetch's decoding), and a writer task sends
 responses strictly in request order, batching consecutive ready responses into one ``send``.
-Fetch record bytes go from segment files to the socket with ``os.sendfile`` (works on asyncio's
-default loop and on uvloop, which lacks ``loop.sendfile``), waiting for writability in between.
+On a plaintext transport fetch record bytes go from segment files to the socket with
+``os.sendfile`` (works on asyncio's default loop and on uvloop, which lacks ``loop.sendfile``).
 
 Memory follows what a client actually sent, never what it claims: an idle connection holds no
 receive buffer (each read allocates what arrived), a frame larger than one read grows its buffer
@@ -17,17 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
-import socket
 import struct
 from typing import Any
 
 from headrace.core.requests import Session
-from headrace.protocol.codec import FileSlice
 from headrace.server.limits import RequestBudget
 from headrace.server.pipeline import PRODUCE_KEY, ConnectionClosed, Outgoing, RequestPipeline
+from headrace.server.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +111,7 @@ class Connection:
     def __init__(
         self,
         pipeline: RequestPipeline,
-        sock: socket.socket,
+        transport: Transport,
         session: Session,
         *,
         max_request_bytes: int,
@@ -121,7 +119,7 @@ class Connection:
         frame_buffers: FrameBufferPool,
     ) -> None:
         self._pipeline = pipeline
-        self._sock = sock
+        self._transport = transport
         self._session = session
         self._client_host = session.client_host
         self._max_request_bytes = max_request_bytes
@@ -152,8 +150,7 @@ class Connection:
         self._hung_up = True
         log.info("closing connection from %s: idle for over connections.max.idle.ms=%d",
                  self._client_host, idle_ms)
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+        self._transport.shutdown()
 
     async def run(self) -> None:
         stopping = False  # the broker is shutting down: cancel everything
@@ -194,18 +191,17 @@ class Connection:
                 if api_key == _FETCH_KEY or stopping:
                     future.cancel()
                 future.add_done_callback(_release_dropped)
-            self._sock.close()
+            self._transport.close()
             observer.on_connection_closed()
 
     async def _read_loop(self) -> None:
-        recv = self._loop.sock_recv
-        sock = self._sock
+        recv = self._transport.recv
         limit = self._max_request_bytes
         rest = b""  # the start of a frame not complete yet (at most a small frame)
         try:
             while True:
                 try:
-                    chunk = await recv(sock, _READ_CHUNK)
+                    chunk = await recv(_READ_CHUNK)
                 except (ConnectionError, OSError):
                     return
                 if not chunk:
@@ -253,8 +249,7 @@ class Connection:
             have = len(head)
             buffer[:have] = head
             head.release()
-            recv_into = self._loop.sock_recv_into
-            sock = self._sock
+            recv_into = self._transport.recv_into
             while have < size:
                 if have == len(buffer):
                     # Copied rather than resized: views handed to the loop may outlive a recv.
@@ -262,9 +257,7 @@ class Connection:
                     grown[:have] = buffer
                     buffer = grown
                 try:
-                    received = await recv_into(
-                        sock, memoryview(buffer)[have : min(size, len(buffer))]
-                    )
+                    received = await recv_into(memoryview(buffer)[have : min(size, len(buffer))])
                 except (ConnectionError, OSError):
                     return False
                 if not received:
@@ -344,7 +337,8 @@ class Connection:
                         else:
                             await self._send(out)
                             out = []
-                            await self._sendfile(part)
+                            await self._transport.send_file(part)
+                            self.last_active = self._loop.time()
                 finally:
                     outgoing.done()
             # Batch writes: keep collecting while the next response is already done.
@@ -355,50 +349,8 @@ class Connection:
     async def _send(self, parts: list[bytes]) -> None:
         if not parts:
             return
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        # Usually the socket takes it all at once: skip the loop's future machinery then.
-        try:
-            sent = self._sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        if sent < len(data):
-            await self._loop.sock_sendall(self._sock, memoryview(data)[sent:])
+        await self._transport.send(parts[0] if len(parts) == 1 else b"".join(parts))
         self.last_active = self._loop.time()
-
-    async def _sendfile(self, region: FileSlice) -> None:
-        fd = self._sock.fileno()
-        position = region.position
-        remaining = region.size
-        while remaining > 0:
-            try:
-                sent = os.sendfile(fd, region.fd, position, remaining)
-            except BlockingIOError:
-                await self._writable()
-                continue
-            except OSError as error:
-                if error.errno == errno.EAGAIN:
-                    await self._writable()
-                    continue
-                raise
-            if sent == 0:
-                raise ConnectionClosed("file region shrank while sending")
-            position += sent
-            remaining -= sent
-        self.last_active = self._loop.time()
-
-    async def _writable(self) -> None:
-        waiter: asyncio.Future[None] = self._loop.create_future()
-        fd = self._sock.fileno()
-
-        def ready() -> None:
-            if not waiter.done():
-                waiter.set_result(None)
-
-        self._loop.add_writer(fd, ready)
-        try:
-            await waiter
-        finally:
-            self._loop.remove_writer(fd)
 
 
 def _release_dropped(future: asyncio.Future[Outgoing | None]) -> None:

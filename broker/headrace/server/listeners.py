@@ -1,12 +1,15 @@
 """Kafka listeners: named endpoints that accept connections and hand them to the pipeline.
 
 Kafka names each listener (``PLAINTEXT``, ``SSL``, ``SASL_SSL``…) and gives it a security
-protocol; the name reaches every request's context and the admin answers. :class:`Listener` is
-the seam a TLS or SASL listener implements (its own handshake, then a session with the
-authenticated principal); :class:`PlaintextListener` serves raw sockets, which lets fetches go
-from segment files to the socket with ``sendfile``. Every listener admits connections through the
-broker's :class:`~headrace.server.limits.ConnectionSlots` (closing those over a limit at once, as
-Kafka does) and closes connections idle for longer than ``connections.max.idle.ms``.
+protocol; the name and protocol reach every request's session and the admin answers.
+:class:`Listener` is the seam; :class:`PlaintextListener` serves raw sockets (PLAINTEXT and
+SASL_PLAINTEXT), which lets fetches go from segment files to the socket with ``sendfile``;
+:class:`TlsListener` serves TLS (SSL and SASL_SSL) with the broker's current certificate, and on
+SSL the client certificate's mapped subject is the session's principal (SASL listeners'
+principals come from the pipeline's authentication step). Every listener admits connections
+through the broker's :class:`~headrace.server.limits.ConnectionSlots` (closing those over a
+limit at once, as Kafka does) and closes connections idle for longer than
+``connections.max.idle.ms``.
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 
 from headrace.core.config import ListenerConfig, SecurityProtocol
 from headrace.core.requests import Session
+from headrace.security.principal_mapping import NoMatchingRule
+from headrace.security.tls import TlsContexts
 from headrace.server.connection import Connection, FrameBufferPool, new_frame_buffer_pool
 from headrace.server.limits import ConnectionSlots, RequestBudget
 from headrace.server.pipeline import RequestPipeline
+from headrace.server.transport import PlainTransport, TlsTransport, Transport
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,10 @@ class Listener(abc.ABC):
     @abc.abstractmethod
     def bind(self) -> None:
         """Bind and listen without accepting yet, so the advertised port is known."""
+
+    def close_bound(self) -> None:
+        """Release a bound but never started listener (another one failed to bind)."""
+        return None
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -76,13 +87,17 @@ _REFUSAL_LOG_SECONDS = 10.0
 
 
 class PlaintextListener(Listener):
-    """A PLAINTEXT listener: every connection is an anonymous session."""
+    """A listener on raw sockets: PLAINTEXT (anonymous sessions) or SASL_PLAINTEXT."""
+
+    #: The protocols this class serves.
+    protocols = (SecurityProtocol.PLAINTEXT, SecurityProtocol.SASL_PLAINTEXT)
 
     def __init__(
         self, config: ListenerConfig, pipeline: RequestPipeline, policy: ConnectionPolicy
     ) -> None:
-        if config.security_protocol is not SecurityProtocol.PLAINTEXT:
-            raise ValueError(f"{config.name}: {config.security_protocol} is not served yet")
+        if config.security_protocol not in self.protocols:
+            raise ValueError(f"{config.name}: {type(self).__name__} does not serve "
+                             f"{config.security_protocol}")
         super().__init__(config)
         self._pipeline = pipeline
         self._policy = policy
@@ -115,6 +130,11 @@ class PlaintextListener(Listener):
             raise
         listening.setblocking(False)
         self._socket = listening
+
+    def close_bound(self) -> None:
+        if self._socket is not None and self._accept_task is None:
+            self._socket.close()
+            self._socket = None
 
     async def start(self) -> None:
         if self._socket is None:
@@ -156,14 +176,22 @@ class PlaintextListener(Listener):
                 continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            session = Session(self.name, host, security_protocol=self.config.security_protocol)
+            transport = self._transport(sock)
             connection = Connection(
-                self._pipeline, sock, Session(self.name, host),
+                self._pipeline, transport, session,
                 max_request_bytes=policy.max_request_bytes, budget=policy.budget,
                 frame_buffers=policy.frame_buffers,
             )
-            task = asyncio.create_task(connection.run())
+            task = asyncio.create_task(self._serve(connection, transport, session))
             self._connections[task] = connection
             task.add_done_callback(self._connection_ended)
+
+    def _transport(self, sock: socket.socket) -> Transport:
+        return PlainTransport(sock)
+
+    async def _serve(self, connection: Connection, transport: Transport, session: Session) -> None:
+        await connection.run()
 
     def _connection_ended(self, task: asyncio.Task[None]) -> None:
         connection = self._connections.pop(task)
@@ -189,3 +217,45 @@ class PlaintextListener(Listener):
             for connection in list(self._connections.values()):
                 if connection.idle_for(now) > limit:
                     connection.close_idle(max_idle_ms)
+
+
+class TlsListener(PlaintextListener):
+    """A TLS listener: SSL (the principal is the client certificate's mapped subject, or
+    ANONYMOUS without one) or SASL_SSL (SASL authenticates over the TLS connection)."""
+
+    protocols = (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL)
+
+    def __init__(
+        self, config: ListenerConfig, pipeline: RequestPipeline, policy: ConnectionPolicy,
+        tls: TlsContexts,
+    ) -> None:
+        super().__init__(config, pipeline, policy)
+        self._tls = tls
+
+    def _transport(self, sock: socket.socket) -> Transport:
+        # The current context: certificates rotated on disk apply from the next connection.
+        return TlsTransport(sock, self._tls.server())
+
+    async def _serve(self, connection: Connection, transport: Transport, session: Session) -> None:
+        assert isinstance(transport, TlsTransport)
+        try:
+            await transport.start()
+            if self.config.security_protocol is SecurityProtocol.SSL:
+                principal = self._tls.principal(transport.peer_certificate())
+                if principal is not None:
+                    session.principal = principal
+        except (OSError, TimeoutError, NoMatchingRule) as error:
+            # Kafka logs these as failed authentications; a scanner must not flood the log.
+            log.info("TLS handshake with %s on listener %s failed: %s", session.client_host,
+                     self.name, _handshake_failure(error))
+            transport.close()
+            return
+        await connection.run()
+
+
+def _handshake_failure(error: BaseException) -> str:
+    if isinstance(error, ssl.SSLError):
+        return error.reason or str(error)
+    if isinstance(error, TimeoutError):
+        return "no handshake within the timeout"
+    return str(error) or type(error).__name__

@@ -326,7 +326,8 @@ async def handle_create_partitions(
 def broker_configs(broker: Broker) -> dict[str, str]:
     """The broker-level settings AdminClient tools ask about, with Kafka's names."""
     config = broker.config
-    listener = config.listener
+    listeners = config.kafka_listeners
+    advertised = broker.advertised_listeners()
     defaults = broker.logs.default_config.to_kafka_configs()
     values = {
         "broker.id": str(config.node_id),
@@ -344,10 +345,15 @@ def broker_configs(broker: Broker) -> dict[str, str]:
         "log.cleanup.policy": defaults.get("cleanup.policy", "delete"),
         "min.insync.replicas": defaults.get("min.insync.replicas", "1"),
         "log.dirs": str(config.data_dir),
-        "advertised.listeners": f"{listener.name}://{broker.endpoint.host}:{broker.endpoint.port}",
-        "listeners": f"{listener.name}://{listener.host}:{broker.kafka_port or listener.port}",
-        "listener.security.protocol.map": f"{listener.name}:{listener.security_protocol}",
-        "inter.broker.listener.name": listener.name,
+        "advertised.listeners": ",".join(
+            f"{name}://{host}:{port}" for name, (host, port) in advertised.items()),
+        "listeners": ",".join(
+            f"{listener.name}://{listener.host}:"
+            f"{broker.listener_ports.get(listener.name) or listener.port}"
+            for listener in listeners),
+        "listener.security.protocol.map": ",".join(
+            f"{listener.name}:{listener.security_protocol}" for listener in listeners),
+        "inter.broker.listener.name": config.listener.name,
     }
     return values
 
@@ -621,7 +627,7 @@ async def handle_describe_cluster(
             broker_id=endpoint.node_id, host=endpoint.host, port=endpoint.port,
             rack=endpoint.rack,
         )
-        for endpoint in view.brokers()
+        for endpoint in view.brokers(ctx.listener)
     )
     return build(
         DESCRIBE_CLUSTER.response(ctx.api_version),

@@ -130,7 +130,7 @@ async def handle_metadata(
             port=endpoint.port,
             rack=endpoint.rack,
         )
-        for endpoint in view.brokers()
+        for endpoint in view.brokers(ctx.listener)
     )
     response: MetadataResponses = build(
         module.MetadataResponse,
