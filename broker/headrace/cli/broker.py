@@ -144,12 +144,115 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
                         help="close an idle keep-alive HTTP connection after this long")
 
 
+def parse_listener(value: str) -> tuple[str, str, str, int]:
+    """``NAME=PROTOCOL://HOST:PORT`` (or ``PROTOCOL://HOST:PORT``, named after its protocol) →
+    (name, protocol, host, port), Kafka's ``listeners`` syntax for one listener."""
+    from headrace.core.config import SecurityProtocol
+
+    name, sep, rest = value.partition("=")
+    if not sep:
+        name, rest = "", value
+    protocol, sep, address = rest.partition("://")
+    known = ", ".join(p.value for p in SecurityProtocol)
+    if not sep or protocol.upper() not in SecurityProtocol.__members__:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=PROTOCOL://HOST:PORT with PROTOCOL one of {known}, got {value!r}")
+    host, port = parse_host_port(address)
+    return (name or protocol.upper(), protocol.upper(), host, port)
+
+
+def _sasl_mechanisms(value: str) -> tuple[str, ...]:
+    from headrace.security.sasl import SUPPORTED_MECHANISMS
+
+    names = tuple(name.strip().upper() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in SUPPORTED_MECHANISMS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(SUPPORTED_MECHANISMS)}, got {value!r}")
+    return names
+
+
+def _scram_user(value: str) -> tuple[str, str]:
+    name, sep, password = value.partition(":")
+    if not sep or not name or not password:
+        raise argparse.ArgumentTypeError(f"expected NAME:PASSWORD, got {value!r}")
+    return name, password
+
+
+def _scram_users(value: str) -> list[tuple[str, str]]:
+    """The environment's form: ``NAME:PASSWORD`` items separated by whitespace."""
+    return [_scram_user(item) for item in value.split()]
+
+
+class _Repeated(argparse.Action):
+    """A repeatable flag whose default (from the environment) the first use replaces."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        given = getattr(namespace, f"_{self.dest}_given", False)
+        items = list(getattr(namespace, self.dest)) if given else []
+        setattr(namespace, self.dest, [*items, values])
+        setattr(namespace, f"_{self.dest}_given", True)
+
+
+def add_sasl_arguments(parser: argparse.ArgumentParser) -> None:
+    """SASL authentication (docs/security.md): Kafka's names, KIP-368 re-authentication."""
+    from headrace.security.oauthbearer import audience_list
+
+    parser.add_argument("--sasl-mechanisms", metavar="MECHANISM,...", type=_sasl_mechanisms,
+                        default=_env("SASL_MECHANISMS", "SCRAM-SHA-256,SCRAM-SHA-512"),
+                        help="what SASL listeners offer: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, "
+                        "OAUTHBEARER (sasl.enabled.mechanisms)")
+    parser.add_argument("--scram-user", dest="scram_users", metavar="NAME:PASSWORD",
+                        action=_Repeated, type=_scram_user,
+                        default=_scram_users(_env("SCRAM_USERS", "")),
+                        help="create this user's SCRAM credentials at start when absent "
+                        "(repeatable; HEADRACE_SCRAM_USERS: space-separated)")
+    parser.add_argument("--connections-max-reauth-ms", metavar="MS", type=non_negative_int,
+                        default=_env("CONNECTIONS_MAX_REAUTH_MS", "0"),
+                        help="SASL sessions last this long, then the client must re-"
+                        "authenticate (KIP-368, connections.max.reauth.ms; 0: forever)")
+    parser.add_argument("--connection-failed-authentication-delay-ms", metavar="MS",
+                        type=non_negative_int,
+                        default=_env("CONNECTION_FAILED_AUTHENTICATION_DELAY_MS", "100"),
+                        help="answer a failed authentication this late, then close "
+                        "(connection.failed.authentication.delay.ms)")
+    parser.add_argument("--sasl-oauthbearer-jwks-endpoint-url", metavar="URL",
+                        default=_optional_env("SASL_OAUTHBEARER_JWKS_ENDPOINT_URL"),
+                        help="JWKS (http(s) or file URL) OAUTHBEARER tokens are checked "
+                        "against (sasl.oauthbearer.jwks.endpoint.url)")
+    parser.add_argument("--sasl-oauthbearer-expected-issuer", metavar="ISSUER",
+                        default=_optional_env("SASL_OAUTHBEARER_EXPECTED_ISSUER"),
+                        help="required iss claim (sasl.oauthbearer.expected.issuer)")
+    parser.add_argument("--sasl-oauthbearer-expected-audience", metavar="AUDIENCE,...",
+                        type=audience_list,
+                        default=_env("SASL_OAUTHBEARER_EXPECTED_AUDIENCE", ""),
+                        help="the aud claim must name one of these "
+                        "(sasl.oauthbearer.expected.audience)")
+    parser.add_argument("--sasl-oauthbearer-sub-claim-name", metavar="CLAIM",
+                        default=_env("SASL_OAUTHBEARER_SUB_CLAIM_NAME", "sub"),
+                        help="claim naming the principal (sasl.oauthbearer.sub.claim.name)")
+    parser.add_argument("--sasl-oauthbearer-clock-skew-seconds", metavar="SECONDS",
+                        type=non_negative_int,
+                        default=_env("SASL_OAUTHBEARER_CLOCK_SKEW_SECONDS", "30"),
+                        help="leeway on exp/nbf/iat (sasl.oauthbearer.clock.skew.seconds)")
+    parser.add_argument("--sasl-oauthbearer-jwks-endpoint-refresh-ms", metavar="MS",
+                        type=positive_int,
+                        default=_env("SASL_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS", "3600000"),
+                        help="refetch an http(s) JWKS this often "
+                        "(sasl.oauthbearer.jwks.endpoint.refresh.ms)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "./headrace-data")),
                         help="directory for topic logs and broker state (HEADRACE_DATA_DIR)")
     parser.add_argument("--kafka-listen", type=parse_host_port,
                         default=_env("KAFKA_LISTEN", "127.0.0.1:9092"), metavar="HOST:PORT",
                         help="Kafka protocol listener; port 0 picks a free port")
+    parser.add_argument("--listener", type=parse_listener, metavar="NAME=PROTOCOL://HOST:PORT",
+                        default=_optional_env("LISTENER"),
+                        help="the Kafka listener with its security protocol (PLAINTEXT or "
+                        "SASL_PLAINTEXT), instead of --kafka-listen")
     parser.add_argument("--advertised-listener", type=parse_host_port,
                         default=os.environ.get("HEADRACE_ADVERTISED_LISTENER"),
                         metavar="HOST:PORT",
@@ -160,6 +263,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=_env("HTTP_LISTEN", "127.0.0.1:8080"), metavar="HOST:PORT",
                         help="HTTP API, metrics and probes listener; port 0 picks a free port")
     add_connection_arguments(parser)
+    add_sasl_arguments(parser)
     parser.add_argument("--default-partitions", type=positive_int,
                         default=_env("DEFAULT_PARTITIONS", "1"),
                         help="partitions of auto-created topics and CreateTopics with -1")
@@ -250,9 +354,13 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from headrace.app import BrokerApp
     from headrace.cluster.options import settings_from_args
-    from headrace.core.config import BrokerConfig
+    from headrace.core.config import DEFAULT_LISTENER, BrokerConfig, SecurityProtocol
 
     kafka_host, kafka_port = args.kafka_listen
+    listener_name, protocol = DEFAULT_LISTENER, SecurityProtocol.PLAINTEXT
+    if args.listener is not None:
+        listener_name, protocol_name, kafka_host, kafka_port = args.listener
+        protocol = SecurityProtocol(protocol_name)
     http_host, http_port = args.http_listen
     advertised = args.advertised_listener
     config = BrokerConfig(
@@ -260,6 +368,8 @@ async def _serve(args: argparse.Namespace) -> int:
         node_id=args.broker_id,
         kafka_host=kafka_host,
         kafka_port=kafka_port,
+        listener_name=listener_name,
+        listener_security_protocol=protocol,
         advertised_host=advertised[0] if advertised else None,
         advertised_port=advertised[1] if advertised else None,
         http_host=http_host,
@@ -294,6 +404,16 @@ async def _serve(args: argparse.Namespace) -> int:
         transaction_abort_timed_out_transaction_cleanup_interval_ms=(
             args.transaction_abort_timed_out_transaction_cleanup_interval_ms
         ),
+        sasl_mechanisms=args.sasl_mechanisms,
+        scram_users=tuple(args.scram_users),
+        connections_max_reauth_ms=args.connections_max_reauth_ms,
+        connection_failed_authentication_delay_ms=args.connection_failed_authentication_delay_ms,
+        sasl_oauthbearer_jwks_endpoint_url=args.sasl_oauthbearer_jwks_endpoint_url,
+        sasl_oauthbearer_expected_issuer=args.sasl_oauthbearer_expected_issuer,
+        sasl_oauthbearer_expected_audience=tuple(args.sasl_oauthbearer_expected_audience),
+        sasl_oauthbearer_sub_claim_name=args.sasl_oauthbearer_sub_claim_name,
+        sasl_oauthbearer_clock_skew_seconds=args.sasl_oauthbearer_clock_skew_seconds,
+        sasl_oauthbearer_jwks_endpoint_refresh_ms=args.sasl_oauthbearer_jwks_endpoint_refresh_ms,
     )
     app = BrokerApp(config, cluster=settings_from_args(args))  # no --metadata: single broker
     stop = asyncio.Event()

@@ -18,7 +18,7 @@ from headrace.storage import DEFAULT_PRODUCER_ID_EXPIRATION_MS
 
 
 class SecurityProtocol(enum.StrEnum):
-    """Kafka's ``security.protocol`` values; only PLAINTEXT is served so far."""
+    """Kafka's ``security.protocol`` values; PLAINTEXT and SASL_PLAINTEXT are served so far."""
 
     PLAINTEXT = "PLAINTEXT"
     SSL = "SSL"
@@ -64,6 +64,8 @@ class BrokerConfig:
     kafka_port: int = 9092
     #: The Kafka listener's name (what clients and other brokers see it as).
     listener_name: str = DEFAULT_LISTENER
+    #: The Kafka listener's security protocol (PLAINTEXT or SASL_PLAINTEXT so far).
+    listener_security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
     #: None: advertise the listen address (with the bound port when listening on port 0).
     advertised_host: str | None = None
     advertised_port: int | None = None
@@ -127,10 +129,25 @@ class BrokerConfig:
     #: Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms.
     transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
     topic_defaults: dict[str, str] = field(default_factory=dict)
+    #: Kafka's sasl.enabled.mechanisms: what SASL listeners offer.
+    sasl_mechanisms: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+    #: ``--scram-user``: (name, password) credentials created at start when absent.
+    scram_users: tuple[tuple[str, str], ...] = ()
+    #: Kafka's connections.max.reauth.ms (KIP-368; 0: sessions never expire).
+    connections_max_reauth_ms: int = 0
+    #: Kafka's connection.failed.authentication.delay.ms.
+    connection_failed_authentication_delay_ms: int = 100
+    #: Kafka's sasl.oauthbearer.* (OAUTHBEARER needs the JWKS endpoint URL).
+    sasl_oauthbearer_jwks_endpoint_url: str | None = None
+    sasl_oauthbearer_expected_issuer: str | None = None
+    sasl_oauthbearer_expected_audience: tuple[str, ...] = ()
+    sasl_oauthbearer_sub_claim_name: str = "sub"
+    sasl_oauthbearer_clock_skew_seconds: int = 30
+    sasl_oauthbearer_jwks_endpoint_refresh_ms: int = 3_600_000
 
     @property
     def listener(self) -> ListenerConfig:
         """The Kafka listener (one today; issue 17 adds more)."""
         return ListenerConfig(
-            self.listener_name, SecurityProtocol.PLAINTEXT, self.kafka_host, self.kafka_port
+            self.listener_name, self.listener_security_protocol, self.kafka_host, self.kafka_port
         )

@@ -76,12 +76,14 @@ _REFUSAL_LOG_SECONDS = 10.0
 
 
 class PlaintextListener(Listener):
-    """A PLAINTEXT listener: every connection is an anonymous session."""
+    """A PLAINTEXT listener: every connection is an anonymous session; or SASL_PLAINTEXT: the
+    same sockets, the pipeline's authenticate step making the session's principal."""
 
     def __init__(
         self, config: ListenerConfig, pipeline: RequestPipeline, policy: ConnectionPolicy
     ) -> None:
-        if config.security_protocol is not SecurityProtocol.PLAINTEXT:
+        if config.security_protocol not in (SecurityProtocol.PLAINTEXT,
+                                            SecurityProtocol.SASL_PLAINTEXT):
             raise ValueError(f"{config.name}: {config.security_protocol} is not served yet")
         super().__init__(config)
         self._pipeline = pipeline
@@ -157,7 +159,8 @@ class PlaintextListener(Listener):
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = Connection(
-                self._pipeline, sock, Session(self.name, host),
+                self._pipeline, sock,
+                Session(self.name, host, security_protocol=self.config.security_protocol),
                 max_request_bytes=policy.max_request_bytes, budget=policy.budget,
                 frame_buffers=policy.frame_buffers,
             )
