@@ -17,6 +17,9 @@ after ``connection.failed.authentication.delay.ms`` (see :mod:`headrace.server.p
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,6 +115,7 @@ class ScramExchange:
         self._server = scramp.ScramMechanism(mechanism).make_server(self._auth_info)
         self._user = ""
         self._first_done = False
+        self._gs2_header = ""
 
     def _auth_info(self, user: str) -> tuple[bytes, bytes, bytes, int]:
         # saslname escapes (RFC 5802 §5.1): "=2C" is ",", "=3D" is "=".
@@ -128,8 +132,12 @@ class ScramExchange:
             message = token.decode("utf-8")
             if not self._first_done:
                 self._first_done = True
+                self._gs2_header = message[: message.find(",", message.find(",") + 1) + 1]
                 self._server.set_client_first(message)
                 return Step(self._server.get_server_first().encode("utf-8"))
+            legacy = self._legacy_librdkafka_final(message)
+            if legacy is not None:
+                return Step(legacy, _user(self._user))
             self._server.set_client_final(message)
             final = self._server.get_server_final().encode("utf-8")
         except UnicodeDecodeError:
@@ -137,6 +145,39 @@ class ScramExchange:
         except scramp.ScramException as error:
             raise AuthenticationFailed(f"Authentication failed: {error}", self._user) from None
         return Step(final, _user(self._user))
+
+    def _legacy_librdkafka_final(self, message: str) -> bytes | None:
+        """librdkafka before 2.6.1 (kcat's, many distributions') sends ``r=`` as its own nonce
+        followed by the server's whole nonce, which already starts with it (librdkafka#4895);
+        Kafka 3.8.1+ accepts a nonce that ends with the server's, and so do we: the proof is
+        checked by hand over the AuthMessage the client signed. None: not that case."""
+        server = self._server
+        expected = str(server.nonce)
+        fields = dict(item.split("=", 1) for item in message.split(",") if "=" in item)
+        nonce = fields.get("r", "")
+        client_nonce = expected[: len(expected) - len(str(server.s_nonce))]
+        if nonce == expected or nonce != client_nonce + expected or "p" not in fields:
+            return None
+        if fields.get("c") != base64.b64encode(self._gs2_header.encode()).decode():
+            raise AuthenticationFailed("Authentication failed: channel bindings differ",
+                                       self._user)
+        without_proof = message[: message.rindex(",p=")]
+        auth_message = ",".join(
+            (server.client_first_bare, server.server_first, without_proof)).encode()
+        digest = SCRAM_MECHANISMS[self._mechanism][1]
+        signature = hmac.digest(server.stored_key, auth_message, digest)
+        try:
+            proof = base64.b64decode(fields["p"], validate=True)
+        except ValueError:
+            raise AuthenticationFailed("Authentication failed: malformed proof",
+                                       self._user) from None
+        client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=False))
+        if len(proof) != len(signature) or not hmac.compare_digest(
+                hashlib.new(digest, client_key).digest(), server.stored_key):
+            raise AuthenticationFailed("Authentication failed: The client keys don't match.",
+                                       self._user)
+        verifier = hmac.digest(server.server_key, auth_message, digest)
+        return b"v=" + base64.b64encode(verifier)
 
 
 class OAuthBearerExchange:
