@@ -5,6 +5,7 @@ SaslHandshake v0's bare tokens work."""
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import AsyncIterator
 
@@ -84,10 +85,9 @@ async def test_an_oversized_frame_before_authentication_closes(wire: WireClient)
 async def test_a_huge_plain_token_is_refused_not_buffered(wire: WireClient) -> None:
     await wire.request(SASL_HANDSHAKE, 1, mechanism="PLAIN")
     wire.send(SASL_AUTHENTICATE, 2, auth_bytes=_plain("x" * 600_000))
-    try:
+    # A reset (closed while the rest of the frame was still on its way) is as good.
+    with contextlib.suppress(ConnectionResetError):
         assert await wire.is_closed_by_peer()
-    except ConnectionResetError:
-        pass  # closed while the rest of the frame was still on its way: as good
 
 
 async def test_authenticate_without_handshake_is_illegal(wire: WireClient) -> None:
