@@ -133,7 +133,12 @@ class BrokerApp:
         # -- security metadata (SCRAM credentials…) and SASL authentication
         self.security_records: SecurityRecords = FileSecurityRecords(config.data_dir)
         self.scram_credentials = ScramCredentials(self.security_records)
-        self.authenticator = _build_authenticator(config, self.scram_credentials)
+        try:
+            self.authenticator = _build_authenticator(config, self.scram_credentials)
+        except UserError:
+            logs.close()
+            self.data_dir.release()
+            raise
         self.pipeline = RequestPipeline(
             ApiRegistry(), request_observer, authorizer=authorizer, quotas=quotas,
             audit=self.audit, authenticator=self.authenticator,
