@@ -81,3 +81,30 @@ def test_sasl_settings_that_cannot_work_are_one_error_line(
     result = headrace("broker", "--data-dir", str(tmp_path / "data"), "--kafka-listen",
                       "127.0.0.1:0", "--http-listen", "127.0.0.1:0", *flags)
     assert_one_line_error(result, *words)
+
+
+async def test_scram_exchange_and_an_unknown_user() -> None:
+    import scramp
+
+    authenticator = await _authenticator()
+    session = _session()
+    state = session.sasl
+    assert state is not None
+    authenticator.handshake(state, "SCRAM-SHA-256", raw_tokens=False)
+    client = scramp.ScramClient(["SCRAM-SHA-256"], "ann", "pw-a")
+    first = await authenticator.authenticate(session, client.get_client_first().encode())
+    assert not first.complete
+    client.set_server_first(first.challenge.decode())
+    final = await authenticator.authenticate(session, client.get_client_final().encode())
+    assert final.complete
+    client.set_server_final(final.challenge.decode())  # the server proved it knows the key
+    assert str(session.principal) == "User:ann"
+
+    stranger = _session()
+    assert stranger.sasl is not None
+    authenticator.handshake(stranger.sasl, "SCRAM-SHA-256", raw_tokens=False)
+    with pytest.raises(AuthenticationFailed) as refused:
+        await authenticator.authenticate(
+            stranger, scramp.ScramClient(["SCRAM-SHA-256"], "nobody", "x")
+            .get_client_first().encode())
+    assert refused.value.attempted == "nobody"
