@@ -43,7 +43,11 @@ from headrace.observability.metrics import BrokerMetrics
 from headrace.observability.tracing import get_tracer, setup_tracing
 from headrace.security.acl_api import acl_api_handlers
 from headrace.security.authorizer import AclAuthorizer, AclStore
+from headrace.security.handlers import sasl_api_handlers
+from headrace.security.oauthbearer import BearerSettings, BearerTokenValidator
 from headrace.security.records import FileSecurityRecords, SecurityRecords
+from headrace.security.sasl import OAUTHBEARER, SaslAuthenticator
+from headrace.security.scram import ScramCredentials
 from headrace.security.tls import TlsContexts
 from headrace.server.handlers import broker_api_handlers
 from headrace.server.handlers.api_versions import api_versions_handler
@@ -146,9 +150,18 @@ class BrokerApp:
         # coordinators hand out) is known while building; they accept clients on start().
         #: One audit trail for the admin actions of both front ends.
         self.audit = AdminAudit()
+        # -- SASL authentication against the SCRAM credentials of the security metadata
+        self.scram_credentials = ScramCredentials(self.security_records)
+        try:
+            self.authenticator = _build_authenticator(config, self.scram_credentials)
+        except UserError:
+            logs.close()
+            self.data_dir.release()
+            raise
         self.pipeline = RequestPipeline(
             ApiRegistry(), request_observer, authorizer=authorizer, quotas=quotas,
-            audit=self.audit,
+            audit=self.audit, authenticator=self.authenticator,
+            failed_authentication_delay_ms=config.connection_failed_authentication_delay_ms,
         )
         kafka_connections, self._http_connections = default_connection_limits(
             file_descriptor_limit()
@@ -218,12 +231,14 @@ class BrokerApp:
             from headrace.cluster.handlers import cluster_api_handlers
 
             self.registry.register_all(cluster_api_handlers(self.node))
+        self.registry.register_all(sasl_api_handlers(self.authenticator, self.scram_credentials))
         self.registry.register(api_versions_handler(self.registry))
         if self.node is not None:
             self._services.append((self.node.start, self.node.stop))
         if self._security_follower is not None:
             follower = self._security_follower
             self._services.append((follower.start, follower.stop))
+        self._services.append((self._create_scram_users, _nothing))
         self._services.append((self._start_groups, self._stop_groups))
         self._services.append((self.lag.start, self.lag.stop))
         self._started: list[Service] = []
@@ -375,6 +390,15 @@ class BrokerApp:
         )
         return coordinator
 
+    async def _create_scram_users(self) -> None:
+        """``--scram-user``: credentials created once, at the first start that lacks them."""
+        for user, password in self.config.scram_users:
+            created = await self.scram_credentials.ensure(
+                user, password, [m for m in self.authenticator.mechanisms if m.startswith("SCRAM")]
+                or ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+            if created:
+                log.info("created SCRAM credentials of user %s (%s)", user, ", ".join(created))
+
     async def _start_groups(self) -> None:
         await self.groups.start()
         await self.transactions.start()
@@ -492,6 +516,30 @@ def _tls_contexts(config: BrokerConfig) -> TlsContexts | None:
         return TlsContexts(config.tls)
     except ValueError as error:
         raise UserError(str(error)) from None
+def _build_authenticator(config: BrokerConfig, credentials: ScramCredentials) -> SaslAuthenticator:
+    """The SASL mechanisms SASL listeners offer; a setting that cannot work is a UserError."""
+    validator = None
+    if config.sasl_oauthbearer_jwks_endpoint_url:
+        try:
+            validator = BearerTokenValidator(BearerSettings(
+                config.sasl_oauthbearer_jwks_endpoint_url,
+                expected_issuer=config.sasl_oauthbearer_expected_issuer,
+                expected_audience=config.sasl_oauthbearer_expected_audience,
+                sub_claim_name=config.sasl_oauthbearer_sub_claim_name,
+                clock_skew_seconds=config.sasl_oauthbearer_clock_skew_seconds,
+                jwks_endpoint_refresh_ms=config.sasl_oauthbearer_jwks_endpoint_refresh_ms,
+            ))
+        except ValueError as error:
+            raise UserError(f"--sasl-oauthbearer-jwks-endpoint-url: {error}") from None
+    if OAUTHBEARER in config.sasl_mechanisms and validator is None:
+        raise UserError("--sasl-mechanisms OAUTHBEARER needs "
+                        "--sasl-oauthbearer-jwks-endpoint-url (a JWKS file or URL)")
+    try:
+        return SaslAuthenticator(config.sasl_mechanisms, credentials,
+                                 bearer_validator=validator,
+                                 max_reauth_ms=config.connections_max_reauth_ms)
+    except ValueError as error:
+        raise UserError(f"--sasl-mechanisms: {error}") from None
 
 
 def bind(listener: Listener) -> None:

@@ -28,6 +28,8 @@ def _probe(action: argparse.Action, default: Any) -> str:
         return "false" if action.default else "true"
     if action.choices is not None:
         return next(str(c) for c in action.choices if c != default)
+    if action.dest == "listener":
+        return "SASL_PLAINTEXT://10.1.2.3:1234"
     if action.dest.endswith("listen") or action.dest == "advertised_listener":
         return "10.1.2.3:1234"
     if action.dest == "listener":
@@ -39,7 +41,7 @@ def _probe(action: argparse.Action, default: Any) -> str:
     if isinstance(default, int | float) and not isinstance(default, bool):
         return str(int(default) + 7)
     if callable(action.type):  # a typed value (a limit, a list of names): the first it takes
-        for candidate in ("7", "127.0.0.1:7", "range"):
+        for candidate in ("7", "127.0.0.1:7", "range", "PLAIN"):
             try:
                 parsed = action.type(candidate)
             except (argparse.ArgumentTypeError, ValueError):

@@ -177,6 +177,16 @@ def _requests(api_key: int, version: int) -> list[tuple[dict[str, Any], ErrorCod
                 ErrorCode.security_disabled)]
         return [({"filters": (build(m.DeleteAclsFilter, **acl_filter),)},
                  ErrorCode.security_disabled)]
+    if api_key == 17:  # on a PLAINTEXT listener, as Kafka's KafkaApis answers
+        return [({"mechanism": "PLAIN"}, ErrorCode.illegal_sasl_state)]
+    if api_key == 36:
+        return [({"auth_bytes": b"\0u\0p"}, ErrorCode.illegal_sasl_state)]
+    if api_key == 50:
+        return [({"users": None}, ErrorCode.none),
+                ({"users": (build(m.UserName, name="nobody"),)}, ErrorCode.resource_not_found)]
+    if api_key == 51:
+        return [({"deletions": (build(m.ScramCredentialDeletion, name="nobody", mechanism=1),),
+                  "upsertions": ()}, ErrorCode.resource_not_found)]
     raise AssertionError(f"no request builder for API {api_key}")
 
 

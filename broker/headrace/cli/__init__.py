@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "headrace.cli.groups",
     "headrace.cli.transactions",
     "headrace.cli.acls",
+    "headrace.cli.users",
     "headrace.cli.cluster",
     "headrace.cli.dev",
 )

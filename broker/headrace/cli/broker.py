@@ -219,15 +219,6 @@ def _principal(text: str) -> str:
     return text
 
 
-class _Repeated(argparse.Action):
-    """A repeatable flag whose first use replaces the environment's list (the flag wins)."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        current = getattr(namespace, self.dest)
-        setattr(namespace, self.dest, [*(() if current is self.default else current), values])
-
-
 def _super_users(values: list[str]) -> tuple[str, ...]:
     from headrace.core.errors import UserError
 
@@ -259,6 +250,88 @@ def add_authorizer_arguments(parser: argparse.ArgumentParser) -> None:
                         "everyone (Kafka's allow.everyone.if.no.acl.found, default false)")
 
 
+def _sasl_mechanisms(value: str) -> tuple[str, ...]:
+    from headrace.security.sasl import SUPPORTED_MECHANISMS
+
+    names = tuple(name.strip().upper() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in SUPPORTED_MECHANISMS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(SUPPORTED_MECHANISMS)}, got {value!r}")
+    return names
+
+
+def _scram_user(value: str) -> tuple[str, str]:
+    name, sep, password = value.partition(":")
+    if not sep or not name or not password:
+        raise argparse.ArgumentTypeError(f"expected NAME:PASSWORD, got {value!r}")
+    return name, password
+
+
+def _scram_users(value: str) -> list[tuple[str, str]]:
+    """The environment's form: ``NAME:PASSWORD`` items separated by whitespace."""
+    return [_scram_user(item) for item in value.split()]
+
+
+class _Repeated(argparse.Action):
+    """A repeatable flag whose default (from the environment) the first use replaces."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        given = getattr(namespace, f"_{self.dest}_given", False)
+        items = list(getattr(namespace, self.dest)) if given else []
+        setattr(namespace, self.dest, [*items, values])
+        setattr(namespace, f"_{self.dest}_given", True)
+
+
+def add_sasl_arguments(parser: argparse.ArgumentParser) -> None:
+    """SASL authentication (docs/security.md): Kafka's names, KIP-368 re-authentication."""
+    from headrace.security.oauthbearer import audience_list
+
+    parser.add_argument("--sasl-mechanisms", metavar="MECHANISM,...", type=_sasl_mechanisms,
+                        default=_env("SASL_MECHANISMS", "SCRAM-SHA-256,SCRAM-SHA-512"),
+                        help="what SASL listeners offer: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, "
+                        "OAUTHBEARER (sasl.enabled.mechanisms)")
+    parser.add_argument("--scram-user", dest="scram_users", metavar="NAME:PASSWORD",
+                        action=_Repeated, type=_scram_user,
+                        default=_scram_users(_env("SCRAM_USERS", "")),
+                        help="create this user's SCRAM credentials at start when absent "
+                        "(repeatable; HEADRACE_SCRAM_USERS: space-separated)")
+    parser.add_argument("--connections-max-reauth-ms", metavar="MS", type=non_negative_int,
+                        default=_env("CONNECTIONS_MAX_REAUTH_MS", "0"),
+                        help="SASL sessions last this long, then the client must re-"
+                        "authenticate (KIP-368, connections.max.reauth.ms; 0: forever)")
+    parser.add_argument("--connection-failed-authentication-delay-ms", metavar="MS",
+                        type=non_negative_int,
+                        default=_env("CONNECTION_FAILED_AUTHENTICATION_DELAY_MS", "100"),
+                        help="answer a failed authentication this late, then close "
+                        "(connection.failed.authentication.delay.ms)")
+    parser.add_argument("--sasl-oauthbearer-jwks-endpoint-url", metavar="URL",
+                        default=_optional_env("SASL_OAUTHBEARER_JWKS_ENDPOINT_URL"),
+                        help="JWKS (http(s) or file URL) OAUTHBEARER tokens are checked "
+                        "against (sasl.oauthbearer.jwks.endpoint.url)")
+    parser.add_argument("--sasl-oauthbearer-expected-issuer", metavar="ISSUER",
+                        default=_optional_env("SASL_OAUTHBEARER_EXPECTED_ISSUER"),
+                        help="required iss claim (sasl.oauthbearer.expected.issuer)")
+    parser.add_argument("--sasl-oauthbearer-expected-audience", metavar="AUDIENCE,...",
+                        type=audience_list,
+                        default=_env("SASL_OAUTHBEARER_EXPECTED_AUDIENCE", ""),
+                        help="the aud claim must name one of these "
+                        "(sasl.oauthbearer.expected.audience)")
+    parser.add_argument("--sasl-oauthbearer-sub-claim-name", metavar="CLAIM",
+                        default=_env("SASL_OAUTHBEARER_SUB_CLAIM_NAME", "sub"),
+                        help="claim naming the principal (sasl.oauthbearer.sub.claim.name)")
+    parser.add_argument("--sasl-oauthbearer-clock-skew-seconds", metavar="SECONDS",
+                        type=non_negative_int,
+                        default=_env("SASL_OAUTHBEARER_CLOCK_SKEW_SECONDS", "30"),
+                        help="leeway on exp/nbf/iat (sasl.oauthbearer.clock.skew.seconds)")
+    parser.add_argument("--sasl-oauthbearer-jwks-endpoint-refresh-ms", metavar="MS",
+                        type=positive_int,
+                        default=_env("SASL_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS", "3600000"),
+                        help="refetch an http(s) JWKS this often "
+                        "(sasl.oauthbearer.jwks.endpoint.refresh.ms)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "./headrace-data")),
                         help="directory for topic logs and broker state (HEADRACE_DATA_DIR)")
@@ -269,6 +342,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=_env("HTTP_LISTEN", "127.0.0.1:8080"), metavar="HOST:PORT",
                         help="HTTP API, metrics and probes listener; port 0 picks a free port")
     add_connection_arguments(parser)
+    add_sasl_arguments(parser)
     parser.add_argument("--default-partitions", type=positive_int,
                         default=_env("DEFAULT_PARTITIONS", "1"),
                         help="partitions of auto-created topics and CreateTopics with -1")
@@ -414,6 +488,16 @@ async def _serve(args: argparse.Namespace) -> int:
         authorizer_kind=args.authorizer,
         super_users=_super_users(args.super_users),
         allow_everyone_if_no_acl_found=args.allow_everyone_if_no_acl_found,
+        sasl_mechanisms=args.sasl_mechanisms,
+        scram_users=tuple(args.scram_users),
+        connections_max_reauth_ms=args.connections_max_reauth_ms,
+        connection_failed_authentication_delay_ms=args.connection_failed_authentication_delay_ms,
+        sasl_oauthbearer_jwks_endpoint_url=args.sasl_oauthbearer_jwks_endpoint_url,
+        sasl_oauthbearer_expected_issuer=args.sasl_oauthbearer_expected_issuer,
+        sasl_oauthbearer_expected_audience=tuple(args.sasl_oauthbearer_expected_audience),
+        sasl_oauthbearer_sub_claim_name=args.sasl_oauthbearer_sub_claim_name,
+        sasl_oauthbearer_clock_skew_seconds=args.sasl_oauthbearer_clock_skew_seconds,
+        sasl_oauthbearer_jwks_endpoint_refresh_ms=args.sasl_oauthbearer_jwks_endpoint_refresh_ms,
     )
     app = BrokerApp(config, cluster=settings_from_args(args))  # no --metadata: single broker
     stop = asyncio.Event()

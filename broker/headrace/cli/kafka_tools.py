@@ -12,7 +12,9 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
@@ -35,6 +37,13 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, output: bool = 
                              "see docs/cli.md)")
     parser.add_argument("--property", "-X", action="append", default=[], metavar="KEY=VALUE",
                         help="extra librdkafka client property (repeatable)")
+    parser.add_argument("--sasl-username", metavar="USER",
+                        help="authenticate with SASL as USER (default: HEADRACE_SASL_USERNAME, "
+                        "the profile's sasl table)")
+    parser.add_argument("--sasl-password", metavar="PASSWORD",
+                        help="the SASL password (better: HEADRACE_SASL_PASSWORD, out of ps)")
+    parser.add_argument("--sasl-mechanism", metavar="MECHANISM",
+                        help="PLAIN, SCRAM-SHA-256 (default) or SCRAM-SHA-512")
     parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                         help="how long to wait for the broker (default: the profile's, else "
                              f"{profiles.DEFAULT_TIMEOUT:g})")
@@ -61,15 +70,32 @@ def resolve_connection(args: argparse.Namespace) -> None:
                                   profile=args.profile)
     args.bootstrap_server = connection.bootstrap
     args.timeout = connection.timeout
-    args.profile_properties = connection.properties
+    args.profile_properties = dict(connection.properties)
+    username = getattr(args, "sasl_username", None) or os.environ.get("HEADRACE_SASL_USERNAME")
+    password = getattr(args, "sasl_password", None) or os.environ.get("HEADRACE_SASL_PASSWORD")
+    mechanism = (getattr(args, "sasl_mechanism", None)
+                 or os.environ.get("HEADRACE_SASL_MECHANISM"))
+    if username:
+        if not password:
+            raise CliError("--sasl-username needs a password: --sasl-password or "
+                           "HEADRACE_SASL_PASSWORD")
+        args.profile_properties.update(profiles.sasl_properties(
+            username, password, mechanism, args.profile_properties))
+    elif mechanism:
+        args.profile_properties["sasl.mechanism"] = mechanism
 
 
 def client_config(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     timeout_ms = int(args.timeout * 1000)
+    errors: list[Any] = []
+    args.client_errors = errors
     config: dict[str, Any] = {
         "bootstrap.servers": args.bootstrap_server,
         "socket.timeout.ms": max(timeout_ms, 1000),
         "logger": _quiet_logger(),
+        # A refused authentication never fails a request, it only leaves it unanswered:
+        # remembered here so the timeout can say why.
+        "error_cb": errors.append,
     }
     config.update(extra)
     config.update(getattr(args, "profile_properties", {}))
@@ -91,7 +117,9 @@ def admin_module() -> Any:
 
 
 def admin_client(args: argparse.Namespace) -> Any:
-    return make_client(admin_module().AdminClient, client_config(args))
+    client = make_client(admin_module().AdminClient, client_config(args))
+    args.poll_client = client.poll  # serves error_cb while a future is awaited
+    return client
 
 
 def make_client(factory: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> Any:
@@ -116,8 +144,20 @@ def wait_future(future: Any, args: argparse.Namespace) -> Any:
     from confluent_kafka import KafkaError, KafkaException
 
     no_answer = f"no answer from {args.bootstrap_server} within {args.timeout:g} s"
+    deadline = time.monotonic() + args.timeout
     try:
-        return future.result(timeout=args.timeout)
+        while True:
+            try:
+                return future.result(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+            except concurrent.futures.TimeoutError:
+                poll = getattr(args, "poll_client", None)
+                if poll is not None:
+                    poll(0)
+                refusal = _authentication_error(args)
+                if refusal is not None:  # a refused login: say so at once, not at the timeout
+                    raise CliError(refusal) from None
+                if time.monotonic() >= deadline:
+                    raise
     except concurrent.futures.TimeoutError:
         raise CliError(no_answer) from None
     except KafkaException as exc:
@@ -125,8 +165,20 @@ def wait_future(future: Any, args: argparse.Namespace) -> Any:
         # librdkafka's own timeout (it may fire before ours) says nothing of where it waited.
         if getattr(error, "code", lambda: None)() in (
                 KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+            refusal = _authentication_error(args)
+            if refusal is not None:
+                raise CliError(refusal) from None
             raise CliError(f"{no_answer} ({describe_kafka_error(error)})") from None
         raise CliError(describe_kafka_error(error)) from None
+
+
+def _authentication_error(args: argparse.Namespace) -> str | None:
+    from confluent_kafka import KafkaError
+
+    for error in getattr(args, "client_errors", []):
+        if error.code() == KafkaError._AUTHENTICATION:
+            return f"authentication failed: {error.str()}"
+    return None
 
 
 def describe_kafka_error(error: Any) -> str:

@@ -9,10 +9,15 @@ As rpk and kcat do, a config file names clusters once, so commands need no flags
     bootstrap = "broker-1.staging:9092,broker-2.staging:9092"
     timeout = 30                                  # seconds (optional)
     properties = { "security.protocol" = "ssl" }  # librdkafka properties (optional)
+    # SASL credentials (optional), as rpk's profiles: security.protocol becomes SASL_PLAINTEXT
+    # unless the properties say otherwise (SASL_SSL); mechanism defaults to SCRAM-SHA-256.
+    sasl = { username = "admin", password = "…", mechanism = "SCRAM-SHA-512" }
 
-Precedence, highest first: ``--bootstrap-server``/``-X``/``--timeout`` flags; the
-``HEADRACE_BOOTSTRAP`` variable; the profile ``--profile`` (or ``HEADRACE_PROFILE``) names, else
-the file's ``default_profile``; built-in defaults. A profile asked for by name must exist.
+Precedence, highest first: ``--bootstrap-server``/``-X``/``--timeout`` flags (and
+``--sasl-username``/``--sasl-password``/``--sasl-mechanism``); the ``HEADRACE_BOOTSTRAP`` (and
+``HEADRACE_SASL_USERNAME``/``_PASSWORD``/``_MECHANISM``) variables; the profile ``--profile``
+(or ``HEADRACE_PROFILE``) names, else the file's ``default_profile``; built-in defaults. A
+profile asked for by name must exist.
 """
 
 from __future__ import annotations
@@ -74,9 +79,41 @@ def resolve(*, bootstrap: str | None, timeout: float | None, profile: str | None
         bootstrap=(bootstrap or os.environ.get("HEADRACE_BOOTSTRAP")
                    or _string(chosen, "bootstrap", path, name) or DEFAULT_BOOTSTRAP),
         timeout=timeout if timeout is not None else _timeout(chosen, path, name),
-        properties=_properties(chosen, path, name),
+        properties={**_properties(chosen, path, name), **_sasl(chosen, path, name)},
         profile=name or "",
     )
+
+
+DEFAULT_SASL_MECHANISM = "SCRAM-SHA-256"
+
+
+def sasl_properties(username: str, password: str, mechanism: str | None,
+                    properties: dict[str, str]) -> dict[str, str]:
+    """librdkafka properties that authenticate as ``username`` (SASL_PLAINTEXT unless
+    ``properties`` already name a SASL_* protocol, e.g. SASL_SSL)."""
+    protocol = properties.get("security.protocol", "")
+    return {
+        "security.protocol": protocol if protocol.upper().startswith("SASL_")
+        else "SASL_PLAINTEXT",
+        "sasl.mechanism": mechanism or properties.get("sasl.mechanism", DEFAULT_SASL_MECHANISM),
+        "sasl.username": username,
+        "sasl.password": password,
+    }
+
+
+def _sasl(profile: dict[str, Any], path: Path, name: str | None) -> dict[str, str]:
+    table = profile.get("sasl")
+    if table is None:
+        return {}
+    if not isinstance(table, dict) or not all(
+            isinstance(table.get(key), str) and table.get(key) for key in ("username", "password")):
+        raise UserError(f"{path}: profiles.{name}.sasl must be a table with username and "
+                        "password (and optionally mechanism)")
+    mechanism = table.get("mechanism")
+    if mechanism is not None and not isinstance(mechanism, str):
+        raise UserError(f"{path}: profiles.{name}.sasl.mechanism must be a string")
+    return sasl_properties(table["username"], table["password"], mechanism,
+                           _properties(profile, path, name))
 
 
 def _load(path: Path, *, required: bool) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from kio.schema.alter_configs import v0 as alter_configs_v0
 from kio.schema.alter_configs import v1 as alter_configs_v1
 from kio.schema.alter_configs import v2 as alter_configs_v2
 from kio.schema.alter_partition_reassignments import v0 as alter_partition_reassignments_v0
+from kio.schema.alter_user_scram_credentials import v0 as alter_user_scram_credentials_v0
 from kio.schema.api_versions import v0 as api_versions_v0
 from kio.schema.api_versions import v1 as api_versions_v1
 from kio.schema.api_versions import v2 as api_versions_v2
@@ -82,6 +83,7 @@ from kio.schema.describe_groups import v4 as describe_groups_v4
 from kio.schema.describe_groups import v5 as describe_groups_v5
 from kio.schema.describe_producers import v0 as describe_producers_v0
 from kio.schema.describe_transactions import v0 as describe_transactions_v0
+from kio.schema.describe_user_scram_credentials import v0 as describe_user_scram_credentials_v0
 from kio.schema.elect_leaders import v0 as elect_leaders_v0
 from kio.schema.elect_leaders import v1 as elect_leaders_v1
 from kio.schema.elect_leaders import v2 as elect_leaders_v2
@@ -177,6 +179,11 @@ from kio.schema.offset_fetch import v9 as offset_fetch_v9
 from kio.schema.offset_for_leader_epoch import v2 as offset_for_leader_epoch_v2
 from kio.schema.offset_for_leader_epoch import v3 as offset_for_leader_epoch_v3
 from kio.schema.offset_for_leader_epoch import v4 as offset_for_leader_epoch_v4
+from kio.schema.sasl_authenticate import v0 as sasl_authenticate_v0
+from kio.schema.sasl_authenticate import v1 as sasl_authenticate_v1
+from kio.schema.sasl_authenticate import v2 as sasl_authenticate_v2
+from kio.schema.sasl_handshake import v0 as sasl_handshake_v0
+from kio.schema.sasl_handshake import v1 as sasl_handshake_v1
 from kio.schema.sync_group import v0 as sync_group_v0
 from kio.schema.sync_group import v1 as sync_group_v1
 from kio.schema.sync_group import v2 as sync_group_v2
@@ -538,4 +545,31 @@ DeleteAclsResponses: TypeAlias = (
     delete_acls_v1.DeleteAclsResponse
     | delete_acls_v2.DeleteAclsResponse
     | delete_acls_v3.DeleteAclsResponse
+)
+SaslHandshakeRequests: TypeAlias = (
+    sasl_handshake_v0.SaslHandshakeRequest | sasl_handshake_v1.SaslHandshakeRequest
+)
+SaslHandshakeResponses: TypeAlias = (
+    sasl_handshake_v0.SaslHandshakeResponse | sasl_handshake_v1.SaslHandshakeResponse
+)
+SaslAuthenticateRequests: TypeAlias = (
+    sasl_authenticate_v0.SaslAuthenticateRequest | sasl_authenticate_v1.SaslAuthenticateRequest
+    | sasl_authenticate_v2.SaslAuthenticateRequest
+)
+SaslAuthenticateResponses: TypeAlias = (
+    sasl_authenticate_v0.SaslAuthenticateResponse
+    | sasl_authenticate_v1.SaslAuthenticateResponse
+    | sasl_authenticate_v2.SaslAuthenticateResponse
+)
+DescribeUserScramCredentialsRequests: TypeAlias = (
+    describe_user_scram_credentials_v0.DescribeUserScramCredentialsRequest
+)
+DescribeUserScramCredentialsResponses: TypeAlias = (
+    describe_user_scram_credentials_v0.DescribeUserScramCredentialsResponse
+)
+AlterUserScramCredentialsRequests: TypeAlias = (
+    alter_user_scram_credentials_v0.AlterUserScramCredentialsRequest
+)
+AlterUserScramCredentialsResponses: TypeAlias = (
+    alter_user_scram_credentials_v0.AlterUserScramCredentialsResponse
 )

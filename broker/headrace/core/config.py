@@ -165,6 +165,22 @@ class BrokerConfig:
     #: Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms.
     transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
     topic_defaults: dict[str, str] = field(default_factory=dict)
+    #: Kafka's sasl.enabled.mechanisms: what SASL listeners offer.
+    sasl_mechanisms: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+    #: ``--scram-user``: (name, password) credentials created at start when absent.
+    scram_users: tuple[tuple[str, str], ...] = ()
+    #: Kafka's connections.max.reauth.ms (KIP-368; 0: sessions never expire).
+    connections_max_reauth_ms: int = 0
+    #: Kafka's connection.failed.authentication.delay.ms.
+    connection_failed_authentication_delay_ms: int = 100
+    #: Kafka's sasl.oauthbearer.* (OAUTHBEARER needs the JWKS endpoint URL).
+    sasl_oauthbearer_jwks_endpoint_url: str | None = None
+    sasl_oauthbearer_expected_issuer: str | None = None
+    sasl_oauthbearer_expected_audience: tuple[str, ...] = ()
+    sasl_oauthbearer_sub_claim_name: str = "sub"
+    sasl_oauthbearer_clock_skew_seconds: int = 30
+    sasl_oauthbearer_jwks_endpoint_refresh_ms: int = 3_600_000
+
     #: ``acl``: Kafka's ACL authorizer (deny by default); ``none``: everyone may do everything.
     authorizer_kind: str = "none"
     #: Kafka's super.users: principals (``User:admin``) the ACL authorizer always allows.

@@ -29,6 +29,34 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
+#: Listeners whose clients must authenticate with SASL before anything but ApiVersions.
+SASL_PROTOCOLS = frozenset({SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL})
+#: Kafka's sasl.server.max.receive.size: the largest frame before SASL authentication completes.
+SASL_SERVER_MAX_RECEIVE_SIZE = 524_288
+
+
+@dataclass(slots=True)
+class SaslState:
+    """Where a SASL connection's authentication stands (the SaslHandshake and SaslAuthenticate
+    handlers move it; the pipeline's authenticate step reads it)."""
+
+    #: The mechanism the last SaslHandshake chose (None: no handshake yet).
+    mechanism: str | None = None
+    #: The mechanism's server side mid-exchange (an object of :mod:`headrace.security.sasl`).
+    exchange: object | None = None
+    #: SaslHandshake v0: the following frames are bare SASL tokens, not Kafka requests.
+    raw_tokens: bool = False
+    #: The mechanism and principal of the last completed authentication (None: not yet).
+    authenticated_with: str | None = None
+    #: KIP-368: monotonic time after which only re-authentication is served (None: never).
+    expires_at: float | None = None
+    #: Authentications completed on this connection (the first, then re-authentications).
+    completions: int = 0
+    #: The last outcome, for the pipeline to count and audit once: (result, attempted
+    #: principal, reason); cleared when consumed.
+    outcome: tuple[str, str, str] | None = None
+
+
 @dataclass(slots=True)
 class Session:
     """One client connection, as the pipeline and handlers see it."""
@@ -38,6 +66,19 @@ class Session:
     principal: Principal = ANONYMOUS
     #: The listener's protocol: SASL_* sessions must authenticate before other requests.
     security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    #: SASL listeners only (None elsewhere).
+    sasl: SaslState | None = None
+
+    def __post_init__(self) -> None:
+        if self.sasl is None and self.security_protocol in SASL_PROTOCOLS:
+            self.sasl = SaslState()
+
+    @property
+    def max_frame_bytes(self) -> int | None:
+        """A tighter frame bound than the listener's while SASL authentication is pending."""
+        if self.sasl is not None and self.sasl.authenticated_with is None:
+            return SASL_SERVER_MAX_RECEIVE_SIZE
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +214,10 @@ class RequestObserver(Protocol):
 
     def on_connection_closed(self) -> None:
         """A client connection ended."""
+        return None
+
+    def on_authentication(self, mechanism: str, result: str) -> None:
+        """A SASL authentication ended in ``result`` (``success`` or ``failure``)."""
         return None
 
     def on_produced(self, topic: str, partition: int, records: int, size: int) -> None:

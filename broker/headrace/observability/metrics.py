@@ -351,6 +351,10 @@ class BrokerMetrics:
             "headrace_isr_expands",
             "In-sync replica set expansions of partitions this broker leads, one per partition.",
             registry=registry)
+        self.sasl_authentications = Counter(
+            "headrace_sasl_authentications",
+            "SASL authentications (first and KIP-368 re-authentications) by mechanism and "
+            "result (success, failure).", ["mechanism", "result"], registry=registry)
         self.http_requests = Counter("headrace_http_requests", "HTTP requests served.",
                                      ["method", "route", "status"], registry=registry)
         self.http_request_duration = Histogram(
@@ -508,6 +512,9 @@ class BrokerMetrics:
 
     def on_connection_closed(self) -> None:
         self._connections_active -= 1
+
+    def on_authentication(self, mechanism: str, result: str) -> None:
+        self.sasl_authentications.labels(mechanism, result).inc()
 
     def on_fetch_waiting(self, delta: int) -> None:
         """A long-poll fetch parked (``+1``) or woke/expired (``-1``)."""

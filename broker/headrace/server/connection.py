@@ -196,7 +196,6 @@ class Connection:
 
     async def _read_loop(self) -> None:
         recv = self._transport.recv
-        limit = self._max_request_bytes
         rest = b""  # the start of a frame not complete yet (at most a small frame)
         try:
             while True:
@@ -211,6 +210,8 @@ class Connection:
                 position, end = 0, len(data)
                 while end - position >= 4:
                     (size,) = _SIZE.unpack_from(data, position)
+                    # Before SASL completes, Kafka's sasl.server.max.receive.size applies.
+                    limit = self._session.max_frame_bytes or self._max_request_bytes
                     if size < 8 or size > limit:
                         # Kafka's InvalidReceiveException: the size prefix alone decides.
                         log.warning(
@@ -341,6 +342,9 @@ class Connection:
                             self.last_active = self._loop.time()
                 finally:
                     outgoing.done()
+                if outgoing.close_after:
+                    await self._send(out)  # e.g. a failed authentication's answer, then hang up
+                    return
             # Batch writes: keep collecting while the next response is already done.
             if out and (pending.empty() or not _next_is_ready(pending)):
                 await self._send(out)

@@ -1,6 +1,8 @@
 """The Kafka request pipeline: every request passes the same steps, in one place.
 
-decode → authenticate (the session's principal) → authorize (:class:`Authorizer`) → quota
+decode → authenticate (on a SASL listener, until SaslAuthenticate succeeds only ApiVersions and
+the SASL APIs are served; anything else, or any request but re-authentication after the KIP-368
+session lifetime, closes the connection, as Kafka does) → authorize (:class:`Authorizer`) → quota
 (:class:`QuotaManager`: ``throttle_time_ms``) → the handler → audit (admin APIs only: one line
 per resource, :mod:`headrace.server.audit`) → observe (metrics and tracing, one
 :class:`RequestObserver` call). It is Kafka's ``RequestChannel`` + ``KafkaApis`` dispatch in one
@@ -10,6 +12,7 @@ never consult security, quotas or metrics themselves.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import functools
@@ -20,7 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from headrace.core.policies import AllowAll, Authorizer, NoQuotas, QuotaManager
-from headrace.core.requests import ApiRegistry, RequestContext, RequestObserver, Session
+from headrace.core.requests import (
+    ApiRegistry,
+    RequestContext,
+    RequestObserver,
+    SaslState,
+    Session,
+)
 from headrace.core.security import Action
 from headrace.observability.audit import Actor, AdminAudit, DenialAudit
 from headrace.protocol.codec import (
@@ -37,6 +46,7 @@ from headrace.protocol.codec import (
 from headrace.protocol.produce import MAX_VERSION as PRODUCE_MAX_VERSION
 from headrace.protocol.produce import MIN_VERSION as PRODUCE_MIN_VERSION
 from headrace.protocol.produce import ProduceDecodeError, decode_produce_request
+from headrace.security.sasl import AuthenticationFailed, SaslAuthenticator
 from headrace.server.audit import ADMIN_APIS, audit_kafka_request
 from headrace.server.handlers.api_versions import unsupported_version_response
 
@@ -44,6 +54,11 @@ _SIZE = struct.Struct(">i")
 _I32 = struct.Struct(">i")
 _API_PREFIX = struct.Struct(">hhi")
 PRODUCE_KEY = 0
+SASL_HANDSHAKE_KEY = 17
+SASL_AUTHENTICATE_KEY = 36
+#: What a SASL listener serves before authentication, and after the session expired.
+_BEFORE_AUTHENTICATION = frozenset({API_VERSIONS_KEY, SASL_HANDSHAKE_KEY, SASL_AUTHENTICATE_KEY})
+_REAUTHENTICATION = frozenset({SASL_HANDSHAKE_KEY, SASL_AUTHENTICATE_KEY})
 
 
 class ConnectionClosed(Exception):
@@ -56,6 +71,8 @@ class Outgoing:
 
     parts: list[bytes | FileSlice]
     release: Callable[[], None] | None = None
+    #: Hang up once this is sent (a refused authentication).
+    close_after: bool = False
 
     def done(self) -> None:
         if self.release is not None:
@@ -75,6 +92,8 @@ class RequestPipeline:
         quotas: QuotaManager | None = None,
         audit: AdminAudit | None = None,
         denials: DenialAudit | None = None,
+        authenticator: SaslAuthenticator | None = None,
+        failed_authentication_delay_ms: int = 100,
     ) -> None:
         self.registry = registry
         self.observer = observer
@@ -84,10 +103,20 @@ class RequestPipeline:
         self.audit = audit
         #: Where denied actions are reported (rate-limited).
         self.denials = denials or DenialAudit()
+        #: SASL listeners' mechanisms (None: no SASL listener).
+        self.authenticator = authenticator
+        #: Kafka's connection.failed.authentication.delay.ms: a refusal is answered this late.
+        self.failed_authentication_delay_ms = failed_authentication_delay_ms
 
     async def process(self, frame: bytes | memoryview, session: Session) -> Outgoing | None:
         started = time.perf_counter()
+        sasl = session.sasl
+        if sasl is not None and sasl.raw_tokens and sasl.exchange is not None:
+            return await self._raw_sasl_token(bytes(frame), session, sasl)
         api_key, api_version, correlation_id = _API_PREFIX.unpack_from(frame, 0)
+        # -- authenticate (the gate; SaslHandshake/SaslAuthenticate set the principal)
+        if sasl is not None:
+            _authentication_gate(sasl, api_key)
         handler = self.registry.lookup(api_key, api_version)
         if handler is None:
             if api_key == API_VERSIONS_KEY:
@@ -113,7 +142,6 @@ class RequestPipeline:
             raise ConnectionClosed(
                 f"malformed API {api_key} v{api_version}: {error} (frame starts {frame[:48].hex()})"
             ) from error
-        # -- authenticate: the session carries the principal its listener established.
         ctx = RequestContext(api_key, api_version, correlation_id, header.client_id, session)
         # -- authorize
         if self.authorizer.enabled:
@@ -124,6 +152,9 @@ class RequestPipeline:
             ctx = dataclasses.replace(ctx, throttle_ms=throttle_ms)
         # -- handle
         response = await handler.handle(request, ctx)
+        close_after = False
+        if sasl is not None and api_key in _REAUTHENTICATION:
+            close_after = await self._after_sasl_step(session, sasl, _error_code_of(response))
         # -- audit
         if self.audit is not None and response is not None and api_key in ADMIN_APIS:
             audit_kafka_request(self.audit, request, response, ctx)
@@ -153,7 +184,38 @@ class RequestPipeline:
             api_key, api_version, time.perf_counter() - started, error_code, len(frame),
             response_size,
         )
-        return Outgoing(parts, release)
+        return Outgoing(parts, release, close_after)
+
+    async def _after_sasl_step(self, session: Session, sasl: SaslState, error_code: int) -> bool:
+        """Count and audit an authentication that ended; True: hang up after answering (any
+        refused SASL step closes the connection, as Kafka does, after a delay)."""
+        outcome, sasl.outcome = sasl.outcome, None
+        if outcome is not None:
+            result, attempted, reason = outcome
+            mechanism = sasl.mechanism or ""
+            self.observer.on_authentication(mechanism, result)
+            if result == "failure" and self.audit is not None:
+                principal = f"User:{attempted}" if attempted else "unknown"
+                self.audit.record(Actor(principal, session.client_host, session.listener),
+                                  "authenticate", f"sasl:{mechanism}", f"failed: {reason}",
+                                  mechanism=mechanism)
+        if error_code == 0:
+            return False
+        if self.failed_authentication_delay_ms:
+            await asyncio.sleep(self.failed_authentication_delay_ms / 1000)
+        return True
+
+    async def _raw_sasl_token(self, token: bytes, session: Session, sasl: SaslState) -> Outgoing:
+        """SaslHandshake v0: the exchange's tokens come as bare size-prefixed frames."""
+        assert self.authenticator is not None
+        try:
+            reply = await self.authenticator.authenticate(session, token)
+        except AuthenticationFailed as failure:
+            await self._after_sasl_step(session, sasl, 1)
+            raise ConnectionClosed(f"SASL authentication failed: {failure.reason}") from None
+        await self._after_sasl_step(session, sasl, 0)
+        return Outgoing([_SIZE.pack(len(reply.challenge)) + reply.challenge])
+
 
     def _authorize(self, ctx: RequestContext,
                    actions_of: Callable[[Any], Sequence[Action]] | None,
@@ -179,6 +241,16 @@ class RequestPipeline:
         for action in dict.fromkeys(refused):
             self.denials.denied(actor, action.operation.name,
                                 f"{action.resource_type.name.lower()}:{action.name}", api)
+
+
+def _authentication_gate(sasl: SaslState, api_key: int) -> None:
+    if sasl.authenticated_with is None:
+        if api_key not in _BEFORE_AUTHENTICATION:
+            raise ConnectionClosed(f"API {api_key} before SASL authentication")
+    elif (sasl.expires_at is not None and api_key not in _REAUTHENTICATION
+          and time.monotonic() >= sasl.expires_at):
+        raise ConnectionClosed(
+            f"API {api_key} after the SASL session expired without re-authentication")
 
 
 def with_throttle(response: Any, throttle_ms: int) -> Any:
