@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.security.sasl_support import broker_flags, write_jwks
+from tests.security.sasl_support import SASL_LISTENER, broker_flags, write_jwks
 from tests.support.brokers import BrokerProcess
 
 
@@ -15,7 +15,8 @@ from tests.support.brokers import BrokerProcess
 def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     home = tmp_path_factory.mktemp("sasl-broker")
     jwks = write_jwks(home / "jwks.json")
-    process = BrokerProcess(home / "data", broker_flags(f"file://{jwks}")).start()
+    process = BrokerProcess(home / "data", broker_flags(f"file://{jwks}"),
+                            client_listener=SASL_LISTENER).start()
     try:
         yield process
     finally:
@@ -31,7 +32,8 @@ def start_sasl_broker(tmp_path: Path) -> Iterator[Callable[..., BrokerProcess]]:
               data_dir: Path | None = None) -> BrokerProcess:
         url = jwks_url or f"file://{write_jwks(tmp_path / 'jwks.json')}"
         directory = data_dir or tmp_path / f"broker-{len(started)}"
-        process = BrokerProcess(directory, (*broker_flags(url), *extra)).start()
+        process = BrokerProcess(directory, (*broker_flags(url), *extra),
+                                client_listener=SASL_LISTENER).start()
         started.append(process)
         return process
 

@@ -48,9 +48,13 @@ def token(*, subject: str = "bob", issuer: str = ISSUER, audience: str = AUDIENC
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": KEY_ID}), expires
 
 
+#: The SASL listener of the brokers these flags start (their PLAINTEXT one is for setup).
+SASL_LISTENER = "SASL_PLAINTEXT"
+
+
 def broker_flags(jwks_url: str) -> tuple[str, ...]:
     return (
-        "--listener", "SASL_PLAINTEXT://127.0.0.1:0",
+        "--listener", f"{SASL_LISTENER}=SASL_PLAINTEXT://127.0.0.1:0",
         "--sasl-mechanisms", ",".join((*MECHANISMS, "OAUTHBEARER")),
         "--scram-user", f"{USER}:{PASSWORD}",
         "--sasl-oauthbearer-jwks-endpoint-url", jwks_url,

@@ -172,9 +172,12 @@ class BrokerProcess:
     ``restart()`` keeps the data dir and gets new ports.
     """
 
-    def __init__(self, data_dir: Path, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, data_dir: Path, extra_args: tuple[str, ...] = (),
+                 *, client_listener: str | None = None) -> None:
         self.data_dir = data_dir
         self.extra_args = extra_args
+        #: The listener ``kafka_port`` and ``bootstrap`` name (None: the first, PLAINTEXT).
+        self.client_listener = client_listener
         self.process: subprocess.Popen[bytes] | None = None
         self.kafka_port = 0
         self.http_port = 0
@@ -223,6 +226,8 @@ class BrokerProcess:
         self.kafka_port = int(ready_state["kafka_port"])
         self.http_port = int(ready_state["http_port"])
         self.listener_ports = {str(k): int(v) for k, v in ready_state["listeners"].items()}
+        if self.client_listener is not None:
+            self.kafka_port = self.listener_ports[self.client_listener]
         return self
 
     def log(self) -> str:
