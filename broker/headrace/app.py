@@ -40,9 +40,12 @@ from headrace.groups.state import GroupLimits
 from headrace.observability.audit import AdminAudit
 from headrace.observability.metrics import BrokerMetrics
 from headrace.observability.tracing import get_tracer, setup_tracing
+from headrace.security.quota_handlers import quota_api_handlers
+from headrace.security.quota_manager import ClientQuotaManager
+from headrace.security.records import FileSecurityRecords, SecurityRecords
 from headrace.server.handlers import broker_api_handlers
 from headrace.server.handlers.api_versions import api_versions_handler
-from headrace.server.limits import ConnectionSlots, RequestBudget
+from headrace.server.limits import ConnectionRateLimits, ConnectionSlots, RequestBudget
 from headrace.server.listeners import ConnectionPolicy, Listener, PlaintextListener
 from headrace.server.pipeline import RequestPipeline
 from headrace.storage import LogConfig, LogManager, LogManagerAPI, StorageError
@@ -125,9 +128,16 @@ class BrokerApp:
         # coordinators hand out) is known while building; they accept clients on start().
         #: One audit trail for the admin actions of both front ends.
         self.audit = AdminAudit()
+        #: Security metadata (ACLs, SCRAM credentials, client quotas): the data dir's file.
+        self.security_records: SecurityRecords = FileSecurityRecords(config.data_dir)
+        self.client_quotas = ClientQuotaManager(
+            self.security_records, window_num=config.quota_window_num,
+            window_seconds=config.quota_window_size_seconds,
+        )
+        self.metrics.quota_source = self.client_quotas
         self.pipeline = RequestPipeline(
-            ApiRegistry(), request_observer, authorizer=authorizer, quotas=quotas,
-            audit=self.audit,
+            ApiRegistry(), request_observer, authorizer=authorizer,
+            quotas=quotas if quotas is not None else self.client_quotas, audit=self.audit,
         )
         kafka_connections, self._http_connections = default_connection_limits(
             file_descriptor_limit()
@@ -144,6 +154,11 @@ class BrokerApp:
                 config.max_connections_per_ip_overrides,
             ),
             max_idle_ms=config.connections_max_idle_ms,
+            connection_rates=ConnectionRateLimits(
+                config.max_connection_creation_rate, self.client_quotas.connection_rate,
+                stats=self.client_quotas.stats, window_num=config.quota_window_num,
+                window_seconds=config.quota_window_size_seconds,
+            ),
         )
         self.listeners: list[Listener] = [
             PlaintextListener(config.listener, self.pipeline, self.connection_policy)
@@ -181,6 +196,7 @@ class BrokerApp:
             )
         )
         self.registry.register_all(consumer_group_api_handlers(self.groups))
+        self.registry.register_all(quota_api_handlers(self.client_quotas))
         if self.node is not None:
             from headrace.cluster.handlers import cluster_api_handlers
 

@@ -21,6 +21,7 @@ from headrace.core import api_types
 from headrace.core.requests import ApiHandler
 from headrace.groups.consumer.handlers import consumer_group_api_handlers
 from headrace.groups.handlers import group_api_handlers
+from headrace.security.quota_handlers import quota_api_handlers
 from headrace.server.handlers import admin, list_offsets, metadata, producers
 from headrace.server.handlers.api_versions import api_versions_handler
 from headrace.server.handlers.fetch import FETCH
@@ -39,6 +40,7 @@ def _registered() -> list[tuple[int, int, int]]:
         *cluster_api_handlers(types.SimpleNamespace(replicas=None)),  # type: ignore[arg-type]
         api_versions_handler(None),  # type: ignore[arg-type]
         *transaction_api_handlers(None, None, None, None),  # type: ignore[arg-type]
+        *quota_api_handlers(None),  # type: ignore[arg-type]
     ]
     ranges = [(h.api_key, h.min_version, h.max_version) for h in handlers]
     for module in (metadata, list_offsets, admin, producers):
@@ -64,5 +66,5 @@ def test_unions_hold_exactly_the_registered_versions(key: int, low: int, high: i
 
 
 def test_every_kio_coded_api_is_checked() -> None:
-    assert len({key for key, _, _ in _registered()}) == 37
+    assert len({key for key, _, _ in _registered()}) == 39
     assert not {key for key, _, _ in _registered()} & HAND_FRAMED
