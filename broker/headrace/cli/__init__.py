@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "headrace.cli.consume",
     "headrace.cli.groups",
     "headrace.cli.transactions",
+    "headrace.cli.quotas",
     "headrace.cli.cluster",
     "headrace.cli.dev",
 )

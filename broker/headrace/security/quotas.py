@@ -210,6 +210,7 @@ class WindowedRate:
     window_ms: int = DEFAULT_WINDOW_SECONDS * 1000
     _ring: list[_Sample] = field(default_factory=list)
     _current: int = 0
+    _last_record_ms: int | None = None
 
     def record(self, value: float, now_ms: int) -> None:
         sample = self._current_sample(now_ms)
@@ -224,7 +225,7 @@ class WindowedRate:
                 sample.reset(now_ms)
         sample.value += value
         sample.events += 1
-        sample.last_event_ms = now_ms
+        sample.last_event_ms = self._last_record_ms = now_ms
 
     def _current_sample(self, now_ms: int) -> _Sample:
         if not self._ring:
@@ -259,8 +260,8 @@ class WindowedRate:
 
     def idle(self, now_ms: int) -> bool:
         """Nothing recorded within the monitored span: the rate is 0 and may be forgotten."""
-        expire_ms = self.samples * self.window_ms
-        return all(now_ms - sample.last_event_ms >= expire_ms for sample in self._ring)
+        last = self._last_record_ms
+        return last is None or now_ms - last >= self.samples * self.window_ms
 
 
 def throttle_ms(observed: float, bound: float, span_ms: int) -> int:
