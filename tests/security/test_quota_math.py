@@ -145,6 +145,8 @@ def test_entities_round_trip_through_their_record_key() -> None:
     entity = user_client("al,ice=\"", None, default_client=True)
     assert QuotaEntity.decode(entity.encode()) == entity
     assert str(entity) == 'client-id=<default>, user=al,ice="'
+    named, default = user_client("bob", None), user_client(None, None, default_user=True)
+    assert sorted([named, default], key=QuotaEntity.sort_key) == [default, named]
 
 
 @pytest.mark.parametrize(("parts", "message"), [

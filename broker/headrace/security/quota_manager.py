@@ -113,7 +113,8 @@ class ClientQuotaManager:
         return ip_connection_rate(self._configs, host) if self._configs else None
 
     def describe(self, matching: QuotaFilter) -> list[tuple[QuotaEntity, dict[str, float]]]:
-        return [(entity, dict(values)) for entity, values in sorted(self._configs.items())
+        return [(entity, dict(self._configs[entity]))
+                for entity in sorted(self._configs, key=QuotaEntity.sort_key)
                 if matching.matches(entity)]
 
     async def alter(self, entries: Sequence[Alteration],

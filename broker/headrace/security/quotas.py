@@ -51,7 +51,7 @@ DEFAULT_WINDOW_NUM = 11
 DEFAULT_WINDOW_SECONDS = 1
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class QuotaEntity:
     """What a quota is set on: (entity type, name) pairs sorted by type; a name of None is the
     type's default (``<default>``)."""
@@ -60,10 +60,14 @@ class QuotaEntity:
 
     @classmethod
     def of(cls, parts: Iterable[tuple[str, str | None]]) -> QuotaEntity:
-        return cls(tuple(sorted(parts)))
+        return cls(tuple(sorted(parts, key=lambda part: part[0])))
 
     def types(self) -> tuple[str, ...]:
         return tuple(kind for kind, _ in self.parts)
+
+    def sort_key(self) -> tuple[tuple[str, bool, str], ...]:
+        """Listing order: by type, then defaults before names."""
+        return tuple((kind, name is not None, name or "") for kind, name in self.parts)
 
     def name(self, kind: str) -> str | None:
         return dict(self.parts)[kind]
