@@ -45,13 +45,15 @@ from headrace.security.acl_api import acl_api_handlers
 from headrace.security.authorizer import AclAuthorizer, AclStore
 from headrace.security.handlers import sasl_api_handlers
 from headrace.security.oauthbearer import BearerSettings, BearerTokenValidator
+from headrace.security.quota_handlers import quota_api_handlers
+from headrace.security.quota_manager import ClientQuotaManager
 from headrace.security.records import FileSecurityRecords, SecurityRecords
 from headrace.security.sasl import OAUTHBEARER, SaslAuthenticator
 from headrace.security.scram import ScramCredentials
 from headrace.security.tls import TlsContexts
 from headrace.server.handlers import broker_api_handlers
 from headrace.server.handlers.api_versions import api_versions_handler
-from headrace.server.limits import ConnectionSlots, RequestBudget
+from headrace.server.limits import ConnectionRateLimits, ConnectionSlots, RequestBudget
 from headrace.server.listeners import ConnectionPolicy, Listener, PlaintextListener, TlsListener
 from headrace.server.pipeline import RequestPipeline
 from headrace.storage import LogConfig, LogManager, LogManagerAPI, StorageError
@@ -158,8 +160,14 @@ class BrokerApp:
             logs.close()
             self.data_dir.release()
             raise
+        self.client_quotas = ClientQuotaManager(
+            self.security_records, window_num=config.quota_window_num,
+            window_seconds=config.quota_window_size_seconds,
+        )
+        self.metrics.quota_source = self.client_quotas
         self.pipeline = RequestPipeline(
-            ApiRegistry(), request_observer, authorizer=authorizer, quotas=quotas,
+            ApiRegistry(), request_observer, authorizer=authorizer,
+            quotas=quotas if quotas is not None else self.client_quotas,
             audit=self.audit, authenticator=self.authenticator,
             failed_authentication_delay_ms=config.connection_failed_authentication_delay_ms,
         )
@@ -178,6 +186,11 @@ class BrokerApp:
                 config.max_connections_per_ip_overrides,
             ),
             max_idle_ms=config.connections_max_idle_ms,
+            connection_rates=ConnectionRateLimits(
+                config.max_connection_creation_rate, self.client_quotas.connection_rate,
+                stats=self.client_quotas.stats, window_num=config.quota_window_num,
+                window_seconds=config.quota_window_size_seconds,
+            ),
         )
         self.listeners: list[Listener] = [
             TlsListener(listener, self.pipeline, self.connection_policy, self.tls)
@@ -227,6 +240,7 @@ class BrokerApp:
         )
         self.registry.register_all(consumer_group_api_handlers(self.groups))
         self.registry.register_all(acl_api_handlers(self.acls))
+        self.registry.register_all(quota_api_handlers(self.client_quotas))
         if self.node is not None:
             from headrace.cluster.handlers import cluster_api_handlers
 

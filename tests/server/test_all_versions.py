@@ -187,6 +187,18 @@ def _requests(api_key: int, version: int) -> list[tuple[dict[str, Any], ErrorCod
     if api_key == 51:
         return [({"deletions": (build(m.ScramCredentialDeletion, name="nobody", mechanism=1),),
                   "upsertions": ()}, ErrorCode.resource_not_found)]
+    if api_key == 48:
+        def describe(kind: str) -> dict[str, Any]:
+            return {"strict": False, "components": (
+                build(m.ComponentData, entity_type=kind, match_type=2, match=None),)}
+        return [(describe("user"), ErrorCode.none),
+                (describe("group"), ErrorCode.unsupported_version)]
+    if api_key == 49:
+        def alter(value: float) -> dict[str, Any]:
+            return {"validate_only": True, "entries": (build(m.EntryData, entity=(
+                build(m.EntityData, entity_type="user", entity_name="u"),), ops=(
+                build(m.OpData, key="producer_byte_rate", value=value, remove=False),)),)}
+        return [(alter(1024.0), ErrorCode.none), (alter(-1.0), ErrorCode.invalid_request)]
     raise AssertionError(f"no request builder for API {api_key}")
 
 

@@ -23,6 +23,7 @@ from headrace.groups.consumer.handlers import consumer_group_api_handlers
 from headrace.groups.handlers import group_api_handlers
 from headrace.security.acl_api import acl_api_handlers
 from headrace.security.handlers import sasl_api_handlers
+from headrace.security.quota_handlers import quota_api_handlers
 from headrace.server.handlers import admin, list_offsets, metadata, producers
 from headrace.server.handlers.api_versions import api_versions_handler
 from headrace.server.handlers.fetch import FETCH
@@ -43,6 +44,7 @@ def _registered() -> list[tuple[int, int, int]]:
         *transaction_api_handlers(None, None, None, None),  # type: ignore[arg-type]
         *acl_api_handlers(None),
         *sasl_api_handlers(None, None),  # type: ignore[arg-type]
+        *quota_api_handlers(None),  # type: ignore[arg-type]
     ]
     ranges = [(h.api_key, h.min_version, h.max_version) for h in handlers]
     for module in (metadata, list_offsets, admin, producers):
@@ -68,5 +70,5 @@ def test_unions_hold_exactly_the_registered_versions(key: int, low: int, high: i
 
 
 def test_every_kio_coded_api_is_checked() -> None:
-    assert len({key for key, _, _ in _registered()}) == 44
+    assert len({key for key, _, _ in _registered()}) == 46
     assert not {key for key, _, _ in _registered()} & HAND_FRAMED

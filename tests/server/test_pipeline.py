@@ -12,6 +12,7 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from headrace.app import BrokerApp
+from headrace.core.policies import RequestUsage
 from headrace.core.requests import RequestContext
 from headrace.core.security import ANONYMOUS, Action, Operation, ResourceType
 from headrace.core.topics import TopicSpec
@@ -26,11 +27,18 @@ THROTTLE_MS = 1234
 class Throttling:
     """Throttles every request and remembers the contexts it saw."""
 
+    enabled = True
+
     def __init__(self) -> None:
         self.seen: list[RequestContext] = []
+        self.usage: list[RequestUsage] = []
 
-    def throttle_ms(self, ctx: RequestContext, request_bytes: int) -> int:
+    def fetch_bytes_limit(self, ctx: RequestContext) -> int | None:
+        return None
+
+    def throttle_ms(self, ctx: RequestContext, usage: RequestUsage) -> int:
         self.seen.append(ctx)
+        self.usage.append(usage)
         return THROTTLE_MS
 
 
@@ -83,6 +91,9 @@ async def test_the_quota_managers_throttle_reaches_every_response_shape(
     assert {ctx.api_key for ctx in quotas.seen} >= {0, 1, 3}
     assert {(ctx.listener, ctx.principal) for ctx in quotas.seen} == {("PLAINTEXT", ANONYMOUS)}
     assert all(ctx.client_host == "127.0.0.1" for ctx in quotas.seen)
+    fetches = [u for ctx, u in zip(quotas.seen, quotas.usage, strict=True) if ctx.api_key == 1]
+    assert fetches and all(u.response_bytes > 0 for u in fetches)  # records included
+    assert all(u.request_bytes > 0 and u.handler_seconds > 0 for u in quotas.usage)
 
 
 async def test_a_denied_topic_is_answered_for_each_of_its_partitions(

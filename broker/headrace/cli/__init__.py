@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "headrace.cli.transactions",
     "headrace.cli.acls",
     "headrace.cli.users",
+    "headrace.cli.quotas",
     "headrace.cli.cluster",
     "headrace.cli.dev",
 )

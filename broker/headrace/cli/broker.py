@@ -192,6 +192,19 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
                         default=_env("MAX_CONNECTIONS_PER_IP_OVERRIDES", ""),
                         metavar="HOST:N,...",
                         help="per-address exceptions (max.connections.per.ip.overrides)")
+    parser.add_argument("--max-connection-creation-rate", metavar="N",
+                        type=_count_or_unbounded,
+                        default=_optional_env("MAX_CONNECTION_CREATION_RATE"),
+                        help="new Kafka connections accepted per second, all listeners "
+                        "together; faster ones wait (KIP-612's max.connection.creation.rate, "
+                        "default unlimited)")
+    parser.add_argument("--quota-window-num", metavar="N", type=_count,
+                        default=_env("QUOTA_WINDOW_NUM", "11"),
+                        help="samples client quotas and connection rates are measured over "
+                        "(quota.window.num)")
+    parser.add_argument("--quota-window-size-seconds", metavar="SECONDS", type=_count,
+                        default=_env("QUOTA_WINDOW_SIZE_SECONDS", "1"),
+                        help="length of each of those samples (quota.window.size.seconds)")
     parser.add_argument("--http-max-connections", metavar="N", type=_count,
                         default=_optional_env("HTTP_MAX_CONNECTIONS"),
                         help="HTTP connections open at once, kept apart from the Kafka limit "
@@ -461,6 +474,9 @@ async def _serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         max_connections_per_ip=args.max_connections_per_ip,
         max_connections_per_ip_overrides=args.max_connections_per_ip_overrides,
+        max_connection_creation_rate=args.max_connection_creation_rate,
+        quota_window_num=args.quota_window_num,
+        quota_window_size_seconds=args.quota_window_size_seconds,
         http_max_connections=args.http_max_connections,
         http_max_body_bytes=args.http_max_body_bytes,
         http_header_timeout_ms=args.http_header_timeout_ms,

@@ -24,6 +24,8 @@ from kio.schema.add_partitions_to_txn import v1 as add_partitions_to_txn_v1
 from kio.schema.add_partitions_to_txn import v2 as add_partitions_to_txn_v2
 from kio.schema.add_partitions_to_txn import v3 as add_partitions_to_txn_v3
 from kio.schema.add_partitions_to_txn import v4 as add_partitions_to_txn_v4
+from kio.schema.alter_client_quotas import v0 as alter_client_quotas_v0
+from kio.schema.alter_client_quotas import v1 as alter_client_quotas_v1
 from kio.schema.alter_configs import v0 as alter_configs_v0
 from kio.schema.alter_configs import v1 as alter_configs_v1
 from kio.schema.alter_configs import v2 as alter_configs_v2
@@ -69,6 +71,8 @@ from kio.schema.delete_topics import v6 as delete_topics_v6
 from kio.schema.describe_acls import v1 as describe_acls_v1
 from kio.schema.describe_acls import v2 as describe_acls_v2
 from kio.schema.describe_acls import v3 as describe_acls_v3
+from kio.schema.describe_client_quotas import v0 as describe_client_quotas_v0
+from kio.schema.describe_client_quotas import v1 as describe_client_quotas_v1
 from kio.schema.describe_cluster import v0 as describe_cluster_v0
 from kio.schema.describe_cluster import v1 as describe_cluster_v1
 from kio.schema.describe_configs import v1 as describe_configs_v1
@@ -380,6 +384,22 @@ OffsetForLeaderEpochResponses: TypeAlias = (
     offset_for_leader_epoch_v2.OffsetForLeaderEpochResponse
     | offset_for_leader_epoch_v3.OffsetForLeaderEpochResponse
     | offset_for_leader_epoch_v4.OffsetForLeaderEpochResponse
+)
+DescribeClientQuotasRequests: TypeAlias = (
+    describe_client_quotas_v0.DescribeClientQuotasRequest
+    | describe_client_quotas_v1.DescribeClientQuotasRequest
+)
+DescribeClientQuotasResponses: TypeAlias = (
+    describe_client_quotas_v0.DescribeClientQuotasResponse
+    | describe_client_quotas_v1.DescribeClientQuotasResponse
+)
+AlterClientQuotasRequests: TypeAlias = (
+    alter_client_quotas_v0.AlterClientQuotasRequest
+    | alter_client_quotas_v1.AlterClientQuotasRequest
+)
+AlterClientQuotasResponses: TypeAlias = (
+    alter_client_quotas_v0.AlterClientQuotasResponse
+    | alter_client_quotas_v1.AlterClientQuotasResponse
 )
 DescribeConfigsRequests: TypeAlias = (
     describe_configs_v1.DescribeConfigsRequest | describe_configs_v2.DescribeConfigsRequest

@@ -130,6 +130,13 @@ class BrokerConfig:
     #: Kafka's max.connections.per.ip (None: unlimited, Kafka's default) and its overrides.
     max_connections_per_ip: int | None = None
     max_connections_per_ip_overrides: dict[str, int] = field(default_factory=dict)
+    #: KIP-612's max.connection.creation.rate: new connections per second, all listeners
+    #: together (None: unlimited); per-IP rates are quotas (docs/security.md).
+    max_connection_creation_rate: int | None = None
+    #: Kafka's quota.window.num and quota.window.size.seconds: client quotas and connection
+    #: rates are measured over this many windows of this many seconds.
+    quota_window_num: int = 11
+    quota_window_size_seconds: int = 1
     default_partitions: int = 1
     auto_create_topics: bool = True
     #: At most this many unknown topics are auto-created per Metadata request; the request's

@@ -8,6 +8,7 @@ permits everything and :class:`NoQuotas` never throttles; ACLs and client quotas
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from headrace.core.requests import RequestContext
@@ -33,15 +34,45 @@ class AllowAll:
         return [True] * len(actions)
 
 
-class QuotaManager(Protocol):
-    """Kafka's client quotas: how long a response is throttled (``throttle_time_ms``)."""
+@dataclass(frozen=True, slots=True)
+class RequestUsage:
+    """What one answered request cost, as the pipeline measured it for the quota manager."""
 
-    def throttle_ms(self, ctx: RequestContext, request_bytes: int) -> int:
-        """Record the request and return the throttle its response carries (0: none)."""
+    #: The request frame's size (Produce quotas count it).
+    request_bytes: int
+    #: The response's size, records included (Fetch quotas count it).
+    response_bytes: int
+    #: Event-loop time spent running the handler (request-percentage quotas count it; 0 for
+    #: what Kafka exempts, such as acks=0 Produce).
+    handler_seconds: float
+
+
+class QuotaManager(Protocol):
+    """Kafka's client quotas: how long a response is throttled (``throttle_time_ms``).
+
+    The pipeline measures and the manager decides; with ``enabled`` False (no quota
+    configured) the pipeline measures nothing and never asks.
+    """
+
+    @property
+    def enabled(self) -> bool: ...
+
+    def fetch_bytes_limit(self, ctx: RequestContext) -> int | None:
+        """Most bytes a consumer Fetch may return before it is certain to be throttled
+        (Kafka caps the request's ``max_bytes`` with it); None: no limit."""
+
+    def throttle_ms(self, ctx: RequestContext, usage: RequestUsage) -> int:
+        """Record the request's usage and return the throttle its response carries (0: none);
+        the connection then reads nothing more from the client for that long (KIP-219)."""
 
 
 class NoQuotas:
     """No quotas: never throttles."""
 
-    def throttle_ms(self, ctx: RequestContext, request_bytes: int) -> int:
+    enabled = False
+
+    def fetch_bytes_limit(self, ctx: RequestContext) -> int | None:
+        return None
+
+    def throttle_ms(self, ctx: RequestContext, usage: RequestUsage) -> int:
         return 0

@@ -90,8 +90,6 @@ class RequestContext:
     correlation_id: int
     client_id: str | None
     session: Session
-    #: ``throttle_time_ms`` the quota manager set for this request's response.
-    throttle_ms: int = 0
     #: Resources ((resource type, name)) the authorizer denied this request: the per-partition
     #: helper answers them with their ``*_AUTHORIZATION_FAILED`` code.
     denied: frozenset[tuple[int, str]] = field(default_factory=frozenset)

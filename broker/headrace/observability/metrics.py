@@ -46,6 +46,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from headrace.observability.quotas import QuotaCollector, QuotaStatsSource
 from headrace.observability.replication import ReplicationCollector, ReplicationStatsSource
 from headrace.observability.transactions import TransactionCollector, TransactionStatsSource
 from headrace.storage import CleaningTask, RetentionReport
@@ -369,6 +370,9 @@ class BrokerMetrics:
         #: Set by the app: the transaction coordinator's counts (None: zeros).
         self.transaction_source: TransactionStatsSource | None = None
         registry.register(TransactionCollector(lambda: self.transaction_source))
+        #: Set by the app: client-quota and connection-rate throttles (None: zeros).
+        self.quota_source: QuotaStatsSource | None = None
+        registry.register(QuotaCollector(lambda: self.quota_source))
         # Hot-path totals: plain ints updated from the event loop thread, exposed at scrape time
         # by _HotPathCollector (a prometheus_client child's inc() costs a lock; this a dict hit).
         self._apis: dict[int, _ApiTotals] = {}

@@ -134,14 +134,18 @@ class Connection:
         #: Loop time of the last bytes received or sent (connections.max.idle.ms).
         self.last_active = self._loop.time()
         self._hung_up = False
+        #: Loop time until which a quota throttle mutes the connection (KIP-219).
+        self._muted_until = 0.0
 
     @property
     def client_host(self) -> str:
         return self._client_host
 
     def idle_for(self, now: float) -> float:
-        """Seconds without traffic and without a request being handled (0 while one is)."""
-        return 0.0 if self._handling else now - self.last_active
+        """Seconds without traffic, a request being handled or a throttle running."""
+        if self._handling or self._muted_until > now:
+            return 0.0  # answering, or throttled by a quota: waiting on us, not idle
+        return now - self.last_active
 
     def close_idle(self, idle_ms: int) -> None:
         """Hang up on an idle client: the reader sees end of stream and the connection ends."""
@@ -199,6 +203,7 @@ class Connection:
         rest = b""  # the start of a frame not complete yet (at most a small frame)
         try:
             while True:
+                await self._unmuted()
                 try:
                     chunk = await recv(_READ_CHUNK)
                 except (ConnectionError, OSError):
@@ -222,6 +227,7 @@ class Connection:
                         return
                     frame_end = position + 4 + size
                     if frame_end <= end:
+                        await self._unmuted()
                         await self._dispatch(data[position + 4 : frame_end])
                         position = frame_end
                         continue
@@ -306,8 +312,26 @@ class Connection:
         self._handling += 1
         future = asyncio.ensure_future(self._pipeline.process(frame, self._session))
         future.add_done_callback(lambda _: self._handled(charged, recycle))
+        future.add_done_callback(self._mute_if_throttled)
         (api_key,) = _API_KEY.unpack_from(frame, 0)
         self._pending.put_nowait((future, api_key))
+
+    def _mute_if_throttled(self, future: asyncio.Future[Outgoing | None]) -> None:
+        """KIP-219: a throttled response goes out at once, and the connection then reads
+        nothing more from the client until the throttle has passed (requests already read
+        are still answered)."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        outgoing = future.result()
+        if outgoing is not None and outgoing.throttle_ms:
+            until = self._loop.time() + outgoing.throttle_ms / 1000
+            self._muted_until = max(self._muted_until, until)
+
+    async def _unmuted(self) -> None:
+        remaining = self._muted_until - self._loop.time()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+            await self._unmuted()  # a response throttled meanwhile may have extended it
 
     def _handled(self, charged: int, recycle: bytearray | None) -> None:
         self._handling -= 1

@@ -6,14 +6,26 @@ its size prefix is read (all or nothing, as in Kafka, so two half-read requests 
 for each other) and given back once the request has been answered; while it is short, connections
 stop reading and TCP pushes back on their clients. The memory itself is allocated only as bytes
 arrive (see :mod:`headrace.server.connection`). :class:`ConnectionSlots` counts connections for
-``max.connections`` and ``max.connections.per.ip`` (with ``max.connections.per.ip.overrides``).
+``max.connections`` and ``max.connections.per.ip`` (with ``max.connections.per.ip.overrides``);
+:class:`ConnectionRateLimits` holds new connections to KIP-612's creation rates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Mapping
+import contextlib
+import socket
+import time
+from collections.abc import Callable, Mapping
+
+from headrace.observability.quotas import QuotaStats
+from headrace.security.quotas import (
+    DEFAULT_WINDOW_NUM,
+    DEFAULT_WINDOW_SECONDS,
+    WindowedRate,
+    record_and_throttle,
+)
 
 
 class RequestBudget:
@@ -120,6 +132,86 @@ class ConnectionSlots:
             del self._per_ip[host]
 
 
+class ConnectionRateLimits:
+    """KIP-612's connection creation rates, as Kafka's acceptor applies them.
+
+    Broker-wide (``max.connection.creation.rate``, every listener together): a connection over
+    the rate is *delayed* — the accept loop pauses for the throttle, so clients wait in the
+    listen backlog. Per client address (the ``connection_creation_rate`` quota of an ``ip``
+    entity or the IP default): a connection over the rate is not served and is closed once its
+    throttle has passed, so a client that reconnects at once cannot spin. Throttles are capped
+    at one quota window, as in Kafka.
+    """
+
+    def __init__(
+        self,
+        max_rate: float | None = None,
+        ip_rate: Callable[[str], float | None] = lambda host: None,
+        *,
+        stats: QuotaStats | None = None,
+        window_num: int = DEFAULT_WINDOW_NUM,
+        window_seconds: int = DEFAULT_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_rate = max_rate
+        self._ip_rate = ip_rate
+        self.stats = stats if stats is not None else QuotaStats()
+        self._window_num = window_num
+        self._window_ms = window_seconds * 1000
+        self._clock = clock
+        self._broker = WindowedRate(window_num, self._window_ms)
+        self._per_ip: dict[str, WindowedRate] = {}
+        self._since_sweep = 0
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def admit(self, sock: socket.socket, host: str) -> bool:
+        """Record a connection just accepted from ``host``; False when it is refused (the
+        socket is then closed after its throttle)."""
+        now_ms = self._now_ms()
+        delay = record_and_throttle(self._broker, 1.0, now_ms, self.max_rate, self._window_ms)
+        if delay > 0:
+            self._count("broker", delay)
+            await asyncio.sleep(delay / 1000)
+            now_ms = self._now_ms()
+        limit = self._ip_rate(host)
+        if limit is None:
+            return True
+        rate = self._per_ip.get(host)
+        if rate is None:
+            rate = self._per_ip[host] = WindowedRate(self._window_num, self._window_ms)
+            self._sweep(now_ms)
+        delay = record_and_throttle(rate, 1.0, now_ms, limit, self._window_ms)
+        if delay <= 0:
+            return True
+        # Not accepted after all: it counts towards neither rate.
+        rate.record(-1.0, now_ms)
+        self._broker.record(-1.0, now_ms)
+        self._count("ip", delay)
+        asyncio.get_running_loop().call_later(delay / 1000, _close, sock)
+        return False
+
+    def _count(self, scope: str, delay_ms: int) -> None:
+        self.stats.connections_throttled[scope] += 1
+        self.stats.connection_throttle_seconds[scope] += delay_ms / 1000
+
+    def _sweep(self, now_ms: int) -> None:
+        """Forget addresses idle for a whole span (their rate is zero): memory follows the
+        addresses seen recently, not every address ever seen."""
+        self._since_sweep += 1
+        if self._since_sweep < 1024:
+            return
+        self._since_sweep = 0
+        for host in [host for host, rate in self._per_ip.items() if rate.idle(now_ms)]:
+            del self._per_ip[host]
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
 def parse_ip_overrides(text: str) -> dict[str, int]:
     """Kafka's ``max.connections.per.ip.overrides`` syntax: ``host:count,host:count``."""
     overrides: dict[str, int] = {}
@@ -131,4 +223,4 @@ def parse_ip_overrides(text: str) -> dict[str, int]:
     return overrides
 
 
-__all__ = ["ConnectionSlots", "RequestBudget", "parse_ip_overrides"]
+__all__ = ["ConnectionRateLimits", "ConnectionSlots", "RequestBudget", "parse_ip_overrides"]

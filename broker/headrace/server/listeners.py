@@ -28,7 +28,7 @@ from headrace.core.requests import Session
 from headrace.security.principal_mapping import NoMatchingRule
 from headrace.security.tls import TlsContexts
 from headrace.server.connection import Connection, FrameBufferPool, new_frame_buffer_pool
-from headrace.server.limits import ConnectionSlots, RequestBudget
+from headrace.server.limits import ConnectionRateLimits, ConnectionSlots, RequestBudget
 from headrace.server.pipeline import RequestPipeline
 from headrace.server.transport import PlainTransport, TlsTransport, Transport
 
@@ -80,6 +80,8 @@ class ConnectionPolicy:
     #: connections.max.idle.ms (None or 0: never).
     max_idle_ms: int | None = None
     frame_buffers: FrameBufferPool = field(default_factory=new_frame_buffer_pool)
+    #: max.connection.creation.rate and per-IP connection_creation_rate quotas.
+    connection_rates: ConnectionRateLimits = field(default_factory=ConnectionRateLimits)
 
 
 #: Refused connections are logged at most this often (a flood must not flood the log).
@@ -169,6 +171,8 @@ class PlaintextListener(Listener):
                 await asyncio.sleep(0.1)
                 continue
             host = str(address[0]) if isinstance(address, tuple) else str(address)
+            if not await policy.connection_rates.admit(sock, host):
+                continue  # over a connection creation rate (KIP-612)
             refusal = policy.slots.refusal(host)
             if refusal is not None:
                 sock.close()  # as Kafka: the client sees the connection closed at once

@@ -22,7 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from headrace.core.policies import AllowAll, Authorizer, NoQuotas, QuotaManager
+from kio.static.primitive import i32
+
+from headrace.core.policies import AllowAll, Authorizer, NoQuotas, QuotaManager, RequestUsage
 from headrace.core.requests import (
     ApiRegistry,
     RequestContext,
@@ -48,6 +50,7 @@ from headrace.protocol.produce import MIN_VERSION as PRODUCE_MIN_VERSION
 from headrace.protocol.produce import ProduceDecodeError, decode_produce_request
 from headrace.security.sasl import AuthenticationFailed, SaslAuthenticator
 from headrace.server.audit import ADMIN_APIS, audit_kafka_request
+from headrace.server.busy_time import run_timed
 from headrace.server.handlers.api_versions import unsupported_version_response
 
 _SIZE = struct.Struct(">i")
@@ -59,6 +62,9 @@ SASL_AUTHENTICATE_KEY = 36
 #: What a SASL listener serves before authentication, and after the session expired.
 _BEFORE_AUTHENTICATION = frozenset({API_VERSIONS_KEY, SASL_HANDSHAKE_KEY, SASL_AUTHENTICATE_KEY})
 _REAUTHENTICATION = frozenset({SASL_HANDSHAKE_KEY, SASL_AUTHENTICATE_KEY})
+FETCH_KEY = 1
+#: Kafka's cluster-action APIs among those served here (WriteTxnMarkers).
+_CLUSTER_ACTIONS = frozenset({27})
 
 
 class ConnectionClosed(Exception):
@@ -73,6 +79,8 @@ class Outgoing:
     release: Callable[[], None] | None = None
     #: Hang up once this is sent (a refused authentication).
     close_after: bool = False
+    #: The client's quota throttle: its connection reads nothing more for this long (KIP-219).
+    throttle_ms: int = 0
 
     def done(self) -> None:
         if self.release is not None:
@@ -146,45 +154,50 @@ class RequestPipeline:
         # -- authorize
         if self.authorizer.enabled:
             ctx = self._authorize(ctx, handler.actions, request)
-        # -- quota
-        throttle_ms = self.quotas.throttle_ms(ctx, len(frame))
-        if throttle_ms:
-            ctx = dataclasses.replace(ctx, throttle_ms=throttle_ms)
-        # -- handle
-        response = await handler.handle(request, ctx)
+        # -- handle, measured while quotas may apply (they are charged once it is answered,
+        # as Kafka records when the response is ready)
+        quotas = self.quotas
+        charged = quotas.enabled and not _exempt(api_key, request)
+        handler_seconds = 0.0
+        if charged:
+            if api_key == FETCH_KEY:
+                request = _capped_fetch(request, quotas.fetch_bytes_limit(ctx))
+            response, handler_seconds = await run_timed(handler.handle(request, ctx))
+            if api_key == PRODUCE_KEY and request.acks == 0:
+                handler_seconds = 0.0  # Kafka exempts acks=0 produce from request quotas
+        else:
+            response = await handler.handle(request, ctx)
         close_after = False
         if sasl is not None and api_key in _REAUTHENTICATION:
             close_after = await self._after_sasl_step(session, sasl, _error_code_of(response))
         # -- audit
         if self.audit is not None and response is not None and api_key in ADMIN_APIS:
             audit_kafka_request(self.audit, request, response, ctx)
-        # -- observe
+        # -- quota and observe
         if response is None:
+            throttle_ms = 0
+            if charged:
+                throttle_ms = quotas.throttle_ms(
+                    ctx, RequestUsage(len(frame), 0, handler_seconds))
             self.observer.on_request(
                 api_key, api_version, time.perf_counter() - started, 0, len(frame), 0
             )
-            return None
-        if throttle_ms:
-            response = with_throttle(response, throttle_ms)
-        release = None
-        parts: list[bytes | FileSlice]
-        if isinstance(response, PreEncodedResponse):
-            release = response.release
-            header_bytes = response_header_bytes(correlation_id, api_key, response.flexible)
-            total = len(header_bytes) + response.body_size()
-            parts = [_SIZE.pack(total) + header_bytes, *response.body_parts]
-            error_code = response.error_code
-            response_size = total + 4
-        else:
-            encoded = encode_response(correlation_id, response)
-            parts = [encoded]
-            error_code = _error_code_of(response)
-            response_size = len(encoded)
+            # acks=0 has no response, but its connection is still muted for a throttle.
+            return Outgoing([], throttle_ms=throttle_ms) if throttle_ms else None
+        outgoing, error_code, response_size = _encoded(correlation_id, api_key, response)
+        if charged:
+            throttle_ms = quotas.throttle_ms(
+                ctx, RequestUsage(len(frame), response_size, handler_seconds))
+            if throttle_ms:
+                outgoing, error_code, response_size = _encoded(
+                    correlation_id, api_key, with_throttle(response, throttle_ms))
+                outgoing.throttle_ms = throttle_ms
         self.observer.on_request(
             api_key, api_version, time.perf_counter() - started, error_code, len(frame),
             response_size,
         )
-        return Outgoing(parts, release, close_after)
+        outgoing.close_after = close_after
+        return outgoing
 
     async def _after_sasl_step(self, session: Session, sasl: SaslState, error_code: int) -> bool:
         """Count and audit an authentication that ended; True: hang up after answering (any
@@ -251,6 +264,33 @@ def _authentication_gate(sasl: SaslState, api_key: int) -> None:
           and time.monotonic() >= sasl.expires_at):
         raise ConnectionClosed(
             f"API {api_key} after the SASL session expired without re-authentication")
+
+
+def _encoded(correlation_id: int, api_key: int, response: Any) -> tuple[Outgoing, int, int]:
+    """(the response in wire order, its top-level error code, its size on the wire)."""
+    if isinstance(response, PreEncodedResponse):
+        header_bytes = response_header_bytes(correlation_id, api_key, response.flexible)
+        total = len(header_bytes) + response.body_size()
+        parts: list[bytes | FileSlice] = [_SIZE.pack(total) + header_bytes, *response.body_parts]
+        return Outgoing(parts, response.release), response.error_code, total + 4
+    encoded = encode_response(correlation_id, response)
+    return Outgoing([encoded]), _error_code_of(response), len(encoded)
+
+
+def _exempt(api_key: int, request: Any) -> bool:
+    """What Kafka never charges to client quotas: cluster actions (a follower's Fetch, the
+    coordinators' WriteTxnMarkers), which replication and transactions need to make progress."""
+    if api_key == FETCH_KEY:
+        return int(getattr(request, "replica_id", -1)) >= 0
+    return api_key in _CLUSTER_ACTIONS
+
+
+def _capped_fetch(request: Any, limit: int | None) -> Any:
+    """A consumer Fetch asks for at most what its quota lets it receive at once (Kafka's
+    ``getMaxValueInQuotaWindow``): a larger answer would be throttled whatever came before."""
+    if limit is None or limit >= int(request.max_bytes):
+        return request
+    return dataclasses.replace(request, max_bytes=i32(max(limit, 1)))
 
 
 def with_throttle(response: Any, throttle_ms: int) -> Any:
