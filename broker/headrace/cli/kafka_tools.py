@@ -9,13 +9,14 @@ confluent-kafka imports happen inside functions so ``headrace --help`` stays fas
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -50,6 +51,32 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, output: bool = 
     if output:
         parser.add_argument("--output", "-o", choices=("table", "json"), default="table",
                             help="output format (default table)")
+
+
+async def at_bootstrap(args: argparse.Namespace,
+                       action: Callable[[argparse.Namespace, str, int], Awaitable[int]]) -> int:
+    """``action(args, host, port)`` against the first ``--bootstrap-server``, for the commands
+    that speak the Kafka protocol themselves (APIs librdkafka's admin client lacks), bounded by
+    ``--timeout``; an unreachable broker is one clear error."""
+    first = args.bootstrap_server.split(",")[0]
+    host, _, port = first.rpartition(":")
+    if not host or not port.isdigit():
+        raise CliError(f"--bootstrap-server must be HOST:PORT, got {args.bootstrap_server!r}")
+    try:
+        return await asyncio.wait_for(action(args, host, int(port)), args.timeout)
+    except (OSError, TimeoutError) as error:
+        raise CliError(f"cannot reach {args.bootstrap_server}: {error or 'timed out'}") from None
+
+
+async def broker_request(host: str, port: int, request: Any, seconds: float) -> Any:
+    """One Kafka request on a connection of its own."""
+    from headrace.cluster.wire import BrokerConnection
+
+    connection = BrokerConnection(host, port, client_id="headrace-cli", timeout=seconds)
+    try:
+        return await connection.request(request)
+    finally:
+        await connection.close()
 
 
 def parse_key_values(items: Iterable[str], what: str) -> dict[str, str]:

@@ -17,6 +17,8 @@ from typing import Any
 from headrace.cli.kafka_tools import (
     CliError,
     add_connection_arguments,
+    at_bootstrap,
+    broker_request,
     emit,
     print_table,
     run_guarded,
@@ -55,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_guarded(lambda a: asyncio.run(_run(a)), args)
+    return run_guarded(lambda a: asyncio.run(at_bootstrap(a, _action)), args)
 
 
 def _entity(args: argparse.Namespace) -> list[tuple[str, str | None]]:
@@ -86,27 +88,6 @@ def _ops(args: argparse.Namespace) -> list[tuple[str, float | None]]:
     return ops
 
 
-async def _run(args: argparse.Namespace) -> int:
-    first = args.bootstrap_server.split(",")[0]
-    host, _, port = first.rpartition(":")
-    if not host or not port.isdigit():
-        raise CliError(f"--bootstrap-server must be HOST:PORT, got {args.bootstrap_server!r}")
-    try:
-        return await asyncio.wait_for(_action(args, host, int(port)), args.timeout)
-    except (OSError, TimeoutError) as error:
-        raise CliError(f"cannot reach {args.bootstrap_server}: {error or 'timed out'}") from None
-
-
-async def _request(host: str, port: int, request: Any, seconds: float) -> Any:
-    from headrace.cluster.wire import BrokerConnection
-
-    connection = BrokerConnection(host, port, client_id="headrace-cli", timeout=seconds)
-    try:
-        return await connection.request(request)
-    finally:
-        await connection.close()
-
-
 def _label(kind: str, name: str | None) -> str:
     return f"{kind}={'<default>' if name is None else name}"
 
@@ -123,7 +104,7 @@ async def _action(args: argparse.Namespace, host: str, port: int) -> int:
             describe_v1.ComponentData(entity_type=kind, match_type=i8(0 if name else 1),
                                       match=name)
             for kind, name in entity)
-        answer = await _request(host, port, describe_v1.DescribeClientQuotasRequest(
+        answer = await broker_request(host, port, describe_v1.DescribeClientQuotasRequest(
             components=components, strict=bool(args.strict)), args.timeout)
         if answer.error_code != ErrorCode.none:
             raise CliError(f"{ErrorCode(answer.error_code).name.upper()}: "
@@ -141,7 +122,7 @@ async def _action(args: argparse.Namespace, host: str, port: int) -> int:
         raise CliError("name the entity: --user/--client-id/--ip or their --*-default")
     ops = tuple(alter_v1.OpData(key=key, value=f64(value or 0.0), remove=value is None)
                 for key, value in _ops(args))
-    altered = await _request(host, port, alter_v1.AlterClientQuotasRequest(
+    altered = await broker_request(host, port, alter_v1.AlterClientQuotasRequest(
         entries=(alter_v1.EntryData(entity=tuple(
             alter_v1.EntityData(entity_type=kind, entity_name=name) for kind, name in entity),
             ops=ops),),

@@ -15,6 +15,8 @@ from typing import Any
 from headrace.cli.kafka_tools import (
     CliError,
     add_connection_arguments,
+    at_bootstrap,
+    broker_request,
     emit,
     print_table,
     run_guarded,
@@ -36,27 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_guarded(lambda a: asyncio.run(_run(a)), args)
-
-
-async def _run(args: argparse.Namespace) -> int:
-    host, _, port = args.bootstrap_server.rpartition(":")
-    if not host or not port.isdigit():
-        raise CliError(f"--bootstrap-server must be HOST:PORT, got {args.bootstrap_server!r}")
-    try:
-        return await asyncio.wait_for(_action(args, host, int(port)), args.timeout)
-    except (OSError, TimeoutError) as error:
-        raise CliError(f"cannot reach {args.bootstrap_server}: {error or 'timed out'}") from None
-
-
-async def _request(host: str, port: int, request: Any, seconds: float) -> Any:
-    from headrace.cluster.wire import BrokerConnection
-
-    connection = BrokerConnection(host, port, client_id="headrace-cli", timeout=seconds)
-    try:
-        return await connection.request(request)
-    finally:
-        await connection.close()
+    return run_guarded(lambda a: asyncio.run(at_bootstrap(a, _action)), args)
 
 
 async def _action(args: argparse.Namespace, host: str, port: int) -> int:
@@ -70,12 +52,13 @@ async def _action(args: argparse.Namespace, host: str, port: int) -> int:
     from kio.static.primitive import i8
 
     if args.action == "list":
-        metadata = await _request(host, port, metadata_v1.MetadataRequest(topics=()),
+        metadata = await broker_request(host, port, metadata_v1.MetadataRequest(topics=()),
                                   args.timeout)
         rows: list[dict[str, Any]] = []
         for broker in metadata.brokers:
-            answer = await _request(broker.host, int(broker.port), list_v0.ListTransactionsRequest(
-                state_filters=tuple(args.state), producer_id_filters=()), args.timeout)
+            answer = await broker_request(
+                broker.host, int(broker.port), list_v0.ListTransactionsRequest(
+                    state_filters=tuple(args.state), producer_id_filters=()), args.timeout)
             if answer.error_code != ErrorCode.none:
                 code = ErrorCode(answer.error_code).name.upper()
                 raise CliError(f"broker {broker.node_id}: {code}")
@@ -88,19 +71,19 @@ async def _action(args: argparse.Namespace, host: str, port: int) -> int:
         emit(args, rows, lambda: print_table(
             rows, ["transactional_id", "coordinator", "producer_id", "state"]))
         return 0
-    found = await _request(host, port, find_v3.FindCoordinatorRequest(
+    found = await broker_request(host, port, find_v3.FindCoordinatorRequest(
         key=args.transactional_id, key_type=i8(1)), args.timeout)
     if found.error_code != ErrorCode.none:
         raise CliError(f"no coordinator for {args.transactional_id}: "
                        f"{ErrorCode(found.error_code).name.upper()}")
     try:
-        answer = await _request(found.host, int(found.port),
+        answer = await broker_request(found.host, int(found.port),
                                 describe_v0.DescribeTransactionsRequest(
             transactional_ids=(TransactionalId(args.transactional_id),)), args.timeout)
     except SerialError:
         # kio cannot read the start time -1 Kafka sends for an id with no transaction yet:
         # its state is all there is to show.
-        listed = await _request(found.host, int(found.port), list_v0.ListTransactionsRequest(
+        listed = await broker_request(found.host, int(found.port), list_v0.ListTransactionsRequest(
             state_filters=(), producer_id_filters=()), args.timeout)
         entries = [e for e in listed.transaction_states
                    if e.transactional_id == args.transactional_id]
