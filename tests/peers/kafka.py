@@ -197,7 +197,10 @@ def free_ports(count: int) -> list[int]:
 
 
 def random_cluster_id() -> str:
-    """A cluster id as ``kafka-storage random-uuid`` prints it (22 URL-safe base64 characters)."""
+    """A cluster id as ``kafka-storage random-uuid`` prints it (22 URL-safe base64 characters).
+
+    One in 64 begins with ``-``, which argparse reads as an option: pass it as ``--cluster-id=ID``.
+    """
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
@@ -352,7 +355,7 @@ def start_kraft_broker(
         if attempt == 1:
             format_started = time.monotonic()
             formatted = run_kafka_tool(
-                STORAGE_TOOL, "format", "--cluster-id", cluster_id,
+                STORAGE_TOOL, "format", f"--cluster-id={cluster_id}",
                 "--config", str(config_path), "--ignore-formatted", timeout=timeout,
             )
             if formatted.returncode != 0:
