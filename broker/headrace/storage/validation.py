@@ -14,7 +14,7 @@ when :func:`headrace.record.costly_to_open` says so, and append on the event loo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from headrace import record
 from headrace.record import BatchHeader
@@ -28,15 +28,20 @@ from headrace.storage.errors import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class CheckedBatches:
+class CheckedBatches(NamedTuple):
     """A producer's batches, checked against one log config: their headers and the max
-    timestamp each must carry (its records' largest, as Kafka's LogValidator sets it)."""
+    timestamp each must carry (its records' largest, as Kafka's LogValidator sets it). A
+    NamedTuple: one is built per produced partition, and tuples are the cheapest to build."""
 
     batches: object  # the very buffer that was checked
     config: LogConfig
     headers: list[BatchHeader]
     max_timestamps: list[int]
+
+
+_INT64_MAX = (1 << 63) - 1
+#: The window of a topic whose timestamp bounds exclude no int64 timestamp.
+_ANY_TIME = record.TimestampWindow(0, _INT64_MAX)
 
 
 def validate_batches(
@@ -69,17 +74,22 @@ def check_producer_batches(
     headers = validate_batches(view, max_batch_bytes=config.max_message_bytes, leader=True)
     window = None
     if config.message_timestamp_type == "CreateTime":
-        window = record.TimestampWindow(  # a timestamp is -1 (none) or a time since 1970
-            max(0, now_ms - config.message_timestamp_before_max_ms),
-            now_ms + config.message_timestamp_after_max_ms,
-        )
+        # A timestamp is -1 (none) or a time since 1970; Kafka's default bounds (Long.MAX)
+        # reach past every int64 timestamp, so they share one window (none built per call).
+        low = now_ms - config.message_timestamp_before_max_ms
+        high = now_ms + config.message_timestamp_after_max_ms
+        if low <= 0 and high >= _INT64_MAX:
+            window = _ANY_TIME
+        else:
+            window = record.TimestampWindow(max(0, low), high)
     max_timestamps: list[int] = []
     first_record = 0  # record_errors index the partition's records across its batches
+    need_keys, check_batch = config.compacts, record.check_batch
     for header in headers:
         try:
             max_timestamps.append(
-                record.check_batch(view, header, need_keys=config.compacts, window=window,
-                                   unsequenced=coordinator)
+                check_batch(view, header, need_keys=need_keys, window=window,
+                            unsequenced=coordinator)
             )
         except record.InvalidRecordsError as error:
             errors = [(first_record + index, message) for index, message in error.record_errors]
