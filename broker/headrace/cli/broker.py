@@ -251,6 +251,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from headrace.app import BrokerApp
     from headrace.cluster.options import settings_from_args
     from headrace.core.config import BrokerConfig
+    from headrace.core.gc_pauses import LONG_LIVED
 
     kafka_host, kafka_port = args.kafka_listen
     http_host, http_port = args.http_listen
@@ -305,6 +306,7 @@ async def _serve(args: argparse.Namespace) -> int:
     except BaseException:
         await app.stop()  # a busy HTTP port or a foreign cluster: release what started
         raise
+    LONG_LIVED.install()  # recovery opened every log: freeze them out of the GC's passes
     endpoint = app.broker.endpoint
     ready: dict[str, Any] = {
         "event": "listening",

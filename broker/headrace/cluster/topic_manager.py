@@ -25,6 +25,7 @@ from headrace.cluster.model import (
 from headrace.cluster.store import EtcdMetadataStore
 from headrace.cluster.topic_writes import TopicWrites, WriteDone
 from headrace.core.errors import KafkaError
+from headrace.core.gc_pauses import LONG_LIVED
 from headrace.core.topics import (
     DEFAULT_MAX_BROKER_PARTITIONS,
     DEFAULT_MAX_TOPIC_PARTITIONS,
@@ -237,6 +238,7 @@ class ClusterTopicManager(TopicManager):
         self._creations.pop(name, None)
         with contextlib.suppress(StorageError):
             self._logs.delete_topic(name)
+        LONG_LIVED.thaw()  # its objects may form cycles the frozen generation would keep
         deletion = self._deletions[name] = _LocalChange(topic.topic_id)
 
         settle = self._track(name)
