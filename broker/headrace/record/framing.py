@@ -103,7 +103,7 @@ def check_batch(
         if outcome[0] == _WALKED:
             _, top, bottom, keyless, walked = outcome
             if walked == count and not (need_keys and keyless) and (
-                    window is None or window.low <= bottom and top <= window.high):
+                    window is None or (window.low <= bottom and top <= window.high)):
                 return top  # type: ignore[no-any-return]
     plain = plain_batch_of(batch, header, inflate_limit)
     return check_records(plain, base_offset, count, need_keys=need_keys, window=window)

@@ -21,8 +21,8 @@ import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from aiokafka.errors import CorruptRecordException
 import crc32c as _crc32c
+from aiokafka.errors import CorruptRecordException
 from aiokafka.record.default_records import DefaultRecordBatch
 
 from headrace.record.compression import (
