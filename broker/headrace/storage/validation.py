@@ -39,9 +39,19 @@ class CheckedBatches(NamedTuple):
     max_timestamps: list[int]
 
 
-_INT64_MAX = (1 << 63) - 1
-#: The window of a topic whose timestamp bounds exclude no int64 timestamp.
-_ANY_TIME = record.TimestampWindow(0, _INT64_MAX)
+_last_window = record.TimestampWindow(0, 0)
+
+
+def _window(low: int, high: int) -> record.TimestampWindow:
+    """``TimestampWindow(low, high)``, reusing the last one built: the bounds change once a
+    millisecond, produce requests come many times as often (read once: checks also run in
+    worker threads)."""
+    global _last_window
+    last = _last_window
+    if last.low == low and last.high == high:
+        return last
+    _last_window = window = record.TimestampWindow(low, high)
+    return window
 
 
 def validate_batches(
@@ -74,14 +84,9 @@ def check_producer_batches(
     headers = validate_batches(view, max_batch_bytes=config.max_message_bytes, leader=True)
     window = None
     if config.message_timestamp_type == "CreateTime":
-        # A timestamp is -1 (none) or a time since 1970; Kafka's default bounds (Long.MAX)
-        # reach past every int64 timestamp, so they share one window (none built per call).
+        # A timestamp is -1 (none) or a time since 1970.
         low = now_ms - config.message_timestamp_before_max_ms
-        high = now_ms + config.message_timestamp_after_max_ms
-        if low <= 0 and high >= _INT64_MAX:
-            window = _ANY_TIME
-        else:
-            window = record.TimestampWindow(max(0, low), high)
+        window = _window(low if low > 0 else 0, now_ms + config.message_timestamp_after_max_ms)
     max_timestamps: list[int] = []
     first_record = 0  # record_errors index the partition's records across its batches
     need_keys, check_batch = config.compacts, record.check_batch
