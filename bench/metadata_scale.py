@@ -77,7 +77,8 @@ async def auto_create(port: int, count: int) -> dict[str, float]:
     probing = asyncio.create_task(probe())
     started = time.perf_counter()
     response = await asker.request(
-        3, 12, wait_seconds=300, topics=tuple(module.MetadataRequestTopic(topic_id=None, name=n) for n in names),
+        3, 12, wait_seconds=300,
+        topics=tuple(module.MetadataRequestTopic(topic_id=None, name=n) for n in names),
         allow_auto_topic_creation=True, include_topic_authorized_operations=False,
     )
     round_trip = time.perf_counter() - started
