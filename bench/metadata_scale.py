@@ -15,7 +15,11 @@ request`` raised to the Metadata batch size so one request creates them all) and
 * ``sigterm``: SIGTERM sent while a CreateTopics of ``--batch`` topics is in flight: seconds
   until the process exits.
 
-    python bench/metadata_scale.py [--topics 10000] [--batch 1000] [--auto-create 3000] [--json]
+``--cluster`` runs the broker as a one-broker etcd cluster member (an etcd child process, as
+``headrace dev`` starts one; replication factor 1), so creations also go through etcd.
+
+    python bench/metadata_scale.py [--topics 10000] [--batch 1000] [--auto-create 3000] \
+        [--cluster] [--json]
 """
 
 from __future__ import annotations
@@ -73,7 +77,8 @@ async def auto_create(port: int, count: int) -> dict[str, float]:
     probing = asyncio.create_task(probe())
     started = time.perf_counter()
     response = await asker.request(
-        3, 12, topics=tuple(module.MetadataRequestTopic(topic_id=None, name=n) for n in names),
+        3, 12, wait_seconds=300,
+        topics=tuple(module.MetadataRequestTopic(topic_id=None, name=n) for n in names),
         allow_auto_topic_creation=True, include_topic_authorized_operations=False,
     )
     round_trip = time.perf_counter() - started
@@ -119,13 +124,24 @@ def main() -> int:
     parser.add_argument("--topics", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--auto-create", type=int, default=3000)
+    parser.add_argument("--cluster", action="store_true",
+                        help="a one-broker etcd cluster instead of a single broker")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results: dict[str, Any] = {"load_average": os.getloadavg()[0]}
-    with tempfile.TemporaryDirectory(prefix="metadata-scale-") as tmp:
+    results: dict[str, Any] = {"load_average": os.getloadavg()[0], "cluster": args.cluster}
+    with tempfile.TemporaryDirectory(prefix="metadata-scale-") as tmp, \
+            contextlib.ExitStack() as stack:
+        flags: tuple[str, ...] = ("--auto-create-topics-per-request", str(args.auto_create))
+        if args.cluster:
+            from headrace.cluster.etcd_launcher import EtcdProcess
+
+            etcd = EtcdProcess(Path(tmp) / "etcd")
+            etcd.start()
+            stack.callback(etcd.stop)
+            flags += ("--metadata", etcd.metadata_url, "--default-replication-factor", "1",
+                      "--offsets-topic-replication-factor", "1")
         data_dir = Path(tmp) / "broker"
-        broker = BrokerProcess(
-            data_dir, ("--auto-create-topics-per-request", str(args.auto_create)))
+        broker = BrokerProcess(data_dir, flags)
         results["first_start_s"] = timed_start(broker)
         names = [f"t-{i:05d}" for i in range(args.topics)]
         batches = [names[i : i + args.batch] for i in range(0, len(names), args.batch)]
@@ -143,7 +159,9 @@ def main() -> int:
         broker.kill()
         results["restart"]["start_after_kill_s"] = timed_start(broker)
         broker.stop(timeout=120)
-        results["sigterm_mid_creation_s"] = sigterm_mid_creation(Path(tmp) / "sig", args.batch)
+        if not args.cluster:  # (a second broker would join the cluster)
+            results["sigterm_mid_creation_s"] = sigterm_mid_creation(
+                Path(tmp) / "sig", args.batch)
     if args.json:
         print(json.dumps(results, indent=1))
     else:

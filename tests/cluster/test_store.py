@@ -139,6 +139,35 @@ async def test_topic_creation_and_deletion_propagate(make_store: StoreFactory) -
     )
 
 
+async def test_creations_asked_together_share_transactions(make_store: StoreFactory) -> None:
+    """300 topics created at once (as one Metadata request auto-creates them) reach etcd in a
+    few transactions, not 300; a name already taken fails only its own creation."""
+    creator, follower = await make_store(), await make_store()
+
+    def topic(name: str) -> tuple[TopicRecord, list[PartitionState]]:
+        return (TopicRecord(name, uuid.uuid4().hex, {0: (1,)}, {}),
+                [PartitionState(name, 0, (1,), 1, 0, (1,))])
+
+    assert await creator.create_topic(*topic("auto-00007"))  # taken before the batch
+    transactions = 0
+    client = creator.client
+    real = client.transaction
+
+    def counting(*args: object, **kwargs: object) -> object:
+        nonlocal transactions
+        transactions += 1
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    client.transaction = counting  # type: ignore[method-assign]
+    names = [f"auto-{i:05d}" for i in range(300)]
+    revisions = await asyncio.gather(*(creator.create_topic(*topic(n)) for n in names))
+    assert [bool(r) for r in revisions] == [n != "auto-00007" for n in names]
+    # 2 operations per topic, 100 per transaction: 6 batches; the one holding the taken
+    # name is retried alone (50 more).
+    assert transactions <= 6 + 50, transactions
+    await follower.wait_until(lambda s: all(n in s.topics for n in names), timeout=20)
+
+
 async def test_controller_fails_over_leadership_when_a_broker_dies(
     make_store: StoreFactory,
 ) -> None:

@@ -11,9 +11,11 @@ import contextlib
 import resource
 import socket
 import struct
+import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.hardening.raw import (
     API_VERSIONS,
@@ -169,6 +171,7 @@ def test_max_connections_per_ip_and_max_connections(start_broker: StartBroker) -
         extra = connect(per_ip.kafka_port)
         assert closed_by_peer(extra, within=3), "a fourth connection from 127.0.0.1 was kept"
         extra.close()
+        assert refused(per_ip) == {"max.connections": 0, "max.connections.per.ip": 1}
         opened.pop().close()  # a slot frees: a new connection is served
 
         def served() -> bool:
@@ -198,7 +201,19 @@ def test_max_connections_per_ip_and_max_connections(start_broker: StartBroker) -
         assert closed_by_peer(extra, within=3), "a third connection over max.connections=2"
         extra.close()
         assert round_trip(opened[0]) < 1.0
+        assert refused(total) == {"max.connections": 1, "max.connections.per.ip": 0}
     assert "max.connections=2" in total.log()
+
+
+def refused(broker: BrokerProcess) -> dict[str, float]:
+    """headrace_connections_refused_total by limit, scraped from the broker's /metrics."""
+    url = f"http://127.0.0.1:{broker.http_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {sample.labels["limit"]: sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "headrace_connections_refused"
+            for sample in family.samples if sample.name.endswith("_total")}
 
 
 def test_a_frame_too_small_for_a_header_still_closes(start_broker: StartBroker) -> None:

@@ -448,6 +448,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from headrace.app import BrokerApp
     from headrace.cluster.options import settings_from_args
     from headrace.core.config import BrokerConfig
+    from headrace.core.gc_pauses import LONG_LIVED
 
     http_host, http_port = args.http_listen
     listeners = _listener_configs(args)
@@ -525,6 +526,7 @@ async def _serve(args: argparse.Namespace) -> int:
     except BaseException:
         await app.stop()  # a busy HTTP port or a foreign cluster: release what started
         raise
+    LONG_LIVED.install()  # recovery opened every log: freeze them out of the GC's passes
     endpoint = app.broker.endpoint
     ready: dict[str, Any] = {
         "event": "listening",

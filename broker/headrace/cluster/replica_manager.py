@@ -28,6 +28,7 @@ from typing import Protocol
 
 from kio.schema.errors import ErrorCode
 
+from headrace import record
 from headrace.cluster.decisions import expand_isr, shrink_isr, under_min_isr, under_replicated
 from headrace.cluster.model import NO_LEADER, PartitionState
 from headrace.cluster.replication import LeaderPartitionState
@@ -345,9 +346,10 @@ class ClusteredReplicaManager(ReplicaManager):
                 f"ISR {list(role.state.isr)} is smaller than min.insync.replicas={min_isr}",
             )
         try:
-            checked = None if coordinator else await self.check_off_loop(log_, records)
-            if checked is not None:  # leadership may have moved while a thread checked
-                role = self.leader_role(topic, partition)
+            checked = None
+            if not coordinator and record.costly_to_open(records):
+                checked = await self.check_off_loop(log_, records)
+                role = self.leader_role(topic, partition)  # it may have moved meanwhile
             result = log_.append(records, leader_epoch=role.leader_epoch, checked=checked,
                                  coordinator=coordinator)
         except StorageError as error:

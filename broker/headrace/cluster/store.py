@@ -21,6 +21,7 @@ import aetcd
 import aetcd.exceptions
 
 from headrace.cluster.cache import KeyEvent, MetadataCache
+from headrace.cluster.create_batches import CreationBatcher
 from headrace.cluster.model import (
     BrokerRegistration,
     ClusterSnapshot,
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: etcd refuses transactions with more operations than ``--max-txn-ops`` (default 128).
 MAX_TXN_OPS = 100
+#: A topic to create and its partitions' first states.
+_Creation = tuple[TopicRecord, list[PartitionState]]
 
 Listener = Callable[[ClusterSnapshot], None]
 
@@ -99,6 +102,10 @@ class EtcdMetadataStore:
         self.last_lease_refresh = 0.0
         self._on_session_lost: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
+        self._creations: CreationBatcher[_Creation] = CreationBatcher(
+            self._create_topics_together, self._create_topic_alone,
+            lambda creation: 1 + len(creation[1]), MAX_TXN_OPS,
+        )
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -538,7 +545,30 @@ class EtcdMetadataStore:
 
     async def create_topic(self, topic: TopicRecord, states: Iterable[PartitionState]) -> int:
         """Create a topic and its partition states: the etcd revision of the new record, or 0
-        (false) if the name is taken. A cache at that revision or later has seen the creation."""
+        (false) if the name is taken. A cache at that revision or later has seen the creation.
+        Creations asked in the same turn of the event loop share transactions
+        (:mod:`headrace.cluster.create_batches`)."""
+        return await self._creations.create((topic, list(states)))
+
+    async def _create_topics_together(self, creations: Sequence[_Creation]) -> tuple[bool, int]:
+        """One transaction creating every topic of ``creations`` (each only if its name is
+        free): (True, revision) when all landed, (False, 0) when none did."""
+        tx = self.client.transactions
+        compare, success = [], []
+        for topic, states in creations:
+            topic_key = self.keys.topic(topic.name)
+            compare.append(tx.create(topic_key) == 0)
+            success.append(tx.put(topic_key, topic.to_json()))
+            success += [tx.put(self.keys.partition(s.topic, s.partition), s.to_json())
+                        for s in states]
+        succeeded, responses = await self._bounded(self.client.transaction(
+            compare=compare, success=success, failure=[]))
+        if not succeeded:
+            return False, 0
+        return True, int(responses[0].response_put.header.revision)
+
+    async def _create_topic_alone(self, creation: _Creation) -> int:
+        topic, states = creation
         tx = self.client.transactions
         topic_key = self.keys.topic(topic.name)
         puts = [tx.put(self.keys.partition(s.topic, s.partition), s.to_json()) for s in states]

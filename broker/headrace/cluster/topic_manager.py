@@ -25,6 +25,7 @@ from headrace.cluster.model import (
 from headrace.cluster.store import EtcdMetadataStore
 from headrace.cluster.topic_writes import TopicWrites, WriteDone
 from headrace.core.errors import KafkaError
+from headrace.core.gc_pauses import LONG_LIVED
 from headrace.core.topics import (
     DEFAULT_MAX_BROKER_PARTITIONS,
     DEFAULT_MAX_TOPIC_PARTITIONS,
@@ -33,7 +34,7 @@ from headrace.core.topics import (
     TopicSpec,
     storage_errors,
 )
-from headrace.storage import LogManagerAPI, StorageError, TopicMetadata
+from headrace.storage import LogManagerAPI, NewPartitions, StorageError, TopicMetadata
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,16 @@ class _LocalChange:
     #: The etcd revision that records it, once written (creations); None before.
     revision: int | None = None
     written: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A topic about to be created: its metadata, and its etcd record and partition states
+    (None and empty when only validated)."""
+
+    meta: TopicMetadata
+    record: TopicRecord | None
+    states: list[PartitionState]
 
 
 class ClusterTopicManager(TopicManager):
@@ -160,7 +171,22 @@ class ClusterTopicManager(TopicManager):
         return record, initial_states(record, snapshot.brokers, range(partitions))
 
     def create(self, spec: TopicSpec, *, validate_only: bool = False) -> TopicMetadata:
-        snapshot = self._store.snapshot()
+        """Create one topic's local log on the calling thread and write it to etcd in the
+        background (tests, tools; requests use :meth:`create_many`)."""
+        plan = self._plan(spec, self._store.snapshot(), validate_only=validate_only)
+        if validate_only:
+            return plan.meta
+        with storage_errors(f"creating topic {spec.name!r}"):
+            created = self._logs.create_topic(
+                spec.name, plan.meta.partitions, plan.meta.configs, plan.meta.topic_id)
+        self._publish(plan)
+        return created
+
+    def _plan(
+        self, spec: TopicSpec, snapshot: ClusterSnapshot, *, validate_only: bool = False,
+        planned: int = 0,
+    ) -> _Plan:
+        """Check ``spec`` and place its partitions; raises KafkaError."""
         live = max(1, len(snapshot.brokers))
         if spec.replication_factor == -1:
             self.default_replication_factor = min(
@@ -168,14 +194,15 @@ class ClusterTopicManager(TopicManager):
             )
         if spec.name in snapshot.topics:
             raise KafkaError(ErrorCode.topic_already_exists, f"topic {spec.name!r} already exists")
-        partitions, configs = self.check_spec(spec)
+        partitions, configs = self.check_spec(spec, planned=planned)
         replication = (
             self.default_replication_factor
             if spec.replication_factor == -1
             else spec.replication_factor
         )
         if validate_only:
-            return TopicMetadata(spec.name, uuid.UUID(int=0), partitions, configs)
+            return _Plan(TopicMetadata(spec.name, uuid.UUID(int=0), partitions, configs),
+                         None, [])
         topic_id = uuid.uuid4()
         try:
             record, states = self.plan_topic(
@@ -183,9 +210,13 @@ class ClusterTopicManager(TopicManager):
             )
         except ValueError as error:
             raise KafkaError(ErrorCode.invalid_replication_factor, str(error)) from error
-        with storage_errors(f"creating topic {spec.name!r}"):
-            created = self._logs.create_topic(spec.name, partitions, configs, topic_id)
-        name = spec.name
+        return _Plan(TopicMetadata(spec.name, topic_id, partitions, configs), record, states)
+
+    def _publish(self, plan: _Plan) -> None:
+        """Write a topic whose local log exists to etcd, in the background."""
+        record, states, topic_id = plan.record, plan.states, plan.meta.topic_id
+        assert record is not None
+        name = plan.meta.name
         self._creations[name] = _LocalChange(topic_id)
 
         settle = self._track(name)
@@ -205,19 +236,59 @@ class ClusterTopicManager(TopicManager):
                 self._remove_refused_creation(name, topic_id)
 
         self._write(name, lambda: self._store.create_topic(record, states), written)
-        return created
 
     async def create_many(
         self, specs: Sequence[TopicSpec], *, validate_only: bool = False
     ) -> list[TopicMetadata | KafkaError]:
-        """One :meth:`create` per spec: each is placed against the snapshot the ones before it
-        left, and written to etcd in the background as its own record."""
+        """Create a batch of topics: each spec checked and placed on its own, the valid ones'
+        local logs made together off the event loop (one metadata fsync), then written to
+        etcd, where creations of one turn of the loop share transactions
+        (:mod:`headrace.cluster.create_batches`). One result per spec, in order."""
+        from headrace.core.topic_batches import run_creation
+
+        snapshot = self._store.snapshot()
         results: list[TopicMetadata | KafkaError] = []
+        plans: list[_Plan] = []
+        names: set[str] = set()
+        planned = 0
         for spec in specs:
             try:
-                results.append(self.create(spec, validate_only=validate_only))
+                if spec.name in names:  # the first entry creates it
+                    raise KafkaError(ErrorCode.topic_already_exists,
+                                     f"topic {spec.name!r} already exists")
+                plan = self._plan(spec, snapshot, validate_only=validate_only, planned=planned)
             except KafkaError as error:
                 results.append(error)
+                continue
+            names.add(spec.name)
+            planned += plan.meta.partitions
+            results.append(plan.meta)
+            plans.append(plan)
+        if validate_only or not plans:
+            return results
+        failure: KafkaError | None = None
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for plan in plans:
+            self._in_flight[plan.meta.name] = finished
+        try:
+            with storage_errors(f"creating {len(plans)} topics"):
+                await run_creation(
+                    self._logs.begin_creation([NewPartitions(plan.meta) for plan in plans]))
+        except KafkaError as error:
+            failure = error
+        except Exception as error:  # a bug must not take the connection down with it
+            log.exception("creating %d topics failed", len(plans))
+            failure = KafkaError(ErrorCode.unknown_server_error, f"creating topics: {error!r}")
+        finally:
+            finished.set_result(None)
+            for plan in plans:
+                if self._in_flight.get(plan.meta.name) is finished:
+                    del self._in_flight[plan.meta.name]
+        if failure is not None:
+            return [failure if isinstance(r, TopicMetadata) and r.name in names else r
+                    for r in results]
+        for plan in plans:
+            self._publish(plan)
         return results
 
     def _remove_refused_creation(self, name: str, topic_id: uuid.UUID) -> None:
@@ -237,6 +308,7 @@ class ClusterTopicManager(TopicManager):
         self._creations.pop(name, None)
         with contextlib.suppress(StorageError):
             self._logs.delete_topic(name)
+        LONG_LIVED.thaw()  # its objects may form cycles the frozen generation would keep
         deletion = self._deletions[name] = _LocalChange(topic.topic_id)
 
         settle = self._track(name)

@@ -91,7 +91,9 @@ class ReplicaManager:
         """
         log = self.log(topic, partition)
         try:
-            checked = None if coordinator else await self.check_off_loop(log, records)
+            checked = None
+            if not coordinator and record.costly_to_open(records):
+                checked = await self.check_off_loop(log, records)
             result = log.append(records, leader_epoch=self._leader_epoch, checked=checked,
                                 coordinator=coordinator)
         except StorageError as error:
@@ -105,12 +107,12 @@ class ReplicaManager:
 
     async def check_off_loop(
         self, log: PartitionLogAPI, records: bytes | memoryview
-    ) -> CheckedBatches | None:
-        """Check large or compressed producer batches in a worker thread (inflating them can
-        take a while), so the event loop serves other clients meanwhile; None for the rest,
-        which the append checks on the loop. Raises the check's StorageError."""
-        if not record.costly_to_open(records):
-            return None
+    ) -> CheckedBatches:
+        """Check producer batches that are :func:`~headrace.record.costly_to_open` (large or
+        compressed: inflating them can take a while) in a worker thread, so the event loop
+        serves other clients meanwhile; callers check the rest on the loop (append does, when
+        given no verdict: no coroutine for the small requests). Raises the check's
+        StorageError."""
         async with self._check_slots:
             return await asyncio.to_thread(log.check_batches, records)
 

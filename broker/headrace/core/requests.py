@@ -218,6 +218,11 @@ class RequestObserver(Protocol):
         """A SASL authentication ended in ``result`` (``success`` or ``failure``)."""
         return None
 
+    def on_connection_refused(self, limit: str) -> None:
+        """A client connection was closed at accept: ``limit`` (``max.connections`` or
+        ``max.connections.per.ip``) was reached."""
+        return None
+
     def on_produced(self, topic: str, partition: int, records: int, size: int) -> None:
         """``records`` (``size`` bytes) were appended to a partition."""
         return None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import fields
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from kio.schema.errors import ErrorCode
@@ -158,18 +157,26 @@ async def partition_results(
     :class:`KafkaError`. A topic the authorizer denied, or one ``check(topic)`` refuses by
     raising, fails all its partitions without calling ``answer``. ``topic(name, results)``
     groups each topic's partition results."""
+    # :func:`each`, inlined: this loop runs for every Produce and Fetch (no partials, no
+    # coroutine per topic on the small-request path).
     results = []
+    denied = ctx.denied
     for name, partitions in topics:
         try:
-            require(ctx, ResourceType.TOPIC, name)
+            if denied and (ResourceType.TOPIC, name) in denied:
+                raise authorization_error(ResourceType.TOPIC, name)
             if check is not None:
                 await check(name)
         except KafkaError as error:
             results.append(topic(name, tuple(failed(name, p, error) for p in partitions)))
             continue
-        results.append(
-            topic(name, await each(partitions, partial(answer, name), partial(failed, name)))
-        )
+        answered = []
+        for partition in partitions:
+            try:
+                answered.append(await answer(name, partition))
+            except KafkaError as error:
+                answered.append(failed(name, partition, error))
+        results.append(topic(name, tuple(answered)))
     return tuple(results)
 
 

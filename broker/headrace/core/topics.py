@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from kio.schema.errors import ErrorCode
 
 from headrace.core.errors import KafkaError
+from headrace.core.gc_pauses import LONG_LIVED
 from headrace.storage import (
     InvalidConfigError,
     LogConfig,
@@ -273,6 +274,7 @@ class TopicManager:
         self.require(name)
         with storage_errors(f"deleting topic {name!r}"):
             self._logs.delete_topic(name)
+        LONG_LIVED.thaw()  # its objects may form cycles the frozen generation would keep
         self._on_change(name)
 
     def add_partitions(

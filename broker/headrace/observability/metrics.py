@@ -51,6 +51,9 @@ from headrace.observability.replication import ReplicationCollector, Replication
 from headrace.observability.transactions import TransactionCollector, TransactionStatsSource
 from headrace.storage import CleaningTask, RetentionReport
 
+#: The ``limit`` label values of ``headrace_connections_refused_total`` (Kafka's config names).
+CONNECTION_LIMITS = ("max.connections", "max.connections.per.ip")
+
 #: Default bound on per-partition series (per gauge name); see docs/metrics.md.
 DEFAULT_MAX_PARTITION_SERIES = 2000
 #: Environment variable that overrides the bound for a broker process.
@@ -307,6 +310,13 @@ class _HotPathCollector(Collector):
                                 value=m._connections_active)
         yield CounterMetricFamily("headrace_connections", "Kafka client connections accepted.",
                                   value=m._connections)
+        refused = CounterMetricFamily(
+            "headrace_connections_refused",
+            "Kafka client connections closed at accept by max.connections or "
+            "max.connections.per.ip.", labels=["limit"])
+        for limit, count in m._connections_refused.items():
+            refused.add_metric([limit], count)
+        yield refused
         yield GaugeMetricFamily("headrace_fetch_waiting",
                                 "Fetch requests parked waiting for data (long poll).",
                                 value=m._fetch_waiting)
@@ -379,6 +389,9 @@ class BrokerMetrics:
         self._topics: dict[str, _TopicTotals] = {}
         self._connections = 0
         self._connections_active = 0
+        #: Connections closed at accept, by the Kafka limit that refused them (both always
+        #: exported, from zero).
+        self._connections_refused = {limit: 0 for limit in CONNECTION_LIMITS}
         self._fetch_waiting = 0
         registry.register(_HotPathCollector(self))
         self._watched_coordinators: set[int] = set()
@@ -519,6 +532,9 @@ class BrokerMetrics:
 
     def on_authentication(self, mechanism: str, result: str) -> None:
         self.sasl_authentications.labels(mechanism, result).inc()
+
+    def on_connection_refused(self, limit: str) -> None:
+        self._connections_refused[limit] = self._connections_refused.get(limit, 0) + 1
 
     def on_fetch_waiting(self, delta: int) -> None:
         """A long-poll fetch parked (``+1``) or woke/expired (``-1``)."""

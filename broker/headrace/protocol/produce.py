@@ -186,6 +186,9 @@ def _nullable_string(value: str | None, flexible: bool) -> bytes:
     return _string(value, flexible)
 
 
+_NO_RECORD_ERRORS = b"\x00\x00\x00\x00"  # a non-flexible empty array (INT32 count 0)
+
+
 def encode_produce_body(
     version: int, topics: Sequence[tuple[str, Sequence[PartitionResult]]], throttle_ms: int = 0
 ) -> bytes:
@@ -208,7 +211,12 @@ def encode_produce_body(
                 out += _I64.pack(partition.log_start_offset)
             if version >= 8:
                 errors = partition.record_errors
-                out += encode_uvarint(len(errors) + 1) if flexible else _I32.pack(len(errors))
+                if not errors:  # the usual answer: an empty array
+                    out += b"\x01" if flexible else _NO_RECORD_ERRORS
+                elif flexible:
+                    out += encode_uvarint(len(errors) + 1)
+                else:
+                    out += _I32.pack(len(errors))
                 for batch_index, message in errors:
                     out += _I32.pack(batch_index) + _nullable_string(message, flexible)
                     if flexible:

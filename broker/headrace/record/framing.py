@@ -29,9 +29,14 @@ from typing import NamedTuple
 from aiokafka.errors import CorruptRecordException
 from aiokafka.record.default_records import DefaultRecordBatch
 
-from headrace.record.compression import MAX_INFLATED_BATCH_BYTES, SUPPORTED, codec_of
+from headrace.record.compression import (
+    CODEC_MASK,
+    MAX_INFLATED_BATCH_BYTES,
+    NONE,
+    SUPPORTED,
+)
 from headrace.record.errors import InvalidRecordsError, MalformedBatchError
-from headrace.record.layout import ATTR_TIMESTAMP_TYPE, BatchHeader
+from headrace.record.layout import ATTR_TIMESTAMP_TYPE, LOG_OVERHEAD, BatchHeader
 from headrace.record.reader import plain_batch_of
 
 _compiled: ModuleType | None
@@ -75,7 +80,8 @@ def check_batch(
     Batches of a codec this package does not open are stored as they are (their header's max
     timestamp is returned). Raises InvalidRecordsError / MalformedBatchError otherwise.
     """
-    if header.attributes & ATTR_TIMESTAMP_TYPE:
+    attributes = header.attributes
+    if attributes & ATTR_TIMESTAMP_TYPE:
         raise InvalidRecordsError(
             "producers may not set the timestamp type to LogAppendTime",
             [(0, "producers may not set the timestamp type to LogAppendTime")],
@@ -85,12 +91,22 @@ def check_batch(
         raise MalformedBatchError(
             f"invalid sequence {header.base_sequence} for producer {header.producer_id}"
         )
-    if codec_of(header.attributes) not in SUPPORTED:
+    codec = attributes & CODEC_MASK
+    if codec not in SUPPORTED:
         return header.max_timestamp
-    batch = memoryview(buf)[header.position : header.position + header.size]
+    position = header.position
+    batch = memoryview(buf)[position : position + header.batch_length + LOG_OVERHEAD]
+    base_offset, count = header.base_offset, header.record_count
+    if codec == NONE and _compiled is not None:
+        # The common case without the layers below (each call costs small requests).
+        outcome = _compiled.walk(batch, base_offset)
+        if outcome[0] == _WALKED:
+            _, top, bottom, keyless, walked = outcome
+            if walked == count and not (need_keys and keyless) and (
+                    window is None or (window.low <= bottom and top <= window.high)):
+                return top  # type: ignore[no-any-return]
     plain = plain_batch_of(batch, header, inflate_limit)
-    return check_records(plain, header.base_offset, header.record_count,
-                         need_keys=need_keys, window=window)
+    return check_records(plain, base_offset, count, need_keys=need_keys, window=window)
 
 
 def check_records(

@@ -21,6 +21,7 @@ import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import crc32c as _crc32c
 from aiokafka.errors import CorruptRecordException
 from aiokafka.record.default_records import DefaultRecordBatch
 
@@ -49,6 +50,8 @@ from headrace.record.varint import READ_ERRORS, read_varint, read_varlong
 
 Buffer = bytes | bytearray | memoryview
 _BATCH_LENGTH = struct.Struct(">i")
+#: :func:`~.layout.crc32c` without its wrapper call (the crc32c package, hardware-accelerated).
+_crc32c_of = _crc32c.crc32c
 
 
 def parse_batches(
@@ -64,6 +67,9 @@ def parse_batches(
     total = len(buf)
     if total == 0:
         raise MalformedBatchError("no record batches in the request")
+    # Runs for every produced partition: fields are checked as unpacked locals, and the
+    # header tuple is built once they pass (each step here costs the small-request path).
+    unpack, checksum = HEADER.unpack_from, _crc32c_of
     position = 0
     while position < total:
         if total - position > MAGIC_AT and buf[position + MAGIC_AT] != MAGIC:
@@ -73,28 +79,26 @@ def parse_batches(
             )
         if total - position < HEADER_SIZE:
             raise MalformedBatchError(f"truncated batch header at byte {position}")
-        header = BatchHeader(position, *HEADER.unpack_from(buf, position))
-        size = header.batch_length + LOG_OVERHEAD
+        fields = unpack(buf, position)
+        size = fields[1] + LOG_OVERHEAD
         end = position + size
-        if header.magic != MAGIC:
-            raise MalformedBatchError(f"unsupported magic {header.magic} (only v2 batches)")
         if size < HEADER_SIZE:
-            raise MalformedBatchError(f"batch length {header.batch_length} is too small")
+            raise MalformedBatchError(f"batch length {fields[1]} is too small")
         if end > total:
             raise MalformedBatchError(
                 f"batch at byte {position} claims {size} bytes, only {total - position} sent"
             )
-        if codec_of(header.attributes) not in CODEC_NAMES:
+        codec = fields[5] & CODEC_MASK
+        if codec not in CODEC_NAMES:
             raise MalformedBatchError(
-                f"unknown compression codec {codec_of(header.attributes)} in batch at byte "
-                f"{position}")
+                f"unknown compression codec {codec} in batch at byte {position}")
         if max_batch_bytes is not None and size > max_batch_bytes:
             raise OversizedBatchError(
                 f"batch of {size} bytes exceeds max.message.bytes {max_batch_bytes}"
             )
-        if crc32c(buf[position + CRC_START : end]) != header.crc:
+        if checksum(buf[position + CRC_START : end]) != fields[4]:
             raise CorruptBatchError(f"CRC mismatch in batch at byte {position}")
-        delta, count = header.last_offset_delta, header.record_count
+        delta, count = fields[6], fields[12]
         if delta < 0 or count < 0:
             raise MalformedBatchError("negative lastOffsetDelta or recordCount")
         if dense and count != delta + 1:
@@ -103,7 +107,7 @@ def parse_batches(
             )
         if not dense and count > delta + 1:
             raise MalformedBatchError("more records than offsets in batch")
-        headers.append(header)
+        headers.append(BatchHeader(position, *fields))
         position = end
     return headers
 
@@ -144,6 +148,8 @@ def costly_to_open(data: Buffer) -> bool:
     loop (plain ones over :data:`COSTLY_PLAIN_BYTES` in all, or any compressed one over
     :data:`COSTLY_COMPRESSED_BYTES`), so the caller does it in a worker thread. Only lengths
     and attributes are read: bytes that do not frame are left to the (then quick) reader."""
+    if (data.nbytes if isinstance(data, memoryview) else len(data)) <= COSTLY_COMPRESSED_BYTES:
+        return False  # no batch in so few bytes can be costly: small requests stop here
     view = memoryview(data).cast("B")
     total = len(view)
     if total > COSTLY_PLAIN_BYTES:

@@ -176,6 +176,7 @@ class PlaintextListener(Listener):
             refusal = policy.slots.refusal(host)
             if refusal is not None:
                 sock.close()  # as Kafka: the client sees the connection closed at once
+                self._pipeline.observer.on_connection_refused(refusal.split("=", 1)[0])
                 self._log_refusal(host, refusal)
                 continue
             sock.setblocking(False)

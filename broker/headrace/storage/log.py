@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from headrace.record.layout import (
+    ATTR_CONTROL,
     ATTR_TIMESTAMP_TYPE,
     HEADER_SIZE,
     LOG_OVERHEAD,
@@ -87,13 +88,15 @@ class PartitionLog(LogCleaning):
 
     # -- appends --------------------------------------------------------------------------------
     def check_batches(
-        self, batches: bytes | memoryview, *, coordinator: bool = False
+        self, batches: bytes | memoryview, *, coordinator: bool = False,
+        now_ms: int | None = None,
     ) -> CheckedBatches:
-        """Check a producer's batches, header and records, against this log's config. Touches
-        no log state, so it may run in a worker thread; :meth:`append` then takes the result.
+        """Check a producer's batches, header and records, against this log's config (and
+        the clock, or ``now_ms``). Touches no log state, so it may run in a worker thread;
+        :meth:`append` then takes the result.
         """
         return check_producer_batches(
-            batches, self._config, self._clock_ms(), f"{self._topic}-{self._partition}",
+            batches, self._config, self._clock_ms() if now_ms is None else now_ms, self._name,
             coordinator=coordinator,
         )
 
@@ -114,15 +117,15 @@ class PartitionLog(LogCleaning):
         self._check_open()
         view = memoryview(batches).cast("B")
         config = self._config
+        now = self._clock_ms()
         if checked is None or checked.batches is not batches or checked.config is not config:
-            checked = self.check_batches(batches, coordinator=coordinator)
+            checked = self.check_batches(batches, coordinator=coordinator, now_ms=now)
         headers, max_timestamps = checked.headers, checked.max_timestamps
         pending: dict[int, ProducerEntry] = {}
         offsets: list[int] = []
         next_offset = self.log_end_offset
         state = self.producer_state
         records = 0
-        now = self._clock_ms()
         log_append_time = config.message_timestamp_type == "LogAppendTime"
         for header in headers:
             if header.batch_length + LOG_OVERHEAD > config.segment_bytes:
@@ -130,14 +133,15 @@ class PartitionLog(LogCleaning):
                     f"batch of {header.size} bytes exceeds segment.bytes {config.segment_bytes}"
                 )
             records += header.record_count
-            if header.is_control:
+            control = header.attributes & ATTR_CONTROL  # not the property: a call per batch
+            if control:
                 if not coordinator:
                     raise InvalidBatchError(
                         "control batches come only from a transaction coordinator"
                     )
                 self._check_marker(header, view[header.position : header.position + header.size])
             unsequenced = coordinator and header.base_sequence < 0
-            if header.producer_id >= 0 and not header.is_control and not unsequenced:
+            if header.producer_id >= 0 and not control and not unsequenced:
                 original = state.check(header, pending)
                 if original is not None:
                     if len(headers) == 1:
@@ -152,7 +156,7 @@ class PartitionLog(LogCleaning):
                         f"producer {header.producer_id} resent sequence {header.base_sequence} "
                         "inside a multi-batch append"
                     )
-            if header.producer_id >= 0 and not header.is_control:
+            if header.producer_id >= 0 and not control:
                 current = state.producers.get(header.producer_id)
                 state.apply(pending, current, header, next_offset, now)
             offsets.append(next_offset)

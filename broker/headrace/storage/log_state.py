@@ -60,6 +60,8 @@ class LogState:
         self.directory = directory
         self._topic = topic
         self._partition = partition
+        #: ``topic-partition``, as errors name this log (built once: appends pass it on).
+        self._name = f"{topic}-{partition}"
         self._config = config
         self.files = files if files is not None else FileHandleCache(64)
         self._clock_ms = clock_ms

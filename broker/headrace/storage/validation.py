@@ -14,7 +14,7 @@ when :func:`headrace.record.costly_to_open` says so, and append on the event loo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from headrace import record
 from headrace.record import BatchHeader
@@ -28,15 +28,30 @@ from headrace.storage.errors import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class CheckedBatches:
+class CheckedBatches(NamedTuple):
     """A producer's batches, checked against one log config: their headers and the max
-    timestamp each must carry (its records' largest, as Kafka's LogValidator sets it)."""
+    timestamp each must carry (its records' largest, as Kafka's LogValidator sets it). A
+    NamedTuple: one is built per produced partition, and tuples are the cheapest to build."""
 
     batches: object  # the very buffer that was checked
     config: LogConfig
     headers: list[BatchHeader]
     max_timestamps: list[int]
+
+
+_last_window = record.TimestampWindow(0, 0)
+
+
+def _window(low: int, high: int) -> record.TimestampWindow:
+    """``TimestampWindow(low, high)``, reusing the last one built: the bounds change once a
+    millisecond, produce requests come many times as often (read once: checks also run in
+    worker threads)."""
+    global _last_window
+    last = _last_window
+    if last.low == low and last.high == high:
+        return last
+    _last_window = window = record.TimestampWindow(low, high)
+    return window
 
 
 def validate_batches(
@@ -69,17 +84,17 @@ def check_producer_batches(
     headers = validate_batches(view, max_batch_bytes=config.max_message_bytes, leader=True)
     window = None
     if config.message_timestamp_type == "CreateTime":
-        window = record.TimestampWindow(  # a timestamp is -1 (none) or a time since 1970
-            max(0, now_ms - config.message_timestamp_before_max_ms),
-            now_ms + config.message_timestamp_after_max_ms,
-        )
+        # A timestamp is -1 (none) or a time since 1970.
+        low = now_ms - config.message_timestamp_before_max_ms
+        window = _window(low if low > 0 else 0, now_ms + config.message_timestamp_after_max_ms)
     max_timestamps: list[int] = []
     first_record = 0  # record_errors index the partition's records across its batches
+    need_keys, check_batch = config.compacts, record.check_batch
     for header in headers:
         try:
             max_timestamps.append(
-                record.check_batch(view, header, need_keys=config.compacts, window=window,
-                                   unsequenced=coordinator)
+                check_batch(view, header, need_keys=need_keys, window=window,
+                            unsequenced=coordinator)
             )
         except record.InvalidRecordsError as error:
             errors = [(first_record + index, message) for index, message in error.record_errors]
