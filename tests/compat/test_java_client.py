@@ -6,6 +6,9 @@ seconds each), its JSON result asserted here and cross-checked with confluent-ka
 - transactional produce: committed, aborted, committed transactions seen as read_committed and
   read_uncommitted consumers must; a consume-transform-produce transaction commits its group's
   offsets with its output (AddOffsetsToTxn, TxnOffsetCommit);
+- a hanging transaction listed, described and aborted at its partition by the Admin client, as
+  ``kafka-transactions.sh`` does (ListTransactions, DescribeTransactions, DescribeProducers,
+  WriteTxnMarkers);
 - two members of a group with the classic protocol's cooperative-sticky assignor and with KIP-848's
   ``group.protocol=consumer``: the second member's join moves partitions incrementally;
 - the Admin client over topics, configs, offsets, records and consumer groups.
@@ -88,6 +91,22 @@ def test_transactions_commit_abort_and_send_offsets(broker: BrokerProcess) -> No
     # transaction, is the one after it.
     assert result["group_offsets"] == {f"{topic}-0": 9}
     assert committed(broker, group, topic, 1) == {0: 9}
+
+
+def test_admin_lists_describes_and_aborts_a_hanging_transaction(broker: BrokerProcess) -> None:
+    topic, group = unique("hanging"), unique("hanging-group")
+    create_topics(broker, **{topic: 1})
+    result = run_scenario("transaction-admin", broker.bootstrap, topic=topic, group=group)
+    assert result["stable_end_before"] == 0  # read_committed stops at the open transaction
+    assert result["listed_state"] == "Ongoing"
+    assert result["described_state"] == "Ongoing"
+    assert result["described_partitions"] == [f"{topic}-0"]
+    assert result["transaction_start_offset"] == 0
+    assert result["last_sequence"] == 2
+    # The abort marker at offset 3 ends it: the stable end passes it, nothing is readable.
+    assert result["stable_end_after"] == 4
+    assert result["transaction_start_offset_after"] == -1
+    assert result["read_committed"] == []
 
 
 def assert_incremental_split(result: dict[str, Any]) -> None:

@@ -9,9 +9,9 @@ repository holds its dependencies.
 - :func:`java_client_missing_reason` says why the program cannot run here, ``None`` when it can;
   :func:`ensure_java_client` runs the installer first when the build is missing (a few seconds
   with a warm Maven repository), so the Python test command alone installs it or skips with why;
-- :func:`run_scenario` runs one scenario (``idempotent``, ``transactional``, ``group-classic``,
-  ``group-consumer``, ``migration``, ``admin``) and returns the JSON line it printed; a failed
-  scenario raises :class:`JavaScenarioFailed` with the step and the client's error.
+- :func:`run_scenario` runs one scenario (one of :data:`SCENARIOS`) and returns the JSON line
+  it printed; a failed scenario raises :class:`JavaScenarioFailed` with the step and the
+  client's error.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ PEERS = Path(__file__).resolve().parent
 PROJECT = PEERS / "java"
 INSTALLER = PEERS.parent / "tools" / "install.d" / "java-client.sh"
 MAIN_CLASS = "dev.headrace.peers.Main"
-SCENARIOS = ("idempotent", "transactional", "group-classic", "group-consumer", "migration",
-             "admin")
+SCENARIOS = ("idempotent", "transactional", "transaction-admin", "group-classic",
+             "group-consumer", "migration", "admin")
 JVM_OPTIONS = ("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                "-Djava.awt.headless=true")
 

@@ -8,9 +8,9 @@ import java.util.Map;
  *
  * <pre>java -cp ... dev.headrace.peers.Main SCENARIO BOOTSTRAP TOPIC GROUP RECORDS</pre>
  *
- * SCENARIO is idempotent, transactional, group-classic, group-consumer, migration or admin. The
- * topics a scenario reads are created by the caller, except admin's own. It prints one JSON line:
- * the results (tests/compat/test_java_client.py asserts on them), or {"step": ..., "error": ...}
+ * SCENARIO is idempotent, transactional, transaction-admin, group-classic, group-consumer,
+ * migration or admin. The topics a scenario reads are created by the caller, except admin's own.
+ * It prints one JSON line: the results (tests/compat/test_java_client.py asserts on them), or {"step": ..., "error": ...}
  * with exit status 1 when a step failed.
  */
 public final class Main {
@@ -31,6 +31,7 @@ public final class Main {
                 case "group-consumer" -> Groups.consumerProtocol(scenario);
                 case "migration" -> Groups.migration(scenario);
                 case "admin" -> AdminOperations.run(scenario);
+                case "transaction-admin" -> TransactionAdmin.run(scenario);
                 default -> throw new IllegalArgumentException("unknown scenario " + args[0]);
             };
         } catch (Throwable failure) {
