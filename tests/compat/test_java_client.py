@@ -164,6 +164,9 @@ def test_admin_topics_configs_offsets_records_and_groups(broker: BrokerProcess) 
     assert topics[f"{topic}-b"]["partitions"] == 1
     assert all(one["topic_id"] != "AAAAAAAAAAAAAAAAAAAAAA" for one in topics.values())
     assert all(leader in result["nodes"] for one in topics.values() for leader in one["leaders"])
+    # Described again two partitions an answer: the client follows DescribeTopicPartitions'
+    # cursor and gets every partition once.
+    assert result["paged_partitions"] == {f"{topic}-a": [0, 1, 2], f"{topic}-b": [0]}
     assert result["retention_before"] == "3600000 (DYNAMIC_TOPIC_CONFIG)"
     assert result["cleanup_after"] == "compact (DYNAMIC_TOPIC_CONFIG)"
     assert result["retention_after"] == "604800000 (DEFAULT_CONFIG)"

@@ -25,7 +25,7 @@ from kio.schema.offset_fetch import v9 as offset_fetch_v9
 from headrace.core.requests import ApiHandler, KafkaApi, Req, RequestContext, Resp
 from headrace.core.responses import RequestTopic, build, by_topic, partition_results
 from headrace.groups.coordinator import CoordinatorNode, GroupCoordinator
-from headrace.groups.model import CommittedOffset, JoinProtocol, JoinRequest
+from headrace.groups.model import CommittedOffset, JoinProtocol, JoinRequest, member_host
 from headrace.groups.offsets import OffsetCommit
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ async def _join_group(
             member_id=request.member_id,
             group_instance_id=getattr(request, "group_instance_id", None),
             client_id=_client_id(ctx),
-            client_host=ctx.client_host,
+            client_host=member_host(ctx.client_host),
             session_timeout_ms=session_ms,
             rebalance_timeout_ms=rebalance_ms if rebalance_ms >= 0 else session_ms,
             protocol_type=request.protocol_type,

@@ -21,6 +21,7 @@ from headrace.core.responses import build
 from headrace.groups.consumer.machine import ConsumerGroupMachine, HeartbeatRequest
 from headrace.groups.consumer.model import ConsumerGroup, TopicPartition
 from headrace.groups.coordinator import GroupCoordinator
+from headrace.groups.model import member_host
 
 if TYPE_CHECKING:
     from headrace.core.api_types import (
@@ -99,7 +100,7 @@ async def _heartbeat(
                 )
             ),
             client_id=ctx.client_id or "",
-            client_host=ctx.client_host,
+            client_host=member_host(ctx.client_host),
         )
     )
     module = HEARTBEAT_API.classes(version)

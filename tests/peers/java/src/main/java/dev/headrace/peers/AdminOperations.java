@@ -12,6 +12,7 @@ import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.GroupListing;
 import org.apache.kafka.clients.admin.ListOffsetsResult.ListOffsetsResultInfo;
 import org.apache.kafka.clients.admin.NewPartitions;
@@ -71,6 +72,14 @@ final class AdminOperations {
                 topics.put(description.name(), one);
             }
             result.put("topics", topics);
+            // DescribeTopicPartitions pages of 2 partitions: the client follows the cursor.
+            Map<String, TopicDescription> paged = Scenario.await(admin.describeTopics(
+                    List.of(a, b), new DescribeTopicsOptions().partitionSizeLimitPerResponse(2))
+                    .allTopicNames());
+            Map<String, Object> pages = new TreeMap<>();
+            paged.forEach((name, description) -> pages.put(name, description.partitions().stream()
+                    .map(p -> p.partition()).toList()));
+            result.put("paged_partitions", pages);
 
             s.step("describeConfigs");
             ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, a);
