@@ -153,6 +153,35 @@ def test_consumer_group_protocol_kip848(broker: BrokerProcess) -> None:
     assert sum(offsets.values()) == GROUP_RECORDS
 
 
+def test_online_migration_of_a_classic_group_to_consumer_and_back(broker: BrokerProcess) -> None:
+    """KIP-848's online migration: a classic (cooperative-sticky) member holds the group, a
+    ``group.protocol=consumer`` member joins it (the group becomes a consumer group, the classic
+    member stays and gives up half incrementally), leaves (the group is classic again)."""
+    topic, group = unique("migration"), unique("migration-group")
+    create_topics(broker, **{topic: GROUP_PARTITIONS})
+    result = run_scenario("migration", broker.bootstrap, topic=topic, group=group,
+                          records=GROUP_RECORDS)
+    before = result["before"]
+    assert before["type"] == "Classic" and before["state"] == "Stable"
+    joined = result["joined"]
+    assert joined["type"] == "Consumer"
+    members = sorted(joined["members"], key=lambda member: member["classic"])
+    assert [member["classic"] for member in members] == [False, True]
+    assert all(len(member["assignment"]) == GROUP_PARTITIONS // 2 for member in members)
+    classic, modern = result["classic_member"], result["consumer_member"]
+    assert set(classic["owned"]) | set(modern["owned"]) == set(range(GROUP_PARTITIONS))
+    # The classic member gave up exactly what moved to the consumer-protocol member.
+    assert sorted(classic["revoked"]) == sorted(modern["owned"])
+    assert classic["lost"] == modern["lost"] == []
+    assert result["read"] == GROUP_RECORDS
+    left = result["left"]
+    assert left["type"] == "Classic"
+    (member,) = left["members"]
+    assert member["assignment"] == list(range(GROUP_PARTITIONS))
+    offsets = committed(broker, group, topic, GROUP_PARTITIONS)
+    assert sum(offsets.values()) == GROUP_RECORDS
+
+
 def test_admin_topics_configs_offsets_records_and_groups(broker: BrokerProcess) -> None:
     topic, group = unique("admin"), unique("admin-group")
     result = run_scenario("admin", broker.bootstrap, topic=topic, group=group)

@@ -47,6 +47,8 @@ SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
 
 #: ConsumerGroupDescribe v1's MemberType: 1 for a member speaking the consumer protocol.
 _CONSUMER_MEMBER_TYPE = 1
+#: ... and for a classic-protocol member of a consumer group (online migration)
+_CLASSIC_MEMBER_TYPE = 0
 
 
 def _ms(value: Any) -> int:
@@ -190,7 +192,7 @@ def _described_group(module: Any, group: ConsumerGroup, machine: ConsumerGroupMa
             subscribed_topic_regex=m.subscribed_topic_regex,
             assignment=assignment(m.assigned),
             target_assignment=assignment(group.target.get(m.member_id, frozenset())),
-            member_type=_CONSUMER_MEMBER_TYPE,
+            member_type=_CONSUMER_MEMBER_TYPE if m.classic is None else _CLASSIC_MEMBER_TYPE,
         )
         for m in group.members.values()
     )
