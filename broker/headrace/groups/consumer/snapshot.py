@@ -5,7 +5,8 @@ Kafka writes a KIP-848 group as many small records (ConsumerGroupMetadata, -Memb
 group record (key version 3, ``ConsumerGroupMetadataKey``: the group id), but its value is
 Headrace's own: a version (int16, currently 0) followed by the whole group as JSON: epochs,
 assignor, subscribed topics, target assignment and every member's subscription, epochs,
-reconciliation state and assignment. The latest record per key is the group, so compaction
+reconciliation state and assignment (and, for a classic member of the group, its session
+timeout and JoinGroup protocols). The latest record per key is the group, so compaction
 keeps exactly one; a null value (tombstone) deletes the group. Offsets stay Kafka's offset
 records, shared with classic groups. Session deadlines are not stored: a loaded group gives
 every member a full session. Pure code.
