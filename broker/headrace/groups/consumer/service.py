@@ -175,9 +175,11 @@ class ConsumerGroups:
                  group_id, len(group.members))
         del self.machine.groups[group_id]
         self.machine.dirty.discard(group_id)
-        await self._write(group_id, [(ConsumerGroupKey(group_id), None)])
+        # The classic group is stored first: a restart between the two writes finds the
+        # consumer group still there, which a replay prefers, rather than neither.
         if self._classic_changed is not None:
             await self._classic_changed()
+        await self._write(group_id, [(ConsumerGroupKey(group_id), None)])
 
     # -------------------------------------------------- classic members of a consumer group
 
