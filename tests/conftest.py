@@ -11,10 +11,20 @@ import os
 
 import pytest
 
+from tests.support import api_coverage
+
 pytest_plugins = ["tests.support.fixtures"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # HEADRACE_API_COVERAGE=<file>: every broker of the session logs what it serves
+    # (tests/support/api_coverage.py), checked by tests/compat/test_api_coverage.py.
+    api_coverage.enable_if_requested()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The measured API coverage check reads what the whole session served: it runs last.
+    items.sort(key=lambda item: "api_coverage_check" in item.keywords)
     if os.environ.get("HEADRACE_E2E") == "1":
         return
     skip = pytest.mark.skip(

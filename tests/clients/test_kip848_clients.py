@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from tests.support.brokers import BrokerProcess
 from tests.support.clients import confluent_admin, create_topic
@@ -155,33 +155,70 @@ def test_an_empty_classic_group_converts_both_ways_keeping_its_offsets(
     assert read("classic", 3)[:1] == [7]  # and back
 
 
-def test_a_classic_member_cannot_join_a_live_consumer_group(kip848_broker: BrokerProcess) -> None:
+def _group_type(bootstrap: str, group: str) -> str:
+    admin = confluent_admin(bootstrap)
+    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    return str(description.type).rsplit(".", 1)[-1]
+
+
+@pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
+def test_a_live_classic_group_upgrades_when_a_consumer_member_joins_and_downgrades_after(
+    kip848_broker: BrokerProcess, strategy: str,
+) -> None:
+    """KIP-848's online migration with librdkafka: a classic member (cooperative or eager)
+    holds the group; a ``group.protocol=consumer`` member joins, so the group becomes a consumer
+    group and the classic member, still speaking JoinGroup/SyncGroup, hands over half without a
+    partition ever held by both; the consumer member leaves and the group is classic again."""
+    bootstrap = kip848_broker.bootstrap
+    topic, group = f"kip848-up-{uuid.uuid4().hex[:8]}", f"kip848-up-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic, PARTITIONS)
+    _produce(bootstrap, topic, range(0, 60))
+    owners: dict[tuple[str, int], str] = {}
+    classic = Member(bootstrap, group, topic, owners, "classic", **{
+        "group.protocol": "classic", "partition.assignment.strategy": strategy,
+        "heartbeat.interval.ms": 300})
+    members = [classic]
+    try:
+        _poll_all_until(members, lambda: len(classic.owned) == PARTITIONS, "the classic join")
+        assert _group_type(bootstrap, group) == "CLASSIC"
+        modern = Member(bootstrap, group, topic, owners, "modern")
+        members.append(modern)
+        _poll_all_until(members, lambda: len(classic.owned) == len(modern.owned) == 3,
+                        "a 3/3 split between the classic and the consumer member")
+        assert _group_type(bootstrap, group) == "CONSUMER"
+        _produce(bootstrap, topic, range(60, 120))
+        _poll_all_until(members, lambda: set(classic.values) | set(modern.values)
+                        == set(range(120)), "every record consumed")
+        modern.close()
+        members.remove(modern)
+        _poll_all_until(members, lambda: len(classic.owned) == PARTITIONS,
+                        "the classic member to hold everything again")
+        eventually(lambda: _group_type(bootstrap, group) == "CLASSIC", timeout=20,
+                   message="the group to be classic again")
+    finally:
+        for member in members:
+            member.close()
+
+
+def test_a_classic_member_joins_a_live_consumer_group(kip848_broker: BrokerProcess) -> None:
     bootstrap = kip848_broker.bootstrap
     topic, group = f"kip848-mix-{uuid.uuid4().hex[:8]}", f"kip848-mix-{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, topic, 2)
     owners: dict[tuple[str, int], str] = {}
     modern = Member(bootstrap, group, topic, owners, "modern")
-    classic = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                        "group.protocol": "classic"})
-    errors: list[KafkaError] = []
+    members = [modern]
     try:
-        _poll_all_until([modern], lambda: len(modern.owned) == 2, "the consumer member's join")
-        classic.subscribe([topic], on_assign=lambda c, p: errors.append(
-            KafkaError(KafkaError._FAIL, "assigned")))
-
-        def refused() -> bool:
-            message = classic.poll(0.1)
-            if message is not None and message.error() is not None:
-                errors.append(message.error())
-            modern.poll()
-            return any(e.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL for e in errors)
-
-        eventually(refused, timeout=20,
-                   message="INCONSISTENT_GROUP_PROTOCOL for the classic member")
-        assert modern.owned == {(topic, 0), (topic, 1)}
+        _poll_all_until(members, lambda: len(modern.owned) == 2, "the consumer member's join")
+        classic = Member(bootstrap, group, topic, owners, "classic", **{
+            "group.protocol": "classic", "partition.assignment.strategy": "cooperative-sticky",
+            "heartbeat.interval.ms": 300})
+        members.append(classic)
+        _poll_all_until(members, lambda: len(modern.owned) == len(classic.owned) == 1,
+                        "one partition each")
+        assert _group_type(bootstrap, group) == "CONSUMER"
     finally:
-        classic.close()
-        modern.close()
+        for member in members:
+            member.close()
 
 
 def test_a_regex_subscription_is_matched_by_the_broker_and_picks_up_new_topics(

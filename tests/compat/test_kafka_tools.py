@@ -296,8 +296,7 @@ def test_consumer_groups_describe_members_of_a_running_console_consumer(
         assert member["GROUP"] == group
         assert member["CLIENT-ID"] == "console-consumer"
         assert member["CONSUMER-ID"].startswith("console-consumer-")
-        # Apache Kafka prints "/127.0.0.1" here: see the xfail test of the member's host below.
-        assert member["HOST"].removeprefix("/") == "127.0.0.1"
+        assert member["HOST"] == "/127.0.0.1"  # as Apache Kafka prints it
         assert member["#PARTITIONS"] == "3"
         # A classic-protocol member, as Apache Kafka 4 describes one: no epochs, no target.
         assert member["CURRENT-ASSIGNMENT"] == f"{topic}:0,1,2", members
@@ -327,12 +326,6 @@ def test_console_consumer_with_the_kip848_consumer_group_protocol(broker: Broker
     assert sorted(consumed.stdout.split()) == ["a|1", "b|2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Headrace reports a group member's host as '127.0.0.1'; Apache Kafka as "
-    "'/127.0.0.1' (Java's InetAddress.toString), which kafka-consumer-groups prints in HOST",
-)
 def test_group_member_host_is_reported_as_apache_kafka_does(broker: BrokerProcess) -> None:
     topic, group = _unique("compat-host"), _unique("compat-host-group")
     _create_topic(broker, topic, 1)
@@ -352,13 +345,9 @@ def test_group_member_host_is_reported_as_apache_kafka_does(broker: BrokerProces
         consumer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Headrace lacks DescribeTopicPartitions (API key 75, KIP-966): kafka-topics --describe "
-    "falls back to Metadata and prints 'Elr: N/A' where Apache Kafka 4.4 prints the (empty) ELR",
-)
 def test_kafka_topics_describe_reads_eligible_leader_replicas(broker: BrokerProcess) -> None:
+    """kafka-topics --describe asks DescribeTopicPartitions (KIP-966), not Metadata: it prints
+    the (empty) ELR lists where, against a broker without the API, it prints 'Elr: N/A'."""
     topic = _unique("compat-elr")
     _create_topic(broker, topic, 1)
     described = _tool(TOPIC_COMMAND, broker, "--describe", "--topic", topic).splitlines()

@@ -151,7 +151,7 @@ async def test_join_sync_heartbeat_leave(api: Api, version: int) -> None:
     (described_member,) = description.members
     assert (described_member.member_id, described_member.client_id,
             described_member.client_host, described_member.member_assignment) == (
-        member, "test-client", "10.0.0.7", b"ASSIGNED"
+        member, "test-client", "/10.0.0.7", b"ASSIGNED"  # Java's InetAddress.toString()
     )
 
     if leave_v >= 3:

@@ -199,6 +199,15 @@ def _requests(api_key: int, version: int) -> list[tuple[dict[str, Any], ErrorCod
                 build(m.EntityData, entity_type="user", entity_name="u"),), ops=(
                 build(m.OpData, key="producer_byte_rate", value=value, remove=False),)),)}
         return [(alter(1024.0), ErrorCode.none), (alter(-1.0), ErrorCode.invalid_request)]
+    if api_key == 75:
+        def describe(*names: str, cursor: str | None = None) -> dict[str, Any]:
+            return {"topics": tuple(build(m.TopicRequest, name=name) for name in names),
+                    "response_partition_limit": 2000,
+                    "cursor": None if cursor is None else build(
+                        m.Cursor, topic_name=cursor, partition_index=0)}
+        return [(describe("known"), ErrorCode.none),
+                (describe("missing"), ErrorCode.unknown_topic_or_partition),
+                (describe("known", cursor="other"), ErrorCode.invalid_request)]
     raise AssertionError(f"no request builder for API {api_key}")
 
 

@@ -110,6 +110,7 @@ class GroupCoordinator:
             topics=topics or (lambda: local_topics),
             clock_ms=clock_ms,
             wake_timer=lambda: self._wake.set(),
+            classic_changed=lambda: self._apply(self.machine.drain_effects()),
         )
         self._log = GroupLog(
             logs,
@@ -210,6 +211,9 @@ class GroupCoordinator:
         error = self.ownership_error(request.group_id)
         if error is not ErrorCode.none:
             return JoinResult(error, request.member_id)
+        if self.consumer_groups.has_members(request.group_id):
+            # KIP-848's online migration: a classic member of a consumer group.
+            return await self.consumer_groups.classic_join(request)
         error = await self.consumer_groups.yield_to_classic(request.group_id)
         if error is not ErrorCode.none:
             return JoinResult(error, request.member_id)
@@ -255,6 +259,11 @@ class GroupCoordinator:
         error = self.ownership_error(group_id)
         if error is not ErrorCode.none:
             return SyncResult(error)
+        if self.consumer_groups.owns(group_id):
+            return self.consumer_groups.classic_sync(
+                group_id, generation_id, member_id, group_instance_id, protocol_type,
+                protocol_name,
+            )
         immediate = self.machine.sync(
             group_id,
             generation_id,
@@ -287,6 +296,10 @@ class GroupCoordinator:
         error = self.ownership_error(group_id)
         if error is not ErrorCode.none:
             return error
+        if self.consumer_groups.owns(group_id):
+            return self.consumer_groups.classic_heartbeat(
+                group_id, generation_id, member_id, group_instance_id
+            )
         # No timer wake-up: a heartbeat only ever moves a deadline later.
         return self.machine.heartbeat(
             group_id, generation_id, member_id, group_instance_id, self._clock_ms()
@@ -299,6 +312,8 @@ class GroupCoordinator:
         error = self.ownership_error(group_id)
         if error is not ErrorCode.none:
             return error, [error] * len(leavers)
+        if self.consumer_groups.owns(group_id):
+            return ErrorCode.none, await self.consumer_groups.classic_leave(group_id, leavers)
         results = self.machine.leave(group_id, leavers, self._clock_ms())
         await self._apply(self.machine.drain_effects())
         return ErrorCode.none, results

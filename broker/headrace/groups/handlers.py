@@ -46,7 +46,7 @@ from headrace.groups.actions import (
     read_group,
 )
 from headrace.groups.coordinator import CoordinatorNode, GroupCoordinator
-from headrace.groups.model import CommittedOffset, JoinProtocol, JoinRequest
+from headrace.groups.model import CommittedOffset, JoinProtocol, JoinRequest, member_host
 from headrace.groups.offsets import OffsetCommit
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ async def _join_group(
             member_id=request.member_id,
             group_instance_id=getattr(request, "group_instance_id", None),
             client_id=_client_id(ctx),
-            client_host=ctx.client_host,
+            client_host=member_host(ctx.client_host),
             session_timeout_ms=session_ms,
             rebalance_timeout_ms=rebalance_ms if rebalance_ms >= 0 else session_ms,
             protocol_type=request.protocol_type,

@@ -24,6 +24,13 @@ class GroupState(enum.StrEnum):
     DEAD = "Dead"
 
 
+def member_host(client_host: str) -> str:
+    """A member's host as Kafka's coordinator records it: Java's ``InetAddress.toString()`` of the
+    client's address, ``/127.0.0.1``, which DescribeGroups, ConsumerGroupDescribe and
+    ``kafka-consumer-groups --members`` report."""
+    return client_host if client_host.startswith("/") else f"/{client_host}"
+
+
 @dataclass(frozen=True, slots=True)
 class JoinProtocol:
     name: str

@@ -175,6 +175,15 @@ class Rebalancer:
 
     # ------------------------------------------------------------------ the join phase
 
+    def store(self, group_id: str) -> None:
+        """Have the coordinator write the group's metadata after this call."""
+        self._effects.groups_to_store.add(group_id)
+
+    def rebalance(self, group: Group, now_ms: int) -> None:
+        """Start a rebalance of a Stable group (one just converted from a consumer group)."""
+        self._prepare_rebalance(group, now_ms)
+        self._effects.groups_to_store.add(group.group_id)
+
     def _prepare_rebalance(self, group: Group, now_ms: int) -> None:
         if group.state is GroupState.COMPLETING_REBALANCE:
             self._fail_pending_syncs(group, ErrorCode.rebalance_in_progress)

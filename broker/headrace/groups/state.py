@@ -336,6 +336,30 @@ class GroupStateMachine:
     def forget_group(self, group_id: str) -> None:
         self.groups.pop(group_id, None)
 
+    # ------------------------------------------- online migration (KIP-848, consumer side)
+
+    def holder(self, group_id: str) -> Group:
+        """The group's entry here, made Empty if missing: a consumer group's offsets holder."""
+        group = self.groups.get(group_id)
+        if group is None:
+            group = self.groups[group_id] = Group(group_id)
+        return group
+
+    def release_members(self, group_id: str) -> None:
+        """A Stable group whose members a consumer group took over: Empty, offsets kept."""
+        group = self.groups[group_id]
+        group.members = {}
+        group.static_members = {}
+        group.pending_members = {}
+        group.leader_id = None
+        group.state = GroupState.EMPTY
+        self._rebalance.store(group_id)
+
+    def adopt(self, group: Group, now_ms: int) -> None:
+        """A group converted back from a consumer group: stored, and rebalancing as classic."""
+        self.groups[group.group_id] = group
+        self._rebalance.rebalance(group, now_ms)
+
 
 def subscription_topics(metadata: bytes) -> list[str]:
     """Topic names from a ConsumerProtocolSubscription (all versions start the same way)."""

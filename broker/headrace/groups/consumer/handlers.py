@@ -22,6 +22,7 @@ from headrace.core.security import Action, Operation, ResourceType
 from headrace.groups.consumer.machine import ConsumerGroupMachine, HeartbeatRequest
 from headrace.groups.consumer.model import ConsumerGroup, TopicPartition
 from headrace.groups.coordinator import GroupCoordinator
+from headrace.groups.model import member_host
 
 if TYPE_CHECKING:
     from headrace.core.api_types import (
@@ -47,6 +48,8 @@ SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
 
 #: ConsumerGroupDescribe v1's MemberType: 1 for a member speaking the consumer protocol.
 _CONSUMER_MEMBER_TYPE = 1
+#: ... and for a classic-protocol member of a consumer group (online migration)
+_CLASSIC_MEMBER_TYPE = 0
 
 
 def _ms(value: Any) -> int:
@@ -125,7 +128,7 @@ async def _heartbeat(
                 )
             ),
             client_id=ctx.client_id or "",
-            client_host=ctx.client_host,
+            client_host=member_host(ctx.client_host),
         )
     )
     module = HEARTBEAT_API.classes(version)
@@ -218,7 +221,7 @@ def _described_group(module: Any, group: ConsumerGroup, machine: ConsumerGroupMa
             subscribed_topic_regex=m.subscribed_topic_regex,
             assignment=assignment(m.assigned),
             target_assignment=assignment(group.target.get(m.member_id, frozenset())),
-            member_type=_CONSUMER_MEMBER_TYPE,
+            member_type=_CONSUMER_MEMBER_TYPE if m.classic is None else _CLASSIC_MEMBER_TYPE,
         )
         for m in group.members.values()
     )

@@ -129,7 +129,7 @@ class ConsumerGroupMachine:
             group.group_epoch += 1
             self.dirty.add(group.group_id)
         if group.group_epoch > group.assignment_epoch:
-            self._assign(group)
+            self.assign(group)
         reported = self._owned_names(group, request.owned)
         epoch_before = member.member_epoch
         owners: dict[TopicPartition, str] | None = None
@@ -286,7 +286,8 @@ class ConsumerGroupMachine:
 
     # ----------------------------------------------------------------- target assignment
 
-    def _assign(self, group: ConsumerGroup) -> None:
+    def assign(self, group: ConsumerGroup) -> None:
+        """Compute the group's target assignment at its group epoch."""
         chosen = Counter(m.server_assignor for m in group.members.values() if m.server_assignor)
         name = (
             min(chosen, key=lambda n: (-chosen[n], n)) if chosen else self.settings.assignors[0]
@@ -399,7 +400,9 @@ class ConsumerGroupMachine:
     def restart_sessions(self, group: ConsumerGroup, now_ms: int) -> None:
         """A loaded group: every member gets a full session to find its new coordinator."""
         for member in group.members.values():
-            member.session_deadline_ms = now_ms + self.settings.session_timeout_ms
+            session = (member.classic.session_timeout_ms if member.classic is not None
+                       else self.settings.session_timeout_ms)
+            member.session_deadline_ms = now_ms + session
             if member.revocation_deadline_ms is not None:
                 member.revocation_deadline_ms = now_ms + member.rebalance_timeout_ms
 
@@ -415,7 +418,9 @@ class ConsumerGroupMachine:
         if member is None:
             return ErrorCode.unknown_member_id
         if member_epoch != member.member_epoch:
-            return ErrorCode.stale_member_epoch
+            # A classic member's commit carries its generation: Kafka's classic answer.
+            return (ErrorCode.illegal_generation if member.classic is not None
+                    else ErrorCode.stale_member_epoch)
         return ErrorCode.none
 
     def subscribed_topics(self, group_id: str) -> set[str]:

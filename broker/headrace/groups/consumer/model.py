@@ -13,6 +13,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from headrace.groups.model import JoinProtocol
+
 TopicPartition = tuple[str, int]
 
 #: Member epochs with a meaning of their own in ConsumerGroupHeartbeat.
@@ -41,6 +43,17 @@ class ConsumerGroupState(enum.StrEnum):
     DEAD = "Dead"
 
 
+@dataclass(frozen=True, slots=True)
+class ClassicMembership:
+    """What a classic-protocol member of a consumer group (KIP-848's online migration) joined
+    with: it speaks JoinGroup/SyncGroup/Heartbeat, and its protocols are kept so the group can
+    become classic again when the last consumer-protocol member leaves."""
+
+    session_timeout_ms: int
+    protocol_type: str
+    protocols: tuple[JoinProtocol, ...]
+
+
 @dataclass(slots=True)
 class ConsumerMember:
     member_id: str
@@ -60,6 +73,8 @@ class ConsumerMember:
     #: monotonic deadlines, never stored: a loaded group gives every member a fresh session
     session_deadline_ms: int = 0
     revocation_deadline_ms: int | None = None
+    #: set for a member that joined with the classic protocol (JoinGroup), None otherwise
+    classic: ClassicMembership | None = None
 
     def owned(self) -> frozenset[TopicPartition]:
         """What the member may still be reading: its assignment and what it must revoke."""

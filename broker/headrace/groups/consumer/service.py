@@ -5,12 +5,13 @@ classic groups, keyed by the same group ids in the same ``__consumer_offsets`` p
 and share committed offsets with them (the classic machine keeps every group's offsets; a
 consumer group's entry there is an Empty, member-less holder of its offsets).
 
-Conversion between the two kinds on upgrade and downgrade follows Kafka for empty groups: a
-consumer-protocol member may take over an Empty classic group, and a classic JoinGroup an
-empty consumer group, offsets kept. A group of the other kind that still has members is
-refused: GROUP_ID_NOT_FOUND to a heartbeat, INCONSISTENT_GROUP_PROTOCOL to a JoinGroup
-(Kafka's answers with ``group.consumer.migration.policy=disabled``; Headrace has no online
-migration of a live group).
+Conversion between the two kinds follows Kafka's ``group.consumer.migration.policy=
+bidirectional``: a consumer-protocol member may take over an Empty classic group, and a
+classic JoinGroup an empty consumer group, offsets kept. A Stable classic group *with* members
+that a consumer-protocol member joins becomes a consumer group whose classic members go on
+with the classic protocol (:mod:`.migration`, :mod:`.classic_members`), and a consumer group
+left with only classic members becomes classic again. A classic group in the middle of a
+rebalance is not converted: the newcomer is told to retry (COORDINATOR_LOAD_IN_PROGRESS).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
 
-from headrace.groups.consumer import snapshot
+from headrace.groups.consumer import classic_members, migration, snapshot
 from headrace.groups.consumer.machine import (
     ConsumerGroupMachine,
     ConsumerGroupSettings,
@@ -31,6 +32,7 @@ from headrace.groups.consumer.machine import (
 )
 from headrace.groups.consumer.model import ConsumerGroup, TopicPartition
 from headrace.groups.consumer.subscriptions import TopicCatalog
+from headrace.groups.model import JoinRequest, JoinResult, SyncResult
 from headrace.groups.records import ConsumerGroupKey, ConsumerGroupValue, Key, Value
 from headrace.groups.state import GroupStateMachine
 from headrace.storage import LogManagerAPI
@@ -77,6 +79,7 @@ class ConsumerGroups:
         topics: Callable[[], TopicCatalog],
         clock_ms: Callable[[], int],
         wake_timer: Callable[[], None] = lambda: None,
+        classic_changed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.machine = ConsumerGroupMachine(settings)
         #: a changed group may have an earlier deadline than the timer sleeps towards
@@ -87,6 +90,8 @@ class ConsumerGroups:
         self._partition_for = partition_for
         self._topics = topics
         self._clock_ms = clock_ms
+        #: stores (and schedules) what a conversion changed in the classic machine
+        self._classic_changed = classic_changed
 
     @property
     def groups(self) -> dict[str, ConsumerGroup]:
@@ -105,13 +110,13 @@ class ConsumerGroups:
         if not self.owns(request.group_id):
             classic = self._classic.groups.get(request.group_id)
             if classic is not None and classic.members:
-                return HeartbeatResult(
-                    ErrorCode.group_id_not_found,
-                    f"group {request.group_id} is a classic group with members",
-                )
+                refused = await self._upgrade(request.group_id)
+                if refused is not None:
+                    return refused
         result = self.machine.heartbeat(request, self._clock_ms(), self._topics())
         if self.machine.dirty:
             self._wake_timer()
+        await self._downgrade_if_classic(request.group_id)
         write_error = await self.store_dirty()
         if write_error is not ErrorCode.none and result.error is ErrorCode.none:
             return HeartbeatResult(write_error)
@@ -131,8 +136,94 @@ class ConsumerGroups:
 
     async def tick(self) -> None:
         self.machine.tick(self._clock_ms())
+        for group_id in list(self.machine.dirty):
+            await self._downgrade_if_classic(group_id)
         if self.machine.dirty:
             await self.store_dirty()
+
+    # ------------------------------------------------------------ online migration
+
+    async def _upgrade(self, group_id: str) -> HeartbeatResult | None:
+        """The classic group with members becomes a consumer group; why not, if it cannot."""
+        classic = self._classic.groups[group_id]
+        try:
+            group = migration.upgrade(
+                classic, self.machine.settings.assignors[0], self._topics(), self._clock_ms()
+            )
+        except migration.NotMigratable as error:
+            if classic.state.value != "Stable":  # mid-rebalance: the newcomer retries later
+                return HeartbeatResult(ErrorCode.coordinator_load_in_progress, str(error))
+            return HeartbeatResult(ErrorCode.group_id_not_found, str(error))
+        log.info("group %s: classic group of %d member(s) upgraded to a consumer group",
+                 group_id, len(group.members))
+        self.machine.groups[group_id] = group
+        self.machine.dirty.add(group_id)
+        self._classic.release_members(group_id)
+        if self._classic_changed is not None:
+            await self._classic_changed()
+        return None
+
+    async def _downgrade_if_classic(self, group_id: str) -> None:
+        """A consumer group left with only classic members becomes classic and rebalances."""
+        group = self.machine.groups.get(group_id)
+        if group is None or not migration.downgradable(group):
+            return
+        holder = self._classic.holder(group_id)
+        now_ms = self._clock_ms()
+        self._classic.adopt(migration.downgrade(group, holder, now_ms), now_ms)
+        log.info("group %s: consumer group of %d classic member(s) downgraded to classic",
+                 group_id, len(group.members))
+        del self.machine.groups[group_id]
+        self.machine.dirty.discard(group_id)
+        # The classic group is stored first: a restart between the two writes finds the
+        # consumer group still there, which a replay prefers, rather than neither.
+        if self._classic_changed is not None:
+            await self._classic_changed()
+        await self._write(group_id, [(ConsumerGroupKey(group_id), None)])
+
+    # -------------------------------------------------- classic members of a consumer group
+
+    def has_classic_members(self, group_id: str) -> bool:
+        group = self.machine.groups.get(group_id)
+        return group is not None and any(m.classic is not None for m in group.members.values())
+
+    async def classic_join(self, request: JoinRequest) -> JoinResult:
+        group = self.machine.groups[request.group_id]
+        result = classic_members.join(
+            self.machine, group, request, self._clock_ms(), self._topics()
+        )
+        self._wake_timer()
+        error = await self.store_dirty()
+        if error is not ErrorCode.none and result.error is ErrorCode.none:
+            return JoinResult(error, result.member_id)
+        return result
+
+    def classic_sync(
+        self, group_id: str, generation_id: int, member_id: str, instance_id: str | None,
+        protocol_type: str | None, protocol_name: str | None,
+    ) -> SyncResult:
+        return classic_members.sync(
+            self.machine.groups[group_id], generation_id, member_id, instance_id,
+            protocol_type, protocol_name, self._clock_ms(),
+        )
+
+    def classic_heartbeat(
+        self, group_id: str, generation_id: int, member_id: str, instance_id: str | None
+    ) -> ErrorCode:
+        return classic_members.heartbeat(
+            self.machine.groups[group_id], generation_id, member_id, instance_id,
+            self._clock_ms(),
+        )
+
+    async def classic_leave(
+        self, group_id: str, leavers: list[tuple[str, str | None]]
+    ) -> list[ErrorCode]:
+        group = self.machine.groups[group_id]
+        results = [classic_members.leave(self.machine, group, member_id, instance_id)
+                   for member_id, instance_id in leavers]
+        await self._downgrade_if_classic(group_id)
+        await self.store_dirty()
+        return results
 
     def next_deadline_ms(self) -> int | None:
         return self.machine.next_deadline_ms()

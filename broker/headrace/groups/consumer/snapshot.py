@@ -5,7 +5,8 @@ Kafka writes a KIP-848 group as many small records (ConsumerGroupMetadata, -Memb
 group record (key version 3, ``ConsumerGroupMetadataKey``: the group id), but its value is
 Headrace's own: a version (int16, currently 0) followed by the whole group as JSON: epochs,
 assignor, subscribed topics, target assignment and every member's subscription, epochs,
-reconciliation state and assignment. The latest record per key is the group, so compaction
+reconciliation state and assignment (and, for a classic member of the group, its session
+timeout and JoinGroup protocols). The latest record per key is the group, so compaction
 keeps exactly one; a null value (tombstone) deletes the group. Offsets stay Kafka's offset
 records, shared with classic groups. Session deadlines are not stored: a loaded group gives
 every member a full session. Pure code.
@@ -13,11 +14,19 @@ every member a full session. Pure code.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import struct
 from typing import Any
 
-from headrace.groups.consumer.model import ConsumerGroup, ConsumerMember, MemberState
+from headrace.groups.consumer.model import (
+    ClassicMembership,
+    ConsumerGroup,
+    ConsumerMember,
+    MemberState,
+)
+from headrace.groups.model import JoinProtocol
 
 SNAPSHOT_VERSION = 0
 _VERSION = struct.Struct(">h")
@@ -33,6 +42,23 @@ def _partitions(value: frozenset[tuple[str, int]]) -> list[list[Any]]:
 
 def _from_partitions(value: list[list[Any]]) -> frozenset[tuple[str, int]]:
     return frozenset((str(topic), int(partition)) for topic, partition in value)
+
+
+def _classic(classic: ClassicMembership) -> dict[str, Any]:
+    return {
+        "session_timeout_ms": classic.session_timeout_ms,
+        "protocol_type": classic.protocol_type,
+        "protocols": [[p.name, base64.b64encode(p.metadata).decode()] for p in classic.protocols],
+    }
+
+
+def _from_classic(stored: dict[str, Any]) -> ClassicMembership:
+    return ClassicMembership(
+        int(stored["session_timeout_ms"]),
+        str(stored["protocol_type"]),
+        tuple(JoinProtocol(str(name), base64.b64decode(metadata))
+              for name, metadata in stored["protocols"]),
+    )
 
 
 def encode(group: ConsumerGroup) -> bytes:
@@ -59,6 +85,7 @@ def encode(group: ConsumerGroup) -> bytes:
                 "assigned": _partitions(m.assigned),
                 "pending_revocation": _partitions(m.pending_revocation),
                 "revoking": m.revocation_deadline_ms is not None,
+                **({} if m.classic is None else {"classic": _classic(m.classic)}),
             }
             for m in group.members.values()
         ],
@@ -98,10 +125,11 @@ def decode(group_id: str, data: bytes) -> ConsumerGroup:
                 assigned=_from_partitions(stored["assigned"]),
                 pending_revocation=_from_partitions(stored["pending_revocation"]),
                 revocation_deadline_ms=0 if stored["revoking"] else None,
+                classic=_from_classic(stored["classic"]) if "classic" in stored else None,
             )
             group.members[member.member_id] = member
             if member.instance_id is not None:
                 group.static_members[member.instance_id] = member.member_id
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, binascii.Error) as error:
         raise SnapshotError(f"malformed consumer group record: {error}") from error
     return group

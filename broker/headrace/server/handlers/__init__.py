@@ -9,6 +9,7 @@ from headrace.core.broker import Broker
 from headrace.core.requests import ApiHandler
 from headrace.server.handlers import (
     admin,
+    describe_topic_partitions,
     fetch,
     list_offsets,
     metadata,
@@ -24,6 +25,7 @@ def broker_api_handlers(broker: Broker) -> list[ApiHandler[Any, Any]]:
     return bind(
         [
             *metadata.HANDLERS,
+            *describe_topic_partitions.HANDLERS,
             *produce.HANDLERS,
             *fetch.HANDLERS,
             *list_offsets.HANDLERS,

@@ -1,0 +1,63 @@
+package dev.headrace.peers;
+
+import java.util.Collection;
+import java.util.Map;
+
+/** The one JSON line a scenario prints: maps, lists, strings, numbers, booleans and null. */
+final class Json {
+    private Json() {}
+
+    static String encode(Object value) {
+        StringBuilder out = new StringBuilder();
+        write(out, value);
+        return out.toString();
+    }
+
+    private static void write(StringBuilder out, Object value) {
+        if (value == null) {
+            out.append("null");
+        } else if (value instanceof Map<?, ?> map) {
+            out.append('{');
+            boolean first = true;
+            for (Map.Entry<?, ?> entry : map.entrySet()) {
+                if (!first) out.append(',');
+                first = false;
+                string(out, String.valueOf(entry.getKey()));
+                out.append(':');
+                write(out, entry.getValue());
+            }
+            out.append('}');
+        } else if (value instanceof Collection<?> list) {
+            out.append('[');
+            boolean first = true;
+            for (Object item : list) {
+                if (!first) out.append(',');
+                first = false;
+                write(out, item);
+            }
+            out.append(']');
+        } else if (value instanceof Number || value instanceof Boolean) {
+            out.append(value);
+        } else {
+            string(out, value.toString());
+        }
+    }
+
+    private static void string(StringBuilder out, String text) {
+        out.append('"');
+        for (char c : text.toCharArray()) {
+            switch (c) {
+                case '"' -> out.append("\\\"");
+                case '\\' -> out.append("\\\\");
+                case '\n' -> out.append("\\n");
+                case '\r' -> out.append("\\r");
+                case '\t' -> out.append("\\t");
+                default -> {
+                    if (c < 0x20) out.append(String.format("\\u%04x", (int) c));
+                    else out.append(c);
+                }
+            }
+        }
+        out.append('"');
+    }
+}
