@@ -185,7 +185,9 @@ class BrokerApp:
             from headrace.cluster.handlers import cluster_api_handlers
 
             self.registry.register_all(cluster_api_handlers(self.node))
-        self.registry.register(api_versions_handler(self.registry))
+        self.registry.register(api_versions_handler(
+            self.registry, {"transaction.version": self.config.transaction_version}
+        ))
         if self.node is not None:
             self._services.append((self.node.start, self.node.stop))
         self._services.append((self._start_groups, self._stop_groups))

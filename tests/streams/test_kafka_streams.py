@@ -1,7 +1,10 @@
 """Kafka Streams (Java, ``exactly_once_v2``) on Headrace: a stateful word count with a
 repartition topic and a changelogged RocksDB store, kill -9'd mid-stream and restarted (with its
 local state kept, and with it wiped so that it is rebuilt from the changelog), outputs each
-word's counts 1..n exactly once (read_committed).
+word's counts 1..n exactly once (read_committed). Run against both transaction protocols the
+Java client negotiates: version 2 (KIP-890 part 2: an epoch bump per transaction, partitions and
+offsets added by Produce v12 and TxnOffsetCommit v5) and version 1 (AddPartitionsToTxn,
+AddOffsetsToTxn).
 
 The application (tests/peers/streams) is built by tests/tools/install.d/kafka-streams.sh; the
 test skips, saying so, when it is not built or there is no Java 17+.
@@ -11,12 +14,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
+from headrace.transactions import records
 from tests.peers.kafka_streams import streams_missing_reason, word_count_command
 from tests.streams import wordcount
 from tests.support.brokers import BrokerProcess
@@ -48,10 +53,24 @@ def _counted(log: Path) -> int:
     return log.read_text(errors="replace").count("\ncounted ")
 
 
+@pytest.fixture
+def versioned_broker(transaction_version: int, tmp_path: Path) -> Iterator[BrokerProcess]:
+    broker = BrokerProcess(tmp_path / "data", (
+        "--transaction-state-log-num-partitions", "3",
+        "--transaction-version", str(transaction_version),
+    ))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.kill()
+
+
+@pytest.mark.parametrize("transaction_version", [2, 1])
 def test_kafka_streams_word_count_killed_repeatedly_counts_every_word_exactly_once(
-    streams_broker: BrokerProcess, tmp_path: Path,
+    versioned_broker: BrokerProcess, transaction_version: int, tmp_path: Path,
 ) -> None:
-    bootstrap = streams_broker.bootstrap
+    bootstrap = versioned_broker.bootstrap
     create_topic(bootstrap, "sentences", PARTITIONS)
     create_topic(bootstrap, "word-counts", PARTITIONS)
     lines = wordcount.sentences(SENTENCES)
@@ -84,6 +103,37 @@ def test_kafka_streams_word_count_killed_repeatedly_counts_every_word_exactly_on
     problems = wordcount.exactly_once_problems(seen, expected)
     assert not problems, "\n".join(problems[:10]) + f"\n{log.read_text()[-3000:]}"
     assert _counted(log) > sum(expected.values()), "no record was ever processed twice"
+    # Version 1 clients leave ClientTransactionVersion at its default, 0.
+    versions = _client_transaction_versions(bootstrap)
+    assert versions == {2 if transaction_version == 2 else 0}, versions
+
+
+def _client_transaction_versions(bootstrap: str) -> set[int]:
+    """The transaction versions the application's producers ended transactions with, as the
+    coordinator logged them in ``__transaction_state``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "state-reader",
+                         "enable.auto.commit": False})
+    found: dict[str, int] = {}
+    try:
+        consumer.assign([TopicPartition(records.TRANSACTION_TOPIC, p, 0) for p in range(3)])
+        ends = [consumer.get_watermark_offsets(TopicPartition(records.TRANSACTION_TOPIC, p),
+                                               timeout=10)[1] for p in range(3)]
+        seen = [0, 0, 0]
+
+        def read() -> bool:
+            for message in consumer.consume(500, 0.5):
+                if message.error() is None:
+                    seen[message.partition()] = message.offset() + 1
+                    if message.value() is not None:
+                        txn_id = records.decode_key(message.key())
+                        value = records.decode_value(txn_id, message.value())
+                        found[txn_id] = value.client_version
+            return all(s >= e for s, e in zip(seen, ends, strict=True))
+
+        eventually(read, timeout=30, interval=0, message="__transaction_state not read")
+    finally:
+        consumer.close()
+    return {v for txn_id, v in found.items() if txn_id.startswith(APPLICATION)}
 
 
 def _assert_internal_topics(bootstrap: str) -> None:

@@ -35,11 +35,12 @@ ReadinessCheck = Callable[[], bool]
 
 class TransactionVerifier(Protocol):
     """KIP-890 part 1: asks a transaction's coordinator whether a partition was added to it
-    before the partition accepts the transaction's first batch."""
+    before the partition accepts the transaction's first batch; with ``add`` (part 2, a
+    transaction version 2 client, which sends no AddPartitionsToTxn) adds it instead."""
 
     async def verify(
         self, transactional_id: str, producer_id: int, producer_epoch: int, topic: str,
-        partition: int,
+        partition: int, *, add: bool = False,
     ) -> ErrorCode: ...
 
 

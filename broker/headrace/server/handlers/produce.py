@@ -1,4 +1,4 @@
-"""Produce v3-9: append each partition's RecordBatch bytes through the broker services.
+"""Produce v3-12: append each partition's RecordBatch bytes through the broker services.
 
 Batches are validated by storage (headers, CRC, every record: see storage/validation.py); a
 refusal comes back as a KafkaError whose record_errors Produce v8+ carries.
@@ -53,7 +53,8 @@ async def handle_produce(
             raise KafkaError(ErrorCode.invalid_record, "no records")
         if request.transactional_id is not None:
             refusal = await _verify_transactional(
-                broker, request.transactional_id, name, partition.index, records
+                broker, request.transactional_id, name, partition.index, records,
+                add=ctx.api_version >= TV2_PRODUCE,
             )
             if refusal is not None:
                 raise refusal
@@ -82,11 +83,13 @@ async def handle_produce(
 
 
 async def _verify_transactional(
-    broker: Broker, transactional_id: str, topic: str, partition: int, records: Any
+    broker: Broker, transactional_id: str, topic: str, partition: int, records: Any, *,
+    add: bool,
 ) -> KafkaError | None:
     """KIP-890 part 1: a transaction's first batch to a partition is accepted only once its
     coordinator confirms the partition was added (AddPartitionsToTxn), so no write can land
-    outside a transaction the coordinator will end (a "hanging" transaction)."""
+    outside a transaction the coordinator will end (a "hanging" transaction). Part 2 (``add``,
+    Produce v12 of a transaction version 2 producer): the coordinator adds it instead."""
     if len(records) < _BATCH_HEADER_SIZE:
         return None  # storage refuses the malformed batch with its own error
     header = record.parse_header(bytes(records[:_BATCH_HEADER_SIZE]))
@@ -102,13 +105,15 @@ async def _verify_transactional(
         return KafkaError(ErrorCode.transactional_id_authorization_failed,
                           "transactions are not served")
     code = await verifier.verify(
-        transactional_id, header.producer_id, header.producer_epoch, topic, partition
+        transactional_id, header.producer_id, header.producer_epoch, topic, partition, add=add
     )
     if code is ErrorCode.none:
         return None
     return KafkaError(code, f"{topic}-{partition} is not part of transaction {transactional_id}")
 
 
+#: The first Produce version of transaction version 2 producers (KIP-890 part 2).
+TV2_PRODUCE = 12
 _BATCH_HEADER_SIZE = 61
 _ATTR_TRANSACTIONAL = 0x10
 
