@@ -2,21 +2,26 @@
 bumps the epoch (the markers and the next transaction carry the new one, a late write of the
 old one is fenced), a retried EndTxn is recognised by the epoch before the bump, an abort of
 nothing only bumps, and an exhausted epoch moves the producer to a new id. Then the same over
-real storage, where the v1 ``__transaction_state`` value survives a reload."""
+real storage, where the v1 ``__transaction_state`` value survives a reload, and the produce
+path, where the next transaction's first write waits for the last one's marker."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 from kio.schema.errors import ErrorCode
 
-from headrace.storage import LogManager
+from headrace import record
+from headrace.server.handlers.produce import _verify_transactional
+from headrace.storage import LogConfig, LogManager, PartitionLog, control_batch
 from headrace.transactions import model, records
 from headrace.transactions.model import MAX_EPOCH, TxnMetadata, TxnState
 from tests.transactions.test_coordinator import ScriptedMarkers, _coordinator
 
 NOW = 1_000_000
+PID = 1000
 PARTS = frozenset({("out", 0), ("out", 1)})
 
 
@@ -130,3 +135,47 @@ async def test_a_version_2_producer_commits_under_bumped_epochs_across_a_reload(
     assert (state.producer_id, state.producer_epoch, state.client_version) == (pid, 3, 2)
     assert await reloaded.add_partitions("tx", pid, 2, PARTS) is ErrorCode.producer_fenced
     await reloaded.stop()
+
+
+class _Verifier:
+    """The coordinator as the produce path sees it: still writing the last markers."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, bool]] = []
+
+    async def verify(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                     topic: str, partition: int, *, add: bool = False) -> ErrorCode:
+        self.asked.append((producer_epoch, add))
+        return ErrorCode.concurrent_transactions
+
+
+async def test_a_bumped_write_waits_until_the_last_transactions_marker_is_in(
+    tmp_path: Path,
+) -> None:
+    """The partition still holds the epoch-0 transaction (its commit marker not yet written):
+    the epoch-1 batch of the next transaction must not slip into it unverified; the coordinator
+    is asked to add the partition and answers "retry" until the marker is in."""
+    log = PartitionLog(tmp_path / "p", "out", 0, LogConfig(segment_bytes=1 << 16))
+    log.append(_txn_batch(0), leader_epoch=0)
+    assert log.ongoing_transaction(PID, 0) and not log.ongoing_transaction(PID, 1)
+    verifier = _Verifier()
+    broker = SimpleNamespace(replicas=SimpleNamespace(log=lambda topic, partition: log),
+                             transaction_verifier=verifier)
+    same = await _verify_transactional(broker, "tx", "out", 0, memoryview(_txn_batch(0)),
+                                       add=True)
+    assert same is None and verifier.asked == []  # part of the open transaction: no question
+    refusal = await _verify_transactional(broker, "tx", "out", 0, memoryview(_txn_batch(1)),
+                                          add=True)
+    assert refusal is not None and refusal.code is ErrorCode.concurrent_transactions
+    assert verifier.asked == [(1, True)]
+    log.append(control_batch(PID, 1, commit=True, coordinator_epoch=0, timestamp_ms=1),
+               leader_epoch=0, coordinator=True)
+    assert not log.ongoing_transaction(PID)
+
+
+def _txn_batch(epoch: int) -> bytes:
+    plain = record.build_batch([(1, None, b"v", ())])
+    header = record.parse_header(plain)
+    return record.pack_batch(plain[61:], header.record_count, header.last_offset_delta,
+                             header.base_timestamp, header.max_timestamp, attributes=0x10,
+                             producer_id=PID, producer_epoch=epoch, base_sequence=0)

@@ -96,8 +96,9 @@ async def _verify_transactional(
     if not header.attributes & _ATTR_TRANSACTIONAL or header.producer_id < 0:
         return None
     try:
-        if broker.replicas.log(topic, partition).ongoing_transaction(header.producer_id):
-            return None  # verified when the transaction first wrote here
+        log = broker.replicas.log(topic, partition)
+        if log.ongoing_transaction(header.producer_id, header.producer_epoch):
+            return None  # verified when the transaction first wrote here (at this epoch)
     except KafkaError as error:
         return error
     verifier = broker.transaction_verifier
