@@ -7,6 +7,7 @@ path, where the next transaction's first write waits for the last one's marker."
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +15,8 @@ from types import SimpleNamespace
 from kio.schema.errors import ErrorCode
 
 from headrace import record
-from headrace.server.handlers.produce import _verify_transactional
+from headrace.core.turns import Turns
+from headrace.server.handlers.produce import _open_and_append, _verify_transactional
 from headrace.storage import LogConfig, LogManager, PartitionLog, control_batch
 from headrace.transactions import model, records
 from headrace.transactions.model import MAX_EPOCH, TxnMetadata, TxnState
@@ -161,11 +163,9 @@ async def test_a_bumped_write_waits_until_the_last_transactions_marker_is_in(
     verifier = _Verifier()
     broker = SimpleNamespace(replicas=SimpleNamespace(log=lambda topic, partition: log),
                              transaction_verifier=verifier)
-    same = await _verify_transactional(broker, "tx", "out", 0, memoryview(_txn_batch(0)),
-                                       add=True)
+    same = await _verify_transactional(broker, "tx", "out", 0, (PID, 0), add=True)
     assert same is None and verifier.asked == []  # part of the open transaction: no question
-    refusal = await _verify_transactional(broker, "tx", "out", 0, memoryview(_txn_batch(1)),
-                                          add=True)
+    refusal = await _verify_transactional(broker, "tx", "out", 0, (PID, 1), add=True)
     assert refusal is not None and refusal.code is ErrorCode.concurrent_transactions
     assert verifier.asked == [(1, True)]
     log.append(control_batch(PID, 1, commit=True, coordinator_epoch=0, timestamp_ms=1),
@@ -173,9 +173,43 @@ async def test_a_bumped_write_waits_until_the_last_transactions_marker_is_in(
     assert not log.ongoing_transaction(PID)
 
 
-def _txn_batch(epoch: int) -> bytes:
+def _txn_batch(epoch: int, sequence: int = 0) -> bytes:
     plain = record.build_batch([(1, None, b"v", ())])
     header = record.parse_header(plain)
     return record.pack_batch(plain[61:], header.record_count, header.last_offset_delta,
                              header.base_timestamp, header.max_timestamp, attributes=0x10,
-                             producer_id=PID, producer_epoch=epoch, base_sequence=0)
+                             producer_id=PID, producer_epoch=epoch, base_sequence=sequence)
+
+
+async def test_pipelined_writes_wait_behind_the_first_write_of_a_transaction(
+    tmp_path: Path,
+) -> None:
+    """Two pipelined batches open a transaction in a partition while the coordinator is slow
+    to answer the first: the second must not overtake it (its sequence check would fail)."""
+    log = PartitionLog(tmp_path / "p", "out", 0, LogConfig(segment_bytes=1 << 16))
+    answer = asyncio.Event()
+    asked: list[int] = []
+
+    class SlowVerifier:
+        async def verify(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                         topic: str, partition: int, *, add: bool = False) -> ErrorCode:
+            asked.append(producer_epoch)
+            await answer.wait()
+            return ErrorCode.none
+
+    async def produce(topic: str, partition: int, records: bytes, *, acks: int) -> object:
+        return log.append(records, leader_epoch=0)
+
+    broker = SimpleNamespace(replicas=SimpleNamespace(log=lambda topic, partition: log),
+                             transaction_verifier=SlowVerifier(), produce=produce,
+                             transactional_first_writes=Turns())
+    first = asyncio.create_task(_open_and_append(
+        broker, "tx", "out", 0, _txn_batch(0, sequence=0), (PID, 0), acks=-1, add=True))
+    second = asyncio.create_task(_open_and_append(
+        broker, "tx", "out", 0, _txn_batch(0, sequence=1), (PID, 0), acks=-1, add=True))
+    await asyncio.sleep(0.01)
+    assert asked == [0] and not second.done()  # waiting its turn, not asking, not appending
+    answer.set()
+    await asyncio.gather(first, second)
+    assert asked == [0]  # the second found the transaction open: no second question
+    assert log.log_end_offset == 2

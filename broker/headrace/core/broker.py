@@ -27,6 +27,7 @@ from headrace.core.producer_ids import ProducerIdAllocator, ProducerIdSource
 from headrace.core.replica import ReplicaManager
 from headrace.core.requests import NullObserver, RequestObserver
 from headrace.core.topics import TopicManager, TopicSpec, topic_name_problem
+from headrace.core.turns import Turns
 from headrace.storage import AppendResult, LogManagerAPI, LogRead, TopicMetadata
 
 #: A readiness condition for /readyz: true when ready; raising counts as not ready.
@@ -81,6 +82,10 @@ class Broker:
         #: Set by the app once the transaction coordinator exists (None: transactional
         #: batches are refused).
         self.transaction_verifier: TransactionVerifier | None = None
+        #: (topic, partition, producer id) of transactional writes waiting on their coordinator:
+        #: the first write of a transaction to a partition holds the lock from its check to its
+        #: append, so pipelined writes after it queue behind it instead of overtaking it.
+        self.transactional_first_writes = Turns()
         # The endpoint is read on use: the advertised port is known only once bound.
         self.metadata: MetadataView = LocalMetadataView(
             lambda: self.endpoint, logs, is_internal, cluster_id
