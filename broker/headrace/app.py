@@ -246,7 +246,9 @@ class BrokerApp:
 
             self.registry.register_all(cluster_api_handlers(self.node))
         self.registry.register_all(sasl_api_handlers(self.authenticator, self.scram_credentials))
-        self.registry.register(api_versions_handler(self.registry))
+        self.registry.register(api_versions_handler(
+            self.registry, {"transaction.version": self.config.transaction_version}
+        ))
         if self.node is not None:
             self._services.append((self.node.start, self.node.stop))
         if self._security_follower is not None:

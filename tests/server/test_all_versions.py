@@ -117,6 +117,8 @@ def _requests(api_key: int, version: int) -> list[tuple[dict[str, Any], ErrorCod
                             m.TxnOffsetCommitRequestPartition, partition_index=0,
                             committed_offset=1, committed_leader_epoch=-1,
                             committed_metadata=""),)),)}
+        if version >= 5:  # KIP-890 part 2: v5 adds the group to a transaction "t" never begun
+            return [(commit("known"), ErrorCode.invalid_producer_id_mapping)]
         return [(commit("known"), ErrorCode.none),
                 (commit("missing"), ErrorCode.unknown_topic_or_partition)]
     if api_key == 61:

@@ -76,7 +76,13 @@ async def test_api_versions_advertises_registered_ranges(app: BrokerApp, broker:
     assert response.error_code == ErrorCode.none
     ranges = {k.api_key: (k.min_version, k.max_version) for k in response.api_keys}
     assert ranges == {key: (low, high) for key, low, high in app.registry.supported()}
-    assert ranges[0] == (3, 9) and ranges[1] == (4, 12) and ranges[3] == (0, 12)
+    assert ranges[0] == (3, 12) and ranges[1] == (4, 12) and ranges[3] == (0, 12)
+    # KIP-584 features: transaction.version 2 (KIP-890 part 2) is on by default.
+    assert [(f.name, f.min_version, f.max_version) for f in response.supported_features] == [
+        ("transaction.version", 0, 2)]
+    assert response.finalized_features_epoch >= 0
+    assert [(f.name, f.min_version_level, f.max_version_level)
+            for f in response.finalized_features] == [("transaction.version", 2, 2)]
     await client.close()
 
 

@@ -399,6 +399,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{flag}", type=positive_int,
                             default=_env(flag.upper().replace("-", "_"), default),
                             help=f"{text} (Kafka's {flag.replace('-', '.')})")
+    parser.add_argument("--transaction-version", type=int, choices=(0, 1, 2),
+                        default=_env("TRANSACTION_VERSION", "2"),
+                        help="the transaction.version feature level advertised to clients: 2 "
+                        "has Kafka 4.x clients bump the producer epoch per transaction and "
+                        "add partitions by producing (KIP-890 part 2); 0 or 1: the "
+                        "AddPartitionsToTxn protocol of earlier clients (Kafka's "
+                        "transaction.version feature, set there with kafka-features)")
     parser.add_argument("--producer-id-expiration-ms", type=positive_int,
                         default=_env("PRODUCER_ID_EXPIRATION_MS", "86400000"),
                         help="forget an idempotent producer's state after this long without a "
@@ -515,6 +522,7 @@ async def _serve(args: argparse.Namespace) -> int:
         sasl_oauthbearer_sub_claim_name=args.sasl_oauthbearer_sub_claim_name,
         sasl_oauthbearer_clock_skew_seconds=args.sasl_oauthbearer_clock_skew_seconds,
         sasl_oauthbearer_jwks_endpoint_refresh_ms=args.sasl_oauthbearer_jwks_endpoint_refresh_ms,
+        transaction_version=args.transaction_version,
     )
     app = BrokerApp(config, cluster=settings_from_args(args))  # no --metadata: single broker
     stop = asyncio.Event()

@@ -4,7 +4,8 @@ A transaction coordinator writes each COMMIT/ABORT marker to the partition's lea
 is this broker the marker goes in-process; otherwise it is sent as WriteTxnMarkers v1 over
 the Kafka protocol, as Kafka's ``TransactionMarkerChannelManager`` does (the coordinator retries
 on failure). Likewise a partition leader whose producer's coordinator lives elsewhere asks it
-with AddPartitionsToTxn v4 ``verify_only`` (KIP-890 part 1).
+with AddPartitionsToTxn v4 ``verify_only`` (KIP-890 part 1), or, for a transaction version 2
+producer, has it add the partition with AddPartitionsToTxn v5 (KIP-890 part 2).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from kio.schema.add_partitions_to_txn.v4 import request as add_v4
+from kio.schema.add_partitions_to_txn.v5 import request as add_v5
 from kio.schema.errors import ErrorCode
 from kio.schema.types import ProducerId, TopicName, TransactionalId
 from kio.schema.write_txn_markers.v1 import request as markers_v1
@@ -82,7 +84,7 @@ class ClusterTransactionPeers:
 
     async def verify(
         self, transactional_id: str, producer_id: int, producer_epoch: int, topic: str,
-        partition: int,
+        partition: int, *, add: bool = False,
     ) -> ErrorCode:
         coordinator = self.coordinator
         if coordinator is None:
@@ -90,12 +92,13 @@ class ClusterTransactionPeers:
         node = coordinator.coordinator_for(transactional_id)
         if node is None:
             return ErrorCode.coordinator_not_available
-        request = add_v4.AddPartitionsToTxnRequest(transactions=(
-            add_v4.AddPartitionsToTxnTransaction(
+        schema = add_v5 if add else add_v4
+        request = schema.AddPartitionsToTxnRequest(transactions=(
+            schema.AddPartitionsToTxnTransaction(
                 transactional_id=TransactionalId(transactional_id),
                 producer_id=ProducerId(producer_id),
-                producer_epoch=i16(producer_epoch), verify_only=True,
-                topics=(add_v4.AddPartitionsToTxnTopic(
+                producer_epoch=i16(producer_epoch), verify_only=not add,
+                topics=(schema.AddPartitionsToTxnTopic(
                     name=TopicName(topic), partitions=(i32(partition),)),),
             ),
         ))

@@ -24,6 +24,7 @@ from kio.schema.add_partitions_to_txn import v1 as add_partitions_to_txn_v1
 from kio.schema.add_partitions_to_txn import v2 as add_partitions_to_txn_v2
 from kio.schema.add_partitions_to_txn import v3 as add_partitions_to_txn_v3
 from kio.schema.add_partitions_to_txn import v4 as add_partitions_to_txn_v4
+from kio.schema.add_partitions_to_txn import v5 as add_partitions_to_txn_v5
 from kio.schema.alter_client_quotas import v0 as alter_client_quotas_v0
 from kio.schema.alter_client_quotas import v1 as alter_client_quotas_v1
 from kio.schema.alter_configs import v0 as alter_configs_v0
@@ -95,6 +96,8 @@ from kio.schema.end_txn import v0 as end_txn_v0
 from kio.schema.end_txn import v1 as end_txn_v1
 from kio.schema.end_txn import v2 as end_txn_v2
 from kio.schema.end_txn import v3 as end_txn_v3
+from kio.schema.end_txn import v4 as end_txn_v4
+from kio.schema.end_txn import v5 as end_txn_v5
 from kio.schema.fetch import v4 as fetch_v4
 from kio.schema.fetch import v5 as fetch_v5
 from kio.schema.fetch import v6 as fetch_v6
@@ -198,6 +201,8 @@ from kio.schema.txn_offset_commit import v0 as txn_offset_commit_v0
 from kio.schema.txn_offset_commit import v1 as txn_offset_commit_v1
 from kio.schema.txn_offset_commit import v2 as txn_offset_commit_v2
 from kio.schema.txn_offset_commit import v3 as txn_offset_commit_v3
+from kio.schema.txn_offset_commit import v4 as txn_offset_commit_v4
+from kio.schema.txn_offset_commit import v5 as txn_offset_commit_v5
 from kio.schema.write_txn_markers import v1 as write_txn_markers_v1
 
 FetchRequests: TypeAlias = (
@@ -491,6 +496,7 @@ AddPartitionsToTxnRequests: TypeAlias = (
     | add_partitions_to_txn_v2.AddPartitionsToTxnRequest
     | add_partitions_to_txn_v3.AddPartitionsToTxnRequest
     | add_partitions_to_txn_v4.AddPartitionsToTxnRequest
+    | add_partitions_to_txn_v5.AddPartitionsToTxnRequest
 )
 AddPartitionsToTxnResponses: TypeAlias = (
     add_partitions_to_txn_v0.AddPartitionsToTxnResponse
@@ -498,6 +504,7 @@ AddPartitionsToTxnResponses: TypeAlias = (
     | add_partitions_to_txn_v2.AddPartitionsToTxnResponse
     | add_partitions_to_txn_v3.AddPartitionsToTxnResponse
     | add_partitions_to_txn_v4.AddPartitionsToTxnResponse
+    | add_partitions_to_txn_v5.AddPartitionsToTxnResponse
 )
 AddOffsetsToTxnRequests: TypeAlias = (
     add_offsets_to_txn_v0.AddOffsetsToTxnRequest | add_offsets_to_txn_v1.AddOffsetsToTxnRequest
@@ -509,21 +516,23 @@ AddOffsetsToTxnResponses: TypeAlias = (
 )
 EndTxnRequests: TypeAlias = (
     end_txn_v0.EndTxnRequest | end_txn_v1.EndTxnRequest | end_txn_v2.EndTxnRequest
-    | end_txn_v3.EndTxnRequest
+    | end_txn_v3.EndTxnRequest | end_txn_v4.EndTxnRequest | end_txn_v5.EndTxnRequest
 )
 EndTxnResponses: TypeAlias = (
     end_txn_v0.EndTxnResponse | end_txn_v1.EndTxnResponse | end_txn_v2.EndTxnResponse
-    | end_txn_v3.EndTxnResponse
+    | end_txn_v3.EndTxnResponse | end_txn_v4.EndTxnResponse | end_txn_v5.EndTxnResponse
 )
 WriteTxnMarkersRequests: TypeAlias = write_txn_markers_v1.WriteTxnMarkersRequest
 WriteTxnMarkersResponses: TypeAlias = write_txn_markers_v1.WriteTxnMarkersResponse
 TxnOffsetCommitRequests: TypeAlias = (
     txn_offset_commit_v0.TxnOffsetCommitRequest | txn_offset_commit_v1.TxnOffsetCommitRequest
     | txn_offset_commit_v2.TxnOffsetCommitRequest | txn_offset_commit_v3.TxnOffsetCommitRequest
+    | txn_offset_commit_v4.TxnOffsetCommitRequest | txn_offset_commit_v5.TxnOffsetCommitRequest
 )
 TxnOffsetCommitResponses: TypeAlias = (
     txn_offset_commit_v0.TxnOffsetCommitResponse | txn_offset_commit_v1.TxnOffsetCommitResponse
     | txn_offset_commit_v2.TxnOffsetCommitResponse | txn_offset_commit_v3.TxnOffsetCommitResponse
+    | txn_offset_commit_v4.TxnOffsetCommitResponse | txn_offset_commit_v5.TxnOffsetCommitResponse
 )
 DescribeTransactionsRequests: TypeAlias = describe_transactions_v0.DescribeTransactionsRequest
 DescribeTransactionsResponses: TypeAlias = describe_transactions_v0.DescribeTransactionsResponse

@@ -27,6 +27,7 @@ from headrace.core.producer_ids import ProducerIdAllocator, ProducerIdSource
 from headrace.core.replica import ReplicaManager
 from headrace.core.requests import NullObserver, RequestObserver
 from headrace.core.topics import TopicManager, TopicSpec, topic_name_problem
+from headrace.core.turns import Turns
 from headrace.storage import AppendResult, LogManagerAPI, LogRead, TopicMetadata
 
 #: A readiness condition for /readyz: true when ready; raising counts as not ready.
@@ -35,11 +36,12 @@ ReadinessCheck = Callable[[], bool]
 
 class TransactionVerifier(Protocol):
     """KIP-890 part 1: asks a transaction's coordinator whether a partition was added to it
-    before the partition accepts the transaction's first batch."""
+    before the partition accepts the transaction's first batch; with ``add`` (part 2, a
+    transaction version 2 client, which sends no AddPartitionsToTxn) adds it instead."""
 
     async def verify(
         self, transactional_id: str, producer_id: int, producer_epoch: int, topic: str,
-        partition: int,
+        partition: int, *, add: bool = False,
     ) -> ErrorCode: ...
 
 
@@ -82,6 +84,10 @@ class Broker:
         #: Set by the app once the transaction coordinator exists (None: transactional
         #: batches are refused).
         self.transaction_verifier: TransactionVerifier | None = None
+        #: (topic, partition, producer id) of transactional writes waiting on their coordinator:
+        #: the first write of a transaction to a partition holds the lock from its check to its
+        #: append, so pipelined writes after it queue behind it instead of overtaking it.
+        self.transactional_first_writes = Turns()
         # The endpoint is read on use: the advertised port is known only once bound.
         self.metadata: MetadataView = LocalMetadataView(
             lambda: self.endpoint, logs, is_internal, cluster_id,

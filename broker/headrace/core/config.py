@@ -171,6 +171,9 @@ class BrokerConfig:
     transactional_id_expiration_ms: int = 604_800_000
     #: Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms.
     transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10_000
+    #: Kafka's transaction.version feature level advertised in ApiVersions: 2 has Kafka 4.x
+    #: clients use KIP-890 part 2 (an epoch bump per transaction, no AddPartitionsToTxn).
+    transaction_version: int = 2
     topic_defaults: dict[str, str] = field(default_factory=dict)
     #: Kafka's sasl.enabled.mechanisms: what SASL listeners offer.
     sasl_mechanisms: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-512")

@@ -1,4 +1,4 @@
-"""Hand-coded Produce (v3-9) requests and responses: the per-request hot path, without kio.
+"""Hand-coded Produce (v3-12) requests and responses: the per-request hot path, without kio.
 
 kio's dataclass writer spends tens of microseconds per small response on type checks; a Produce
 answer is a few fixed-width fields per partition, so it is packed here directly. kio's reader
@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from headrace.record.varint import READ_ERRORS, encode_uvarint, read_uvarint
 
 MIN_VERSION = 3
-MAX_VERSION = 9
+#: v10-12 change no field: v10/11 add optional tagged leader hints (KIP-951, not sent here),
+#: v12 marks a transaction version 2 producer (KIP-890 part 2: its writes add partitions).
+MAX_VERSION = 12
 FLEXIBLE_FROM = 9
 
 _PARTITION = struct.Struct(">ihqq")  # index, error code, base offset, log append time
@@ -41,7 +43,7 @@ class ProduceTopicData:
 
 @dataclass(slots=True)
 class ProduceRequestView:
-    """The fields of a ProduceRequest v3-9, named like kio's ``ProduceRequest``."""
+    """The fields of a ProduceRequest v3-12, named like kio's ``ProduceRequest``."""
 
     transactional_id: str | None
     acks: int
@@ -134,7 +136,7 @@ class _Reader:
 def decode_produce_request(
     frame: bytes | memoryview, body_offset: int, version: int
 ) -> ProduceRequestView:
-    """Decode a ProduceRequest v3-9 body starting at ``body_offset`` of ``frame``.
+    """Decode a ProduceRequest v3-12 body starting at ``body_offset`` of ``frame``.
 
     Record bytes are not copied: each partition's ``records`` is a read-only view of ``frame``,
     valid as long as the frame is. Raises :class:`ProduceDecodeError` on malformed input.

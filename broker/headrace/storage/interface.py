@@ -83,8 +83,10 @@ class PartitionLogAPI(Protocol):
         or -1) of every producer the partition remembers (DescribeProducers)."""
         ...
 
-    def ongoing_transaction(self, producer_id: int) -> bool:
-        """Whether ``producer_id`` has an open transaction in this partition."""
+    def ongoing_transaction(self, producer_id: int, producer_epoch: int | None = None) -> bool:
+        """Whether ``producer_id`` has an open transaction in this partition (begun at
+        ``producer_epoch``, when given: a transaction version 2 producer bumps the epoch for
+        its next transaction while the last one's marker may still be on its way)."""
         ...
 
     def append_replica(self, batches: bytes | memoryview) -> AppendResult:

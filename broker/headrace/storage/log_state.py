@@ -164,8 +164,11 @@ class LogState:
             for pid, entry in self.producer_state.producers.items()
         ]
 
-    def ongoing_transaction(self, producer_id: int) -> bool:
-        return producer_id in self.producer_state.ongoing
+    def ongoing_transaction(self, producer_id: int, producer_epoch: int | None = None) -> bool:
+        if producer_id not in self.producer_state.ongoing:
+            return False
+        entry = self.producer_state.producers.get(producer_id)
+        return producer_epoch is None or (entry is not None and entry.epoch == producer_epoch)
 
     def aborted_transactions(self, start: int, upper: int) -> list[tuple[int, int]]:
         """(producer id, first offset) of aborted transactions overlapping [start, upper)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -231,21 +232,39 @@ class TransactionCoordinator:
         return ErrorCode.none
 
     async def end_txn(
-        self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool
+        self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool,
+        *, bump_epoch: bool = False,
     ) -> ErrorCode:
+        """EndTxn; ``bump_epoch`` for a transaction version 2 client (KIP-890 part 2), which
+        then goes on with :meth:`producer_after_end`."""
         error = self._gate(transactional_id)
         if error is not ErrorCode.none:
             return error
         decision = model.decide_end(
             self.transactions.get(transactional_id), producer_id, producer_epoch, commit,
-            self._clock(),
+            self._clock(), bump_epoch=bump_epoch,
         )
-        if decision.metadata is None:
+        metadata = decision.metadata
+        if metadata is None:
             return decision.error
-        error = await self._persist(transactional_id, decision.metadata)
+        if decision.needs_new_producer_id:
+            try:
+                next_id = await self._producer_ids.allocate()
+            except Exception as failure:  # the id source names its own Kafka error
+                return ErrorCode(int(getattr(failure, "code", ErrorCode.coordinator_not_available)))
+            metadata = dataclasses.replace(metadata, next_producer_id=next_id)
+        error = await self._persist(transactional_id, metadata)
         if error is ErrorCode.none:
             self._start_completion(transactional_id)
         return error
+
+    def producer_after_end(self, transactional_id: str) -> tuple[int, int]:
+        """The producer id and epoch an EndTxn v5 answers with, read right after
+        :meth:`end_txn` (no await in between): (-1, -1) for an unknown id."""
+        metadata = self.transactions.get(transactional_id)
+        if metadata is None:
+            return model.NO_PRODUCER_ID, model.NO_EPOCH
+        return metadata.producer_after_end()
 
     def transaction_stats(self) -> TransactionStats:
         ongoing = sum(

@@ -1,10 +1,14 @@
 """Kafka API handlers for transactions: kio requests in, coordinator calls, kio responses out.
 
-InitProducerId (idempotent and transactional), AddPartitionsToTxn (v0-3 from producers, v4
+InitProducerId (idempotent and transactional), AddPartitionsToTxn (v0-3 from producers, v4-5
 batched and ``verify_only`` between brokers, KIP-890 part 1), AddOffsetsToTxn, EndTxn,
 TxnOffsetCommit (to the group coordinator, KIP-447 fencing) and WriteTxnMarkers (from a
-coordinator on another broker). Kafka answers a fenced producer with PRODUCER_FENCED from the
-versions KIP-588 added it in and with INVALID_PRODUCER_EPOCH before; so do these.
+coordinator on another broker). Transaction version 2 (KIP-890 part 2) is the client's choice
+by version: EndTxn v5 bumps the epoch and answers with the producer id and epoch to go on
+with, and TxnOffsetCommit v5 adds the group's offsets partition to the transaction itself
+(such a client sends no AddOffsetsToTxn, as its Produce v12 sends no AddPartitionsToTxn).
+Kafka answers a fenced producer with PRODUCER_FENCED from the versions KIP-588 added it in and
+with INVALID_PRODUCER_EPOCH before; so do these.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kio.schema.add_partitions_to_txn import v4 as add_partitions_to_txn_v4
+from kio.schema.add_partitions_to_txn import v5 as add_partitions_to_txn_v5
 from kio.schema.errors import ErrorCode
 
 from headrace.core.broker import Broker
@@ -83,11 +88,11 @@ LIST_TRANSACTIONS_API: KafkaApi[ListTransactionsRequests, ListTransactionsRespon
 
 SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
     INIT_PRODUCER_ID: (0, 4),
-    ADD_PARTITIONS_TO_TXN: (0, 4),
+    ADD_PARTITIONS_TO_TXN: (0, 5),
     ADD_OFFSETS_TO_TXN: (0, 3),
-    END_TXN: (0, 3),
+    END_TXN: (0, 5),
     WRITE_TXN_MARKERS: (1, 1),
-    TXN_OFFSET_COMMIT: (0, 3),
+    TXN_OFFSET_COMMIT: (0, 5),
     DESCRIBE_TRANSACTIONS: (0, 0),
     LIST_TRANSACTIONS: (0, 1),
 }
@@ -99,6 +104,13 @@ STATE_NAMES = {
     TxnState.COMPLETE_COMMIT: "CompleteCommit", TxnState.COMPLETE_ABORT: "CompleteAbort",
     TxnState.DEAD: "Dead", TxnState.PREPARE_EPOCH_FENCE: "PrepareEpochFence",
 }
+
+#: The first EndTxn and TxnOffsetCommit versions of transaction version 2 clients.
+TV2_END_TXN = 5
+TV2_TXN_OFFSET_COMMIT = 5
+#: Batched AddPartitionsToTxn, between brokers (v5: a leader adding for a v2 client).
+_BATCHED_ADD = (add_partitions_to_txn_v4.AddPartitionsToTxnRequest,
+                add_partitions_to_txn_v5.AddPartitionsToTxnRequest)
 
 #: The first version of each API that may carry PRODUCER_FENCED (KIP-588).
 _FENCED_FROM = {
@@ -205,7 +217,7 @@ def _cluster_action(request: object) -> Sequence[Action]:
 def _add_partitions_actions(request: AddPartitionsToTxnRequests) -> Sequence[Action]:
     """v4 batches come from brokers (CLUSTER_ACTION); a producer's need WRITE on its
     transactional id and on every topic it adds."""
-    if isinstance(request, add_partitions_to_txn_v4.AddPartitionsToTxnRequest):
+    if isinstance(request, _BATCHED_ADD):
         return _cluster_action(request)
     return [*_write_on(request.v3_and_below_transactional_id),
             *(Action(Operation.WRITE, ResourceType.TOPIC, t.name)
@@ -275,7 +287,7 @@ async def _add_partitions(
     version = ctx.api_version
     module = ADD_PARTITIONS_TO_TXN_API.classes(version)
     response = ADD_PARTITIONS_TO_TXN_API.response(version)
-    if isinstance(request, add_partitions_to_txn_v4.AddPartitionsToTxnRequest):
+    if isinstance(request, _BATCHED_ADD):
         results = []
         for txn in request.transactions:
             topic_results = await _add_one(
@@ -354,11 +366,17 @@ async def _add_offsets(
 async def _end_txn(
     coordinator: TransactionCoordinator, request: EndTxnRequests, ctx: RequestContext
 ) -> EndTxnResponses:
+    version_2 = ctx.api_version >= TV2_END_TXN
     code = _refusal(ctx, request.transactional_id) or await coordinator.end_txn(
         request.transactional_id, int(request.producer_id), int(request.producer_epoch),
-        bool(request.committed),
+        bool(request.committed), bump_epoch=version_2,
     )
-    return build(END_TXN_API.response(ctx.api_version), error_code=_for_version(code, ctx))
+    response = END_TXN_API.response(ctx.api_version)
+    if not version_2:
+        return build(response, error_code=_for_version(code, ctx))
+    producer_id, epoch = (coordinator.producer_after_end(request.transactional_id)
+                          if code is ErrorCode.none else (-1, -1))
+    return build(response, error_code=code, producer_id=producer_id, producer_epoch=epoch)
 
 
 async def _txn_offset_commit(
@@ -386,6 +404,12 @@ async def _txn_offset_commit(
                 int(getattr(partition, "committed_leader_epoch", -1)),
                 partition.committed_metadata,
             ))
+    if commits and ctx.api_version >= TV2_TXN_OFFSET_COMMIT:
+        # Transaction version 2: no AddOffsetsToTxn came; the offsets partition joins here.
+        added = await _add_offsets_partition(groups, broker, request)
+        if added is not ErrorCode.none:
+            refused.update({(c.topic, c.partition): added for c in commits})
+            commits = []
     results = await groups.commit_transactional_offsets(
         request.group_id, int(request.producer_id), int(request.producer_epoch),
         int(getattr(request, "generation_id", -1)), getattr(request, "member_id", "") or "",
@@ -402,6 +426,18 @@ async def _txn_offset_commit(
         build(module.TxnOffsetCommitResponseTopic, name=name, partitions=tuple(parts))
         for name, parts in by_topic.items()
     ))
+
+
+async def _add_offsets_partition(
+    groups: GroupCoordinator, broker: Broker, request: TxnOffsetCommitRequests
+) -> ErrorCode:
+    verifier = broker.transaction_verifier
+    if verifier is None:
+        return ErrorCode.coordinator_not_available
+    return await verifier.verify(
+        request.transactional_id, int(request.producer_id), int(request.producer_epoch),
+        "__consumer_offsets", groups.partition_for(request.group_id), add=True,
+    )
 
 
 async def _write_txn_markers(

@@ -7,6 +7,12 @@ to Ongoing on the next AddPartitionsToTxn. PrepareEpochFence is the in-memory st
 InitProducerId (or the timeout) finds a transaction still open: the epoch is bumped, which
 fences the old producer, and the open transaction is aborted. Dead is an expired id.
 
+Transaction version 2 (KIP-890 part 2, a client that negotiated ``transaction.version`` 2):
+EndTxn bumps the epoch, so the markers and every later request carry the new one and a late
+write of the finished transaction is fenced; such a client may also abort from Empty or
+Complete (only to bump the epoch). When the epoch is exhausted the prepared state names the
+next producer id, which the Complete state then takes at epoch 0.
+
 Every decision returns either an error code or the metadata to persist; the coordinator writes
 it to ``__transaction_state`` and only then makes it current, so a crash never exposes a state
 that was not durable.
@@ -51,15 +57,16 @@ class TxnState(enum.IntEnum):
 #: Which states may follow which (Kafka's ``validPreviousStates``, read forwards).
 TRANSITIONS: dict[TxnState, frozenset[TxnState]] = {
     TxnState.EMPTY: frozenset({TxnState.EMPTY, TxnState.ONGOING, TxnState.DEAD,
-                               TxnState.PREPARE_EPOCH_FENCE}),
+                               TxnState.PREPARE_EPOCH_FENCE, TxnState.PREPARE_ABORT}),
     TxnState.ONGOING: frozenset({TxnState.ONGOING, TxnState.PREPARE_COMMIT,
                                  TxnState.PREPARE_ABORT, TxnState.PREPARE_EPOCH_FENCE}),
     TxnState.PREPARE_COMMIT: frozenset({TxnState.COMPLETE_COMMIT}),
     TxnState.PREPARE_ABORT: frozenset({TxnState.COMPLETE_ABORT}),
+    # PrepareAbort from Empty/Complete: a transaction version 2 abort that only bumps the epoch.
     TxnState.COMPLETE_COMMIT: frozenset({TxnState.EMPTY, TxnState.ONGOING, TxnState.DEAD,
-                                         TxnState.PREPARE_EPOCH_FENCE}),
+                                         TxnState.PREPARE_EPOCH_FENCE, TxnState.PREPARE_ABORT}),
     TxnState.COMPLETE_ABORT: frozenset({TxnState.EMPTY, TxnState.ONGOING, TxnState.DEAD,
-                                        TxnState.PREPARE_EPOCH_FENCE}),
+                                        TxnState.PREPARE_EPOCH_FENCE, TxnState.PREPARE_ABORT}),
     TxnState.PREPARE_EPOCH_FENCE: frozenset({TxnState.PREPARE_ABORT}),
     TxnState.DEAD: frozenset(),
 }
@@ -81,6 +88,16 @@ class TxnMetadata:
     partitions: frozenset[TopicPartition] = field(default_factory=frozenset)
     start_ms: int = -1
     last_update_ms: int = -1
+    #: Transaction version 2 at an exhausted epoch: the id the producer continues under.
+    next_producer_id: int = NO_PRODUCER_ID
+    #: The transaction version the client ended its last transaction with (0/1, or 2).
+    client_version: int = 0
+
+    def producer_after_end(self) -> tuple[int, int]:
+        """The producer id and epoch an EndTxn v5 answers with (where the client goes on)."""
+        if self.next_producer_id != NO_PRODUCER_ID:
+            return self.next_producer_id, 0
+        return self.producer_id, self.producer_epoch
 
     def moved(self, state: TxnState, now_ms: int, **changes: object) -> TxnMetadata:
         if state not in TRANSITIONS[self.state]:
@@ -181,16 +198,50 @@ def decide_add_partitions(
 @dataclass(frozen=True, slots=True)
 class EndDecision:
     """EndTxn: persist ``metadata`` (a Prepare state) and then write markers, or answer
-    ``error`` at once (NONE for a retry of an end that already completed)."""
+    ``error`` at once (NONE for a retry of an end that already completed). With
+    ``needs_new_producer_id`` the caller allocates the id the producer continues under."""
 
     metadata: TxnMetadata | None
     error: ErrorCode = ErrorCode.none
+    needs_new_producer_id: bool = False
+
+
+def _retried_v2_end(current: TxnMetadata | None, producer_id: int, producer_epoch: int,
+                    commit: bool) -> EndDecision | None:
+    """Transaction version 2: an EndTxn retried after its answer was lost carries the epoch
+    from before the bump."""
+    if (current is None or current.producer_id != producer_id
+            or producer_epoch != current.producer_epoch - 1 or current.client_version < 2):
+        return None
+    prepared, done = ((TxnState.PREPARE_COMMIT, TxnState.COMPLETE_COMMIT) if commit
+                      else (TxnState.PREPARE_ABORT, TxnState.COMPLETE_ABORT))
+    if current.state is done:
+        return EndDecision(None)
+    if current.state is prepared:
+        return EndDecision(None, ErrorCode.concurrent_transactions)
+    return None
+
+
+def _prepare(current: TxnMetadata, target: TxnState, now_ms: int, bump: bool,
+             **changes: object) -> EndDecision:
+    if not bump:
+        return EndDecision(current.moved(target, now_ms, **changes))
+    # Markers may carry Short.MAX_VALUE; the producer then goes on under a new id.
+    exhausted = current.producer_epoch >= MAX_EPOCH
+    prepared = current.moved(target, now_ms, producer_epoch=current.producer_epoch + 1,
+                             client_version=2, **changes)
+    return EndDecision(prepared, needs_new_producer_id=exhausted)
 
 
 def decide_end(
     current: TxnMetadata | None, producer_id: int, producer_epoch: int, commit: bool,
-    now_ms: int,
+    now_ms: int, *, bump_epoch: bool = False,
 ) -> EndDecision:
+    """EndTxn; ``bump_epoch`` for a transaction version 2 client (EndTxn v5+)."""
+    if bump_epoch:
+        retried = _retried_v2_end(current, producer_id, producer_epoch, commit)
+        if retried is not None:
+            return retried
     error = check_producer(current, producer_id, producer_epoch)
     if error is not ErrorCode.none:
         return EndDecision(None, error)
@@ -198,7 +249,10 @@ def decide_end(
     state = current.state
     if state is TxnState.ONGOING:
         target = TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT
-        return EndDecision(current.moved(target, now_ms))
+        return _prepare(current, target, now_ms, bump_epoch)
+    if bump_epoch and not commit and state.is_complete:
+        # Nothing was added, but writes may be in flight: the bump fences them.
+        return _prepare(current, TxnState.PREPARE_ABORT, now_ms, True, partitions=frozenset())
     if state is TxnState.COMPLETE_COMMIT:
         return EndDecision(None, ErrorCode.none if commit else ErrorCode.invalid_txn_state)
     if state is TxnState.COMPLETE_ABORT:
@@ -219,7 +273,11 @@ def complete(prepared: TxnMetadata, now_ms: int) -> TxnMetadata:
     target = (TxnState.COMPLETE_COMMIT if prepared.state is TxnState.PREPARE_COMMIT
               else TxnState.COMPLETE_ABORT)
     # The start time stays (Kafka's describe shows when the finished transaction began).
-    return prepared.moved(target, now_ms, partitions=frozenset())
+    done = prepared.moved(target, now_ms, partitions=frozenset())
+    if prepared.next_producer_id != NO_PRODUCER_ID:
+        return replace(done, producer_id=prepared.next_producer_id, producer_epoch=0,
+                       next_producer_id=NO_PRODUCER_ID)
+    return done
 
 
 def timed_out(current: TxnMetadata, now_ms: int) -> bool:

@@ -1,4 +1,4 @@
-"""Produce v3-9: append each partition's RecordBatch bytes through the broker services.
+"""Produce v3-12: append each partition's RecordBatch bytes through the broker services.
 
 Batches are validated by storage (headers, CRC, every record: see storage/validation.py); a
 refusal comes back as a KafkaError whose record_errors Produce v8+ carries.
@@ -31,6 +31,7 @@ from headrace.protocol.produce import (
     encode_produce_body,
 )
 from headrace.server.handlers.binding import BrokerApi
+from headrace.storage import AppendResult
 
 #: Hand-framed both ways (:mod:`headrace.protocol.produce`), so no kio classes.
 PRODUCE: KafkaApi[ProduceRequestView, PreEncodedResponse] = KafkaApi(0)
@@ -61,13 +62,15 @@ async def handle_produce(
         records = partition.records
         if not records:
             raise KafkaError(ErrorCode.invalid_record, "no records")
-        if request.transactional_id is not None:
-            refusal = await _verify_transactional(
-                broker, request.transactional_id, name, partition.index, records
-            )
-            if refusal is not None:
-                raise refusal
-        result = await broker.produce(name, partition.index, records, acks=acks)
+        producer = _opening_producer(broker, request.transactional_id, name, partition.index,
+                                     records)
+        if producer is None:
+            result = await broker.produce(name, partition.index, records, acks=acks)
+        else:
+            assert request.transactional_id is not None
+            result = await _open_and_append(broker, request.transactional_id, name,
+                                            partition.index, records, producer, acks=acks,
+                                            add=ctx.api_version >= TV2_PRODUCE)
         return PartitionResult(partition.index, 0, result.base_offset,
                                result.log_append_time_ms, result.log_start_offset)
 
@@ -91,20 +94,59 @@ async def handle_produce(
     return PreEncodedResponse(PRODUCE.key, flexible, [body], first_error, throttle_at=throttle_at)
 
 
-async def _verify_transactional(
-    broker: Broker, transactional_id: str, topic: str, partition: int, records: Any
-) -> KafkaError | None:
-    """KIP-890 part 1: a transaction's first batch to a partition is accepted only once its
-    coordinator confirms the partition was added (AddPartitionsToTxn), so no write can land
-    outside a transaction the coordinator will end (a "hanging" transaction)."""
-    if len(records) < _BATCH_HEADER_SIZE:
-        return None  # storage refuses the malformed batch with its own error
+def _opening_producer(
+    broker: Broker, transactional_id: str | None, topic: str, partition: int, records: Any
+) -> tuple[int, int] | None:
+    """(producer id, epoch) when ``records`` is a transactional batch that may open its
+    transaction in this partition (so its coordinator must be asked first); None otherwise."""
+    if transactional_id is None or len(records) < _BATCH_HEADER_SIZE:
+        return None  # storage refuses a malformed batch with its own error
     header = record.parse_header(bytes(records[:_BATCH_HEADER_SIZE]))
     if not header.attributes & _ATTR_TRANSACTIONAL or header.producer_id < 0:
         return None
+    return header.producer_id, header.producer_epoch
+
+
+async def _open_and_append(
+    broker: Broker, transactional_id: str, topic: str, partition: int, records: Any,
+    producer: tuple[int, int], *, acks: int, add: bool,
+) -> AppendResult:
+    """Check with the coordinator (unless the transaction is open here already) and append,
+    in the order the producer's writes to this partition arrived: a pipelined write that
+    overtook the first one while it waits on its coordinator would fail its sequence check."""
+    key = (topic, partition, producer[0])
+    turns = broker.transactional_first_writes
+    if not turns.busy(key) and _open_here(broker, topic, partition, producer):
+        return await broker.produce(topic, partition, records, acks=acks)  # the usual case
+    async with turns.turn(key):
+        refusal = await _verify_transactional(broker, transactional_id, topic, partition,
+                                              producer, add=add)
+        if refusal is not None:
+            raise refusal
+        return await broker.produce(topic, partition, records, acks=acks)
+
+
+def _open_here(broker: Broker, topic: str, partition: int, producer: tuple[int, int]) -> bool:
+    """Whether the producer's transaction (at this epoch) is open in this partition already:
+    verified when it first wrote here."""
     try:
-        if broker.replicas.log(topic, partition).ongoing_transaction(header.producer_id):
-            return None  # verified when the transaction first wrote here
+        return broker.replicas.log(topic, partition).ongoing_transaction(*producer)
+    except KafkaError:
+        return False  # not led here: the check under the queue answers with the error
+
+
+async def _verify_transactional(
+    broker: Broker, transactional_id: str, topic: str, partition: int,
+    producer: tuple[int, int], *, add: bool,
+) -> KafkaError | None:
+    """KIP-890 part 1: a transaction's first batch to a partition is accepted only once its
+    coordinator confirms the partition was added (AddPartitionsToTxn), so no write can land
+    outside a transaction the coordinator will end (a "hanging" transaction). Part 2 (``add``,
+    Produce v12 of a transaction version 2 producer): the coordinator adds it instead."""
+    producer_id, producer_epoch = producer
+    try:
+        if broker.replicas.log(topic, partition).ongoing_transaction(*producer):
+            return None  # the write before this one opened it
     except KafkaError as error:
         return error
     verifier = broker.transaction_verifier
@@ -112,13 +154,15 @@ async def _verify_transactional(
         return KafkaError(ErrorCode.transactional_id_authorization_failed,
                           "transactions are not served")
     code = await verifier.verify(
-        transactional_id, header.producer_id, header.producer_epoch, topic, partition
+        transactional_id, producer_id, producer_epoch, topic, partition, add=add
     )
     if code is ErrorCode.none:
         return None
     return KafkaError(code, f"{topic}-{partition} is not part of transaction {transactional_id}")
 
 
+#: The first Produce version of transaction version 2 producers (KIP-890 part 2).
+TV2_PRODUCE = 12
 _BATCH_HEADER_SIZE = 61
 _ATTR_TRANSACTIONAL = 0x10
 
