@@ -49,9 +49,6 @@ def _start(bootstrap: str, state_dir: Path, log: Path) -> subprocess.Popen[bytes
         )
 
 
-def _counted(log: Path) -> int:
-    return log.read_text(errors="replace").count("\ncounted ")
-
 
 @pytest.fixture
 def versioned_broker(transaction_version: int, tmp_path: Path) -> Iterator[BrokerProcess]:
@@ -79,18 +76,8 @@ def test_kafka_streams_word_count_killed_repeatedly_counts_every_word_exactly_on
     state_dir = tmp_path / "state"
     log = tmp_path / "streams.log"
     log.touch()
-    for kill in range(KILLS):
-        if kill % 2:
-            shutil.rmtree(state_dir, ignore_errors=True)  # rebuilt from the changelog
-        application = _start(bootstrap, state_dir, log)
-        try:
-            target = _counted(log) + 700 + 300 * kill  # killed mid-stream, after some commits
-            eventually(lambda target=target: _counted(log) >= target,  # type: ignore[misc]
-                       timeout=150,
-                       message=lambda: f"Kafka Streams progress:\n{log.read_text()[-3000:]}")
-        finally:
-            application.kill()  # kill -9
-            application.wait()
+    wordcount.kill_repeatedly(lambda: _start(bootstrap, state_dir, log), state_dir, log,
+                              kills=KILLS, timeout=150, name="Kafka Streams")
     shutil.rmtree(state_dir, ignore_errors=True)
     application = _start(bootstrap, state_dir, log)
     try:
@@ -102,7 +89,7 @@ def test_kafka_streams_word_count_killed_repeatedly_counts_every_word_exactly_on
         application.wait()
     problems = wordcount.exactly_once_problems(seen, expected)
     assert not problems, "\n".join(problems[:10]) + f"\n{log.read_text()[-3000:]}"
-    assert _counted(log) > sum(expected.values()), "no record was ever processed twice"
+    assert wordcount.counted(log) > sum(expected.values()), "no record was ever processed twice"
     # Version 1 clients leave ClientTransactionVersion at its default, 0.
     versions = _client_transaction_versions(bootstrap)
     assert versions == {2 if transaction_version == 2 else 0}, versions

@@ -16,7 +16,6 @@ import pytest
 from tests.streams import wordcount
 from tests.support.brokers import ROOT, BrokerProcess, subprocess_env
 from tests.support.clients import create_topic
-from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,9 +37,6 @@ def _start(bootstrap: str, state_dir: Path, log: Path) -> subprocess.Popen[bytes
         )
 
 
-def _counted(log: Path) -> int:
-    return log.read_text(errors="replace").count("\ncounted ")
-
 
 def test_quix_word_count_killed_repeatedly_counts_every_word_exactly_once(
     streams_broker: BrokerProcess, tmp_path: Path,
@@ -54,17 +50,8 @@ def test_quix_word_count_killed_repeatedly_counts_every_word_exactly_once(
     state_dir = tmp_path / "state"
     log = tmp_path / "quix.log"
     log.touch()
-    for kill in range(KILLS):
-        if kill % 2:
-            shutil.rmtree(state_dir, ignore_errors=True)  # rebuilt from the changelog
-        processor = _start(bootstrap, state_dir, log)
-        try:
-            target = _counted(log) + 700 + 300 * kill  # killed mid-stream, after some commits
-            eventually(lambda target=target: _counted(log) >= target,  # type: ignore[misc]
-                       timeout=120, message=lambda: f"Quix progress:\n{log.read_text()[-3000:]}")
-        finally:
-            processor.kill()  # kill -9
-            processor.wait()
+    wordcount.kill_repeatedly(lambda: _start(bootstrap, state_dir, log), state_dir, log,
+                              kills=KILLS, timeout=120, name="Quix")
     shutil.rmtree(state_dir, ignore_errors=True)
     processor = _start(bootstrap, state_dir, log)
     try:
@@ -76,4 +63,4 @@ def test_quix_word_count_killed_repeatedly_counts_every_word_exactly_once(
     problems = wordcount.exactly_once_problems(seen, expected)
     assert not problems, "\n".join(problems[:10])
     # The kills landed mid-stream: records were processed again after a restart.
-    assert _counted(log) > sum(expected.values()), "no record was ever processed twice"
+    assert wordcount.counted(log) > sum(expected.values()), "no record was ever processed twice"

@@ -11,9 +11,13 @@ crash as a restart from a lower number.
 from __future__ import annotations
 
 import random
+import shutil
+import subprocess
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -90,3 +94,29 @@ def exactly_once_problems(seen: dict[str, list[int]], expected: Counter[str]) ->
                             f"duplicated {duplicated[:5]}, missing {missing[:5]}, "
                             f"last {counts[-3:]}")
     return problems
+
+
+def counted(log: Path) -> int:
+    """How many records the processor logged as counted (each line ``counted ...``)."""
+    return log.read_text(errors="replace").count("\ncounted ")
+
+
+def kill_repeatedly(
+    start: Callable[[], subprocess.Popen[bytes]], state_dir: Path, log: Path, *,
+    kills: int, timeout: float, name: str,
+) -> None:
+    """Start the processor ``kills`` times and kill -9 it mid-stream each time, once it has
+    counted more records since the last start (so some commits landed); every other start
+    wipes ``state_dir`` first, so the store is rebuilt from its changelog."""
+    for kill in range(kills):
+        if kill % 2:
+            shutil.rmtree(state_dir, ignore_errors=True)
+        processor = start()
+        try:
+            target = counted(log) + 700 + 300 * kill
+            eventually(lambda target=target: counted(log) >= target,  # type: ignore[misc]
+                       timeout=timeout,
+                       message=lambda: f"{name} progress:\n{log.read_text()[-3000:]}")
+        finally:
+            processor.kill()  # kill -9
+            processor.wait()
