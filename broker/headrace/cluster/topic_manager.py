@@ -244,8 +244,6 @@ class ClusterTopicManager(TopicManager):
         local logs made together off the event loop (one metadata fsync), then written to
         etcd, where creations of one turn of the loop share transactions
         (:mod:`headrace.cluster.create_batches`). One result per spec, in order."""
-        from headrace.core.topic_batches import run_creation
-
         snapshot = self._store.snapshot()
         results: list[TopicMetadata | KafkaError] = []
         plans: list[_Plan] = []
@@ -266,24 +264,7 @@ class ClusterTopicManager(TopicManager):
             plans.append(plan)
         if validate_only or not plans:
             return results
-        failure: KafkaError | None = None
-        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for plan in plans:
-            self._in_flight[plan.meta.name] = finished
-        try:
-            with storage_errors(f"creating {len(plans)} topics"):
-                await run_creation(
-                    self._logs.begin_creation([NewPartitions(plan.meta) for plan in plans]))
-        except KafkaError as error:
-            failure = error
-        except Exception as error:  # a bug must not take the connection down with it
-            log.exception("creating %d topics failed", len(plans))
-            failure = KafkaError(ErrorCode.unknown_server_error, f"creating topics: {error!r}")
-        finally:
-            finished.set_result(None)
-            for plan in plans:
-                if self._in_flight.get(plan.meta.name) is finished:
-                    del self._in_flight[plan.meta.name]
+        failure = await self._make_logs([NewPartitions(plan.meta) for plan in plans])
         if failure is not None:
             return [failure if isinstance(r, TopicMetadata) and r.name in names else r
                     for r in results]

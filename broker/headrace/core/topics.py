@@ -214,7 +214,6 @@ class TopicManager:
         """Create a batch of topics (CreateTopics, auto-creation): each entry checked on its
         own, the valid ones made together off the event loop with one metadata fsync; one
         result per spec, in order. A storage failure fails the whole batch (nothing made)."""
-        from headrace.core.topic_batches import run_creation
 
         results: list[TopicMetadata | KafkaError] = []
         batch: list[NewPartitions] = []
@@ -238,23 +237,7 @@ class TopicManager:
                 batch.append(NewPartitions(meta))
         if not batch:
             return results
-        failure: KafkaError | None = None
-        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for entry in batch:
-            self._in_flight[entry.meta.name] = finished
-        try:
-            with storage_errors(f"creating {len(batch)} topics"):
-                await run_creation(self._logs.begin_creation(batch))
-        except KafkaError as error:
-            failure = error
-        except Exception as error:  # a bug must not take the connection down with it
-            log.exception("creating %d topics failed", len(batch))
-            failure = KafkaError(ErrorCode.unknown_server_error, f"creating topics: {error!r}")
-        finally:
-            finished.set_result(None)
-            for entry in batch:
-                if self._in_flight.get(entry.meta.name) is finished:
-                    del self._in_flight[entry.meta.name]
+        failure = await self._make_logs(batch)
         made = {entry.meta.name for entry in batch}
         for index, result in enumerate(results):
             if isinstance(result, TopicMetadata) and result.name in made:
@@ -263,6 +246,30 @@ class TopicManager:
                 else:
                     self._on_change(result.name)
         return results
+
+    async def _make_logs(self, batch: Sequence[NewPartitions]) -> KafkaError | None:
+        """Make ``batch``'s local logs together off the event loop, its names in flight
+        meanwhile (:meth:`creations_done`); the error every topic of the batch answers with
+        if that fails, else None."""
+        from headrace.core.topic_batches import run_creation
+
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for entry in batch:
+            self._in_flight[entry.meta.name] = finished
+        try:
+            with storage_errors(f"creating {len(batch)} topics"):
+                await run_creation(self._logs.begin_creation(batch))
+        except KafkaError as error:
+            return error
+        except Exception as error:  # a bug must not take the connection down with it
+            log.exception("creating %d topics failed", len(batch))
+            return KafkaError(ErrorCode.unknown_server_error, f"creating topics: {error!r}")
+        finally:
+            finished.set_result(None)
+            for entry in batch:
+                if self._in_flight.get(entry.meta.name) is finished:
+                    del self._in_flight[entry.meta.name]
+        return None
 
     async def creations_done(self, names: Sequence[str]) -> None:
         """Wait until the batches of :meth:`create_many` making any of ``names`` have ended."""
