@@ -14,12 +14,13 @@ them; nothing here builds or downloads anything.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from tests.peers.cache import peer_cache, sources_digest
 
 PEERS = Path(__file__).resolve().parent
 MODULE = PEERS / "go"
@@ -42,23 +43,10 @@ class GoClientFailed(RuntimeError):
         self.stderr = stderr
 
 
-def peer_cache() -> Path:
-    configured = os.environ.get("HEADRACE_PEER_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache" / "headrace-peers"
-
-
 def sources_hash() -> str:
-    """The installer's digest: sha256 of ``sha256sum``'s listing of the module's sources, sorted
-    by path (``./cmd/franz/main.go``, ...), its first 16 hex digits."""
-    sources = sorted(
-        "./" + path.relative_to(MODULE).as_posix()
-        for path in MODULE.rglob("*")
-        if path.is_file() and (path.suffix == ".go" or path.name in ("go.mod", "go.sum"))
-    )
-    listing = "".join(
-        f"{hashlib.sha256((MODULE / name).read_bytes()).hexdigest()}  {name}\n" for name in sources
-    )
-    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+    """The installer's digest of the module's go.mod, go.sum and .go files."""
+    return sources_digest(
+        MODULE, lambda path: path.suffix == ".go" or path.name in ("go.mod", "go.sum"))
 
 
 def go_clients_home() -> Path:

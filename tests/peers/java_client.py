@@ -17,14 +17,14 @@ repository holds its dependencies.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.peers.kafka import TOOLS_LOG4J, java_executable, peer_cache
+from tests.peers.cache import peer_cache, sources_digest
+from tests.peers.kafka import TOOLS_LOG4J, java_executable
 
 PEERS = Path(__file__).resolve().parent
 PROJECT = PEERS / "java"
@@ -48,19 +48,9 @@ class JavaScenarioFailed(RuntimeError):
 
 
 def sources_hash() -> str:
-    """The installer's digest: sha256 of ``sha256sum``'s listing of pom.xml and the .java files,
-    sorted by path (``./pom.xml``, ``./src/...``), its first 16 hex digits."""
-    sources = sorted(
-        "./" + path.relative_to(PROJECT).as_posix()
-        for path in PROJECT.rglob("*")
-        if path.is_file() and (path.suffix == ".java" or path.name == "pom.xml")
-        and "target" not in path.relative_to(PROJECT).parts
-    )
-    listing = "".join(
-        f"{hashlib.sha256((PROJECT / name).read_bytes()).hexdigest()}  {name}\n"
-        for name in sources
-    )
-    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+    """The installer's digest of pom.xml and the .java files (not Maven's ``target/``)."""
+    return sources_digest(PROJECT, lambda path: (path.suffix == ".java" or path.name == "pom.xml")
+                          and "target" not in path.parts)
 
 
 def java_client_home() -> Path:

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from tests.peers.cache import peer_cache
+
 PEERS = Path(__file__).resolve().parent
 POM = PEERS / "maven" / "pom.xml"
 LOCK = PEERS / "maven" / "kafka.sha256"
@@ -81,11 +83,6 @@ def kafka_version() -> str:
     if match is None:
         raise KafkaUnavailable(f"{POM} names no kafka.version")
     return match.group(1).strip()
-
-
-def peer_cache() -> Path:
-    configured = os.environ.get("HEADRACE_PEER_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache" / "headrace-peers"
 
 
 def kafka_home() -> Path:

@@ -15,7 +15,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from tests.peers.kafka import _java_major, java_executable, peer_cache
+from tests.peers.cache import peer_cache
+from tests.peers.kafka import _java_major, java_executable
 
 PROJECT = Path(__file__).resolve().parent / "streams"
 POM = PROJECT / "pom.xml"

@@ -50,6 +50,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from headrace.cluster.processes import stop_process
+from tests.peers.cache import peer_cache
 
 PEERS = Path(__file__).resolve().parent
 KUBE_MODULE = PEERS / "kube"
@@ -65,11 +66,6 @@ T = TypeVar("T")
 
 class KubeUnavailable(RuntimeError):
     """The Kubernetes peer cannot run here; the message says why."""
-
-
-def peer_cache() -> Path:
-    configured = os.environ.get("HEADRACE_PEER_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache" / "headrace-peers"
 
 
 def _required_version(module: Path, path: str) -> str:
